@@ -1,0 +1,47 @@
+//! Contract 2: deterministic assignment of a user to stable or canary.
+//!
+//! `bucket = xxh64(salt ":" user, seed 0) mod 10000`; a user is on canary when the bucket
+//! is below `round(weight × 100)`. Stateless, so every replica and hop agrees, and monotone:
+//! raising the weight only ever adds buckets to canary.
+
+use xxhash_rust::xxh64::Xxh64;
+
+/// Number of buckets: 0.01 % resolution for the weight.
+pub const BUCKETS: u32 = 10_000;
+
+/// The user's bucket in `0..10000` for this salt.
+pub fn bucket(salt: &str, user: &str) -> u32 {
+    bucket_bytes(salt, user.as_bytes())
+}
+
+/// [`bucket`] for a user id given as raw bytes (header values need not be UTF-8); for
+/// UTF-8 input it is the same function.
+pub fn bucket_bytes(salt: &str, user: &[u8]) -> u32 {
+    // Streaming the three parts hashes exactly the bytes of `salt + ":" + user`
+    // without building that string on every request.
+    let mut hasher = Xxh64::new(0);
+    hasher.update(salt.as_bytes());
+    hasher.update(b":");
+    hasher.update(user);
+    (hasher.digest() % u64::from(BUCKETS)) as u32
+}
+
+/// Number of buckets on canary at this weight: `round(weight × 100)`, kept in `0..=10000`.
+pub fn threshold(weight: f64) -> u32 {
+    let scaled = (weight * 100.0).round();
+    if scaled.is_nan() || scaled <= 0.0 {
+        0
+    } else if scaled >= f64::from(BUCKETS) {
+        BUCKETS
+    } else {
+        scaled as u32
+    }
+}
+
+/// Whether a user in `bucket` is on canary at `weight` percent.
+pub fn is_canary(bucket: u32, weight: f64) -> bool {
+    bucket < threshold(weight)
+}
+
+#[cfg(test)]
+mod tests;
