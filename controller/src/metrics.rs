@@ -1,0 +1,253 @@
+//! The controller's own metrics, served on `/metrics` in the Prometheus text format.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::target::wasmplugin::PatchOutcomes;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RolloutLabels {
+    pub namespace: String,
+    pub rollout: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub namespace: String,
+    pub rollout: String,
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+/// Every phase a rollout can be in; `stickycanary_rollout_phase` is 1 for the current one.
+pub const PHASES: [&str; 6] = [
+    "Pending",
+    "Progressing",
+    "Paused",
+    "Promoted",
+    "RolledBack",
+    "Failed",
+];
+
+/// The metric handles (cheap to clone: each is an `Arc` inside).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub rollout_weight: Family<RolloutLabels, Gauge<f64, AtomicU64>>,
+    pub rollout_phase: Family<PhaseLabels, Gauge>,
+    pub analysis: Family<ResultLabels, Counter>,
+    pub rollbacks: Family<ReasonLabels, Counter>,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
+    pub reconcile_duration: Histogram,
+    pub weight_patches: Family<OutcomeLabels, Counter>,
+    pub prometheus_queries: Counter,
+    pub leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let rollout_weight = Family::<RolloutLabels, Gauge<f64, AtomicU64>>::default();
+        let rollout_phase = Family::<PhaseLabels, Gauge>::default();
+        let analysis = Family::<ResultLabels, Counter>::default();
+        let rollbacks = Family::<ReasonLabels, Counter>::default();
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
+        let weight_patches = Family::<OutcomeLabels, Counter>::default();
+        let prometheus_queries = Counter::default();
+        let leader = Gauge::default();
+        registry.register(
+            "stickycanary_rollout_weight",
+            "Current canary weight (percent) of each rollout",
+            rollout_weight.clone(),
+        );
+        registry.register(
+            "stickycanary_rollout_phase",
+            "1 for the rollout's current phase, 0 for the others",
+            rollout_phase.clone(),
+        );
+        registry.register(
+            "stickycanary_analysis",
+            "Analysis ticks by result (pass, fail, inconclusive, unavailable, ...)",
+            analysis.clone(),
+        );
+        registry.register(
+            "stickycanary_rollbacks",
+            "Rollbacks by reason",
+            rollbacks.clone(),
+        );
+        registry.register(
+            "stickycanary_reconcile_errors",
+            "Failed reconciles by error label",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "stickycanary_reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "stickycanary_weight_patch",
+            "Weight writes to the WasmPlugin or ECDS file by outcome",
+            weight_patches.clone(),
+        );
+        registry.register(
+            "stickycanary_prometheus_queries",
+            "Queries sent to Prometheus (flat per interval, whatever the number of rollouts)",
+            prometheus_queries.clone(),
+        );
+        registry.register(
+            "stickycanary_leader",
+            "1 while this replica holds the leader Lease",
+            leader.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            rollout_weight,
+            rollout_phase,
+            analysis,
+            rollbacks,
+            reconcile_errors,
+            reconcile_duration,
+            weight_patches,
+            prometheus_queries,
+            leader,
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Records a rollout's weight and phase.
+    pub fn set_rollout(&self, namespace: &str, rollout: &str, weight: f64, phase: &str) {
+        self.rollout_weight
+            .get_or_create(&RolloutLabels {
+                namespace: namespace.to_string(),
+                rollout: rollout.to_string(),
+            })
+            .set(weight);
+        for candidate in PHASES {
+            self.rollout_phase
+                .get_or_create(&PhaseLabels {
+                    namespace: namespace.to_string(),
+                    rollout: rollout.to_string(),
+                    phase: candidate.to_string(),
+                })
+                .set(i64::from(candidate == phase));
+        }
+    }
+
+    /// Forgets a deleted rollout's series.
+    pub fn forget_rollout(&self, namespace: &str, rollout: &str) {
+        self.rollout_weight.remove(&RolloutLabels {
+            namespace: namespace.to_string(),
+            rollout: rollout.to_string(),
+        });
+        for candidate in PHASES {
+            self.rollout_phase.remove(&PhaseLabels {
+                namespace: namespace.to_string(),
+                rollout: rollout.to_string(),
+                phase: candidate.to_string(),
+            });
+        }
+    }
+
+    pub fn count_analysis(&self, result: &str) {
+        self.analysis
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn count_rollback(&self, reason: &str) {
+        self.rollbacks
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn count_reconcile_error(&self, error: &str) {
+        self.reconcile_errors
+            .get_or_create(&ErrorLabels {
+                error: error.to_string(),
+            })
+            .inc();
+    }
+}
+
+/// Patch outcomes land in `stickycanary_weight_patch_total{outcome}`.
+impl PatchOutcomes for Metrics {
+    fn record(&self, outcome: &str) {
+        self.weight_patches
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_the_contracted_series() {
+        let m = Metrics::new();
+        m.set_rollout("shop", "checkout", 25.0, "Progressing");
+        m.count_analysis("pass");
+        m.count_rollback("error-rate");
+        m.record("success");
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "stickycanary_rollout_weight{namespace=\"shop\",rollout=\"checkout\"} 25.0"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("stickycanary_rollout_phase{namespace=\"shop\",rollout=\"checkout\",phase=\"Progressing\"} 1"));
+        assert!(text.contains("stickycanary_rollout_phase{namespace=\"shop\",rollout=\"checkout\",phase=\"Paused\"} 0"));
+        assert!(text.contains("stickycanary_analysis_total{result=\"pass\"} 1"));
+        assert!(text.contains("stickycanary_rollbacks_total{reason=\"error-rate\"} 1"));
+        assert!(text.contains("stickycanary_weight_patch_total{outcome=\"success\"} 1"));
+        assert!(text.contains("stickycanary_reconcile_duration_seconds_bucket"));
+    }
+}

@@ -1,0 +1,183 @@
+//! The weight target in a cluster: Istio's `WasmPlugin` (`extensions.istio.io/v1alpha1`).
+//!
+//! The controller owns one field per rollout, `spec.pluginConfig.rollouts.<key>.weight`, and
+//! changes it with a JSON merge patch under the `stickycanary` field manager. Nothing else in
+//! the plugin is touched, and its status (Istio's) is never written. Before each patch the
+//! plugin is read and the config it would end up with is checked with the filter's schema,
+//! so a patch that the filter would reject is never sent.
+
+use std::time::Duration;
+
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::Client;
+use serde_json::{json, Value};
+
+use super::{
+    apply_weight, parse_plugin_config, view_of, weight_json, RolloutView, TargetError, WeightTarget,
+};
+
+/// The field manager named on every write.
+pub const FIELD_MANAGER: &str = "stickycanary";
+
+/// How often a 409 Conflict is retried before giving up.
+const CONFLICT_RETRIES: u32 = 3;
+
+/// The `WasmPlugin` kind.
+pub fn wasmplugin_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("extensions.istio.io", "v1alpha1", "WasmPlugin"),
+        "wasmplugins",
+    )
+}
+
+/// Counts patch outcomes: `success`, `api_error`, `timeout`, ... (see [`TargetError::metric_label`]).
+pub trait PatchOutcomes: Send + Sync {
+    fn record(&self, outcome: &str);
+}
+
+/// Discards outcomes (tests, CLI one-shots).
+pub struct NoOutcomes;
+impl PatchOutcomes for NoOutcomes {
+    fn record(&self, _outcome: &str) {}
+}
+
+/// One WasmPlugin, addressed by namespace and name.
+pub struct WasmPluginTarget<O: PatchOutcomes = NoOutcomes> {
+    api: Api<DynamicObject>,
+    namespace: String,
+    name: String,
+    timeout: Duration,
+    outcomes: O,
+}
+
+impl WasmPluginTarget<NoOutcomes> {
+    pub fn new(client: Client, namespace: &str, name: &str, timeout: Duration) -> Self {
+        Self::with_outcomes(client, namespace, name, timeout, NoOutcomes)
+    }
+}
+
+impl<O: PatchOutcomes> WasmPluginTarget<O> {
+    pub fn with_outcomes(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        timeout: Duration,
+        outcomes: O,
+    ) -> Self {
+        WasmPluginTarget {
+            api: Api::namespaced_with(client, namespace, &wasmplugin_resource()),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            timeout,
+            outcomes,
+        }
+    }
+
+    fn target(&self) -> String {
+        format!("WasmPlugin {}/{}", self.namespace, self.name)
+    }
+
+    fn api_error(&self, e: kube::Error) -> TargetError {
+        match &e {
+            kube::Error::Api(status) if status.code == 404 => TargetError::NotFound {
+                target: self.target(),
+            },
+            _ => TargetError::Api {
+                target: self.target(),
+                reason: one_line(&e),
+            },
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, TargetError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.api_error(e)),
+            Err(_) => Err(TargetError::Timeout {
+                target: self.target(),
+                seconds: self.timeout.as_secs().max(1),
+            }),
+        }
+    }
+
+    /// The plugin's `spec.pluginConfig`.
+    pub async fn plugin_config(&self) -> Result<Value, TargetError> {
+        let plugin = self.bounded(self.api.get(&self.name)).await?;
+        plugin
+            .data
+            .pointer("/spec/pluginConfig")
+            .cloned()
+            .ok_or_else(|| TargetError::InvalidConfig {
+                target: self.target(),
+                reason: "spec.pluginConfig is missing".to_string(),
+            })
+    }
+
+    async fn patch_once(&self, rollout_key: &str, weight: f64) -> Result<(), TargetError> {
+        let current = self.plugin_config().await?;
+        // Refuse before writing anything if the filter would reject the result.
+        apply_weight(&current, rollout_key, weight, &self.target())?;
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        let patch = Patch::Merge(weight_patch(rollout_key, weight));
+        self.bounded(self.api.patch(&self.name, &params, &patch))
+            .await?;
+        Ok(())
+    }
+}
+
+/// The merge patch body: the one weight field and nothing else.
+pub fn weight_patch(rollout_key: &str, weight: f64) -> Value {
+    json!({"spec": {"pluginConfig": {"rollouts": {rollout_key: {"weight": weight_json(weight)}}}}})
+}
+
+/// A kube error on one line (API errors carry code, reason and message).
+pub fn one_line(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => {
+            format!("{} {}: {}", status.code, status.reason, status.message)
+        }
+        other => other.to_string().replace('\n', " "),
+    }
+}
+
+fn is_conflict(e: &TargetError) -> bool {
+    matches!(e, TargetError::Api { reason, .. } if reason.starts_with("409 "))
+}
+
+impl<O: PatchOutcomes> WeightTarget for WasmPluginTarget<O> {
+    async fn current(&self, rollout_key: &str) -> Result<RolloutView, TargetError> {
+        let config = self.plugin_config().await?;
+        let parsed = parse_plugin_config(&config, &self.target())?;
+        view_of(&parsed, rollout_key, &self.target())
+    }
+
+    async fn set_weight(&self, rollout_key: &str, weight: f64) -> Result<(), TargetError> {
+        let mut attempt = 0;
+        loop {
+            let result = self.patch_once(rollout_key, weight).await;
+            match result {
+                Ok(()) => {
+                    self.outcomes.record("success");
+                    return Ok(());
+                }
+                // A conflict means someone else wrote the plugin between our read and our
+                // patch: read it again and re-check, a few times, with a short backoff.
+                Err(e) if is_conflict(&e) && attempt < CONFLICT_RETRIES => {
+                    self.outcomes.record("conflict");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+                Err(e) => {
+                    self.outcomes.record(e.metric_label());
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
