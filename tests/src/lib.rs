@@ -1,1 +1,28 @@
-//! Test harness: free ports, process guards, Envoy and Prometheus launchers.
+//! End-to-end harness for stickycanary: everything here starts or talks to real processes
+//! on 127.0.0.1 (Envoy running the built `.wasm`, Prometheus, the `sc-backend` test upstreams)
+//! and tears them down again when the owning value is dropped, also when a test panics.
+//!
+//! Modules, one job each:
+//! - [`ports`]: free loopback ports and "is it listening yet".
+//! - [`proc`]: [`proc::ChildGuard`], a child process that is killed and reaped on drop, logging to a file.
+//! - [`paths`]: the workspace root, the built wasm, the Envoy/Prometheus/cargo binaries.
+//! - [`http1`]: a minimal blocking HTTP/1.1 client and request parser (keep-alive, chunked).
+//! - [`envoy`]: bootstrap + ECDS file, start Envoy, swap the filter config by file move, read stats.
+//! - [`prometheus`]: start Prometheus with a temp TSDB, instant queries, stop/restart.
+//! - [`backend`]: start `sc-backend` and steer it at runtime; [`backend_server`] is its server logic.
+//! - [`load`]: the load generator behind `sc-load` (many users, per-version/status counts).
+//! - [`promtext`]: parse Prometheus text exposition (Envoy's `/stats/prometheus`).
+
+pub mod backend;
+pub mod backend_server;
+pub mod envoy;
+pub mod error;
+pub mod http1;
+pub mod load;
+pub mod paths;
+pub mod ports;
+pub mod proc;
+pub mod prometheus;
+pub mod promtext;
+
+pub use error::{Error, Result};

@@ -1,0 +1,131 @@
+//! The harness itself works: the backend's behaviour and control plane, a real Envoy routing on
+//! `x-canary-version`, the load generator's accounting. (The filter is proven in `filter_envoy.rs`.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use stickycanary_e2e::backend::Backend;
+use stickycanary_e2e::backend_server::{Behaviour, BehaviourPatch};
+use stickycanary_e2e::envoy::{Envoy, EnvoyOptions, FilterChain};
+use stickycanary_e2e::{http1, load};
+
+const BACKEND: &str = env!("CARGO_BIN_EXE_sc-backend");
+
+fn backend(name: &str, dir: &Path) -> Backend {
+    Backend::start_with_bin(Path::new(BACKEND), name, Behaviour::default(), dir).unwrap()
+}
+
+#[test]
+fn backend_echoes_and_injects_exact_error_counts_on_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = backend("canary", dir.path());
+    let r = http1::get(
+        b.addr,
+        "/x",
+        &[("x-canary-version", "canary"), ("x-user-id", "u7")],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-served-by"), Some("canary"));
+    assert_eq!(r.header("x-seen-canary-version"), Some("canary"));
+    assert_eq!(r.header("x-seen-user-id"), Some("u7"));
+    assert_eq!(r.body_text(), "canary\n");
+
+    b.control(&BehaviourPatch {
+        error_ratio: Some(0.2),
+        error_status: Some(503),
+        delay_ms: None,
+    })
+    .unwrap();
+    let mut client = http1::Client::new(b.addr, Duration::from_secs(5));
+    let statuses: Vec<u16> = (0..20)
+        .map(|_| client.get("/", &[]).unwrap().status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 503).count(),
+        4,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[4], 503, "every 5th request fails");
+    assert_eq!(b.counts().unwrap(), (20, 4));
+
+    let bad = http1::request(
+        b.addr,
+        "POST",
+        "/__control",
+        &[],
+        br#"{"errorRatio":2}"#,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(bad.status, 400);
+}
+
+#[test]
+fn envoy_routes_on_the_canary_header_and_load_counts_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let stable = backend("stable", dir.path());
+    let canary = backend("canary", dir.path());
+    let mut opts = EnvoyOptions::new(stable.addr, canary.addr);
+    opts.filter_chain = FilterChain::RouterOnly;
+    opts.concurrency = 1;
+    let envoy = Envoy::start(&opts, "{}").unwrap();
+
+    let to_canary = envoy
+        .get("any", "/", &[("x-canary-version", "canary")])
+        .unwrap();
+    assert_eq!(to_canary.header("x-served-by"), Some("canary"));
+    let to_stable = envoy
+        .get("any", "/", &[("x-canary-version", "stable")])
+        .unwrap();
+    assert_eq!(to_stable.header("x-served-by"), Some("stable"));
+
+    let mut lo = load::LoadOptions::new(envoy.listener, "any");
+    lo.requests = Some(600);
+    lo.users = 300;
+    lo.connections = 3;
+    let s = load::run(lo);
+    assert_eq!(
+        (s.requests, s.ok, s.transport_errors),
+        (600, 600, 0),
+        "{}",
+        s.to_json()
+    );
+    assert_eq!(s.by_version.get("stable"), Some(&600));
+    assert_eq!(s.distinct_users, 300);
+    assert_eq!(s.users_switched, 0);
+    assert!(envoy
+        .stats_prometheus()
+        .unwrap()
+        .contains("envoy_cluster_upstream_rq"));
+}
+
+#[test]
+fn prometheus_scrapes_envoy_and_survives_a_restart_on_the_same_port() {
+    use stickycanary_e2e::prometheus::{Prometheus, PrometheusOptions, ScrapeTarget};
+    let dir = tempfile::tempdir().unwrap();
+    let stable = backend("stable", dir.path());
+    let mut opts = EnvoyOptions::new(stable.addr, stable.addr);
+    opts.filter_chain = FilterChain::RouterOnly;
+    opts.concurrency = 1;
+    let envoy = Envoy::start(&opts, "{}").unwrap();
+    let mut prom = Prometheus::start(&PrometheusOptions::new(vec![ScrapeTarget::envoy(
+        envoy.admin,
+    )]))
+    .unwrap();
+    prom.wait_targets_up(Duration::from_secs(30)).unwrap();
+    assert_eq!(prom.query_value("envoy_server_live").unwrap(), Some(1.0));
+    let addr = prom.addr;
+    prom.stop();
+    assert!(!stickycanary_e2e::ports::is_listening(addr));
+    assert!(prom.query("up").is_err());
+    prom.restart().unwrap();
+    assert_eq!(prom.addr, addr);
+    prom.wait_targets_up(Duration::from_secs(30)).unwrap();
+    // The series from before the restart is still in the same TSDB.
+    let before = prom
+        .query("count_over_time(envoy_server_live[10m])")
+        .unwrap();
+    assert!(!before.is_empty());
+}
