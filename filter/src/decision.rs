@@ -1,0 +1,119 @@
+//! One request, one decision: which rollout, which version, why, and what to tell the
+//! client. Pure: it reads headers through [`RequestHeaders`] and nothing else.
+
+use crate::assign;
+use crate::config::AnonymousAssign;
+use crate::headers::{RequestHeaders, RequestView};
+use crate::identity::{anonymous_set_cookie, resolve_identity, IdMinter};
+use crate::matching::{CompiledConfig, CompiledRollout};
+use crate::overrides::requested_version;
+
+/// Header Envoy (or the client) uses to carry a request id; seeds anonymous ids.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Version {
+    Stable,
+    Canary,
+}
+
+/// Why the request got its version; a metric label (`source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// Contract 2: the hash of the user id (or the anonymous-to-stable rule).
+    Hash,
+    /// A tester's override header or cookie.
+    Override,
+}
+
+impl Source {
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::Hash => "hash",
+            Source::Override => "override",
+        }
+    }
+}
+
+/// A request that a rollout owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    /// Index into [`CompiledConfig::rollouts`].
+    pub rollout: usize,
+    pub version: Version,
+    pub source: Source,
+    /// `Set-Cookie` value for an anonymous user who was just given an id.
+    pub set_cookie: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// No rollout matches: leave the request alone (the routing header is still removed).
+    PassThrough,
+    Route(Routed),
+}
+
+/// Decides one request (contract 3): match a rollout by `:authority` and `:path`, then an
+/// override, then the user's identity, then the anonymous rule.
+pub fn decide(config: &CompiledConfig, headers: &dyn RequestHeaders, ids: &IdMinter) -> Decision {
+    let authority = headers.header(":authority").unwrap_or_default();
+    let path = headers.header(":path").unwrap_or_default();
+    let Some(index) = config.find_rollout(&authority, &path) else {
+        return Decision::PassThrough;
+    };
+    let Some(rollout) = config.rollouts.get(index) else {
+        return Decision::PassThrough;
+    };
+    let request = RequestView::new(headers);
+    Decision::Route(decide_for_rollout(index, rollout, &request, ids))
+}
+
+fn decide_for_rollout(
+    index: usize,
+    rollout: &CompiledRollout,
+    request: &RequestView<'_>,
+    ids: &IdMinter,
+) -> Routed {
+    let routed = |version, source, set_cookie| Routed {
+        rollout: index,
+        version,
+        source,
+        set_cookie,
+    };
+    if let Some(version) = requested_version(rollout, request) {
+        return routed(version, Source::Override, None);
+    }
+    if let Some(user) = resolve_identity(&rollout.identity, request) {
+        return routed(hashed_version(rollout, &user), Source::Hash, None);
+    }
+    match rollout.anonymous.assign {
+        AnonymousAssign::Stable => routed(Version::Stable, Source::Hash, None),
+        AnonymousAssign::Cookie => {
+            // A returning anonymous user sends back the cookie we set earlier.
+            if let Some(id) = request
+                .cookie(&rollout.anonymous.cookie)
+                .filter(|id| !id.trim_ascii().is_empty())
+            {
+                return routed(hashed_version(rollout, id.trim_ascii()), Source::Hash, None);
+            }
+            let id = ids.mint(request.header(REQUEST_ID_HEADER).as_deref());
+            let set_cookie = anonymous_set_cookie(&rollout.anonymous, &id);
+            routed(
+                hashed_version(rollout, id.as_bytes()),
+                Source::Hash,
+                Some(set_cookie),
+            )
+        }
+    }
+}
+
+fn hashed_version(rollout: &CompiledRollout, user: &[u8]) -> Version {
+    if assign::bucket_bytes(&rollout.salt, user) < rollout.canary_threshold {
+        Version::Canary
+    } else {
+        Version::Stable
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+//! Rollout matching: which rollout, if any, owns a request (`:authority` + `:path`).
+//!
+//! The config is compiled once into hash maps keyed by normalised host, so a request
+//! costs one exact lookup plus one lookup per dot in its host, whatever the number of
+//! rollouts. Candidate lists are pre-sorted, so the answer never depends on map order.
+
+use std::collections::HashMap;
+
+use xxhash_rust::xxh64::Xxh64Builder;
+
+use crate::assign;
+use crate::config::{AnonymousConfig, ConfigError, IdentitySource, OverrideConfig, PluginConfig};
+use crate::decision::Version;
+
+/// A fixed-seed hasher: no host randomness needed in wasm, and host names are not
+/// attacker-chosen keys of this map (they come from the config).
+type HostMap = HashMap<Box<[u8]>, Vec<usize>, Xxh64Builder>;
+
+/// One rollout, ready for the request path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompiledRollout {
+    pub name: String,
+    pub path_prefix: String,
+    pub weight: f64,
+    /// `assign::threshold(weight)`, computed once.
+    pub canary_threshold: u32,
+    pub salt: String,
+    pub stable_version: String,
+    pub canary_version: String,
+    pub identity: Vec<IdentitySource>,
+    pub anonymous: AnonymousConfig,
+    pub override_config: Option<OverrideConfig>,
+}
+
+impl CompiledRollout {
+    pub fn version_name(&self, version: Version) -> &str {
+        match version {
+            Version::Stable => &self.stable_version,
+            Version::Canary => &self.canary_version,
+        }
+    }
+}
+
+/// The immutable, compiled form of a [`PluginConfig`].
+#[derive(Debug, Clone)]
+pub struct CompiledConfig {
+    /// Lower-case, as Envoy stores header names.
+    pub route_header: String,
+    pub expose_version_header: bool,
+    /// In rollout-name order (the `BTreeMap` order); indices are stable for a config.
+    pub rollouts: Vec<CompiledRollout>,
+    /// Normalised exact host → rollout indices, longest `pathPrefix` first.
+    exact_hosts: HostMap,
+    /// Wildcard suffix including its leading dot (`.shop.example.com`) → rollout
+    /// indices, longest `pathPrefix` first.
+    wildcard_suffixes: HostMap,
+}
+
+impl CompiledConfig {
+    /// Parses, validates and compiles a `pluginConfig` document.
+    pub fn from_json(bytes: &[u8]) -> Result<CompiledConfig, ConfigError> {
+        PluginConfig::from_json(bytes).map(|config| CompiledConfig::compile(&config))
+    }
+
+    /// Compiles an already validated config.
+    pub fn compile(config: &PluginConfig) -> CompiledConfig {
+        let rollouts: Vec<CompiledRollout> = config
+            .rollouts
+            .iter()
+            .map(|(name, rollout)| CompiledRollout {
+                name: name.clone(),
+                path_prefix: rollout.path_prefix.clone(),
+                weight: rollout.weight,
+                canary_threshold: assign::threshold(rollout.weight),
+                salt: rollout.effective_salt(name).to_string(),
+                stable_version: rollout.stable_version.clone(),
+                canary_version: rollout.canary_version.clone(),
+                identity: rollout.identity.clone(),
+                anonymous: rollout.anonymous.clone(),
+                override_config: rollout.r#override.clone(),
+            })
+            .collect();
+        let mut exact_hosts = HostMap::with_hasher(Xxh64Builder::new(0));
+        let mut wildcard_suffixes = HostMap::with_hasher(Xxh64Builder::new(0));
+        for (index, rollout) in config.rollouts.values().enumerate() {
+            for host in &rollout.hosts {
+                let (map, key) = match host.strip_prefix("*.") {
+                    Some(suffix) => {
+                        let mut key = b".".to_vec();
+                        key.extend_from_slice(&normalize_host(suffix.as_bytes()));
+                        (&mut wildcard_suffixes, key)
+                    }
+                    None => (&mut exact_hosts, normalize_host(host.as_bytes())),
+                };
+                let candidates = map.entry(key.into_boxed_slice()).or_default();
+                if !candidates.contains(&index) {
+                    candidates.push(index);
+                }
+            }
+        }
+        for candidates in exact_hosts
+            .values_mut()
+            .chain(wildcard_suffixes.values_mut())
+        {
+            // Longest prefix first; equal prefixes fall back to rollout-name order.
+            candidates.sort_by_key(|index| {
+                (
+                    std::cmp::Reverse(rollouts[*index].path_prefix.len()),
+                    *index,
+                )
+            });
+        }
+        CompiledConfig {
+            route_header: config.route_header.to_ascii_lowercase(),
+            expose_version_header: config.expose_version_header,
+            rollouts,
+            exact_hosts,
+            wildcard_suffixes,
+        }
+    }
+
+    /// The index of the rollout that owns this request, if any. An exact host beats a
+    /// wildcard; then the longest matching `pathPrefix` wins; then the more specific
+    /// wildcard; then rollout-name order.
+    pub fn find_rollout(&self, authority: &[u8], path: &[u8]) -> Option<usize> {
+        let host = normalize_host(authority);
+        if let Some(found) = self
+            .exact_hosts
+            .get(host.as_slice())
+            .and_then(|candidates| self.first_with_prefix(candidates, path))
+        {
+            return Some(found);
+        }
+        if self.wildcard_suffixes.is_empty() {
+            return None;
+        }
+        let mut best: Option<usize> = None;
+        // Dots from the left give suffixes from the longest (most specific) down; a
+        // wildcard needs at least one character before its dot.
+        for (position, _) in host.iter().enumerate().skip(1).filter(|(_, b)| **b == b'.') {
+            let Some(candidates) = self.wildcard_suffixes.get(&host[position..]) else {
+                continue;
+            };
+            if let Some(found) = self.first_with_prefix(candidates, path) {
+                let longer = |a: usize, b: usize| {
+                    self.rollouts[a].path_prefix.len() > self.rollouts[b].path_prefix.len()
+                };
+                if best.is_none_or(|current| longer(found, current)) {
+                    best = Some(found);
+                }
+            }
+        }
+        best
+    }
+
+    fn first_with_prefix(&self, candidates: &[usize], path: &[u8]) -> Option<usize> {
+        candidates
+            .iter()
+            .copied()
+            .find(|index| path.starts_with(self.rollouts[*index].path_prefix.as_bytes()))
+    }
+}
+
+/// `:authority` → the host part, lower-case, without port or trailing dot.
+/// `[::1]:8080` keeps its brackets (`[::1]`); a bare IPv6 address is left whole.
+pub fn normalize_host(authority: &[u8]) -> Vec<u8> {
+    let authority = authority.trim_ascii();
+    let host = if authority.first() == Some(&b'[') {
+        match authority.iter().position(|byte| *byte == b']') {
+            Some(end) => &authority[..=end],
+            None => authority,
+        }
+    } else {
+        let mut colons = authority.iter().enumerate().filter(|(_, b)| **b == b':');
+        match (colons.next(), colons.next()) {
+            (Some((colon, _)), None) => &authority[..colon],
+            _ => authority,
+        }
+    };
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    host.to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests;
