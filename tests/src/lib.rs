@@ -11,6 +11,7 @@
 //! - [`prometheus`]: start Prometheus with a temp TSDB, instant queries, stop/restart.
 //! - [`backend`]: start `sc-backend` and steer it at runtime; [`backend_server`] is its server logic.
 //! - [`load`]: the load generator behind `sc-load` (many users, per-version/status counts).
+//! - [`promql_exprs`]: every PromQL expression shipped under `manifests/` (dashboard, rules, KEDA).
 //! - [`promtext`]: parse Prometheus text exposition (Envoy's `/stats/prometheus`).
 
 pub mod backend;
@@ -23,6 +24,7 @@ pub mod paths;
 pub mod ports;
 pub mod proc;
 pub mod prometheus;
+pub mod promql_exprs;
 pub mod promtext;
 
 pub use error::{Error, Result};
