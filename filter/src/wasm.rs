@@ -218,7 +218,8 @@ impl HttpContext for Request {
         if let Some(duration_ns) = property_u64(&["request", "duration"]) {
             let histogram = histogram_index(routed.rollout, routed.version, routed.source);
             if let Some(id) = loaded.histogram_ids.get(histogram) {
-                let _ = hostcalls::record_metric(*id, duration_ns / NANOS_PER_MILLI);
+                // Rounded up: a 200.3 ms request must not count as "at most 200 ms".
+                let _ = hostcalls::record_metric(*id, duration_ns.div_ceil(NANOS_PER_MILLI));
             }
         }
     }
