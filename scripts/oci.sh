@@ -81,6 +81,7 @@ mv "$work/layout" "$out"
 rm -rf "$out.old"
 
 echo "oci: wrote $out (tag $tag) from $wasm ($(size_of "$wasm") bytes, sha256 $(sha256_of "$wasm"))"
+echo "wasm-sha256: $(sha256_of "$wasm")"
 echo "manifest-digest: sha256:$manifest_digest"
 echo "layer-digest: sha256:$layer_digest"
 echo "push: skopeo copy oci:$out:$tag docker://REGISTRY/stickycanary:$tag"

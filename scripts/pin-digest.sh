@@ -9,6 +9,7 @@
 # It rewrites, in every manifests/istio/wasmplugin-*.yaml:
 #   url: oci://<repo>@sha256:<manifest digest>           (what Istio verifies on pull)
 #   stickycanary.dev/wasm-layer-digest: sha256:<layer>     (the plugin.wasm layer, for humans and skopeo)
+#   stickycanary.dev/wasm-sha256: <sha256 of the .wasm>     (which build the pins were made from)
 #
 # Usage: scripts/pin-digest.sh [--check]
 #   --check  change nothing; exit 1 and name the stale files if any pin differs.
@@ -28,7 +29,8 @@ trap 'rm -rf "$scratch"' EXIT
 report=$(OCI_OUT="$scratch/layout" scripts/oci.sh)
 manifest_digest=$(sed -n 's/^manifest-digest: sha256:\([0-9a-f]\{64\}\)$/\1/p' <<<"$report")
 layer_digest=$(sed -n 's/^layer-digest: sha256:\([0-9a-f]\{64\}\)$/\1/p' <<<"$report")
-if [ -z "$manifest_digest" ] || [ -z "$layer_digest" ]; then
+wasm_sha256=$(sed -n 's/^wasm-sha256: \([0-9a-f]\{64\}\)$/\1/p' <<<"$report")
+if [ -z "$manifest_digest" ] || [ -z "$layer_digest" ] || [ -z "$wasm_sha256" ]; then
   echo "pin-digest: could not read the digests from scripts/oci.sh output" >&2
   exit 1
 fi
@@ -37,6 +39,7 @@ stale=()
 for file in manifests/istio/wasmplugin-*.yaml; do
   sed -e "s/\(url: oci:\/\/[^@[:space:]]*@sha256:\)[0-9a-f]\{64\}/\1$manifest_digest/" \
       -e "s/\(stickycanary.dev\/wasm-layer-digest: \"\{0,1\}sha256:\)[0-9a-f]\{64\}/\1$layer_digest/" \
+      -e "s/\(stickycanary.dev\/wasm-sha256: \"\{0,1\}\)[0-9a-f]\{64\}/\1$wasm_sha256/" \
       "$file" >"$scratch/pinned.yaml"
   if ! cmp -s "$file" "$scratch/pinned.yaml"; then
     stale+=("$file")
