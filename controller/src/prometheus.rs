@@ -123,6 +123,22 @@ impl PrometheusSource {
         }
     }
 
+    /// The three batched queries for every rollout at once; the first failure stops the
+    /// batch (a half batch would mix windows).
+    pub async fn fetch_batch(&self, window: Duration) -> Result<Batch, String> {
+        let unavailable = |e: String| format!("prometheus {}: {e}", self.url);
+        let requests = self
+            .vector(&requests_query(window))
+            .await
+            .map_err(unavailable)?;
+        let p99 = self.vector(&p99_query(window)).await.map_err(unavailable)?;
+        let buckets = self
+            .vector(&buckets_query(window))
+            .await
+            .map_err(unavailable)?;
+        Ok(Batch::from_results(&requests, &p99, &buckets))
+    }
+
     async fn vector(&self, promql: &str) -> Result<Vec<InstantVector>, String> {
         match self.instant(promql).await? {
             Data::Vector(v) => Ok(v),
@@ -183,9 +199,19 @@ struct Accumulated {
 }
 
 /// `le` values sort numerically with `+Inf` last.
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+#[derive(Debug, Clone, Copy)]
 struct OrderedLe(f64);
+impl PartialEq for OrderedLe {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
 impl Eq for OrderedLe {}
+impl PartialOrd for OrderedLe {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 impl Ord for OrderedLe {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&other.0)
@@ -276,6 +302,36 @@ fn version_window(acc: &HashMap<Key, Accumulated>, rollout: &str, version: &str)
     }
 }
 
+/// One interval's batched results, indexed by (rollout, version): many rollouts can read
+/// their window out of it without another query.
+#[derive(Debug, Default)]
+pub struct Batch {
+    acc: HashMap<Key, Accumulated>,
+}
+
+impl Batch {
+    /// Indexes the three batched results.
+    pub fn from_results(
+        requests: &[InstantVector],
+        p99: &[InstantVector],
+        buckets: &[InstantVector],
+    ) -> Self {
+        let mut acc: HashMap<Key, Accumulated> = HashMap::new();
+        accumulate_requests(&mut acc, requests);
+        accumulate_p99(&mut acc, p99);
+        accumulate_buckets(&mut acc, buckets);
+        Batch { acc }
+    }
+
+    /// The window of one rollout. Without series it is empty (no data), never an error.
+    pub fn observation(&self, series: &RolloutSeries) -> MetricsObservation {
+        MetricsObservation::Window {
+            canary: version_window(&self.acc, &series.rollout, &series.canary_version),
+            stable: version_window(&self.acc, &series.rollout, &series.stable_version),
+        }
+    }
+}
+
 /// Splits three batched results into one observation per rollout. Rollouts without series
 /// get an empty window (no data), never an error.
 pub fn split_batch(
@@ -284,19 +340,10 @@ pub fn split_batch(
     p99: &[InstantVector],
     buckets: &[InstantVector],
 ) -> HashMap<String, MetricsObservation> {
-    let mut acc: HashMap<Key, Accumulated> = HashMap::new();
-    accumulate_requests(&mut acc, requests);
-    accumulate_p99(&mut acc, p99);
-    accumulate_buckets(&mut acc, buckets);
+    let batch = Batch::from_results(requests, p99, buckets);
     rollouts
         .iter()
-        .map(|r| {
-            let observation = MetricsObservation::Window {
-                canary: version_window(&acc, &r.rollout, &r.canary_version),
-                stable: version_window(&acc, &r.rollout, &r.stable_version),
-            };
-            (r.rollout.clone(), observation)
-        })
+        .map(|r| (r.rollout.clone(), batch.observation(r)))
         .collect()
 }
 
@@ -326,26 +373,13 @@ impl MetricsSource for PrometheusSource {
         if rollouts.is_empty() {
             return HashMap::new();
         }
-        let requests = self.vector(&requests_query(window)).await;
-        let requests = match requests {
-            Ok(v) => v,
-            Err(e) => {
-                return unavailable_for_all(rollouts, &format!("prometheus {}: {e}", self.url))
-            }
-        };
-        let p99 = match self.vector(&p99_query(window)).await {
-            Ok(v) => v,
-            Err(e) => {
-                return unavailable_for_all(rollouts, &format!("prometheus {}: {e}", self.url))
-            }
-        };
-        let buckets = match self.vector(&buckets_query(window)).await {
-            Ok(v) => v,
-            Err(e) => {
-                return unavailable_for_all(rollouts, &format!("prometheus {}: {e}", self.url))
-            }
-        };
-        split_batch(rollouts, &requests, &p99, &buckets)
+        match self.fetch_batch(window).await {
+            Ok(batch) => rollouts
+                .iter()
+                .map(|r| (r.rollout.clone(), batch.observation(r)))
+                .collect(),
+            Err(reason) => unavailable_for_all(rollouts, &reason),
+        }
     }
 
     async fn scalar(&self, promql: &str) -> Result<Option<f64>, String> {

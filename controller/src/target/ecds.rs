@@ -99,7 +99,8 @@ impl EcdsFileTarget {
         self.replace(&document)
     }
 
-    fn current_sync(&self, rollout_key: &str) -> Result<RolloutView, TargetError> {
+    /// The rollout's view, read synchronously (startup checks).
+    pub fn current_sync(&self, rollout_key: &str) -> Result<RolloutView, TargetError> {
         let (_, plugin_config) = self.read()?;
         let parsed = parse_plugin_config(&plugin_config, &self.name())?;
         view_of(&parsed, rollout_key, &self.name())

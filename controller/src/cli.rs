@@ -1,0 +1,187 @@
+//! The `stickycanary` command line (contract 6), as clap derive types. `main.rs` runs them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "stickycanary",
+    version,
+    about = "Sticky per-user canary rollouts for Envoy and Istio: staged promotion, metric-driven rollback",
+    long_about = "stickycanary steps a canary's weight through stages (10 -> 25 -> 50 -> 100 by default) \
+while per-version error rate and p99 latency from Prometheus stay healthy, and rolls back to 0 when \
+they breach. Users stay on the version they were given: assignment is a hash of the user id.",
+    after_help = "Examples:\n  \
+stickycanary local --rollout rollout.yaml --envoy-ecds /run/envoy/filter.ecds.json --prometheus http://127.0.0.1:9090\n  \
+stickycanary status checkout --status-file checkout.status.json --watch\n  \
+stickycanary abort checkout --status-file checkout.status.json\n  \
+stickycanary assign --salt checkout --weight 25 --user u42\n  \
+stickycanary validate rollout.yaml\n  \
+stickycanary crd > canaryrollouts.yaml\n  \
+stickycanary controller --metrics-addr 0.0.0.0:8080"
+)]
+pub struct Cli {
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "STICKYCANARY_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run in the cluster: watch CanaryRollouts, drive WasmPlugin weights, serve /metrics, /healthz and /readyz
+    #[command(
+        after_help = "Example:\n  stickycanary controller --metrics-addr 0.0.0.0:8080 --lease-namespace stickycanary"
+    )]
+    Controller(ControllerArgs),
+
+    /// Drive a standalone Envoy through its ECDS file with the same engine and a CanaryRollout YAML
+    #[command(
+        after_help = "Example:\n  stickycanary local --rollout examples/rollout.yaml \\\n    \
+--envoy-ecds .scratch/envoy/filter.ecds.json --prometheus http://127.0.0.1:9090 \\\n    \
+--status-file .scratch/checkout.status.json\n\n\
+Stops with exit status 0 when the rollout is Promoted or RolledBack (the status file says which),\n\
+or on Ctrl-C. Run the same command again to resume from the status file."
+    )]
+    Local(LocalArgs),
+
+    /// Show a rollout's progress (local status file, or the CanaryRollout in the cluster)
+    #[command(
+        after_help = "Examples:\n  stickycanary status checkout --status-file checkout.status.json\n  \
+stickycanary status checkout -n shop --watch\n  stickycanary status -n shop"
+    )]
+    Status(StatusArgs),
+
+    /// Skip the remaining stages and go to 100%
+    Promote(ActionArgs),
+    /// Roll back to 0% now
+    Abort(ActionArgs),
+    /// Hold the current weight and freeze the stage timer
+    Pause(ActionArgs),
+    /// Continue after pause
+    Resume(ActionArgs),
+
+    /// Print the CanaryRollout CRD YAML, generated from the Rust types
+    Crd,
+
+    /// Print a user's bucket and version, using exactly the filter's assignment code
+    #[command(
+        after_help = "Example:\n  stickycanary assign --salt checkout --weight 25 --user u42\n  \
+bucket=... threshold=2500 version=stable|canary"
+    )]
+    Assign(AssignArgs),
+
+    /// Check a pluginConfig (JSON) or a CanaryRollout (YAML) and print clear errors
+    #[command(
+        after_help = "Examples:\n  stickycanary validate plugin-config.json\n  stickycanary validate rollout.yaml"
+    )]
+    Validate(ValidateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ControllerArgs {
+    /// Where /metrics, /healthz and /readyz listen
+    #[arg(
+        long,
+        default_value = "0.0.0.0:8080",
+        env = "STICKYCANARY_METRICS_ADDR"
+    )]
+    pub metrics_addr: SocketAddr,
+    /// Only watch CanaryRollouts in this namespace (default: all namespaces)
+    #[arg(long, env = "STICKYCANARY_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Name of the coordination.k8s.io Lease used for leader election
+    #[arg(long, default_value = "stickycanary-leader")]
+    pub lease_name: String,
+    /// Namespace of the Lease (the controller's own namespace)
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// This replica's identity in the Lease (the pod name)
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// How long a Lease stays valid without renewal, in seconds
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+    /// Timeout of each WasmPlugin read or patch, in seconds
+    #[arg(long, default_value_t = 10)]
+    pub patch_timeout_seconds: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct LocalArgs {
+    /// CanaryRollout YAML (the same shape as the cluster resource)
+    #[arg(long)]
+    pub rollout: PathBuf,
+    /// Envoy's ECDS file (filter.ecds.json); rewritten through a temporary file and a rename
+    #[arg(long)]
+    pub envoy_ecds: PathBuf,
+    /// Prometheus base URL (overrides spec.prometheus.address)
+    #[arg(long)]
+    pub prometheus: Option<String>,
+    /// Where the status is kept (default: <rollout name>.status.json next to the ECDS file)
+    #[arg(long)]
+    pub status_file: Option<PathBuf>,
+    /// Run one interval and exit
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The rollout (required with --status-file only to check it matches)
+    pub name: Option<String>,
+    /// Local mode: read this status file instead of the cluster
+    #[arg(long)]
+    pub status_file: Option<PathBuf>,
+    /// Namespace in the cluster (default: the kubeconfig's)
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Keep printing, once a second, until interrupted
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ActionArgs {
+    /// The rollout (CanaryRollout name)
+    pub name: String,
+    /// Local mode: the status file of `stickycanary local`. A running loop picks the action up
+    /// within a tenth of a second; if none runs, it is applied directly
+    #[arg(long)]
+    pub status_file: Option<PathBuf>,
+    /// Namespace in the cluster (default: the kubeconfig's)
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AssignArgs {
+    /// The rollout's salt (default in the plugin config: the rollout name)
+    #[arg(long)]
+    pub salt: String,
+    /// Canary weight in percent, 0 to 100
+    #[arg(long)]
+    pub weight: f64,
+    /// The user id (the identity header or cookie value)
+    #[arg(long)]
+    pub user: String,
+    /// Print JSON instead of key=value
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// A pluginConfig JSON file or a CanaryRollout YAML file ("-" for stdin)
+    pub file: PathBuf,
+}

@@ -1,0 +1,259 @@
+//! What each subcommand does (except `controller` and `local`, which live in `k8s` and
+//! `local`). Output goes to stdout; errors come back as one-line [`Error`]s.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::Client;
+use serde_json::json;
+use stickycanary_filter::assign;
+use stickycanary_filter::config::PluginConfig;
+
+use crate::cli::{ActionArgs, AssignArgs, StatusArgs, ValidateArgs};
+use crate::crd::{CanaryRollout, CanaryRolloutStatus};
+use crate::error::Error;
+use crate::k8s::manual::{request_value, REQUEST_ANNOTATION};
+use crate::local::state;
+use crate::observation::ManualAction;
+
+/// `stickycanary assign`: the filter's own bucket and threshold.
+pub fn assign(args: &AssignArgs) -> Result<String, Error> {
+    if !args.weight.is_finite() || !(0.0..=100.0).contains(&args.weight) {
+        return Err(Error::Invalid(format!(
+            "--weight: must be a number from 0 to 100 (got {})",
+            args.weight
+        )));
+    }
+    let bucket = assign::bucket(&args.salt, &args.user);
+    let threshold = assign::threshold(args.weight);
+    let version = if assign::is_canary(bucket, args.weight) {
+        "canary"
+    } else {
+        "stable"
+    };
+    Ok(if args.json {
+        json!({"salt": args.salt, "user": args.user, "weight": args.weight,
+               "bucket": bucket, "threshold": threshold, "version": version})
+        .to_string()
+    } else {
+        format!("bucket={bucket} threshold={threshold} version={version}")
+    })
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>, Error> {
+    let err = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).map_err(err)?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).map_err(err)
+    }
+}
+
+/// `stickycanary validate`: a pluginConfig (JSON object with `rollouts`) or a CanaryRollout.
+pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
+    let bytes = read_input(&args.file)?;
+    let name = args.file.display().to_string();
+    let looks_like_plugin_config = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .map(|v| v.get("kind").is_none() && v.get("apiVersion").is_none())
+        .unwrap_or(false);
+    if looks_like_plugin_config {
+        let config =
+            PluginConfig::from_json(&bytes).map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+        let keys: Vec<&str> = config.rollouts.keys().map(String::as_str).collect();
+        return Ok(format!(
+            "{name}: valid pluginConfig with {} rollout(s): {}",
+            keys.len(),
+            keys.join(", ")
+        ));
+    }
+    let text =
+        String::from_utf8(bytes).map_err(|_| Error::Invalid(format!("{name}: not UTF-8 text")))?;
+    let rollout: CanaryRollout = serde_yaml::from_str(&text)
+        .map_err(|e| Error::Invalid(format!("{name}: {}", e.to_string().replace('\n', " "))))?;
+    crate::validate::validate_rollout(&rollout).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("{name}: {e}")).collect();
+        Error::Invalid(lines.join("\n"))
+    })?;
+    Ok(format!(
+        "{name}: valid CanaryRollout {} ({} stages, rollout key {})",
+        rollout.metadata.name.as_deref().unwrap_or_default(),
+        rollout.spec.stages.len(),
+        rollout.rollout_key()
+    ))
+}
+
+/// A status as a few readable lines.
+pub fn describe_status(name: &str, status: &CanaryRolloutStatus) -> String {
+    let mut out = format!(
+        "{name}: {} stage {} weight {}%",
+        status.phase,
+        status.stage_index + 1,
+        status.weight
+    );
+    if let Some(started) = &status.stage_started_at {
+        out.push_str(&format!(" (stage started {})", started.0));
+    }
+    if let Some(reason) = &status.rollback_reason {
+        out.push_str(&format!("\n  rollback reason: {reason}"));
+    }
+    if let Some(analysis) = &status.last_analysis {
+        let fmt = |v: Option<f64>, unit: &str| {
+            v.map(|x| format!("{x:.2}{unit}"))
+                .unwrap_or_else(|| "-".into())
+        };
+        out.push_str(&format!(
+            "\n  last analysis {}: canary {} req err {} p99 {} | stable {} req err {} p99 {}",
+            analysis.at.0,
+            analysis.canary.requests,
+            fmt(analysis.canary.error_rate_percent, "%"),
+            fmt(analysis.canary.p99_ms, "ms"),
+            analysis.stable.requests,
+            fmt(analysis.stable.error_rate_percent, "%"),
+            fmt(analysis.stable.p99_ms, "ms"),
+        ));
+        for check in &analysis.checks {
+            out.push_str(&format!(
+                "\n    {}: {:?} {}",
+                check.name, check.verdict, check.message
+            ));
+        }
+    }
+    if let Some(since) = &status.prometheus_unavailable_since {
+        out.push_str(&format!("\n  prometheus unavailable since {}", since.0));
+    }
+    for t in status.history.iter().rev().take(5) {
+        out.push_str(&format!(
+            "\n  {} {} -> {} stage {} weight {}%: {}",
+            t.at.0,
+            t.from,
+            t.to,
+            t.stage_index + 1,
+            t.weight,
+            t.reason
+        ));
+    }
+    out
+}
+
+fn local_status(path: &Path, name: Option<&str>) -> Result<String, Error> {
+    let local = state::load(path)?.ok_or_else(|| Error::StatusFile {
+        path: path.display().to_string(),
+        reason: "does not exist (has `stickycanary local` run?)".to_string(),
+    })?;
+    if let Some(name) = name {
+        if name != local.rollout {
+            return Err(Error::StatusFile {
+                path: path.display().to_string(),
+                reason: format!("holds rollout {:?}, not {name:?}", local.rollout),
+            });
+        }
+    }
+    let running = match state::running_pid(path) {
+        Some(pid) => format!(" [local loop running, pid {pid}]"),
+        None => String::new(),
+    };
+    Ok(format!(
+        "{}{running}",
+        describe_status(&local.rollout, &local.status)
+    ))
+}
+
+async fn cluster_api(namespace: Option<&str>) -> Result<Api<CanaryRollout>, Error> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| Error::Kube(format!("no cluster configuration: {e}")))?;
+    Ok(match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::default_namespaced(client),
+    })
+}
+
+async fn cluster_status(args: &StatusArgs) -> Result<String, Error> {
+    let api = cluster_api(args.namespace.as_deref()).await?;
+    match &args.name {
+        Some(name) => {
+            let rollout = api.get(name).await?;
+            Ok(describe_status(name, &rollout.status.unwrap_or_default()))
+        }
+        None => {
+            let list = api.list(&Default::default()).await?;
+            let lines: Vec<String> = list
+                .items
+                .iter()
+                .map(|r| {
+                    let s = r.status.clone().unwrap_or_default();
+                    format!(
+                        "{:<30} {:<12} stage {:<3} weight {}%",
+                        r.metadata.name.as_deref().unwrap_or_default(),
+                        s.phase,
+                        s.stage_index + 1,
+                        s.weight
+                    )
+                })
+                .collect();
+            Ok(if lines.is_empty() {
+                "no CanaryRollouts".to_string()
+            } else {
+                lines.join("\n")
+            })
+        }
+    }
+}
+
+/// `stickycanary status`.
+pub async fn status(args: &StatusArgs) -> Result<(), Error> {
+    loop {
+        let text = match &args.status_file {
+            Some(path) => local_status(path, args.name.as_deref())?,
+            None => cluster_status(args).await?,
+        };
+        println!("{text}");
+        if !args.watch {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        println!();
+    }
+}
+
+/// `stickycanary promote|abort|pause|resume`.
+pub async fn manual(args: &ActionArgs, action: ManualAction) -> Result<String, Error> {
+    let verb = state::action_name(action);
+    if let Some(path) = &args.status_file {
+        if let Some(pid) = state::running_pid(path) {
+            state::queue_request(path, &args.name, action)?;
+            return Ok(format!(
+                "{verb} queued for {} (the local loop, pid {pid}, applies it now)",
+                args.name
+            ));
+        }
+        let status = crate::local::apply_directly(path, &args.name, action).await?;
+        return Ok(format!(
+            "{verb} applied to {} (no local loop running): {} weight {}%",
+            args.name, status.phase, status.weight
+        ));
+    }
+    let api = cluster_api(args.namespace.as_deref()).await?;
+    let params = PatchParams {
+        field_manager: Some("stickycanary-cli".to_string()),
+        ..PatchParams::default()
+    };
+    let patch = match action {
+        // Pause is declarative: spec.paused stays until resumed.
+        ManualAction::Pause => json!({"spec": {"paused": true}}),
+        ManualAction::Resume => json!({"spec": {"paused": false}}),
+        ManualAction::Promote | ManualAction::Abort => {
+            json!({"metadata": {"annotations": {REQUEST_ANNOTATION: request_value(action)}}})
+        }
+    };
+    api.patch(&args.name, &params, &Patch::Merge(&patch))
+        .await?;
+    Ok(format!("{verb} requested for {}", args.name))
+}

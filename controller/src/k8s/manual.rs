@@ -1,0 +1,169 @@
+//! Manual actions in the cluster.
+//!
+//! `promote` and `abort` are one-shot: an annotation `stickycanary.dev/request: promote|abort`
+//! (the CLI adds `@<millis>` so that asking twice is two requests). The controller handles a
+//! value once and records it in `stickycanary.dev/request-handled`, so requeues and restarts
+//! never repeat it. `pause` is declarative: `spec.paused`.
+
+use std::collections::BTreeMap;
+
+use crate::crd::{CanaryRollout, Phase};
+use crate::observation::ManualAction;
+
+pub const REQUEST_ANNOTATION: &str = "stickycanary.dev/request";
+pub const HANDLED_ANNOTATION: &str = "stickycanary.dev/request-handled";
+
+/// The annotation value the CLI writes: the action plus a nonce.
+pub fn request_value(action: ManualAction) -> String {
+    let verb = crate::local::state::action_name(action);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    format!("{verb}@{millis}")
+}
+
+/// The action named by an annotation value (`promote`, `abort@123`, ...).
+pub fn parse_request(value: &str) -> Option<ManualAction> {
+    match value.split('@').next().unwrap_or_default().trim() {
+        "promote" => Some(ManualAction::Promote),
+        "abort" => Some(ManualAction::Abort),
+        _ => None,
+    }
+}
+
+/// What the reconciler should do about manual input this time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManualInput {
+    pub action: Option<ManualAction>,
+    /// The request value to record as handled, when one was consumed (or rejected).
+    pub consumed: Option<String>,
+}
+
+fn annotation<'a>(annotations: &'a Option<BTreeMap<String, String>>, key: &str) -> Option<&'a str> {
+    annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+/// Combines the request annotation with `spec.paused`. A new request wins over pause
+/// changes in the same tick; the pause change is seen on the next one.
+pub fn manual_input(rollout: &CanaryRollout) -> ManualInput {
+    let annotations = &rollout.metadata.annotations;
+    if let Some(value) = annotation(annotations, REQUEST_ANNOTATION) {
+        if annotation(annotations, HANDLED_ANNOTATION) != Some(value) {
+            return ManualInput {
+                action: parse_request(value),
+                consumed: Some(value.to_string()),
+            };
+        }
+    }
+    let phase = rollout.status.as_ref().map(|s| s.phase).unwrap_or_default();
+    let manual_pause = rollout.status.as_ref().is_some_and(|s| s.manual_pause);
+    let action = match (rollout.spec.paused, phase) {
+        (true, Phase::Progressing | Phase::Pending) => Some(ManualAction::Pause),
+        // Resume only a pause that spec.paused caused; a manual pause waits for `resume`.
+        (false, Phase::Paused) if !manual_pause => Some(ManualAction::Resume),
+        _ => None,
+    };
+    ManualInput {
+        action,
+        consumed: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::CanaryRolloutStatus;
+
+    fn rollout(annotations: &[(&str, &str)], paused: bool, phase: Phase) -> CanaryRollout {
+        let yaml = format!(
+            "apiVersion: stickycanary.dev/v1alpha1\nkind: CanaryRollout\nmetadata: {{name: checkout}}\n\
+             spec: {{wasmPlugin: {{name: sc}}, canary: {{deployment: checkout-canary}}, paused: {paused}}}\n"
+        );
+        let mut r: CanaryRollout = serde_yaml::from_str(&yaml).unwrap();
+        r.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        r.status = Some(CanaryRolloutStatus {
+            phase,
+            ..Default::default()
+        });
+        r
+    }
+
+    #[test]
+    fn a_new_request_is_consumed_and_a_handled_one_is_not_repeated() {
+        let fresh = rollout(
+            &[(REQUEST_ANNOTATION, "abort@1")],
+            false,
+            Phase::Progressing,
+        );
+        assert_eq!(
+            manual_input(&fresh),
+            ManualInput {
+                action: Some(ManualAction::Abort),
+                consumed: Some("abort@1".into())
+            }
+        );
+        let handled = rollout(
+            &[
+                (REQUEST_ANNOTATION, "abort@1"),
+                (HANDLED_ANNOTATION, "abort@1"),
+            ],
+            false,
+            Phase::Progressing,
+        );
+        assert_eq!(manual_input(&handled).action, None);
+        let again = rollout(
+            &[
+                (REQUEST_ANNOTATION, "promote@2"),
+                (HANDLED_ANNOTATION, "abort@1"),
+            ],
+            false,
+            Phase::Progressing,
+        );
+        assert_eq!(manual_input(&again).action, Some(ManualAction::Promote));
+    }
+
+    #[test]
+    fn an_unknown_request_is_consumed_without_an_action() {
+        let r = rollout(
+            &[(REQUEST_ANNOTATION, "explode")],
+            false,
+            Phase::Progressing,
+        );
+        assert_eq!(
+            manual_input(&r),
+            ManualInput {
+                action: None,
+                consumed: Some("explode".into())
+            }
+        );
+    }
+
+    #[test]
+    fn spec_paused_pauses_and_clearing_it_resumes() {
+        assert_eq!(
+            manual_input(&rollout(&[], true, Phase::Progressing)).action,
+            Some(ManualAction::Pause)
+        );
+        assert_eq!(
+            manual_input(&rollout(&[], true, Phase::Paused)).action,
+            None
+        );
+        assert_eq!(
+            manual_input(&rollout(&[], false, Phase::Paused)).action,
+            Some(ManualAction::Resume)
+        );
+        assert_eq!(
+            manual_input(&rollout(&[], false, Phase::Progressing)).action,
+            None
+        );
+    }
+}

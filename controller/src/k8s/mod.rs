@@ -1,0 +1,125 @@
+//! `stickycanary controller`: the in-cluster side. A kube-runtime `Controller` over
+//! CanaryRollouts, leader election over a Lease, Events, canary pod health, and the
+//! `/metrics`, `/healthz`, `/readyz` server.
+
+pub mod batch;
+pub mod lease;
+pub mod manual;
+pub mod pods;
+pub mod reconcile;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{watcher, Controller};
+use kube::Client;
+
+use crate::cli::ControllerArgs;
+use crate::crd::CanaryRollout;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::server::{self, ServerState};
+
+/// The controller name on Events and in the Lease.
+pub const CONTROLLER_NAME: &str = "stickycanary";
+
+fn identity(args: &ControllerArgs) -> String {
+    args.identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("stickycanary-{}", std::process::id()))
+}
+
+/// Runs until SIGTERM or Ctrl-C.
+pub async fn run(args: ControllerArgs) -> Result<(), Error> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| Error::Kube(format!("no cluster configuration: {e}")))?;
+    let metrics = Metrics::new();
+    let ready = Arc::new(AtomicBool::new(false));
+    let leader = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let identity = identity(&args);
+
+    let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_state = ServerState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let server = tokio::spawn(server::serve(args.metrics_addr, server_state, async {
+        let _ = server_stop_rx.await;
+    }));
+
+    let elector = lease::LeaderElector::new(
+        client.clone(),
+        &args.lease_namespace,
+        &args.lease_name,
+        &identity,
+        Duration::from_secs(args.lease_duration_seconds.max(1)),
+    );
+    let leader_gauge = metrics.leader.clone();
+    let election = tokio::spawn(elector.run(
+        leader.clone(),
+        move |leading| {
+            leader_gauge.set(i64::from(leading));
+        },
+        stop.clone(),
+    ));
+
+    let reporter = Reporter {
+        controller: CONTROLLER_NAME.to_string(),
+        instance: Some(identity.clone()),
+    };
+    let patch_timeout = Duration::from_secs(args.patch_timeout_seconds.max(1));
+    let context = Arc::new(reconcile::Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: metrics.clone(),
+        batcher: batch::MetricsBatcher::new(patch_timeout, metrics.prometheus_queries.clone()),
+        leader: leader.clone(),
+        patch_timeout,
+        webhook: reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| Error::Io(e.to_string()))?,
+        last_tick: Mutex::new(HashMap::new()),
+    });
+    let rollouts: Api<CanaryRollout> = match &args.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    // Fail fast with one line when the CRD is not installed.
+    rollouts
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .map_err(|e| {
+            Error::Kube(format!(
+                "cannot list CanaryRollouts (is the CRD installed?): {e}"
+            ))
+        })?;
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(%identity, "controller started");
+
+    Controller::new(rollouts, watcher::Config::default().any_semantic())
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile stream");
+            }
+        })
+        .await;
+
+    tracing::info!("shutting down");
+    ready.store(false, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    let _ = tokio::time::timeout(Duration::from_secs(5), election).await;
+    let _ = server_stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    Ok(())
+}

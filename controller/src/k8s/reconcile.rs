@@ -1,0 +1,321 @@
+//! The CanaryRollout reconciler (controller-rs shape): read the world, let the pure engine
+//! decide, apply its weight to the WasmPlugin, then record the status, Events and metrics.
+//!
+//! Ordering matters for crash safety: the weight is written before the status that claims
+//! it. If the weight write fails, the status is not written and the error policy retries
+//! with backoff, so the status never records a weight Envoy did not get.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{json, Value};
+use tracing::{info, instrument, warn};
+
+use super::batch::MetricsBatcher;
+use super::manual::{manual_input, HANDLED_ANNOTATION};
+use super::pods::canary_health;
+use crate::crd::{CanaryRollout, CanaryRolloutStatus, Phase, Verdict};
+use crate::engine::{self, Action};
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::observation::{CustomObservation, MetricsObservation, Observations};
+use crate::prometheus::{render_check_query, RolloutSeries};
+use crate::target::wasmplugin::{WasmPluginTarget, FIELD_MANAGER};
+use crate::target::WeightTarget;
+
+/// Everything a reconcile needs (shared by all of them).
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    pub batcher: MetricsBatcher,
+    /// Only the Lease holder acts; followers requeue.
+    pub leader: Arc<AtomicBool>,
+    pub patch_timeout: Duration,
+    pub webhook: reqwest::Client,
+    /// When each rollout was last analysed. Our own status patches trigger the watch again;
+    /// this keeps the analysis at one tick per interval regardless.
+    pub last_tick: Mutex<HashMap<String, Instant>>,
+}
+
+/// How long a follower waits before checking leadership again.
+const FOLLOWER_REQUEUE: Duration = Duration::from_secs(5);
+
+fn object_key(rollout: &CanaryRollout) -> String {
+    format!(
+        "{}/{}",
+        rollout.namespace().unwrap_or_default(),
+        rollout.name_any()
+    )
+}
+
+/// A JSON merge patch turning `old` into `new`: keys that disappeared become `null`
+/// (the status types skip empty fields, and a plain merge would leave stale ones behind).
+pub fn merge_diff(old: &Value, new: &Value) -> Value {
+    match (old, new) {
+        (Value::Object(old_map), Value::Object(new_map)) => {
+            let mut patch = serde_json::Map::new();
+            for (key, new_value) in new_map {
+                let value = match old_map.get(key) {
+                    Some(old_value) => merge_diff(old_value, new_value),
+                    None => new_value.clone(),
+                };
+                patch.insert(key.clone(), value);
+            }
+            for key in old_map.keys() {
+                if !new_map.contains_key(key) {
+                    patch.insert(key.clone(), Value::Null);
+                }
+            }
+            Value::Object(patch)
+        }
+        _ => new.clone(),
+    }
+}
+
+/// The status merge patch body.
+pub fn status_patch(old: &CanaryRolloutStatus, new: &CanaryRolloutStatus) -> Result<Value, Error> {
+    let old = serde_json::to_value(old).map_err(|e| Error::Invalid(e.to_string()))?;
+    let new = serde_json::to_value(new).map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok(json!({ "status": merge_diff(&old, &new) }))
+}
+
+/// The analysis result label for `stickycanary_analysis_total{result}`.
+pub fn analysis_result(metrics: &MetricsObservation, status: &CanaryRolloutStatus) -> &'static str {
+    if matches!(metrics, MetricsObservation::Unavailable { .. }) {
+        return "unavailable";
+    }
+    let checks = status
+        .last_analysis
+        .as_ref()
+        .map(|a| a.checks.as_slice())
+        .unwrap_or_default();
+    if checks.iter().any(|c| c.verdict == Verdict::Fail) {
+        "fail"
+    } else if checks.iter().any(|c| c.verdict == Verdict::Inconclusive) {
+        "inconclusive"
+    } else {
+        "pass"
+    }
+}
+
+async fn publish_event(
+    ctx: &Context,
+    rollout: &CanaryRollout,
+    reason: &str,
+    message: &str,
+    warning: bool,
+) {
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_string(),
+        note: Some(message.chars().take(1000).collect()),
+        action: reason.to_string(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &rollout.object_ref(&())).await {
+        warn!(error = %e, reason, "could not publish event");
+    }
+}
+
+async fn notify(ctx: &Context, rollout: &CanaryRollout, message: &str) {
+    let Some(notification) = &rollout.spec.notification else {
+        return;
+    };
+    let body =
+        json!({"rollout": rollout.name_any(), "namespace": rollout.namespace(), "text": message});
+    if let Err(e) = ctx
+        .webhook
+        .post(&notification.webhook)
+        .json(&body)
+        .send()
+        .await
+    {
+        warn!(error = %e, "notification webhook failed");
+    }
+}
+
+#[instrument(skip(rollout, ctx), fields(rollout = %rollout.name_any(), namespace = rollout.namespace()))]
+pub async fn reconcile(rollout: Arc<CanaryRollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    if !ctx.leader.load(Ordering::Relaxed) {
+        return Ok(Requeue::requeue(FOLLOWER_REQUEUE));
+    }
+    let started = Instant::now();
+    let result = reconcile_leader(&rollout, &ctx).await;
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requeue, Error> {
+    let namespace = rollout.namespace().unwrap_or_else(|| "default".to_string());
+    let name = rollout.name_any();
+    let spec = &rollout.spec;
+    let interval = spec.analysis.interval.as_std().max(Duration::from_secs(1));
+    let manual = manual_input(rollout);
+    let status = rollout.status.clone().unwrap_or_default();
+    let spec_changed = status.observed_generation != rollout.metadata.generation;
+
+    // One analysis per interval: watch events from our own writes land here too.
+    let key = object_key(rollout);
+    if manual.consumed.is_none() && manual.action.is_none() && !spec_changed {
+        let last = ctx.last_tick.lock().ok().and_then(|t| t.get(&key).copied());
+        if let Some(last) = last {
+            let since = last.elapsed();
+            if since < interval {
+                return Ok(Requeue::requeue(interval - since));
+            }
+        }
+    }
+    if status.phase.is_terminal() && manual.consumed.is_none() && !spec_changed {
+        ctx.metrics
+            .set_rollout(&namespace, &name, status.weight, status.phase.as_str());
+        return Ok(Requeue::await_change());
+    }
+
+    let plugin_namespace = spec
+        .wasm_plugin
+        .namespace
+        .clone()
+        .unwrap_or_else(|| namespace.clone());
+    let target = WasmPluginTarget::with_outcomes(
+        ctx.client.clone(),
+        &plugin_namespace,
+        &spec.wasm_plugin.name,
+        ctx.patch_timeout,
+        ctx.metrics.clone(),
+    );
+    let rollout_key = rollout.rollout_key();
+    let view = target.current(&rollout_key).await?;
+    let series = RolloutSeries {
+        rollout: rollout_key.clone(),
+        stable_version: view.stable_version.clone(),
+        canary_version: view.canary_version.clone(),
+    };
+    let address = &spec.prometheus.address;
+    let window = spec.analysis.effective_window().as_std();
+    let metrics = ctx
+        .batcher
+        .observation(address, window, &series, interval / 2)
+        .await;
+    let mut custom = Vec::new();
+    for check in &spec.analysis.custom {
+        let query = render_check_query(&check.query, &rollout_key);
+        custom.push(CustomObservation {
+            name: check.name.clone(),
+            value: ctx.batcher.scalar(address, &query).await,
+        });
+    }
+    let canary_namespace = spec
+        .canary
+        .namespace
+        .clone()
+        .unwrap_or_else(|| namespace.clone());
+    let canary_health =
+        canary_health(&ctx.client, &canary_namespace, &spec.canary.deployment).await;
+    let observations = Observations {
+        metrics,
+        custom,
+        canary_health,
+        manual: manual.action,
+    };
+    let decision = engine::decide(spec, &status, Timestamp::now(), &observations);
+    let mut new_status = decision.status.clone();
+    new_status.observed_generation = rollout.metadata.generation;
+
+    // 1. The weight, before any record of it.
+    let mut weight_written = false;
+    for action in &decision.actions {
+        if let Action::SetWeight(weight) = action {
+            target.set_weight(&rollout_key, *weight).await?;
+            weight_written = true;
+            info!(weight, "weight set");
+        }
+    }
+    // Someone (or a re-created plugin) changed our field: put the decided weight back.
+    if !weight_written
+        && new_status.phase != Phase::Pending
+        && (view.weight - new_status.weight).abs() > 0.001
+    {
+        target.set_weight(&rollout_key, new_status.weight).await?;
+        warn!(
+            found = view.weight,
+            weight = new_status.weight,
+            "weight drifted; restored"
+        );
+    }
+
+    // 2. The status.
+    let api: Api<CanaryRollout> = Api::namespaced(ctx.client.clone(), &namespace);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    let patch = status_patch(&status, &new_status)?;
+    api.patch_status(&name, &params, &Patch::Merge(&patch))
+        .await?;
+
+    // 3. The manual request is handled only once the status says so.
+    if let Some(value) = &manual.consumed {
+        let annotations = json!({"metadata": {"annotations": {HANDLED_ANNOTATION: value}}});
+        api.patch(&name, &params, &Patch::Merge(&annotations))
+            .await?;
+    }
+
+    // 4. Events, notifications and metrics: best effort.
+    for action in &decision.actions {
+        match action {
+            Action::Event {
+                reason,
+                message,
+                warning,
+            } => publish_event(ctx, rollout, reason, message, *warning).await,
+            Action::Notify(message) => notify(ctx, rollout, message).await,
+            Action::SetWeight(_) => {}
+        }
+    }
+    ctx.metrics
+        .count_analysis(analysis_result(&observations.metrics, &new_status));
+    if new_status.phase == Phase::RolledBack && status.phase != Phase::RolledBack {
+        ctx.metrics
+            .count_rollback(new_status.rollback_reason.as_deref().unwrap_or("unknown"));
+    }
+    ctx.metrics.set_rollout(
+        &namespace,
+        &name,
+        new_status.weight,
+        new_status.phase.as_str(),
+    );
+    if let Ok(mut ticks) = ctx.last_tick.lock() {
+        ticks.insert(key, Instant::now());
+    }
+    Ok(if new_status.phase.is_terminal() {
+        Requeue::await_change()
+    } else {
+        Requeue::requeue(interval)
+    })
+}
+
+/// Counts the failure and retries with a backoff that grows with repeated failures.
+pub fn error_policy(rollout: Arc<CanaryRollout>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    warn!(rollout = %rollout.name_any(), error = %error, "reconcile failed");
+    ctx.metrics.count_reconcile_error(error.metric_label());
+    let backoff = match error {
+        Error::Target(crate::target::TargetError::Timeout { .. }) => Duration::from_secs(10),
+        Error::Target(crate::target::TargetError::NotFound { .. }) => Duration::from_secs(30),
+        _ => Duration::from_secs(5),
+    };
+    Requeue::requeue(backoff)
+}

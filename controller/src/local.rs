@@ -1,0 +1,430 @@
+//! `stickycanary local`: the same decision engine as the controller, driving a standalone
+//! Envoy through its ECDS file, with the rollout spec read from a CanaryRollout YAML file and
+//! the status kept in a JSON file (so a restart resumes where it stopped).
+//!
+//! Each interval: take a queued manual action, query Prometheus (one batched query per
+//! metric), run `engine::decide`, apply its weight to the ECDS file, save the status, print
+//! one progress line. It stops when the rollout is Promoted or RolledBack, or on Ctrl-C.
+
+pub mod progress;
+pub mod state;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::crd::{CanaryRollout, CanaryRolloutStatus, Phase};
+use crate::engine::{self, Action};
+use crate::error::Error;
+use crate::observation::{
+    CanaryHealth, CustomObservation, ManualAction, MetricsObservation, Observations, VersionWindow,
+};
+use crate::prometheus::{render_check_query, MetricsSource, PrometheusSource, RolloutSeries};
+use crate::target::ecds::EcdsFileTarget;
+use crate::target::WeightTarget;
+use state::LocalState;
+
+/// What `stickycanary local` was asked to do.
+#[derive(Clone, Debug)]
+pub struct LocalOptions {
+    pub rollout_file: PathBuf,
+    pub envoy_ecds: PathBuf,
+    /// Overrides `spec.prometheus.address`.
+    pub prometheus: Option<String>,
+    pub status_file: PathBuf,
+    /// Run one interval and exit.
+    pub once: bool,
+}
+
+/// The status file used when `--status-file` is not given: next to the ECDS file.
+pub fn default_status_file(rollout_name: &str, envoy_ecds: &Path) -> PathBuf {
+    let dir = envoy_ecds.parent().unwrap_or(Path::new("."));
+    dir.join(format!("{rollout_name}.status.json"))
+}
+
+/// Reads and checks a CanaryRollout YAML file.
+pub fn load_rollout(path: &Path) -> Result<CanaryRollout, Error> {
+    let err = |reason: String| Error::RolloutFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let rollout: CanaryRollout =
+        serde_yaml::from_str(&text).map_err(|e| err(e.to_string().replace('\n', " ")))?;
+    if rollout
+        .metadata
+        .name
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        return Err(err("metadata.name: required".to_string()));
+    }
+    crate::validate::validate_rollout(&rollout).map_err(|errors| {
+        err(errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "))
+    })?;
+    Ok(rollout)
+}
+
+/// One interval's outcome, for the progress line and the exit status.
+pub struct TickReport {
+    pub status: CanaryRolloutStatus,
+    pub metrics: MetricsObservation,
+    pub events: Vec<(String, String)>,
+    pub weight_error: Option<String>,
+}
+
+/// The loop's fixed parts.
+pub struct LocalRunner<S: MetricsSource, T: WeightTarget> {
+    pub rollout: CanaryRollout,
+    pub key: String,
+    pub series: RolloutSeries,
+    pub source: S,
+    pub target: T,
+    pub webhook: Option<reqwest::Client>,
+}
+
+impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
+    async fn observe(&self, manual: Option<ManualAction>) -> Observations {
+        let window = self.rollout.spec.analysis.effective_window().as_std();
+        let metrics = self
+            .source
+            .windows(std::slice::from_ref(&self.series), window)
+            .await
+            .remove(&self.key)
+            .unwrap_or(MetricsObservation::Unavailable {
+                reason: "no result for this rollout".to_string(),
+            });
+        let mut custom = Vec::new();
+        for check in &self.rollout.spec.analysis.custom {
+            let query = render_check_query(&check.query, &self.key);
+            custom.push(CustomObservation {
+                name: check.name.clone(),
+                value: self.source.scalar(&query).await,
+            });
+        }
+        Observations {
+            metrics,
+            custom,
+            // No pods in local mode: the canary process is not watched.
+            canary_health: CanaryHealth::Unknown,
+            manual,
+        }
+    }
+
+    /// One interval: observe, decide, apply the weight. The returned status is what to save;
+    /// when the weight could not be applied it is the previous status, so the next interval
+    /// decides again instead of recording a weight Envoy never got.
+    pub async fn tick(
+        &self,
+        status: &CanaryRolloutStatus,
+        manual: Option<ManualAction>,
+        now: Timestamp,
+    ) -> TickReport {
+        let observations = self.observe(manual).await;
+        let mut report = self.apply(status, observations, now).await;
+        // Envoy may have been restarted from a fresh ECDS file: put our weight back.
+        if report.weight_error.is_none() && report.status.phase != Phase::Pending {
+            if let Ok(current) = self.target.current_weight(&self.key).await {
+                if (current - report.status.weight).abs() > 0.001 {
+                    if let Err(e) = self
+                        .target
+                        .set_weight(&self.key, report.status.weight)
+                        .await
+                    {
+                        report.weight_error = Some(e.to_string());
+                    } else {
+                        report.events.push((
+                            "WeightResynced".to_string(),
+                            format!(
+                                "the ECDS file had {current}%, set it back to {}%",
+                                report.status.weight
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        report
+    }
+
+    /// Runs the engine on `observations` and applies its actions.
+    pub async fn apply(
+        &self,
+        status: &CanaryRolloutStatus,
+        observations: Observations,
+        now: Timestamp,
+    ) -> TickReport {
+        let decision = engine::decide(&self.rollout.spec, status, now, &observations);
+        let mut events = Vec::new();
+        let mut weight_error = None;
+        for action in &decision.actions {
+            match action {
+                Action::SetWeight(weight) => {
+                    if let Err(e) = self.target.set_weight(&self.key, *weight).await {
+                        weight_error = Some(e.to_string());
+                    }
+                }
+                Action::Event {
+                    reason, message, ..
+                } => events.push((reason.to_string(), message.clone())),
+                Action::Notify(message) => self.notify(message).await,
+            }
+        }
+        let status = if weight_error.is_some() {
+            status.clone()
+        } else {
+            decision.status
+        };
+        TickReport {
+            status,
+            metrics: observations.metrics,
+            events,
+            weight_error,
+        }
+    }
+
+    async fn notify(&self, message: &str) {
+        let (Some(client), Some(notification)) = (&self.webhook, &self.rollout.spec.notification)
+        else {
+            return;
+        };
+        let body = serde_json::json!({
+            "rollout": self.rollout.metadata.name,
+            "key": self.key,
+            "text": message,
+        });
+        if let Err(e) = client.post(&notification.webhook).json(&body).send().await {
+            tracing::warn!(error = %e, "notification webhook failed");
+        }
+    }
+}
+
+fn build_runner(
+    rollout: CanaryRollout,
+    envoy_ecds: &Path,
+    prometheus: &str,
+) -> Result<LocalRunner<PrometheusSource, EcdsFileTarget>, Error> {
+    let key = rollout.rollout_key();
+    let target = EcdsFileTarget::new(envoy_ecds);
+    let view = target.current_sync(&key)?;
+    let timeout = rollout
+        .spec
+        .analysis
+        .interval
+        .as_std()
+        .clamp(Duration::from_secs(2), Duration::from_secs(10));
+    let source =
+        PrometheusSource::new(prometheus, timeout).map_err(|e| Error::Invalid(e.to_string()))?;
+    let webhook = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok();
+    Ok(LocalRunner {
+        series: RolloutSeries {
+            rollout: key.clone(),
+            stable_version: view.stable_version,
+            canary_version: view.canary_version,
+        },
+        key,
+        rollout,
+        source,
+        target,
+        webhook,
+    })
+}
+
+/// Waits until the next interval, a queued request, or a stop signal (returns true then).
+async fn wait_for_next(deadline: Instant, request_file: &Path) -> bool {
+    let stop = async {
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => return std::future::pending::<()>().await,
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    };
+    let poll = async {
+        loop {
+            if Instant::now() >= deadline || request_file.exists() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::select! {
+        _ = stop => true,
+        _ = poll => false,
+    }
+}
+
+fn progress_line(runner_rollout: &CanaryRollout, report: &TickReport, now: Timestamp) -> String {
+    let window = runner_rollout.spec.analysis.effective_window().as_std();
+    let clock = now.strftime("%H:%M:%S");
+    let mut line = format!(
+        "{clock} {} {} | {} | {}",
+        runner_rollout.metadata.name.as_deref().unwrap_or_default(),
+        progress::stage_part(&runner_rollout.spec, &report.status, now),
+        progress::traffic_part(&report.metrics, window),
+        progress::decision_part(&report.status, &report.events),
+    );
+    if let Some(e) = &report.weight_error {
+        line.push_str(&format!(" | weight NOT applied: {e}"));
+    }
+    line
+}
+
+/// Runs the loop; returns the phase it ended in.
+pub async fn run(options: &LocalOptions, out: &mut (dyn Write + Send)) -> Result<Phase, Error> {
+    let rollout = load_rollout(&options.rollout_file)?;
+    let name = rollout.metadata.name.clone().unwrap_or_default();
+    let prometheus = options
+        .prometheus
+        .clone()
+        .unwrap_or_else(|| rollout.spec.prometheus.address.clone());
+    let saved = state::load(&options.status_file)?;
+    if let Some(saved) = &saved {
+        if saved.rollout != name {
+            return Err(Error::StatusFile {
+                path: options.status_file.display().to_string(),
+                reason: format!("holds rollout {:?}, not {name:?}", saved.rollout),
+            });
+        }
+    }
+    let _lock = state::LoopLock::acquire(&options.status_file)?;
+    let runner = build_runner(rollout, &options.envoy_ecds, &prometheus)?;
+    let mut local = saved.unwrap_or(LocalState {
+        rollout: name.clone(),
+        rollout_file: None,
+        envoy_ecds: None,
+        prometheus: None,
+        status: CanaryRolloutStatus::default(),
+    });
+    local.rollout_file = std::fs::canonicalize(&options.rollout_file).ok();
+    local.envoy_ecds = std::fs::canonicalize(&options.envoy_ecds).ok();
+    local.prometheus = Some(prometheus.clone());
+    let _ = writeln!(
+        out,
+        "stickycanary local: rollout {name} (key {}) | ECDS {} | Prometheus {prometheus} | status {} | resuming from {} stage {}",
+        runner.key,
+        options.envoy_ecds.display(),
+        options.status_file.display(),
+        local.status.phase,
+        local.status.stage_index + 1,
+    );
+    let interval = runner
+        .rollout
+        .spec
+        .analysis
+        .interval
+        .as_std()
+        .max(Duration::from_millis(100));
+    let request_file = state::request_path(&options.status_file);
+    loop {
+        let started = Instant::now();
+        let manual = match state::take_request(&options.status_file, &name) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = writeln!(out, "warning: {e}");
+                None
+            }
+        };
+        let now = Timestamp::now();
+        let report = runner.tick(&local.status, manual, now).await;
+        local.status = report.status.clone();
+        state::save(&options.status_file, &local)?;
+        let _ = writeln!(out, "{}", progress_line(&runner.rollout, &report, now));
+        for (reason, message) in report.events.iter().skip(1) {
+            let _ = writeln!(out, "    {reason}: {message}");
+        }
+        let _ = out.flush();
+        let phase = local.status.phase;
+        if phase.is_terminal() && report.weight_error.is_none() {
+            let _ = writeln!(
+                out,
+                "rollout {name} finished: {phase} at weight {}%",
+                local.status.weight
+            );
+            return Ok(phase);
+        }
+        if options.once {
+            return Ok(phase);
+        }
+        if wait_for_next(started + interval, &request_file).await {
+            let _ = writeln!(
+                out,
+                "stopped; status saved to {} (run the same command to resume)",
+                options.status_file.display()
+            );
+            return Ok(phase);
+        }
+    }
+}
+
+/// Applies a manual action when no local loop is running: loads the spec and ECDS path
+/// recorded in the status file, runs the engine once with the action and no metrics, and
+/// saves the result.
+pub async fn apply_directly(
+    status_file: &Path,
+    name: &str,
+    action: ManualAction,
+) -> Result<CanaryRolloutStatus, Error> {
+    let status_error = |reason: String| Error::StatusFile {
+        path: status_file.display().to_string(),
+        reason,
+    };
+    let mut local = state::load(status_file)?.ok_or_else(|| {
+        status_error("does not exist; start `stickycanary local` first".to_string())
+    })?;
+    if local.rollout != name {
+        return Err(status_error(format!(
+            "holds rollout {:?}, not {name:?}",
+            local.rollout
+        )));
+    }
+    let (Some(rollout_file), Some(envoy_ecds)) =
+        (local.rollout_file.clone(), local.envoy_ecds.clone())
+    else {
+        return Err(status_error(
+            "does not record the rollout and ECDS files; run `stickycanary local` once".to_string(),
+        ));
+    };
+    let rollout = load_rollout(&rollout_file)?;
+    let prometheus = local.prometheus.clone().unwrap_or_default();
+    let runner = build_runner(rollout, &envoy_ecds, &prometheus)?;
+    // The engine needs a window; an empty one is "no data", which never breaches.
+    let observations = Observations {
+        metrics: MetricsObservation::Window {
+            canary: VersionWindow::default(),
+            stable: VersionWindow::default(),
+        },
+        custom: Vec::new(),
+        canary_health: CanaryHealth::Unknown,
+        manual: Some(action),
+    };
+    let report = runner
+        .apply(&local.status, observations, Timestamp::now())
+        .await;
+    if let Some(e) = report.weight_error {
+        return Err(Error::Io(e));
+    }
+    local.status = report.status;
+    state::save(status_file, &local)?;
+    Ok(local.status)
+}

@@ -1,0 +1,282 @@
+//! Local mode's files next to the status file:
+//!
+//! - `<status>`: the rollout's status (the same `CanaryRolloutStatus` the CR carries), so a
+//!   restarted `stickycanary local` resumes the same stage with its elapsed time.
+//! - `<status>.request`: a manual action (`promote`, `abort`, `pause`, `resume`) waiting for
+//!   the running loop to consume it.
+//! - `<status>.lock`: the pid of the running loop, so the CLI knows whether to queue a
+//!   request or apply it itself, and two loops never drive one rollout.
+//!
+//! Every write goes to a temporary file in the same directory and is renamed into place, so
+//! a crash never leaves a half-written file. A file that does not parse is an error, never a
+//! silent reset to stage 0.
+
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::crd::CanaryRolloutStatus;
+use crate::error::Error;
+use crate::observation::ManualAction;
+
+/// The status file's content.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalState {
+    /// The CanaryRollout's `metadata.name`.
+    pub rollout: String,
+    /// Where the spec came from, so `promote` and friends can act when no loop is running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envoy_ecds: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<String>,
+    pub status: CanaryRolloutStatus,
+}
+
+fn status_error(path: &Path, reason: impl std::fmt::Display) -> Error {
+    Error::StatusFile {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "status.json".to_string());
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, path)
+}
+
+/// Loads the status file: `Ok(None)` when it does not exist yet.
+pub fn load(path: &Path) -> Result<Option<LocalState>, Error> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(status_error(path, e)),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(status_error(
+            path,
+            "file is empty (truncated?); refusing to restart the rollout from stage 0. Move it away to start over",
+        ));
+    }
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        status_error(
+            path,
+            format!("corrupt ({e}); refusing to restart the rollout from stage 0. Move it away to start over"),
+        )
+    })
+}
+
+pub fn save(path: &Path, state: &LocalState) -> Result<(), Error> {
+    let mut bytes = serde_json::to_vec_pretty(state).map_err(|e| status_error(path, e))?;
+    bytes.push(b'\n');
+    write_atomically(path, &bytes).map_err(|e| status_error(path, format!("cannot write: {e}")))
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+pub fn request_path(status_path: &Path) -> PathBuf {
+    sibling(status_path, ".request")
+}
+
+pub fn lock_path(status_path: &Path) -> PathBuf {
+    sibling(status_path, ".lock")
+}
+
+/// A queued manual action.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Request {
+    pub rollout: String,
+    pub action: String,
+}
+
+pub fn action_name(action: ManualAction) -> &'static str {
+    match action {
+        ManualAction::Promote => "promote",
+        ManualAction::Abort => "abort",
+        ManualAction::Pause => "pause",
+        ManualAction::Resume => "resume",
+    }
+}
+
+pub fn parse_action(name: &str) -> Option<ManualAction> {
+    match name {
+        "promote" => Some(ManualAction::Promote),
+        "abort" => Some(ManualAction::Abort),
+        "pause" => Some(ManualAction::Pause),
+        "resume" => Some(ManualAction::Resume),
+        _ => None,
+    }
+}
+
+pub fn queue_request(status_path: &Path, rollout: &str, action: ManualAction) -> Result<(), Error> {
+    let request = Request {
+        rollout: rollout.to_string(),
+        action: action_name(action).to_string(),
+    };
+    let path = request_path(status_path);
+    let bytes = serde_json::to_vec(&request).map_err(|e| status_error(&path, e))?;
+    write_atomically(&path, &bytes).map_err(|e| status_error(&path, format!("cannot write: {e}")))
+}
+
+/// Takes (reads and removes) the queued request, if any. A request for another rollout or
+/// with an unknown action is an error, and is removed so it does not repeat.
+pub fn take_request(status_path: &Path, rollout: &str) -> Result<Option<ManualAction>, Error> {
+    let path = request_path(status_path);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(status_error(&path, e)),
+    };
+    let _ = fs::remove_file(&path);
+    let request: Request = serde_json::from_slice(&bytes)
+        .map_err(|e| status_error(&path, format!("ignored a corrupt request: {e}")))?;
+    if request.rollout != rollout {
+        return Err(status_error(
+            &path,
+            format!(
+                "ignored a request for rollout {:?}; this loop drives {rollout:?}",
+                request.rollout
+            ),
+        ));
+    }
+    parse_action(&request.action).map(Some).ok_or_else(|| {
+        status_error(
+            &path,
+            format!("ignored unknown action {:?}", request.action),
+        )
+    })
+}
+
+/// The pid in the lock file, if that process is still alive.
+pub fn running_pid(status_path: &Path) -> Option<u32> {
+    let text = fs::read_to_string(lock_path(status_path)).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
+/// Held while a local loop runs; removes the lock file when dropped.
+pub struct LoopLock {
+    path: PathBuf,
+}
+
+impl LoopLock {
+    pub fn acquire(status_path: &Path) -> Result<LoopLock, Error> {
+        if let Some(pid) = running_pid(status_path) {
+            if pid != std::process::id() {
+                return Err(status_error(
+                    status_path,
+                    format!("another stickycanary local (pid {pid}) is driving this rollout"),
+                ));
+            }
+        }
+        let path = lock_path(status_path);
+        write_atomically(&path, format!("{}\n", std::process::id()).as_bytes())
+            .map_err(|e| status_error(&path, format!("cannot write: {e}")))?;
+        Ok(LoopLock { path })
+    }
+}
+
+impl Drop for LoopLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> LocalState {
+        LocalState {
+            rollout: "checkout".into(),
+            rollout_file: None,
+            envoy_ecds: None,
+            prometheus: None,
+            status: CanaryRolloutStatus {
+                stage_index: 2,
+                weight: 50.0,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn saved_state_loads_back_identically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        assert_eq!(load(&path).unwrap(), None);
+        save(&path, &state()).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(state()));
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn corrupt_or_truncated_status_is_an_error_not_a_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        save(&path, &state()).unwrap();
+        let full = fs::read(&path).unwrap();
+        fs::write(&path, &full[..full.len() / 2]).unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("corrupt") && err.contains("status.json"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+        fs::write(&path, b"").unwrap();
+        assert!(load(&path).unwrap_err().to_string().contains("empty"));
+    }
+
+    #[test]
+    fn a_request_is_consumed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        queue_request(&path, "checkout", ManualAction::Abort).unwrap();
+        assert_eq!(
+            take_request(&path, "checkout").unwrap(),
+            Some(ManualAction::Abort)
+        );
+        assert_eq!(take_request(&path, "checkout").unwrap(), None);
+        queue_request(&path, "other", ManualAction::Promote).unwrap();
+        assert!(take_request(&path, "checkout").is_err());
+        assert_eq!(
+            take_request(&path, "checkout").unwrap(),
+            None,
+            "the stray request was removed"
+        );
+    }
+
+    #[test]
+    fn the_lock_names_a_live_loop_and_goes_away_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        assert_eq!(running_pid(&path), None);
+        let lock = LoopLock::acquire(&path).unwrap();
+        assert_eq!(running_pid(&path), Some(std::process::id()));
+        drop(lock);
+        assert_eq!(running_pid(&path), None);
+    }
+}
