@@ -10,6 +10,8 @@ use crate::overrides::requested_version;
 
 /// Header Envoy (or the client) uses to carry a request id; seeds anonymous ids.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The response header testers read when `exposeVersionHeader` is on (contract 3.5).
+pub const VERSION_RESPONSE_HEADER: &str = "x-canary-version";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Version {
@@ -104,6 +106,26 @@ fn decide_for_rollout(
                 Some(set_cookie),
             )
         }
+    }
+}
+
+/// Headers to put on the response of a routed request: `Set-Cookie` (added, so other
+/// cookies survive) for a new anonymous id, and the version header when exposed (set).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResponseEdits<'a> {
+    pub add_set_cookie: Option<&'a str>,
+    pub set_version_header: Option<&'a str>,
+}
+
+pub fn response_edits<'a>(config: &'a CompiledConfig, routed: &'a Routed) -> ResponseEdits<'a> {
+    let set_version_header = config
+        .expose_version_header
+        .then(|| config.rollouts.get(routed.rollout))
+        .flatten()
+        .map(|rollout| rollout.version_name(routed.version));
+    ResponseEdits {
+        add_set_cookie: routed.set_cookie.as_deref(),
+        set_version_header,
     }
 }
 

@@ -20,6 +20,12 @@ pub fn code_class(status: Option<u64>) -> usize {
     }
 }
 
+/// Nanoseconds to whole milliseconds for the histogram, rounded up: a 200.3 ms request
+/// must not be counted as "at most 200 ms".
+pub fn duration_ms(nanoseconds: u64) -> u64 {
+    nanoseconds.div_ceil(1_000_000)
+}
+
 pub fn counter_name(rollout: &str, version: &str, code_class: &str, source: &str) -> String {
     format!("rollout=.={rollout};.;version=.={version};.;code_class=.={code_class};.;source=.={source};.;{REQUESTS_TOTAL}")
 }

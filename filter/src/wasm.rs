@@ -12,15 +12,11 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::assign;
-use crate::decision::{decide, Decision, Routed};
+use crate::decision::{decide, response_edits, Decision, Routed, VERSION_RESPONSE_HEADER};
 use crate::headers::RequestHeaders;
 use crate::identity::IdMinter;
 use crate::matching::CompiledConfig;
-use crate::stats::{code_class, counter_index, histogram_index, StatNames};
-
-/// The response header testers read (contract 3.5).
-const VERSION_RESPONSE_HEADER: &str = "x-canary-version";
-const NANOS_PER_MILLI: u64 = 1_000_000;
+use crate::stats::{code_class, counter_index, duration_ms, histogram_index, StatNames};
 
 proxy_wasm::main! {{
     std::panic::set_hook(Box::new(|info| {
@@ -188,18 +184,17 @@ impl HttpContext for Request {
         let (Some(loaded), Some(routed)) = (&self.loaded, &self.routed) else {
             return Action::Continue;
         };
-        if let Some(set_cookie) = &routed.set_cookie {
+        let edits = response_edits(&loaded.config, routed);
+        if let Some(set_cookie) = edits.add_set_cookie {
             let _ =
                 hostcalls::add_map_value(MapType::HttpResponseHeaders, "set-cookie", set_cookie);
         }
-        if loaded.config.expose_version_header {
-            if let Some(rollout) = loaded.config.rollouts.get(routed.rollout) {
-                let _ = hostcalls::set_map_value(
-                    MapType::HttpResponseHeaders,
-                    VERSION_RESPONSE_HEADER,
-                    Some(rollout.version_name(routed.version)),
-                );
-            }
+        if let Some(version) = edits.set_version_header {
+            let _ = hostcalls::set_map_value(
+                MapType::HttpResponseHeaders,
+                VERSION_RESPONSE_HEADER,
+                Some(version),
+            );
         }
         Action::Continue
     }
@@ -218,8 +213,7 @@ impl HttpContext for Request {
         if let Some(duration_ns) = property_u64(&["request", "duration"]) {
             let histogram = histogram_index(routed.rollout, routed.version, routed.source);
             if let Some(id) = loaded.histogram_ids.get(histogram) {
-                // Rounded up: a 200.3 ms request must not count as "at most 200 ms".
-                let _ = hostcalls::record_metric(*id, duration_ns.div_ceil(NANOS_PER_MILLI));
+                let _ = hostcalls::record_metric(*id, duration_ms(duration_ns));
             }
         }
     }

@@ -171,3 +171,32 @@ fn raising_weight_never_moves_a_canary_user_back() {
         }
     }
 }
+
+#[test]
+fn response_carries_the_version_only_when_exposed() {
+    let hidden = compiled(r#""weight":100"#);
+    let routed_hidden = routed(&hidden, &request().with("x-user-id", "u1"));
+    assert_eq!(
+        response_edits(&hidden, &routed_hidden).set_version_header,
+        None
+    );
+    let shown = CompiledConfig::from_json(
+        br#"{"exposeVersionHeader":true,"rollouts":{"checkout":{"hosts":["checkout"],"weight":100,"canaryVersion":"v2"}}}"#,
+    )
+    .unwrap();
+    let routed_shown = routed(&shown, &request().with("x-user-id", "u1"));
+    let edits = response_edits(&shown, &routed_shown);
+    assert_eq!(edits.set_version_header, Some("v2"));
+    assert_eq!(edits.add_set_cookie, None);
+}
+
+#[test]
+fn response_sets_the_cookie_of_a_new_anonymous_user() {
+    let config = compiled(r#""weight":10"#);
+    let decision = routed(&config, &request().with("x-request-id", "r-1"));
+    let edits = response_edits(&config, &decision);
+    assert_eq!(
+        edits.add_set_cookie,
+        Some("stickycanary-id=r-1; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax")
+    );
+}

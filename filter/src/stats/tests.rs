@@ -71,3 +71,12 @@ fn every_counter_index_points_at_its_own_name() {
         }
     }
 }
+
+#[test]
+fn durations_round_up_to_whole_milliseconds() {
+    assert_eq!(duration_ms(0), 0);
+    assert_eq!(duration_ms(1), 1);
+    assert_eq!(duration_ms(1_000_000), 1);
+    assert_eq!(duration_ms(200_000_000), 200);
+    assert_eq!(duration_ms(200_300_000), 201);
+}
