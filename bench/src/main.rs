@@ -1,0 +1,304 @@
+//! `make bench`: stickycanary's data plane against what a user would run instead, side by
+//! side in one run (issue 6). Every process it starts listens on 127.0.0.1 and is killed when
+//! its guard drops, also on error.
+//!
+//! Modules, one job each: [`options`] (flags), [`peers`] (the cases and their bootstraps),
+//! [`envoy_peer`] (start one Envoy per case), [`wrk`] (one load run), [`sanity`] (each case
+//! does its job before it is timed), [`reload`] (config reload latency), [`procfs`] (RSS, CPU
+//! time, pinning), [`machine`] (what it ran on), [`report`] (medians, goals, tables).
+
+mod envoy_peer;
+mod error;
+mod machine;
+mod options;
+mod peers;
+mod procfs;
+mod reload;
+mod report;
+mod sanity;
+mod wrk;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use stickycanary_e2e::backend::Backend;
+use stickycanary_e2e::backend_server::Behaviour;
+use stickycanary_e2e::paths;
+
+use crate::envoy_peer::PeerEnvoy;
+use crate::error::{failed, Result};
+use crate::options::Options;
+use crate::peers::Case;
+use crate::report::{CaseResult, Results, RssPoint, Sample, Settings};
+use crate::wrk::Wrk;
+
+/// CPUs when pinning: Envoy alone on one, load generator and backends on the other.
+const ENVOY_CPU: usize = 0;
+const LOAD_CPU: usize = 1;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let default_out = paths::workspace_root().join("target").join("bench");
+    let opts = match Options::parse(&args, default_out) {
+        Ok(Some(opts)) => opts,
+        Ok(None) => {
+            println!("{}", options::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("bench: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A case with its running Envoy and what has been recorded so far.
+struct Running {
+    case: Case,
+    envoy: PeerEnvoy,
+    result: CaseResult,
+}
+
+impl Running {
+    fn rss_point(&mut self, when: &str) -> Result<()> {
+        let kib = procfs::rss_kib(self.envoy.pid())?;
+        self.result.rss.push(RssPoint {
+            when: when.to_string(),
+            after_requests: self.result.total_requests,
+            rss_mib: kib as f64 / 1024.0,
+        });
+        Ok(())
+    }
+
+    /// One wrk run against this case, with Envoy's CPU time around it.
+    fn load(
+        &mut self,
+        wrk: &Wrk,
+        tag: &str,
+        duration: Duration,
+    ) -> Result<(wrk::LoadRun, f64, f64)> {
+        self.envoy.check_alive()?;
+        let pid = self.envoy.pid();
+        let cpu_before = procfs::cpu_seconds(pid)?;
+        let wall = Instant::now();
+        let run = wrk.run(
+            &format!("{}-{tag}", self.case.id),
+            self.envoy.listener,
+            &self.case.host,
+            self.case.anonymous,
+            duration,
+        )?;
+        let wall_secs = wall.elapsed().as_secs_f64();
+        let cpu_secs = procfs::cpu_seconds(pid)? - cpu_before;
+        self.envoy.check_alive()?;
+        self.result.total_requests += run.requests;
+        let cpu_us_per_request = cpu_secs * 1e6 / run.requests as f64;
+        Ok((run, cpu_us_per_request, cpu_secs / wall_secs))
+    }
+}
+
+fn run(opts: &Options) -> Result<()> {
+    let started = Instant::now();
+    let load_before = procfs::load_average();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pin = opts.pin && cpus >= 2;
+    let envoy_cpu = pin.then_some(ENVOY_CPU);
+    let load_cpu = pin.then_some(LOAD_CPU);
+
+    let filter_wasm = paths::wasm_path()?;
+    let noop_wasm = paths::workspace_root()
+        .join("target")
+        .join("stickycanary-noop.wasm");
+    if !noop_wasm.is_file() {
+        return Err(failed(format!(
+            "{} not found: build it with scripts/bench-build-noop.sh",
+            noop_wasm.display()
+        )));
+    }
+    let machine = machine::Machine::describe(&paths::envoy_bin()?);
+    eprintln!(
+        "bench: {} × {}, load average {:.2} {:.2} {:.2}{}",
+        machine.cpus,
+        machine.cpu_model,
+        load_before[0],
+        load_before[1],
+        load_before[2],
+        if load_before[0] >= 1.0 {
+            " (busy machine: numbers will be noisy)"
+        } else {
+            ""
+        }
+    );
+
+    let work = tempfile::Builder::new()
+        .prefix("sc-bench-")
+        .tempdir()
+        .map_err(|e| failed(format!("create temp dir: {e}")))?;
+    let backend_bin = paths::cargo_bin("sc-backend")?;
+    let stable =
+        Backend::start_with_bin(&backend_bin, "stable", Behaviour::default(), work.path())?;
+    let canary =
+        Backend::start_with_bin(&backend_bin, "canary", Behaviour::default(), work.path())?;
+    let mut backends = vec![stable, canary];
+    if let Some(cpu) = load_cpu {
+        for backend in &mut backends {
+            procfs::pin(backend.child_mut().pid(), cpu)?;
+        }
+    }
+    let wrk = Wrk::new(work.path(), opts.connections, opts.users, load_cpu)?;
+
+    let mut running = Vec::new();
+    for case in peers::all_cases(&filter_wasm, &noop_wasm) {
+        let envoy = PeerEnvoy::start(&case, backends[0].addr, backends[1].addr, envoy_cpu)?;
+        eprintln!(
+            "bench: started {} (pid {}, {})",
+            case.id,
+            envoy.pid(),
+            envoy.listener
+        );
+        let result = CaseResult {
+            id: case.id.to_string(),
+            label: case.label.to_string(),
+            sanity: String::new(),
+            samples: Vec::new(),
+            rss: Vec::new(),
+            total_requests: 0,
+        };
+        running.push(Running {
+            case,
+            envoy,
+            result,
+        });
+    }
+    let rejected: Vec<String> = running
+        .iter()
+        .flat_map(|r| r.envoy.log_lines_with("rejected config"))
+        .collect();
+    if !rejected.is_empty() {
+        return Err(failed(format!(
+            "a filter rejected its config: {}",
+            rejected.join(" | ")
+        )));
+    }
+
+    for r in &mut running {
+        r.rss_point("idle")?;
+        r.result.sanity = sanity::check(&r.case, r.envoy.listener)?;
+        r.result.total_requests += 2000;
+        eprintln!("bench: sanity {}: {}", r.case.id, r.result.sanity);
+    }
+
+    if opts.warmup_secs > 0 {
+        for r in &mut running {
+            r.load(&wrk, "warmup", Duration::from_secs(opts.warmup_secs))?;
+            r.rss_point("warm")?;
+        }
+    }
+
+    let duration = Duration::from_secs(opts.duration_secs);
+    for round in 1..=opts.rounds {
+        for r in &mut running {
+            let (run, cpu_us, cores) = r.load(&wrk, &format!("r{round}"), duration)?;
+            eprintln!(
+                "bench: round {round} {:<10} {:>8.0} req/s  p50 {:.3} ms  p99 {:.3} ms  envoy {:.1} us/req ({:.2} cores){}",
+                r.case.id,
+                run.requests_per_second,
+                run.p50_ms,
+                run.p99_ms,
+                cpu_us,
+                cores,
+                if run.errors > 0 { format!("  {} errors", run.errors) } else { String::new() }
+            );
+            r.result.samples.push(Sample {
+                round,
+                run,
+                envoy_cpu_us_per_request: cpu_us,
+                envoy_cores: cores,
+            });
+            r.rss_point(&format!("round {round}"))?;
+        }
+    }
+
+    // Top every Envoy up towards the soak target before the last RSS point, within a budget.
+    for r in &mut running {
+        let missing = opts.soak_requests.saturating_sub(r.result.total_requests);
+        let rps = report::summarize(&r.result).rps;
+        if missing == 0 || opts.soak_max_secs == 0 || !rps.is_finite() || rps <= 0.0 {
+            continue;
+        }
+        let secs = ((missing as f64 / rps).ceil() as u64).clamp(1, opts.soak_max_secs);
+        r.load(&wrk, "soak", Duration::from_secs(secs))?;
+        eprintln!(
+            "bench: soak {} to {} requests",
+            r.case.id, r.result.total_requests
+        );
+    }
+    for r in &mut running {
+        r.rss_point("end")?;
+    }
+
+    let reload_ms = match running.iter().find(|r| r.case.id == "sc-1") {
+        Some(r) => reload::measure(&r.envoy, &filter_wasm, opts.reloads)?,
+        None => Vec::new(),
+    };
+
+    let results = Results {
+        machine,
+        settings: Settings {
+            rounds: opts.rounds,
+            duration_secs: opts.duration_secs,
+            warmup_secs: opts.warmup_secs,
+            connections: opts.connections,
+            users: opts.users,
+            pinned: pin,
+        },
+        load_average_before: load_before,
+        load_average_after: procfs::load_average(),
+        wall_seconds: started.elapsed().as_secs_f64(),
+        filter_wasm_bytes: file_size(&filter_wasm),
+        noop_wasm_bytes: file_size(&noop_wasm),
+        reload_ms,
+        cases: running.iter().map(|r| r.result.clone()).collect(),
+    };
+    // Stop every Envoy and backend before writing files: nothing outlives the measurement.
+    drop(running);
+    drop(backends);
+
+    print!("{}", report::terminal_table(&results));
+    for goal in report::goals(&results) {
+        println!(
+            "goal {}: {} — {}",
+            if goal.met { "met   " } else { "MISSED" },
+            goal.goal,
+            goal.measured
+        );
+    }
+    std::fs::create_dir_all(&opts.out_dir)
+        .map_err(|e| failed(format!("create {}: {e}", opts.out_dir.display())))?;
+    let md_path = opts.out_dir.join("benchmarks-data-plane.md");
+    let json_path = opts.out_dir.join("results.json");
+    std::fs::write(&md_path, report::markdown(&results))
+        .map_err(|e| failed(format!("write {}: {e}", md_path.display())))?;
+    let json = serde_json::to_string_pretty(&results).map_err(|e| failed(e.to_string()))?;
+    std::fs::write(&json_path, json)
+        .map_err(|e| failed(format!("write {}: {e}", json_path.display())))?;
+    println!(
+        "bench: wrote {} and {} (load average now {:.2})",
+        md_path.display(),
+        json_path.display(),
+        results.load_average_after[0]
+    );
+    Ok(())
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}

@@ -1,0 +1,103 @@
+//! Command-line options of `bench` (plain flags, no parser dependency).
+
+use std::path::PathBuf;
+
+pub const USAGE: &str = "\
+usage: bench [--rounds N] [--duration SECS] [--warmup SECS] [--connections N] [--users N]
+             [--soak-requests N] [--soak-max-seconds SECS] [--reloads N] [--out DIR]
+             [--no-pin] [--quick]
+
+Runs every peer (plain weighted routing, no-op wasm, Lua, stickycanary x3) side by side,
+interleaved round by round, and prints medians. Needs target/stickycanary.wasm,
+target/stickycanary-noop.wasm and a release sc-backend (scripts/bench.sh builds all three).
+  --rounds N            measured rounds per case (default 6)
+  --duration SECS       wrk run length per case and round (default 8)
+  --warmup SECS         unrecorded wrk run per case first (default 2)
+  --connections N       wrk keep-alive connections (default 32)
+  --users N             distinct x-user-id values rotated by wrk (default 100000)
+  --soak-requests N     top every Envoy up to N requests before the final RSS (default 1000000)
+  --soak-max-seconds S  but spend at most S seconds of top-up per case (default 25)
+  --reloads N           config reloads timed, each direction (default 5)
+  --out DIR             where results.json and the markdown fragment go (default target/bench)
+  --no-pin              do not pin Envoy to CPU 0 and wrk/backends to CPU 1
+  --quick               2 rounds of 2 s, 1 s warm-up, no soak, 2 reloads (debugging the harness)";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub rounds: usize,
+    pub duration_secs: u64,
+    pub warmup_secs: u64,
+    pub connections: usize,
+    pub users: u64,
+    pub soak_requests: u64,
+    pub soak_max_secs: u64,
+    pub reloads: usize,
+    pub out_dir: PathBuf,
+    pub pin: bool,
+}
+
+impl Options {
+    fn defaults(out_dir: PathBuf) -> Self {
+        Self {
+            rounds: 6,
+            duration_secs: 8,
+            warmup_secs: 2,
+            connections: 32,
+            users: 100_000,
+            soak_requests: 1_000_000,
+            soak_max_secs: 25,
+            reloads: 5,
+            out_dir,
+            pin: true,
+        }
+    }
+
+    /// `Ok(None)` means `--help` was asked for.
+    pub fn parse(args: &[String], default_out: PathBuf) -> Result<Option<Self>, String> {
+        let mut opts = Self::defaults(default_out);
+        let mut iter = args.iter();
+        while let Some(flag) = iter.next() {
+            let mut value = |name: &str| {
+                iter.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{name}: needs a value"))
+            };
+            match flag.as_str() {
+                "--help" | "-h" => return Ok(None),
+                "--rounds" => opts.rounds = number(flag, &value(flag)?, 1)?,
+                "--duration" => opts.duration_secs = number(flag, &value(flag)?, 1)?,
+                "--warmup" => opts.warmup_secs = number(flag, &value(flag)?, 0)?,
+                "--connections" => opts.connections = number(flag, &value(flag)?, 1)?,
+                "--users" => opts.users = number(flag, &value(flag)?, 1)?,
+                "--soak-requests" => opts.soak_requests = number(flag, &value(flag)?, 0)?,
+                "--soak-max-seconds" => opts.soak_max_secs = number(flag, &value(flag)?, 0)?,
+                "--reloads" => opts.reloads = number(flag, &value(flag)?, 1)?,
+                "--out" => opts.out_dir = PathBuf::from(value(flag)?),
+                "--no-pin" => opts.pin = false,
+                "--quick" => {
+                    opts.rounds = 2;
+                    opts.duration_secs = 2;
+                    opts.warmup_secs = 1;
+                    opts.soak_requests = 0;
+                    opts.reloads = 2;
+                }
+                other => return Err(format!("{other}: unknown option (see --help)")),
+            }
+        }
+        Ok(Some(opts))
+    }
+}
+
+fn number<T: std::str::FromStr + PartialOrd + From<u8> + std::fmt::Display>(
+    flag: &str,
+    text: &str,
+    min: u8,
+) -> Result<T, String> {
+    let parsed: T = text
+        .parse()
+        .map_err(|_| format!("{flag}: must be a whole number (got {text:?})"))?;
+    if parsed < T::from(min) {
+        return Err(format!("{flag}: must be at least {min} (got {parsed})"));
+    }
+    Ok(parsed)
+}

@@ -1,0 +1,75 @@
+//! What the kernel knows about a running process (RSS, CPU time) and CPU pinning.
+
+use std::process::Command;
+
+use crate::error::{failed, Result};
+
+/// Resident set size in KiB (`VmRSS` in `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).map_err(|e| failed(format!("read {path}: {e}")))?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .ok_or_else(|| failed(format!("{path}: no VmRSS line")))
+}
+
+/// User + system CPU seconds used so far by all threads of `pid`.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).map_err(|e| failed(format!("read {path}: {e}")))?;
+    // The command name (field 2) may contain spaces; fields after its closing ')' are plain.
+    // After ')': state is index 0, so utime (field 14) is index 11 and stime (15) index 12.
+    let after_name = text
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| failed(format!("{path}: malformed")))?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |index: usize| -> Result<u64> {
+        fields
+            .get(index)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| failed(format!("{path}: no field {}", index + 3)))
+    };
+    Ok((ticks(11)? + ticks(12)?) as f64 / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a constant of the running system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+/// Pin every thread of `pid` to `cpu`; threads it starts later inherit the mask.
+pub fn pin(pid: u32, cpu: usize) -> Result<()> {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| failed(format!("run taskset: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(failed(format!(
+            "taskset -p -c {cpu} {pid} failed ({status})"
+        )))
+    }
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute load averages.
+pub fn load_average() -> [f64; 3] {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut parts = text
+        .split_whitespace()
+        .map(|p| p.parse().unwrap_or(f64::NAN));
+    [
+        parts.next().unwrap_or(f64::NAN),
+        parts.next().unwrap_or(f64::NAN),
+        parts.next().unwrap_or(f64::NAN),
+    ]
+}

@@ -1,0 +1,345 @@
+//! From samples to the answer: medians per case, ratios to peer 1, added CPU per request,
+//! RSS over time, the goals of issue 6, as a terminal table and a BENCHMARKS.md fragment.
+
+use serde::Serialize;
+
+use crate::machine::Machine;
+use crate::wrk::LoadRun;
+
+/// One measured wrk run of one case, with Envoy's CPU use during it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    pub round: usize,
+    pub run: LoadRun,
+    /// Envoy process CPU time (user+sys, all threads) per request.
+    pub envoy_cpu_us_per_request: f64,
+    /// Envoy CPU time / wall time: about 1.0 when its one worker is the bottleneck.
+    pub envoy_cores: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RssPoint {
+    pub when: String,
+    /// Requests this Envoy had served when the point was taken.
+    pub after_requests: u64,
+    pub rss_mib: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    pub id: String,
+    pub label: String,
+    pub sanity: String,
+    pub samples: Vec<Sample>,
+    pub rss: Vec<RssPoint>,
+    pub total_requests: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub rounds: usize,
+    pub duration_secs: u64,
+    pub warmup_secs: u64,
+    pub connections: usize,
+    pub users: u64,
+    pub pinned: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub machine: Machine,
+    pub settings: Settings,
+    pub load_average_before: [f64; 3],
+    pub load_average_after: [f64; 3],
+    pub wall_seconds: f64,
+    pub filter_wasm_bytes: u64,
+    pub noop_wasm_bytes: u64,
+    pub reload_ms: Vec<f64>,
+    /// Peer 1 first.
+    pub cases: Vec<CaseResult>,
+}
+
+/// Medians of one case.
+#[derive(Debug, Clone, Copy)]
+pub struct CaseSummary {
+    pub rps: f64,
+    pub rps_min: f64,
+    pub rps_max: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub cpu_us: f64,
+    pub cores: f64,
+    pub errors: u64,
+}
+
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    }
+}
+
+pub fn summarize(case: &CaseResult) -> CaseSummary {
+    let pick = |f: fn(&Sample) -> f64| -> Vec<f64> { case.samples.iter().map(f).collect() };
+    let rps = pick(|s| s.run.requests_per_second);
+    CaseSummary {
+        rps: median(&rps),
+        rps_min: rps.iter().copied().fold(f64::INFINITY, f64::min),
+        rps_max: rps.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        p50_ms: median(&pick(|s| s.run.p50_ms)),
+        p99_ms: median(&pick(|s| s.run.p99_ms)),
+        cpu_us: median(&pick(|s| s.envoy_cpu_us_per_request)),
+        cores: median(&pick(|s| s.envoy_cores)),
+        errors: case.samples.iter().map(|s| s.run.errors).sum(),
+    }
+}
+
+/// A goal of issue 6 and whether this run met it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Goal {
+    pub goal: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+const WASM_LIMIT_BYTES: u64 = 300_000;
+
+pub fn goals(results: &Results) -> Vec<Goal> {
+    let find = |id: &str| results.cases.iter().find(|c| c.id == id).map(summarize);
+    let mut goals = Vec::new();
+    if let (Some(p1), Some(noop), Some(lua), Some(sc1), Some(sc50)) = (
+        find("weighted"),
+        find("noop-wasm"),
+        find("lua"),
+        find("sc-1"),
+        find("sc-50"),
+    ) {
+        let of_p1 = sc1.rps / p1.rps;
+        goals.push(Goal {
+            goal: "stickycanary (1 rollout) >= 85% of peer 1 throughput".into(),
+            measured: format!(
+                "{:.1}% ({:.0} vs {:.0} req/s)",
+                of_p1 * 100.0,
+                sc1.rps,
+                p1.rps
+            ),
+            met: of_p1 >= 0.85,
+        });
+        let over_noop = noop.rps / sc1.rps - 1.0;
+        goals.push(Goal {
+            goal: "stickycanary costs <= 10% over the no-op wasm peer (time per request)".into(),
+            measured: format!(
+                "{:+.1}% ({:.0} vs {:.0} req/s)",
+                over_noop * 100.0,
+                sc1.rps,
+                noop.rps
+            ),
+            met: over_noop <= 0.10,
+        });
+        goals.push(Goal {
+            goal: "stickycanary faster than the Lua peer".into(),
+            measured: format!(
+                "{:.0} vs {:.0} req/s ({:+.1}%)",
+                sc1.rps,
+                lua.rps,
+                (sc1.rps / lua.rps - 1.0) * 100.0
+            ),
+            met: sc1.rps > lua.rps,
+        });
+        let fifty = sc50.rps / sc1.rps - 1.0;
+        goals.push(Goal {
+            goal: "50 rollouts within 5% of 1 rollout".into(),
+            measured: format!(
+                "{:+.1}% ({:.0} vs {:.0} req/s)",
+                fifty * 100.0,
+                sc50.rps,
+                sc1.rps
+            ),
+            met: fifty >= -0.05,
+        });
+    }
+    goals.push(Goal {
+        goal: "stickycanary.wasm < 300 KB (300 000 bytes)".into(),
+        measured: format!("{} bytes", results.filter_wasm_bytes),
+        met: results.filter_wasm_bytes < WASM_LIMIT_BYTES,
+    });
+    goals
+}
+
+fn rss_cell(case: &CaseResult) -> String {
+    let first = case.rss.first();
+    let after_round1 = case.rss.iter().find(|p| p.when == "round 1");
+    let last = case.rss.last();
+    match (first, after_round1, last) {
+        (Some(idle), Some(r1), Some(last)) => format!(
+            "{:.1} → {:.1} → {:.1} ({:.2}M req)",
+            idle.rss_mib,
+            r1.rss_mib,
+            last.rss_mib,
+            last.after_requests as f64 / 1e6
+        ),
+        _ => "-".into(),
+    }
+}
+
+/// The plain-text side-by-side table for the terminal.
+pub fn terminal_table(results: &Results) -> String {
+    let Some(base) = results.cases.first().map(summarize) else {
+        return "no cases measured\n".into();
+    };
+    let mut out = format!(
+        "{:<38} {:>8} {:>6} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>6} {:>6}  {}\n",
+        "case",
+        "req/s",
+        "x p1",
+        "p50 ms",
+        "x p1",
+        "p99 ms",
+        "x p1",
+        "+us/req",
+        "cpu us",
+        "cores",
+        "errs",
+        "RSS MiB idle → round 1 → end"
+    );
+    for case in &results.cases {
+        let s = summarize(case);
+        out.push_str(&format!(
+            "{:<38} {:>8.0} {:>6.3} {:>7.3} {:>6.2} {:>7.3} {:>6.2} {:>8.2} {:>8.2} {:>6.2} {:>6}  {}\n",
+            case.label,
+            s.rps,
+            s.rps / base.rps,
+            s.p50_ms,
+            s.p50_ms / base.p50_ms,
+            s.p99_ms,
+            s.p99_ms / base.p99_ms,
+            (1.0 / s.rps - 1.0 / base.rps) * 1e6,
+            s.cpu_us,
+            s.cores,
+            s.errors,
+            rss_cell(case)
+        ));
+    }
+    out
+}
+
+/// The BENCHMARKS.md fragment (data-plane sections).
+pub fn markdown(results: &Results) -> String {
+    let m = &results.machine;
+    let st = &results.settings;
+    let la = |l: &[f64; 3]| format!("{:.2} / {:.2} / {:.2}", l[0], l[1], l[2]);
+    let mut md = String::new();
+    md.push_str(&format!(
+        "Measured {} on {} × {} ({:.0} GiB RAM, kernel {}), Envoy {}, {}.\n\
+         Load average (1/5/15 min) before the run: {}; after: {}. Run took {:.0} s.\n\n\
+         Setup: one Envoy per case, `--concurrency 1`{}; two `sc-backend` upstreams; \
+         `wrk -t1 -c{}` for {} s per run with every request carrying a different `x-user-id` \
+         (rotating over {} ids; none in the anonymous case); {} s unrecorded warm-up per case; \
+         {} rounds, cases interleaved (A B C … A B C …); medians shown. \
+         All cases route 10% to canary.\n\n",
+        m.date_utc,
+        m.cpus,
+        m.cpu_model,
+        m.ram_gib,
+        m.kernel,
+        m.envoy_version,
+        m.wrk_version,
+        la(&results.load_average_before),
+        la(&results.load_average_after),
+        results.wall_seconds,
+        if st.pinned {
+            ", pinned to CPU 0 (wrk and the backends on CPU 1)"
+        } else {
+            ", not pinned"
+        },
+        st.connections,
+        st.duration_secs,
+        st.users,
+        st.warmup_secs,
+        st.rounds,
+    ));
+    let Some(base) = results.cases.first().map(summarize) else {
+        return md;
+    };
+    md.push_str("| case | req/s (min–max) | × peer 1 | p50 ms | × peer 1 | p99 ms | × peer 1 | added µs/req (1/rps − 1/rps₁) | Envoy CPU µs/req | Envoy cores busy | errors |\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for case in &results.cases {
+        let s = summarize(case);
+        md.push_str(&format!(
+            "| {} | {:.0} ({:.0}–{:.0}) | {:.3} | {:.3} | {:.2} | {:.3} | {:.2} | {:.2} | {:.2} | {:.2} | {} |\n",
+            case.label,
+            s.rps,
+            s.rps_min,
+            s.rps_max,
+            s.rps / base.rps,
+            s.p50_ms,
+            s.p50_ms / base.p50_ms,
+            s.p99_ms,
+            s.p99_ms / base.p99_ms,
+            (1.0 / s.rps - 1.0 / base.rps) * 1e6,
+            s.cpu_us,
+            s.cores,
+            s.errors
+        ));
+    }
+    md.push_str(
+        "\n\"added µs/req\" is the extra time per request at saturation on one core, from the \
+         throughput; \"Envoy CPU µs/req\" is Envoy's own user+system CPU time (all threads, from \
+         `/proc/<pid>/stat`) divided by the requests of the run.\n\n",
+    );
+
+    md.push_str("### Goals (issue 6)\n\n| goal | measured | met |\n|---|---|---|\n");
+    for goal in goals(results) {
+        md.push_str(&format!(
+            "| {} | {} | {} |\n",
+            goal.goal,
+            goal.measured,
+            if goal.met { "yes" } else { "**no**" }
+        ));
+    }
+
+    md.push_str("\n### Envoy memory (RSS, MiB) over the run\n\n| case | ");
+    let points: Vec<String> = results
+        .cases
+        .first()
+        .map(|c| c.rss.iter().map(|p| p.when.clone()).collect())
+        .unwrap_or_default();
+    md.push_str(&points.join(" | "));
+    md.push_str(" | requests at end |\n|---|");
+    md.push_str(&"---:|".repeat(points.len() + 1));
+    md.push('\n');
+    for case in &results.cases {
+        let cells: Vec<String> = case
+            .rss
+            .iter()
+            .map(|p| format!("{:.1}", p.rss_mib))
+            .collect();
+        md.push_str(&format!(
+            "| {} | {} | {} |\n",
+            case.label,
+            cells.join(" | "),
+            case.total_requests
+        ));
+    }
+
+    let mut reload = results.reload_ms.clone();
+    reload.sort_by(f64::total_cmp);
+    md.push_str(&format!(
+        "\n### Artefacts and reloads\n\n\
+         - `target/stickycanary.wasm`: {} bytes; `target/stickycanary-noop.wasm` (no-op peer, same toolchain and profile): {} bytes.\n\
+         - Config reload (weight 10 → 100 → 10, ECDS file written by temp + rename, polled with one user until the version flips), {} samples: median {:.1} ms, max {:.1} ms.\n",
+        results.filter_wasm_bytes,
+        results.noop_wasm_bytes,
+        reload.len(),
+        median(&reload),
+        reload.last().copied().unwrap_or(f64::NAN),
+    ));
+    md
+}
