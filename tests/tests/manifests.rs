@@ -298,7 +298,18 @@ fn triples(list: &[(&str, &str, &[&str])]) -> BTreeSet<(String, String, String)>
 
 #[test]
 fn chart_rbac_is_exactly_the_least_privilege_list() {
-    let workload = rbac_triples(&helper_define("stickycanary.rbac.workloadRules"));
+    let rollout_rules = rbac_triples(&helper_define("stickycanary.rbac.rolloutRules"));
+    let plugin_rules = rbac_triples(&helper_define("stickycanary.rbac.wasmPluginRules"));
+    assert_eq!(
+        plugin_rules,
+        triples(&[(
+            "extensions.istio.io",
+            "wasmplugins",
+            &["get", "list", "watch", "patch"]
+        )]),
+        "WasmPlugin RBAC differs"
+    );
+    let workload: BTreeSet<_> = rollout_rules.union(&plugin_rules).cloned().collect();
     let expected = triples(&[
         (
             "extensions.istio.io",
@@ -332,22 +343,36 @@ fn chart_rbac_is_exactly_the_least_privilege_list() {
         "leader election RBAC differs"
     );
 
-    // Those two lists are the only rules in the chart, and each role uses its list.
+    // Those lists are the only rules in the chart, and each role uses its lists: the
+    // ClusterRole and the per-namespace Role get both workload lists, the WasmPlugin-only
+    // Role the plugin list, the lease Role the lease list.
     let rbac = read(&helm_chart().join("templates/rbac.yaml"));
+    let rules_blocks: Vec<&str> = rbac.split("rules:\n").skip(1).collect();
     assert_eq!(
-        rbac.matches("rules:").count(),
-        3,
-        "ClusterRole, per-namespace Role, lease Role"
+        rules_blocks.len(),
+        4,
+        "ClusterRole, watched-namespace Role, WasmPlugin Role, lease Role"
+    );
+    let includes = |block: &str| -> Vec<String> {
+        block
+            .lines()
+            .take_while(|l| l.starts_with("{{- include"))
+            .map(|l| l.split('"').nth(1).unwrap().to_string())
+            .collect()
+    };
+    let both = vec![
+        "stickycanary.rbac.rolloutRules",
+        "stickycanary.rbac.wasmPluginRules",
+    ];
+    assert_eq!(includes(rules_blocks[0]), both);
+    assert_eq!(includes(rules_blocks[1]), both);
+    assert_eq!(
+        includes(rules_blocks[2]),
+        vec!["stickycanary.rbac.wasmPluginRules"]
     );
     assert_eq!(
-        rbac.matches("include \"stickycanary.rbac.workloadRules\"")
-            .count(),
-        2
-    );
-    assert_eq!(
-        rbac.matches("include \"stickycanary.rbac.leaderElectionRules\"")
-            .count(),
-        1
+        includes(rules_blocks[3]),
+        vec!["stickycanary.rbac.leaderElectionRules"]
     );
     assert!(!rbac.contains("\"*\""), "no wildcards in RBAC");
     for kind in [
@@ -433,9 +458,11 @@ fn controller_pod_runs_non_root_read_only_without_capabilities() {
         "port: http-metrics",
         "livenessProbe:",
         "readinessProbe:",
-        "--leader-elect",
+        "--lease-name=",
+        "--lease-namespace=",
         "--log-format=",
         "--namespace=",
+        "name: RUST_LOG",
         "mountPath: /tmp",
     ] {
         assert!(
@@ -452,7 +479,7 @@ fn values_document_every_knob_the_templates_use() {
         &["image", "repository"][..],
         &["image", "tag"],
         &["replicaCount"],
-        &["leaderElection", "enabled"],
+        &["leaderElection", "leaseName"],
         &["log", "level"],
         &["log", "format"],
         &["metrics", "port"],

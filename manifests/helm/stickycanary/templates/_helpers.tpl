@@ -43,17 +43,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-RBAC, least privilege. These two blocks are plain YAML on purpose: tests/tests/manifests.rs
-parses them and checks they are exactly this list, so keep template syntax out of them.
-- wasmplugins: read, and patch the weight in spec.pluginConfig (never status, Istio owns it)
+RBAC, least privilege. These blocks are plain YAML on purpose: tests/tests/manifests.rs
+parses them and checks that together they are exactly this list, so keep template syntax out.
 - canaryrollouts: read; canaryrollouts/status: patch (all controller state lives there)
 - events: create, in both the core and the events.k8s.io API
 - pods, deployments: read, for the canary health checks (OOMKilled, CrashLoopBackOff)
+- wasmplugins: read, and patch the weight in spec.pluginConfig (never status, Istio owns it).
+  Separate because the plugin often lives in another namespace (istio-system) than the rollout.
 */}}
-{{- define "stickycanary.rbac.workloadRules" }}
-- apiGroups: ["extensions.istio.io"]
-  resources: ["wasmplugins"]
-  verbs: ["get", "list", "watch", "patch"]
+{{- define "stickycanary.rbac.rolloutRules" }}
 - apiGroups: ["stickycanary.dev"]
   resources: ["canaryrollouts"]
   verbs: ["get", "list", "watch"]
@@ -72,6 +70,12 @@ parses them and checks they are exactly this list, so keep template syntax out o
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch"]
+{{- end }}
+
+{{- define "stickycanary.rbac.wasmPluginRules" }}
+- apiGroups: ["extensions.istio.io"]
+  resources: ["wasmplugins"]
+  verbs: ["get", "list", "watch", "patch"]
 {{- end }}
 
 {{/* Leader election: only the Lease in the release namespace. */}}
