@@ -155,8 +155,24 @@ fn run(opts: &Options) -> Result<()> {
     }
     let wrk = Wrk::new(work.path(), opts.connections, opts.users, load_cpu)?;
 
+    let mut cases: Vec<Case> = peers::all_cases(&filter_wasm, &noop_wasm)
+        .into_iter()
+        .filter(|case| {
+            case.id == "weighted" || opts.cases.as_ref().is_none_or(|ids| ids.contains(&case.id))
+        })
+        .collect();
+    for (name, wasm) in &opts.variants {
+        if !wasm.is_file() {
+            return Err(failed(format!(
+                "--variant {name}: {} not found",
+                wasm.display()
+            )));
+        }
+        cases.push(peers::variant_case(name, wasm));
+    }
+
     let mut running = Vec::new();
-    for case in peers::all_cases(&filter_wasm, &noop_wasm) {
+    for case in cases {
         let envoy = PeerEnvoy::start(&case, backends[0].addr, backends[1].addr, envoy_cpu)?;
         eprintln!(
             "bench: started {} (pid {}, {})",
@@ -165,8 +181,8 @@ fn run(opts: &Options) -> Result<()> {
             envoy.listener
         );
         let result = CaseResult {
-            id: case.id.to_string(),
-            label: case.label.to_string(),
+            id: case.id.clone(),
+            label: case.label.clone(),
             sanity: String::new(),
             samples: Vec::new(),
             rss: Vec::new(),
@@ -275,10 +291,12 @@ fn run(opts: &Options) -> Result<()> {
     print!("{}", report::terminal_table(&results));
     for goal in report::goals(&results) {
         println!(
-            "goal {}: {} — {}",
+            "goal {} (by cpu: {}): {} — {}; cpu {}",
             if goal.met { "met   " } else { "MISSED" },
+            if goal.met_by_cpu { "met" } else { "MISSED" },
             goal.goal,
-            goal.measured
+            goal.by_throughput,
+            goal.by_cpu
         );
     }
     std::fs::create_dir_all(&opts.out_dir)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 pub const USAGE: &str = "\
 usage: bench [--rounds N] [--duration SECS] [--warmup SECS] [--connections N] [--users N]
              [--soak-requests N] [--soak-max-seconds SECS] [--reloads N] [--out DIR]
-             [--no-pin] [--quick]
+             [--no-pin] [--quick] [--cases ID,ID] [--variant NAME=PATH.wasm]
 
 Runs every peer (plain weighted routing, no-op wasm, Lua, stickycanary x3) side by side,
 interleaved round by round, and prints medians. Needs target/stickycanary.wasm,
@@ -20,6 +20,10 @@ target/stickycanary-noop.wasm and a release sc-backend (scripts/bench.sh builds 
   --reloads N           config reloads timed, each direction (default 5)
   --out DIR             where results.json and the markdown fragment go (default target/bench)
   --no-pin              do not pin Envoy to CPU 0 and wrk/backends to CPU 1
+  --cases ID,ID         only these cases (weighted, noop-wasm, lua, sc-1, sc-50, sc-anon);
+                        peer 1 (weighted) always runs
+  --variant NAME=PATH   add a one-rollout stickycanary case running another .wasm build
+                        (profiling: compare filter variants in the same run); repeatable
   --quick               2 rounds of 2 s, 1 s warm-up, no soak, 2 reloads (debugging the harness)";
 
 #[derive(Debug, Clone)]
@@ -34,6 +38,10 @@ pub struct Options {
     pub reloads: usize,
     pub out_dir: PathBuf,
     pub pin: bool,
+    /// Only these case ids (peer 1 always runs: every ratio needs it).
+    pub cases: Option<Vec<String>>,
+    /// Extra one-rollout cases running another `.wasm` (name, path).
+    pub variants: Vec<(String, PathBuf)>,
 }
 
 impl Options {
@@ -49,6 +57,8 @@ impl Options {
             reloads: 5,
             out_dir,
             pin: true,
+            cases: None,
+            variants: Vec::new(),
         }
     }
 
@@ -74,6 +84,19 @@ impl Options {
                 "--reloads" => opts.reloads = number(flag, &value(flag)?, 1)?,
                 "--out" => opts.out_dir = PathBuf::from(value(flag)?),
                 "--no-pin" => opts.pin = false,
+                "--cases" => {
+                    opts.cases = Some(value(flag)?.split(',').map(str::to_string).collect());
+                }
+                "--variant" => {
+                    let spec = value(flag)?;
+                    let (name, path) = spec
+                        .split_once('=')
+                        .filter(|(name, path)| !name.is_empty() && !path.is_empty())
+                        .ok_or_else(|| {
+                            format!("--variant: expected NAME=PATH.wasm (got {spec:?})")
+                        })?;
+                    opts.variants.push((name.to_string(), PathBuf::from(path)));
+                }
                 "--quick" => {
                     opts.rounds = 2;
                     opts.duration_secs = 2;

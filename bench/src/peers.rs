@@ -45,9 +45,9 @@ pub enum Expect {
 #[derive(Debug, Clone)]
 pub struct Case {
     /// Short id used in logs and results.json.
-    pub id: &'static str,
+    pub id: String,
     /// The row label in the tables.
-    pub label: &'static str,
+    pub label: String,
     pub kind: Kind,
     /// `Host` of every request.
     pub host: String,
@@ -66,8 +66,8 @@ pub fn all_cases(filter_wasm: &Path, noop_wasm: &Path) -> Vec<Case> {
     };
     vec![
         Case {
-            id: "weighted",
-            label: "1 Envoy weighted_clusters 90/10",
+            id: "weighted".into(),
+            label: "1 Envoy weighted_clusters 90/10".into(),
             kind: Kind::WeightedRouting,
             host: HOST.into(),
             anonymous: false,
@@ -75,8 +75,8 @@ pub fn all_cases(filter_wasm: &Path, noop_wasm: &Path) -> Vec<Case> {
             expect_set_cookie: false,
         },
         Case {
-            id: "noop-wasm",
-            label: "2 no-op proxy-wasm filter",
+            id: "noop-wasm".into(),
+            label: "2 no-op proxy-wasm filter".into(),
             kind: Kind::Wasm {
                 wasm: noop_wasm.to_path_buf(),
                 plugin_config: "{}".into(),
@@ -87,8 +87,8 @@ pub fn all_cases(filter_wasm: &Path, noop_wasm: &Path) -> Vec<Case> {
             expect_set_cookie: false,
         },
         Case {
-            id: "lua",
-            label: "3 Lua filter (FNV-1a, same job)",
+            id: "lua".into(),
+            label: "3 Lua filter (FNV-1a, same job)".into(),
             kind: Kind::Lua,
             host: HOST.into(),
             anonymous: false,
@@ -96,8 +96,8 @@ pub fn all_cases(filter_wasm: &Path, noop_wasm: &Path) -> Vec<Case> {
             expect_set_cookie: false,
         },
         Case {
-            id: "sc-1",
-            label: "4a stickycanary, 1 rollout",
+            id: "sc-1".into(),
+            label: "4a stickycanary, 1 rollout".into(),
             kind: filter(one_rollout_config(f64::from(WEIGHT_PERCENT))),
             host: HOST.into(),
             anonymous: false,
@@ -105,8 +105,8 @@ pub fn all_cases(filter_wasm: &Path, noop_wasm: &Path) -> Vec<Case> {
             expect_set_cookie: false,
         },
         Case {
-            id: "sc-50",
-            label: "4b stickycanary, 50 rollouts (last)",
+            id: "sc-50".into(),
+            label: "4b stickycanary, 50 rollouts (last)".into(),
             kind: filter(many_rollouts_config()),
             host: format!("svc-{:02}", MANY_ROLLOUTS - 1),
             anonymous: false,
@@ -114,8 +114,8 @@ pub fn all_cases(filter_wasm: &Path, noop_wasm: &Path) -> Vec<Case> {
             expect_set_cookie: false,
         },
         Case {
-            id: "sc-anon",
-            label: "4c stickycanary, anonymous cookie",
+            id: "sc-anon".into(),
+            label: "4c stickycanary, anonymous cookie".into(),
             kind: filter(one_rollout_config(f64::from(WEIGHT_PERCENT))),
             host: HOST.into(),
             anonymous: true,
@@ -123,6 +123,22 @@ pub fn all_cases(filter_wasm: &Path, noop_wasm: &Path) -> Vec<Case> {
             expect_set_cookie: true,
         },
     ]
+}
+
+/// Another build of the filter (e.g. a profiling variant), in the one-rollout case.
+pub fn variant_case(name: &str, wasm: &Path) -> Case {
+    Case {
+        id: format!("sc-1:{name}"),
+        label: format!("4a stickycanary, 1 rollout [{name}]"),
+        kind: Kind::Wasm {
+            wasm: wasm.to_path_buf(),
+            plugin_config: one_rollout_config(f64::from(WEIGHT_PERCENT)),
+        },
+        host: HOST.into(),
+        anonymous: false,
+        expect: Expect::ExactUsers(stickycanary_is_canary_checkout),
+        expect_set_cookie: false,
+    }
 }
 
 /// One rollout on host `checkout` (salt defaults to the rollout name).
