@@ -282,7 +282,7 @@ fn progress_line(runner_rollout: &CanaryRollout, report: &TickReport, now: Times
         runner_rollout.metadata.name.as_deref().unwrap_or_default(),
         progress::stage_part(&runner_rollout.spec, &report.status, now),
         progress::traffic_part(&report.metrics, window),
-        progress::decision_part(&report.status, &report.events),
+        progress::decision_part(&report.status, &report.events, now),
     );
     if let Some(e) = &report.weight_error {
         line.push_str(&format!(" | weight NOT applied: {e}"));

@@ -157,7 +157,36 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         line.push_str(&inner.to_string());
         source = inner.source();
     }
-    line
+    without_url(&line)
+}
+
+/// Drops the HTTP client's ` for url (...)` parts: the URL repeats the whole PromQL query
+/// and buries the reason (connection refused, timeout) in a very long line.
+fn without_url(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(start) = rest.find(" for url (") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + " for url (".len()..];
+        let mut depth = 1usize;
+        let mut end = after.len();
+        for (i, c) in after.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = &after[end.min(after.len())..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A PromQL range like `30s`. Prometheus needs at least 1s.
@@ -568,6 +597,15 @@ mod tests {
         );
         assert!(buckets_query(w).contains("source=\"hash\""));
         assert_eq!(promql_range(Duration::from_millis(200)), "1s");
+    }
+
+    #[test]
+    fn transport_errors_keep_the_reason_and_drop_the_url() {
+        let line = "failed to send request: error sending request for url (http://h/api?q=sum(x)): connection refused";
+        assert_eq!(
+            without_url(line),
+            "failed to send request: error sending request: connection refused"
+        );
     }
 
     #[test]

@@ -45,9 +45,20 @@ fn check_part(check: &CheckResult) -> String {
 }
 
 /// The decision and its reason: this tick's events win, else the checks' verdicts.
-pub fn decision_part(status: &CanaryRolloutStatus, events: &[(String, String)]) -> String {
+pub fn decision_part(
+    status: &CanaryRolloutStatus,
+    events: &[(String, String)],
+    now: k8s_openapi::jiff::Timestamp,
+) -> String {
     if let Some((reason, message)) = events.first() {
         return format!("{reason}: {message}");
+    }
+    if let Some(since) = &status.prometheus_unavailable_since {
+        let seconds = now.duration_since(since.0).as_secs().max(0);
+        return format!("hold: metrics unavailable for {seconds}s");
+    }
+    if status.phase == crate::crd::Phase::Paused {
+        return "paused: holding the weight, stage timer frozen".to_string();
     }
     if let Some(reason) = &status.rollback_reason {
         if status.phase.is_terminal() {
@@ -138,10 +149,11 @@ mod tests {
     fn an_event_of_this_tick_is_the_decision() {
         let status = CanaryRolloutStatus::default();
         let events = vec![("StageAdvanced".to_string(), "stage 2 at 25%".to_string())];
+        let now = k8s_openapi::jiff::Timestamp::UNIX_EPOCH;
         assert_eq!(
-            decision_part(&status, &events),
+            decision_part(&status, &events, now),
             "StageAdvanced: stage 2 at 25%"
         );
-        assert_eq!(decision_part(&status, &[]), "hold");
+        assert_eq!(decision_part(&status, &[], now), "hold");
     }
 }

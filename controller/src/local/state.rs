@@ -173,7 +173,12 @@ pub fn take_request(status_path: &Path, rollout: &str) -> Result<Option<ManualAc
 pub fn running_pid(status_path: &Path) -> Option<u32> {
     let text = fs::read_to_string(lock_path(status_path)).ok()?;
     let pid: u32 = text.trim().parse().ok()?;
-    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    // A killed loop can linger as a zombie for a moment: that is not running.
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
+    matches!(state, Some(s) if s != 'Z' && s != 'X').then_some(pid)
 }
 
 /// Held while a local loop runs; removes the lock file when dropped.
