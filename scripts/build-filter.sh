@@ -11,15 +11,18 @@ cd "$(dirname "$0")/.."
 out=target/stickycanary.wasm
 target=wasm32-wasip1
 profile=wasm-release
+# Reproducible output: the same source gives the same .wasm wherever it is checked out,
+# so the OCI digest pinned in manifests/istio stays valid on every clone.
+remap="--remap-path-prefix=$PWD=/stickycanary --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
 
 if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx "$target"; then
   echo "build-filter: route=rustup (cargo with the installed $target target)"
-  cargo build -p stickycanary-filter --target "$target" --profile "$profile" --target-dir target/wasm
+  RUSTFLAGS="$remap" cargo build -p stickycanary-filter --target "$target" --profile "$profile" --target-dir target/wasm
 elif [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust/library ] && command -v wasm-ld-22 >/dev/null 2>&1; then
   echo "build-filter: route=debian (/usr/bin/cargo $(/usr/bin/rustc --version | cut -d' ' -f2), -Zbuild-std, wasm-ld-22, wasi-libc)"
   RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
     CARGO_TARGET_WASM32_WASIP1_LINKER=wasm-ld-22 \
-    RUSTFLAGS="-C link-self-contained=no -L /usr/lib/wasm32-wasi" \
+    RUSTFLAGS="-C link-self-contained=no -L /usr/lib/wasm32-wasi $remap" \
     /usr/bin/cargo build -p stickycanary-filter --target "$target" --profile "$profile" \
       --target-dir target/wasm -Zbuild-std=std,panic_abort
 else
