@@ -1,5 +1,5 @@
-//! The proxy-wasm glue: hostcalls in, [`decide`] in the middle, header edits and stats
-//! out. Kept thin on purpose; every rule it applies lives in the pure modules.
+//! The proxy-wasm glue: implements [`Host`] with hostcalls and forwards the callbacks to
+//! [`RequestFlow`]. Kept thin on purpose; every rule it applies lives in the pure modules.
 //!
 //! Hostcalls per matched request: `:authority`, `:path`, the identity sources (the
 //! `cookie` header at most once), remove + set of the routing header, `clear_route_cache`;
@@ -12,11 +12,8 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::assign;
-use crate::decision::{decide, response_edits, Decision, Routed, VERSION_RESPONSE_HEADER};
-use crate::headers::RequestHeaders;
+use crate::flow::{Host, LoadedConfig, MetricKind, RequestFlow};
 use crate::identity::IdMinter;
-use crate::matching::CompiledConfig;
-use crate::stats::{code_class, counter_index, duration_ms, histogram_index, StatNames};
 
 proxy_wasm::main! {{
     std::panic::set_hook(Box::new(|info| {
@@ -25,16 +22,8 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|context_id| Box::new(Root::new(context_id)));
 }}
 
-/// A compiled config together with the Envoy metric ids of all its stats, indexed by
-/// `stats::counter_index` / `stats::histogram_index`.
-struct Loaded {
-    config: CompiledConfig,
-    counter_ids: Vec<u32>,
-    histogram_ids: Vec<u32>,
-}
-
 struct Root {
-    loaded: Option<Rc<Loaded>>,
+    loaded: Option<Rc<LoadedConfig>>,
     ids: Rc<IdMinter>,
 }
 
@@ -50,30 +39,15 @@ impl Root {
             ids: Rc::new(IdMinter::new(now ^ (u64::from(context_id) << 48))),
         }
     }
+}
 
-    fn load(configuration: &[u8]) -> Result<Loaded, String> {
-        let config = CompiledConfig::from_json(configuration).map_err(|err| err.to_string())?;
-        let names = StatNames::for_config(&config);
-        let define = |kind, name: &String| {
-            hostcalls::define_metric(kind, name)
-                .map_err(|status| format!("defining stat {name}: {status:?}"))
-        };
-        let counter_ids = names
-            .counters
-            .iter()
-            .map(|name| define(MetricType::Counter, name))
-            .collect::<Result<Vec<u32>, String>>()?;
-        let histogram_ids = names
-            .histograms
-            .iter()
-            .map(|name| define(MetricType::Histogram, name))
-            .collect::<Result<Vec<u32>, String>>()?;
-        Ok(Loaded {
-            config,
-            counter_ids,
-            histogram_ids,
-        })
-    }
+fn define_metric(kind: MetricKind, name: &str) -> Result<u32, String> {
+    let metric_type = match kind {
+        MetricKind::Counter => MetricType::Counter,
+        MetricKind::Histogram => MetricType::Histogram,
+    };
+    hostcalls::define_metric(metric_type, name)
+        .map_err(|status| format!("defining stat {name}: {status:?}"))
 }
 
 impl Context for Root {}
@@ -88,7 +62,7 @@ impl RootContext for Root {
         .ok()
         .flatten()
         .unwrap_or_default();
-        match Root::load(&configuration) {
+        match LoadedConfig::load(&configuration, define_metric) {
             Ok(loaded) => {
                 self.loaded = Some(Rc::new(loaded));
                 true
@@ -106,9 +80,8 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Request {
-            loaded: self.loaded.clone(),
+            flow: self.loaded.clone().map(RequestFlow::new),
             ids: Rc::clone(&self.ids),
-            routed: None,
         }))
     }
 
@@ -117,105 +90,43 @@ impl RootContext for Root {
     }
 }
 
-/// Request headers read one hostcall at a time, only those the decision asks for.
-struct HostRequestHeaders;
+/// [`Host`] over proxy-wasm hostcalls. Failures of a hostcall are ignored: the request
+/// goes on unchanged rather than failing.
+struct ProxyWasmHost;
 
-impl RequestHeaders for HostRequestHeaders {
-    fn header(&self, name: &str) -> Option<Vec<u8>> {
+impl Host for ProxyWasmHost {
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
         hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
             .ok()
             .flatten()
     }
-}
-
-struct Request {
-    loaded: Option<Rc<Loaded>>,
-    ids: Rc<IdMinter>,
-    routed: Option<Routed>,
-}
-
-impl Context for Request {}
-
-impl Request {
-    fn clear_route_cache() {
-        // Absent on hosts without Envoy's foreign function; routing then sees the header
-        // only if nothing computed the route earlier, which is the best available.
+    fn remove_request_header(&self, name: &str) {
+        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+    }
+    fn set_request_header(&self, name: &str, value: &str) {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+    }
+    fn clear_route_cache(&self) {
+        // Absent on hosts without Envoy's foreign function; nothing better to do there.
         let _ = hostcalls::call_foreign_function("clear_route_cache", None);
     }
-}
-
-impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(loaded) = self.loaded.clone() else {
-            return Action::Continue;
-        };
-        let route_header = loaded.config.route_header.as_str();
-        match decide(&loaded.config, &HostRequestHeaders, &self.ids) {
-            Decision::PassThrough => {
-                // Envoy header maps are case-insensitive and removal drops every
-                // occurrence, so a client cannot smuggle a routing header through.
-                if HostRequestHeaders.header(route_header).is_some() {
-                    let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, route_header);
-                    Request::clear_route_cache();
-                }
-            }
-            Decision::Route(routed) => {
-                let version = loaded
-                    .config
-                    .rollouts
-                    .get(routed.rollout)
-                    .map(|rollout| rollout.version_name(routed.version));
-                let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, route_header);
-                if let Some(version) = version {
-                    let _ = hostcalls::set_map_value(
-                        MapType::HttpRequestHeaders,
-                        route_header,
-                        Some(version),
-                    );
-                }
-                Request::clear_route_cache();
-                self.routed = Some(routed);
-            }
-        }
-        Action::Continue
+    fn add_response_header(&self, name: &str, value: &str) {
+        let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value);
     }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let (Some(loaded), Some(routed)) = (&self.loaded, &self.routed) else {
-            return Action::Continue;
-        };
-        let edits = response_edits(&loaded.config, routed);
-        if let Some(set_cookie) = edits.add_set_cookie {
-            let _ =
-                hostcalls::add_map_value(MapType::HttpResponseHeaders, "set-cookie", set_cookie);
-        }
-        if let Some(version) = edits.set_version_header {
-            let _ = hostcalls::set_map_value(
-                MapType::HttpResponseHeaders,
-                VERSION_RESPONSE_HEADER,
-                Some(version),
-            );
-        }
-        Action::Continue
+    fn set_response_header(&self, name: &str, value: &str) {
+        let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
     }
-
-    fn on_log(&mut self) {
-        let (Some(loaded), Some(routed)) = (&self.loaded, &self.routed) else {
-            return;
-        };
-        // `response.code` is 0 or absent when no response was sent (reset): class `none`.
-        let status = property_u64(&["response", "code"]).filter(|code| *code != 0);
-        let class = code_class(status);
-        let counter = counter_index(routed.rollout, routed.version, class, routed.source);
-        if let Some(id) = loaded.counter_ids.get(counter) {
-            let _ = hostcalls::increment_metric(*id, 1);
-        }
-        if let Some(duration_ns) = property_u64(&["request", "duration"]) {
-            let histogram = histogram_index(routed.rollout, routed.version, routed.source);
-            if let Some(id) = loaded.histogram_ids.get(histogram) {
-                let _ = hostcalls::record_metric(*id, duration_ms(duration_ns));
-            }
-        }
+    fn response_code(&self) -> Option<u64> {
+        property_u64(&["response", "code"])
+    }
+    fn request_duration_ns(&self) -> Option<u64> {
+        property_u64(&["request", "duration"])
+    }
+    fn increment_counter(&self, metric_id: u32) {
+        let _ = hostcalls::increment_metric(metric_id, 1);
+    }
+    fn record_histogram(&self, metric_id: u32, value: u64) {
+        let _ = hostcalls::record_metric(metric_id, value);
     }
 }
 
@@ -224,8 +135,37 @@ impl HttpContext for Request {
 fn property_u64(path: &[&str]) -> Option<u64> {
     let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
     let array: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
-    let value = i64::from_le_bytes(array);
-    u64::try_from(value).ok()
+    u64::try_from(i64::from_le_bytes(array)).ok()
+}
+
+struct Request {
+    /// `None` until a config has been accepted.
+    flow: Option<RequestFlow>,
+    ids: Rc<IdMinter>,
+}
+
+impl Context for Request {}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(flow) = &mut self.flow {
+            flow.on_request_headers(&ProxyWasmHost, &self.ids);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(flow) = &self.flow {
+            flow.on_response_headers(&ProxyWasmHost);
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if let Some(flow) = &self.flow {
+            flow.on_log(&ProxyWasmHost);
+        }
+    }
 }
 
 /// Golden-vector agreement check: lets a test harness (Node, `filter/tests/wasm_golden.mjs`)

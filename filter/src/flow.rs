@@ -1,0 +1,165 @@
+//! The per-request flow of the filter, written against a small [`Host`] trait instead of
+//! proxy-wasm hostcalls, so that what the filter does to a request (which headers it
+//! reads, removes and sets, when it clears the route cache, which stats it touches) is
+//! tested natively with a recording mock. `wasm.rs` implements `Host` with hostcalls.
+
+use std::rc::Rc;
+
+use crate::decision::{decide, response_edits, Decision, Routed, VERSION_RESPONSE_HEADER};
+use crate::headers::RequestHeaders;
+use crate::identity::IdMinter;
+use crate::matching::CompiledConfig;
+use crate::stats::{code_class, counter_index, duration_ms, histogram_index, StatNames};
+
+/// What the filter needs from the proxy. One method per hostcall.
+pub trait Host {
+    fn request_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// Removes every occurrence (Envoy header maps are case-insensitive).
+    fn remove_request_header(&self, name: &str);
+    fn set_request_header(&self, name: &str, value: &str);
+    /// Asks the proxy to re-select the route after a header change.
+    fn clear_route_cache(&self);
+    fn add_response_header(&self, name: &str, value: &str);
+    fn set_response_header(&self, name: &str, value: &str);
+    /// `response.code`; `None` or 0 when no response was sent.
+    fn response_code(&self) -> Option<u64>;
+    /// `request.duration` in nanoseconds.
+    fn request_duration_ns(&self) -> Option<u64>;
+    fn increment_counter(&self, metric_id: u32);
+    fn record_histogram(&self, metric_id: u32, value: u64);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Histogram,
+}
+
+/// A compiled config with the proxy's ids for all of its stats, indexed by
+/// [`counter_index`] / [`histogram_index`]. Built once per `on_configure`.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    pub config: CompiledConfig,
+    pub counter_ids: Vec<u32>,
+    pub histogram_ids: Vec<u32>,
+}
+
+impl LoadedConfig {
+    /// Parses, validates and compiles `json`, then defines every stat through `define`.
+    /// The error is the one line to log; nothing is defined for a rejected config.
+    pub fn load(
+        json: &[u8],
+        mut define: impl FnMut(MetricKind, &str) -> Result<u32, String>,
+    ) -> Result<LoadedConfig, String> {
+        let config = CompiledConfig::from_json(json).map_err(|err| err.to_string())?;
+        let names = StatNames::for_config(&config);
+        let counter_ids = names
+            .counters
+            .iter()
+            .map(|name| define(MetricKind::Counter, name))
+            .collect::<Result<Vec<u32>, String>>()?;
+        let histogram_ids = names
+            .histograms
+            .iter()
+            .map(|name| define(MetricKind::Histogram, name))
+            .collect::<Result<Vec<u32>, String>>()?;
+        Ok(LoadedConfig {
+            config,
+            counter_ids,
+            histogram_ids,
+        })
+    }
+}
+
+/// Reads request headers through the host, one call per header asked for.
+struct HostHeaders<'h>(&'h dyn Host);
+
+impl RequestHeaders for HostHeaders<'_> {
+    fn header(&self, name: &str) -> Option<Vec<u8>> {
+        self.0.request_header(name)
+    }
+}
+
+/// One HTTP request's state between its callbacks.
+#[derive(Debug)]
+pub struct RequestFlow {
+    loaded: Rc<LoadedConfig>,
+    routed: Option<Routed>,
+}
+
+impl RequestFlow {
+    pub fn new(loaded: Rc<LoadedConfig>) -> RequestFlow {
+        RequestFlow {
+            loaded,
+            routed: None,
+        }
+    }
+
+    /// The decision taken for this request, if a rollout owned it.
+    pub fn routed(&self) -> Option<&Routed> {
+        self.routed.as_ref()
+    }
+
+    /// Contract 3.4: the client's routing header never survives; a matched request gets
+    /// the version, and the route cache is cleared so routing sees the change.
+    pub fn on_request_headers(&mut self, host: &dyn Host, ids: &IdMinter) {
+        let config = &self.loaded.config;
+        let route_header = config.route_header.as_str();
+        match decide(config, &HostHeaders(host), ids) {
+            Decision::PassThrough => {
+                // Checking first keeps untouched requests free of a route-cache clear.
+                if host.request_header(route_header).is_some() {
+                    host.remove_request_header(route_header);
+                    host.clear_route_cache();
+                }
+            }
+            Decision::Route(routed) => {
+                host.remove_request_header(route_header);
+                if let Some(rollout) = config.rollouts.get(routed.rollout) {
+                    host.set_request_header(route_header, rollout.version_name(routed.version));
+                }
+                host.clear_route_cache();
+                self.routed = Some(routed);
+            }
+        }
+    }
+
+    pub fn on_response_headers(&self, host: &dyn Host) {
+        let Some(routed) = &self.routed else {
+            return;
+        };
+        let edits = response_edits(&self.loaded.config, routed);
+        if let Some(set_cookie) = edits.add_set_cookie {
+            host.add_response_header("set-cookie", set_cookie);
+        }
+        if let Some(version) = edits.set_version_header {
+            host.set_response_header(VERSION_RESPONSE_HEADER, version);
+        }
+    }
+
+    /// Contract 4: one counter increment and one latency sample per routed request.
+    pub fn on_log(&self, host: &dyn Host) {
+        let Some(routed) = &self.routed else {
+            return;
+        };
+        let status = host.response_code().filter(|code| *code != 0);
+        let counter = counter_index(
+            routed.rollout,
+            routed.version,
+            code_class(status),
+            routed.source,
+        );
+        if let Some(id) = self.loaded.counter_ids.get(counter) {
+            host.increment_counter(*id);
+        }
+        if let Some(duration_ns) = host.request_duration_ns() {
+            let histogram = histogram_index(routed.rollout, routed.version, routed.source);
+            if let Some(id) = self.loaded.histogram_ids.get(histogram) {
+                host.record_histogram(*id, duration_ms(duration_ns));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
