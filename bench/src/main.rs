@@ -170,6 +170,20 @@ fn run(opts: &Options) -> Result<()> {
         }
         cases.push(peers::variant_case(name, wasm));
     }
+    if !opts.probes.is_empty() {
+        let probe_wasm = paths::workspace_root()
+            .join("target")
+            .join("stickycanary-probe.wasm");
+        if !probe_wasm.is_file() {
+            return Err(failed(format!(
+                "{} not found: build it with scripts/bench-build-noop.sh probe",
+                probe_wasm.display()
+            )));
+        }
+        for (name, ops) in &opts.probes {
+            cases.push(peers::probe_case(name, &probe_wasm, ops));
+        }
+    }
 
     let mut running = Vec::new();
     for case in cases {

@@ -6,6 +6,7 @@ pub const USAGE: &str = "\
 usage: bench [--rounds N] [--duration SECS] [--warmup SECS] [--connections N] [--users N]
              [--soak-requests N] [--soak-max-seconds SECS] [--reloads N] [--out DIR]
              [--no-pin] [--quick] [--cases ID,ID] [--variant NAME=PATH.wasm]
+             [--probe NAME=OP,OP]
 
 Runs every peer (plain weighted routing, no-op wasm, Lua, stickycanary x3) side by side,
 interleaved round by round, and prints medians. Needs target/stickycanary.wasm,
@@ -24,6 +25,9 @@ target/stickycanary-noop.wasm and a release sc-backend (scripts/bench.sh builds 
                         peer 1 (weighted) always runs
   --variant NAME=PATH   add a one-rollout stickycanary case running another .wasm build
                         (profiling: compare filter variants in the same run); repeatable
+  --probe NAME=OPS      add a hostcall-probe case (target/stickycanary-probe.wasm, built by
+                        scripts/bench-build-noop.sh probe) doing OPS per request, from:
+                        authority,path,user,remove,set,clear,code,duration,counter,histogram
   --quick               2 rounds of 2 s, 1 s warm-up, no soak, 2 reloads (debugging the harness)";
 
 #[derive(Debug, Clone)]
@@ -42,6 +46,8 @@ pub struct Options {
     pub cases: Option<Vec<String>>,
     /// Extra one-rollout cases running another `.wasm` (name, path).
     pub variants: Vec<(String, PathBuf)>,
+    /// Hostcall-probe cases (name, comma-separated operations).
+    pub probes: Vec<(String, String)>,
 }
 
 impl Options {
@@ -59,6 +65,7 @@ impl Options {
             pin: true,
             cases: None,
             variants: Vec::new(),
+            probes: Vec::new(),
         }
     }
 
@@ -96,6 +103,16 @@ impl Options {
                             format!("--variant: expected NAME=PATH.wasm (got {spec:?})")
                         })?;
                     opts.variants.push((name.to_string(), PathBuf::from(path)));
+                }
+                "--probe" => {
+                    let spec = value(flag)?;
+                    let (name, ops) = spec
+                        .split_once('=')
+                        .filter(|(name, _)| !name.is_empty())
+                        .ok_or_else(|| {
+                            format!("--probe: expected NAME=OP,OP,... (got {spec:?})")
+                        })?;
+                    opts.probes.push((name.to_string(), ops.to_string()));
                 }
                 "--quick" => {
                     opts.rounds = 2;

@@ -141,6 +141,23 @@ pub fn variant_case(name: &str, wasm: &Path) -> Case {
     }
 }
 
+/// The hostcall probe (`bench/noop-filter` with feature `probe`) doing `ops` per request.
+pub fn probe_case(name: &str, wasm: &Path, ops: &str) -> Case {
+    Case {
+        id: format!("probe:{name}"),
+        label: format!("probe [{name}]"),
+        kind: Kind::Wasm {
+            wasm: wasm.to_path_buf(),
+            plugin_config: ops.to_string(),
+        },
+        host: HOST.into(),
+        anonymous: false,
+        // The probe routes nobody to canary: it sets the header to `stable` at most.
+        expect: Expect::AllStable,
+        expect_set_cookie: false,
+    }
+}
+
 /// One rollout on host `checkout` (salt defaults to the rollout name).
 pub fn one_rollout_config(weight: f64) -> String {
     json!({"rollouts": {"checkout": {"hosts": [HOST], "weight": weight}}}).to_string()

@@ -2,8 +2,10 @@
 //! callbacks (continue, touch nothing), so its cost is Envoy entering the Wasm VM for each
 //! request callback and nothing else. Built with the same toolchain and profile as the filter
 //! (`scripts/bench-build-noop.sh`).
+//!
+//! With the `probe` feature the same crate builds the hostcall probe instead (see `probe`).
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "probe")))]
 mod wasm {
     use proxy_wasm::traits::{Context, HttpContext};
 
@@ -19,3 +21,6 @@ mod wasm {
 
     impl HttpContext for Noop {}
 }
+
+#[cfg(all(target_arch = "wasm32", feature = "probe"))]
+mod probe;
