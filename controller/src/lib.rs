@@ -3,5 +3,7 @@
 
 pub mod crd;
 pub mod duration;
+pub mod engine;
 pub mod observation;
+pub mod validate;
 

@@ -19,7 +19,7 @@ pub struct VersionWindow {
 impl VersionWindow {
     /// Error rate in percent, `None` without requests (no data is not a 0% error rate).
     pub fn error_rate_percent(&self) -> Option<f64> {
-        (self.requests > 0.0).then(|| self.errors / self.requests * 100.0)
+        (self.requests > 0.0).then(|| self.errors * 100.0 / self.requests)
     }
 }
 

@@ -1,0 +1,276 @@
+//! The analysis checks: each turns one tick's observations into a verdict.
+//!
+//! A check is an evaluator over [`CheckInput`]; the engine owns everything around it
+//! (thin-window gating, breach timers, rollback). New kinds of check, such as a
+//! statistical canary-vs-stable comparison, implement [`Check`] and are added to the list
+//! that [`for_spec`] builds (or passed to `engine::decide_with`).
+
+use crate::crd::{Analysis, CompareStableCheck, CustomCheck, ErrorRateCheck, LatencyCheck};
+use crate::duration::Duration;
+use crate::observation::{MetricsObservation, Observations, VersionWindow};
+
+/// What one check concluded at one tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    /// Breached: counts toward the check's `for` window.
+    Fail,
+    /// Not enough data to say: holds the stage, neither passes nor fails it.
+    Inconclusive,
+    /// The data source failed: holds the stage and counts toward `unavailableGrace`.
+    Unavailable,
+}
+
+/// A check's result with the numbers behind it (shown in `status.lastAnalysis.checks`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub outcome: Outcome,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    /// One line a human can act on.
+    pub message: String,
+}
+
+impl Evaluation {
+    pub fn new(
+        outcome: Outcome,
+        value: Option<f64>,
+        threshold: Option<f64>,
+        message: String,
+    ) -> Self {
+        Evaluation {
+            outcome,
+            value,
+            threshold,
+            message,
+        }
+    }
+
+    fn inconclusive(message: impl Into<String>) -> Self {
+        Evaluation::new(Outcome::Inconclusive, None, None, message.into())
+    }
+
+    fn unavailable(reason: &str) -> Self {
+        Evaluation::new(
+            Outcome::Unavailable,
+            None,
+            None,
+            format!("metrics unavailable: {reason}"),
+        )
+    }
+}
+
+/// Everything a check may look at. The stored status is not offered on purpose: checks
+/// are stateless, and the engine keeps the breach timers.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckInput<'a> {
+    pub observations: &'a Observations,
+    pub analysis: &'a Analysis,
+}
+
+impl<'a> CheckInput<'a> {
+    /// The per-version window, or why there is none.
+    pub fn window(&self) -> Result<(&'a VersionWindow, &'a VersionWindow), &'a str> {
+        match &self.observations.metrics {
+            MetricsObservation::Window { canary, stable } => Ok((canary, stable)),
+            MetricsObservation::Unavailable { reason } => Err(reason),
+        }
+    }
+}
+
+/// One analysis check.
+pub trait Check {
+    /// Key in `status.breachStartedAt`, name in `status.lastAnalysis.checks`, and the
+    /// rollback reason when it trips: `error-rate`, `latency`, `compare-stable`, `custom:<name>`.
+    fn name(&self) -> String;
+    /// How long a breach must last uninterrupted before it rolls back (0 = at once).
+    fn breach_for(&self) -> Duration;
+    fn evaluate(&self, input: &CheckInput<'_>) -> Evaluation;
+}
+
+/// The checks a spec asks for, in a fixed order (which also breaks ties between checks
+/// that trip at the same tick).
+pub fn for_spec(analysis: &Analysis) -> Vec<Box<dyn Check>> {
+    let mut checks: Vec<Box<dyn Check>> = vec![
+        Box::new(ErrorRate(analysis.error_rate.clone())),
+        Box::new(LatencyP99(analysis.latency_p99.clone())),
+    ];
+    if let Some(compare) = &analysis.compare_stable {
+        checks.push(Box::new(CompareStable(compare.clone())));
+    }
+    for custom in &analysis.custom {
+        checks.push(Box::new(Custom(custom.clone())));
+    }
+    checks
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+/// Canary 5xx share above `maxPercent`.
+pub struct ErrorRate(pub ErrorRateCheck);
+
+impl Check for ErrorRate {
+    fn name(&self) -> String {
+        "error-rate".to_string()
+    }
+
+    fn breach_for(&self) -> Duration {
+        self.0.for_duration
+    }
+
+    fn evaluate(&self, input: &CheckInput<'_>) -> Evaluation {
+        let (canary, _) = match input.window() {
+            Ok(window) => window,
+            Err(reason) => return Evaluation::unavailable(reason),
+        };
+        let max = self.0.max_percent;
+        let Some(rate) = canary.error_rate_percent() else {
+            return Evaluation::inconclusive("no canary requests in the window");
+        };
+        let outcome = if rate > max {
+            Outcome::Fail
+        } else {
+            Outcome::Pass
+        };
+        let relation = if rate > max { "above" } else { "within" };
+        Evaluation::new(
+            outcome,
+            Some(rate),
+            Some(max),
+            format!("canary error rate {}% {relation} max {max}%", round2(rate)),
+        )
+    }
+}
+
+/// Canary p99 latency above `maxMs`.
+pub struct LatencyP99(pub LatencyCheck);
+
+impl Check for LatencyP99 {
+    fn name(&self) -> String {
+        "latency".to_string()
+    }
+
+    fn breach_for(&self) -> Duration {
+        self.0.for_duration
+    }
+
+    fn evaluate(&self, input: &CheckInput<'_>) -> Evaluation {
+        let (canary, _) = match input.window() {
+            Ok(window) => window,
+            Err(reason) => return Evaluation::unavailable(reason),
+        };
+        let max = self.0.max_ms;
+        let Some(p99) = canary.p99_ms.filter(|p| p.is_finite()) else {
+            return Evaluation::inconclusive("no canary p99 in the window");
+        };
+        let outcome = if p99 > max {
+            Outcome::Fail
+        } else {
+            Outcome::Pass
+        };
+        let relation = if p99 > max { "above" } else { "within" };
+        Evaluation::new(
+            outcome,
+            Some(p99),
+            Some(max),
+            format!("canary p99 {}ms {relation} max {max}ms", round2(p99)),
+        )
+    }
+}
+
+/// Canary error rate more than `maxIncreasePercentPoints` above stable's.
+pub struct CompareStable(pub CompareStableCheck);
+
+impl Check for CompareStable {
+    fn name(&self) -> String {
+        "compare-stable".to_string()
+    }
+
+    fn breach_for(&self) -> Duration {
+        self.0.for_duration
+    }
+
+    fn evaluate(&self, input: &CheckInput<'_>) -> Evaluation {
+        let (canary, stable) = match input.window() {
+            Ok(window) => window,
+            Err(reason) => return Evaluation::unavailable(reason),
+        };
+        let (Some(canary_rate), Some(stable_rate)) =
+            (canary.error_rate_percent(), stable.error_rate_percent())
+        else {
+            return Evaluation::inconclusive("no requests on canary or stable in the window");
+        };
+        let limit = stable_rate + self.0.max_increase_percent_points;
+        let breached = canary_rate > limit;
+        Evaluation::new(
+            if breached {
+                Outcome::Fail
+            } else {
+                Outcome::Pass
+            },
+            Some(canary_rate),
+            Some(limit),
+            format!(
+                "canary error rate {}% {} stable {}% + {} points",
+                round2(canary_rate),
+                if breached { "above" } else { "within" },
+                round2(stable_rate),
+                self.0.max_increase_percent_points
+            ),
+        )
+    }
+}
+
+/// A custom PromQL value outside `[min, max]`.
+pub struct Custom(pub CustomCheck);
+
+impl Check for Custom {
+    fn name(&self) -> String {
+        format!("custom:{}", self.0.name)
+    }
+
+    fn breach_for(&self) -> Duration {
+        self.0.for_duration
+    }
+
+    fn evaluate(&self, input: &CheckInput<'_>) -> Evaluation {
+        let observed = input
+            .observations
+            .custom
+            .iter()
+            .find(|custom| custom.name == self.0.name);
+        let value = match observed.map(|custom| &custom.value) {
+            None => return Evaluation::inconclusive("no result for this check"),
+            Some(Err(reason)) => return Evaluation::unavailable(reason),
+            Some(Ok(None)) => return Evaluation::inconclusive("query returned no data"),
+            Some(Ok(Some(value))) if !value.is_finite() => {
+                return Evaluation::inconclusive(format!("query returned {value}"))
+            }
+            Some(Ok(Some(value))) => *value,
+        };
+        if let Some(min) = self.0.min.filter(|min| value < *min) {
+            return Evaluation::new(
+                Outcome::Fail,
+                Some(value),
+                Some(min),
+                format!("{value} below min {min}"),
+            );
+        }
+        if let Some(max) = self.0.max.filter(|max| value > *max) {
+            return Evaluation::new(
+                Outcome::Fail,
+                Some(value),
+                Some(max),
+                format!("{value} above max {max}"),
+            );
+        }
+        Evaluation::new(
+            Outcome::Pass,
+            Some(value),
+            self.0.max.or(self.0.min),
+            format!("{value} within bounds"),
+        )
+    }
+}

@@ -1,0 +1,121 @@
+//! Bookkeeping for one decision: the new status, the actions, history and conditions.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use super::Action;
+use crate::crd::{CanaryRolloutStatus, Phase, Transition, HISTORY_LIMIT};
+
+/// The decision being built: a copy of the status plus the actions to run.
+pub(crate) struct Tick {
+    pub status: CanaryRolloutStatus,
+    pub actions: Vec<Action>,
+    pub now: Timestamp,
+    /// Also send each Event to the notification webhook.
+    pub notify: bool,
+    /// The spec's validation errors, one per line, when it is invalid.
+    pub spec_error: Option<String>,
+}
+
+impl Tick {
+    pub fn now_time(&self) -> Time {
+        Time(self.now)
+    }
+
+    /// Raise a Kubernetes Event (and a webhook notification when configured).
+    pub fn event(&mut self, reason: &'static str, message: String, warning: bool) {
+        if self.notify {
+            self.actions
+                .push(Action::Notify(format!("{reason}: {message}")));
+        }
+        self.actions.push(Action::Event {
+            reason,
+            message,
+            warning,
+        });
+    }
+
+    pub fn set_weight(&mut self, weight: f64) {
+        self.status.weight = weight;
+        self.actions.push(Action::SetWeight(weight));
+    }
+
+    /// Move to `to` and append the transition to the bounded history.
+    pub fn transition(&mut self, to: Phase, reason: &str) {
+        let entry = Transition {
+            at: self.now_time(),
+            from: self.status.phase,
+            to,
+            stage_index: self.status.stage_index,
+            weight: self.status.weight,
+            reason: reason.to_string(),
+        };
+        self.status.phase = to;
+        self.status.history.push(entry);
+        let excess = self.status.history.len().saturating_sub(HISTORY_LIMIT);
+        self.status.history.drain(..excess);
+    }
+
+    /// Recompute `Ready` and `Degraded` from the phase; a condition's
+    /// `lastTransitionTime` only moves when its status flips.
+    pub fn refresh_conditions(&mut self) {
+        let status = &self.status;
+        let ready = (
+            status.phase == Phase::Promoted,
+            status.phase.as_str().to_string(),
+            ready_message(status),
+        );
+        let degraded = degraded(status, self.spec_error.as_deref());
+        let generation = status.observed_generation;
+        let now = self.now_time();
+        let previous = std::mem::take(&mut self.status.conditions);
+        for (kind, (is_true, reason, message)) in [("Ready", ready), ("Degraded", degraded)] {
+            let status_text = if is_true { "True" } else { "False" };
+            let last_transition_time = previous
+                .iter()
+                .find(|c| c.type_ == kind && c.status == status_text)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| now.clone());
+            self.status.conditions.push(Condition {
+                type_: kind.to_string(),
+                status: status_text.to_string(),
+                reason,
+                message,
+                last_transition_time,
+                observed_generation: generation,
+            });
+        }
+    }
+}
+
+fn ready_message(status: &CanaryRolloutStatus) -> String {
+    match status.phase {
+        Phase::Promoted => "canary promoted to 100%".to_string(),
+        phase => format!("{phase} at weight {}%", status.weight),
+    }
+}
+
+/// Degraded: rolled back, invalid spec, or flying blind on metrics.
+fn degraded(status: &CanaryRolloutStatus, spec_error: Option<&str>) -> (bool, String, String) {
+    match status.phase {
+        Phase::RolledBack => (
+            true,
+            "RolledBack".to_string(),
+            format!(
+                "rolled back: {}",
+                status.rollback_reason.as_deref().unwrap_or("unknown")
+            ),
+        ),
+        Phase::Failed => (
+            true,
+            "InvalidSpec".to_string(),
+            spec_error.unwrap_or("the spec is invalid").to_string(),
+        ),
+        _ if status.prometheus_unavailable_since.is_some() => (
+            true,
+            "PrometheusUnavailable".to_string(),
+            "metrics unavailable; holding the stage".to_string(),
+        ),
+        _ => (false, "AsExpected".to_string(), String::new()),
+    }
+}
