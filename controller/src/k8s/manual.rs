@@ -3,11 +3,12 @@
 //! `promote` and `abort` are one-shot: an annotation `stickycanary.dev/request: promote|abort`
 //! (the CLI adds `@<millis>` so that asking twice is two requests). The controller handles a
 //! value once and records it in `stickycanary.dev/request-handled`, so requeues and restarts
-//! never repeat it. `pause` is declarative: `spec.paused`.
+//! never repeat it. `pause` is declarative: `spec.paused`, which the engine reads itself
+//! (`pause`/`resume` annotations are accepted too and map to the engine's manual pause).
 
 use std::collections::BTreeMap;
 
-use crate::crd::{CanaryRollout, Phase};
+use crate::crd::CanaryRollout;
 use crate::observation::ManualAction;
 
 pub const REQUEST_ANNOTATION: &str = "stickycanary.dev/request";
@@ -28,6 +29,8 @@ pub fn parse_request(value: &str) -> Option<ManualAction> {
     match value.split('@').next().unwrap_or_default().trim() {
         "promote" => Some(ManualAction::Promote),
         "abort" => Some(ManualAction::Abort),
+        "pause" => Some(ManualAction::Pause),
+        "resume" => Some(ManualAction::Resume),
         _ => None,
     }
 }
@@ -47,36 +50,26 @@ fn annotation<'a>(annotations: &'a Option<BTreeMap<String, String>>, key: &str) 
         .map(String::as_str)
 }
 
-/// Combines the request annotation with `spec.paused`. A new request wins over pause
-/// changes in the same tick; the pause change is seen on the next one.
+/// The unhandled request annotation, if any. `spec.paused` is not read here: the engine
+/// applies it directly, so it holds exactly as long as the field is set.
 pub fn manual_input(rollout: &CanaryRollout) -> ManualInput {
     let annotations = &rollout.metadata.annotations;
-    if let Some(value) = annotation(annotations, REQUEST_ANNOTATION) {
-        if annotation(annotations, HANDLED_ANNOTATION) != Some(value) {
-            return ManualInput {
-                action: parse_request(value),
-                consumed: Some(value.to_string()),
-            };
-        }
-    }
-    let phase = rollout.status.as_ref().map(|s| s.phase).unwrap_or_default();
-    let manual_pause = rollout.status.as_ref().is_some_and(|s| s.manual_pause);
-    let action = match (rollout.spec.paused, phase) {
-        (true, Phase::Progressing | Phase::Pending) => Some(ManualAction::Pause),
-        // Resume only a pause that spec.paused caused; a manual pause waits for `resume`.
-        (false, Phase::Paused) if !manual_pause => Some(ManualAction::Resume),
-        _ => None,
-    };
-    ManualInput {
-        action,
-        consumed: None,
+    match annotation(annotations, REQUEST_ANNOTATION) {
+        Some(value) if annotation(annotations, HANDLED_ANNOTATION) != Some(value) => ManualInput {
+            action: parse_request(value),
+            consumed: Some(value.to_string()),
+        },
+        _ => ManualInput {
+            action: None,
+            consumed: None,
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::CanaryRolloutStatus;
+    use crate::crd::{CanaryRolloutStatus, Phase};
 
     fn rollout(annotations: &[(&str, &str)], paused: bool, phase: Phase) -> CanaryRollout {
         let yaml = format!(
@@ -148,22 +141,19 @@ mod tests {
     }
 
     #[test]
-    fn spec_paused_pauses_and_clearing_it_resumes() {
+    fn spec_paused_is_left_to_the_engine() {
         assert_eq!(
             manual_input(&rollout(&[], true, Phase::Progressing)).action,
-            Some(ManualAction::Pause)
-        );
-        assert_eq!(
-            manual_input(&rollout(&[], true, Phase::Paused)).action,
             None
         );
         assert_eq!(
-            manual_input(&rollout(&[], false, Phase::Paused)).action,
+            manual_input(&rollout(
+                &[(REQUEST_ANNOTATION, "resume@5")],
+                true,
+                Phase::Paused
+            ))
+            .action,
             Some(ManualAction::Resume)
-        );
-        assert_eq!(
-            manual_input(&rollout(&[], false, Phase::Progressing)).action,
-            None
         );
     }
 }

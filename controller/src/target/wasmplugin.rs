@@ -35,6 +35,12 @@ pub trait PatchOutcomes: Send + Sync {
     fn record(&self, outcome: &str);
 }
 
+impl<T: PatchOutcomes + ?Sized> PatchOutcomes for std::sync::Arc<T> {
+    fn record(&self, outcome: &str) {
+        (**self).record(outcome);
+    }
+}
+
 /// Discards outcomes (tests, CLI one-shots).
 pub struct NoOutcomes;
 impl PatchOutcomes for NoOutcomes {
