@@ -7,3 +7,13 @@ pub mod engine;
 pub mod observation;
 pub mod validate;
 
+// controller-io: Prometheus source, weight targets, metrics and HTTP endpoints.
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod k8s;
+pub mod local;
+pub mod metrics;
+pub mod prometheus;
+pub mod server;
+pub mod target;

@@ -1,1 +1,97 @@
-fn main() {}
+//! The `stickycanary` binary: parse the command line, run the subcommand, and turn any error
+//! into one line on stderr with a non-zero exit (never a backtrace).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use stickycanary::cli::{Cli, Command, LogFormat};
+use stickycanary::observation::ManualAction;
+use stickycanary::{commands, k8s, local};
+
+fn init_tracing(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Controller(args) => {
+            init_tracing(cli.log_format, "info,kube=warn");
+            k8s::run(args).await?;
+        }
+        Command::Local(args) => {
+            init_tracing(cli.log_format, "warn");
+            let rollout = local::load_rollout(&args.rollout)?;
+            let status_file = args.status_file.clone().unwrap_or_else(|| {
+                local::default_status_file(
+                    rollout.metadata.name.as_deref().unwrap_or("rollout"),
+                    &args.envoy_ecds,
+                )
+            });
+            let options = local::LocalOptions {
+                rollout_file: args.rollout,
+                envoy_ecds: args.envoy_ecds,
+                prometheus: args.prometheus,
+                status_file,
+                once: args.once,
+            };
+            let mut stdout = std::io::stdout();
+            local::run(&options, &mut stdout).await?;
+        }
+        Command::Status(args) => commands::status(&args).await?,
+        Command::Promote(args) => {
+            println!("{}", commands::manual(&args, ManualAction::Promote).await?)
+        }
+        Command::Abort(args) => println!("{}", commands::manual(&args, ManualAction::Abort).await?),
+        Command::Pause(args) => println!("{}", commands::manual(&args, ManualAction::Pause).await?),
+        Command::Resume(args) => {
+            println!("{}", commands::manual(&args, ManualAction::Resume).await?)
+        }
+        Command::Crd => print!("{}", stickycanary::crd::crd_yaml()),
+        Command::Assign(args) => println!("{}", commands::assign(&args)?),
+        Command::Validate(args) => println!("{}", commands::validate(&args)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    // A bug must still end in one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".to_string());
+        eprintln!("error: internal error: {}", message.replace('\n', " "));
+    }));
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            // Each line of a multi-problem error (validate) is its own complete message.
+            for line in e.to_string().lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
