@@ -31,11 +31,14 @@ impl Machine {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|kib| kib.parse().ok())
             .unwrap_or(0.0);
+        // "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL": keep the release number.
         let envoy_version = first_line(Command::new(envoy_bin).arg("--version"))
-            .split("version:")
-            .nth(1)
-            .map(|v| v.trim().to_string())
-            .unwrap_or_else(|| "unknown".into());
+            .split('/')
+            .find(|part| {
+                part.split('.').count() == 3 && part.split('.').all(|n| n.parse::<u32>().is_ok())
+            })
+            .unwrap_or("unknown")
+            .to_string();
         Self {
             date_utc: first_line(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
             cpu_model,
