@@ -30,6 +30,18 @@ impl Backend {
         behaviour: Behaviour,
         log_dir: &Path,
     ) -> Result<Self> {
+        // A port taken between the probe and the bind: try again on a fresh one.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(bin, name, behaviour, log_dir) {
+                Err(e) if attempt < 3 && crate::envoy::is_bind_failure(&e) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(bin: &Path, name: &str, behaviour: Behaviour, log_dir: &Path) -> Result<Self> {
         let addr = ports::free_addr()?;
         let mut cmd = Command::new(bin);
         cmd.arg("--listen")

@@ -151,6 +151,9 @@ pub fn bootstrap(
     json!({
         "node": {"id": "stickycanary-e2e", "cluster": "stickycanary-e2e"},
         "admin": {"address": socket(admin_port)},
+        // Histograms reach /stats/prometheus when merged on a stats flush (default every 5 s);
+        // 1 s keeps p99 fresh for 1 s Prometheus scrapes.
+        "stats_flush_interval": "1s",
         "stats_config": {
             "stats_tags": stats_tags,
             "histogram_bucket_settings": [{
@@ -221,7 +224,28 @@ pub struct Envoy {
 impl Envoy {
     /// Start Envoy with `plugin_config_json` as the initial filter config and wait until ready
     /// (`/ready` answers `LIVE` and the listener accepts connections).
+    ///
+    /// When the ports are picked here and Envoy fails to bind one (another process took it after
+    /// the probe), it is started again on fresh ports, up to three times.
     pub fn start(opts: &EnvoyOptions, plugin_config_json: &str) -> Result<Self> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(opts, plugin_config_json) {
+                Err(e)
+                    if attempt < 3
+                        && is_bind_failure(&e)
+                        && opts.listener_port.is_none()
+                        && opts.admin_port.is_none() =>
+                {
+                    continue
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(opts: &EnvoyOptions, plugin_config_json: &str) -> Result<Self> {
         let wasm = match &opts.wasm {
             Some(p) => p.clone(),
             None => paths::wasm_path()?,
@@ -434,6 +458,17 @@ impl Drop for Envoy {
                 self.child.log_tail(40)
             );
         }
+    }
+}
+
+/// True when a child failed because a port was taken between our probe and its bind.
+pub(crate) fn is_bind_failure(e: &Error) -> bool {
+    match e {
+        Error::Exited { log_tail, .. } => {
+            let t = log_tail.to_ascii_lowercase();
+            t.contains("address already in use") || t.contains("cannot bind")
+        }
+        _ => false,
     }
 }
 

@@ -90,7 +90,23 @@ pub struct Prometheus {
 
 impl Prometheus {
     /// Write the config, start Prometheus and wait until `/-/ready` answers 200.
+    /// When the port is picked here and turns out taken at bind time, it retries on a fresh one.
     pub fn start(opts: &PrometheusOptions) -> Result<Self> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(opts) {
+                Err(e)
+                    if attempt < 3 && opts.port.is_none() && crate::envoy::is_bind_failure(&e) =>
+                {
+                    continue
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(opts: &PrometheusOptions) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("sc-prometheus-")
             .tempdir()
