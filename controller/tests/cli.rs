@@ -1,0 +1,228 @@
+//! The `stickycanary` command as a user runs it: output, exit status, and one-line errors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn stickycanary(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stickycanary"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        // No cluster: commands that need one must fail cleanly, never reach anything.
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Failed, with exactly one line on stderr and no panic or backtrace.
+fn assert_one_line_error(o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "expected failure, got {:?}: {}",
+        o.status,
+        stdout(o)
+    );
+    let err = stderr(o);
+    assert_eq!(err.lines().count(), 1, "one line expected: {err:?}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    err
+}
+
+fn golden() -> Vec<Value> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../filter/testdata/golden.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn assign_agrees_with_the_filters_golden_vectors() {
+    let vectors = golden();
+    assert!(vectors.len() >= 5, "golden file too small to mean anything");
+    // Every vector at one weight, plus every weight for the first few (process spawns cost).
+    for (i, vector) in vectors.iter().enumerate() {
+        let salt = vector["salt"].as_str().unwrap();
+        let user = vector["user"].as_str().unwrap();
+        let versions = vector["versions"].as_object().unwrap();
+        let weights: Vec<&String> = if i < 4 {
+            versions.keys().collect()
+        } else {
+            versions.keys().filter(|w| w.as_str() == "50").collect()
+        };
+        for weight in weights {
+            let out = stickycanary(&[
+                "assign", "--salt", salt, "--user", user, "--weight", weight, "--json",
+            ]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            let got: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+            assert_eq!(got["bucket"], vector["bucket"], "bucket of {salt}:{user}");
+            assert_eq!(
+                got["version"], versions[weight],
+                "version of {salt}:{user} at {weight}%"
+            );
+        }
+    }
+}
+
+#[test]
+fn assign_prints_bucket_threshold_and_version() {
+    let vector = &golden()[0];
+    let salt = vector["salt"].as_str().unwrap();
+    let user = vector["user"].as_str().unwrap();
+    let out = stickycanary(&["assign", "--salt", salt, "--weight", "100", "--user", user]);
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("bucket={} threshold=10000 version=canary", vector["bucket"])
+    );
+}
+
+#[test]
+fn assign_rejects_a_weight_out_of_range() {
+    let err = assert_one_line_error(&stickycanary(&[
+        "assign", "--salt", "s", "--weight", "101", "--user", "u",
+    ]));
+    assert!(err.contains("--weight"), "{err}");
+    assert_one_line_error(&stickycanary(&[
+        "assign", "--salt", "s", "--weight", "NaN", "--user", "u",
+    ]));
+}
+
+#[test]
+fn crd_prints_the_generated_resource_definition() {
+    let out = stickycanary(&["crd"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert_eq!(text, stickycanary::crd::crd_yaml());
+    assert!(text.contains("canaryrollouts.stickycanary.dev"));
+}
+
+fn scratch_file(name: &str, content: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, content).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn validate_accepts_a_good_plugin_config_and_names_the_bad_field() {
+    let (_d, good) = scratch_file(
+        "config.json",
+        r#"{"rollouts": {"checkout": {"hosts": ["checkout"], "weight": 10}}}"#,
+    );
+    let out = stickycanary(&["validate", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("valid pluginConfig"),
+        "{}",
+        stdout(&out)
+    );
+
+    let (_d, bad) = scratch_file(
+        "config.json",
+        r#"{"rollouts": {"checkout": {"hosts": ["checkout"], "weight": 150}}}"#,
+    );
+    let err = assert_one_line_error(&stickycanary(&["validate", bad.to_str().unwrap()]));
+    assert!(err.contains("rollouts.checkout.weight"), "{err}");
+}
+
+const GOOD_ROLLOUT: &str = "apiVersion: stickycanary.dev/v1alpha1
+kind: CanaryRollout
+metadata: {name: checkout}
+spec:
+  wasmPlugin: {name: stickycanary}
+  canary: {deployment: checkout-canary}
+  stages: [{weight: 10, duration: 1m}, {weight: 100}]
+";
+
+#[test]
+fn validate_accepts_a_good_rollout_and_names_the_bad_field() {
+    let (_d, good) = scratch_file("rollout.yaml", GOOD_ROLLOUT);
+    let out = stickycanary(&["validate", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("valid CanaryRollout checkout"),
+        "{}",
+        stdout(&out)
+    );
+
+    let (_d, bad) = scratch_file(
+        "rollout.yaml",
+        &GOOD_ROLLOUT.replace("weight: 10,", "weight: -5,"),
+    );
+    let out = stickycanary(&["validate", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("spec.stages[0].weight"), "{err}");
+    assert!(!err.contains("panicked"));
+}
+
+#[test]
+fn validate_of_a_missing_file_is_one_line() {
+    let err = assert_one_line_error(&stickycanary(&["validate", "/nonexistent/rollout.yaml"]));
+    assert!(err.contains("/nonexistent/rollout.yaml"), "{err}");
+}
+
+#[test]
+fn status_of_a_corrupt_status_file_is_one_line() {
+    let (_d, path) = scratch_file(
+        "checkout.status.json",
+        "{\"rollout\": \"checkout\", \"status\": {",
+    );
+    let err = assert_one_line_error(&stickycanary(&[
+        "status",
+        "--status-file",
+        path.to_str().unwrap(),
+    ]));
+    assert!(err.contains("corrupt"), "{err}");
+}
+
+#[test]
+fn cluster_commands_without_a_cluster_fail_in_one_line() {
+    assert_one_line_error(&stickycanary(&["status", "checkout", "-n", "shop"]));
+    assert_one_line_error(&stickycanary(&["abort", "checkout"]));
+}
+
+#[test]
+fn unknown_arguments_fail_without_a_panic() {
+    let out = stickycanary(&["assign", "--salt"]);
+    assert!(!out.status.success());
+    assert!(!stderr(&out).contains("panicked"));
+    let out = stickycanary(&["frobnicate"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn help_shows_examples() {
+    let out = stickycanary(&["--help"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for sub in [
+        "controller",
+        "local",
+        "status",
+        "promote",
+        "abort",
+        "pause",
+        "resume",
+        "crd",
+        "assign",
+        "validate",
+    ] {
+        assert!(text.contains(sub), "--help lacks {sub}");
+    }
+    assert!(text.contains("Examples:"));
+}
