@@ -385,6 +385,11 @@ impl Envoy {
         self.admin_get("/stats/prometheus")
     }
 
+    /// Same as [`Envoy::stats_prometheus`] (the name the shared brief uses).
+    pub fn admin_stats_prometheus(&self) -> Result<String> {
+        self.stats_prometheus()
+    }
+
     /// Envoy's plain `/stats` as `(name, value)` for counters and gauges.
     pub fn stats(&self) -> Result<Vec<(String, u64)>> {
         Ok(parse_stats_lines(&self.admin_get("/stats")?))

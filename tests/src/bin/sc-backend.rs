@@ -101,6 +101,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Test upstreams never listen beyond loopback.
+    match args.listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.ip().is_loopback() => {}
+        _ => {
+            eprintln!(
+                "sc-backend: --listen must be a loopback address like 127.0.0.1:8081 (got {:?})",
+                args.listen
+            );
+            return ExitCode::from(2);
+        }
+    }
     let listener = match TcpListener::bind(&args.listen) {
         Ok(l) => l,
         Err(e) => {
