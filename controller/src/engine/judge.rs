@@ -1,0 +1,231 @@
+//! One analysis tick: run the checks, gate thin windows, keep the breach, unavailability
+//! and inconclusive timers, and advance the stage when everything passed.
+
+use std::collections::BTreeSet;
+
+use super::checks::{Check, CheckInput, Evaluation, Outcome};
+use super::lifecycle::{enter_stage, promote, roll_back};
+use super::record::Tick;
+use super::{reasons, stages};
+use crate::crd::{AnalysisRecord, CanaryRolloutSpec, CheckResult, Phase, Verdict, VersionSummary};
+use crate::duration::Duration;
+use crate::observation::{MetricsObservation, Observations, VersionWindow};
+
+/// One evaluated check.
+struct Judged {
+    name: String,
+    breach_for: Duration,
+    evaluation: Evaluation,
+}
+
+pub(super) fn analyse(
+    spec: &CanaryRolloutSpec,
+    observations: &Observations,
+    checks: &[Box<dyn Check>],
+    tick: &mut Tick,
+) {
+    let analysis = &spec.analysis;
+    let input = CheckInput {
+        observations,
+        analysis,
+    };
+    let mut judged: Vec<Judged> = checks
+        .iter()
+        .map(|check| Judged {
+            name: check.name(),
+            breach_for: check.breach_for(),
+            evaluation: check.evaluate(&input),
+        })
+        .collect();
+
+    let thin_window = match &observations.metrics {
+        MetricsObservation::Window { canary, .. }
+            if canary.requests < analysis.min_requests as f64 =>
+        {
+            Some(format!(
+                "thin window: {} canary requests < minRequests {}",
+                canary.requests, analysis.min_requests
+            ))
+        }
+        _ => None,
+    };
+    if let Some(thin) = &thin_window {
+        for check in &mut judged {
+            if check.evaluation.outcome != Outcome::Unavailable {
+                check.evaluation.outcome = Outcome::Inconclusive;
+                check.evaluation.message = format!("{thin} ({})", check.evaluation.message);
+            }
+        }
+    }
+    if let MetricsObservation::Window { canary, stable } = &observations.metrics {
+        tick.status.last_analysis = Some(AnalysisRecord {
+            at: tick.now_time(),
+            canary: summary(canary),
+            stable: summary(stable),
+            checks: judged.iter().map(check_result).collect(),
+        });
+    }
+
+    if let Some((reason, detail)) = track_breaches(&judged, tick) {
+        roll_back(tick, reason, detail);
+        return;
+    }
+    let unavailable = match &observations.metrics {
+        MetricsObservation::Unavailable { reason } => Some(reason.clone()),
+        MetricsObservation::Window { .. } => judged
+            .iter()
+            .find(|check| check.evaluation.outcome == Outcome::Unavailable)
+            .map(|check| format!("{}: {}", check.name, check.evaluation.message)),
+    };
+    if let Some(reason) = unavailable {
+        if hold_while_unavailable(spec, tick, reason) {
+            return;
+        }
+    } else {
+        tick.status.prometheus_unavailable_since = None;
+        track_inconclusive(spec, &judged, thin_window, tick);
+    }
+    advance_if_passed(spec, &judged, tick);
+}
+
+/// Starts, keeps or ends each check's breach timer; returns the rollback reason and
+/// detail of the first check whose breach has lasted its `for`.
+fn track_breaches(judged: &[Judged], tick: &mut Tick) -> Option<(String, String)> {
+    let now = tick.now_time();
+    let breaches = &mut tick.status.breach_started_at;
+    let names: BTreeSet<&str> = judged.iter().map(|check| check.name.as_str()).collect();
+    breaches.retain(|name, _| names.contains(name.as_str()));
+    let mut tripped = None;
+    for check in judged {
+        match check.evaluation.outcome {
+            Outcome::Fail => {
+                let started = breaches
+                    .entry(check.name.clone())
+                    .or_insert_with(|| now.clone());
+                let lasted = stages::elapsed(tick.now, started);
+                if lasted >= check.breach_for && tripped.is_none() {
+                    let detail = format!(
+                        "{} for {lasted} (limit {})",
+                        check.evaluation.message, check.breach_for
+                    );
+                    tripped = Some((check.name.clone(), detail));
+                }
+            }
+            Outcome::Pass => {
+                breaches.remove(&check.name);
+            }
+            Outcome::Inconclusive | Outcome::Unavailable => {}
+        }
+    }
+    tripped
+}
+
+/// Records how long metrics have been unavailable; rolls back once the grace is over.
+/// Returns true when it rolled back.
+fn hold_while_unavailable(spec: &CanaryRolloutSpec, tick: &mut Tick, reason: String) -> bool {
+    let grace = spec.analysis.unavailable_grace;
+    let since = match &tick.status.prometheus_unavailable_since {
+        Some(since) => since.clone(),
+        None => {
+            let now = tick.now_time();
+            tick.status.prometheus_unavailable_since = Some(now.clone());
+            let message = format!(
+                "holding weight {}%: {reason}; rolling back if it lasts {grace}",
+                tick.status.weight
+            );
+            tick.event(reasons::PROMETHEUS_UNAVAILABLE, message, true);
+            now
+        }
+    };
+    let lasted = stages::elapsed(tick.now, &since);
+    if lasted >= grace {
+        let detail = format!("metrics unavailable for {lasted} (grace {grace}): {reason}");
+        roll_back(tick, "prometheus-unavailable".to_string(), detail);
+        return true;
+    }
+    false
+}
+
+/// One Inconclusive Event per streak of inconclusive windows, not one per interval.
+fn track_inconclusive(
+    spec: &CanaryRolloutSpec,
+    judged: &[Judged],
+    thin_window: Option<String>,
+    tick: &mut Tick,
+) {
+    let first_inconclusive = judged
+        .iter()
+        .find(|check| check.evaluation.outcome == Outcome::Inconclusive);
+    let Some(check) = first_inconclusive else {
+        tick.status.inconclusive_since = None;
+        return;
+    };
+    if tick.status.inconclusive_since.is_some() {
+        return;
+    }
+    tick.status.inconclusive_since = Some(tick.now_time());
+    let why =
+        thin_window.unwrap_or_else(|| format!("{}: {}", check.name, check.evaluation.message));
+    let status = &tick.status;
+    let message = format!(
+        "holding {}: {why}",
+        stages::describe(spec, status.stage_index, status.weight)
+    );
+    tick.event(reasons::INCONCLUSIVE, message, false);
+}
+
+fn advance_if_passed(spec: &CanaryRolloutSpec, judged: &[Judged], tick: &mut Tick) {
+    if tick.status.phase != Phase::Progressing {
+        return;
+    }
+    let index = stages::clamp_index(spec, tick.status.stage_index);
+    let Some(stage) = stages::stage(spec, index) else {
+        return;
+    };
+    if stage.weight > tick.status.weight {
+        // The target lags the stage (e.g. the stages were edited): catch up, never down.
+        tick.set_weight(stage.weight);
+    }
+    let all_passed = judged
+        .iter()
+        .all(|check| check.evaluation.outcome == Outcome::Pass);
+    let Some(started) = &tick.status.stage_started_at else {
+        return;
+    };
+    let hold_for = stages::hold_for(stage);
+    if !all_passed || stages::elapsed(tick.now, started) < hold_for {
+        return;
+    }
+    if stages::is_last(spec, index) {
+        let message = format!(
+            "{} passed for {hold_for}; canary promoted to 100%",
+            stages::describe(spec, index, tick.status.weight)
+        );
+        promote(tick, spec, "promoted", message);
+    } else {
+        enter_stage(spec, tick, index + 1, "stage-advanced");
+    }
+}
+
+fn summary(window: &VersionWindow) -> VersionSummary {
+    VersionSummary {
+        requests: window.requests,
+        error_rate_percent: window.error_rate_percent(),
+        p99_ms: window.p99_ms,
+    }
+}
+
+fn check_result(check: &Judged) -> CheckResult {
+    let evaluation = &check.evaluation;
+    CheckResult {
+        name: check.name.clone(),
+        verdict: match evaluation.outcome {
+            Outcome::Pass => Verdict::Pass,
+            Outcome::Fail => Verdict::Fail,
+            Outcome::Inconclusive | Outcome::Unavailable => Verdict::Inconclusive,
+        },
+        value: evaluation.value,
+        threshold: evaluation.threshold,
+        message: evaluation.message.clone(),
+    }
+}
