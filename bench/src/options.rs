@@ -27,7 +27,8 @@ target/stickycanary-noop.wasm and a release sc-backend (scripts/bench.sh builds 
                         (profiling: compare filter variants in the same run); repeatable
   --probe NAME=OPS      add a hostcall-probe case (target/stickycanary-probe.wasm, built by
                         scripts/bench-build-noop.sh probe) doing OPS per request, from:
-                        authority,path,user,remove,set,clear,code,duration,counter,histogram
+                        authority,path,user,pairs,remove,set,clear,code,duration,counter,
+                        histogram
   --quick               2 rounds of 2 s, 1 s warm-up, no soak, 2 reloads (debugging the harness)";
 
 #[derive(Debug, Clone)]

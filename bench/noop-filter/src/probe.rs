@@ -5,6 +5,8 @@
 //!
 //! Operations, in the order the filter does them:
 //! - `authority`, `path`, `user`: read `:authority`, `:path`, `x-user-id`;
+//! - `pairs`: read all request headers in one call (`get_map_pairs`), the alternative to
+//!   three single reads;
 //! - `remove`, `set`: remove, then set `x-canary-version` (to `stable`);
 //! - `clear`: the `clear_route_cache` foreign function;
 //! - `code`, `duration`: read the `response.code` / `request.duration` properties in `on_log`;
@@ -29,6 +31,7 @@ struct Plan {
     authority: bool,
     path: bool,
     user: bool,
+    pairs: bool,
     remove: bool,
     set: bool,
     clear: bool,
@@ -57,6 +60,7 @@ impl RootContext for ProbeRoot {
                 "authority" => plan.authority = true,
                 "path" => plan.path = true,
                 "user" => plan.user = true,
+                "pairs" => plan.pairs = true,
                 "remove" => plan.remove = true,
                 "set" => plan.set = true,
                 "clear" => plan.clear = true,
@@ -121,6 +125,10 @@ impl HttpContext for ProbeRequest {
         }
         if plan.user {
             seen += header("x-user-id");
+        }
+        if plan.pairs {
+            seen += hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+                .map_or(0, |pairs| pairs.len());
         }
         if plan.remove {
             let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, ROUTE_HEADER);
