@@ -889,3 +889,63 @@ fn bad_configs_are_rejected_with_a_named_reason_and_the_previous_split_keeps_ser
     let wrong = mismatches(&s, 10.0);
     assert!(wrong.is_empty(), "{wrong:?}");
 }
+
+#[test]
+fn hosts_match_without_port_case_insensitively_and_by_wildcard_and_the_version_header_is_opt_in() {
+    let config = |expose: bool| {
+        json!({"exposeVersionHeader": expose, "rollouts": {
+            "checkout": {"hosts": [HOST, "*.shop.example.com"], "weight": 100, "salt": SALT}
+        }})
+    };
+    let stack = Stack::start(&config(false));
+    let served = |host: &str| {
+        let r = stack.envoy.get(host, "/", &[("x-user-id", "u1")]).unwrap();
+        (
+            r.header("x-seen-canary-version").map(str::to_string),
+            r.header("x-canary-version").map(str::to_string),
+        )
+    };
+    for host in [
+        "checkout",
+        "CheckOut",
+        "checkout:8080",
+        "a.shop.example.com",
+        "A.Shop.Example.Com:443",
+    ] {
+        assert_eq!(
+            served(host).0.as_deref(),
+            Some("canary"),
+            "{host} should match the rollout"
+        );
+        assert_eq!(
+            served(host).1,
+            None,
+            "{host}: no version header unless exposeVersionHeader"
+        );
+    }
+    for host in [
+        "checkout.other",
+        "shop.example.com",
+        "xcheckout",
+        "example.com",
+    ] {
+        assert_eq!(served(host).0, None, "{host} must not match");
+    }
+    stack.apply(&config(true), None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while served("checkout").1.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "exposeVersionHeader never took effect"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..20 {
+        assert_eq!(served("checkout").1.as_deref(), Some("canary"));
+    }
+    assert_eq!(
+        served("elsewhere").1,
+        None,
+        "unmatched hosts get no version header"
+    );
+}

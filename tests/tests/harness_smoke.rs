@@ -129,3 +129,60 @@ fn prometheus_scrapes_envoy_and_survives_a_restart_on_the_same_port() {
         .unwrap();
     assert!(!before.is_empty());
 }
+
+#[test]
+fn load_paces_to_a_target_rate_and_sc_load_prints_one_json_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let stable = backend("stable", dir.path());
+    let mut opts = EnvoyOptions::new(stable.addr, stable.addr);
+    opts.filter_chain = FilterChain::RouterOnly;
+    opts.concurrency = 1;
+    let envoy = Envoy::start(&opts, "{}").unwrap();
+
+    let mut lo = load::LoadOptions::new(envoy.listener, "any");
+    lo.rate = Some(200.0);
+    lo.duration = Some(Duration::from_secs(2));
+    lo.connections = 2;
+    let s = load::run(lo);
+    assert!(
+        (300..=420).contains(&s.requests),
+        "about 400 requests at 200/s for 2 s: {}",
+        s.to_json()
+    );
+    assert_eq!(s.failures(), 0);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sc-load"))
+        .args([
+            "--target",
+            &envoy.listener.to_string(),
+            "--host",
+            "any",
+            "--requests",
+            "300",
+            "--users",
+            "100",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["requests"], 300);
+    assert_eq!(summary["ok"], 300);
+    assert_eq!(summary["by_version"]["stable"], 300);
+    assert_eq!(summary["distinct_users"], 100);
+
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_sc-load"))
+        .args(["--target", "nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&bad.stderr).lines().count(),
+        1,
+        "one-line error"
+    );
+}
