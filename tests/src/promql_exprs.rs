@@ -128,7 +128,7 @@ fn dashboard_variables(dashboard: &serde_json::Value) -> Vec<(String, String)> {
         variables.push((name.to_string(), value.to_string()));
     }
     // Longest name first, so `$__range_s` is not read as `$__range` followed by `_s`.
-    variables.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    variables.sort_by_key(|variable| std::cmp::Reverse(variable.0.len()));
     variables
 }
 
