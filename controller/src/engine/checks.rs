@@ -5,6 +5,8 @@
 //! statistical canary-vs-stable comparison, implement [`Check`] and are added to the list
 //! that [`for_spec`] builds (or passed to `engine::decide_with`).
 
+use k8s_openapi::jiff::Timestamp;
+
 use crate::crd::{Analysis, CompareStableCheck, CustomCheck, ErrorRateCheck, LatencyCheck};
 use crate::duration::Duration;
 use crate::observation::{MetricsObservation, Observations, VersionWindow};
@@ -61,11 +63,16 @@ impl Evaluation {
 }
 
 /// Everything a check may look at. The stored status is not offered on purpose: checks
-/// are stateless, and the engine keeps the breach timers.
+/// are stateless, and the engine keeps the breach timers. A check that needs history
+/// (a sequential test over the stage) gets it from the observations, which the I/O side
+/// can query over `stage_started_at..now`.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckInput<'a> {
     pub observations: &'a Observations,
     pub analysis: &'a Analysis,
+    pub now: Timestamp,
+    /// When the current stage's (pause-adjusted) clock started.
+    pub stage_started_at: Option<Timestamp>,
 }
 
 impl<'a> CheckInput<'a> {

@@ -28,6 +28,8 @@ pub(super) fn analyse(
     let input = CheckInput {
         observations,
         analysis,
+        now: tick.now,
+        stage_started_at: tick.status.stage_started_at.as_ref().map(|time| time.0),
     };
     let mut judged: Vec<Judged> = checks
         .iter()
