@@ -1,0 +1,497 @@
+//! `stickycanary local` end to end, as a process: a scripted Prometheus API on loopback (the
+//! real Prometheus is exercised in `tests/tests/prometheus_source.rs`), a real ECDS file,
+//! a real status file. Stage durations are in seconds so each test takes a few seconds.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+
+/// What the scripted Prometheus reports for rollout `checkout` (per window).
+#[derive(Clone, Copy, Debug)]
+struct Traffic {
+    canary_ok: f64,
+    canary_5xx: f64,
+    stable_ok: f64,
+    p99_ms: f64,
+    down: bool,
+}
+
+const HEALTHY: Traffic = Traffic {
+    canary_ok: 500.0,
+    canary_5xx: 0.0,
+    stable_ok: 4500.0,
+    p99_ms: 40.0,
+    down: false,
+};
+
+type Shared = Arc<Mutex<Traffic>>;
+
+fn sample(labels: Value, value: f64) -> Value {
+    json!({"metric": labels, "value": [1_800_000_000.0, value.to_string()]})
+}
+
+type Reply = (StatusCode, [(header::HeaderName, &'static str); 1], String);
+
+fn reply(status: StatusCode, body: Value) -> Reply {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+}
+
+async fn query(State(traffic): State<Shared>, RawQuery(raw): RawQuery) -> Reply {
+    let t = *traffic.lock().unwrap();
+    if t.down {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "error", "errorType": "unavailable", "error": "scripted outage"}),
+        );
+    }
+    let raw = raw.unwrap_or_default();
+    let result = if raw.contains("histogram_quantile") {
+        vec![
+            sample(
+                json!({"rollout": "checkout", "version": "canary"}),
+                t.p99_ms,
+            ),
+            sample(json!({"rollout": "checkout", "version": "stable"}), 20.0),
+        ]
+    } else if raw.contains("stickycanary_requests_total") {
+        vec![
+            sample(
+                json!({"rollout": "checkout", "version": "canary", "code_class": "2xx"}),
+                t.canary_ok,
+            ),
+            sample(
+                json!({"rollout": "checkout", "version": "canary", "code_class": "5xx"}),
+                t.canary_5xx,
+            ),
+            sample(
+                json!({"rollout": "checkout", "version": "stable", "code_class": "2xx"}),
+                t.stable_ok,
+            ),
+            // Other rollouts share the batch and must not leak into this one.
+            sample(
+                json!({"rollout": "search", "version": "canary", "code_class": "5xx"}),
+                9999.0,
+            ),
+        ]
+    } else {
+        vec![]
+    };
+    reply(
+        StatusCode::OK,
+        json!({"status": "success", "data": {"resultType": "vector", "result": result}}),
+    )
+}
+
+struct FakePrometheus {
+    url: String,
+    traffic: Shared,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+async fn fake_prometheus(initial: Traffic) -> FakePrometheus {
+    let traffic: Shared = Arc::new(Mutex::new(initial));
+    let app = Router::new()
+        .route("/api/v1/query", get(query).post(query))
+        .with_state(traffic.clone());
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    FakePrometheus {
+        url,
+        traffic,
+        _server: server,
+    }
+}
+
+impl Drop for FakePrometheus {
+    fn drop(&mut self) {
+        self._server.abort();
+    }
+}
+
+/// A scratch dir with an ECDS file and a rollout file.
+struct Scene {
+    dir: tempfile::TempDir,
+}
+
+impl Scene {
+    fn new(stage_seconds: u32) -> Scene {
+        let dir = tempfile::tempdir().unwrap();
+        let config = json!({"rollouts": {
+            "checkout": {"hosts": ["checkout"], "weight": 0},
+            "search": {"hosts": ["search"], "weight": 30}
+        }});
+        let ecds = json!({"resources": [{"name": "stickycanary", "typed_config": {"config": {
+            "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                              "value": config.to_string()}}}}]});
+        fs::write(dir.path().join("filter.ecds.json"), ecds.to_string()).unwrap();
+        let rollout = format!(
+            "apiVersion: stickycanary.dev/v1alpha1
+kind: CanaryRollout
+metadata: {{name: checkout}}
+spec:
+  wasmPlugin: {{name: stickycanary}}
+  canary: {{deployment: checkout-canary}}
+  stages:
+    - {{weight: 10, duration: {stage_seconds}s}}
+    - {{weight: 50, duration: {stage_seconds}s}}
+    - {{weight: 100}}
+  analysis:
+    interval: 300ms
+    window: 10s
+    minRequests: 50
+    errorRate: {{maxPercent: 5, for: 600ms}}
+    latencyP99: {{maxMs: 500, for: 600ms}}
+    unavailableGrace: 1h
+  prometheus: {{address: http://127.0.0.1:9}}
+"
+        );
+        fs::write(dir.path().join("rollout.yaml"), rollout).unwrap();
+        Scene { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn weight(&self) -> f64 {
+        let doc: Value =
+            serde_json::from_slice(&fs::read(self.path("filter.ecds.json")).unwrap()).unwrap();
+        let config: Value = serde_json::from_str(
+            doc["resources"][0]["typed_config"]["config"]["configuration"]["value"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            config["rollouts"]["search"]["weight"],
+            json!(30),
+            "the other rollout was touched"
+        );
+        config["rollouts"]["checkout"]["weight"].as_f64().unwrap()
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_slice(&fs::read(self.path("status.json")).unwrap()).unwrap()
+    }
+
+    fn command(&self, prometheus: &str, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stickycanary"));
+        cmd.arg("local")
+            .arg("--rollout")
+            .arg(self.path("rollout.yaml"))
+            .arg("--envoy-ecds")
+            .arg(self.path("filter.ecds.json"))
+            .arg("--prometheus")
+            .arg(prometheus)
+            .arg("--status-file")
+            .arg(self.path("status.json"))
+            .args(extra);
+        cmd
+    }
+}
+
+/// Kills and reaps the local loop even when the test fails.
+struct Running {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Running { child, lines }
+    }
+
+    async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "local loop did not finish; output:\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn poll_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn run_to_end(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_walks_every_stage_to_promoted() {
+    let prometheus = fake_prometheus(HEALTHY).await;
+    let scene = Scene::new(1);
+    let mut run = Running::start(scene.command(&prometheus.url, &[]));
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while run.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        let w = scene.weight();
+        if seen.last() != Some(&w) {
+            seen.push(w);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = run.wait_exit(Duration::from_secs(5)).await;
+    assert!(status.success(), "{}", run.output());
+    let w = scene.weight();
+    if seen.last() != Some(&w) {
+        seen.push(w);
+    }
+    assert_eq!(
+        seen,
+        vec![0.0, 10.0, 50.0, 100.0],
+        "weights in order, none skipped or repeated"
+    );
+    assert_eq!(scene.status()["status"]["phase"], "Promoted");
+    let output = run.output();
+    assert!(
+        output.contains("canary 50.0 req/s err 0.00% p99 40ms"),
+        "{output}"
+    );
+    assert!(output.contains("finished: Promoted"), "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erroring_canary_is_rolled_back_with_reason_error_rate() {
+    let prometheus = fake_prometheus(HEALTHY).await;
+    let scene = Scene::new(30);
+    let mut run = Running::start(scene.command(&prometheus.url, &[]));
+    poll_until("stage 1 weight", Duration::from_secs(10), || {
+        scene.weight() == 10.0
+    })
+    .await;
+    prometheus.traffic.lock().unwrap().canary_5xx = 100.0; // 100 of 600: 16.7%
+    let status = run.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "{}", run.output());
+    assert_eq!(scene.weight(), 0.0);
+    let saved = scene.status();
+    assert_eq!(saved["status"]["phase"], "RolledBack");
+    assert_eq!(saved["status"]["rollbackReason"], "error-rate");
+    assert!(run.output().contains("err 16.67%"), "{}", run.output());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_canary_is_rolled_back_with_reason_latency() {
+    let prometheus = fake_prometheus(HEALTHY).await;
+    let scene = Scene::new(30);
+    let mut run = Running::start(scene.command(&prometheus.url, &[]));
+    poll_until("stage 1 weight", Duration::from_secs(10), || {
+        scene.weight() == 10.0
+    })
+    .await;
+    prometheus.traffic.lock().unwrap().p99_ms = 800.0;
+    run.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(scene.weight(), 0.0);
+    assert_eq!(scene.status()["status"]["rollbackReason"], "latency");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thin_traffic_holds_the_first_stage() {
+    let prometheus = fake_prometheus(Traffic {
+        canary_ok: 10.0,
+        ..HEALTHY
+    })
+    .await;
+    let scene = Scene::new(1);
+    let run = Running::start(scene.command(&prometheus.url, &[]));
+    // Three stage durations pass without a promotion.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(scene.weight(), 10.0, "{}", run.output());
+    assert_eq!(scene.status()["status"]["stageIndex"], 0);
+    assert!(
+        run.output().contains("inconclusive") || run.output().contains("Inconclusive"),
+        "{}",
+        run.output()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_down_holds_and_is_not_a_breach() {
+    let prometheus = fake_prometheus(HEALTHY).await;
+    let scene = Scene::new(30);
+    let run = Running::start(scene.command(&prometheus.url, &[]));
+    poll_until("stage 1 weight", Duration::from_secs(10), || {
+        scene.weight() == 10.0
+    })
+    .await;
+    prometheus.traffic.lock().unwrap().down = true;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        scene.weight(),
+        10.0,
+        "held, not rolled back: {}",
+        run.output()
+    );
+    let saved = scene.status();
+    assert_eq!(saved["status"]["phase"], "Progressing");
+    assert!(saved["status"]["prometheusUnavailableSince"].is_string());
+    assert!(
+        run.output().contains("metrics unavailable"),
+        "{}",
+        run.output()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_the_same_stage_with_its_elapsed_time() {
+    let prometheus = fake_prometheus(HEALTHY).await;
+    let scene = Scene::new(30);
+    let first = run_to_end(&mut scene.command(&prometheus.url, &["--once"]));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let started = scene.status()["status"]["stageStartedAt"].clone();
+    assert!(started.is_string());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let second = run_to_end(&mut scene.command(&prometheus.url, &["--once"]));
+    assert!(second.status.success());
+    let text = String::from_utf8_lossy(&second.stdout);
+    assert!(text.contains("resuming from Progressing stage 1"), "{text}");
+    assert!(
+        text.contains("(1s/30s)") || text.contains("(2s/30s)"),
+        "elapsed time kept: {text}"
+    );
+    assert_eq!(
+        scene.status()["status"]["stageStartedAt"],
+        started,
+        "stage timer not reset"
+    );
+    assert_eq!(scene.weight(), 10.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_status_file_stops_with_one_line_and_no_reset() {
+    let prometheus = fake_prometheus(HEALTHY).await;
+    let scene = Scene::new(30);
+    fs::write(
+        scene.path("status.json"),
+        "{\"rollout\":\"checkout\",\"status\":{\"phase\":\"Progr",
+    )
+    .unwrap();
+    let out = run_to_end(&mut scene.command(&prometheus.url, &["--once"]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("corrupt"), "{err}");
+    assert_eq!(scene.weight(), 0.0, "nothing was applied");
+    assert!(
+        fs::read_to_string(scene.path("status.json"))
+            .unwrap()
+            .ends_with("Progr"),
+        "file left as is"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_reaches_a_running_loop_and_promote_applies_without_one() {
+    let prometheus = fake_prometheus(HEALTHY).await;
+    let scene = Scene::new(30);
+    let mut run = Running::start(scene.command(&prometheus.url, &[]));
+    poll_until("stage 1 weight", Duration::from_secs(10), || {
+        scene.weight() == 10.0
+    })
+    .await;
+    let status_file = scene.path("status.json");
+    let abort = Command::new(env!("CARGO_BIN_EXE_stickycanary"))
+        .args(["abort", "checkout", "--status-file"])
+        .arg(&status_file)
+        .output()
+        .unwrap();
+    assert!(
+        abort.status.success(),
+        "{}",
+        String::from_utf8_lossy(&abort.stderr)
+    );
+    assert!(String::from_utf8_lossy(&abort.stdout).contains("queued"));
+    run.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(scene.weight(), 0.0);
+    assert_eq!(scene.status()["status"]["rollbackReason"], "aborted");
+
+    // A fresh rollout with no loop running: promote is applied directly.
+    let scene = Scene::new(30);
+    let first = run_to_end(&mut scene.command(&prometheus.url, &["--once"]));
+    assert!(first.status.success());
+    let promote = Command::new(env!("CARGO_BIN_EXE_stickycanary"))
+        .args(["promote", "checkout", "--status-file"])
+        .arg(scene.path("status.json"))
+        .output()
+        .unwrap();
+    assert!(
+        promote.status.success(),
+        "{}",
+        String::from_utf8_lossy(&promote.stderr)
+    );
+    assert_eq!(scene.weight(), 100.0);
+    assert_eq!(scene.status()["status"]["phase"], "Promoted");
+}
+
+#[test]
+fn status_file_and_lock_live_next_to_each_other() {
+    let base = Path::new("/tmp/x/status.json");
+    assert_eq!(
+        stickycanary::local::state::lock_path(base),
+        PathBuf::from("/tmp/x/status.json.lock")
+    );
+    assert_eq!(
+        stickycanary::local::state::request_path(base),
+        PathBuf::from("/tmp/x/status.json.request")
+    );
+}
