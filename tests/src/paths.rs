@@ -135,8 +135,12 @@ pub fn cargo_bin(name: &str) -> Result<PathBuf> {
         .ok_or_else(|| Error::Missing {
             path: PathBuf::from(name),
             hint: format!(
-                "build it with `cargo build --bins` (looked in {})",
-                candidates.len()
+                "build it with `cargo build -p stickycanary-e2e --bins`, or set SC_BIN_DIR (looked at {})",
+                candidates
+                    .iter()
+                    .map(|c| c.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         })
 }

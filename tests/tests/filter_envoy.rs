@@ -299,22 +299,35 @@ fn twenty_reloads_under_load_fail_no_request() {
     let mut opts = LoadOptions::new(stack.envoy.listener, HOST);
     opts.users = 2000;
     opts.connections = 4;
-    opts.duration = Some(Duration::from_secs(10));
     opts.timeout = Duration::from_secs(20);
+    // No duration: the load runs until every reload is done and at least 10 s have passed.
+    let started = Instant::now();
     let running = load::start(opts);
     let counters_before = stack.envoy.ecds_counters().unwrap();
     let weights = [25.0, 50.0, 10.0, 75.0, 0.0, 100.0, 33.33, 5.0, 60.0, 90.0];
     for i in 0..20 {
-        std::thread::sleep(Duration::from_millis(400));
+        std::thread::sleep(Duration::from_millis(450));
+        let weight = weights[i % weights.len()];
         stack
             .envoy
             .set_plugin_config_and_wait(
-                &plugin_config(json!(weights[i % weights.len()]), json!({})).to_string(),
+                &plugin_config(json!(weight), json!({})).to_string(),
                 RELOAD_TIMEOUT,
             )
             .unwrap();
+        let so_far = running.snapshot();
+        assert_eq!(
+            so_far.failures(),
+            0,
+            "failed requests by reload {}: {}",
+            i + 1,
+            so_far.to_json()
+        );
     }
-    let s = running.wait();
+    if let Some(rest) = Duration::from_secs(10).checked_sub(started.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    let s = running.stop();
     let counters_after = stack.envoy.ecds_counters().unwrap();
     assert_eq!(
         counters_after.reload - counters_before.reload,
@@ -329,6 +342,8 @@ fn twenty_reloads_under_load_fail_no_request() {
         None,
         "every response came from a backend"
     );
+    assert!(s.by_version.get("canary").is_some() && s.by_version.get("stable").is_some());
+    eprintln!("reload under load: {}", s.to_json());
 }
 
 #[test]
