@@ -16,8 +16,43 @@ use crate::error::{Error, IoContext, Result};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PromqlExpr {
     pub origin: String,
+    pub kind: ExprKind,
     /// Ready to send to Prometheus (Grafana variables already substituted).
     pub expr: String,
+}
+
+/// Where an expression is used, which says what it needs to return series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExprKind {
+    /// A Grafana panel target or annotation query.
+    Dashboard,
+    /// A recording rule (reads the filter's raw series, or earlier recording rules).
+    Record,
+    /// An alert condition: returns series only while the condition holds, and reads the
+    /// recording rules' series, so Prometheus must load rules.yaml.
+    Alert,
+    /// The KEDA ScaledObject's Prometheus trigger.
+    Keda,
+}
+
+/// Controller metrics the expressions may read (the rest come from the filter through Envoy).
+const CONTROLLER_METRICS: [&str; 5] = [
+    "stickycanary_rollout_weight",
+    "stickycanary_rollout_phase",
+    "stickycanary_rollbacks_total",
+    "stickycanary_analysis_total",
+    "stickycanary_weight_patch_total",
+];
+
+impl PromqlExpr {
+    /// True when the expression reads the controller's own `/metrics` (weight, phase,
+    /// rollbacks, ...): it returns series only when Prometheus also scrapes a running
+    /// controller, and `stickycanary_rollbacks_total` only after a rollback.
+    pub fn reads_controller_metrics(&self) -> bool {
+        CONTROLLER_METRICS
+            .iter()
+            .any(|metric| self.expr.contains(metric))
+    }
 }
 
 /// Grafana's built-in variables and the fixed values used for them outside Grafana.
@@ -91,7 +126,11 @@ pub fn dashboard_exprs(dashboard: &serde_json::Value) -> Result<Vec<PromqlExpr>>
                     "{origin}: unknown Grafana variable left in {expr:?}"
                 )));
             }
-            Ok(PromqlExpr { origin, expr })
+            Ok(PromqlExpr {
+                origin,
+                kind: ExprKind::Dashboard,
+                expr,
+            })
         })
         .collect()
 }
@@ -159,13 +198,14 @@ pub fn rule_exprs(rules: &serde_yaml::Value, file: &str) -> Vec<PromqlExpr> {
             let Some(expr) = rule.get("expr").and_then(|e| e.as_str()) else {
                 continue;
             };
-            let (kind, name) = match (rule.get("record"), rule.get("alert")) {
-                (Some(record), _) => ("record", record.as_str().unwrap_or("?")),
-                (_, Some(alert)) => ("alert", alert.as_str().unwrap_or("?")),
-                _ => ("rule", "?"),
+            let (kind, label, name) = match (rule.get("record"), rule.get("alert")) {
+                (Some(record), _) => (ExprKind::Record, "record", record.as_str()),
+                (_, Some(alert)) => (ExprKind::Alert, "alert", alert.as_str()),
+                _ => continue,
             };
             exprs.push(PromqlExpr {
-                origin: format!("{file} {kind} {name}"),
+                origin: format!("{file} {label} {}", name.unwrap_or("?")),
+                kind,
                 expr: expr.trim().to_string(),
             });
         }
@@ -187,6 +227,7 @@ pub fn keda_exprs(scaled_object: &serde_yaml::Value, file: &str) -> Vec<PromqlEx
             let query = trigger.get("metadata")?.get("query")?.as_str()?;
             Some(PromqlExpr {
                 origin: format!("{file} prometheus trigger"),
+                kind: ExprKind::Keda,
                 expr: query.trim().to_string(),
             })
         })

@@ -498,7 +498,6 @@ fn values_document_every_knob_the_templates_use() {
         );
     }
     // Every `.Values.x.y` a template reads exists in values.yaml (a typo renders as empty).
-    let optional = ["nameOverride", "fullnameOverride"];
     for template in files_with(&helm_chart().join("templates"), &[".yaml", ".tpl", ".txt"]) {
         let text = read(&template);
         for (index, _) in text.match_indices(".Values.") {
@@ -507,9 +506,6 @@ fn values_document_every_knob_the_templates_use() {
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '.')
                 .collect();
             let keys: Vec<&str> = path.trim_end_matches('.').split('.').collect();
-            if optional.contains(&keys[0]) {
-                continue;
-            }
             assert!(
                 at(&values, &keys).is_some(),
                 "{} reads .Values.{path} which values.yaml does not define",
@@ -1153,4 +1149,29 @@ fn oci_script_fails_clearly_without_the_wasm() {
     assert!(!ok, "oci.sh succeeded without a wasm");
     assert!(out.contains("make filter"), "{out}");
     assert!(!dir.path().join("layout").exists());
+}
+
+#[test]
+fn shipped_promql_is_classified_for_the_end_to_end_run() {
+    use promql_exprs::ExprKind;
+    let exprs = promql_exprs::shipped_exprs(&workspace_root()).unwrap();
+    let count = |kind: ExprKind| exprs.iter().filter(|e| e.kind == kind).count();
+    assert_eq!(count(ExprKind::Alert), 3);
+    assert_eq!(count(ExprKind::Record), 6);
+    assert_eq!(count(ExprKind::Keda), 1);
+    assert!(count(ExprKind::Dashboard) >= 15);
+    // The filter-only panels need no controller; weight/phase/rollback panels do.
+    let controller: Vec<&str> = exprs
+        .iter()
+        .filter(|e| e.reads_controller_metrics())
+        .map(|e| e.origin.as_str())
+        .collect();
+    assert!(
+        controller.iter().any(|o| o.contains("Canary weight")),
+        "{controller:?}"
+    );
+    assert!(
+        !controller.iter().any(|o| o.contains("Requests per second")),
+        "{controller:?}"
+    );
 }
