@@ -964,3 +964,47 @@ fn hosts_match_without_port_case_insensitively_and_by_wildcard_and_the_version_h
         "unmatched hosts get no version header"
     );
 }
+
+#[test]
+fn identity_is_the_first_non_empty_source_in_order_header_then_cookie() {
+    let config = plugin_config(
+        json!(50),
+        json!({"identity": [{"header": "x-user-id"}, {"cookie": "session"}]}),
+    );
+    let stack = Stack::start(&config);
+    let canary_user = find_user(50.0, "canary", 0);
+    let stable_user = find_user(50.0, "stable", 0);
+    let served = |h: &[(&str, &str)]| {
+        let r = stack.send(h);
+        assert!(
+            r.header_all("set-cookie").is_empty(),
+            "an identified user gets no anonymous cookie: {h:?}"
+        );
+        r.header("x-served-by").unwrap().to_string()
+    };
+    let session = |u: &str| format!("theme=dark; session={u}; other=1");
+    for _ in 0..5 {
+        assert_eq!(served(&[("cookie", &session(&canary_user))]), "canary");
+        assert_eq!(served(&[("cookie", &session(&stable_user))]), "stable");
+        // The header comes first in `identity`, so it wins over the cookie.
+        assert_eq!(
+            served(&[
+                ("x-user-id", &stable_user),
+                ("cookie", &session(&canary_user))
+            ]),
+            "stable"
+        );
+        assert_eq!(
+            served(&[
+                ("x-user-id", &canary_user),
+                ("cookie", &session(&stable_user))
+            ]),
+            "canary"
+        );
+        // An empty header is no identity: the cookie decides.
+        assert_eq!(
+            served(&[("x-user-id", ""), ("cookie", &session(&canary_user))]),
+            "canary"
+        );
+    }
+}
