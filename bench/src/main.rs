@@ -108,6 +108,9 @@ impl Running {
 fn run(opts: &Options) -> Result<()> {
     let started = Instant::now();
     let load_before = procfs::load_average();
+    if opts.high_priority {
+        procfs::set_own_nice(-20)?;
+    }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pin = opts.pin && cpus >= 2;
     let envoy_cpu = pin.then_some(ENVOY_CPU);
@@ -289,6 +292,7 @@ fn run(opts: &Options) -> Result<()> {
             connections: opts.connections,
             users: opts.users,
             pinned: pin,
+            high_priority: opts.high_priority,
         },
         load_average_before: load_before,
         load_average_after: procfs::load_average(),

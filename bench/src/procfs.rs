@@ -73,3 +73,17 @@ pub fn load_average() -> [f64; 3] {
         parts.next().unwrap_or(f64::NAN),
     ]
 }
+
+/// Set this process's nice value; children started afterwards inherit it.
+pub fn set_own_nice(nice: i32) -> Result<()> {
+    // SAFETY: plain syscall on our own process.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(failed(format!(
+            "--high-priority: setpriority({nice}) failed: {}",
+            std::io::Error::last_os_error()
+        )))
+    }
+}

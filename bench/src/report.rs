@@ -43,6 +43,7 @@ pub struct Settings {
     pub connections: usize,
     pub users: u64,
     pub pinned: bool,
+    pub high_priority: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -296,10 +297,12 @@ pub fn markdown(results: &Results) -> String {
         la(&results.load_average_before),
         la(&results.load_average_after),
         results.wall_seconds,
-        if st.pinned {
-            ", pinned to CPU 0 (wrk and the backends on CPU 1)"
-        } else {
-            ", not pinned"
+        match (st.pinned, st.high_priority) {
+            (true, true) =>
+                ", pinned to CPU 0 (wrk and the backends on CPU 1), everything at nice -20",
+            (true, false) => ", pinned to CPU 0 (wrk and the backends on CPU 1)",
+            (false, true) => ", not pinned, everything at nice -20",
+            (false, false) => ", not pinned",
         },
         st.connections,
         st.duration_secs,
