@@ -95,6 +95,11 @@ pub struct LoadSummary {
     pub by_version: BTreeMap<String, u64>,
     /// Non-2xx responses by `x-served-by`.
     pub non_2xx_by_version: BTreeMap<String, u64>,
+    /// Seconds from the start of the run to the first response served by each version.
+    pub first_seconds_by_version: BTreeMap<String, f64>,
+    /// Seconds from the start of the run to the latest response served by each version (e.g. the
+    /// last canary response after a rollback was triggered).
+    pub last_seconds_by_version: BTreeMap<String, f64>,
     /// The first few transport error messages, for diagnosis.
     pub error_samples: Vec<String>,
     pub elapsed_seconds: f64,
@@ -283,6 +288,17 @@ fn record(shared: &Shared, user: &str, result: crate::Result<http1::Response>, l
             let version = resp.header("x-served-by").unwrap_or("none").to_string();
             *agg.summary.statuses.entry(resp.status).or_insert(0) += 1;
             *agg.summary.by_version.entry(version.clone()).or_insert(0) += 1;
+            let at = shared.started.elapsed().as_secs_f64();
+            agg.summary
+                .first_seconds_by_version
+                .entry(version.clone())
+                .or_insert(at);
+            let last = agg
+                .summary
+                .last_seconds_by_version
+                .entry(version.clone())
+                .or_insert(at);
+            *last = last.max(at);
             if (200..300).contains(&resp.status) {
                 agg.summary.ok += 1;
             } else {

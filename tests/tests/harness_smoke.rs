@@ -150,6 +150,14 @@ fn load_paces_to_a_target_rate_and_sc_load_prints_one_json_summary() {
         s.to_json()
     );
     assert_eq!(s.failures(), 0);
+    let (first, last) = (
+        s.first_seconds_by_version["stable"],
+        s.last_seconds_by_version["stable"],
+    );
+    assert!(
+        first < 0.5 && last > 1.5 && last <= s.elapsed_seconds,
+        "{first} {last}"
+    );
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sc-load"))
         .args([
