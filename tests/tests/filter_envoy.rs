@@ -342,7 +342,7 @@ fn twenty_reloads_under_load_fail_no_request() {
         None,
         "every response came from a backend"
     );
-    assert!(s.by_version.get("canary").is_some() && s.by_version.get("stable").is_some());
+    assert!(s.by_version.contains_key("canary") && s.by_version.contains_key("stable"));
     eprintln!("reload under load: {}", s.to_json());
 }
 
