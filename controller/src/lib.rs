@@ -17,3 +17,6 @@ pub mod metrics;
 pub mod prometheus;
 pub mod server;
 pub mod target;
+
+// analysis: the canary-vs-stable statistics and the simulation harness that measures them.
+pub mod analysis;

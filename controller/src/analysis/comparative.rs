@@ -1,0 +1,426 @@
+//! The comparative check: canary against stable on the same traffic, with the sequential
+//! test of [`super::sequential`] applied to two kinds of event: 5xx responses, and requests
+//! slower than a latency threshold taken from the per-version histograms.
+//!
+//! Windowing. The engine sees a sliding window (`analysis.window`, 1m by default) every
+//! `analysis.interval` (30s), so consecutive windows overlap. An always-valid test needs
+//! the counts since the test began, not per window, so the state in
+//! `status.comparative` keeps cumulative sums: each tick adds the window's counts scaled by
+//! the share of the window not counted before, `min(1, (now − countedUntil) / window)`.
+//! With regular ticks every second of traffic is then counted exactly once (a 1m window
+//! every 30s adds half of each window). Irregular ticks make it approximate, never
+//! double-counting more than one window. Counting restarts neither on a controller restart
+//! (the sums live in the status) nor on a stage change: a new weight only starts a new
+//! segment of the same test (see `sequential`), and the first `warmup` of each segment is
+//! skipped so that freshly scaled canary pods and the previous weight's traffic (still in
+//! the sliding window) are not judged.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::histogram;
+use super::sequential::{self, SplitCounts};
+use crate::duration::Duration;
+use crate::observation::VersionWindow;
+
+/// Check names, as they appear in `status.lastAnalysis.checks` and as rollback reasons.
+pub const ERRORS_CHECK: &str = "comparative-errors";
+pub const LATENCY_CHECK: &str = "comparative-latency";
+
+/// Stable requests a window needs before its histogram may choose the latency threshold.
+pub const MIN_STABLE_REQUESTS_FOR_THRESHOLD: f64 = 100.0;
+/// A stable window at more than this multiple of stable's own rate so far is an incident
+/// shared by both versions: the check holds (Inconclusive) rather than pass.
+pub const SHARED_INCIDENT_FACTOR: f64 = 2.0;
+/// ... and only when it has at least this many stable events (not a blip).
+pub const SHARED_INCIDENT_MIN_EVENTS: f64 = 10.0;
+
+/// `spec.analysis.comparative`: the opt-in statistical comparison with stable.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComparativeCheck {
+    /// Set false to keep the block but switch the check off.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+    /// Bound on the chance that a canary no worse than stable is ever failed by this check
+    /// during the whole rollout, however often it runs. Split evenly between the error and
+    /// the latency test.
+    #[serde(default = "default_alpha")]
+    #[schemars(range(min = 0.000001, max = 0.5))]
+    pub alpha: f64,
+    /// The smallest relative increase of canary's error (or slow-request) rate over
+    /// stable's that the test is tuned to catch: 0.5 means 1.5× stable's rate. Larger
+    /// increases are caught sooner; smaller ones later or not at all.
+    #[serde(default = "default_minimum_detectable_increase")]
+    #[schemars(range(min = 0.05, max = 10.0))]
+    pub minimum_detectable_increase: f64,
+    /// Requests slower than this count as slow (rounded up to a histogram bucket
+    /// boundary). Default: stable's p99 bucket boundary, chosen once from the first window
+    /// with enough stable traffic and kept for the whole rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub latency_threshold_ms: Option<f64>,
+    /// Traffic right after each weight change is not counted (canary pods warming up, and
+    /// the previous weight's traffic still inside the sliding window).
+    #[serde(default = "default_warmup")]
+    pub warmup: Duration,
+}
+
+fn default_enabled() -> bool {
+    true
+}
+
+fn default_alpha() -> f64 {
+    0.01
+}
+
+fn default_minimum_detectable_increase() -> f64 {
+    0.5
+}
+
+fn default_warmup() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for ComparativeCheck {
+    fn default() -> Self {
+        ComparativeCheck {
+            enabled: true,
+            alpha: default_alpha(),
+            minimum_detectable_increase: default_minimum_detectable_increase(),
+            latency_threshold_ms: None,
+            warmup: default_warmup(),
+        }
+    }
+}
+
+impl ComparativeCheck {
+    /// α of each of the two tests: half of `alpha` (Bonferroni), so the whole check's
+    /// false-failure chance stays within `alpha`.
+    pub fn alpha_per_test(&self) -> f64 {
+        let alpha = if self.alpha.is_finite() && self.alpha > 0.0 {
+            self.alpha.min(0.5)
+        } else {
+            default_alpha()
+        };
+        alpha / 2.0
+    }
+
+    /// The e-value at which a test fails: `1 / alpha_per_test`.
+    pub fn rejection_threshold(&self) -> f64 {
+        1.0 / self.alpha_per_test()
+    }
+}
+
+/// `status.comparative`: the cumulative state of both tests, so that a restarted
+/// controller carries on with the evidence gathered so far.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComparativeState {
+    /// The weight of the current segment; a different weight starts a new one.
+    pub segment_weight: f64,
+    /// When the current segment began (its warm-up runs from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_started_at: Option<Time>,
+    /// Traffic up to here has been counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_until: Option<Time>,
+    /// The histogram boundary (ms) above which a request is slow, once chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_threshold_ms: Option<f64>,
+    pub errors: SplitTest,
+    pub slow_requests: SplitTest,
+}
+
+/// One sequential test's evidence.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SplitTest {
+    /// Counted requests and events since the rollout started: the sample sizes.
+    pub total: SplitCounts,
+    /// Counted since the weight last changed.
+    pub segment: SplitCounts,
+    /// Per alternative rate ratio, the log-likelihood ratio of the finished segments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carried_log_lr: Vec<f64>,
+    /// Natural log of the e-value (the mixture likelihood ratio) so far.
+    pub log_e_value: f64,
+    /// Set once the e-value reached the rejection threshold; never unset.
+    #[serde(default)]
+    pub rejected: bool,
+}
+
+/// What a test concluded at one tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// No evidence that canary is worse (the stage durations fix the sample size).
+    Pass,
+    /// The e-value reached `1/α`: canary's rate is higher than stable's.
+    Fail,
+    /// Nothing counted yet, warming up, no histogram, or an incident shared by both versions.
+    Inconclusive,
+}
+
+/// One test's verdict with the numbers behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestReport {
+    /// [`ERRORS_CHECK`] or [`LATENCY_CHECK`].
+    pub check: &'static str,
+    pub decision: Decision,
+    /// The e-value (capped at 1e12 so it stays printable).
+    pub e_value: f64,
+    pub threshold: f64,
+    /// Counted since the rollout started.
+    pub counts: SplitCounts,
+    pub message: String,
+}
+
+/// One tick's input.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowInput<'a> {
+    pub canary: &'a VersionWindow,
+    pub stable: &'a VersionWindow,
+    /// The weight the window's traffic was split at (`status.weight`).
+    pub weight: f64,
+    /// When the current stage started (`status.stageStartedAt`).
+    pub stage_started_at: Option<&'a Time>,
+    /// The span the window covers (`analysis.effectiveWindow()`).
+    pub window: Duration,
+    pub now: Timestamp,
+}
+
+/// Fold one window into the state and judge both tests.
+pub fn step(
+    spec: &ComparativeCheck,
+    previous: Option<&ComparativeState>,
+    input: &WindowInput<'_>,
+) -> (ComparativeState, [TestReport; 2]) {
+    let now = Time(input.now);
+    let mut state = previous.cloned().unwrap_or_else(|| ComparativeState {
+        segment_weight: input.weight,
+        segment_started_at: Some(
+            input
+                .stage_started_at
+                .cloned()
+                .unwrap_or_else(|| now.clone()),
+        ),
+        ..ComparativeState::default()
+    });
+    let grid = sequential::alternatives(spec.minimum_detectable_increase);
+    if state.segment_weight != input.weight {
+        for test in [&mut state.errors, &mut state.slow_requests] {
+            close_segment(test, &grid);
+        }
+        state.segment_weight = input.weight;
+        state.segment_started_at = Some(
+            input
+                .stage_started_at
+                .cloned()
+                .unwrap_or_else(|| now.clone()),
+        );
+    }
+    for test in [&mut state.errors, &mut state.slow_requests] {
+        if test.carried_log_lr.len() != grid.len() {
+            // The grid changed (spec edit): evidence per old alternative cannot be mapped.
+            // Starting the carried part at zero keeps the test valid, only less powerful.
+            test.carried_log_lr = vec![0.0; grid.len()];
+        }
+    }
+    if state.latency_threshold_ms.is_none() {
+        state.latency_threshold_ms = choose_latency_threshold(spec, input);
+    }
+
+    let fraction = uncounted_fraction(spec, &state, input);
+    if fraction > 0.0 {
+        state.counted_until = Some(now);
+    }
+    let error_window = SplitCounts {
+        canary_requests: input.canary.requests,
+        canary_events: input.canary.errors,
+        stable_requests: input.stable.requests,
+        stable_events: input.stable.errors,
+    };
+    let slow_window = state
+        .latency_threshold_ms
+        .and_then(|le| slow_counts(input, le));
+    let threshold = spec.rejection_threshold();
+
+    let error_report = judge(
+        ERRORS_CHECK,
+        &mut state.errors,
+        Some(&error_window),
+        fraction,
+        &grid,
+        threshold,
+        "5xx",
+    );
+    let slow_label = match state.latency_threshold_ms {
+        Some(le) => format!("slower than {le}ms"),
+        None => "slow".to_string(),
+    };
+    let latency_report = judge(
+        LATENCY_CHECK,
+        &mut state.slow_requests,
+        slow_window.as_ref(),
+        fraction,
+        &grid,
+        threshold,
+        &slow_label,
+    );
+    (state, [error_report, latency_report])
+}
+
+/// Fold the segment's evidence into the per-alternative carried sums and start afresh.
+fn close_segment(test: &mut SplitTest, grid: &[f64]) {
+    test.carried_log_lr.resize(grid.len(), 0.0);
+    for (carried, ratio) in test.carried_log_lr.iter_mut().zip(grid) {
+        *carried += sequential::split_log_lr(&test.segment, *ratio);
+    }
+    test.segment = SplitCounts::default();
+}
+
+/// Share of this window that is new, after the segment's warm-up: 0 to 1.
+fn uncounted_fraction(
+    spec: &ComparativeCheck,
+    state: &ComparativeState,
+    input: &WindowInput<'_>,
+) -> f64 {
+    let warm_from = state
+        .segment_started_at
+        .as_ref()
+        .and_then(|start| start.0.checked_add(spec.warmup.to_signed()).ok());
+    let counted = state.counted_until.as_ref().map(|time| time.0);
+    let from = match (warm_from, counted) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let window_ms = input.window.as_millis() as f64;
+    let Some(from) = from else {
+        return 1.0;
+    };
+    if window_ms <= 0.0 || from >= input.now {
+        return 0.0;
+    }
+    let new_ms = input.now.duration_since(from).as_millis() as f64;
+    (new_ms / window_ms).clamp(0.0, 1.0)
+}
+
+fn choose_latency_threshold(spec: &ComparativeCheck, input: &WindowInput<'_>) -> Option<f64> {
+    let stable = &input.stable.latency_buckets;
+    match spec.latency_threshold_ms {
+        Some(configured) => histogram::boundary_at_or_above(stable, configured)
+            .or_else(|| histogram::boundary_at_or_above(&input.canary.latency_buckets, configured)),
+        None => histogram::total(stable)
+            .filter(|total| *total >= MIN_STABLE_REQUESTS_FOR_THRESHOLD)
+            .and_then(|_| histogram::tail_boundary(stable, histogram::AUTO_THRESHOLD_TAIL)),
+    }
+}
+
+/// Requests and slow requests per version from the histograms, when both have `le`.
+fn slow_counts(input: &WindowInput<'_>, le: f64) -> Option<SplitCounts> {
+    let canary = &input.canary.latency_buckets;
+    let stable = &input.stable.latency_buckets;
+    Some(SplitCounts {
+        canary_requests: histogram::total(canary)?,
+        canary_events: histogram::slower_than(canary, le)?,
+        stable_requests: histogram::total(stable)?,
+        stable_events: histogram::slower_than(stable, le)?,
+    })
+}
+
+fn judge(
+    check: &'static str,
+    test: &mut SplitTest,
+    window: Option<&SplitCounts>,
+    fraction: f64,
+    grid: &[f64],
+    threshold: f64,
+    event: &str,
+) -> TestReport {
+    let baseline = test.total.stable_rate();
+    if let Some(window) = window.filter(|_| fraction > 0.0) {
+        test.segment.add_scaled(window, fraction);
+        test.total.add_scaled(window, fraction);
+    }
+    test.log_e_value = sequential::log_e_value(grid, &test.carried_log_lr, &test.segment);
+    if test.log_e_value >= threshold.ln() {
+        test.rejected = true;
+    }
+    let e_value = test.log_e_value.min(12.0 * std::f64::consts::LN_10).exp();
+    let counts = test.total;
+    let tally = format!(
+        "canary {} of {} requests {event}, stable {} of {}",
+        round1(counts.canary_events),
+        round1(counts.canary_requests),
+        round1(counts.stable_events),
+        round1(counts.stable_requests)
+    );
+    let evidence = format!(
+        "e-value {} (fails at {})",
+        significant(e_value),
+        significant(threshold)
+    );
+    let (decision, message) = if test.rejected {
+        (
+            Decision::Fail,
+            format!("canary's rate is higher than stable's: {evidence}; {tally}"),
+        )
+    } else if window.is_none() {
+        (
+            Decision::Inconclusive,
+            format!("no latency histogram to compare; {evidence}"),
+        )
+    } else if counts.canary_requests <= 0.0 || counts.stable_requests <= 0.0 {
+        (
+            Decision::Inconclusive,
+            format!("nothing counted yet (warm-up or no traffic); {evidence}"),
+        )
+    } else if let Some(incident) = window.and_then(|window| shared_incident(window, baseline)) {
+        (
+            Decision::Inconclusive,
+            format!("{incident}: holding; {evidence}; {tally}"),
+        )
+    } else {
+        (
+            Decision::Pass,
+            format!("no evidence canary is worse: {evidence}; {tally}"),
+        )
+    };
+    TestReport {
+        check,
+        decision,
+        e_value,
+        threshold,
+        counts,
+        message,
+    }
+}
+
+/// Stable itself far above its own rate so far: both versions are in an incident, and a
+/// pass now would mean little. (The split test stays valid through it; only Pass is held.)
+fn shared_incident(window: &SplitCounts, baseline: Option<f64>) -> Option<String> {
+    let baseline = baseline?;
+    let rate = window.stable_rate()?;
+    (window.stable_events >= SHARED_INCIDENT_MIN_EVENTS && rate > SHARED_INCIDENT_FACTOR * baseline).then(|| {
+        format!(
+            "stable's rate in this window ({}%) is over {SHARED_INCIDENT_FACTOR}x its rollout rate ({}%)",
+            round1(rate * 100.0),
+            round1(baseline * 100.0)
+        )
+    })
+}
+
+fn round1(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
+}
+
+/// Three significant digits, for messages.
+fn significant(value: f64) -> String {
+    if value >= 1000.0 {
+        format!("{value:.2e}")
+    } else {
+        format!("{}", (value * 100.0).round() / 100.0)
+    }
+}

@@ -1,0 +1,131 @@
+//! An always-valid sequential test of "canary's event rate is no higher than stable's".
+//!
+//! An *event* is a 5xx response (the error test) or a request slower than a latency
+//! threshold (the latency test). The test looks only at how events split between the two
+//! versions, which is what makes it robust to everything the versions share:
+//!
+//! - While the split of traffic is fixed (one stage), events arrive on each version as a
+//!   Poisson process with rate `requests/s × event rate`. If canary's event rate is stable's
+//!   times `ratio`, then *whatever the traffic level and whatever the common event rate is
+//!   doing* (diurnal swings, an incident that hits both versions), each event is canary's
+//!   with probability `q(ratio) = π·ratio / (π·ratio + 1 − π)`, where `π` is canary's share
+//!   of the requests. Under the null (`ratio ≤ 1`) the events are coin flips with a coin no
+//!   more canary-biased than `π`.
+//! - The test statistic is the mixture likelihood ratio (an e-value)
+//!   `E = (1/K) Σ_k Π_events [q(θ_k)/π]^canary [(1−q(θ_k))/(1−π)]^stable` over a fixed grid of
+//!   alternatives `θ_1 < … < θ_K` (all above 1). Each term is a non-negative martingale under
+//!   `ratio = 1` and a supermartingale under `ratio < 1`, so is the mixture, and Ville's
+//!   inequality gives `P(sup_t E_t ≥ 1/α) ≤ α`: the chance of *ever* rejecting a canary that is
+//!   no worse than stable is at most `α`, however often the test is looked at.
+//! - Rule: Fail as soon as `E ≥ 1/α`. Stage changes (new `π`) multiply in a new factor per
+//!   alternative, which keeps the martingale property across the whole rollout.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Requests and events per version over some span (fractional: Prometheus `increase()`
+/// extrapolates, and overlapping windows are counted pro rata).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SplitCounts {
+    pub canary_requests: f64,
+    pub canary_events: f64,
+    pub stable_requests: f64,
+    pub stable_events: f64,
+}
+
+impl SplitCounts {
+    /// `self + scale × other`, ignoring negative or non-finite inputs (counter resets).
+    pub fn add_scaled(&mut self, other: &SplitCounts, scale: f64) {
+        let clean = |value: f64| {
+            if value.is_finite() && value > 0.0 {
+                value * scale
+            } else {
+                0.0
+            }
+        };
+        self.canary_requests += clean(other.canary_requests);
+        self.canary_events += clean(other.canary_events);
+        self.stable_requests += clean(other.stable_requests);
+        self.stable_events += clean(other.stable_events);
+    }
+
+    /// Canary's share of the requests (`π`), when both versions saw traffic.
+    pub fn canary_share(&self) -> Option<f64> {
+        let total = self.canary_requests + self.stable_requests;
+        (self.canary_requests > 0.0 && self.stable_requests > 0.0)
+            .then(|| self.canary_requests / total)
+    }
+
+    pub fn canary_rate(&self) -> Option<f64> {
+        (self.canary_requests > 0.0).then(|| self.canary_events / self.canary_requests)
+    }
+
+    pub fn stable_rate(&self) -> Option<f64> {
+        (self.stable_requests > 0.0).then(|| self.stable_events / self.stable_requests)
+    }
+}
+
+/// The largest rate ratio the grid reaches; beyond it the guard rails catch the regression
+/// anyway, and more points would only dilute the mixture.
+const LARGEST_ALTERNATIVE: f64 = 20.0;
+/// Spacing of the grid: each alternative is this much above the previous one. Neighbouring
+/// likelihood ratios overlap well at this spacing, so little power is lost between points.
+const ALTERNATIVE_STEP: f64 = 1.6;
+
+/// The rate ratios (canary / stable) the mixture puts equal weight on: geometric from
+/// `1 + minimum_detectable_increase` by a factor 1.6, up to 20. Always at least one point.
+pub fn alternatives(minimum_detectable_increase: f64) -> Vec<f64> {
+    let first = if minimum_detectable_increase.is_finite() && minimum_detectable_increase > 0.0 {
+        1.0 + minimum_detectable_increase
+    } else {
+        1.5
+    };
+    let mut grid = vec![first];
+    let mut next = first * ALTERNATIVE_STEP;
+    while next <= LARGEST_ALTERNATIVE {
+        grid.push(next);
+        next *= ALTERNATIVE_STEP;
+    }
+    grid
+}
+
+/// Log-likelihood ratio of the observed split for canary/stable rate ratio `ratio` against
+/// a ratio of 1, with canary holding share `π` of the requests. Zero when there is nothing
+/// to learn (no events, or a version without traffic).
+pub fn split_log_lr(counts: &SplitCounts, ratio: f64) -> f64 {
+    let Some(share) = counts.canary_share() else {
+        return 0.0;
+    };
+    let canary_events = counts.canary_events.max(0.0);
+    let stable_events = counts.stable_events.max(0.0);
+    if canary_events + stable_events <= 0.0 || !(ratio > 0.0) {
+        return 0.0;
+    }
+    let canary_odds = share * ratio;
+    let q = canary_odds / (canary_odds + 1.0 - share);
+    canary_events * (q / share).ln() + stable_events * ((1.0 - q) / (1.0 - share)).ln()
+}
+
+/// `ln((1/K) Σ exp(x_k))`, computed without overflow.
+pub fn log_mean_exp(log_values: &[f64]) -> f64 {
+    let max = log_values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return if log_values.is_empty() { 0.0 } else { max };
+    }
+    let sum: f64 = log_values.iter().map(|value| (value - max).exp()).sum();
+    max + (sum / log_values.len() as f64).ln()
+}
+
+/// The e-value's logarithm for `carried` (per alternative, from earlier segments) plus
+/// the current segment's counts.
+pub fn log_e_value(grid: &[f64], carried: &[f64], segment: &SplitCounts) -> f64 {
+    let per_alternative: Vec<f64> = grid
+        .iter()
+        .enumerate()
+        .map(|(index, ratio)| {
+            carried.get(index).copied().unwrap_or(0.0) + split_log_lr(segment, *ratio)
+        })
+        .collect();
+    log_mean_exp(&per_alternative)
+}

@@ -1,0 +1,448 @@
+//! The comparative check's statistics, as specifications.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Binomial, Distribution};
+use stickycanary::analysis::comparative::{
+    self, ComparativeCheck, ComparativeState, Decision, WindowInput,
+};
+use stickycanary::analysis::histogram;
+use stickycanary::analysis::sequential::{self, SplitCounts};
+use stickycanary::duration::Duration;
+use stickycanary::observation::VersionWindow;
+
+fn t0() -> Timestamp {
+    Timestamp::from_second(1_800_000_000).unwrap()
+}
+
+fn at(seconds: i64) -> Timestamp {
+    t0() + SignedDuration::from_secs(seconds)
+}
+
+/// A window with `requests`, `errors`, and a histogram putting `slow` requests above
+/// 250ms (in the 500ms bucket) and the rest at or below 100ms.
+fn version(requests: f64, errors: f64, slow: f64) -> VersionWindow {
+    let fast = requests - slow;
+    VersionWindow {
+        requests,
+        errors,
+        p99_ms: None,
+        latency_buckets: vec![
+            (50.0, fast * 0.5),
+            (100.0, fast),
+            (250.0, fast),
+            (500.0, requests),
+            (1000.0, requests),
+            (f64::INFINITY, requests),
+        ],
+    }
+}
+
+struct Ticker {
+    spec: ComparativeCheck,
+    state: Option<ComparativeState>,
+    stage_started: Time,
+    weight: f64,
+}
+
+impl Ticker {
+    fn new(spec: ComparativeCheck) -> Self {
+        Ticker {
+            spec,
+            state: None,
+            stage_started: Time(t0()),
+            weight: 10.0,
+        }
+    }
+
+    fn tick(
+        &mut self,
+        second: i64,
+        canary: &VersionWindow,
+        stable: &VersionWindow,
+    ) -> [comparative::TestReport; 2] {
+        let input = WindowInput {
+            canary,
+            stable,
+            weight: self.weight,
+            stage_started_at: Some(&self.stage_started),
+            window: Duration::from_secs(60),
+            now: at(second),
+        };
+        let (state, reports) = comparative::step(&self.spec, self.state.as_ref(), &input);
+        self.state = Some(state);
+        reports
+    }
+}
+
+fn no_warmup() -> ComparativeCheck {
+    ComparativeCheck {
+        warmup: Duration::ZERO,
+        ..ComparativeCheck::default()
+    }
+}
+
+#[test]
+fn no_events_means_no_evidence() {
+    let counts = SplitCounts {
+        canary_requests: 500.0,
+        stable_requests: 4500.0,
+        ..SplitCounts::default()
+    };
+    for ratio in sequential::alternatives(0.5) {
+        assert_eq!(sequential::split_log_lr(&counts, ratio), 0.0);
+    }
+}
+
+#[test]
+fn a_split_exactly_in_proportion_to_traffic_is_evidence_for_the_null() {
+    let counts = SplitCounts {
+        canary_requests: 1000.0,
+        canary_events: 10.0,
+        stable_requests: 9000.0,
+        stable_events: 90.0,
+    };
+    let grid = sequential::alternatives(0.5);
+    let log_e = sequential::log_e_value(&grid, &vec![0.0; grid.len()], &counts);
+    assert!(log_e < 0.0, "e-value {} should be below 1", log_e.exp());
+}
+
+#[test]
+fn the_alternatives_grid_starts_at_the_minimum_detectable_increase_and_is_bounded() {
+    let grid = sequential::alternatives(0.5);
+    assert_eq!(grid[0], 1.5);
+    assert!(grid.windows(2).all(|pair| pair[1] > pair[0]));
+    assert!(*grid.last().unwrap() <= 20.0);
+    assert_eq!(
+        sequential::alternatives(f64::NAN)[0],
+        1.5,
+        "a bad value falls back to +50%"
+    );
+}
+
+#[test]
+fn the_error_test_never_rejects_more_often_than_alpha_under_the_null_however_often_it_looks() {
+    // 2000 healthy streams, 300 looks each (a 10% canary with a 1% error rate on both
+    // versions, varying traffic), α per test = 0.005. Ville's bound says ≤ 0.5% reject.
+    let spec = ComparativeCheck::default();
+    let threshold = spec.rejection_threshold().ln();
+    let grid = sequential::alternatives(spec.minimum_detectable_increase);
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut rejected = 0;
+    let streams = 2000;
+    for _ in 0..streams {
+        let mut counts = SplitCounts::default();
+        for _ in 0..300 {
+            let requests = 100 + (rng.random::<f64>() * 400.0) as u64;
+            let canary = Binomial::new(requests, 0.1).unwrap().sample(&mut rng);
+            let stable = requests - canary;
+            let rate = 0.005 + rng.random::<f64>() * 0.03;
+            counts.canary_requests += canary as f64;
+            counts.stable_requests += stable as f64;
+            counts.canary_events += Binomial::new(canary, rate).unwrap().sample(&mut rng) as f64;
+            counts.stable_events += Binomial::new(stable, rate).unwrap().sample(&mut rng) as f64;
+            if sequential::log_e_value(&grid, &vec![0.0; grid.len()], &counts) >= threshold {
+                rejected += 1;
+                break;
+            }
+        }
+    }
+    let rate = rejected as f64 / streams as f64;
+    assert!(
+        rate <= spec.alpha_per_test(),
+        "false rejection rate {rate} above α {}",
+        spec.alpha_per_test()
+    );
+}
+
+#[test]
+fn a_canary_with_five_times_the_errors_fails_within_two_minutes_of_traffic() {
+    let mut ticker = Ticker::new(no_warmup());
+    let stable = version(2700.0, 27.0, 27.0);
+    let canary = version(300.0, 15.0, 3.0);
+    let mut failed_at = None;
+    for tick in 1..=4 {
+        let [errors, latency] = ticker.tick(tick * 30, &canary, &stable);
+        assert_eq!(
+            latency.decision,
+            Decision::Pass,
+            "latency is the same on both"
+        );
+        if errors.decision == Decision::Fail {
+            failed_at = Some(tick * 30);
+            assert!(errors.e_value >= errors.threshold);
+            assert!(
+                errors.message.contains("higher than stable"),
+                "{}",
+                errors.message
+            );
+            break;
+        }
+        assert_eq!(errors.decision, Decision::Pass);
+    }
+    assert!(
+        failed_at.is_some_and(|second| second <= 120),
+        "failed at {failed_at:?}"
+    );
+}
+
+#[test]
+fn a_healthy_canary_passes_and_reports_its_sample_sizes() {
+    let mut ticker = Ticker::new(no_warmup());
+    let stable = version(2700.0, 27.0, 27.0);
+    let canary = version(300.0, 3.0, 3.0);
+    let mut last = None;
+    for tick in 1..=20 {
+        let reports = ticker.tick(tick * 30, &canary, &stable);
+        assert!(
+            reports
+                .iter()
+                .all(|report| report.decision == Decision::Pass),
+            "{reports:?}"
+        );
+        last = Some(reports);
+    }
+    let [errors, _] = last.unwrap();
+    // 60s windows every 30s: each tick counts half a window, so 20 ticks count 10 windows.
+    assert_eq!(errors.counts.canary_requests, 3000.0);
+    assert_eq!(errors.counts.stable_events, 270.0);
+    assert!(errors.e_value < 1.0);
+}
+
+#[test]
+fn the_same_error_burst_on_both_versions_is_inconclusive_not_a_failure() {
+    let mut ticker = Ticker::new(no_warmup());
+    let stable = version(2700.0, 27.0, 27.0);
+    let canary = version(300.0, 3.0, 3.0);
+    for tick in 1..=10 {
+        ticker.tick(tick * 30, &canary, &stable);
+    }
+    // Both versions at 20% errors for three windows.
+    let stable_burst = version(2700.0, 540.0, 27.0);
+    let canary_burst = version(300.0, 60.0, 3.0);
+    for tick in 11..=13 {
+        let [errors, latency] = ticker.tick(tick * 30, &canary_burst, &stable_burst);
+        assert_eq!(
+            errors.decision,
+            Decision::Inconclusive,
+            "{}",
+            errors.message
+        );
+        assert!(
+            errors.message.contains("stable's rate in this window"),
+            "{}",
+            errors.message
+        );
+        assert!(errors.e_value < errors.threshold);
+        assert_eq!(latency.decision, Decision::Pass);
+    }
+    let [errors, _] = ticker.tick(14 * 30, &canary, &stable);
+    assert_eq!(
+        errors.decision,
+        Decision::Pass,
+        "back to normal: {}",
+        errors.message
+    );
+}
+
+#[test]
+fn a_burst_on_canary_alone_still_fails() {
+    let mut ticker = Ticker::new(no_warmup());
+    let stable = version(2700.0, 27.0, 27.0);
+    for tick in 1..=10 {
+        ticker.tick(tick * 30, &version(300.0, 3.0, 3.0), &stable);
+    }
+    let [errors, _] = ticker.tick(11 * 30, &version(300.0, 60.0, 3.0), &stable);
+    assert_eq!(errors.decision, Decision::Fail, "{}", errors.message);
+}
+
+#[test]
+fn nothing_is_counted_during_the_warm_up_after_a_weight_change() {
+    let mut ticker = Ticker::new(ComparativeCheck::default()); // warm-up 30s
+    let stable = version(2700.0, 27.0, 27.0);
+    let terrible = version(300.0, 300.0, 300.0);
+    let [errors, latency] = ticker.tick(30, &terrible, &stable);
+    assert_eq!(
+        errors.decision,
+        Decision::Inconclusive,
+        "{}",
+        errors.message
+    );
+    assert_eq!(latency.decision, Decision::Inconclusive);
+    assert_eq!(errors.counts.canary_requests, 0.0);
+    // The next window is counted for the 30s after the warm-up.
+    let [errors, _] = ticker.tick(60, &version(300.0, 3.0, 3.0), &stable);
+    assert_eq!(errors.counts.canary_requests, 150.0);
+    // A stage change (new weight) starts a new warm-up.
+    ticker.weight = 25.0;
+    ticker.stage_started = Time(at(60));
+    let [errors, _] = ticker.tick(90, &terrible, &stable);
+    assert_eq!(
+        errors.counts.canary_requests, 150.0,
+        "nothing new counted in the new warm-up"
+    );
+    assert_eq!(errors.decision, Decision::Pass);
+}
+
+#[test]
+fn evidence_carries_over_stage_changes() {
+    let mut ticker = Ticker::new(no_warmup());
+    let stable = version(2700.0, 27.0, 27.0);
+    let canary = version(300.0, 6.0, 3.0); // twice stable's error rate
+    let mut previous = 0.0;
+    for tick in 1..=6 {
+        let [errors, _] = ticker.tick(tick * 30, &canary, &stable);
+        previous = errors.e_value;
+    }
+    ticker.weight = 25.0;
+    ticker.stage_started = Time(at(180));
+    let [errors, _] = ticker.tick(
+        210,
+        &version(900.0, 18.0, 9.0),
+        &version(2100.0, 21.0, 21.0),
+    );
+    assert!(
+        errors.e_value > previous,
+        "{} after {previous}",
+        errors.e_value
+    );
+    let state = ticker.state.as_ref().unwrap();
+    assert_eq!(state.segment_weight, 25.0);
+    assert!(state.errors.carried_log_lr.iter().any(|value| *value > 0.0));
+}
+
+#[test]
+fn the_latency_test_uses_stables_p99_bucket_and_keeps_it() {
+    let mut ticker = Ticker::new(no_warmup());
+    // Stable: 2% above 250ms, 0.5% above 500ms → p99 boundary is 500ms.
+    let stable = VersionWindow {
+        requests: 2000.0,
+        errors: 0.0,
+        p99_ms: None,
+        latency_buckets: vec![
+            (50.0, 1000.0),
+            (100.0, 1900.0),
+            (250.0, 1960.0),
+            (500.0, 1990.0),
+            (1000.0, 2000.0),
+            (f64::INFINITY, 2000.0),
+        ],
+    };
+    let [_, latency] = ticker.tick(30, &version(200.0, 0.0, 0.0), &stable);
+    assert_eq!(
+        ticker.state.as_ref().unwrap().latency_threshold_ms,
+        Some(500.0)
+    );
+    assert!(
+        latency.message.contains("slower than 500ms"),
+        "{}",
+        latency.message
+    );
+    // A faster stable later does not move the threshold.
+    ticker.tick(60, &version(200.0, 0.0, 0.0), &version(2000.0, 0.0, 0.0));
+    assert_eq!(
+        ticker.state.as_ref().unwrap().latency_threshold_ms,
+        Some(500.0)
+    );
+}
+
+#[test]
+fn a_canary_slower_in_the_tail_fails_the_latency_test_not_the_error_test() {
+    let mut ticker = Ticker::new(no_warmup());
+    let stable = version(2700.0, 27.0, 27.0);
+    let canary = version(300.0, 3.0, 15.0);
+    let mut failed = false;
+    for tick in 1..=6 {
+        let [errors, latency] = ticker.tick(tick * 30, &canary, &stable);
+        assert_ne!(errors.decision, Decision::Fail);
+        failed |= latency.decision == Decision::Fail;
+    }
+    assert!(failed);
+}
+
+#[test]
+fn a_configured_latency_threshold_rounds_up_to_a_bucket_boundary() {
+    assert_eq!(
+        histogram::boundary_at_or_above(&version(10.0, 0.0, 0.0).latency_buckets, 300.0),
+        Some(500.0)
+    );
+    assert_eq!(
+        histogram::boundary_at_or_above(&version(10.0, 0.0, 0.0).latency_buckets, 5000.0),
+        Some(1000.0)
+    );
+    let spec = ComparativeCheck {
+        latency_threshold_ms: Some(200.0),
+        ..no_warmup()
+    };
+    let mut ticker = Ticker::new(spec);
+    ticker.tick(30, &version(300.0, 3.0, 3.0), &version(50.0, 0.0, 0.0));
+    assert_eq!(
+        ticker.state.as_ref().unwrap().latency_threshold_ms,
+        Some(250.0)
+    );
+}
+
+#[test]
+fn without_histograms_the_latency_test_is_inconclusive() {
+    let mut ticker = Ticker::new(no_warmup());
+    let bare = |requests: f64, errors: f64| VersionWindow {
+        requests,
+        errors,
+        p99_ms: None,
+        latency_buckets: Vec::new(),
+    };
+    let [errors, latency] = ticker.tick(30, &bare(300.0, 3.0), &bare(2700.0, 27.0));
+    assert_eq!(errors.decision, Decision::Pass);
+    assert_eq!(latency.decision, Decision::Inconclusive);
+}
+
+#[test]
+fn histogram_quantile_interpolates_like_prometheus() {
+    let buckets = [
+        (100.0, 50.0),
+        (200.0, 90.0),
+        (500.0, 100.0),
+        (f64::INFINITY, 100.0),
+    ];
+    assert_eq!(histogram::quantile(&buckets, 0.5), Some(100.0));
+    assert_eq!(histogram::quantile(&buckets, 0.7), Some(150.0));
+    assert_eq!(histogram::quantile(&buckets, 0.99), Some(470.0));
+    assert_eq!(
+        histogram::quantile(&[(100.0, 0.0), (f64::INFINITY, 0.0)], 0.99),
+        None
+    );
+    assert_eq!(
+        histogram::quantile(&[(100.0, 0.0), (f64::INFINITY, 10.0)], 0.99),
+        Some(100.0)
+    );
+    assert_eq!(histogram::tail_boundary(&buckets, 0.01), Some(500.0));
+    assert_eq!(histogram::tail_boundary(&buckets, 0.1), Some(200.0));
+}
+
+#[test]
+fn the_state_survives_a_round_trip_through_the_status_json() {
+    let mut ticker = Ticker::new(no_warmup());
+    for tick in 1..=3 {
+        ticker.tick(
+            tick * 30,
+            &version(300.0, 6.0, 3.0),
+            &version(2700.0, 27.0, 27.0),
+        );
+    }
+    let state = ticker.state.clone().unwrap();
+    let json = serde_json::to_string(&state).unwrap();
+    assert!(json.contains("\"logEValue\""), "{json}");
+    let back: ComparativeState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, state);
+}
+
+#[test]
+fn an_empty_comparative_block_means_enabled_with_the_defaults() {
+    let spec: ComparativeCheck = serde_json::from_str("{}").unwrap();
+    assert_eq!(spec, ComparativeCheck::default());
+    assert!(spec.enabled);
+    assert_eq!(spec.alpha, 0.01);
+    assert_eq!(spec.rejection_threshold(), 200.0);
+}
