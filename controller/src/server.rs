@@ -57,8 +57,58 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_on(listener, state, shutdown).await
+}
+
+/// Serves on an already bound listener (tests bind port 0).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: ServerState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn health_readiness_and_metrics_are_served() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = ServerState {
+            metrics: Metrics::new(),
+            ready: Arc::new(AtomicBool::new(false)),
+        };
+        state
+            .metrics
+            .set_rollout("shop", "checkout", 50.0, "Progressing");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_on(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let get = |path: &str| http.get(format!("{base}{path}")).send();
+        assert_eq!(get("/healthz").await.unwrap().status(), 200);
+        assert_eq!(
+            get("/readyz").await.unwrap().status(),
+            503,
+            "not ready before the watch starts"
+        );
+        state.ready.store(true, Ordering::Relaxed);
+        assert_eq!(get("/readyz").await.unwrap().status(), 200);
+        let body = get("/metrics").await.unwrap().text().await.unwrap();
+        assert!(
+            body.contains(
+                "stickycanary_rollout_weight{namespace=\"shop\",rollout=\"checkout\"} 50.0"
+            ),
+            "{body}"
+        );
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
 }

@@ -194,6 +194,12 @@ fn status_of_a_corrupt_status_file_is_one_line() {
 fn cluster_commands_without_a_cluster_fail_in_one_line() {
     assert_one_line_error(&stickycanary(&["status", "checkout", "-n", "shop"]));
     assert_one_line_error(&stickycanary(&["abort", "checkout"]));
+    let err = assert_one_line_error(&stickycanary(&[
+        "controller",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]));
+    assert!(err.contains("cluster"), "{err}");
 }
 
 #[test]
