@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 WASM := target/stickycanary.wasm
 
-.PHONY: help deps filter test test-unit test-e2e lint demo bench bench-filter fuzz oci crd e2e-kind clean
+.PHONY: help deps filter build test lint demo bench oci crd e2e-kind clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -14,8 +14,23 @@ deps: ## Install the toolchains and tools (apt, pip); idempotent
 filter: deps ## Build the filter to target/stickycanary.wasm (picks rustup or Debian route)
 	@scripts/build-filter.sh
 
+build: deps filter ## Build the filter and every binary (stickycanary, sc-backend, sc-load, sc-demo)
+	cargo build --workspace --bins --locked
+
 test: deps filter ## Run every test: unit, property, mocked-API, real Envoy and Prometheus
 	cargo test --workspace --locked
+
+demo: build ## The main job, locally: promote a healthy canary, roll back a failing one
+	target/debug/sc-demo
+
+oci: filter ## Pack the filter as an OCI image (target/oci/stickycanary) and pin its digest in manifests/istio
+	scripts/oci.sh
+
+crd: ## Regenerate the CanaryRollout CRD in the Helm chart from the Rust types
+	cargo run -q -p stickycanary --locked -- crd > manifests/helm/stickycanary/crds/canaryrollouts.yaml
+
+e2e-kind: ## On a machine with kind, helm and istioctl: install everything and run a promotion and a rollback
+	scripts/e2e-kind.sh
 
 lint: ## rustfmt and clippy (data-plane panics are denied)
 	cargo fmt --all -- --check

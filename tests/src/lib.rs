@@ -13,6 +13,7 @@
 //! - [`load`]: the load generator behind `sc-load` (many users, per-version/status counts).
 //! - [`promql_exprs`]: every PromQL expression shipped under `manifests/` (dashboard, rules, KEDA).
 //! - [`promtext`]: parse Prometheus text exposition (Envoy's `/stats/prometheus`).
+//! - [`stack`]: the whole local stack (backends, Envoy, Prometheus, `stickycanary local`) of `make demo` and the rollout tests.
 
 pub mod backend;
 pub mod backend_server;
@@ -26,5 +27,6 @@ pub mod proc;
 pub mod prometheus;
 pub mod promql_exprs;
 pub mod promtext;
+pub mod stack;
 
 pub use error::{Error, Result};

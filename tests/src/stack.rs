@@ -1,0 +1,355 @@
+//! The whole local stack of `make demo` and the rollout end-to-end tests: two backends, Envoy
+//! running the filter through ECDS, Prometheus scraping Envoy every second, and
+//! `stickycanary local` driving the rollout. Everything listens on 127.0.0.1 and dies with the
+//! [`Stack`] value (each part is a guard).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::backend::Backend;
+use crate::backend_server::Behaviour;
+use crate::envoy::{Envoy, EnvoyOptions};
+use crate::error::{Error, IoContext, Result};
+use crate::load::LoadOptions;
+use crate::paths;
+use crate::proc::ChildGuard;
+use crate::prometheus::{Prometheus, PrometheusOptions, ScrapeTarget};
+
+/// The rollout every stack runs: its key, its host, and the stage plan.
+pub const ROLLOUT: &str = "checkout";
+pub const HOST: &str = "checkout";
+
+/// The analysis knobs of the compressed rollout (seconds instead of minutes).
+#[derive(Debug, Clone)]
+pub struct RolloutPlan {
+    /// `(weight, duration)`; the last stage has no duration.
+    pub stages: Vec<(f64, Option<&'static str>)>,
+    pub interval: &'static str,
+    pub window: &'static str,
+    pub min_requests: u64,
+    pub error_for: &'static str,
+    pub latency_for: &'static str,
+    pub unavailable_grace: &'static str,
+}
+
+impl Default for RolloutPlan {
+    /// The seed's stages and thresholds with minutes turned into seconds.
+    fn default() -> Self {
+        Self {
+            stages: vec![
+                (10.0, Some("8s")),
+                (25.0, Some("8s")),
+                (50.0, Some("8s")),
+                (100.0, None),
+            ],
+            interval: "1s",
+            window: "4s",
+            min_requests: 20,
+            error_for: "2s",
+            latency_for: "3s",
+            unavailable_grace: "120s",
+        }
+    }
+}
+
+impl RolloutPlan {
+    /// The CanaryRollout YAML `stickycanary local` reads (same shape as the cluster resource).
+    pub fn rollout_yaml(&self, prometheus_url: &str) -> String {
+        let stages: String = self
+            .stages
+            .iter()
+            .map(|(weight, duration)| match duration {
+                Some(d) => format!("    - {{weight: {weight}, duration: {d}}}\n"),
+                None => format!("    - {{weight: {weight}}}\n"),
+            })
+            .collect();
+        format!(
+            "apiVersion: stickycanary.dev/v1alpha1\n\
+             kind: CanaryRollout\n\
+             metadata:\n  name: {ROLLOUT}\n  namespace: demo\n\
+             spec:\n  \
+               wasmPlugin: {{name: stickycanary}}\n  \
+               canary: {{deployment: {ROLLOUT}-canary}}\n  \
+               prometheus: {{address: \"{prometheus_url}\"}}\n  \
+               stages:\n{stages}  \
+               analysis:\n    \
+                 interval: {}\n    window: {}\n    minRequests: {}\n    \
+                 errorRate: {{maxPercent: 5, for: {}}}\n    \
+                 latencyP99: {{maxMs: 500, for: {}}}\n    \
+                 unavailableGrace: {}\n",
+            self.interval,
+            self.window,
+            self.min_requests,
+            self.error_for,
+            self.latency_for,
+            self.unavailable_grace,
+        )
+    }
+}
+
+/// The filter config the stack starts with: one rollout at weight 0.
+pub fn initial_plugin_config() -> String {
+    serde_json::json!({
+        "rollouts": {
+            ROLLOUT: { "hosts": [HOST], "weight": 0 }
+        }
+    })
+    .to_string()
+}
+
+pub struct StackOptions {
+    pub plan: RolloutPlan,
+    /// How the canary backend behaves from the start.
+    pub canary: Behaviour,
+    /// Envoy worker threads.
+    pub envoy_concurrency: u32,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            plan: RolloutPlan::default(),
+            canary: Behaviour::default(),
+            envoy_concurrency: 1,
+        }
+    }
+}
+
+/// The running stack. Fields drop in declaration order: the controller first, the
+/// directory last.
+pub struct Stack {
+    controller: Option<ChildGuard>,
+    pub prometheus: Prometheus,
+    pub envoy: Envoy,
+    pub stable: Backend,
+    pub canary: Backend,
+    rollout_file: PathBuf,
+    status_file: PathBuf,
+    controller_starts: u32,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// Start backends, Envoy and Prometheus, and wait until Prometheus scrapes Envoy.
+    /// The controller is started separately ([`Stack::start_controller`]).
+    pub fn start(opts: &StackOptions) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("sc-stack-")
+            .tempdir()
+            .ctx(|| "create stack temp dir".into())?;
+        let stable = Backend::start("stable", Behaviour::default(), dir.path())?;
+        let canary = Backend::start("canary", opts.canary, dir.path())?;
+        let mut envoy_opts = EnvoyOptions::new(stable.addr, canary.addr);
+        envoy_opts.concurrency = opts.envoy_concurrency;
+        let envoy = Envoy::start(&envoy_opts, &initial_plugin_config())?;
+        let prometheus = Prometheus::start(&PrometheusOptions::new(vec![ScrapeTarget::envoy(
+            envoy.admin,
+        )]))?;
+        prometheus.wait_targets_up(Duration::from_secs(60))?;
+        let rollout_file = dir.path().join("rollout.yaml");
+        std::fs::write(&rollout_file, opts.plan.rollout_yaml(&prometheus.url()))
+            .ctx(|| format!("write {}", rollout_file.display()))?;
+        let status_file = dir.path().join("status.json");
+        Ok(Self {
+            controller: None,
+            prometheus,
+            envoy,
+            stable,
+            canary,
+            rollout_file,
+            status_file,
+            controller_starts: 0,
+            dir,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn status_file(&self) -> &Path {
+        &self.status_file
+    }
+
+    /// Start `stickycanary local` on this stack (again, after [`Stack::kill_controller`]).
+    pub fn start_controller(&mut self) -> Result<()> {
+        let bin = paths::cargo_bin("stickycanary")?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("local")
+            .arg("--rollout")
+            .arg(&self.rollout_file)
+            .arg("--envoy-ecds")
+            .arg(self.envoy.ecds_file())
+            .arg("--prometheus")
+            .arg(self.prometheus.url())
+            .arg("--status-file")
+            .arg(&self.status_file);
+        self.controller_starts += 1;
+        let log = self
+            .dir
+            .path()
+            .join(format!("controller-{}.log", self.controller_starts));
+        self.controller = Some(ChildGuard::spawn("stickycanary local", cmd, &log)?);
+        Ok(())
+    }
+
+    /// SIGKILL the controller: no chance to save anything on the way out.
+    pub fn kill_controller(&mut self) {
+        if let Some(mut child) = self.controller.take() {
+            child.kill();
+        }
+    }
+
+    /// The controller's exit status, if it has exited (local mode exits on a final phase).
+    pub fn controller_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.controller.as_mut().and_then(|c| c.exit_status())
+    }
+
+    /// Everything every controller run printed, in order.
+    pub fn controller_log(&self) -> String {
+        (1..=self.controller_starts)
+            .map(|n| {
+                let path = self.dir.path().join(format!("controller-{n}.log"));
+                std::fs::read_to_string(path).unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("")
+    }
+
+    /// The rollout's status from the status file (`None` before the first write).
+    pub fn status(&self) -> Result<Option<Value>> {
+        match std::fs::read(&self.status_file) {
+            Ok(bytes) => {
+                let state: Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::Other(format!("status file: {e}")))?;
+                Ok(state.get("status").cloned())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Other(format!("status file: {e}"))),
+        }
+    }
+
+    /// The rollout's phase (`""` before the first status write).
+    pub fn phase(&self) -> String {
+        self.status()
+            .ok()
+            .flatten()
+            .and_then(|s| s.get("phase").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// The weight in the ECDS file Envoy is reading now.
+    pub fn ecds_weight(&self) -> Result<f64> {
+        let text =
+            std::fs::read_to_string(self.envoy.ecds_file()).ctx(|| "read the ECDS file".into())?;
+        ecds_weight_of(&text, ROLLOUT)
+    }
+
+    /// Poll the status until `done` holds, or fail after `timeout` with the controller's log tail.
+    pub fn wait_status(
+        &mut self,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.status()? {
+                if done(&status) {
+                    return Ok(status);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Other(format!(
+                    "timed out after {timeout:?}; status: {}; controller log tail:\n{}",
+                    self.status()?.map(|s| s.to_string()).unwrap_or_default(),
+                    tail(&self.controller_log(), 15)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Load options aimed at this stack's Envoy and rollout host.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions::new(self.envoy.listener, HOST)
+    }
+
+    pub fn listener(&self) -> SocketAddr {
+        self.envoy.listener
+    }
+}
+
+/// `rollouts.<rollout>.weight` inside an ECDS document's pluginConfig string.
+pub fn ecds_weight_of(ecds_text: &str, rollout: &str) -> Result<f64> {
+    let doc: Value =
+        serde_json::from_str(ecds_text).map_err(|e| Error::Other(format!("ECDS file: {e}")))?;
+    let config_text = doc
+        .pointer("/resources/0/typed_config/config/configuration/value")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::Other("ECDS file: no configuration value".into()))?;
+    let config: Value = serde_json::from_str(config_text)
+        .map_err(|e| Error::Other(format!("ECDS pluginConfig: {e}")))?;
+    config
+        .pointer(&format!("/rollouts/{rollout}/weight"))
+        .and_then(Value::as_f64)
+        .ok_or_else(|| Error::Other(format!("ECDS pluginConfig: no rollouts.{rollout}.weight")))
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Canary share of the traffic per weight, from load snapshots taken while the weight in the
+/// ECDS file was the same at both ends of the interval (intervals that span a weight change
+/// are left out, so each figure is traffic served at one known weight).
+#[derive(Debug, Default)]
+pub struct ShareMeter {
+    last_canary: u64,
+    last_total: u64,
+    last_weight: Option<f64>,
+    /// weight × 100 → (canary responses, all responses).
+    pub per_weight: std::collections::BTreeMap<u32, (u64, u64)>,
+    /// Every weight seen, in order, without repeats.
+    pub weights_seen: Vec<f64>,
+}
+
+impl ShareMeter {
+    pub fn sample(&mut self, snapshot: &crate::load::LoadSummary, weight: f64) {
+        let canary = snapshot.by_version.get("canary").copied().unwrap_or(0);
+        let total: u64 = snapshot.by_version.values().sum();
+        if self.last_weight == Some(weight) {
+            let entry = self
+                .per_weight
+                .entry((weight * 100.0).round() as u32)
+                .or_default();
+            entry.0 += canary - self.last_canary;
+            entry.1 += total - self.last_total;
+        }
+        if self.weights_seen.last() != Some(&weight) {
+            self.weights_seen.push(weight);
+        }
+        self.last_canary = canary;
+        self.last_total = total;
+        self.last_weight = Some(weight);
+    }
+
+    /// `(weight, measured canary percent, responses)` per weight seen.
+    pub fn shares(&self) -> Vec<(f64, f64, u64)> {
+        self.per_weight
+            .iter()
+            .filter(|(_, (_, total))| *total > 0)
+            .map(|(w, (canary, total))| {
+                (
+                    *w as f64 / 100.0,
+                    *canary as f64 * 100.0 / *total as f64,
+                    *total,
+                )
+            })
+            .collect()
+    }
+}
