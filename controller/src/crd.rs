@@ -149,6 +149,10 @@ pub struct Analysis {
     /// Business-metric checks: PromQL returning one number, with bounds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub custom: Vec<CustomCheck>,
+    /// Optional: a sequential canary-vs-stable test on errors and slow requests whose
+    /// false-failure rate stays bounded however often it runs (see `analysis::comparative`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparative: Option<crate::analysis::ComparativeCheck>,
     /// How long Prometheus may be unreachable before the rollout fails safe (rolls back).
     #[serde(default = "default_unavailable_grace")]
     pub unavailable_grace: Duration,
@@ -164,6 +168,7 @@ impl Default for Analysis {
             latency_p99: LatencyCheck::default(),
             compare_stable: None,
             custom: Vec::new(),
+            comparative: None,
             unavailable_grace: default_unavailable_grace(),
         }
     }
@@ -376,6 +381,9 @@ pub struct CanaryRolloutStatus {
     pub inconclusive_since: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus_unavailable_since: Option<Time>,
+    /// The comparative check's cumulative evidence, so a restart keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparative: Option<crate::analysis::ComparativeState>,
     /// `error-rate`, `latency`, `compare-stable`, `custom:<name>`, `crash:<reason>`,
     /// `aborted` or `prometheus-unavailable`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -903,3 +903,34 @@ fn editing_stages_mid_rollout_never_lowers_the_weight() {
         .iter()
         .all(|(_, weight)| *weight >= 10.0));
 }
+
+#[test]
+fn abort_and_crash_roll_back_even_while_the_spec_is_invalid() {
+    for observations in [manual(ManualAction::Abort), crashing("OOMKilled")] {
+        let mut sim = Sim::started(spec());
+        sim.run_until(2 * MIN, &healthy());
+        sim.spec.stages.clear();
+        sim.tick(&healthy());
+        assert_eq!(sim.status.phase, Phase::Failed);
+        let decision = sim.tick(&observations);
+        assert_eq!(decision.status.phase, Phase::RolledBack);
+        assert_eq!(decision.new_weight(), Some(0.0));
+    }
+}
+
+#[test]
+fn comparative_check_keeps_its_evidence_in_status_and_rolls_back_a_worse_canary() {
+    let mut spec = spec();
+    spec.analysis.comparative = Some(Default::default());
+    // 4% on canary vs 1% on stable: inside the absolute 5% rule, clearly worse than stable.
+    let mut sim = Sim::started(spec);
+    sim.run_until(5 * MIN, &erroring(4.0));
+    let state = sim.status.comparative.clone();
+    assert!(state.is_some(), "evidence is stored in status");
+    let restored: CanaryRolloutStatus =
+        serde_json::from_str(&serde_json::to_string(&sim.status).unwrap()).unwrap();
+    assert_eq!(restored.comparative, state, "and survives a restart");
+    sim.run_until(30 * MIN, &erroring(4.0));
+    let (_, reason) = sim.rolled_back().expect("a worse canary is rolled back");
+    assert_eq!(reason, "comparative-errors");
+}

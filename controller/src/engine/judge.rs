@@ -12,10 +12,10 @@ use crate::duration::Duration;
 use crate::observation::{MetricsObservation, Observations, VersionWindow};
 
 /// One evaluated check.
-struct Judged {
-    name: String,
-    breach_for: Duration,
-    evaluation: Evaluation,
+pub(super) struct Judged {
+    pub name: String,
+    pub breach_for: Duration,
+    pub evaluation: Evaluation,
 }
 
 pub(super) fn analyse(
@@ -39,6 +39,8 @@ pub(super) fn analyse(
             evaluation: check.evaluate(&input),
         })
         .collect();
+    // The stateful comparative check keeps its evidence in the status.
+    judged.extend(super::comparative::judge(analysis, observations, tick));
 
     let thin_window = match &observations.metrics {
         MetricsObservation::Window { canary, .. }

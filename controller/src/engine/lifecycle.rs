@@ -101,6 +101,7 @@ pub(super) fn start(spec: &CanaryRolloutSpec, tick: &mut Tick) {
     status.inconclusive_since = None;
     status.prometheus_unavailable_since = None;
     status.rollback_reason = None;
+    status.comparative = None;
     enter_stage(spec, tick, 0, "started");
 }
 

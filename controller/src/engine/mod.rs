@@ -7,9 +7,9 @@
 //!
 //! Rules, in the order they are applied each tick:
 //! 1. `Promoted` and `RolledBack` are final: nothing happens.
-//! 2. An invalid spec moves to `Failed` and holds the weight until the spec is fixed.
-//! 3. A manual abort, then a crashing canary pod, roll back at once; a manual promote goes
-//!    to 100%.
+//! 2. A manual abort, then a crashing canary pod, roll back at once.
+//! 3. An invalid spec moves to `Failed` and holds the weight until the spec is fixed;
+//!    otherwise a manual promote goes to 100%.
 //! 4. Pause (manual or `spec.paused`) holds the weight and freezes the stage timer; resume
 //!    moves the stage start forward by the time spent paused. Checks keep guarding a
 //!    paused rollout: a breach still rolls back.
@@ -23,6 +23,7 @@
 //!    window. The last stage promotes the same way (at once if it has no duration).
 
 pub mod checks;
+mod comparative;
 mod judge;
 mod lifecycle;
 mod record;
@@ -135,9 +136,8 @@ fn step(
     if tick.status.phase.is_terminal() {
         return;
     }
-    if !spec_is_usable(spec, tick) {
-        return;
-    }
+    // Abort and a crashing canary roll back whatever else is going on, even with a spec
+    // that no longer validates: getting users off a broken canary needs no stages.
     if observations.manual == Some(ManualAction::Abort) {
         roll_back(
             tick,
@@ -152,6 +152,9 @@ fn step(
             format!("crash:{reason}"),
             format!("canary pod {pod} is {reason}"),
         );
+        return;
+    }
+    if !spec_is_usable(spec, tick) {
         return;
     }
     if observations.manual == Some(ManualAction::Promote) {

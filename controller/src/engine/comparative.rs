@@ -1,0 +1,68 @@
+//! Adapter for the stateful comparative check (`spec.analysis.comparative`): it folds each
+//! window into cumulative evidence kept in `status.comparative`, so unlike the stateless
+//! [`super::checks::Check`]s it reads and writes the status.
+
+use super::checks::{Evaluation, Outcome};
+use super::judge::Judged;
+use super::record::Tick;
+use crate::analysis::comparative::{self, Decision, WindowInput, ERRORS_CHECK, LATENCY_CHECK};
+use crate::crd::Analysis;
+use crate::duration::Duration;
+use crate::observation::{MetricsObservation, Observations};
+
+/// Judges both comparative tests when the spec enables them. A Fail is final in the test
+/// itself (the e-value crossed 1/α), so it rolls back at once (`for` is zero).
+pub(super) fn judge(
+    analysis: &Analysis,
+    observations: &Observations,
+    tick: &mut Tick,
+) -> Vec<Judged> {
+    let Some(check) = analysis.comparative.as_ref().filter(|check| check.enabled) else {
+        return Vec::new();
+    };
+    let (canary, stable) = match &observations.metrics {
+        MetricsObservation::Window { canary, stable } => (canary, stable),
+        MetricsObservation::Unavailable { reason } => {
+            return [ERRORS_CHECK, LATENCY_CHECK]
+                .into_iter()
+                .map(|name| Judged {
+                    name: name.to_string(),
+                    breach_for: Duration::ZERO,
+                    evaluation: Evaluation::new(
+                        Outcome::Unavailable,
+                        None,
+                        None,
+                        format!("metrics unavailable: {reason}"),
+                    ),
+                })
+                .collect();
+        }
+    };
+    let input = WindowInput {
+        canary,
+        stable,
+        weight: tick.status.weight,
+        stage_started_at: tick.status.stage_started_at.as_ref(),
+        window: analysis.effective_window(),
+        now: tick.now,
+    };
+    let (state, reports) = comparative::step(check, tick.status.comparative.as_ref(), &input);
+    tick.status.comparative = Some(state);
+    reports
+        .into_iter()
+        .map(|report| Judged {
+            name: report.check.to_string(),
+            breach_for: Duration::ZERO,
+            evaluation: Evaluation::new(
+                match report.decision {
+                    Decision::Pass => Outcome::Pass,
+                    Decision::Fail => Outcome::Fail,
+                    Decision::Inconclusive => Outcome::Inconclusive,
+                },
+                Some(report.e_value),
+                Some(report.threshold),
+                report.message,
+            ),
+        })
+        .collect()
+}
