@@ -288,7 +288,35 @@ impl ApiServer {
                     api_status(503, "ServiceUnavailable"),
                 )
                 .await;
-                // No status patch follows: the status never claims a weight that was not set.
+                // Only a Degraded condition is recorded: the status never claims a weight
+                // that was not set.
+                let seen = self
+                    .expect(
+                        Method::PATCH,
+                        "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts/checkout/status",
+                        StatusCode::OK,
+                        rollout_json(),
+                    )
+                    .await;
+                assert_degraded_only(&seen.body, "WasmPluginUnavailable");
+            }
+            Scenario::ReconcilePluginDeleted => {
+                self.expect(
+                    Method::GET,
+                    PLUGIN_PATH,
+                    StatusCode::NOT_FOUND,
+                    api_status(404, "NotFound"),
+                )
+                .await;
+                let seen = self
+                    .expect(
+                        Method::PATCH,
+                        "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts/checkout/status",
+                        StatusCode::OK,
+                        rollout_json(),
+                    )
+                    .await;
+                assert_degraded_only(&seen.body, "WasmPluginNotFound");
             }
             Scenario::LeaseCreated => {
                 self.expect(
@@ -390,6 +418,23 @@ impl ApiServer {
     }
 }
 
+fn assert_degraded_only(body: &Value, reason: &str) {
+    let status = body["status"].as_object().unwrap();
+    assert_eq!(
+        status.keys().collect::<Vec<_>>(),
+        vec!["conditions"],
+        "{body}"
+    );
+    let degraded = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap();
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], reason);
+}
+
 const LEASE_PATH: &str =
     "/apis/coordination.k8s.io/v1/namespaces/stickycanary/leases/stickycanary-leader";
 
@@ -411,6 +456,7 @@ enum Scenario {
     ReconcileStartsRollout,
     ReconcileAbortRequest,
     ReconcileWeightPatchFails,
+    ReconcilePluginDeleted,
     LeaseCreated,
     LeaseRenewed,
     LeaseHeldByOther,
@@ -666,6 +712,34 @@ async fn a_failed_weight_patch_fails_the_reconcile_without_a_status_write() {
         .metrics
         .encode()
         .contains("stickycanary_reconcile_errors_total{error=\"api_error\"} 1"));
+}
+
+#[tokio::test]
+async fn a_wasmplugin_deleted_mid_rollout_is_degraded_and_retried_with_backoff() {
+    let (client, server) = start(Scenario::ReconcilePluginDeleted);
+    let mut rollout: CanaryRollout = serde_json::from_value(rollout_json()).unwrap();
+    rollout.status = Some(CanaryRolloutStatus {
+        phase: Phase::Progressing,
+        weight: 25.0,
+        observed_generation: Some(3),
+        ..Default::default()
+    });
+    let rollout = Arc::new(rollout);
+    let ctx = context(client);
+    let err = reconcile::reconcile(rollout.clone(), ctx.clone())
+        .await
+        .unwrap_err();
+    finish(server).await;
+    assert!(err.to_string().contains("not found"), "{err}");
+    let requeue = reconcile::error_policy(rollout, &err, ctx.clone());
+    assert_eq!(
+        requeue,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(30))
+    );
+    assert!(ctx
+        .metrics
+        .encode()
+        .contains("stickycanary_reconcile_errors_total{error=\"not_found\"} 1"));
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
@@ -146,6 +147,68 @@ async fn notify(ctx: &Context, rollout: &CanaryRollout, message: &str) {
     }
 }
 
+/// The status conditions with `Degraded` set to True for `reason`; `Ready` and any other
+/// condition are kept (a merge patch replaces the whole list).
+pub fn degraded_conditions(
+    status: &CanaryRolloutStatus,
+    reason: &str,
+    message: &str,
+) -> Vec<Condition> {
+    let now = Time(Timestamp::now());
+    let mut conditions: Vec<Condition> = status
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != "Degraded")
+        .cloned()
+        .collect();
+    let last_transition_time = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded" && c.status == "True")
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(now);
+    conditions.push(Condition {
+        type_: "Degraded".to_string(),
+        status: "True".to_string(),
+        reason: reason.to_string(),
+        message: message.chars().take(1000).collect(),
+        last_transition_time,
+        observed_generation: status.observed_generation,
+    });
+    conditions
+}
+
+/// Records a weight-target failure as `Degraded` (best effort) and passes the error on, so
+/// the error policy retries with backoff. Nothing else in the status changes: no weight is
+/// recorded that was not applied.
+async fn degraded(ctx: &Context, rollout: &CanaryRollout, error: Error) -> Error {
+    let reason = match &error {
+        Error::Target(crate::target::TargetError::NotFound { .. }) => "WasmPluginNotFound",
+        Error::Target(crate::target::TargetError::MissingKey { .. }) => "RolloutKeyMissing",
+        Error::Target(crate::target::TargetError::InvalidConfig { .. }) => "InvalidPluginConfig",
+        Error::Target(crate::target::TargetError::Timeout { .. }) => "WasmPluginTimeout",
+        _ => "WasmPluginUnavailable",
+    };
+    let status = rollout.status.clone().unwrap_or_default();
+    let conditions = degraded_conditions(&status, reason, &error.to_string());
+    let api: Api<CanaryRollout> = Api::namespaced(
+        ctx.client.clone(),
+        &rollout.namespace().unwrap_or_else(|| "default".to_string()),
+    );
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    let patch = json!({"status": {"conditions": conditions}});
+    if let Err(e) = api
+        .patch_status(&rollout.name_any(), &params, &Patch::Merge(&patch))
+        .await
+    {
+        warn!(error = %e, "could not record the Degraded condition");
+    }
+    error
+}
+
 #[instrument(skip(rollout, ctx), fields(rollout = %rollout.name_any(), namespace = rollout.namespace()))]
 pub async fn reconcile(rollout: Arc<CanaryRollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     if !ctx.leader.load(Ordering::Relaxed) {
@@ -198,7 +261,10 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
         ctx.metrics.clone(),
     );
     let rollout_key = rollout.rollout_key();
-    let view = target.current(&rollout_key).await?;
+    let view = match target.current(&rollout_key).await {
+        Ok(view) => view,
+        Err(e) => return Err(degraded(ctx, rollout, e.into()).await),
+    };
     let series = RolloutSeries {
         rollout: rollout_key.clone(),
         stable_version: view.stable_version.clone(),
@@ -239,7 +305,9 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
     let mut weight_written = false;
     for action in &decision.actions {
         if let Action::SetWeight(weight) = action {
-            target.set_weight(&rollout_key, *weight).await?;
+            if let Err(e) = target.set_weight(&rollout_key, *weight).await {
+                return Err(degraded(ctx, rollout, e.into()).await);
+            }
             weight_written = true;
             info!(weight, "weight set");
         }
@@ -249,7 +317,9 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
         && new_status.phase != Phase::Pending
         && (view.weight - new_status.weight).abs() > 0.001
     {
-        target.set_weight(&rollout_key, new_status.weight).await?;
+        if let Err(e) = target.set_weight(&rollout_key, new_status.weight).await {
+            return Err(degraded(ctx, rollout, e.into()).await);
+        }
         warn!(
             found = view.weight,
             weight = new_status.weight,
