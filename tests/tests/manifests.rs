@@ -1151,6 +1151,96 @@ fn oci_script_fails_clearly_without_the_wasm() {
     assert!(!dir.path().join("layout").exists());
 }
 
+// ---------------------------------------------------------------------------------------
+// The Deployment's command line against the controller's real CLI
+// ---------------------------------------------------------------------------------------
+
+/// The container args of deployment.yaml, rendered by hand: `.Values.*` from values.yaml,
+/// `.Release.Namespace` a sample namespace, `{{ . }}` inside the watchNamespaces range one
+/// watched namespace. Control lines (`{{- if/range/with/end }}`) are dropped.
+fn rendered_controller_args(values: &Yaml) -> Vec<String> {
+    let deployment = read(&helm_chart().join("templates/deployment.yaml"));
+    let block = deployment
+        .split("          args:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("          env:\n").next())
+        .expect("deployment.yaml has an args block before env");
+    let mut args = Vec::new();
+    for line in block.lines() {
+        let line = line.trim();
+        if line.starts_with("{{") || line.is_empty() {
+            continue;
+        }
+        let arg = line
+            .strip_prefix("- ")
+            .unwrap_or_else(|| panic!("odd args line {line:?}"));
+        let mut rendered = String::new();
+        let mut rest = arg;
+        while let Some(start) = rest.find("{{") {
+            rendered.push_str(&rest[..start]);
+            let end = rest[start..].find("}}").unwrap() + start;
+            let action = rest[start + 2..end].trim();
+            let value = match action {
+                "." => "shop".to_string(),
+                ".Release.Namespace" => "stickycanary-system".to_string(),
+                values_path => {
+                    let keys: Vec<&str> = values_path
+                        .strip_prefix(".Values.")
+                        .unwrap_or_else(|| panic!("cannot render {action:?}"))
+                        .split('.')
+                        .collect();
+                    let value = at(values, &keys).unwrap_or_else(|| panic!("no value {action}"));
+                    match value {
+                        Yaml::String(s) => s.clone(),
+                        Yaml::Number(n) => n.to_string(),
+                        Yaml::Bool(b) => b.to_string(),
+                        other => panic!("{action} is not a scalar: {other:?}"),
+                    }
+                }
+            };
+            rendered.push_str(&value);
+            rest = &rest[end + 2..];
+        }
+        rendered.push_str(rest);
+        args.push(rendered);
+    }
+    args
+}
+
+#[test]
+fn deployment_args_are_accepted_by_the_controller_cli() {
+    use clap::Parser;
+    let values = yaml_one(&helm_chart().join("values.yaml"));
+    let args = rendered_controller_args(&values);
+    assert_eq!(args.first().map(String::as_str), Some("controller"));
+    assert!(args.iter().any(|a| a == "--namespace=shop"), "{args:?}");
+    for format in ["json", "text"] {
+        let mut argv = vec!["stickycanary".to_string()];
+        argv.extend(args.iter().map(|a| {
+            if a.starts_with("--log-format=") {
+                format!("--log-format={format}")
+            } else {
+                a.clone()
+            }
+        }));
+        if let Err(e) = stickycanary::cli::Cli::try_parse_from(&argv) {
+            panic!("the controller rejects the chart's args {argv:?}:\n{e}");
+        }
+    }
+    // Without a watched namespace the same args, minus --namespace, parse too.
+    let mut all_namespaces = vec!["stickycanary".to_string()];
+    all_namespaces.extend(
+        args.iter()
+            .filter(|a| !a.starts_with("--namespace="))
+            .cloned(),
+    );
+    assert!(stickycanary::cli::Cli::try_parse_from(&all_namespaces).is_ok());
+    // And the check can fail: a flag the controller does not have is rejected.
+    let mut wrong = all_namespaces.clone();
+    wrong.push("--leader-elect-typo".to_string());
+    assert!(stickycanary::cli::Cli::try_parse_from(&wrong).is_err());
+}
+
 #[test]
 fn shipped_promql_is_classified_for_the_end_to_end_run() {
     use promql_exprs::ExprKind;
