@@ -25,6 +25,7 @@ demo: build ## The main job, locally: promote a healthy canary, roll back a fail
 
 oci: filter ## Pack the filter as an OCI image (target/oci/stickycanary) and pin its digest in manifests/istio
 	scripts/oci.sh
+	scripts/pin-digest.sh
 
 crd: ## Regenerate the CanaryRollout CRD in the Helm chart from the Rust types
 	cargo run -q -p stickycanary --locked -- crd > manifests/helm/stickycanary/crds/canaryrollouts.yaml
