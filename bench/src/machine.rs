@@ -32,7 +32,11 @@ impl Machine {
             .and_then(|kib| kib.parse().ok())
             .unwrap_or(0.0);
         // "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL": keep the release number.
-        let envoy_version = first_line(Command::new(envoy_bin).arg("--version"))
+        let version_line = first_line(Command::new(envoy_bin).arg("--version"));
+        let envoy_version = version_line
+            .rsplit("version:")
+            .next()
+            .unwrap_or_default()
             .split('/')
             .find(|part| {
                 part.split('.').count() == 3 && part.split('.').all(|n| n.parse::<u32>().is_ok())
