@@ -210,6 +210,30 @@ fn analysis_errors(spec: &CanaryRolloutSpec, errors: &mut Vec<ValidationError>) 
             format!("must be a non-negative number (got {max_ms})"),
         ));
     }
+    if let Some(comparative) = &analysis.comparative {
+        let alpha = comparative.alpha;
+        if !(0.000001..=0.5).contains(&alpha) {
+            errors.push(ValidationError::new(
+                "spec.analysis.comparative.alpha",
+                format!("must be a number from 0.000001 to 0.5 (got {alpha})"),
+            ));
+        }
+        let increase = comparative.minimum_detectable_increase;
+        if !(0.05..=10.0).contains(&increase) {
+            errors.push(ValidationError::new(
+                "spec.analysis.comparative.minimumDetectableIncrease",
+                format!("must be a number from 0.05 to 10 (got {increase})"),
+            ));
+        }
+        if let Some(threshold) = comparative.latency_threshold_ms {
+            if !(threshold.is_finite() && threshold >= 0.0) {
+                errors.push(ValidationError::new(
+                    "spec.analysis.comparative.latencyThresholdMs",
+                    format!("must be a non-negative number (got {threshold})"),
+                ));
+            }
+        }
+    }
     let mut seen = BTreeSet::new();
     for (index, check) in analysis.custom.iter().enumerate() {
         custom_check_errors(index, check, errors);

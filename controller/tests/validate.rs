@@ -121,6 +121,16 @@ fn each_semantic_error_is_one_line_naming_the_field() {
             "spec.analysis.custom[0].query: invalid PromQL",
         ),
         (
+            &["spec", "analysis", "comparative"],
+            "{alpha: 0.9}",
+            "spec.analysis.comparative.alpha: must be a number from 0.000001 to 0.5 (got 0.9)",
+        ),
+        (
+            &["spec", "analysis", "comparative"],
+            "{minimumDetectableIncrease: 0}",
+            "spec.analysis.comparative.minimumDetectableIncrease: must be a number from 0.05 to 10 (got 0)",
+        ),
+        (
             &["spec", "rolloutKey"],
             "Checkout",
             "spec.rolloutKey: must be a DNS-1123 label",
