@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 WASM := target/stickycanary.wasm
 
-.PHONY: help deps filter build test lint demo bench oci crd e2e-kind clean
+.PHONY: help deps filter build test lint demo bench fuzz oci crd e2e-kind clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -22,6 +22,11 @@ test: deps filter ## Run every test: unit, property, mocked-API, real Envoy and 
 
 demo: build ## The main job, locally: promote a healthy canary, roll back a failing one
 	target/debug/sc-demo
+
+bench: deps ## Benchmarks, one run, side by side: data plane vs peers (~8 min), rollout timing
+	scripts/bench.sh
+	cargo build --workspace --bins --locked
+	target/debug/sc-rollout-timing --runs 5
 
 oci: filter ## Pack the filter as an OCI image (target/oci/stickycanary) and pin its digest in manifests/istio
 	scripts/oci.sh

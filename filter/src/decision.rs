@@ -59,7 +59,11 @@ pub enum Decision {
 /// override, then the user's identity, then the anonymous rule.
 pub fn decide(config: &CompiledConfig, headers: &dyn RequestHeaders, ids: &IdMinter) -> Decision {
     let authority = headers.header(":authority").unwrap_or_default();
-    let path = headers.header(":path").unwrap_or_default();
+    let path = if config.needs_path {
+        headers.header(":path").unwrap_or_default()
+    } else {
+        b"/".to_vec()
+    };
     let Some(index) = config.find_rollout(&authority, &path) else {
         return Decision::PassThrough;
     };

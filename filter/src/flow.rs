@@ -5,6 +5,7 @@
 
 use std::rc::Rc;
 
+use crate::config::OVERRIDE_TOKEN_HEADER;
 use crate::decision::{decide, response_edits, Decision, Routed, VERSION_RESPONSE_HEADER};
 use crate::headers::RequestHeaders;
 use crate::identity::IdMinter;
@@ -16,6 +17,8 @@ pub trait Host {
     fn request_header(&self, name: &str) -> Option<Vec<u8>>;
     /// Removes every occurrence (Envoy header maps are case-insensitive).
     fn remove_request_header(&self, name: &str);
+    /// Replaces every occurrence: Envoy's set removes all copies before adding one, so a
+    /// single call both strips a client's spoofed header and writes the version.
     fn set_request_header(&self, name: &str, value: &str);
     /// Asks the proxy to re-select the route after a header change.
     fn clear_route_cache(&self);
@@ -114,9 +117,19 @@ impl RequestFlow {
                 }
             }
             Decision::Route(routed) => {
-                host.remove_request_header(route_header);
-                if let Some(rollout) = config.rollouts.get(routed.rollout) {
-                    host.set_request_header(route_header, rollout.version_name(routed.version));
+                match config.rollouts.get(routed.rollout) {
+                    Some(rollout) => {
+                        host.set_request_header(route_header, rollout.version_name(routed.version));
+                        // The testers' secret is for this proxy only: never forward it.
+                        if rollout
+                            .override_config
+                            .as_ref()
+                            .is_some_and(|o| o.token.is_some())
+                        {
+                            host.remove_request_header(OVERRIDE_TOKEN_HEADER);
+                        }
+                    }
+                    None => host.remove_request_header(route_header),
                 }
                 host.clear_route_cache();
                 self.routed = Some(routed);

@@ -54,6 +54,9 @@ pub struct CompiledConfig {
     /// Wildcard suffix including its leading dot (`.shop.example.com`) → rollout
     /// indices, longest `pathPrefix` first.
     wildcard_suffixes: HostMap,
+    /// Whether any rollout narrows by path. When none does, `:path` cannot change the
+    /// outcome and the filter saves the hostcall that reads it.
+    pub needs_path: bool,
 }
 
 impl CompiledConfig {
@@ -80,6 +83,9 @@ impl CompiledConfig {
                 override_config: rollout.r#override.clone(),
             })
             .collect();
+        let needs_path = rollouts
+            .iter()
+            .any(|r| !(r.path_prefix.is_empty() || r.path_prefix == "/"));
         let mut exact_hosts = HostMap::with_hasher(Xxh64Builder::new(0));
         let mut wildcard_suffixes = HostMap::with_hasher(Xxh64Builder::new(0));
         for (index, rollout) in config.rollouts.values().enumerate() {
@@ -116,6 +122,7 @@ impl CompiledConfig {
             rollouts,
             exact_hosts,
             wildcard_suffixes,
+            needs_path,
         }
     }
 

@@ -129,7 +129,6 @@ fn a_matched_request_replaces_the_client_routing_header_and_clears_the_route_cac
     assert_eq!(
         host.edits(),
         vec![
-            Call::Remove("x-canary-version".into()),
             Call::Set("x-canary-version".into(), "canary".into()),
             Call::ClearRouteCache,
         ]
@@ -160,10 +159,7 @@ fn an_unmatched_request_without_routing_header_is_left_untouched() {
         .with(":path", "/");
     run(CONFIG, &host);
     assert_eq!(host.edits(), vec![]);
-    assert_eq!(
-        host.reads(),
-        vec![":authority", ":path", "x-canary-version"]
-    );
+    assert_eq!(host.reads(), vec![":authority", "x-canary-version"]);
 }
 
 #[test]
@@ -172,7 +168,7 @@ fn a_matched_request_reads_only_the_headers_it_needs() {
         .with("x-user-id", "u1")
         .with("cookie", "session=s");
     run(CONFIG, &host);
-    assert_eq!(host.reads(), vec![":authority", ":path", "x-user-id"]);
+    assert_eq!(host.reads(), vec![":authority", "x-user-id"]);
 }
 
 #[test]
@@ -183,7 +179,7 @@ fn the_cookie_header_is_read_once_however_many_cookies_are_consulted() {
     run(CONFIG, &host);
     assert_eq!(
         host.reads(),
-        vec![":authority", ":path", "x-user-id", "cookie", "x-request-id"]
+        vec![":authority", "x-user-id", "cookie", "x-request-id"]
     );
 }
 
@@ -329,4 +325,40 @@ fn a_failure_to_define_a_stat_rejects_the_config() {
     })
     .unwrap_err();
     assert!(err.starts_with("no room for rollout=.=checkout"), "{err}");
+}
+
+#[test]
+fn path_is_read_only_when_some_rollout_narrows_by_path() {
+    let host = checkout().with("x-user-id", "u1");
+    run(
+        r#"{"rollouts":{"checkout":{"hosts":["checkout"],"pathPrefix":"/cart","weight":100}}}"#,
+        &host,
+    );
+    assert_eq!(host.reads(), vec![":authority", ":path", "x-user-id"]);
+    assert_eq!(
+        host.edits(),
+        vec![
+            Call::Set("x-canary-version".into(), "canary".into()),
+            Call::ClearRouteCache,
+        ]
+    );
+}
+
+#[test]
+fn the_override_token_never_travels_upstream_from_a_rollout_that_has_one() {
+    let host = checkout()
+        .with("x-user-id", "u1")
+        .with("x-canary-override-token", "s3cret");
+    run(
+        r#"{"rollouts":{"checkout":{"hosts":["checkout"],"weight":100,"override":{"token":"s3cret"}}}}"#,
+        &host,
+    );
+    assert_eq!(
+        host.edits(),
+        vec![
+            Call::Set("x-canary-version".into(), "canary".into()),
+            Call::Remove("x-canary-override-token".into()),
+            Call::ClearRouteCache,
+        ]
+    );
 }
