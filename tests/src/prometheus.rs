@@ -38,6 +38,8 @@ pub struct PrometheusOptions {
     /// `None` picks a free port.
     pub port: Option<u16>,
     pub ready_timeout: Duration,
+    /// Rule files to load (`rule_files`), evaluated every scrape interval.
+    pub rule_files: Vec<PathBuf>,
 }
 
 impl PrometheusOptions {
@@ -47,6 +49,7 @@ impl PrometheusOptions {
             targets,
             port: None,
             ready_timeout: Duration::from_secs(60),
+            rule_files: Vec::new(),
         }
     }
 }
@@ -75,7 +78,8 @@ pub fn config_text(opts: &PrometheusOptions) -> String {
             "scrape_interval": duration_text(opts.scrape_interval),
             "evaluation_interval": duration_text(opts.scrape_interval)
         },
-        "scrape_configs": scrape_configs
+        "scrape_configs": scrape_configs,
+        "rule_files": opts.rule_files
     })
     .to_string()
 }

@@ -15,9 +15,9 @@ use crate::backend_server::Behaviour;
 use crate::envoy::{Envoy, EnvoyOptions};
 use crate::error::{Error, IoContext, Result};
 use crate::load::LoadOptions;
-use crate::paths;
 use crate::proc::ChildGuard;
 use crate::prometheus::{Prometheus, PrometheusOptions, ScrapeTarget};
+use crate::{paths, ports};
 
 /// The rollout every stack runs: its key, its host, and the stage plan.
 pub const ROLLOUT: &str = "checkout";
@@ -107,6 +107,10 @@ pub struct StackOptions {
     pub canary: Behaviour,
     /// Envoy worker threads.
     pub envoy_concurrency: u32,
+    /// Serve the controller's `/metrics` (`local --metrics-addr`) and have Prometheus scrape it.
+    pub controller_metrics: bool,
+    /// Prometheus rule files to load (e.g. `manifests/prometheus/rules.yaml`).
+    pub rule_files: Vec<PathBuf>,
 }
 
 impl Default for StackOptions {
@@ -115,6 +119,8 @@ impl Default for StackOptions {
             plan: RolloutPlan::default(),
             canary: Behaviour::default(),
             envoy_concurrency: 1,
+            controller_metrics: false,
+            rule_files: Vec::new(),
         }
     }
 }
@@ -129,6 +135,8 @@ pub struct Stack {
     pub canary: Backend,
     rollout_file: PathBuf,
     status_file: PathBuf,
+    /// Where the controller serves `/metrics`, when asked to.
+    pub controller_metrics: Option<SocketAddr>,
     controller_starts: u32,
     dir: tempfile::TempDir,
 }
@@ -146,10 +154,24 @@ impl Stack {
         let mut envoy_opts = EnvoyOptions::new(stable.addr, canary.addr);
         envoy_opts.concurrency = opts.envoy_concurrency;
         let envoy = Envoy::start(&envoy_opts, &initial_plugin_config())?;
-        let prometheus = Prometheus::start(&PrometheusOptions::new(vec![ScrapeTarget::envoy(
-            envoy.admin,
-        )]))?;
-        prometheus.wait_targets_up(Duration::from_secs(60))?;
+        let mut targets = vec![ScrapeTarget::envoy(envoy.admin)];
+        let controller_metrics = if opts.controller_metrics {
+            let addr = ports::free_addr()?;
+            targets.push(ScrapeTarget {
+                job: "stickycanary".into(),
+                addr,
+                metrics_path: "/metrics".into(),
+            });
+            Some(addr)
+        } else {
+            None
+        };
+        let mut prometheus_opts = PrometheusOptions::new(targets);
+        prometheus_opts.rule_files = opts.rule_files.clone();
+        let prometheus = Prometheus::start(&prometheus_opts)?;
+        if controller_metrics.is_none() {
+            prometheus.wait_targets_up(Duration::from_secs(60))?;
+        }
         let rollout_file = dir.path().join("rollout.yaml");
         std::fs::write(&rollout_file, opts.plan.rollout_yaml(&prometheus.url()))
             .ctx(|| format!("write {}", rollout_file.display()))?;
@@ -162,6 +184,7 @@ impl Stack {
             canary,
             rollout_file,
             status_file,
+            controller_metrics,
             controller_starts: 0,
             dir,
         })
@@ -188,6 +211,9 @@ impl Stack {
             .arg(self.prometheus.url())
             .arg("--status-file")
             .arg(&self.status_file);
+        if let Some(addr) = self.controller_metrics {
+            cmd.arg("--metrics-addr").arg(addr.to_string());
+        }
         self.controller_starts += 1;
         let log = self
             .dir
