@@ -1,7 +1,8 @@
 //! The controller's own metrics, served on `/metrics` in the Prometheus text format.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::crd::CanaryRolloutSpec;
 use crate::target::wasmplugin::PatchOutcomes;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,8 +32,12 @@ pub struct ResultLabels {
     pub result: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
+/// `stickycanary_rollbacks_total`'s labels: which rollout, and the engine's rollback reason
+/// (`error-rate`, `latency`, `aborted`, `prometheus-unavailable`, `crash:OOMKilled`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct RollbackLabels {
+    pub namespace: String,
+    pub rollout: String,
     pub reason: String,
 }
 
@@ -62,7 +68,9 @@ pub struct Metrics {
     pub rollout_weight: Family<RolloutLabels, Gauge<f64, AtomicU64>>,
     pub rollout_phase: Family<PhaseLabels, Gauge>,
     pub analysis: Family<ResultLabels, Counter>,
-    pub rollbacks: Family<ReasonLabels, Counter>,
+    pub rollbacks: Family<RollbackLabels, Counter>,
+    /// Every rollback series created, so a forgotten rollout loses all of them.
+    rollback_series: Arc<Mutex<BTreeSet<RollbackLabels>>>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub weight_patches: Family<OutcomeLabels, Counter>,
@@ -82,7 +90,7 @@ impl Metrics {
         let rollout_weight = Family::<RolloutLabels, Gauge<f64, AtomicU64>>::default();
         let rollout_phase = Family::<PhaseLabels, Gauge>::default();
         let analysis = Family::<ResultLabels, Counter>::default();
-        let rollbacks = Family::<ReasonLabels, Counter>::default();
+        let rollbacks = Family::<RollbackLabels, Counter>::default();
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
         let weight_patches = Family::<OutcomeLabels, Counter>::default();
@@ -105,7 +113,7 @@ impl Metrics {
         );
         registry.register(
             "stickycanary_rollbacks",
-            "Rollbacks by reason",
+            "Rollbacks by rollout and reason (the engine's reasons: error-rate, latency, aborted, ...)",
             rollbacks.clone(),
         );
         registry.register(
@@ -139,6 +147,7 @@ impl Metrics {
             rollout_phase,
             analysis,
             rollbacks,
+            rollback_series: Arc::new(Mutex::new(BTreeSet::new())),
             reconcile_errors,
             reconcile_duration,
             weight_patches,
@@ -187,6 +196,15 @@ impl Metrics {
                 phase: candidate.to_string(),
             });
         }
+        if let Ok(mut series) = self.rollback_series.lock() {
+            series.retain(|labels| {
+                let ours = labels.namespace == namespace && labels.rollout == rollout;
+                if ours {
+                    self.rollbacks.remove(labels);
+                }
+                !ours
+            });
+        }
     }
 
     pub fn count_analysis(&self, result: &str) {
@@ -197,12 +215,30 @@ impl Metrics {
             .inc();
     }
 
-    pub fn count_rollback(&self, reason: &str) {
-        self.rollbacks
-            .get_or_create(&ReasonLabels {
-                reason: reason.to_string(),
-            })
-            .inc();
+    fn rollback_counter(&self, namespace: &str, rollout: &str, reason: &str) -> Counter {
+        let labels = RollbackLabels {
+            namespace: namespace.to_string(),
+            rollout: rollout.to_string(),
+            reason: reason.to_string(),
+        };
+        if let Ok(mut series) = self.rollback_series.lock() {
+            series.insert(labels.clone());
+        }
+        self.rollbacks.get_or_create_owned(&labels)
+    }
+
+    /// Counts one rollback of `namespace/rollout` for `reason`.
+    pub fn count_rollback(&self, namespace: &str, rollout: &str, reason: &str) {
+        self.rollback_counter(namespace, rollout, reason).inc();
+    }
+
+    /// Creates the rollout's rollback series at 0 for every reason its spec can produce
+    /// ([`rollback_reasons`]). Prometheus' `increase()` sees a rollback only as a step
+    /// from a scraped 0 to 1; a series born at 1 shows no increase.
+    pub fn init_rollbacks(&self, namespace: &str, rollout: &str, spec: &CanaryRolloutSpec) {
+        for reason in rollback_reasons(spec) {
+            self.rollback_counter(namespace, rollout, &reason);
+        }
     }
 
     pub fn count_reconcile_error(&self, error: &str) {
@@ -212,6 +248,19 @@ impl Metrics {
             })
             .inc();
     }
+}
+
+/// The rollback reasons known before anything happens: the spec's checks (each check's name
+/// is its rollback reason), a manual abort and the Prometheus-outage fail-safe. Crash
+/// reasons (`crash:<reason>`) name a pod state and are created when they happen.
+pub fn rollback_reasons(spec: &CanaryRolloutSpec) -> Vec<String> {
+    let mut reasons: Vec<String> = crate::engine::checks::for_spec(&spec.analysis)
+        .iter()
+        .map(|check| check.name())
+        .collect();
+    reasons.push("aborted".to_string());
+    reasons.push("prometheus-unavailable".to_string());
+    reasons
 }
 
 /// Patch outcomes land in `stickycanary_weight_patch_total{outcome}`.
@@ -234,7 +283,7 @@ mod tests {
         let m = Metrics::new();
         m.set_rollout("shop", "checkout", 25.0, "Progressing");
         m.count_analysis("pass");
-        m.count_rollback("error-rate");
+        m.count_rollback("shop", "checkout", "error-rate");
         m.record("success");
         let text = m.encode();
         assert!(
@@ -246,8 +295,34 @@ mod tests {
         assert!(text.contains("stickycanary_rollout_phase{namespace=\"shop\",rollout=\"checkout\",phase=\"Progressing\"} 1"));
         assert!(text.contains("stickycanary_rollout_phase{namespace=\"shop\",rollout=\"checkout\",phase=\"Paused\"} 0"));
         assert!(text.contains("stickycanary_analysis_total{result=\"pass\"} 1"));
-        assert!(text.contains("stickycanary_rollbacks_total{reason=\"error-rate\"} 1"));
+        assert!(
+            text.contains("stickycanary_rollbacks_total{namespace=\"shop\",rollout=\"checkout\",reason=\"error-rate\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("stickycanary_weight_patch_total{outcome=\"success\"} 1"));
         assert!(text.contains("stickycanary_reconcile_duration_seconds_bucket"));
+    }
+
+    #[test]
+    fn rollback_series_start_at_zero_per_reason_and_are_forgotten_with_the_rollout() {
+        let spec: CanaryRolloutSpec = serde_yaml::from_str(
+            "wasmPlugin: {name: stickycanary}\ncanary: {deployment: checkout-canary}\n\
+             prometheus: {address: 'http://127.0.0.1:9'}\n",
+        )
+        .unwrap();
+        let m = Metrics::new();
+        m.init_rollbacks("shop", "checkout", &spec);
+        m.init_rollbacks("shop", "search", &spec);
+        m.count_rollback("shop", "checkout", "latency");
+        let text = m.encode();
+        for reason in ["error-rate", "aborted", "prometheus-unavailable"] {
+            let zero = format!("stickycanary_rollbacks_total{{namespace=\"shop\",rollout=\"checkout\",reason=\"{reason}\"}} 0");
+            assert!(text.contains(&zero), "{zero} in {text}");
+        }
+        assert!(text.contains("stickycanary_rollbacks_total{namespace=\"shop\",rollout=\"checkout\",reason=\"latency\"} 1"));
+        m.forget_rollout("shop", "checkout");
+        let text = m.encode();
+        assert!(!text.contains("rollout=\"checkout\""), "{text}");
+        assert!(text.contains("stickycanary_rollbacks_total{namespace=\"shop\",rollout=\"search\",reason=\"latency\"} 0"));
     }
 }

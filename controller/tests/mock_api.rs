@@ -686,10 +686,20 @@ async fn an_abort_annotation_rolls_back_and_is_recorded_as_handled() {
         .await
         .unwrap();
     finish(server).await;
-    assert!(ctx
-        .metrics
-        .encode()
-        .contains("stickycanary_rollbacks_total{reason=\"aborted\"} 1"));
+    let text = ctx.metrics.encode();
+    assert!(
+        text.contains(
+            "stickycanary_rollbacks_total{namespace=\"shop\",rollout=\"checkout\",reason=\"aborted\"} 1"
+        ),
+        "{text}"
+    );
+    // The other reasons exist at 0, so Prometheus' increase() sees a later rollback.
+    assert!(
+        text.contains(
+            "stickycanary_rollbacks_total{namespace=\"shop\",rollout=\"checkout\",reason=\"error-rate\"} 0"
+        ),
+        "{text}"
+    );
 }
 
 #[tokio::test]

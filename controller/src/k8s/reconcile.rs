@@ -358,9 +358,13 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
     }
     ctx.metrics
         .count_analysis(analysis_result(&observations.metrics, &new_status));
+    ctx.metrics.init_rollbacks(&namespace, &name, spec);
     if new_status.phase == Phase::RolledBack && status.phase != Phase::RolledBack {
-        ctx.metrics
-            .count_rollback(new_status.rollback_reason.as_deref().unwrap_or("unknown"));
+        ctx.metrics.count_rollback(
+            &namespace,
+            &name,
+            new_status.rollback_reason.as_deref().unwrap_or("unknown"),
+        );
     }
     ctx.metrics.set_rollout(
         &namespace,
