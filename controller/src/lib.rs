@@ -20,3 +20,4 @@ pub mod target;
 
 // analysis: the canary-vs-stable statistics and the simulation harness that measures them.
 pub mod analysis;
+pub mod simulate;

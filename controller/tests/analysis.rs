@@ -1,5 +1,7 @@
 //! The comparative check's statistics, as specifications.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use rand::rngs::StdRng;
@@ -259,31 +261,38 @@ fn a_burst_on_canary_alone_still_fails() {
 }
 
 #[test]
-fn nothing_is_counted_during_the_warm_up_after_a_weight_change() {
-    let mut ticker = Ticker::new(ComparativeCheck::default()); // warm-up 30s
+fn latency_waits_out_the_warm_up_after_a_weight_change_but_errors_count_at_once() {
+    let mut ticker = Ticker::new(ComparativeCheck::default()); // latency warm-up 1m
     let stable = version(2700.0, 27.0, 27.0);
-    let terrible = version(300.0, 300.0, 300.0);
-    let [errors, latency] = ticker.tick(30, &terrible, &stable);
+    let slow_canary = version(300.0, 3.0, 300.0);
+    let [errors, latency] = ticker.tick(30, &slow_canary, &stable);
     assert_eq!(
-        errors.decision,
+        latency.decision,
         Decision::Inconclusive,
         "{}",
-        errors.message
+        latency.message
     );
-    assert_eq!(latency.decision, Decision::Inconclusive);
-    assert_eq!(errors.counts.canary_requests, 0.0);
-    // The next window is counted for the 30s after the warm-up.
-    let [errors, _] = ticker.tick(60, &version(300.0, 3.0, 3.0), &stable);
-    assert_eq!(errors.counts.canary_requests, 150.0);
-    // A stage change (new weight) starts a new warm-up.
-    ticker.weight = 25.0;
-    ticker.stage_started = Time(at(60));
-    let [errors, _] = ticker.tick(90, &terrible, &stable);
+    assert_eq!(latency.counts.canary_requests, 0.0);
+    assert_eq!(errors.decision, Decision::Pass);
     assert_eq!(
         errors.counts.canary_requests, 150.0,
+        "errors count from the stage start"
+    );
+    let [_, latency] = ticker.tick(60, &slow_canary, &stable);
+    assert_eq!(latency.counts.canary_requests, 0.0, "still warming up");
+    // After the warm-up, the next window counts for the 30s since it ended.
+    let [_, latency] = ticker.tick(90, &version(300.0, 3.0, 3.0), &stable);
+    assert_eq!(latency.counts.canary_requests, 150.0);
+    assert_eq!(latency.decision, Decision::Pass);
+    // A stage change (new weight) starts a new warm-up.
+    ticker.weight = 25.0;
+    ticker.stage_started = Time(at(90));
+    let [_, latency] = ticker.tick(120, &slow_canary, &stable);
+    assert_eq!(
+        latency.counts.canary_requests, 150.0,
         "nothing new counted in the new warm-up"
     );
-    assert_eq!(errors.decision, Decision::Pass);
+    assert_eq!(latency.decision, Decision::Pass);
 }
 
 #[test]

@@ -11,9 +11,14 @@
 //! every 30s adds half of each window). Irregular ticks make it approximate, never
 //! double-counting more than one window. Counting restarts neither on a controller restart
 //! (the sums live in the status) nor on a stage change: a new weight only starts a new
-//! segment of the same test (see `sequential`), and the first `warmup` of each segment is
-//! skipped so that freshly scaled canary pods and the previous weight's traffic (still in
-//! the sliding window) are not judged.
+//! segment of the same test (see `sequential`). The latency test skips the first `warmup`
+//! of each segment, so that freshly scaled canary pods are not judged while they warm up;
+//! the error test counts from the start (a canary that fails requests is bad even when
+//! cold, and catching it early is the point).
+//!
+//! The first window after a weight change still holds some traffic at the previous
+//! weight. That does not bias the test: within one window requests and events mix the two
+//! weights in the same proportion when the versions are equally good.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -62,8 +67,8 @@ pub struct ComparativeCheck {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]
     pub latency_threshold_ms: Option<f64>,
-    /// Traffic right after each weight change is not counted (canary pods warming up, and
-    /// the previous weight's traffic still inside the sliding window).
+    /// Latency right after each weight change is not counted: canary pods scaled up for
+    /// the new weight are slow while they warm up. (Errors always count.)
     #[serde(default = "default_warmup")]
     pub warmup: Duration,
 }
@@ -81,7 +86,7 @@ fn default_minimum_detectable_increase() -> f64 {
 }
 
 fn default_warmup() -> Duration {
-    Duration::from_secs(30)
+    Duration::from_mins(1)
 }
 
 impl Default for ComparativeCheck {
@@ -121,12 +126,9 @@ impl ComparativeCheck {
 pub struct ComparativeState {
     /// The weight of the current segment; a different weight starts a new one.
     pub segment_weight: f64,
-    /// When the current segment began (its warm-up runs from here).
+    /// When the current segment began (the latency warm-up runs from here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_started_at: Option<Time>,
-    /// Traffic up to here has been counted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub counted_until: Option<Time>,
     /// The histogram boundary (ms) above which a request is slow, once chosen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_threshold_ms: Option<f64>,
@@ -138,6 +140,9 @@ pub struct ComparativeState {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SplitTest {
+    /// Traffic up to here has been counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_until: Option<Time>,
     /// Counted requests and events since the rollout started: the sample sizes.
     pub total: SplitCounts,
     /// Counted since the weight last changed.
@@ -232,10 +237,19 @@ pub fn step(
         state.latency_threshold_ms = choose_latency_threshold(spec, input);
     }
 
-    let fraction = uncounted_fraction(spec, &state, input);
-    if fraction > 0.0 {
-        state.counted_until = Some(now);
-    }
+    let segment_started_at = state.segment_started_at.clone();
+    let error_fraction = take_uncounted(
+        &mut state.errors,
+        segment_started_at.as_ref(),
+        Duration::ZERO,
+        input,
+    );
+    let latency_fraction = take_uncounted(
+        &mut state.slow_requests,
+        segment_started_at.as_ref(),
+        spec.warmup,
+        input,
+    );
     let error_window = SplitCounts {
         canary_requests: input.canary.requests,
         canary_events: input.canary.errors,
@@ -251,7 +265,7 @@ pub fn step(
         ERRORS_CHECK,
         &mut state.errors,
         Some(&error_window),
-        fraction,
+        error_fraction,
         &grid,
         threshold,
         "5xx",
@@ -264,7 +278,7 @@ pub fn step(
         LATENCY_CHECK,
         &mut state.slow_requests,
         slow_window.as_ref(),
-        fraction,
+        latency_fraction,
         &grid,
         threshold,
         &slow_label,
@@ -281,17 +295,30 @@ fn close_segment(test: &mut SplitTest, grid: &[f64]) {
     test.segment = SplitCounts::default();
 }
 
-/// Share of this window that is new, after the segment's warm-up: 0 to 1.
-fn uncounted_fraction(
-    spec: &ComparativeCheck,
-    state: &ComparativeState,
+/// Share of this window the test has not counted yet, after the warm-up (0 to 1); marks
+/// it counted.
+fn take_uncounted(
+    test: &mut SplitTest,
+    segment_started_at: Option<&Time>,
+    warmup: Duration,
     input: &WindowInput<'_>,
 ) -> f64 {
-    let warm_from = state
-        .segment_started_at
-        .as_ref()
-        .and_then(|start| start.0.checked_add(spec.warmup.to_signed()).ok());
-    let counted = state.counted_until.as_ref().map(|time| time.0);
+    let fraction = uncounted_fraction(test, segment_started_at, warmup, input);
+    if fraction > 0.0 {
+        test.counted_until = Some(Time(input.now));
+    }
+    fraction
+}
+
+fn uncounted_fraction(
+    test: &SplitTest,
+    segment_started_at: Option<&Time>,
+    warmup: Duration,
+    input: &WindowInput<'_>,
+) -> f64 {
+    let warm_from =
+        segment_started_at.and_then(|start| start.0.checked_add(warmup.to_signed()).ok());
+    let counted = test.counted_until.as_ref().map(|time| time.0);
     let from = match (warm_from, counted) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),

@@ -36,7 +36,7 @@ pub fn boundary_at_or_above(buckets: &[(f64, f64)], threshold_ms: f64) -> Option
     };
     finite()
         .find(|le| *le >= threshold_ms)
-        .or_else(|| finite().last())
+        .or_else(|| finite().next_back())
 }
 
 /// The smallest finite bucket boundary with at most `tail` of the requests above it
@@ -47,7 +47,7 @@ pub fn tail_boundary(buckets: &[(f64, f64)], tail: f64) -> Option<f64> {
     let finite = || buckets.iter().filter(|(le, _)| le.is_finite());
     finite()
         .find(|(_, count)| (total - count) <= tail * total)
-        .or_else(|| finite().last())
+        .or_else(|| finite().next_back())
         .map(|(le, _)| *le)
 }
 

@@ -99,7 +99,7 @@ pub fn split_log_lr(counts: &SplitCounts, ratio: f64) -> f64 {
     };
     let canary_events = counts.canary_events.max(0.0);
     let stable_events = counts.stable_events.max(0.0);
-    if canary_events + stable_events <= 0.0 || !(ratio > 0.0) {
+    if canary_events + stable_events <= 0.0 || ratio.is_nan() || ratio <= 0.0 {
         return 0.0;
     }
     let canary_odds = share * ratio;

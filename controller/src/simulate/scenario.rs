@@ -1,0 +1,119 @@
+//! The simulated worlds: traffic shape, noise, and what (if anything) is wrong with canary.
+
+/// A shared error burst: both versions' 5xx rate rises by `extra_error_rate` for
+/// `duration_s`, starting at a random time in the rollout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SharedBurst {
+    pub extra_error_rate: f64,
+    pub duration_s: f64,
+}
+
+/// Canary pods start slow: latency × (1 + `extra` · e^(−t/`time_constant_s`)), t from the
+/// rollout's start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WarmUp {
+    pub extra: f64,
+    pub time_constant_s: f64,
+}
+
+/// Everything that describes one simulated rollout's world.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Short name for the report.
+    pub name: &'static str,
+    /// True for a canary that is as good as stable (a rollback is a false positive).
+    pub healthy: bool,
+    /// Mean requests per second over both versions.
+    pub total_rps: f64,
+    /// Diurnal swing: traffic × (1 + amplitude · sin(2πt/period + random phase)).
+    pub diurnal_amplitude: f64,
+    pub diurnal_period_s: f64,
+    pub stable_error_rate: f64,
+    pub canary_error_rate: f64,
+    pub stable_p99_ms: f64,
+    /// Canary latency multiplier (1.3 = p99 +30%).
+    pub canary_latency_factor: f64,
+    pub burst: Option<SharedBurst>,
+    pub warm_up: Option<WarmUp>,
+    /// Relative spread (standard deviation) of canary's share of requests around the
+    /// weight: sticky cohorts are users, not requests.
+    pub cohort_share_jitter: f64,
+    /// `analysis.minRequests` an operator would set for this traffic.
+    pub min_requests: u64,
+}
+
+/// The noise every scenario carries unless it says otherwise.
+fn base(name: &'static str, healthy: bool) -> Scenario {
+    Scenario {
+        name,
+        healthy,
+        total_rps: 50.0,
+        diurnal_amplitude: 0.5,
+        // A compressed day: the rollout (~45 min) sees a large part of a swing.
+        diurnal_period_s: 2.0 * 3600.0,
+        stable_error_rate: 0.01,
+        canary_error_rate: 0.01,
+        stable_p99_ms: 300.0,
+        canary_latency_factor: 1.0,
+        burst: None,
+        warm_up: Some(WarmUp {
+            extra: 1.0,
+            time_constant_s: 20.0,
+        }),
+        cohort_share_jitter: 0.05,
+        min_requests: 100,
+    }
+}
+
+/// A regression at the goals' 50 req/s: steady (Poisson) traffic, canary warm-up.
+fn regression(name: &'static str) -> Scenario {
+    Scenario {
+        diurnal_amplitude: 0.0,
+        ..base(name, false)
+    }
+}
+
+/// The healthy canaries (false-positive rate) and the regressions (detection), in report
+/// order.
+pub fn catalog() -> Vec<Scenario> {
+    let burst = SharedBurst {
+        extra_error_rate: 0.09,
+        duration_s: 90.0,
+    };
+    vec![
+        Scenario {
+            burst: None,
+            ..base("healthy, 50 req/s", true)
+        },
+        Scenario {
+            burst: Some(burst),
+            ..base("healthy, 50 req/s, shared 10% error burst for 90s", true)
+        },
+        Scenario {
+            total_rps: 5.0,
+            min_requests: 20,
+            burst: Some(burst),
+            ..base("healthy, 5 req/s (minRequests 20), shared burst", true)
+        },
+        Scenario {
+            canary_error_rate: 0.02,
+            ..regression("errors 1% -> 2%")
+        },
+        Scenario {
+            canary_error_rate: 0.05,
+            ..regression("errors 1% -> 5%")
+        },
+        Scenario {
+            canary_error_rate: 0.05,
+            ..base("errors 1% -> 5%, traffic swinging +-50%", false)
+        },
+        Scenario {
+            canary_latency_factor: 1.3,
+            ..regression("p99 +30% (300 -> 390ms)")
+        },
+        Scenario {
+            canary_latency_factor: 2.0,
+            ..regression("p99 +100% (300 -> 600ms)")
+        },
+    ]
+}

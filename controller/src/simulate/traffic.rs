@@ -1,0 +1,171 @@
+//! Synthetic per-version traffic: Poisson arrivals, Bernoulli errors and log-normal
+//! latencies binned into the proxy's histogram buckets, generated in short slices.
+
+use rand::rngs::StdRng;
+use rand_distr::{Binomial, Distribution, Poisson};
+
+use crate::observation::VersionWindow;
+
+/// The proxy's `stickycanary_request_duration_ms` buckets (ms), `+Inf` last.
+pub const BUCKETS_MS: [f64; 16] = [
+    5.0,
+    10.0,
+    25.0,
+    50.0,
+    100.0,
+    200.0,
+    250.0,
+    300.0,
+    400.0,
+    500.0,
+    750.0,
+    1000.0,
+    2500.0,
+    5000.0,
+    10000.0,
+    f64::INFINITY,
+];
+
+/// Spread of the log-normal latency (σ of ln ms). With σ = 0.8 the p99 is 6.4× the median.
+pub const LATENCY_SIGMA: f64 = 0.8;
+/// z-score of the 99th percentile.
+const Z99: f64 = 2.326_347_874;
+
+/// Median latency (ms) that gives the wanted p99.
+pub fn median_for_p99(p99_ms: f64) -> f64 {
+    p99_ms / (LATENCY_SIGMA * Z99).exp()
+}
+
+/// One version's traffic in one slice: requests, 5xx and per-bucket (non-cumulative) counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Slice {
+    pub requests: f64,
+    pub errors: f64,
+    pub buckets: [f64; 16],
+}
+
+/// What one version is like during one slice.
+#[derive(Debug, Clone, Copy)]
+pub struct VersionLoad {
+    /// Mean requests in the slice.
+    pub mean_requests: f64,
+    /// Probability that a request is a 5xx.
+    pub error_rate: f64,
+    /// Median latency in ms.
+    pub median_ms: f64,
+}
+
+/// Draw one slice: Poisson(mean) requests, Binomial errors, and a multinomial over the
+/// buckets (as a chain of conditional binomials).
+pub fn draw(load: &VersionLoad, rng: &mut StdRng) -> Slice {
+    let mut slice = Slice::default();
+    let requests = poisson(load.mean_requests, rng);
+    slice.requests = requests as f64;
+    slice.errors = binomial(requests, load.error_rate, rng) as f64;
+    let probabilities = bucket_probabilities(load.median_ms);
+    let mut remaining = requests;
+    let mut mass_left = 1.0;
+    for (index, probability) in probabilities.iter().enumerate() {
+        if remaining == 0 {
+            break;
+        }
+        let count = if index + 1 == probabilities.len() || mass_left <= 0.0 {
+            remaining
+        } else {
+            binomial(remaining, (probability / mass_left).clamp(0.0, 1.0), rng)
+        };
+        slice.buckets[index] = count as f64;
+        remaining -= count;
+        mass_left -= probability;
+    }
+    slice
+}
+
+/// Sum of slices as the engine's window: cumulative buckets and the interpolated p99.
+pub fn window(slices: &[Slice]) -> VersionWindow {
+    let mut requests = 0.0;
+    let mut errors = 0.0;
+    let mut per_bucket = [0.0; 16];
+    for slice in slices {
+        requests += slice.requests;
+        errors += slice.errors;
+        for (sum, count) in per_bucket.iter_mut().zip(slice.buckets) {
+            *sum += count;
+        }
+    }
+    let mut cumulative = 0.0;
+    let latency_buckets: Vec<(f64, f64)> = BUCKETS_MS
+        .iter()
+        .zip(per_bucket)
+        .map(|(le, count)| {
+            cumulative += count;
+            (*le, cumulative)
+        })
+        .collect();
+    let p99_ms = if requests > 0.0 {
+        crate::analysis::histogram::quantile(&latency_buckets, 0.99)
+    } else {
+        None
+    };
+    VersionWindow {
+        requests,
+        errors,
+        p99_ms,
+        latency_buckets,
+    }
+}
+
+/// Probability of each bucket (not cumulative) for a log-normal latency.
+fn bucket_probabilities(median_ms: f64) -> [f64; 16] {
+    let mut probabilities = [0.0; 16];
+    let mut below = 0.0;
+    for (index, le) in BUCKETS_MS.iter().enumerate() {
+        let cdf = if le.is_finite() {
+            normal_cdf((le / median_ms).ln() / LATENCY_SIGMA)
+        } else {
+            1.0
+        };
+        probabilities[index] = (cdf - below).max(0.0);
+        below = cdf.max(below);
+    }
+    probabilities
+}
+
+/// Standard normal CDF via erfc (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7).
+pub fn normal_cdf(z: f64) -> f64 {
+    let x = z.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erfc = poly * (-x * x).exp();
+    if z >= 0.0 {
+        1.0 - 0.5 * erfc
+    } else {
+        0.5 * erfc
+    }
+}
+
+fn poisson(mean: f64, rng: &mut StdRng) -> u64 {
+    if mean.is_nan() || mean <= 0.0 {
+        return 0;
+    }
+    match Poisson::new(mean) {
+        Ok(distribution) => {
+            let draw: f64 = distribution.sample(rng);
+            draw as u64
+        }
+        Err(_) => 0,
+    }
+}
+
+fn binomial(trials: u64, probability: f64, rng: &mut StdRng) -> u64 {
+    if trials == 0 || probability.is_nan() || probability <= 0.0 {
+        return 0;
+    }
+    match Binomial::new(trials, probability.min(1.0)) {
+        Ok(distribution) => distribution.sample(rng),
+        Err(_) => 0,
+    }
+}

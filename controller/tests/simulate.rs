@@ -1,0 +1,144 @@
+//! The simulation's key figures, on reduced runs with fixed seeds (deterministic).
+//! The full figures are in BENCHMARKS.md (`stickycanary-simulate`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use stickycanary::simulate::report::{simulate, FAST_DETECTION_S};
+use stickycanary::simulate::scenario::{catalog, Scenario};
+use stickycanary::simulate::{Options, ScenarioResult, Variant};
+
+fn options(runs: usize) -> Options {
+    Options {
+        healthy_runs: runs,
+        regression_runs: runs,
+        seed: 42,
+        threads: 2,
+    }
+}
+
+fn scenario(name_starts: &str) -> (usize, Scenario) {
+    catalog()
+        .into_iter()
+        .enumerate()
+        .find(|(_, scenario)| scenario.name.starts_with(name_starts))
+        .unwrap()
+}
+
+fn run(name_starts: &str, variant: Variant, runs: usize) -> ScenarioResult {
+    let (index, scenario) = scenario(name_starts);
+    simulate(index, &scenario, variant, &options(runs))
+}
+
+#[test]
+fn healthy_canaries_with_a_shared_error_burst_are_promoted_not_rolled_back() {
+    let result = run("healthy, 50 req/s, shared", Variant::Comparative, 40);
+    assert!(result.rollback_rate() <= 0.05, "{result:?}");
+    assert_eq!(
+        result.rollback_reasons.get("comparative-errors"),
+        None,
+        "{result:?}"
+    );
+    assert!(result.promoted >= 38, "{result:?}");
+    let promotion = result.median_promotion_s().unwrap();
+    assert!(
+        (45.0 * 60.0..=50.0 * 60.0).contains(&promotion),
+        "median promotion {promotion}s"
+    );
+}
+
+#[test]
+fn at_low_traffic_the_comparative_check_adds_no_rollbacks_of_its_own() {
+    // At 5 req/s the seed's 5% guard rail itself trips now and then on a shared burst
+    // (0.5 canary requests/s); the comparative check must not add to that.
+    let result = run("healthy, 5 req/s", Variant::Comparative, 30);
+    let comparative: usize = result
+        .rollback_reasons
+        .iter()
+        .filter(|(reason, _)| reason.starts_with("comparative"))
+        .map(|(_, count)| count)
+        .sum();
+    assert_eq!(comparative, 0, "{result:?}");
+    assert!(result.rollback_rate() <= 0.1, "{result:?}");
+}
+
+#[test]
+fn a_five_fold_error_rate_is_caught_within_two_minutes_by_the_comparative_check_only() {
+    let comparative = run("errors 1% -> 5%", Variant::Comparative, 30);
+    assert!(
+        comparative.rollback_within_rate(FAST_DETECTION_S) >= 0.9,
+        "{comparative:?}"
+    );
+    let thresholds = run("errors 1% -> 5%", Variant::Thresholds, 30);
+    assert!(
+        thresholds.rollback_within_rate(FAST_DETECTION_S)
+            < comparative.rollback_within_rate(FAST_DETECTION_S),
+        "{thresholds:?}"
+    );
+}
+
+#[test]
+fn a_doubled_error_rate_is_caught_within_the_rollout_by_the_comparative_check_only() {
+    let comparative = run("errors 1% -> 2%", Variant::Comparative, 20);
+    assert!(comparative.rollback_rate() >= 0.85, "{comparative:?}");
+    assert!(comparative
+        .rollback_reasons
+        .contains_key("comparative-errors"));
+    let thresholds = run("errors 1% -> 2%", Variant::Thresholds, 20);
+    assert_eq!(
+        thresholds.rolled_back(),
+        0,
+        "a 2% error rate is within the 5% threshold"
+    );
+}
+
+#[test]
+fn a_doubled_p99_is_caught_by_the_latency_comparison() {
+    let comparative = run("p99 +100%", Variant::Comparative, 20);
+    assert!(
+        comparative.rollback_within_rate(FAST_DETECTION_S * 2.0) >= 0.9,
+        "{comparative:?}"
+    );
+    assert!(
+        comparative
+            .rollback_reasons
+            .contains_key("comparative-latency"),
+        "{comparative:?}"
+    );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_figures_whatever_the_thread_count() {
+    let (index, scenario) = scenario("errors 1% -> 5%");
+    let one = simulate(
+        index,
+        &scenario,
+        Variant::Comparative,
+        &Options {
+            threads: 1,
+            ..options(8)
+        },
+    );
+    let three = simulate(
+        index,
+        &scenario,
+        Variant::Comparative,
+        &Options {
+            threads: 3,
+            ..options(8)
+        },
+    );
+    assert_eq!(one, three);
+    let other_seed = simulate(
+        index,
+        &scenario,
+        Variant::Comparative,
+        &Options {
+            seed: 43,
+            ..options(8)
+        },
+    );
+    assert_ne!(
+        one.rollback_times_s, other_seed.rollback_times_s,
+        "the seed matters"
+    );
+}
