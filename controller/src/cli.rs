@@ -51,7 +51,9 @@ pub enum Command {
 --envoy-ecds .scratch/envoy/filter.ecds.json --prometheus http://127.0.0.1:9090 \\\n    \
 --status-file .scratch/checkout.status.json\n\n\
 Stops with exit status 0 when the rollout is Promoted or RolledBack (the status file says which),\n\
-or on Ctrl-C. Run the same command again to resume from the status file."
+or on Ctrl-C. Run the same command again to resume from the status file.\n\
+With --metrics-addr it serves the controller's /metrics while it runs, and for --metrics-linger\n\
+after the rollout finishes (Ctrl-C ends that wait)."
     )]
     Local(LocalArgs),
 
@@ -134,6 +136,13 @@ pub struct LocalArgs {
     /// Run one interval and exit
     #[arg(long)]
     pub once: bool,
+    /// Serve /metrics, /healthz and /readyz here, as `controller` does (e.g. 127.0.0.1:8080)
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// With --metrics-addr: keep serving this long after the rollout finishes, so Prometheus
+    /// scrapes the final phase and the rollback count (0s: exit at once)
+    #[arg(long, default_value = "30s")]
+    pub metrics_linger: crate::duration::Duration,
 }
 
 #[derive(Args, Debug)]

@@ -5,11 +5,14 @@
 //! Each interval: take a queued manual action, query Prometheus (one batched query per
 //! metric), run `engine::decide`, apply its weight to the ECDS file, save the status, print
 //! one progress line. It stops when the rollout is Promoted or RolledBack, or on Ctrl-C.
+//! With `--metrics-addr` it also serves the controller's `/metrics` (see [`serve`]).
 
 pub mod progress;
+pub mod serve;
 pub mod state;
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -18,12 +21,15 @@ use k8s_openapi::jiff::Timestamp;
 use crate::crd::{CanaryRollout, CanaryRolloutStatus, Phase};
 use crate::engine::{self, Action};
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::observation::{
     CanaryHealth, CustomObservation, ManualAction, MetricsObservation, Observations, VersionWindow,
 };
 use crate::prometheus::{render_check_query, MetricsSource, PrometheusSource, RolloutSeries};
 use crate::target::ecds::EcdsFileTarget;
-use crate::target::WeightTarget;
+use crate::target::wasmplugin::PatchOutcomes;
+use crate::target::{TargetError, WeightTarget};
+use serve::{MetricsServer, RolloutLabel};
 use state::LocalState;
 
 /// What `stickycanary local` was asked to do.
@@ -36,6 +42,11 @@ pub struct LocalOptions {
     pub status_file: PathBuf,
     /// Run one interval and exit.
     pub once: bool,
+    /// Serve `/metrics`, `/healthz` and `/readyz` here, as `controller` mode does.
+    pub metrics_addr: Option<SocketAddr>,
+    /// With `metrics_addr`: how long to keep serving after the loop ends on its own, so
+    /// Prometheus scrapes the final phase and the rollback count.
+    pub metrics_linger: Duration,
 }
 
 /// The status file used when `--status-file` is not given: next to the ECDS file.
@@ -88,9 +99,23 @@ pub struct LocalRunner<S: MetricsSource, T: WeightTarget> {
     pub source: S,
     pub target: T,
     pub webhook: Option<reqwest::Client>,
+    /// Weight writes are counted here (`stickycanary_weight_patch_total{outcome}`).
+    pub metrics: Option<Metrics>,
 }
 
 impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
+    /// Writes the weight and counts the outcome as the controller does.
+    async fn set_weight(&self, weight: f64) -> Result<(), TargetError> {
+        let result = self.target.set_weight(&self.key, weight).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.record(match &result {
+                Ok(()) => "success",
+                Err(e) => e.metric_label(),
+            });
+        }
+        result
+    }
+
     async fn observe(&self, manual: Option<ManualAction>) -> Observations {
         let window = self.rollout.spec.analysis.effective_window().as_std();
         let metrics = self
@@ -133,11 +158,7 @@ impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
         if report.weight_error.is_none() && report.status.phase != Phase::Pending {
             if let Ok(current) = self.target.current_weight(&self.key).await {
                 if (current - report.status.weight).abs() > 0.001 {
-                    if let Err(e) = self
-                        .target
-                        .set_weight(&self.key, report.status.weight)
-                        .await
-                    {
+                    if let Err(e) = self.set_weight(report.status.weight).await {
                         report.weight_error = Some(e.to_string());
                     } else {
                         report.events.push((
@@ -167,7 +188,7 @@ impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
         for action in &decision.actions {
             match action {
                 Action::SetWeight(weight) => {
-                    if let Err(e) = self.target.set_weight(&self.key, *weight).await {
+                    if let Err(e) = self.set_weight(*weight).await {
                         weight_error = Some(e.to_string());
                     }
                 }
@@ -210,6 +231,7 @@ fn build_runner(
     rollout: CanaryRollout,
     envoy_ecds: &Path,
     prometheus: &str,
+    metrics: Option<&Metrics>,
 ) -> Result<LocalRunner<PrometheusSource, EcdsFileTarget>, Error> {
     let key = rollout.rollout_key();
     let target = EcdsFileTarget::new(envoy_ecds);
@@ -220,8 +242,11 @@ fn build_runner(
         .interval
         .as_std()
         .clamp(Duration::from_secs(2), Duration::from_secs(10));
-    let source =
+    let mut source =
         PrometheusSource::new(prometheus, timeout).map_err(|e| Error::Invalid(e.to_string()))?;
+    if let Some(metrics) = metrics {
+        source = source.with_query_counter(metrics.prometheus_queries.clone());
+    }
     let webhook = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -237,29 +262,33 @@ fn build_runner(
         source,
         target,
         webhook,
+        metrics: metrics.cloned(),
     })
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return std::future::pending::<()>().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Waits until the next interval, a queued request, or a stop signal (returns true then).
 async fn wait_for_next(deadline: Instant, request_file: &Path) -> bool {
-    let stop = async {
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(t) => t,
-                    Err(_) => return std::future::pending::<()>().await,
-                };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
-                _ = term.recv() => {},
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    };
+    let stop = stop_signal();
     let poll = async {
         loop {
             if Instant::now() >= deadline || request_file.exists() {
@@ -290,7 +319,8 @@ fn progress_line(runner_rollout: &CanaryRollout, report: &TickReport, now: Times
     line
 }
 
-/// Runs the loop; returns the phase it ended in.
+/// Runs the loop; returns the phase it ended in. With `metrics_addr`, the endpoints are
+/// served for the whole run and, when the loop ends on its own, `metrics_linger` longer.
 pub async fn run(options: &LocalOptions, out: &mut (dyn Write + Send)) -> Result<Phase, Error> {
     let rollout = load_rollout(&options.rollout_file)?;
     let name = rollout.metadata.name.clone().unwrap_or_default();
@@ -308,7 +338,68 @@ pub async fn run(options: &LocalOptions, out: &mut (dyn Write + Send)) -> Result
         }
     }
     let _lock = state::LoopLock::acquire(&options.status_file)?;
-    let runner = build_runner(rollout, &options.envoy_ecds, &prometheus)?;
+    let server = match options.metrics_addr {
+        Some(addr) => Some(MetricsServer::start(addr).await?),
+        None => None,
+    };
+    let runner = build_runner(
+        rollout,
+        &options.envoy_ecds,
+        &prometheus,
+        server.as_ref().map(MetricsServer::metrics),
+    );
+    let runner = match runner {
+        Ok(runner) => runner,
+        Err(e) => {
+            if let Some(server) = server {
+                server.shutdown().await;
+            }
+            return Err(e);
+        }
+    };
+    let outcome = drive(options, &runner, server.as_ref(), saved, &prometheus, out).await;
+    if let Some(server) = server {
+        if let Ok((_, false)) = &outcome {
+            let linger = options.metrics_linger;
+            if !linger.is_zero() {
+                let _ = writeln!(
+                    out,
+                    "serving final metrics on http://{}/metrics for {}s (Ctrl-C to stop now)",
+                    server.addr,
+                    linger.as_secs_f64()
+                );
+                let _ = out.flush();
+                tokio::select! {
+                    _ = stop_signal() => {},
+                    _ = tokio::time::sleep(linger) => {},
+                }
+            }
+        }
+        server.shutdown().await;
+    }
+    outcome.map(|(phase, _)| phase)
+}
+
+/// The loop itself; returns the final phase and whether a stop signal ended it.
+async fn drive(
+    options: &LocalOptions,
+    runner: &LocalRunner<PrometheusSource, EcdsFileTarget>,
+    server: Option<&MetricsServer>,
+    saved: Option<LocalState>,
+    prometheus: &str,
+    out: &mut (dyn Write + Send),
+) -> Result<(Phase, bool), Error> {
+    let name = runner.rollout.metadata.name.clone().unwrap_or_default();
+    let namespace = runner
+        .rollout
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_string());
+    let label = RolloutLabel {
+        namespace: &namespace,
+        name: &name,
+    };
     let mut local = saved.unwrap_or(LocalState {
         rollout: name.clone(),
         rollout_file: None,
@@ -318,7 +409,7 @@ pub async fn run(options: &LocalOptions, out: &mut (dyn Write + Send)) -> Result
     });
     local.rollout_file = std::fs::canonicalize(&options.rollout_file).ok();
     local.envoy_ecds = std::fs::canonicalize(&options.envoy_ecds).ok();
-    local.prometheus = Some(prometheus.clone());
+    local.prometheus = Some(prometheus.to_string());
     let _ = writeln!(
         out,
         "stickycanary local: rollout {name} (key {}) | ECDS {} | Prometheus {prometheus} | status {} | resuming from {} stage {}",
@@ -328,6 +419,19 @@ pub async fn run(options: &LocalOptions, out: &mut (dyn Write + Send)) -> Result
         local.status.phase,
         local.status.stage_index + 1,
     );
+    if let Some(server) = server {
+        serve::record_start(
+            server.metrics(),
+            &label,
+            &runner.rollout.spec,
+            &local.status,
+        );
+        let _ = writeln!(
+            out,
+            "serving /metrics, /healthz, /readyz on http://{}",
+            server.addr
+        );
+    }
     let interval = runner
         .rollout
         .spec
@@ -347,8 +451,14 @@ pub async fn run(options: &LocalOptions, out: &mut (dyn Write + Send)) -> Result
         };
         let now = Timestamp::now();
         let report = runner.tick(&local.status, manual, now).await;
+        if let Some(server) = server {
+            serve::record_tick(server.metrics(), &label, &local.status, &report);
+        }
         local.status = report.status.clone();
         state::save(&options.status_file, &local)?;
+        if let Some(server) = server {
+            server.set_ready();
+        }
         let _ = writeln!(out, "{}", progress_line(&runner.rollout, &report, now));
         for (reason, message) in report.events.iter().skip(1) {
             let _ = writeln!(out, "    {reason}: {message}");
@@ -361,10 +471,10 @@ pub async fn run(options: &LocalOptions, out: &mut (dyn Write + Send)) -> Result
                 "rollout {name} finished: {phase} at weight {}%",
                 local.status.weight
             );
-            return Ok(phase);
+            return Ok((phase, false));
         }
         if options.once {
-            return Ok(phase);
+            return Ok((phase, false));
         }
         if wait_for_next(started + interval, &request_file).await {
             let _ = writeln!(
@@ -372,7 +482,7 @@ pub async fn run(options: &LocalOptions, out: &mut (dyn Write + Send)) -> Result
                 "stopped; status saved to {} (run the same command to resume)",
                 options.status_file.display()
             );
-            return Ok(phase);
+            return Ok((phase, true));
         }
     }
 }
@@ -407,7 +517,7 @@ pub async fn apply_directly(
     };
     let rollout = load_rollout(&rollout_file)?;
     let prometheus = local.prometheus.clone().unwrap_or_default();
-    let runner = build_runner(rollout, &envoy_ecds, &prometheus)?;
+    let runner = build_runner(rollout, &envoy_ecds, &prometheus, None)?;
     // The engine needs a window; an empty one is "no data", which never breaches.
     let observations = Observations {
         metrics: MetricsObservation::Window {

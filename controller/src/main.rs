@@ -41,6 +41,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 prometheus: args.prometheus,
                 status_file,
                 once: args.once,
+                metrics_addr: args.metrics_addr,
+                metrics_linger: args.metrics_linger.as_std(),
             };
             let mut stdout = std::io::stdout();
             local::run(&options, &mut stdout).await?;

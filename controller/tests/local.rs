@@ -495,3 +495,123 @@ fn status_file_and_lock_live_next_to_each_other() {
         PathBuf::from("/tmp/x/status.json.request")
     );
 }
+
+/// The address `local --metrics-addr 127.0.0.1:0` printed it serves on.
+async fn served_addr(run: &Running) -> String {
+    let mut addr = None;
+    poll_until("the metrics address line", Duration::from_secs(10), || {
+        addr = run.output().lines().find_map(|l| {
+            l.strip_prefix("serving /metrics, /healthz, /readyz on ")
+                .map(str::to_string)
+        });
+        addr.is_some()
+    })
+    .await;
+    addr.unwrap()
+}
+
+async fn scrape(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_addr_serves_the_rollout_series_and_lingers_after_a_rollback() {
+    let prometheus = fake_prometheus(HEALTHY).await;
+    let scene = Scene::new(30);
+    let mut run = Running::start(scene.command(
+        &prometheus.url,
+        &["--metrics-addr", "127.0.0.1:0", "--metrics-linger", "60s"],
+    ));
+    let base = served_addr(&run).await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let metrics = format!("{base}/metrics");
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !text
+        .contains(r#"stickycanary_rollout_weight{namespace="default",rollout="checkout"} 10.0"#)
+    {
+        assert!(Instant::now() < deadline, "no weight 10 in:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        text = scrape(&http, &metrics).await;
+    }
+    assert_eq!(
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "ready after the first interval"
+    );
+    for line in [
+        r#"stickycanary_rollout_phase{namespace="default",rollout="checkout",phase="Progressing"} 1"#,
+        r#"stickycanary_rollbacks_total{namespace="default",rollout="checkout",reason="error-rate"} 0"#,
+        r#"stickycanary_weight_patch_total{outcome="success"} 1"#,
+        r#"stickycanary_analysis_total{result="#,
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+
+    prometheus.traffic.lock().unwrap().canary_5xx = 100.0;
+    poll_until("the rollback", Duration::from_secs(15), || {
+        run.output().contains("finished: RolledBack")
+    })
+    .await;
+    // The loop is done but the endpoint stays up for the linger time.
+    let text = scrape(&http, &metrics).await;
+    for line in [
+        r#"stickycanary_rollout_weight{namespace="default",rollout="checkout"} 0.0"#,
+        r#"stickycanary_rollout_phase{namespace="default",rollout="checkout",phase="RolledBack"} 1"#,
+        r#"stickycanary_rollbacks_total{namespace="default",rollout="checkout",reason="error-rate"} 1"#,
+        r#"stickycanary_rollbacks_total{namespace="default",rollout="checkout",reason="latency"} 0"#,
+        r#"stickycanary_analysis_total{result="fail"}"#,
+        r#"stickycanary_weight_patch_total{outcome="success"} 2"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    let queries: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("stickycanary_prometheus_queries_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(queries >= 3.0, "{queries} queries counted");
+    assert!(run.child.try_wait().unwrap().is_none(), "lingering");
+
+    // SIGTERM ends the linger at once, with success.
+    let pid = run.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = run.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{}", run.output());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_addr_in_use_is_one_line_and_changes_nothing() {
+    let prometheus = fake_prometheus(HEALTHY).await;
+    let scene = Scene::new(30);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run_to_end(&mut scene.command(&prometheus.url, &["--metrics-addr", &addr, "--once"]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--metrics-addr"), "{err}");
+    assert_eq!(scene.weight(), 0.0, "nothing was applied");
+    assert!(!scene.path("status.json").exists());
+}
