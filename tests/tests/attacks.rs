@@ -122,7 +122,12 @@ impl Rig {
 
     /// `GET /` with `Host: host` and `extra` header lines, as raw bytes.
     fn send(&self, host: &[u8], extra: &[(&[u8], &[u8])]) -> Reply {
-        let mut head = b"GET / HTTP/1.1\r\nhost: ".to_vec();
+        self.send_to("/", host, extra).0
+    }
+
+    /// `GET path`, like [`Rig::send`]; also returns the response body.
+    fn send_to(&self, path: &str, host: &[u8], extra: &[(&[u8], &[u8])]) -> (Reply, Vec<u8>) {
+        let mut head = format!("GET {path} HTTP/1.1\r\nhost: ").into_bytes();
         head.extend_from_slice(host);
         head.extend_from_slice(b"\r\n");
         for (name, value) in extra {
@@ -183,7 +188,7 @@ impl Reply {
 }
 
 /// Write `request`, read until the server closes (the request asked for `connection: close`).
-fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Reply {
+fn raw_exchange(addr: SocketAddr, request: &[u8]) -> (Reply, Vec<u8>) {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -197,10 +202,11 @@ fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Reply {
     let mut bytes = Vec::new();
     let _ = stream.read_to_end(&mut bytes);
     if bytes.is_empty() {
-        return Reply {
+        let refused = Reply {
             status: 0,
             headers: Vec::new(),
         };
+        return (refused, Vec::new());
     }
     let end = bytes
         .windows(4)
@@ -217,7 +223,8 @@ fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Reply {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    Reply { status, headers }
+    let body = bytes.get(end + 4..).unwrap_or_default().to_vec();
+    (Reply { status, headers }, body)
 }
 
 /// The request reached `version`, and the upstream saw exactly the filter's routing header
@@ -868,4 +875,27 @@ fn names_that_try_to_inject_stat_tags_are_rejected_at_config_time() {
         );
     }
     assert_envoy_healthy_with(&mut rig, "stat tag injection", true);
+}
+
+/// The tester's token is for the proxy only: a matched request loses `x-canary-override-token`
+/// before it goes upstream (`/__echo` returns the headers the backend received).
+#[test]
+fn the_override_token_does_not_reach_the_upstream() {
+    let rig = Rig::start(&plugin_config(0.0));
+    let (reply, body) = rig.send_to(
+        "/__echo",
+        HOST.as_bytes(),
+        &[
+            hv(b"x-canary-override", b"canary"),
+            hv(b"x-canary-override-token", TOKEN.as_bytes()),
+            hv(b"x-user-id", b"u1"),
+        ],
+    );
+    assert_routed(&reply, "canary", "override with the token");
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("x-user-id"), "no echo: {body}");
+    assert!(
+        !body.contains(TOKEN),
+        "the upstream received the token: {body}"
+    );
 }
