@@ -130,7 +130,8 @@ pub struct LocalArgs {
     /// Prometheus base URL (overrides spec.prometheus.address)
     #[arg(long)]
     pub prometheus: Option<String>,
-    /// Where the status is kept (default: <rollout name>.status.json next to the ECDS file)
+    /// Where the status is kept (default: <rollout name>.status.json next to the rollout
+    /// file; never in the ECDS file's directory, which Envoy watches)
     #[arg(long)]
     pub status_file: Option<PathBuf>,
     /// Run one interval and exit

@@ -49,10 +49,34 @@ pub struct LocalOptions {
     pub metrics_linger: Duration,
 }
 
-/// The status file used when `--status-file` is not given: next to the ECDS file.
-pub fn default_status_file(rollout_name: &str, envoy_ecds: &Path) -> PathBuf {
-    let dir = envoy_ecds.parent().unwrap_or(Path::new("."));
-    dir.join(format!("{rollout_name}.status.json"))
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// The status file used when `--status-file` is not given: `<name>.status.json` next to
+/// the rollout file. Never next to the ECDS file: Envoy watches that directory, and the
+/// status file's `.lock`, `.request` and temporary files would be noise for its watcher,
+/// so a rollout file kept in that directory needs an explicit `--status-file`.
+pub fn default_status_file(
+    rollout_name: &str,
+    rollout_file: &Path,
+    envoy_ecds: &Path,
+) -> Result<PathBuf, Error> {
+    let dir = parent_dir(rollout_file);
+    let same = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if same(dir, parent_dir(envoy_ecds)) {
+        return Err(Error::Invalid(format!(
+            "--status-file: required when the rollout file is in the ECDS file's directory {} (Envoy watches it; keep the status elsewhere)",
+            dir.display()
+        )));
+    }
+    Ok(dir.join(format!("{rollout_name}.status.json")))
 }
 
 /// Reads and checks a CanaryRollout YAML file.

@@ -29,12 +29,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Local(args) => {
             init_tracing(cli.log_format, "warn");
             let rollout = local::load_rollout(&args.rollout)?;
-            let status_file = args.status_file.clone().unwrap_or_else(|| {
-                local::default_status_file(
+            let status_file = match args.status_file.clone() {
+                Some(path) => path,
+                None => local::default_status_file(
                     rollout.metadata.name.as_deref().unwrap_or("rollout"),
+                    &args.rollout,
                     &args.envoy_ecds,
-                )
-            });
+                )?,
+            };
             let options = local::LocalOptions {
                 rollout_file: args.rollout,
                 envoy_ecds: args.envoy_ecds,

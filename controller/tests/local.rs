@@ -615,3 +615,48 @@ async fn metrics_addr_in_use_is_one_line_and_changes_nothing() {
     assert_eq!(scene.weight(), 0.0, "nothing was applied");
     assert!(!scene.path("status.json").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_status_file_is_next_to_the_rollout_not_in_envoys_watched_directory() {
+    let prometheus = fake_prometheus(HEALTHY).await;
+    let scene = Scene::new(30);
+    let envoy_dir = scene.path("envoy");
+    fs::create_dir(&envoy_dir).unwrap();
+    let ecds = envoy_dir.join("filter.ecds.json");
+    fs::rename(scene.path("filter.ecds.json"), &ecds).unwrap();
+    let local = |rollout: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_stickycanary"))
+            .arg("local")
+            .arg("--rollout")
+            .arg(rollout)
+            .arg("--envoy-ecds")
+            .arg(&ecds)
+            .args(["--prometheus", &prometheus.url, "--once"])
+            .output()
+            .unwrap()
+    };
+    let out = local(&scene.path("rollout.yaml"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved: Value =
+        serde_json::from_slice(&fs::read(scene.path("checkout.status.json")).unwrap()).unwrap();
+    assert_eq!(saved["status"]["weight"], json!(10.0));
+    let in_watched: Vec<String> = fs::read_dir(&envoy_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(in_watched, vec!["filter.ecds.json".to_string()]);
+
+    // A rollout file inside the watched directory has no safe default: one-line error.
+    let inside = envoy_dir.join("rollout.yaml");
+    fs::copy(scene.path("rollout.yaml"), &inside).unwrap();
+    let out = local(&inside);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--status-file"), "{err}");
+    assert!(!envoy_dir.join("checkout.status.json").exists());
+}
