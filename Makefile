@@ -18,7 +18,7 @@ build: deps filter ## Build the filter and every binary (stickycanary, sc-backen
 	cargo build --workspace --bins --locked
 
 test: deps filter ## Run every test: unit, property, mocked-API, real Envoy and Prometheus
-	cargo test --workspace --locked
+	cargo test --workspace --locked --no-fail-fast
 
 demo: build ## The main job, locally: promote a healthy canary, roll back a failing one
 	target/debug/sc-demo
