@@ -57,7 +57,17 @@ fn read_input(path: &Path) -> Result<Vec<u8>, Error> {
 pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
     let bytes = read_input(&args.file)?;
     let name = args.file.display().to_string();
-    let looks_like_plugin_config = serde_json::from_slice::<serde_json::Value>(&bytes)
+    // A document that opens with `{` is JSON: its own parser's error says what is wrong,
+    // where the YAML parser would report something about flow mappings.
+    let opens_as_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let parsed = serde_json::from_slice::<serde_json::Value>(&bytes);
+    if opens_as_json && parsed.is_err() {
+        return Err(match PluginConfig::from_json(&bytes) {
+            Err(e) => Error::Invalid(format!("{name}: {e}")),
+            Ok(_) => Error::Invalid(format!("{name}: (root): malformed JSON")),
+        });
+    }
+    let looks_like_plugin_config = parsed
         .map(|v| v.get("kind").is_none() && v.get("apiVersion").is_none())
         .unwrap_or(false);
     if looks_like_plugin_config {

@@ -232,3 +232,23 @@ fn help_shows_examples() {
     }
     assert!(text.contains("Examples:"));
 }
+
+#[test]
+fn validate_of_malformed_json_reports_the_json_error_not_a_yaml_one() {
+    // A trailing comma: YAML would call this a flow-mapping problem.
+    let (_d, bad) = scratch_file(
+        "config.json",
+        "  \n{\"rollouts\": {\"checkout\": {\"hosts\": [\"checkout\"], \"weight\": 10},}}",
+    );
+    let err = assert_one_line_error(&stickycanary(&["validate", bad.to_str().unwrap()]));
+    assert!(err.contains("config.json: (root): malformed JSON"), "{err}");
+    assert!(err.contains("line 2"), "the JSON parser's position: {err}");
+    assert!(!err.to_lowercase().contains("yaml"), "{err}");
+
+    // A CanaryRollout written as JSON still validates as one.
+    let json_rollout: serde_json::Value = serde_yaml::from_str(GOOD_ROLLOUT).unwrap();
+    let (_d, good) = scratch_file("rollout.json", &json_rollout.to_string());
+    let out = stickycanary(&["validate", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("valid CanaryRollout checkout"));
+}
