@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::k8s::manual::{request_value, REQUEST_ANNOTATION};
 use crate::local::state;
 use crate::observation::ManualAction;
+use crate::validate::unknown_fields::unknown_fields_in_yaml;
 
 /// `stickycanary assign`: the filter's own bucket and threshold.
 pub fn assign(args: &AssignArgs) -> Result<String, Error> {
@@ -84,10 +85,14 @@ pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
         String::from_utf8(bytes).map_err(|_| Error::Invalid(format!("{name}: not UTF-8 text")))?;
     let rollout: CanaryRollout = serde_yaml::from_str(&text)
         .map_err(|e| Error::Invalid(format!("{name}: {}", e.to_string().replace('\n', " "))))?;
-    crate::validate::validate_rollout(&rollout).map_err(|errors| {
+    let mut errors = unknown_fields_in_yaml(&text);
+    if let Err(invalid) = crate::validate::validate_rollout(&rollout) {
+        errors.extend(invalid);
+    }
+    if !errors.is_empty() {
         let lines: Vec<String> = errors.iter().map(|e| format!("{name}: {e}")).collect();
-        Error::Invalid(lines.join("\n"))
-    })?;
+        return Err(Error::Invalid(lines.join("\n")));
+    }
     Ok(format!(
         "{name}: valid CanaryRollout {} ({} stages, rollout key {})",
         rollout.metadata.name.as_deref().unwrap_or_default(),

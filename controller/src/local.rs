@@ -97,13 +97,18 @@ pub fn load_rollout(path: &Path) -> Result<CanaryRollout, Error> {
     {
         return Err(err("metadata.name: required".to_string()));
     }
-    crate::validate::validate_rollout(&rollout).map_err(|errors| {
-        err(errors
+    // A typo such as `errorRates:` would otherwise leave the default check in force.
+    let mut errors = crate::validate::unknown_fields::unknown_fields_in_yaml(&text);
+    if let Err(invalid) = crate::validate::validate_rollout(&rollout) {
+        errors.extend(invalid);
+    }
+    if !errors.is_empty() {
+        return Err(err(errors
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
-            .join("; "))
-    })?;
+            .join("; ")));
+    }
     Ok(rollout)
 }
 

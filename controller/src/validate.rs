@@ -5,6 +5,8 @@
 //! The schema's own bounds are checked again here because local mode reads the spec from
 //! a file, without an API server in front of it. Every error is one line naming the field.
 
+pub mod unknown_fields;
+
 use std::collections::BTreeSet;
 
 use stickycanary_filter::config::{validate_label, PluginConfig};

@@ -252,3 +252,34 @@ fn validate_of_malformed_json_reports_the_json_error_not_a_yaml_one() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("valid CanaryRollout checkout"));
 }
+
+#[test]
+fn validate_and_local_name_an_unknown_field_in_a_rollout() {
+    let typo = GOOD_ROLLOUT.to_string() + "  analysis:\n    errorRates: {maxPercent: 1}\n";
+    let (dir, bad) = scratch_file("rollout.yaml", &typo);
+    let err = assert_one_line_error(&stickycanary(&["validate", bad.to_str().unwrap()]));
+    assert!(
+        err.contains("rollout.yaml: spec.analysis.errorRates: unknown field (expected one of: "),
+        "{err}"
+    );
+    assert!(
+        err.contains("errorRate,"),
+        "the right name is suggested: {err}"
+    );
+
+    // local refuses it before touching anything.
+    let ecds = dir.path().join("envoy").join("filter.ecds.json");
+    let err = assert_one_line_error(&stickycanary(&[
+        "local",
+        "--rollout",
+        bad.to_str().unwrap(),
+        "--envoy-ecds",
+        ecds.to_str().unwrap(),
+        "--once",
+    ]));
+    assert!(
+        err.contains("spec.analysis.errorRates: unknown field"),
+        "{err}"
+    );
+    assert!(!dir.path().join("checkout.status.json").exists());
+}
