@@ -23,10 +23,11 @@ test: deps filter ## Run every test: unit, property, mocked-API, real Envoy and 
 demo: build ## The main job, locally: promote a healthy canary, roll back a failing one
 	target/debug/sc-demo
 
-bench: deps ## Benchmarks, one run, side by side: data plane vs peers (~8 min), rollout timing
+bench: deps ## Benchmarks in one run: data plane vs peers (~8 min), rollout timing, analysis simulation
 	scripts/bench.sh
 	cargo build --workspace --bins --locked
 	target/debug/sc-rollout-timing --runs 5
+	cargo run --release --locked -p stickycanary --bin stickycanary-simulate
 
 oci: filter ## Pack the filter as an OCI image (target/oci/stickycanary) and pin its digest in manifests/istio
 	scripts/oci.sh
