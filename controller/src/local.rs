@@ -7,9 +7,12 @@
 //! one progress line. It stops when the rollout is Promoted or RolledBack, or on Ctrl-C.
 //! With `--metrics-addr` it also serves the controller's `/metrics` (see [`serve`]).
 
+pub mod direct;
 pub mod progress;
 pub mod serve;
 pub mod state;
+
+pub use direct::apply_directly;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -23,7 +26,7 @@ use crate::engine::{self, Action};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::observation::{
-    CanaryHealth, CustomObservation, ManualAction, MetricsObservation, Observations, VersionWindow,
+    CanaryHealth, CustomObservation, ManualAction, MetricsObservation, Observations,
 };
 use crate::prometheus::{render_check_query, MetricsSource, PrometheusSource, RolloutSeries};
 use crate::target::ecds::EcdsFileTarget;
@@ -212,6 +215,17 @@ impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
         now: Timestamp,
     ) -> TickReport {
         let decision = engine::decide(&self.rollout.spec, status, now, &observations);
+        self.carry_out(status, decision, observations.metrics).await
+    }
+
+    /// Applies a decision's actions; the returned status is the previous one when the
+    /// weight could not be written.
+    pub async fn carry_out(
+        &self,
+        status: &CanaryRolloutStatus,
+        decision: engine::Decision,
+        metrics: MetricsObservation,
+    ) -> TickReport {
         let mut events = Vec::new();
         let mut weight_error = None;
         for action in &decision.actions {
@@ -234,7 +248,7 @@ impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
         };
         TickReport {
             status,
-            metrics: observations.metrics,
+            metrics,
             events,
             weight_error,
         }
@@ -514,56 +528,4 @@ async fn drive(
             return Ok((phase, true));
         }
     }
-}
-
-/// Applies a manual action when no local loop is running: loads the spec and ECDS path
-/// recorded in the status file, runs the engine once with the action and no metrics, and
-/// saves the result.
-pub async fn apply_directly(
-    status_file: &Path,
-    name: &str,
-    action: ManualAction,
-) -> Result<CanaryRolloutStatus, Error> {
-    let status_error = |reason: String| Error::StatusFile {
-        path: status_file.display().to_string(),
-        reason,
-    };
-    let mut local = state::load(status_file)?.ok_or_else(|| {
-        status_error("does not exist; start `stickycanary local` first".to_string())
-    })?;
-    if local.rollout != name {
-        return Err(status_error(format!(
-            "holds rollout {:?}, not {name:?}",
-            local.rollout
-        )));
-    }
-    let (Some(rollout_file), Some(envoy_ecds)) =
-        (local.rollout_file.clone(), local.envoy_ecds.clone())
-    else {
-        return Err(status_error(
-            "does not record the rollout and ECDS files; run `stickycanary local` once".to_string(),
-        ));
-    };
-    let rollout = load_rollout(&rollout_file)?;
-    let prometheus = local.prometheus.clone().unwrap_or_default();
-    let runner = build_runner(rollout, &envoy_ecds, &prometheus, None)?;
-    // The engine needs a window; an empty one is "no data", which never breaches.
-    let observations = Observations {
-        metrics: MetricsObservation::Window {
-            canary: VersionWindow::default(),
-            stable: VersionWindow::default(),
-        },
-        custom: Vec::new(),
-        canary_health: CanaryHealth::Unknown,
-        manual: Some(action),
-    };
-    let report = runner
-        .apply(&local.status, observations, Timestamp::now())
-        .await;
-    if let Some(e) = report.weight_error {
-        return Err(Error::Io(e));
-    }
-    local.status = report.status;
-    state::save(status_file, &local)?;
-    Ok(local.status)
 }

@@ -660,3 +660,82 @@ async fn the_default_status_file_is_next_to_the_rollout_not_in_envoys_watched_di
     assert!(err.contains("--status-file"), "{err}");
     assert!(!envoy_dir.join("checkout.status.json").exists());
 }
+
+/// `stickycanary <verb> checkout --status-file ...` with no loop running.
+fn manual_action(scene: &Scene, verb: &str) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_stickycanary"))
+        .args([verb, "checkout", "--status-file"])
+        .arg(scene.path("status.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{verb}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no local loop running"),
+        "applied directly"
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_pause_or_resume_keeps_the_last_analysis_and_the_outage_clock() {
+    let prometheus = fake_prometheus(HEALTHY).await;
+    let scene = Scene::new(30);
+    let once = |scene: &Scene| {
+        let out = run_to_end(&mut scene.command(&prometheus.url, &["--once"]));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    once(&scene); // Pending -> stage 1 at 10%
+    once(&scene); // a real window: 500 canary requests
+    prometheus.traffic.lock().unwrap().down = true;
+    once(&scene); // the outage starts
+    let before = scene.status()["status"].clone();
+    assert_eq!(before["lastAnalysis"]["canary"]["requests"], json!(500.0));
+    assert!(before["prometheusUnavailableSince"].is_string(), "{before}");
+    let degraded = |status: &Value| {
+        status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Degraded")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(degraded(&before)["reason"], "PrometheusUnavailable");
+
+    manual_action(&scene, "pause");
+    let paused = scene.status()["status"].clone();
+    assert_eq!(paused["phase"], "Paused");
+    for field in [
+        "lastAnalysis",
+        "prometheusUnavailableSince",
+        "breachStartedAt",
+        "inconclusiveSince",
+    ] {
+        assert_eq!(paused[field], before[field], "{field} changed by a pause");
+    }
+    assert_eq!(degraded(&paused), degraded(&before));
+    assert_eq!(scene.weight(), 10.0);
+
+    manual_action(&scene, "resume");
+    let resumed = scene.status()["status"].clone();
+    assert_eq!(resumed["phase"], "Progressing");
+    assert_eq!(resumed["lastAnalysis"], before["lastAnalysis"]);
+    assert_eq!(
+        resumed["prometheusUnavailableSince"], before["prometheusUnavailableSince"],
+        "the grace timer was not restarted"
+    );
+    assert_eq!(scene.weight(), 10.0);
+
+    // The action's own effect still lands: abort rolls back from here.
+    manual_action(&scene, "abort");
+    assert_eq!(scene.status()["status"]["phase"], "RolledBack");
+    assert_eq!(scene.weight(), 0.0);
+}
