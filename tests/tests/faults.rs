@@ -131,9 +131,9 @@ fn controller_killed_and_restarted_five_times_still_promotes_stage_by_stage() {
     let opts = StackOptions {
         plan: RolloutPlan {
             stages: vec![
-                (10.0, Some("6s")),
-                (25.0, Some("6s")),
-                (50.0, Some("6s")),
+                (10.0, Some("8s")),
+                (25.0, Some("8s")),
+                (50.0, Some("8s")),
                 (100.0, None),
             ],
             ..RolloutPlan::default()
@@ -152,9 +152,11 @@ fn controller_killed_and_restarted_five_times_still_promotes_stage_by_stage() {
         .wait_status(Duration::from_secs(60), |s| phase_of(s) == "Progressing")
         .expect("the rollout starts");
     // Kill at different points of the stages (SIGKILL: no chance to save anything), stay down
-    // a moment, start again; sample the weight Envoy reads all the while.
+    // a moment, start again; sample the weight Envoy reads all the while. The kills land about
+    // 2.5, 6.2, 9.2, 12.9 and 16.6 s into the rollout: twice in each of the first two 8 s stages
+    // and once in the third, and well before the earliest possible promotion (24 s).
     let mut kills = 0;
-    for pause_ms in [1_500u64, 2_700, 3_900, 2_100, 3_300] {
+    for pause_ms in [2_500u64, 3_000, 2_300, 3_000, 3_000] {
         let until = Instant::now() + Duration::from_millis(pause_ms);
         while Instant::now() < until {
             sample(&stack, &mut meter);
