@@ -13,6 +13,11 @@ pub struct Row {
     pub intervals: usize,
     pub queries_min: u64,
     pub queries_max: u64,
+    pub queries_total: u64,
+    pub fetches_total: u64,
+    /// Intervals that sent no query: the batch from the previous interval was still fresh.
+    pub reused_intervals: usize,
+    pub fetch_median_ms: f64,
     pub wall_median_ms: f64,
     pub wall_max_ms: f64,
     pub cpu_median_ms: f64,
@@ -49,6 +54,16 @@ impl Row {
             intervals: r.intervals.len(),
             queries_min: r.intervals.iter().map(|s| s.queries).min().unwrap_or(0),
             queries_max: r.intervals.iter().map(|s| s.queries).max().unwrap_or(0),
+            queries_total: r.intervals.iter().map(|s| s.queries).sum(),
+            fetches_total: r.intervals.iter().map(|s| s.fetches).sum(),
+            reused_intervals: r.intervals.iter().filter(|s| s.fetches == 0).count(),
+            fetch_median_ms: median(
+                r.intervals
+                    .iter()
+                    .filter(|s| s.fetches > 0)
+                    .map(|s| s.fetch_ms / s.fetches as f64)
+                    .collect(),
+            ),
             wall_median_ms: median(walls.clone()),
             wall_max_ms: walls.iter().copied().fold(0.0, f64::max),
             cpu_median_ms: median(cpus.clone()),
@@ -71,6 +86,18 @@ impl Row {
         }
     }
 
+    /// Queries per batch fetch; `0` when nothing was fetched.
+    fn per_fetch(&self) -> String {
+        match self.queries_total.checked_div(self.fetches_total) {
+            Some(q) if q * self.fetches_total == self.queries_total => q.to_string(),
+            Some(_) => format!(
+                "{:.2}",
+                self.queries_total as f64 / self.fetches_total as f64
+            ),
+            None => "0".to_string(),
+        }
+    }
+
     fn queries(&self) -> String {
         if self.queries_min == self.queries_max {
             self.queries_min.to_string()
@@ -85,9 +112,11 @@ pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:>9} {:>13} {:>14} {:>13} {:>13} {:>13} {:>14} {:>10}",
+        "{:>9} {:>13} {:>11} {:>14} {:>14} {:>13} {:>13} {:>13} {:>14} {:>10}",
         "rollouts",
         "queries/intvl",
+        "q/fetch",
+        "fetch ms (med)",
         "wall ms (med)",
         "wall ms (max)",
         "CPU ms (med)",
@@ -98,9 +127,11 @@ pub fn table(rows: &[Row]) -> String {
     for r in rows {
         let _ = writeln!(
             out,
-            "{:>9} {:>13} {:>14.1} {:>13.1} {:>13.1} {:>13.1} {:>14.1} {:>10}",
+            "{:>9} {:>13} {:>11} {:>14.1} {:>14.1} {:>13.1} {:>13.1} {:>13.1} {:>14.1} {:>10}",
             r.rollouts,
             r.queries(),
+            r.per_fetch(),
+            r.fetch_median_ms,
             r.wall_median_ms,
             r.wall_max_ms,
             r.cpu_median_ms,
@@ -116,15 +147,25 @@ pub fn table(rows: &[Row]) -> String {
 pub fn goals(rows: &[Row]) -> Vec<String> {
     let mut lines = Vec::new();
     let counts: Vec<String> = rows.iter().map(Row::queries).collect();
+    let per_fetch: Vec<String> = rows.iter().map(Row::per_fetch).collect();
+    // Flat: every fetch is the same few queries whatever N is, and no interval sends more
+    // than one fetch's worth. An interval that sends none reused a still-fresh batch.
     let first = rows.first().map_or(0, |r| r.queries_max);
-    let flat = rows
-        .iter()
-        .all(|r| r.queries_min == r.queries_max && r.queries_max == first);
+    let flat = rows.iter().all(|r| {
+        r.queries_max == first && r.fetches_total > 0 && r.per_fetch() == first.to_string()
+    });
     lines.push(format!(
-        "Flat query count across rollout counts: {} (queries per interval: {})",
+        "Flat query count across rollout counts: {} (queries per interval: {}; per batch fetch: {})",
         if flat { "met" } else { "NOT met" },
-        counts.join(" / ")
+        counts.join(" / "),
+        per_fetch.join(" / ")
     ));
+    for r in rows.iter().filter(|r| r.reused_intervals > 0) {
+        lines.push(format!(
+            "{} rollouts: {} of {} intervals sent no query and reused the previous batch (the batcher's half-interval freshness is counted from the end of a fetch, and the fetch took {:.0} ms)",
+            r.rollouts, r.reused_intervals, r.intervals, r.fetch_median_ms
+        ));
+    }
     match rows.iter().find(|r| r.rollouts == 100) {
         Some(r) => lines.push(format!(
             "RSS under {RSS_GOAL_MIB} MiB at 100 rollouts: {} (peak {:.1} MiB)",
@@ -183,15 +224,17 @@ pub fn markdown(rows: &[Row], ctx: &RunContext) -> String {
     );
     let _ = writeln!(
         md,
-        "| Rollouts | Prometheus queries / interval | Wall ms / interval (median, max) | CPU ms / interval (median, mean) | RSS before first interval (MiB) | Peak RSS (MiB, VmHWM) | Intervals with data for every rollout | Phases at the end |"
+        "| Rollouts | Prometheus queries / interval | Queries / batch fetch | Batch fetch ms (median) | Wall ms / interval (median, max) | CPU ms / interval (median, mean) | RSS before first interval (MiB) | Peak RSS (MiB, VmHWM) | Intervals with data for every rollout | Phases at the end |"
     );
-    let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for r in rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {:.1}, {:.1} | {:.1}, {:.1} | {:.1} | {:.1} | {}/{} | {} |",
+            "| {} | {} | {} | {:.1} | {:.1}, {:.1} | {:.1}, {:.1} | {:.1} | {:.1} | {}/{} | {} |",
             r.rollouts,
             r.queries(),
+            r.per_fetch(),
+            r.fetch_median_ms,
             r.wall_median_ms,
             r.wall_max_ms,
             r.cpu_median_ms,
@@ -234,6 +277,8 @@ mod tests {
                     wall_ms: 10.0,
                     cpu_ms: 4.0,
                     rollouts_with_data: rollouts,
+                    fetches: q / 3,
+                    fetch_ms: 5.0 * (q / 3) as f64,
                     unavailable: 0,
                     set_weight_actions: 0,
                 })
@@ -254,6 +299,18 @@ mod tests {
         let lines = goals(&ok);
         assert!(lines[0].contains(": met"), "{lines:?}");
         assert!(lines[1].contains(": met"), "{lines:?}");
+
+        // An interval that reused the previous batch keeps the count flat, and is reported.
+        let reused = [
+            Row::from_result(&result(1, &[3, 3], 10 * 1024)),
+            Row::from_result(&result(1000, &[3, 0], 20 * 1024)),
+        ];
+        let lines = goals(&reused);
+        assert!(lines[0].contains(": met"), "{lines:?}");
+        assert!(
+            lines[1].contains("1 of 2 intervals sent no query"),
+            "{lines:?}"
+        );
 
         let bad = [
             Row::from_result(&result(1, &[3, 3], 10 * 1024)),

@@ -74,7 +74,7 @@ pub fn measure(rollouts: usize, args: &StackArgs, scratch: &Path) -> Result<Work
     let per_interval: Vec<String> = result
         .intervals
         .iter()
-        .map(|s| format!("{}q/{:.0}ms", s.queries, s.wall_ms))
+        .map(|s| format!("{}q/{:.0}ms(fetch {:.0})", s.queries, s.wall_ms, s.fetch_ms))
         .collect();
     eprintln!(
         "  {rollouts} rollouts: exporter served {scrapes} scrapes; intervals: {}",

@@ -35,6 +35,9 @@ pub struct IntervalSample {
     pub cpu_ms: f64,
     /// Rollouts whose window had canary traffic (the batch really carried their series).
     pub rollouts_with_data: usize,
+    /// Batch fetches sent in this interval (3 queries each) and the wall time they took.
+    pub fetches: u64,
+    pub fetch_ms: f64,
     pub unavailable: usize,
     pub set_weight_actions: usize,
 }
@@ -100,15 +103,22 @@ pub async fn run(args: &WorkerArgs) -> Result<WorkerResult, String> {
             wall_ms: 0.0,
             cpu_ms: 0.0,
             rollouts_with_data: 0,
+            fetches: 0,
+            fetch_ms: 0.0,
             unavailable: 0,
             set_weight_actions: 0,
         };
         for ((spec, series), status) in specs.iter().zip(&series).zip(statuses.iter_mut()) {
             // As the reconciler: the batch may be at most half an interval old.
             let window = spec.analysis.effective_window().as_std();
+            let (before, started) = (source.queries_issued(), Instant::now());
             let metrics = batcher
                 .observation(&args.prometheus, window, series, args.interval / 2)
                 .await;
+            if source.queries_issued() > before {
+                sample.fetches += 1;
+                sample.fetch_ms += started.elapsed().as_secs_f64() * 1000.0;
+            }
             match &metrics {
                 MetricsObservation::Window { canary, .. } if canary.requests > 0.0 => {
                     sample.rollouts_with_data += 1;
