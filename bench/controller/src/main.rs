@@ -127,6 +127,7 @@ fn run_parent(args: &Args) -> Result<(), String> {
             prometheus: prometheus_version,
             load_before,
             load_after,
+            cores: machine.cores,
             intervals: args.intervals,
             interval_ms: u128::from(args.interval_ms),
             command: "cargo run --release -p stickycanary-controller-bench -- --markdown target/bench-controller.md"

@@ -188,9 +188,17 @@ pub struct RunContext {
     pub prometheus: String,
     pub load_before: String,
     pub load_after: String,
+    pub cores: usize,
     pub intervals: usize,
     pub interval_ms: u128,
     pub command: String,
+}
+
+/// A 1-minute load above half the cores at either end of the run.
+fn busy(ctx: &RunContext) -> bool {
+    [&ctx.load_before, &ctx.load_after]
+        .iter()
+        .any(|l| l.parse::<f64>().is_ok_and(|v| v > ctx.cores as f64 / 2.0))
 }
 
 /// The `## Controller` section body (without the heading).
@@ -218,9 +226,21 @@ pub fn markdown(rows: &[Row], ctx: &RunContext) -> String {
     let _ = writeln!(md, "### Results\n");
     let _ = writeln!(
         md,
-        "Run {} on {}. **The machine was busy** with other builds: load average {} before and {} \
-         after the run (1-minute), so wall and CPU times are upper bounds.\n",
-        ctx.date, ctx.machine, ctx.load_before, ctx.load_after
+        "Run {} on {}. {} load average {} before and {} after the run (1-minute){}.\n",
+        ctx.date,
+        ctx.machine,
+        if busy(ctx) {
+            "**The machine was busy** with other builds:"
+        } else {
+            "The machine was shared with other builds, fairly quiet during this run:"
+        },
+        ctx.load_before,
+        ctx.load_after,
+        if busy(ctx) {
+            ", so wall and CPU times are upper bounds"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         md,
