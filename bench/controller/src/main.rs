@@ -91,6 +91,7 @@ fn run_worker(args: &Args, rollouts: usize) -> Result<(), String> {
 }
 
 fn run_parent(args: &Args) -> Result<(), String> {
+    stack::catch_interrupts();
     let machine = probe::Machine::read();
     let load_before = probe::load_average();
     let date = probe::command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
@@ -107,6 +108,7 @@ fn run_parent(args: &Args) -> Result<(), String> {
     };
     let mut rows = Vec::new();
     for &n in &args.rollouts {
+        stack::interrupted()?;
         eprintln!("measuring {n} rollouts ...");
         let result = stack::measure(n, &stack_args, scratch.path())?;
         rows.push(report::Row::from_result(&result));

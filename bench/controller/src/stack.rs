@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use stickycanary_e2e::proc::ChildGuard;
@@ -11,6 +12,32 @@ use stickycanary_e2e::prometheus::{Prometheus, PrometheusOptions, ScrapeTarget};
 
 use crate::exporter::Exporter;
 use crate::worker::WorkerResult;
+
+/// Set by SIGINT/SIGTERM: the parent's wait loops then return an error, so the worker,
+/// Prometheus and their temp directories are cleaned up by their guards.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Routes Ctrl-C and SIGTERM to [`INTERRUPTED`] instead of killing the parent outright.
+pub fn catch_interrupts() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+pub fn interrupted() -> Result<(), String> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        Err("interrupted; stopped the worker and Prometheus".to_string())
+    } else {
+        Ok(())
+    }
+}
 
 /// How the parent runs each rollout count.
 pub struct StackArgs {
@@ -52,6 +79,7 @@ pub fn measure(rollouts: usize, args: &StackArgs, scratch: &Path) -> Result<Work
         if let Some(status) = worker.exit_status() {
             break status;
         }
+        interrupted()?;
         if Instant::now() >= deadline {
             return Err(format!(
                 "worker {rollouts} still running after {:?}; log tail:\n{}",
@@ -70,7 +98,7 @@ pub fn measure(rollouts: usize, args: &StackArgs, scratch: &Path) -> Result<Work
     let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let result: WorkerResult =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", out.display()))?;
-    let scrapes = exporter.scrapes.load(std::sync::atomic::Ordering::Relaxed);
+    let scrapes = exporter.scrapes.load(Ordering::Relaxed);
     let per_interval: Vec<String> = result
         .intervals
         .iter()
@@ -97,6 +125,7 @@ fn wait_for_windows(
         if seen >= rollouts as f64 {
             return Ok(());
         }
+        interrupted()?;
         if Instant::now() >= deadline {
             return Err(format!(
                 "after {timeout:?} Prometheus had canary windows for {seen} of {rollouts} rollouts; log tail:\n{}",
