@@ -23,11 +23,12 @@ test: deps filter ## Run every test: unit, property, mocked-API, real Envoy and 
 demo: build ## The main job, locally: promote a healthy canary, roll back a failing one
 	target/debug/sc-demo
 
-bench: deps ## Benchmarks in one run: data plane vs peers (~8 min), rollout timing, analysis simulation
+bench: deps ## Benchmarks in one run: data plane vs peers (~8 min), rollout timing, analysis simulation, controller footprint
 	scripts/bench.sh
 	cargo build --workspace --bins --locked
 	target/debug/sc-rollout-timing --runs 5
 	cargo run --release --locked -p stickycanary --bin stickycanary-simulate
+	cargo run --release --locked -p stickycanary-controller-bench -- --markdown target/bench-controller.md
 
 oci: filter ## Pack the filter as an OCI image (target/oci/stickycanary) and pin its digest in manifests/istio
 	scripts/oci.sh
