@@ -24,10 +24,11 @@ for t in "${targets[@]}"; do
   # One fuzz function at a time, so each gets the whole budget on a shared machine.
   if cargo test -q -p stickycanary-filter --release --locked --test "$t" -- \
       --test-threads=1 --nocapture >"$log" 2>&1; then
-    grep -E '^fuzz ' "$log" || true
+    # libtest's progress dots can share a line with the summary: match it anywhere.
+    grep -oE 'fuzz [a-z_/]+: [0-9]+ executions.*' "$log" || true
   else
     failed=1
-    grep -E '^fuzz |CRASH|minimal failing input|panicked' "$log" || tail -n 30 "$log"
+    grep -E 'fuzz [a-z_/]+: |CRASH|minimal failing input|panicked' "$log" || tail -n 30 "$log"
   fi
 done
 

@@ -149,6 +149,9 @@ impl Rig {
     }
 }
 
+/// One raw header line: `(name, value)` as bytes.
+type HeaderLine<'a> = (&'a [u8], &'a [u8]);
+
 /// One raw header line `(name, value)`; a function so byte-string literals of any length coerce.
 fn hv<'a>(name: &'a [u8], value: &'a [u8]) -> (&'a [u8], &'a [u8]) {
     (name, value)
@@ -292,7 +295,7 @@ fn assert_envoy_healthy_with(rig: &mut Rig, group: &str, configs_refused: bool) 
 fn a_client_routing_header_in_any_case_or_repeated_never_chooses_the_version() {
     let mut rig = Rig::start(&plugin_config(0.0));
     let user = "u1";
-    let spoofs: Vec<(&str, Vec<(&[u8], &[u8])>)> = vec![
+    let spoofs: Vec<(&str, Vec<HeaderLine>)> = vec![
         ("lower case", vec![hv(b"x-canary-version", b"canary")]),
         ("mixed case", vec![hv(b"X-Canary-Version", b"canary")]),
         ("upper case", vec![hv(b"X-CANARY-VERSION", b"canary")]),
@@ -396,7 +399,7 @@ fn an_override_counts_only_with_the_exact_token() {
     let longer = format!("{TOKEN}0");
     let upper = TOKEN.to_ascii_uppercase();
     let token_cookie = format!("x-canary-override-token={TOKEN}");
-    let no_token: Vec<(&str, Vec<(&[u8], &[u8])>)> = vec![
+    let no_token: Vec<(&str, Vec<HeaderLine>)> = vec![
         (
             "header, no token",
             vec![hv(b"x-canary-override", b"canary")],
