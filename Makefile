@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 WASM := target/stickycanary.wasm
 
-.PHONY: help deps filter build test lint demo bench fuzz oci crd e2e-kind clean
+.PHONY: help deps filter build test lint demo bench fuzz soak oci crd e2e-kind clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -29,6 +29,12 @@ bench: deps ## Benchmarks in one run: data plane vs peers (~8 min), rollout timi
 	target/debug/sc-rollout-timing --runs 5
 	cargo run --release --locked -p stickycanary --bin stickycanary-simulate
 	cargo run --release --locked -p stickycanary-controller-bench -- --markdown target/bench-controller.md
+
+fuzz: ## Fuzz the filter's config, matching, cookie/identity and override code for FUZZ_SECONDS (default 30) each
+	scripts/fuzz.sh
+
+soak: build ## 1M requests through Envoy with the weight changed every second; prints failures and Envoy RSS
+	cargo test -p stickycanary-e2e --test faults --locked -- --ignored --nocapture soak
 
 oci: filter ## Pack the filter as an OCI image (target/oci/stickycanary) and pin its digest in manifests/istio
 	scripts/oci.sh

@@ -265,7 +265,7 @@ impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
             "text": message,
         });
         if let Err(e) = client.post(&notification.webhook).json(&body).send().await {
-            tracing::warn!(error = %e, "notification webhook failed");
+            tracing::warn!(error = %e.without_url(), "notification webhook failed");
         }
     }
 }

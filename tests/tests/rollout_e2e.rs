@@ -3,6 +3,8 @@
 //! driving a rollout whose stages are compressed to seconds. Each test owns its whole stack on
 //! free loopback ports; the stack is torn down when the test ends, also on failure.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::time::{Duration, Instant};
 
 use serde_json::Value;

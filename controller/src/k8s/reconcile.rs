@@ -143,7 +143,7 @@ async fn notify(ctx: &Context, rollout: &CanaryRollout, message: &str) {
         .send()
         .await
     {
-        warn!(error = %e, "notification webhook failed");
+        warn!(error = %e.without_url(), "notification webhook failed");
     }
 }
 
