@@ -1,7 +1,6 @@
 # stickycanary: every entry point a user or CI needs. `make help` lists them.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-WASM := target/stickycanary.wasm
 
 .PHONY: help deps filter build test lint demo bench fuzz soak oci crd e2e-kind clean
 

