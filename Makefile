@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help deps filter build test lint demo bench fuzz soak oci crd e2e-kind clean
+.PHONY: help deps filter build test lint demo bench bench-filter fuzz soak oci crd e2e-kind clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ bench: deps ## Benchmarks in one run: data plane vs peers (~8 min), rollout timi
 	target/debug/sc-rollout-timing --runs 5
 	cargo run --release --locked -p stickycanary --bin stickycanary-simulate
 	cargo run --release --locked -p stickycanary-controller-bench -- --markdown target/bench-controller.md
+
+bench-filter: deps ## Just the filter against Envoy without a filter and a no-op Wasm filter (~3 min)
+	scripts/bench.sh --cases noop-wasm,sc-1
 
 fuzz: ## Fuzz the filter's config, matching, cookie/identity and override code for FUZZ_SECONDS (default 30) each
 	scripts/fuzz.sh
