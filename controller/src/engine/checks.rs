@@ -136,19 +136,24 @@ impl Check for ErrorRate {
         let Some(rate) = canary.error_rate_percent() else {
             return Evaluation::inconclusive("no canary requests in the window");
         };
-        let outcome = if rate > max {
-            Outcome::Fail
-        } else {
-            Outcome::Pass
-        };
-        let relation = if rate > max { "above" } else { "within" };
-        Evaluation::new(
-            outcome,
-            Some(rate),
-            Some(max),
-            format!("canary error rate {}% {relation} max {max}%", round2(rate)),
-        )
+        at_most(rate, max, "canary error rate", "%")
     }
+}
+
+/// Fails when `value` is above `max`; the message names the measure, e.g.
+/// `canary error rate 12.58% above max 5%`.
+fn at_most(value: f64, max: f64, what: &str, unit: &str) -> Evaluation {
+    let (outcome, relation) = if value > max {
+        (Outcome::Fail, "above")
+    } else {
+        (Outcome::Pass, "within")
+    };
+    Evaluation::new(
+        outcome,
+        Some(value),
+        Some(max),
+        format!("{what} {}{unit} {relation} max {max}{unit}", round2(value)),
+    )
 }
 
 /// Canary p99 latency above `maxMs`.
@@ -172,18 +177,7 @@ impl Check for LatencyP99 {
         let Some(p99) = canary.p99_ms.filter(|p| p.is_finite()) else {
             return Evaluation::inconclusive("no canary p99 in the window");
         };
-        let outcome = if p99 > max {
-            Outcome::Fail
-        } else {
-            Outcome::Pass
-        };
-        let relation = if p99 > max { "above" } else { "within" };
-        Evaluation::new(
-            outcome,
-            Some(p99),
-            Some(max),
-            format!("canary p99 {}ms {relation} max {max}ms", round2(p99)),
-        )
+        at_most(p99, max, "canary p99", "ms")
     }
 }
 
