@@ -15,19 +15,21 @@ use crate::stats::{code_class, counter_index, duration_ms, histogram_index, Stat
 /// What the filter needs from the proxy. One method per hostcall.
 pub trait Host {
     fn request_header(&self, name: &str) -> Option<Vec<u8>>;
-    /// Removes every occurrence (Envoy header maps are case-insensitive).
+    /// Removes every occurrence (Envoy header maps are case-insensitive). Like every
+    /// request-header change from Wasm, Envoy then clears its route cache, so routing
+    /// re-selects the route with the new headers.
     fn remove_request_header(&self, name: &str);
     /// Replaces every occurrence: Envoy's set removes all copies before adding one, so a
-    /// single call both strips a client's spoofed header and writes the version.
+    /// single call both strips a client's spoofed header and writes the version. Clears
+    /// the route cache like a removal.
     fn set_request_header(&self, name: &str, value: &str);
-    /// Asks the proxy to re-select the route after a header change.
-    fn clear_route_cache(&self);
     fn add_response_header(&self, name: &str, value: &str);
     fn set_response_header(&self, name: &str, value: &str);
     /// `response.code`; `None` or 0 when no response was sent.
     fn response_code(&self) -> Option<u64>;
-    /// `request.duration` in nanoseconds.
-    fn request_duration_ns(&self) -> Option<u64>;
+    /// The proxy's clock in nanoseconds (a hostcall that returns no buffer, so cheaper
+    /// than reading the `request.duration` property).
+    fn now_ns(&self) -> Option<u64>;
     fn increment_counter(&self, metric_id: u32);
     fn record_histogram(&self, metric_id: u32, value: u64);
 }
@@ -88,6 +90,8 @@ impl RequestHeaders for HostHeaders<'_> {
 pub struct RequestFlow {
     loaded: Rc<LoadedConfig>,
     routed: Option<Routed>,
+    /// [`Host::now_ns`] when the request headers arrived, for routed requests.
+    started_ns: Option<u64>,
 }
 
 impl RequestFlow {
@@ -95,6 +99,7 @@ impl RequestFlow {
         RequestFlow {
             loaded,
             routed: None,
+            started_ns: None,
         }
     }
 
@@ -103,8 +108,10 @@ impl RequestFlow {
         self.routed.as_ref()
     }
 
-    /// Contract 3.4: the client's routing header never survives; a matched request gets
-    /// the version, and the route cache is cleared so routing sees the change.
+    /// Contract 3.4: the client's routing header never survives, and a matched request
+    /// gets the version. Envoy clears the route cache on each of these header changes
+    /// (guarded by the e2e test `a_route_looked_up_before_the_filter_is_reselected`), so no
+    /// separate `clear_route_cache` call is made.
     pub fn on_request_headers(&mut self, host: &dyn Host, ids: &IdMinter) {
         let config = &self.loaded.config;
         let route_header = config.route_header.as_str();
@@ -113,7 +120,6 @@ impl RequestFlow {
                 // Checking first keeps untouched requests free of a route-cache clear.
                 if host.request_header(route_header).is_some() {
                     host.remove_request_header(route_header);
-                    host.clear_route_cache();
                 }
             }
             Decision::Route(routed) => {
@@ -131,7 +137,7 @@ impl RequestFlow {
                     }
                     None => host.remove_request_header(route_header),
                 }
-                host.clear_route_cache();
+                self.started_ns = host.now_ns();
                 self.routed = Some(routed);
             }
         }
@@ -150,7 +156,9 @@ impl RequestFlow {
         }
     }
 
-    /// Contract 4: one counter increment and one latency sample per routed request.
+    /// Contract 4: one counter increment and one latency sample per routed request. The
+    /// latency runs from the request headers to the end of the stream; a clock that stepped
+    /// backwards in between skips the sample rather than recording a wrong one.
     pub fn on_log(&self, host: &dyn Host) {
         let Some(routed) = &self.routed else {
             return;
@@ -165,7 +173,11 @@ impl RequestFlow {
         if let Some(id) = self.loaded.counter_ids.get(counter) {
             host.increment_counter(*id);
         }
-        if let Some(duration_ns) = host.request_duration_ns() {
+        let duration_ns = self
+            .started_ns
+            .zip(host.now_ns())
+            .and_then(|(start, end)| end.checked_sub(start));
+        if let Some(duration_ns) = duration_ns {
             let histogram = histogram_index(routed.rollout, routed.version, routed.source);
             if let Some(id) = self.loaded.histogram_ids.get(histogram) {
                 host.record_histogram(*id, duration_ms(duration_ns));

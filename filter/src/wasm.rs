@@ -1,9 +1,11 @@
 //! The proxy-wasm glue: implements [`Host`] with hostcalls and forwards the callbacks to
 //! [`RequestFlow`]. Kept thin on purpose; every rule it applies lives in the pure modules.
 //!
-//! Hostcalls per matched request: `:authority`, `:path`, the identity sources (the
-//! `cookie` header at most once), remove + set of the routing header, `clear_route_cache`;
-//! then two properties and two metric updates in `on_log`.
+//! Hostcalls per matched request: `:authority`, `:path` (only when a rollout narrows by
+//! path), the identity sources (the `cookie` header at most once), set of the routing
+//! header and the clock; then `response.code`, the clock and two metric updates in
+//! `on_log`. Hostcalls that return a buffer (header and property reads) cost the most,
+//! because Envoy calls back into the module to allocate it.
 
 use std::rc::Rc;
 
@@ -106,10 +108,6 @@ impl Host for ProxyWasmHost {
     fn set_request_header(&self, name: &str, value: &str) {
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
     }
-    fn clear_route_cache(&self) {
-        // Absent on hosts without Envoy's foreign function; nothing better to do there.
-        let _ = hostcalls::call_foreign_function("clear_route_cache", None);
-    }
     fn add_response_header(&self, name: &str, value: &str) {
         let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value);
     }
@@ -119,8 +117,10 @@ impl Host for ProxyWasmHost {
     fn response_code(&self) -> Option<u64> {
         property_u64(&["response", "code"])
     }
-    fn request_duration_ns(&self) -> Option<u64> {
-        property_u64(&["request", "duration"])
+    fn now_ns(&self) -> Option<u64> {
+        let now = hostcalls::get_current_time().ok()?;
+        let since_epoch = now.duration_since(std::time::UNIX_EPOCH).ok()?;
+        u64::try_from(since_epoch.as_nanos()).ok()
     }
     fn increment_counter(&self, metric_id: u32) {
         let _ = hostcalls::increment_metric(metric_id, 1);
@@ -130,8 +130,7 @@ impl Host for ProxyWasmHost {
     }
 }
 
-/// An integer property; Envoy encodes them as 8 little-endian bytes (`request.duration`
-/// is a signed nanosecond count, never negative in practice).
+/// An integer property; Envoy encodes them as 8 little-endian bytes.
 fn property_u64(path: &[&str]) -> Option<u64> {
     let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
     let array: [u8; 8] = bytes.get(..8)?.try_into().ok()?;

@@ -35,7 +35,13 @@ pub enum FilterChain {
     StickyCanary,
     /// Only the router (for baselines, e.g. benchmarks).
     RouterOnly,
+    /// A Lua filter that looks the route up (as Istio's own filters can) before the
+    /// stickycanary filter, so the route is already cached when the filter sets the header.
+    StickyCanaryAfterRouteLookup,
 }
+
+/// Reads the route's metadata, which makes Envoy select and cache the route.
+const ROUTE_LOOKUP_LUA: &str = "function envoy_on_request(handle) handle:metadata() end";
 
 #[derive(Debug, Clone)]
 pub struct EnvoyOptions {
@@ -128,7 +134,16 @@ pub fn bootstrap(
 ) -> Value {
     let ecds_file = ecds_dir.join("filter.ecds.json");
     let mut http_filters = Vec::new();
-    if opts.filter_chain == FilterChain::StickyCanary {
+    if opts.filter_chain == FilterChain::StickyCanaryAfterRouteLookup {
+        http_filters.push(json!({
+            "name": "envoy.filters.http.lua",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                "default_source_code": {"inline_string": ROUTE_LOOKUP_LUA}
+            }
+        }));
+    }
+    if opts.filter_chain != FilterChain::RouterOnly {
         http_filters.push(json!({
             "name": FILTER_NAME,
             "config_discovery": {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use stickycanary_e2e::backend::Backend;
 use stickycanary_e2e::backend_server::{Behaviour, BehaviourPatch};
-use stickycanary_e2e::envoy::{EcdsOutcome, Envoy, EnvoyOptions};
+use stickycanary_e2e::envoy::{EcdsOutcome, Envoy, EnvoyOptions, FilterChain};
 use stickycanary_e2e::load::{self, LoadOptions, LoadSummary};
 use stickycanary_e2e::{http1, paths, promtext};
 use stickycanary_filter::assign;
@@ -66,6 +66,15 @@ impl Stack {
     }
 
     fn start_with(config: &Value, stable: Behaviour, canary: Behaviour) -> Stack {
+        Self::start_chain(config, stable, canary, FilterChain::StickyCanary)
+    }
+
+    fn start_chain(
+        config: &Value,
+        stable: Behaviour,
+        canary: Behaviour,
+        chain: FilterChain,
+    ) -> Stack {
         // Fail loudly (never skip) when the filter has not been built.
         let wasm = paths::wasm_path().unwrap_or_else(|e| panic!("{e}"));
         let dir = tempfile::tempdir().unwrap();
@@ -75,6 +84,7 @@ impl Stack {
             Backend::start_with_bin(Path::new(BACKEND), "canary", canary, dir.path()).unwrap();
         let mut opts = EnvoyOptions::new(stable.addr, canary.addr);
         opts.wasm = Some(wasm);
+        opts.filter_chain = chain;
         let envoy = Envoy::start(&opts, &config.to_string()).unwrap();
         let stack = Stack {
             envoy,
@@ -227,6 +237,47 @@ fn split_matches_the_weight_and_the_hash_for_10000_users() {
             "weight {weight}: users off the hash: {wrong:?}"
         );
     }
+}
+
+#[test]
+fn a_route_looked_up_before_the_filter_is_reselected() {
+    // A Lua filter ahead of stickycanary selects and caches the route first, as Istio's own
+    // filters can. The filter makes no separate clear_route_cache call: Envoy must re-select
+    // the route after the filter's header change, for the set and for the removal alike.
+    let stack = Stack::start_chain(
+        &plugin_config(json!(100), json!({})),
+        Behaviour::default(),
+        Behaviour::default(),
+        FilterChain::StickyCanaryAfterRouteLookup,
+    );
+    let s = stack.load(300, 300);
+    assert_all_ok(&s, "weight 100 behind a route lookup");
+    assert_eq!(
+        s.share("canary"),
+        1.0,
+        "some users kept the cached stable route"
+    );
+
+    // An unmatched host with a spoofed header: the cached route is canary; the removal
+    // must send it back to stable.
+    let r = stack
+        .envoy
+        .get("elsewhere", "/", &[("x-canary-version", "canary")])
+        .unwrap();
+    assert_eq!(
+        r.header("x-served-by"),
+        Some("stable"),
+        "spoofed header kept its route"
+    );
+
+    let user = find_user(0.0, "stable", 2_000_000);
+    stack.apply(&plugin_config(json!(0), json!({})), Some((&user, "stable")));
+    let r = stack.send(&[("x-user-id", &user), ("x-canary-version", "canary")]);
+    assert_eq!(
+        r.header("x-served-by"),
+        Some("stable"),
+        "spoofed header kept its route"
+    );
 }
 
 #[test]

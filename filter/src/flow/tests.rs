@@ -10,19 +10,18 @@ enum Call {
     Read(String),
     Remove(String),
     Set(String, String),
-    ClearRouteCache,
     AddResponse(String, String),
     SetResponse(String, String),
     Increment(u32),
     Record(u32, u64),
 }
 
-/// A recording host: request headers from a list, response code and duration fixed.
+/// A recording host: request headers from a list, response code and clock fixed.
 #[derive(Default)]
 struct MockHost {
     headers: Vec<(String, Vec<u8>)>,
     response_code: Option<u64>,
-    duration_ns: Option<u64>,
+    now_ns: Option<u64>,
     calls: RefCell<Vec<Call>>,
 }
 
@@ -69,9 +68,6 @@ impl Host for MockHost {
     fn set_request_header(&self, name: &str, value: &str) {
         self.push(Call::Set(name.to_string(), value.to_string()));
     }
-    fn clear_route_cache(&self) {
-        self.push(Call::ClearRouteCache);
-    }
     fn add_response_header(&self, name: &str, value: &str) {
         self.push(Call::AddResponse(name.to_string(), value.to_string()));
     }
@@ -81,8 +77,8 @@ impl Host for MockHost {
     fn response_code(&self) -> Option<u64> {
         self.response_code
     }
-    fn request_duration_ns(&self) -> Option<u64> {
-        self.duration_ns
+    fn now_ns(&self) -> Option<u64> {
+        self.now_ns
     }
     fn increment_counter(&self, metric_id: u32) {
         self.push(Call::Increment(metric_id));
@@ -121,17 +117,14 @@ fn checkout() -> MockHost {
 }
 
 #[test]
-fn a_matched_request_replaces_the_client_routing_header_and_clears_the_route_cache() {
+fn a_matched_request_replaces_the_client_routing_header_in_one_call() {
     let host = checkout()
         .with("x-user-id", "u1")
         .with("X-Canary-Version", "stable");
     run(CONFIG, &host);
     assert_eq!(
         host.edits(),
-        vec![
-            Call::Set("x-canary-version".into(), "canary".into()),
-            Call::ClearRouteCache,
-        ]
+        vec![Call::Set("x-canary-version".into(), "canary".into()),]
     );
 }
 
@@ -142,13 +135,7 @@ fn an_unmatched_request_loses_a_spoofed_routing_header() {
         .with(":path", "/")
         .with("x-canary-version", "canary");
     let flow = run(CONFIG, &host);
-    assert_eq!(
-        host.edits(),
-        vec![
-            Call::Remove("x-canary-version".into()),
-            Call::ClearRouteCache
-        ]
-    );
+    assert_eq!(host.edits(), vec![Call::Remove("x-canary-version".into()),]);
     assert_eq!(flow.routed(), None);
 }
 
@@ -223,10 +210,14 @@ fn the_response_gets_the_anonymous_cookie_and_the_version_header() {
 fn on_log_counts_the_code_class_and_records_latency_in_whole_ms() {
     let (loaded, defined) = load(CONFIG);
     let mut flow = RequestFlow::new(loaded);
-    flow.on_request_headers(&checkout().with("x-user-id", "u1"), &IdMinter::new(5));
+    let request = MockHost {
+        now_ns: Some(7_000_000_000),
+        ..checkout().with("x-user-id", "u1")
+    };
+    flow.on_request_headers(&request, &IdMinter::new(5));
     let log = MockHost {
         response_code: Some(503),
-        duration_ns: Some(200_300_000),
+        now_ns: Some(7_200_300_000),
         ..MockHost::default()
     };
     flow.on_log(&log);
@@ -248,6 +239,28 @@ fn on_log_counts_the_code_class_and_records_latency_in_whole_ms() {
         name_of(histogram),
         "rollout=.=checkout;.;version=.=canary;.;source=.=hash;.;stickycanary_request_duration_ms"
     );
+}
+
+#[test]
+fn a_clock_that_steps_back_skips_the_latency_sample_but_still_counts() {
+    let (loaded, _) = load(CONFIG);
+    let mut flow = RequestFlow::new(loaded);
+    let request = MockHost {
+        now_ns: Some(7_000_000_000),
+        ..checkout().with("x-user-id", "u1")
+    };
+    flow.on_request_headers(&request, &IdMinter::new(5));
+    for now_ns in [Some(6_999_999_999), None] {
+        let log = MockHost {
+            response_code: Some(200),
+            now_ns,
+            ..MockHost::default()
+        };
+        flow.on_log(&log);
+        let calls = log.edits();
+        assert_eq!(calls.len(), 1, "{now_ns:?}: {calls:?}");
+        assert!(matches!(calls[0], Call::Increment(_)), "{calls:?}");
+    }
 }
 
 #[test]
@@ -278,7 +291,7 @@ fn a_passed_through_request_touches_no_stats_and_no_response() {
     let flow = run(CONFIG, &host);
     let after = MockHost {
         response_code: Some(200),
-        duration_ns: Some(1),
+        now_ns: Some(1),
         ..MockHost::default()
     };
     flow.on_response_headers(&after);
@@ -337,10 +350,7 @@ fn path_is_read_only_when_some_rollout_narrows_by_path() {
     assert_eq!(host.reads(), vec![":authority", ":path", "x-user-id"]);
     assert_eq!(
         host.edits(),
-        vec![
-            Call::Set("x-canary-version".into(), "canary".into()),
-            Call::ClearRouteCache,
-        ]
+        vec![Call::Set("x-canary-version".into(), "canary".into()),]
     );
 }
 
@@ -358,7 +368,6 @@ fn the_override_token_never_travels_upstream_from_a_rollout_that_has_one() {
         vec![
             Call::Set("x-canary-version".into(), "canary".into()),
             Call::Remove("x-canary-override-token".into()),
-            Call::ClearRouteCache,
         ]
     );
 }
