@@ -30,7 +30,7 @@ use crate::envoy_peer::PeerEnvoy;
 use crate::error::{failed, Result};
 use crate::options::Options;
 use crate::peers::Case;
-use crate::report::{CaseResult, Results, RssPoint, Sample, Settings};
+use crate::report::{CaseResult, PairedSample, Results, RssPoint, Sample, Settings, PEER1};
 use crate::wrk::Wrk;
 
 /// CPUs when pinning: Envoy alone on one, load generator and backends on the other.
@@ -105,6 +105,45 @@ impl Running {
     }
 }
 
+/// Every case at the same time as peer 1, one pair after another: two wrk runs started
+/// together, each against its own Envoy, both Envoys on the same CPU.
+fn paired_round(
+    running: &mut [Running],
+    wrk: &Wrk,
+    round: usize,
+    duration: Duration,
+) -> Result<()> {
+    let Some((peer1, others)) = running.split_first_mut() else {
+        return Ok(());
+    };
+    debug_assert_eq!(peer1.case.id, PEER1);
+    for other in others {
+        let tag = format!("p{round}-{}", other.case.id);
+        let (ours, theirs) = std::thread::scope(|scope| {
+            let peer1_run = scope.spawn(|| peer1.load(wrk, &tag, duration));
+            let ours = other.load(wrk, &tag, duration);
+            let theirs = peer1_run
+                .join()
+                .unwrap_or_else(|_| Err(failed("the peer 1 load thread panicked")));
+            (ours, theirs)
+        });
+        let (_, cpu_us, _) = ours?;
+        let (_, peer1_cpu_us, _) = theirs?;
+        let sample = PairedSample {
+            round,
+            cpu_us_per_request: cpu_us,
+            peer1_cpu_us_per_request: peer1_cpu_us,
+        };
+        eprintln!(
+            "bench: round {round} paired {:<10} envoy {cpu_us:.1} us/req vs peer 1 {peer1_cpu_us:.1} → {:.3} of peer 1",
+            other.case.id,
+            sample.of_peer1()
+        );
+        other.result.paired.push(sample);
+    }
+    Ok(())
+}
+
 fn run(opts: &Options) -> Result<()> {
     let started = Instant::now();
     let load_before = procfs::load_average();
@@ -161,7 +200,7 @@ fn run(opts: &Options) -> Result<()> {
     let mut cases: Vec<Case> = peers::all_cases(&filter_wasm, &noop_wasm)
         .into_iter()
         .filter(|case| {
-            case.id == "weighted" || opts.cases.as_ref().is_none_or(|ids| ids.contains(&case.id))
+            case.id == PEER1 || opts.cases.as_ref().is_none_or(|ids| ids.contains(&case.id))
         })
         .collect();
     for (name, wasm) in &opts.variants {
@@ -202,6 +241,7 @@ fn run(opts: &Options) -> Result<()> {
             label: case.label.clone(),
             sanity: String::new(),
             samples: Vec::new(),
+            paired: Vec::new(),
             rss: Vec::new(),
             total_requests: 0,
         };
@@ -258,6 +298,9 @@ fn run(opts: &Options) -> Result<()> {
             });
             r.rss_point(&format!("round {round}"))?;
         }
+        if opts.paired {
+            paired_round(&mut running, &wrk, round, duration)?;
+        }
     }
 
     // Top every Envoy up towards the soak target before the last RSS point, within a budget.
@@ -307,14 +350,17 @@ fn run(opts: &Options) -> Result<()> {
     drop(backends);
 
     print!("{}", report::terminal_table(&results));
+    let verdict = |met: bool| if met { "met" } else { "MISSED" };
     for goal in report::goals(&results) {
         println!(
-            "goal {} (by cpu: {}): {} — {}; cpu {}",
-            if goal.met { "met   " } else { "MISSED" },
-            if goal.met_by_cpu { "met" } else { "MISSED" },
+            "goal {:<6} (by cpu: {}, paired: {}): {} — {}; cpu {}; paired {}",
+            verdict(goal.met),
+            verdict(goal.met_by_cpu),
+            verdict(goal.met_by_paired),
             goal.goal,
             goal.by_throughput,
-            goal.by_cpu
+            goal.by_cpu,
+            goal.by_paired
         );
     }
     std::fs::create_dir_all(&opts.out_dir)

@@ -5,11 +5,13 @@ use std::path::PathBuf;
 pub const USAGE: &str = "\
 usage: bench [--rounds N] [--duration SECS] [--warmup SECS] [--connections N] [--users N]
              [--soak-requests N] [--soak-max-seconds SECS] [--reloads N] [--out DIR]
-             [--no-pin] [--high-priority] [--quick] [--cases ID,ID] [--variant NAME=PATH.wasm]
-             [--probe NAME=OP,OP]
+             [--no-pin] [--no-paired] [--high-priority] [--quick] [--cases ID,ID]
+             [--variant NAME=PATH.wasm] [--probe NAME=OP,OP]
 
 Runs every peer (plain weighted routing, no-op wasm, Lua, stickycanary x3) side by side,
-interleaved round by round, and prints medians. Needs target/stickycanary.wasm,
+interleaved round by round, and prints medians. Each round also runs every case at the same
+time as peer 1 (both Envoys on one CPU, one wrk each) and compares their CPU time per
+request: a ratio taken over the same seconds, which a noisy machine cannot skew. Needs target/stickycanary.wasm,
 target/stickycanary-noop.wasm and a release sc-backend (scripts/bench.sh builds all three).
   --rounds N            measured rounds per case (default 6)
   --duration SECS       wrk run length per case and round (default 8)
@@ -21,6 +23,7 @@ target/stickycanary-noop.wasm and a release sc-backend (scripts/bench.sh builds 
   --reloads N           config reloads timed, each direction (default 5)
   --out DIR             where results.json and the markdown fragment go (default target/bench)
   --no-pin              do not pin Envoy to CPU 0 and wrk/backends to CPU 1
+  --no-paired           skip the paired runs (each case at the same time as peer 1)
   --high-priority       run bench and every child at nice -20 (needs root or CAP_SYS_NICE):
                         on a machine shared with other jobs, keeps them from stealing
                         Envoy's core mid-run; the report says when it was used
@@ -46,6 +49,8 @@ pub struct Options {
     pub reloads: usize,
     pub out_dir: PathBuf,
     pub pin: bool,
+    /// Also run each case at the same time as peer 1, every round.
+    pub paired: bool,
     /// Run at nice -20 (children inherit it).
     pub high_priority: bool,
     /// Only these case ids (peer 1 always runs: every ratio needs it).
@@ -69,6 +74,7 @@ impl Options {
             reloads: 5,
             out_dir,
             pin: true,
+            paired: true,
             high_priority: false,
             cases: None,
             variants: Vec::new(),
@@ -98,6 +104,7 @@ impl Options {
                 "--reloads" => opts.reloads = number(flag, &value(flag)?, 1)?,
                 "--out" => opts.out_dir = PathBuf::from(value(flag)?),
                 "--no-pin" => opts.pin = false,
+                "--no-paired" => opts.paired = false,
                 "--high-priority" => opts.high_priority = true,
                 "--cases" => {
                     opts.cases = Some(value(flag)?.split(',').map(str::to_string).collect());

@@ -66,7 +66,7 @@ pub fn all_cases(filter_wasm: &Path, noop_wasm: &Path) -> Vec<Case> {
     };
     vec![
         Case {
-            id: "weighted".into(),
+            id: crate::report::PEER1.into(),
             label: "1 Envoy weighted_clusters 90/10".into(),
             kind: Kind::WeightedRouting,
             host: HOST.into(),

@@ -182,7 +182,6 @@ fn helm_templates_have_balanced_actions_and_blocks() {
         for action in actions {
             let word = action
                 .trim_start_matches('-')
-                .trim_start()
                 .split_whitespace()
                 .next()
                 .unwrap_or("");
