@@ -26,7 +26,7 @@ bench: deps ## Benchmarks in one run: data plane vs peers (~8 min), rollout timi
 	scripts/bench.sh
 	cargo build --workspace --bins --locked
 	target/debug/sc-rollout-timing --runs 5
-	cargo run --release --locked -p stickycanary --bin stickycanary-simulate
+	cargo run --release --locked -p stickycanary --bin stickycanary -- simulate
 	cargo run --release --locked -p stickycanary-controller-bench -- --markdown target/bench-controller.md
 
 bench-filter: deps ## Just the filter against Envoy without a filter and a no-op Wasm filter (~3 min)

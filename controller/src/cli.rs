@@ -19,6 +19,7 @@ stickycanary status checkout --status-file checkout.status.json --watch\n  \
 stickycanary abort checkout --status-file checkout.status.json\n  \
 stickycanary assign --salt checkout --weight 25 --user u42\n  \
 stickycanary validate rollout.yaml\n  \
+stickycanary simulate --quick\n  \
 stickycanary crd > canaryrollouts.yaml\n  \
 stickycanary controller --metrics-addr 0.0.0.0:8080"
 )]
@@ -87,7 +88,16 @@ bucket=... threshold=2500 version=stable|canary"
     #[command(
         after_help = "Examples:\n  stickycanary validate plugin-config.json\n  stickycanary validate rollout.yaml"
     )]
-    Validate(ValidateArgs),
+Validate(ValidateArgs),
+
+    /// Simulate thousands of rollouts through the real decision engine and print how often
+    /// healthy canaries roll back and how fast regressions are caught (Markdown tables)
+    #[command(
+        after_help = "Examples:\n  stickycanary simulate --quick        # 200 healthy / 60 regressed rollouts per scenario, seconds\n  \
+stickycanary simulate                # the full run recorded in BENCHMARKS.md (## Analysis)\n  \
+stickycanary simulate --seed 7       # another seed; the same seed always gives the same figures"
+    )]
+    Simulate(SimulateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -194,4 +204,23 @@ pub struct AssignArgs {
 pub struct ValidateArgs {
     /// A pluginConfig JSON file or a CanaryRollout YAML file ("-" for stdin)
     pub file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// A small run (200 healthy / 60 regressed rollouts per scenario) instead of the full one
+    #[arg(long)]
+    pub quick: bool,
+    /// Base seed; the same seed gives the same figures
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Rollouts per healthy scenario (overrides the --quick and default counts)
+    #[arg(long)]
+    pub healthy_runs: Option<usize>,
+    /// Rollouts per regression scenario
+    #[arg(long)]
+    pub regression_runs: Option<usize>,
+    /// Worker threads (default: all cores; the figures do not depend on it)
+    #[arg(long)]
+    pub threads: Option<usize>,
 }

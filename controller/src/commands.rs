@@ -11,12 +11,13 @@ use serde_json::json;
 use stickycanary_filter::assign;
 use stickycanary_filter::config::PluginConfig;
 
-use crate::cli::{ActionArgs, AssignArgs, StatusArgs, ValidateArgs};
+use crate::cli::{ActionArgs, AssignArgs, SimulateArgs, StatusArgs, ValidateArgs};
 use crate::crd::{CanaryRollout, CanaryRolloutStatus};
 use crate::error::Error;
 use crate::k8s::manual::{request_value, REQUEST_ANNOTATION};
 use crate::local::state;
 use crate::observation::ManualAction;
+use crate::simulate;
 use crate::validate::unknown_fields::unknown_fields_in_yaml;
 
 /// `stickycanary assign`: the filter's own bucket and threshold.
@@ -271,4 +272,33 @@ pub async fn manual(args: &ActionArgs, action: ManualAction) -> Result<String, E
     api.patch(&args.name, &params, &Patch::Merge(&patch))
         .await?;
     Ok(format!("{verb} requested for {}", args.name))
+}
+
+/// `stickycanary simulate`: the analysis simulation's Markdown tables; progress on stderr.
+pub fn simulate(args: &SimulateArgs) -> String {
+    let mut options = if args.quick {
+        simulate::Options::quick()
+    } else {
+        simulate::Options::full()
+    };
+    if let Some(seed) = args.seed {
+        options.seed = seed;
+    }
+    if let Some(runs) = args.healthy_runs {
+        options.healthy_runs = runs;
+    }
+    if let Some(runs) = args.regression_runs {
+        options.regression_runs = runs;
+    }
+    if let Some(threads) = args.threads {
+        options.threads = threads.max(1);
+    }
+    let started = std::time::Instant::now();
+    let results = simulate::simulate_all(&options);
+    eprintln!(
+        "simulated {} rollouts in {:.1}s",
+        results.iter().map(|result| result.runs).sum::<usize>(),
+        started.elapsed().as_secs_f64()
+    );
+    simulate::render_markdown(&results, &options)
 }

@@ -1,5 +1,5 @@
 //! The simulation's key figures, on reduced runs with fixed seeds (deterministic).
-//! The full figures are in BENCHMARKS.md (`stickycanary-simulate`).
+//! The full figures are in BENCHMARKS.md (`stickycanary simulate`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
