@@ -283,3 +283,28 @@ fn validate_and_local_name_an_unknown_field_in_a_rollout() {
     );
     assert!(!dir.path().join("checkout.status.json").exists());
 }
+
+#[test]
+fn simulate_prints_the_same_tables_for_the_same_seed() {
+    let args = [
+        "simulate",
+        "--quick",
+        "--healthy-runs",
+        "8",
+        "--regression-runs",
+        "4",
+        "--seed",
+        "11",
+    ];
+    let first = stickycanary(&args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let tables = stdout(&first);
+    assert!(tables.contains("| "), "no Markdown table: {tables}");
+    assert!(
+        stderr(&first).contains("simulated "),
+        "no progress line: {}",
+        stderr(&first)
+    );
+    let again = stickycanary(&args);
+    assert_eq!(stdout(&again), tables, "same seed, different figures");
+}
