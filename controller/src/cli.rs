@@ -88,7 +88,7 @@ bucket=... threshold=2500 version=stable|canary"
     #[command(
         after_help = "Examples:\n  stickycanary validate plugin-config.json\n  stickycanary validate rollout.yaml"
     )]
-Validate(ValidateArgs),
+    Validate(ValidateArgs),
 
     /// Simulate thousands of rollouts through the real decision engine and print how often
     /// healthy canaries roll back and how fast regressions are caught (Markdown tables)

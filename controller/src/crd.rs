@@ -151,6 +151,9 @@ pub struct Analysis {
     pub custom: Vec<CustomCheck>,
     /// Optional: a sequential canary-vs-stable test on errors and slow requests whose
     /// false-failure rate stays bounded however often it runs (see `analysis::comparative`).
+    /// While it is on, an error-rate or p99 guard-rail breach that stable shows in the same
+    /// window holds the rollout (the service is failing, not the canary) instead of rolling
+    /// it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparative: Option<crate::analysis::ComparativeCheck>,
     /// How long Prometheus may be unreachable before the rollout fails safe (rolls back).

@@ -93,6 +93,12 @@ pub trait Check {
     /// How long a breach must last uninterrupted before it rolls back (0 = at once).
     fn breach_for(&self) -> Duration;
     fn evaluate(&self, input: &CheckInput<'_>) -> Evaluation;
+    /// For a guard rail on canary's own numbers: stable's value when stable breaches the
+    /// same limit in the same window (then the service, not the canary, is failing).
+    /// `None` for checks that compare versions or read other series.
+    fn stable_breach(&self, _input: &CheckInput<'_>) -> Option<String> {
+        None
+    }
 }
 
 /// The checks a spec asks for, in a fixed order (which also breaks ties between checks
@@ -138,6 +144,14 @@ impl Check for ErrorRate {
         };
         at_most(rate, max, "canary error rate", "%")
     }
+
+    fn stable_breach(&self, input: &CheckInput<'_>) -> Option<String> {
+        let (_, stable) = input.window().ok()?;
+        let rate = stable
+            .error_rate_percent()
+            .filter(|rate| *rate > self.0.max_percent)?;
+        Some(format!("stable error rate {}%", round2(rate)))
+    }
 }
 
 /// Fails when `value` is above `max`; the message names the measure, e.g.
@@ -178,6 +192,14 @@ impl Check for LatencyP99 {
             return Evaluation::inconclusive("no canary p99 in the window");
         };
         at_most(p99, max, "canary p99", "ms")
+    }
+
+    fn stable_breach(&self, input: &CheckInput<'_>) -> Option<String> {
+        let (_, stable) = input.window().ok()?;
+        let p99 = stable
+            .p99_ms
+            .filter(|p99| p99.is_finite() && *p99 > self.0.max_ms)?;
+        Some(format!("stable p99 {}ms", round2(p99)))
     }
 }
 

@@ -34,6 +34,7 @@ pub(super) fn judge(
                         None,
                         format!("metrics unavailable: {reason}"),
                     ),
+                    shared_with_stable: false,
                 })
                 .collect();
         }
@@ -63,6 +64,7 @@ pub(super) fn judge(
                 Some(report.threshold),
                 report.message,
             ),
+            shared_with_stable: false,
         })
         .collect()
 }

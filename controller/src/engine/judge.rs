@@ -16,6 +16,9 @@ pub(super) struct Judged {
     pub name: String,
     pub breach_for: Duration,
     pub evaluation: Evaluation,
+    /// A guard-rail breach stable shows too (with `analysis.comparative`): held as
+    /// inconclusive, and its breach timer starts over.
+    pub shared_with_stable: bool,
 }
 
 pub(super) fn analyse(
@@ -31,12 +34,33 @@ pub(super) fn analyse(
         now: tick.now,
         stage_started_at: tick.status.stage_started_at.as_ref().map(|time| time.0),
     };
+    // With the comparative test judging canary against stable, an absolute guard rail that
+    // stable breaches too is the service failing (a dependency, a traffic spike), not the
+    // canary: hold instead of rolling back. Without it, the seed's plain rules apply as-is.
+    let excuse_shared = analysis
+        .comparative
+        .as_ref()
+        .is_some_and(|check| check.enabled);
     let mut judged: Vec<Judged> = checks
         .iter()
-        .map(|check| Judged {
-            name: check.name(),
-            breach_for: check.breach_for(),
-            evaluation: check.evaluate(&input),
+        .map(|check| {
+            let mut evaluation = check.evaluate(&input);
+            let shared = (excuse_shared && evaluation.outcome == Outcome::Fail)
+                .then(|| check.stable_breach(&input))
+                .flatten();
+            if let Some(stable) = &shared {
+                evaluation.outcome = Outcome::Inconclusive;
+                evaluation.message = format!(
+                    "{}, and {stable} too: the service is failing, not the canary; holding",
+                    evaluation.message
+                );
+            }
+            Judged {
+                name: check.name(),
+                breach_for: check.breach_for(),
+                evaluation,
+                shared_with_stable: shared.is_some(),
+            }
         })
         .collect();
     // The stateful comparative check keeps its evidence in the status.
@@ -116,6 +140,9 @@ fn track_breaches(judged: &[Judged], tick: &mut Tick) -> Option<(String, String)
                 }
             }
             Outcome::Pass => {
+                breaches.remove(&check.name);
+            }
+            Outcome::Inconclusive if check.shared_with_stable => {
                 breaches.remove(&check.name);
             }
             Outcome::Inconclusive | Outcome::Unavailable => {}

@@ -92,6 +92,12 @@ pub fn catalog() -> Vec<Scenario> {
         Scenario {
             total_rps: 5.0,
             min_requests: 20,
+            burst: None,
+            ..base("healthy, 5 req/s (minRequests 20)", true)
+        },
+        Scenario {
+            total_rps: 5.0,
+            min_requests: 20,
             burst: Some(burst),
             ..base("healthy, 5 req/s (minRequests 20), shared burst", true)
         },
