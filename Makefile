@@ -22,14 +22,14 @@ test: deps filter ## Run every test: unit, property, mocked-API, real Envoy and 
 demo: build ## The main job, locally: promote a healthy canary, roll back a failing one
 	target/debug/sc-demo
 
-bench: deps ## Benchmarks in one run: data plane vs peers (~8 min), rollout timing, analysis simulation, controller footprint
+bench: deps ## Benchmarks in one run: data plane vs peers (~13 min), rollout timing, analysis simulation, controller footprint
 	scripts/bench.sh
 	cargo build --workspace --bins --locked
 	target/debug/sc-rollout-timing --runs 5
 	cargo run --release --locked -p stickycanary --bin stickycanary -- simulate
 	cargo run --release --locked -p stickycanary-controller-bench -- --markdown target/bench-controller.md
 
-bench-filter: deps ## Just the filter against Envoy without a filter and a no-op Wasm filter (~3 min)
+bench-filter: deps ## Just the filter against Envoy without a filter and a no-op Wasm filter (~5 min)
 	scripts/bench.sh --cases noop-wasm,sc-1
 
 fuzz: ## Fuzz the filter's config, matching, cookie/identity and override code for FUZZ_SECONDS (default 30) each

@@ -1,17 +1,15 @@
 //! One Envoy per case, started from the case's bootstrap and optionally pinned to a CPU.
 //!
-//! The harness's `envoy::Envoy` only knows the stickycanary and router-only chains, so the
-//! peers are started here with the harness's pieces (`bootstrap`, ECDS file writer,
-//! `ChildGuard`, ports) plus `taskset`; the process is killed on drop like every harness child.
+//! The harness's `envoy::Envoy` only knows the stickycanary and router-only chains, so each
+//! peer writes its own bootstrap here and hands it to the harness's `envoy::launch` (which
+//! pins with `taskset` when asked); the process is killed on drop like every harness child.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
 
 use stickycanary_e2e::envoy::{self, EnvoyOptions};
 use stickycanary_e2e::proc::ChildGuard;
-use stickycanary_e2e::{http1, paths, ports};
+use stickycanary_e2e::{paths, ports};
 
 use crate::error::{failed, Result};
 use crate::peers::{self, Case, Kind};
@@ -56,33 +54,18 @@ impl PeerEnvoy {
         std::fs::write(&bootstrap_path, text)
             .map_err(|e| failed(format!("write {}: {e}", bootstrap_path.display())))?;
 
-        let envoy_bin = paths::envoy_bin()?;
-        // taskset execs Envoy in place, so the guard's pid is Envoy's.
-        let mut cmd = match cpu {
-            Some(cpu) => {
-                let mut cmd = Command::new("taskset");
-                cmd.arg("-c").arg(cpu.to_string()).arg(&envoy_bin);
-                cmd
-            }
-            None => Command::new(&envoy_bin),
-        };
-        cmd.arg("-c")
-            .arg(&bootstrap_path)
-            .arg("--concurrency")
-            .arg(opts.concurrency.to_string())
-            .arg("--log-level")
-            .arg(&opts.log_level)
-            // Six Envoys run side by side: no shared-memory hot restart.
-            .arg("--disable-hot-restart");
-        let log = dir.path().join("envoy.log");
-        let mut child = ChildGuard::spawn(&format!("envoy {}", case.id), cmd, &log)?;
-        let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
-        let listener = SocketAddr::from(([127, 0, 0, 1], listener_port));
-        child.wait_ready(opts.ready_timeout, || {
-            http1::request(admin, "GET", "/ready", &[], &[], Duration::from_secs(2))
-                .is_ok_and(|r| r.status == 200)
-                && ports::is_listening(listener)
-        })?;
+        let launched = envoy::launch(
+            &envoy::Launch {
+                name: &format!("envoy {}", case.id),
+                bootstrap: &bootstrap_path,
+                listener_port,
+                admin_port,
+                cpu,
+            },
+            &opts,
+            paths::envoy_bin()?,
+        )?;
+        let (child, listener) = (launched.child, launched.listener);
         Ok(Self {
             child,
             listener,

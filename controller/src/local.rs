@@ -452,7 +452,8 @@ async fn drive(
     });
     local.rollout_file = std::fs::canonicalize(&options.rollout_file).ok();
     local.envoy_ecds = std::fs::canonicalize(&options.envoy_ecds).ok();
-    local.prometheus = Some(prometheus.to_string());
+    let prometheus = crate::prometheus::redacted(prometheus);
+    local.prometheus = Some(prometheus.clone());
     let _ = writeln!(
         out,
         "stickycanary local: rollout {name} (key {}) | ECDS {} | Prometheus {prometheus} | status {} | resuming from {} stage {}",

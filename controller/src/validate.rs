@@ -278,17 +278,27 @@ fn custom_check_errors(index: usize, check: &CustomCheck, errors: &mut Vec<Valid
 }
 
 fn url_errors(spec: &CanaryRolloutSpec, errors: &mut Vec<ValidationError>) {
-    let mut http_url = |field: &str, value: &str| {
-        if !(value.starts_with("http://") || value.starts_with("https://")) {
-            errors.push(ValidationError::new(
-                field,
-                format!("must be an http:// or https:// URL (got {value:?})"),
-            ));
-        }
-    };
-    http_url("spec.prometheus.address", &spec.prometheus.address);
-    if let Some(notification) = &spec.notification {
-        http_url("spec.notification.webhook", &notification.webhook);
+    let is_http = |value: &str| value.starts_with("http://") || value.starts_with("https://");
+    let address = &spec.prometheus.address;
+    if !is_http(address) {
+        errors.push(ValidationError::new(
+            "spec.prometheus.address",
+            format!(
+                "must be an http:// or https:// URL (got {:?})",
+                crate::prometheus::redacted(address)
+            ),
+        ));
+    }
+    // The webhook is not echoed: for most chat services its URL is the credential.
+    if spec
+        .notification
+        .as_ref()
+        .is_some_and(|notification| !is_http(&notification.webhook))
+    {
+        errors.push(ValidationError::new(
+            "spec.notification.webhook",
+            "must be an http:// or https:// URL (the value is not shown: it may be a secret)",
+        ));
     }
 }
 

@@ -387,11 +387,10 @@ fn a_failing_webhook_is_logged_without_its_url() {
     assert_no_secret(&text, "local mode with a failing webhook");
 }
 
-/// Open finding (SECURITY.md §7): credentials in `spec.prometheus.address`
-/// (`http://user:password@host`) are printed in the start line and in the "metrics unavailable"
-/// reason, and kept in the local status file. Fix: print the URL without its userinfo.
+/// Credentials in `spec.prometheus.address` (`http://user:password@host`) are used but never
+/// printed: not in the start line, not in the "metrics unavailable" reason, not in the local
+/// status file (SECURITY.md §7; this was an open finding until `prometheus::redacted`).
 #[test]
-#[ignore = "open finding: userinfo in the Prometheus URL appears in output and status"]
 fn prometheus_credentials_in_the_url_are_not_echoed() {
     let dir = tempfile::tempdir().unwrap();
     let ecds = dir.path().join("filter.ecds.json");

@@ -205,6 +205,64 @@ pub fn bootstrap(
     })
 }
 
+/// What [`launch`] starts: a bootstrap already written, its ports, an optional CPU to pin to.
+pub struct Launch<'a> {
+    /// The child's name in logs and errors.
+    pub name: &'a str,
+    pub bootstrap: &'a Path,
+    pub listener_port: u16,
+    pub admin_port: u16,
+    /// Pin Envoy to this CPU (`taskset` execs Envoy in place, so the pid is Envoy's).
+    pub cpu: Option<usize>,
+}
+
+/// A started Envoy: the guard kills it on drop.
+pub struct Launched {
+    pub child: ChildGuard,
+    pub listener: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// Start `envoy_bin` on `what.bootstrap` (log next to the bootstrap, `envoy.log`) and wait
+/// until `/ready` answers and the listener accepts connections. Used by [`Envoy::start`] and
+/// by the benchmark, whose peers bring their own bootstraps.
+pub fn launch(what: &Launch<'_>, opts: &EnvoyOptions, envoy_bin: PathBuf) -> Result<Launched> {
+    let mut cmd = match what.cpu {
+        Some(cpu) => {
+            let mut cmd = Command::new("taskset");
+            cmd.arg("-c").arg(cpu.to_string()).arg(envoy_bin);
+            cmd
+        }
+        None => Command::new(envoy_bin),
+    };
+    cmd.arg("-c")
+        .arg(what.bootstrap)
+        .arg("--concurrency")
+        .arg(opts.concurrency.to_string())
+        .arg("--log-level")
+        .arg(&opts.log_level)
+        // Several Envoys run side by side: no shared-memory hot restart.
+        .arg("--disable-hot-restart");
+    let log = what
+        .bootstrap
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("envoy.log");
+    let mut child = ChildGuard::spawn(what.name, cmd, &log)?;
+    let admin = SocketAddr::from(([127, 0, 0, 1], what.admin_port));
+    let listener = SocketAddr::from(([127, 0, 0, 1], what.listener_port));
+    child.wait_ready(opts.ready_timeout, || {
+        http1::request(admin, "GET", "/ready", &[], &[], Duration::from_secs(2))
+            .is_ok_and(|r| r.status == 200)
+            && ports::is_listening(listener)
+    })?;
+    Ok(Launched {
+        child,
+        listener,
+        admin,
+    })
+}
+
 /// ECDS counters for the filter, from Envoy's `/stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EcdsCounters {
@@ -286,24 +344,18 @@ impl Envoy {
         let text = serde_json::to_vec_pretty(&doc).map_err(|e| Error::Other(e.to_string()))?;
         std::fs::write(&bootstrap_path, text).ctx(|| "write bootstrap".into())?;
 
-        let mut cmd = Command::new(envoy_bin);
-        cmd.arg("-c")
-            .arg(&bootstrap_path)
-            .arg("--concurrency")
-            .arg(opts.concurrency.to_string())
-            .arg("--log-level")
-            .arg(&opts.log_level)
-            // Several Envoys run side by side in parallel tests: no shared-memory hot restart.
-            .arg("--disable-hot-restart");
-        let log = dir.path().join("envoy.log");
-        let mut child = ChildGuard::spawn("envoy", cmd, &log)?;
-        let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
-        let listener = SocketAddr::from(([127, 0, 0, 1], listener_port));
-        child.wait_ready(opts.ready_timeout, || {
-            http1::request(admin, "GET", "/ready", &[], &[], Duration::from_secs(2))
-                .is_ok_and(|r| r.status == 200)
-                && ports::is_listening(listener)
-        })?;
+        let launched = launch(
+            &Launch {
+                name: "envoy",
+                bootstrap: &bootstrap_path,
+                listener_port,
+                admin_port,
+                cpu: None,
+            },
+            opts,
+            envoy_bin,
+        )?;
+        let (child, listener, admin) = (launched.child, launched.listener, launched.admin);
         Ok(Self {
             child,
             listener,
