@@ -7,6 +7,8 @@
 //! - `authority`, `path`, `user`: read `:authority`, `:path`, `x-user-id`;
 //! - `pairs`: read all request headers in one call (`get_map_pairs`), the alternative to
 //!   three single reads;
+//! - `rawpairs`: the same hostcall, but the serialized buffer is scanned in place for
+//!   `:authority` and `x-user-id` (no per-header allocation, as a filter would do it);
 //! - `remove`, `set`: remove, then set `x-canary-version` (to `stable`);
 //! - `clear`: the `clear_route_cache` foreign function;
 //! - `code`, `duration`: read the `response.code` / `request.duration` properties in `on_log`;
@@ -32,6 +34,7 @@ struct Plan {
     path: bool,
     user: bool,
     pairs: bool,
+    rawpairs: bool,
     remove: bool,
     set: bool,
     clear: bool,
@@ -58,6 +61,7 @@ impl RootContext for ProbeRoot {
         for op in text.split(',').map(str::trim).filter(|op| !op.is_empty()) {
             match op {
                 "authority" => plan.authority = true,
+                "rawpairs" => plan.rawpairs = true,
                 "path" => plan.path = true,
                 "user" => plan.user = true,
                 "pairs" => plan.pairs = true,
@@ -105,6 +109,53 @@ fn header(name: &str) -> usize {
         .map_or(0, |v| v.len())
 }
 
+#[allow(clashing_extern_declarations)]
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+}
+
+/// All request headers in one hostcall; the lengths of `:authority` and `x-user-id` found by
+/// walking the serialized pairs (u32 count, count × (u32 key len, u32 value len), then each
+/// key and value followed by a NUL) without copying.
+fn raw_pairs_lookup() -> usize {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer to `size` bytes it allocated through this module's
+    // allocator (proxy_on_memory_allocate), which the Vec below takes back and frees.
+    let status = unsafe { proxy_get_header_map_pairs(0, &mut data, &mut size) };
+    if status != 0 || data.is_null() {
+        return 0;
+    }
+    // SAFETY: `data` holds `size` bytes from this module's allocator (see above).
+    let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
+    let word = |at: usize| -> usize {
+        bytes
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, |b: [u8; 4]| u32::from_le_bytes(b) as usize)
+    };
+    let count = word(0);
+    let mut sizes_at = 4;
+    let mut data_at = 4 + count * 8;
+    let mut found = 0;
+    for _ in 0..count {
+        let (key_len, value_len) = (word(sizes_at), word(sizes_at + 4));
+        sizes_at += 8;
+        let key = bytes.get(data_at..data_at + key_len).unwrap_or_default();
+        data_at += key_len + 1;
+        if key == b":authority" || key == b"x-user-id" {
+            found += value_len;
+        }
+        data_at += value_len + 1;
+    }
+    found
+}
+
 fn property(path: &[&str]) -> usize {
     hostcalls::get_property(path.to_vec())
         .ok()
@@ -129,6 +180,9 @@ impl HttpContext for ProbeRequest {
         if plan.pairs {
             seen += hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
                 .map_or(0, |pairs| pairs.len());
+        }
+        if plan.rawpairs {
+            seen += raw_pairs_lookup();
         }
         if plan.remove {
             let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, ROUTE_HEADER);
