@@ -20,7 +20,7 @@ def stacks(path):
 
 
 def is_jit(frame):
-    return "[JIT]" in frame or "/perf-" in frame or "(/tmp/perf-" in frame
+    return "[JIT]" in frame or "/perf-" in frame
 
 
 def main(paths):

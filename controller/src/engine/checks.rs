@@ -121,36 +121,41 @@ fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
-/// Canary 5xx share above `maxPercent`.
-pub struct ErrorRate(pub ErrorRateCheck);
+/// A guard rail on one version's own number (its error rate, its p99) against a limit.
+/// Canary's number decides the check; stable's, read the same way, tells whether a breach
+/// is shared ([`Check::stable_breach`]).
+struct GuardRail {
+    /// The measure's name in messages: `error rate`, `p99`.
+    what: &'static str,
+    unit: &'static str,
+    max: f64,
+    /// The measure in one version's window; `None` when the window has none.
+    measure: fn(&VersionWindow) -> Option<f64>,
+    /// Why the check is inconclusive when canary's window has no measure.
+    missing: &'static str,
+}
 
-impl Check for ErrorRate {
-    fn name(&self) -> String {
-        "error-rate".to_string()
-    }
-
-    fn breach_for(&self) -> Duration {
-        self.0.for_duration
-    }
-
+impl GuardRail {
     fn evaluate(&self, input: &CheckInput<'_>) -> Evaluation {
         let (canary, _) = match input.window() {
             Ok(window) => window,
             Err(reason) => return Evaluation::unavailable(reason),
         };
-        let max = self.0.max_percent;
-        let Some(rate) = canary.error_rate_percent() else {
-            return Evaluation::inconclusive("no canary requests in the window");
+        let Some(value) = (self.measure)(canary) else {
+            return Evaluation::inconclusive(self.missing);
         };
-        at_most(rate, max, "canary error rate", "%")
+        at_most(value, self.max, &format!("canary {}", self.what), self.unit)
     }
 
     fn stable_breach(&self, input: &CheckInput<'_>) -> Option<String> {
         let (_, stable) = input.window().ok()?;
-        let rate = stable
-            .error_rate_percent()
-            .filter(|rate| *rate > self.0.max_percent)?;
-        Some(format!("stable error rate {}%", round2(rate)))
+        let value = (self.measure)(stable).filter(|value| *value > self.max)?;
+        Some(format!(
+            "stable {} {}{}",
+            self.what,
+            round2(value),
+            self.unit
+        ))
     }
 }
 
@@ -170,8 +175,53 @@ fn at_most(value: f64, max: f64, what: &str, unit: &str) -> Evaluation {
     )
 }
 
+/// Canary 5xx share above `maxPercent`.
+pub struct ErrorRate(pub ErrorRateCheck);
+
+impl ErrorRate {
+    fn rail(&self) -> GuardRail {
+        GuardRail {
+            what: "error rate",
+            unit: "%",
+            max: self.0.max_percent,
+            measure: VersionWindow::error_rate_percent,
+            missing: "no canary requests in the window",
+        }
+    }
+}
+
+impl Check for ErrorRate {
+    fn name(&self) -> String {
+        "error-rate".to_string()
+    }
+
+    fn breach_for(&self) -> Duration {
+        self.0.for_duration
+    }
+
+    fn evaluate(&self, input: &CheckInput<'_>) -> Evaluation {
+        self.rail().evaluate(input)
+    }
+
+    fn stable_breach(&self, input: &CheckInput<'_>) -> Option<String> {
+        self.rail().stable_breach(input)
+    }
+}
+
 /// Canary p99 latency above `maxMs`.
 pub struct LatencyP99(pub LatencyCheck);
+
+impl LatencyP99 {
+    fn rail(&self) -> GuardRail {
+        GuardRail {
+            what: "p99",
+            unit: "ms",
+            max: self.0.max_ms,
+            measure: |window| window.p99_ms.filter(|p99| p99.is_finite()),
+            missing: "no canary p99 in the window",
+        }
+    }
+}
 
 impl Check for LatencyP99 {
     fn name(&self) -> String {
@@ -183,23 +233,11 @@ impl Check for LatencyP99 {
     }
 
     fn evaluate(&self, input: &CheckInput<'_>) -> Evaluation {
-        let (canary, _) = match input.window() {
-            Ok(window) => window,
-            Err(reason) => return Evaluation::unavailable(reason),
-        };
-        let max = self.0.max_ms;
-        let Some(p99) = canary.p99_ms.filter(|p| p.is_finite()) else {
-            return Evaluation::inconclusive("no canary p99 in the window");
-        };
-        at_most(p99, max, "canary p99", "ms")
+        self.rail().evaluate(input)
     }
 
     fn stable_breach(&self, input: &CheckInput<'_>) -> Option<String> {
-        let (_, stable) = input.window().ok()?;
-        let p99 = stable
-            .p99_ms
-            .filter(|p99| p99.is_finite() && *p99 > self.0.max_ms)?;
-        Some(format!("stable p99 {}ms", round2(p99)))
+        self.rail().stable_breach(input)
     }
 }
 
