@@ -265,7 +265,7 @@ pub async fn manual(args: &ActionArgs, action: ManualAction) -> Result<String, E
         // Pause is declarative: spec.paused stays until resumed.
         ManualAction::Pause => json!({"spec": {"paused": true}}),
         ManualAction::Resume => json!({"spec": {"paused": false}}),
-        ManualAction::Promote | ManualAction::Abort => {
+        ManualAction::Promote | ManualAction::Abort | ManualAction::Retry => {
             json!({"metadata": {"annotations": {REQUEST_ANNOTATION: request_value(action)}}})
         }
     };

@@ -17,6 +17,9 @@ pub enum Error {
     Invalid(String),
     #[error("{0}")]
     Io(String),
+    /// A Deployment or ScaledObject call of the release lifecycle.
+    #[error("{0}")]
+    Workload(#[source] Box<crate::k8s::deployments::WorkloadError>),
 }
 
 impl Error {
@@ -28,6 +31,7 @@ impl Error {
             Error::RolloutFile { .. } => "rollout_file",
             Error::Invalid(_) => "invalid",
             Error::Io(_) => "io",
+            Error::Workload(_) => "workload",
         }
     }
 }

@@ -31,6 +31,7 @@ pub fn parse_request(value: &str) -> Option<ManualAction> {
         "abort" => Some(ManualAction::Abort),
         "pause" => Some(ManualAction::Pause),
         "resume" => Some(ManualAction::Resume),
+        "retry" => Some(ManualAction::Retry),
         _ => None,
     }
 }

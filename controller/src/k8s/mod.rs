@@ -3,6 +3,9 @@
 //! `/metrics`, `/healthz`, `/readyz` server.
 
 pub mod batch;
+pub mod deployments;
+pub mod executor;
+pub mod finalizer;
 pub mod lease;
 pub mod manual;
 pub mod pods;

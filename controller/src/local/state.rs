@@ -117,6 +117,7 @@ pub fn action_name(action: ManualAction) -> &'static str {
         ManualAction::Abort => "abort",
         ManualAction::Pause => "pause",
         ManualAction::Resume => "resume",
+        ManualAction::Retry => "retry",
     }
 }
 
@@ -126,6 +127,7 @@ pub fn parse_action(name: &str) -> Option<ManualAction> {
         "abort" => Some(ManualAction::Abort),
         "pause" => Some(ManualAction::Pause),
         "resume" => Some(ManualAction::Resume),
+        "retry" => Some(ManualAction::Retry),
         _ => None,
     }
 }

@@ -13,7 +13,7 @@ use kube::Client;
 use serde_json::{json, Value};
 
 use super::{
-    apply_weight, parse_plugin_config, view_of, weight_json, RolloutView, TargetError, WeightTarget,
+    apply_weight_and_salt, parse_plugin_config, view_of, weight_json, RolloutView, TargetError, WeightTarget,
 };
 
 /// The field manager named on every write.
@@ -122,15 +122,20 @@ impl<O: PatchOutcomes> WasmPluginTarget<O> {
             })
     }
 
-    async fn patch_once(&self, rollout_key: &str, weight: f64) -> Result<(), TargetError> {
+    async fn patch_once(
+        &self,
+        rollout_key: &str,
+        weight: f64,
+        salt: Option<&str>,
+    ) -> Result<(), TargetError> {
         let current = self.plugin_config().await?;
         // Refuse before writing anything if the filter would reject the result.
-        apply_weight(&current, rollout_key, weight, &self.target())?;
+        apply_weight_and_salt(&current, rollout_key, weight, salt, &self.target())?;
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..PatchParams::default()
         };
-        let patch = Patch::Merge(weight_patch(rollout_key, weight));
+        let patch = Patch::Merge(weight_and_salt_patch(rollout_key, weight, salt));
         self.bounded(self.api.patch(&self.name, &params, &patch))
             .await?;
         Ok(())
@@ -140,6 +145,26 @@ impl<O: PatchOutcomes> WasmPluginTarget<O> {
 /// The merge patch body: the one weight field and nothing else.
 pub fn weight_patch(rollout_key: &str, weight: f64) -> Value {
     json!({"spec": {"pluginConfig": {"rollouts": {rollout_key: {"weight": weight_json(weight)}}}}})
+}
+
+/// The merge patch body of a run's first weight: the weight and the cohort salt together,
+/// so the filter never sees the new salt with the old weight or the other way round.
+pub fn weight_and_salt_patch(rollout_key: &str, weight: f64, salt: Option<&str>) -> Value {
+    let mut patch = weight_patch(rollout_key, weight);
+    if let (Some(salt), Some(rollout)) = (
+        salt,
+        patch
+            .pointer_mut(&format!("/spec/pluginConfig/rollouts/{}", pointer_escape(rollout_key)))
+            .and_then(Value::as_object_mut),
+    ) {
+        rollout.insert("salt".to_string(), Value::from(salt));
+    }
+    patch
+}
+
+/// A JSON pointer token (RFC 6901): `~` and `/` escaped.
+fn pointer_escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
 }
 
 /// A kube error on one line (API errors carry code, reason and message).
@@ -164,9 +189,18 @@ impl<O: PatchOutcomes> WeightTarget for WasmPluginTarget<O> {
     }
 
     async fn set_weight(&self, rollout_key: &str, weight: f64) -> Result<(), TargetError> {
+        self.set_weight_and_salt(rollout_key, weight, None).await
+    }
+
+    async fn set_weight_and_salt(
+        &self,
+        rollout_key: &str,
+        weight: f64,
+        salt: Option<&str>,
+    ) -> Result<(), TargetError> {
         let mut attempt = 0;
         loop {
-            let result = self.patch_once(rollout_key, weight).await;
+            let result = self.patch_once(rollout_key, weight, salt).await;
             match result {
                 Ok(()) => {
                     self.outcomes.record("success");
