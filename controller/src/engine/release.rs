@@ -52,7 +52,7 @@ pub(super) fn before(
         new_revision(spec, release, tick);
         return true;
     }
-    scale_down_when_due(tick);
+    // A retry comes first: it cancels a pending scale-down of the same revision.
     if manual == Some(ManualAction::Retry) {
         if matches!(tick.status.phase, Phase::RolledBack | Phase::PromotionFailed) {
             let attempt = tick.status.attempt.max(1) + 1;
@@ -66,6 +66,7 @@ pub(super) fn before(
         }
         return true;
     }
+    scale_down_when_due(tick);
     false
 }
 
