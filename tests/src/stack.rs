@@ -225,7 +225,7 @@ impl Stack {
     pub fn release_hooks(&self, scale_up_prefix: &str) -> Vec<String> {
         let post = |addr: SocketAddr, body: &str| {
             format!(
-                "curl -sS -f -m 5 -X POST -H 'content-type: application/json' -d {body} http://{addr}/__release"
+                "curl -sS -f -m 5 -o /dev/null -X POST -H 'content-type: application/json' -d {body} http://{addr}/__release"
             )
         };
         let serve_revision = "\"{\\\"version\\\":\\\"$STICKYCANARY_REVISION\\\",\\\"stopped\\\":false}\"";
