@@ -181,7 +181,7 @@ fn local_status(path: &Path, name: Option<&str>) -> Result<String, Error> {
 async fn cluster_api(namespace: Option<&str>) -> Result<Api<CanaryRollout>, Error> {
     let client = Client::try_default()
         .await
-        .map_err(|e| Error::Kube(format!("no cluster configuration: {e}")))?;
+        .map_err(|e| Error::kube("no cluster configuration", e))?;
     Ok(match namespace {
         Some(ns) => Api::namespaced(client, ns),
         None => Api::default_namespaced(client),

@@ -62,7 +62,9 @@ fn assert_weight_patch(seen: &Seen, weight: Value) {
     );
     assert_eq!(
         seen.body,
-        json!({"spec": {"pluginConfig": {"rollouts": {"checkout": {"weight": weight}}}}})
+        json!({"metadata": {"resourceVersion": "7"},
+               "spec": {"pluginConfig": {"rollouts": {"checkout": {"weight": weight}}}}}),
+        "the weight, conditional on the resourceVersion read"
     );
 }
 
@@ -81,22 +83,31 @@ async fn run(mut server: ScriptedServer, scenario: Scenario) {
             server
                 .expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
                 .await;
-            let seen = server
-                .expect(
-                    Method::PATCH,
-                    PLUGIN_PATH,
-                    StatusCode::CONFLICT,
-                    api_status(409, "Conflict"),
-                )
-                .await;
-            assert_weight_patch(&seen, json!(25));
+            // Someone else writes the plugin (resourceVersion 7 -> 8) before our patch. The
+            // API server refuses a patch only when it names an older resourceVersion.
+            let mut edited = plugin(10.0);
+            edited["metadata"]["resourceVersion"] = json!("8");
+            let (seen, send) = server.next().await;
+            assert_eq!(seen.method, Method::PATCH);
+            assert!(
+                support::api::stale(&edited, &seen.body),
+                "the patch is not conditional on what was read: {}",
+                seen.body
+            );
+            support::api::respond(send, StatusCode::CONFLICT, &api_status(409, "Conflict"));
+            // The re-read sees version 8, and the retried patch is conditional on it.
             server
-                .expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
+                .expect(Method::GET, PLUGIN_PATH, StatusCode::OK, edited.clone())
                 .await;
             let seen = server
                 .expect(Method::PATCH, PLUGIN_PATH, StatusCode::OK, plugin(25.0))
                 .await;
-            assert_weight_patch(&seen, json!(25));
+            assert_eq!(seen.body["metadata"]["resourceVersion"], "8");
+            assert!(!support::api::stale(&edited, &seen.body));
+            assert_eq!(
+                seen.body["spec"]["pluginConfig"]["rollouts"]["checkout"]["weight"],
+                25
+            );
         }
         Scenario::ServerError => {
             server
@@ -498,7 +509,7 @@ async fn weight_change_is_a_merge_patch_of_exactly_one_field() {
 }
 
 #[tokio::test]
-async fn a_409_conflict_is_retried_after_reading_the_plugin_again() {
+async fn a_concurrent_plugin_edit_gives_409_and_the_patch_is_retried_on_the_new_version() {
     let (client, server) = start(Scenario::ConflictThenPatched);
     let outcomes = Arc::new(Outcomes::default());
     target(client, &outcomes, Duration::from_secs(5))

@@ -68,15 +68,13 @@ impl Record {
 /// Why a round failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
-    #[error("lease: {}", crate::target::wasmplugin::one_line(.0))]
+    #[error("lease: {}", crate::error::one_line(.0))]
     Api(#[source] kube::Error),
     #[error("lease: no answer within {0:?}")]
     Timeout(Duration),
 }
 
-fn is_conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409)
-}
+use crate::error::is_conflict;
 
 fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)

@@ -39,7 +39,7 @@ fn identity(args: &ControllerArgs) -> String {
 pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     let client = Client::try_default()
         .await
-        .map_err(|e| Error::Kube(format!("no cluster configuration: {e}")))?;
+        .map_err(|e| Error::kube("no cluster configuration", e))?;
     let metrics = Metrics::new();
     let ready = Arc::new(AtomicBool::new(false));
     let leader = Arc::new(AtomicBool::new(false));
@@ -97,11 +97,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     rollouts
         .list(&kube::api::ListParams::default().limit(1))
         .await
-        .map_err(|e| {
-            Error::Kube(format!(
-                "cannot list CanaryRollouts (is the CRD installed?): {e}"
-            ))
-        })?;
+        .map_err(|e| Error::kube("cannot list CanaryRollouts (is the CRD installed?)", e))?;
     ready.store(true, Ordering::Relaxed);
     tracing::info!(%identity, "controller started");
 
