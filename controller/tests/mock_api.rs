@@ -629,6 +629,7 @@ fn context(client: Client) -> Arc<Context> {
         patch_timeout: Duration::from_secs(5),
         webhook: reqwest::Client::new(),
         last_tick: Mutex::new(HashMap::new()),
+        backoff: Default::default(),
     })
 }
 
@@ -705,10 +706,8 @@ async fn a_failed_weight_patch_fails_the_reconcile_without_a_status_write() {
     finish(server).await;
     assert!(err.to_string().contains("503"), "{err}");
     let requeue = reconcile::error_policy(rollout, &err, ctx.clone());
-    assert_eq!(
-        requeue,
-        kube::runtime::controller::Action::requeue(Duration::from_secs(5))
-    );
+    let delay = requeue_after(&requeue);
+    assert!((4.0..=5.0).contains(&delay), "{requeue:?}");
     assert!(ctx
         .metrics
         .encode()
@@ -733,10 +732,8 @@ async fn a_wasmplugin_deleted_mid_rollout_is_degraded_and_retried_with_backoff()
     finish(server).await;
     assert!(err.to_string().contains("not found"), "{err}");
     let requeue = reconcile::error_policy(rollout, &err, ctx.clone());
-    assert_eq!(
-        requeue,
-        kube::runtime::controller::Action::requeue(Duration::from_secs(30))
-    );
+    let delay = requeue_after(&requeue);
+    assert!((24.0..=30.0).contains(&delay), "{requeue:?}");
     assert!(ctx
         .metrics
         .encode()
@@ -1298,4 +1295,67 @@ fn the_rbac_check_refuses_what_a_role_lacks() {
         !cluster.allows(&lease_in_shop),
         "the Lease Role is only in the release namespace"
     );
+}
+
+/// The requeue delay of an Action, in seconds (kube-runtime does not expose it but prints it).
+fn requeue_after(action: &kube::runtime::controller::Action) -> f64 {
+    let text = format!("{action:?}");
+    let inner = text
+        .split("Some(")
+        .nth(1)
+        .and_then(|t| t.split(')').next())
+        .unwrap_or_else(|| panic!("no requeue in {text}"));
+    let (number, unit) = inner.split_at(inner.find(|c: char| c.is_ascii_alphabetic()).unwrap());
+    let n: f64 = number.parse().unwrap();
+    match unit {
+        "s" => n,
+        "ms" => n / 1000.0,
+        "µs" => n / 1e6,
+        other => panic!("unit {other} in {text}"),
+    }
+}
+
+#[tokio::test]
+async fn repeated_failures_back_off_longer_each_time_up_to_a_cap_and_success_resets() {
+    let (client, api) = FakeApi::start();
+    seed(&api, Some("abort@9"));
+    // The WasmPlugin write keeps failing with 503.
+    api.fail("patch", "wasmplugins", 503, 100);
+    let ctx = context(client);
+    let mut delays = Vec::new();
+    for _ in 0..8 {
+        let rollout = stored_rollout(&api);
+        let err = reconcile::reconcile(rollout.clone(), ctx.clone())
+            .await
+            .unwrap_err();
+        delays.push(requeue_after(&reconcile::error_policy(
+            rollout,
+            &err,
+            ctx.clone(),
+        )));
+    }
+    for pair in delays.windows(2).take(5) {
+        assert!(pair[1] > pair[0], "the delay does not grow: {delays:?}");
+    }
+    assert!(delays[0] <= 5.0 && delays[0] >= 4.0, "{delays:?}");
+    assert!(delays.iter().all(|d| *d <= 300.0), "no cap: {delays:?}");
+    assert!(
+        delays[7] >= 240.0,
+        "capped at 300 s less jitter: {delays:?}"
+    );
+    // Once the write succeeds, the next failure starts from the base again.
+    api.store.lock().unwrap().faults.clear();
+    reconcile::reconcile(stored_rollout(&api), ctx.clone())
+        .await
+        .unwrap();
+    api.fail("get", "wasmplugins", 500, 1);
+    let mut rollout = (*stored_rollout(&api)).clone();
+    rollout.metadata.generation = Some(4);
+    let rollout = Arc::new(rollout);
+    let err = reconcile::reconcile(rollout.clone(), ctx.clone())
+        .await
+        .unwrap_err();
+    let delay = requeue_after(&reconcile::error_policy(rollout, &err, ctx.clone()));
+    assert!(delay <= 5.0, "not reset after a success: {delay}");
+    api.finish().await;
 }

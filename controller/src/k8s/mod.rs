@@ -2,6 +2,7 @@
 //! CanaryRollouts, leader election over a Lease, Events, canary pod health, and the
 //! `/metrics`, `/healthz`, `/readyz` server.
 
+pub mod backoff;
 pub mod batch;
 pub mod lease;
 pub mod manual;
@@ -88,6 +89,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
             .build()
             .map_err(|e| Error::Io(e.to_string()))?,
         last_tick: Mutex::new(HashMap::new()),
+        backoff: backoff::ErrorBackoff::default(),
     });
     let rollouts: Api<CanaryRollout> = match &args.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
