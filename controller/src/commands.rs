@@ -241,7 +241,7 @@ pub async fn status(args: &StatusArgs) -> Result<(), Error> {
 
 /// `stickycanary promote|abort|pause|resume`.
 pub async fn manual(args: &ActionArgs, action: ManualAction) -> Result<String, Error> {
-    let verb = state::action_name(action);
+    let verb = action.as_str();
     if let Some(path) = &args.status_file {
         if let Some(pid) = state::running_pid(path) {
             state::queue_request(path, &args.name, action)?;

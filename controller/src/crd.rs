@@ -329,6 +329,16 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in lifecycle order (metrics export one series per phase).
+    pub const ALL: [Phase; 6] = [
+        Phase::Pending,
+        Phase::Progressing,
+        Phase::Paused,
+        Phase::Promoted,
+        Phase::RolledBack,
+        Phase::Failed,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Phase::Pending => "Pending",

@@ -249,7 +249,7 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
     }
     if status.phase.is_terminal() && manual.consumed.is_none() && !spec_changed {
         ctx.metrics
-            .set_rollout(&namespace, &name, status.weight, status.phase.as_str());
+            .set_rollout(&namespace, &name, status.weight, status.phase);
         return Ok(Requeue::await_change());
     }
 
@@ -375,7 +375,7 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
         &namespace,
         &name,
         new_status.weight,
-        new_status.phase.as_str(),
+        new_status.phase,
     );
     if let Ok(mut ticks) = ctx.last_tick.lock() {
         ticks.insert(key, Instant::now());
