@@ -668,13 +668,12 @@ async fn drive(
         reload_rollout(options, runner, out);
         let now = Timestamp::now();
         let report = runner.tick(&local.status, manual, now).await;
-        if let Some(server) = server {
-            serve::record_tick(server.metrics(), &label, &local.status, &report);
-        }
-        local.status = report.status.clone();
+        let previous = std::mem::replace(&mut local.status, report.status.clone());
         state::save(&options.status_file, &local)?;
+        // Ready first: a scraper that sees this interval's series also finds /readyz up.
         if let Some(server) = server {
             server.set_ready();
+            serve::record_tick(server.metrics(), &label, &previous, &report);
         }
         let _ = writeln!(out, "{}", progress_line(&runner.rollout, &report, now));
         for (reason, message) in report.events.iter().skip(1) {

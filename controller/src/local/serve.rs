@@ -86,7 +86,7 @@ pub fn record_start(
         rollout.namespace,
         rollout.name,
         status.weight,
-        status.phase.as_str(),
+        status.phase,
     );
 }
 
@@ -114,6 +114,6 @@ pub fn record_tick(
         rollout.namespace,
         rollout.name,
         report.status.weight,
-        report.status.phase.as_str(),
+        report.status.phase,
     );
 }
