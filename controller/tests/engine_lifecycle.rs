@@ -203,8 +203,7 @@ fn the_weight_stays_at_zero_until_the_canary_is_ready_then_leaves_zero_with_the_
 }
 
 #[test]
-fn a_canary_not_ready_within_progress_deadline_fails_the_run_and_is_scaled_down_after_the_delay()
-{
+fn a_canary_not_ready_within_progress_deadline_fails_the_run_and_is_scaled_down_after_the_delay() {
     let mut sim = Sim::new(spec());
     sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped)); // t=0
     let mut failed = None;
@@ -245,7 +244,10 @@ fn a_failed_scale_up_fails_the_run_with_its_reason() {
     let failed = WorkloadState::Failed("--on-scale-up exited with exit status: 3".into());
     sim.tick(&healthy(), &release("r2", "r1", failed));
     assert_eq!(sim.status.phase, Phase::RolledBack);
-    assert_eq!(sim.status.rollback_reason.as_deref(), Some("scale-up-failed"));
+    assert_eq!(
+        sim.status.rollback_reason.as_deref(),
+        Some("scale-up-failed")
+    );
     assert!(sim
         .status
         .failure_reason
@@ -277,12 +279,18 @@ fn promotion_rolls_stable_out_then_finalises_then_succeeds() {
     assert_eq!(world(&decision), vec![]);
     assert_eq!(sim.status.phase, Phase::Promoting);
     // Stable done: every user back on stable, which now runs r2.
-    let decision = sim.tick(&healthy(), &with_stable(ready.clone(), WorkloadState::Ready));
+    let decision = sim.tick(
+        &healthy(),
+        &with_stable(ready.clone(), WorkloadState::Ready),
+    );
     assert_eq!(world(&decision), vec![Action::SetWeight(0.0)]);
     assert_eq!(sim.status.phase, Phase::Finalising);
     assert_eq!(decision.event_reasons(), vec![reasons::FINALISING]);
     // The drain delay (30s) passes, then the canary is scaled down and the run is done.
-    let decision = sim.tick(&healthy(), &with_stable(ready.clone(), WorkloadState::Ready));
+    let decision = sim.tick(
+        &healthy(),
+        &with_stable(ready.clone(), WorkloadState::Ready),
+    );
     assert_eq!(world(&decision), vec![scale_down("r2")]);
     assert_eq!(sim.status.phase, Phase::Succeeded);
     assert_eq!(sim.status.stable_revision.as_deref(), Some("r2"));
@@ -439,7 +447,10 @@ fn a_new_revision_mid_run_puts_users_back_on_stable_first_then_resets_and_rotate
     sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
     sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
     // A breach in progress: its timer must not carry over to the next revision.
-    sim.tick(&traffic(30.0, None), &release("r2", "r1", WorkloadState::Ready));
+    sim.tick(
+        &traffic(30.0, None),
+        &release("r2", "r1", WorkloadState::Ready),
+    );
     assert!(!sim.status.breach_started_at.is_empty());
     assert_eq!(sim.status.weight, 10.0);
 
@@ -517,8 +528,15 @@ fn retry_runs_the_failed_revision_again_with_a_new_cohort() {
     assert_eq!(sim.status.attempt, 2);
     assert_eq!(sim.status.salt.as_deref(), Some("checkout-r2-2"));
     assert_ne!(sim.status.salt.as_deref(), Some(first_salt));
-    assert!(sim.status.scale_down_at.is_none(), "the pending scale-down is cancelled");
-    assert_eq!(world(&decision), vec![], "the canary is still up: no scale-up needed");
+    assert!(
+        sim.status.scale_down_at.is_none(),
+        "the pending scale-down is cancelled"
+    );
+    assert_eq!(
+        world(&decision),
+        vec![],
+        "the canary is still up: no scale-up needed"
+    );
     let decision = sim.tick(&healthy(), &ready);
     assert_eq!(
         world(&decision),
@@ -602,14 +620,20 @@ fn a_restart_from_saved_status_resumes_every_new_phase_exactly() {
         sim.now,
         with_stable(ready.clone(), WorkloadState::Ready),
     ));
-    sim.tick(&healthy(), &with_stable(ready.clone(), WorkloadState::Ready));
+    sim.tick(
+        &healthy(),
+        &with_stable(ready.clone(), WorkloadState::Ready),
+    );
     assert_eq!(sim.status.phase, Phase::Finalising);
     cases.push((
         sim.status.clone(),
         sim.now,
         with_stable(ready.clone(), WorkloadState::Ready),
     ));
-    sim.tick(&healthy(), &with_stable(ready.clone(), WorkloadState::Ready));
+    sim.tick(
+        &healthy(),
+        &with_stable(ready.clone(), WorkloadState::Ready),
+    );
     assert_eq!(sim.status.phase, Phase::Succeeded);
     cases.push((
         sim.status.clone(),
@@ -662,5 +686,8 @@ fn without_a_revision_source_promotion_ends_at_promoted_as_before() {
         status = decision.status;
     }
     assert_eq!(status.phase, Phase::Promoted);
-    assert_eq!(actions, vec![Action::SetWeight(10.0), Action::SetWeight(100.0)]);
+    assert_eq!(
+        actions,
+        vec![Action::SetWeight(10.0), Action::SetWeight(100.0)]
+    );
 }

@@ -336,7 +336,10 @@ async fn read_workloads(
         .get(&spec.canary.deployment)
         .await
         .map_err(workload)?;
-    let stable = deployments.get(&stable.deployment).await.map_err(workload)?;
+    let stable = deployments
+        .get(&stable.deployment)
+        .await
+        .map_err(workload)?;
     Ok(Workloads {
         deployments,
         canary,

@@ -150,12 +150,14 @@ pub fn take_request(status_path: &Path, rollout: &str) -> Result<Option<ManualAc
             ),
         ));
     }
-    ManualAction::parse(&request.action).map(Some).ok_or_else(|| {
-        status_error(
-            &path,
-            format!("ignored unknown action {:?}", request.action),
-        )
-    })
+    ManualAction::parse(&request.action)
+        .map(Some)
+        .ok_or_else(|| {
+            status_error(
+                &path,
+                format!("ignored unknown action {:?}", request.action),
+            )
+        })
 }
 
 /// The pid in the lock file, if that process is still alive.

@@ -16,7 +16,8 @@ use kube::Client;
 use serde_json::{json, Value};
 
 use super::{
-    apply_weight_and_salt, parse_plugin_config, view_of, weight_json, RolloutView, TargetError, WeightTarget,
+    apply_weight_and_salt, parse_plugin_config, view_of, weight_json, RolloutView, TargetError,
+    WeightTarget,
 };
 
 /// The field manager named on every write.
@@ -170,7 +171,10 @@ pub fn weight_and_salt_patch(rollout_key: &str, weight: f64, salt: Option<&str>)
     if let (Some(salt), Some(rollout)) = (
         salt,
         patch
-            .pointer_mut(&format!("/spec/pluginConfig/rollouts/{}", pointer_escape(rollout_key)))
+            .pointer_mut(&format!(
+                "/spec/pluginConfig/rollouts/{}",
+                pointer_escape(rollout_key)
+            ))
             .and_then(Value::as_object_mut),
     ) {
         rollout.insert("salt".to_string(), Value::from(salt));

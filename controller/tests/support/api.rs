@@ -370,6 +370,33 @@ impl Store {
                             );
                         }
                     }
+                    // The scale subresource (autoscaling/v1 Scale) writes spec.replicas only,
+                    // and answers with a Scale, not the Deployment (k8s.io/kubernetes
+                    // pkg/registry/apps/deployment/storage/storage.go, ScaleREST).
+                    Some("scale") => {
+                        let Some(replicas) = seen.body.pointer("/spec/replicas").cloned() else {
+                            return (StatusCode::UNPROCESSABLE_ENTITY, api_status(422, "Invalid"));
+                        };
+                        object["spec"]["replicas"] = replicas;
+                        if object != stored {
+                            let generation = stored
+                                .pointer("/metadata/generation")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(1);
+                            object["metadata"]["generation"] = json!(generation + 1);
+                            object["metadata"]["resourceVersion"] = json!(self.next_rv());
+                            self.objects.insert(object_path, object.clone());
+                        }
+                        let scale = json!({
+                            "apiVersion": "autoscaling/v1", "kind": "Scale",
+                            "metadata": {"name": object["metadata"]["name"],
+                                         "namespace": object["metadata"]["namespace"],
+                                         "resourceVersion": object["metadata"]["resourceVersion"]},
+                            "spec": {"replicas": object["spec"]["replicas"]},
+                            "status": {"replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0))},
+                        });
+                        return (StatusCode::OK, scale);
+                    }
                     Some(other) => panic!("the fake API server has no {other} subresource yet"),
                     // The main resource ignores .status when a status subresource exists.
                     None => {
