@@ -105,7 +105,7 @@ impl Sim {
     }
 
     /// Walks a fresh run of `r2` (stable `r1`) to the Promoting phase.
-    fn to_promoting(&mut self) -> Decision {
+    fn walk_to_promoting(&mut self) -> Decision {
         self.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
         self.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
         for _ in 0..10 {
@@ -259,7 +259,7 @@ fn a_failed_scale_up_fails_the_run_with_its_reason() {
 #[test]
 fn promotion_rolls_stable_out_then_finalises_then_succeeds() {
     let mut sim = Sim::new(spec());
-    let decision = sim.to_promoting();
+    let decision = sim.walk_to_promoting();
     assert_eq!(
         world(&decision),
         vec![
@@ -313,7 +313,7 @@ fn the_drain_delay_holds_the_scale_down_in_finalising() {
     let mut spec = spec();
     spec.scale_down_delay = stickycanary::duration::Duration::from_secs(90);
     let mut sim = Sim::new(spec);
-    sim.to_promoting();
+    sim.walk_to_promoting();
     let ready = with_stable(
         release("r2", "r1", WorkloadState::Ready),
         WorkloadState::Ready,
@@ -331,7 +331,7 @@ fn the_drain_delay_holds_the_scale_down_in_finalising() {
 #[test]
 fn a_failed_stable_rollout_keeps_users_on_the_canary_and_marks_the_run_failed() {
     let mut sim = Sim::new(spec());
-    sim.to_promoting();
+    sim.walk_to_promoting();
     let failed = WorkloadState::Failed("ProgressDeadlineExceeded: ReplicaSet timed out".into());
     let decision = sim.tick(
         &healthy(),
@@ -363,7 +363,7 @@ fn a_failed_stable_rollout_keeps_users_on_the_canary_and_marks_the_run_failed() 
 #[test]
 fn a_stable_rollout_past_progress_deadline_fails_the_promotion() {
     let mut sim = Sim::new(spec());
-    sim.to_promoting();
+    sim.walk_to_promoting();
     let rolling = with_stable(
         release("r2", "r1", WorkloadState::Ready),
         WorkloadState::Starting,
@@ -386,7 +386,7 @@ fn a_stable_rollout_past_progress_deadline_fails_the_promotion() {
 #[test]
 fn a_stable_template_lost_before_it_was_copied_is_copied_again() {
     let mut sim = Sim::new(spec());
-    sim.to_promoting();
+    sim.walk_to_promoting();
     let decision = sim.tick(
         &healthy(),
         &with_stable(
@@ -613,7 +613,7 @@ fn a_restart_from_saved_status_resumes_every_new_phase_exactly() {
     ));
 
     let mut sim = Sim::new(spec.clone());
-    sim.to_promoting();
+    sim.walk_to_promoting();
     let ready = release("r2", "r1", WorkloadState::Ready);
     cases.push((
         sim.status.clone(),
