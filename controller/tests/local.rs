@@ -778,7 +778,7 @@ async fn a_failed_weight_write_notifies_nobody_and_the_write_that_works_notifies
         format!("{rollout}  notification: {{webhook: \"{url}\"}}\n"),
     )
     .unwrap();
-    let mut run = Running::start(scene.command(&prometheus.url, &[]));
+    let run = Running::start(scene.command(&prometheus.url, &[]));
     poll_until("stage 1 weight", Duration::from_secs(10), || {
         scene.weight() == 10.0
     })
