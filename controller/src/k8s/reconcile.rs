@@ -371,12 +371,8 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
             new_status.rollback_reason.as_deref().unwrap_or("unknown"),
         );
     }
-    ctx.metrics.set_rollout(
-        &namespace,
-        &name,
-        new_status.weight,
-        new_status.phase,
-    );
+    ctx.metrics
+        .set_rollout(&namespace, &name, new_status.weight, new_status.phase);
     if let Ok(mut ticks) = ctx.last_tick.lock() {
         ticks.insert(key, Instant::now());
     }

@@ -82,12 +82,7 @@ pub fn record_start(
     status: &CanaryRolloutStatus,
 ) {
     metrics.init_rollbacks(rollout.namespace, rollout.name, spec);
-    metrics.set_rollout(
-        rollout.namespace,
-        rollout.name,
-        status.weight,
-        status.phase,
-    );
+    metrics.set_rollout(rollout.namespace, rollout.name, status.weight, status.phase);
 }
 
 /// One interval, as the controller's reconcile records it: the analysis result, a rollback
