@@ -241,7 +241,8 @@ pub struct Analysis {
     pub window: Option<Duration>,
     /// Canary requests a window needs to count; fewer makes it inconclusive.
     #[serde(default = "default_min_requests")]
-    #[schemars(range(min = 0))]
+    // Kubernetes knows int32/int64, not uint64 (it warns and ignores that format since 1.34).
+    #[schemars(extend("format" = "int64", "minimum" = 0))]
     pub min_requests: u64,
     #[serde(default)]
     pub error_rate: ErrorRateCheck,
@@ -509,6 +510,7 @@ pub struct CanaryRolloutStatus {
     pub phase: Phase,
     /// Index into `spec.stages` of the current stage.
     #[serde(default)]
+    #[schemars(extend("format" = "int32", "minimum" = 0))]
     pub stage_index: u32,
     /// The weight last set on the target.
     #[serde(default)]
@@ -630,6 +632,7 @@ pub struct Transition {
     pub at: Time,
     pub from: Phase,
     pub to: Phase,
+    #[schemars(extend("format" = "int32", "minimum" = 0))]
     pub stage_index: u32,
     pub weight: f64,
     pub reason: String,
