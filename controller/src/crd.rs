@@ -566,6 +566,7 @@ pub struct CanaryRolloutStatus {
     pub salt: Option<String>,
     /// Runs of `canaryRevision` so far (a retry draws a new cohort).
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(extend("format" = "int32", "minimum" = 0))]
     pub attempt: u32,
     /// When the current lifecycle phase (ScalingUp, Promoting, Finalising) began: the
     /// start of `progressDeadline` and of the drain delay.
