@@ -4,6 +4,7 @@
 //! costs one exact lookup plus one lookup per dot in its host, whatever the number of
 //! rollouts. Candidate lists are pre-sorted, so the answer never depends on map order.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use xxhash_rust::xxh64::Xxh64Builder;
@@ -30,6 +31,8 @@ pub struct CompiledRollout {
     pub identity: Vec<IdentitySource>,
     pub anonymous: AnonymousConfig,
     pub override_config: Option<OverrideConfig>,
+    /// `slowThresholdMs` in nanoseconds, compared with the measured duration as is.
+    pub slow_threshold_ns: u64,
 }
 
 impl CompiledRollout {
@@ -81,6 +84,7 @@ impl CompiledConfig {
                 identity: rollout.identity.clone(),
                 anonymous: rollout.anonymous.clone(),
                 override_config: rollout.r#override.clone(),
+                slow_threshold_ns: u64::from(rollout.effective_slow_threshold_ms()) * 1_000_000,
             })
             .collect();
         let needs_path = rollouts
@@ -130,10 +134,10 @@ impl CompiledConfig {
     /// wildcard; then the longest matching `pathPrefix` wins; then the more specific
     /// wildcard; then rollout-name order.
     pub fn find_rollout(&self, authority: &[u8], path: &[u8]) -> Option<usize> {
-        let host = normalize_host(authority);
+        let host = normalize_host_cow(authority);
         if let Some(found) = self
             .exact_hosts
-            .get(host.as_slice())
+            .get(host.as_ref())
             .and_then(|candidates| self.first_with_prefix(candidates, path))
         {
             return Some(found);
@@ -171,6 +175,12 @@ impl CompiledConfig {
 /// `:authority` → the host part, lower-case, without port or trailing dot.
 /// `[::1]:8080` keeps its brackets (`[::1]`); a bare IPv6 address is left whole.
 pub fn normalize_host(authority: &[u8]) -> Vec<u8> {
+    normalize_host_cow(authority).into_owned()
+}
+
+/// [`normalize_host`] without a copy for the usual, already lower-case host (every
+/// request pays for this lookup, so it should not allocate).
+fn normalize_host_cow(authority: &[u8]) -> Cow<'_, [u8]> {
     let authority = authority.trim_ascii();
     let host = if authority.first() == Some(&b'[') {
         match authority.iter().position(|byte| *byte == b']') {
@@ -185,7 +195,11 @@ pub fn normalize_host(authority: &[u8]) -> Vec<u8> {
         }
     };
     let host = host.strip_suffix(b".").unwrap_or(host);
-    host.to_ascii_lowercase()
+    if host.iter().any(u8::is_ascii_uppercase) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 #[cfg(test)]

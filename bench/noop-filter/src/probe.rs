@@ -11,8 +11,15 @@
 //!   `:authority` and `x-user-id` (no per-header allocation, as a filter would do it);
 //! - `remove`, `set`: remove, then set `x-canary-version` (to `stable`);
 //! - `clear`: the `clear_route_cache` foreign function;
+//! - `clock`: read the proxy's clock once when the request headers arrive and once in
+//!   `on_log` (the filter's latency measurement);
 //! - `code`, `duration`: read the `response.code` / `request.duration` properties in `on_log`;
-//! - `counter`, `histogram`: increment a counter / record into a histogram in `on_log`.
+//! - `counter`, `histogram`: increment a counter / record into a histogram in `on_log`;
+//! - `shard`: increment a second counter in `on_log` (the filter's user-shard counter).
+//!
+//! The filter's own request path is `rawpairs,set,clock,code,counter,histogram,shard` for a
+//! hash-routed request with a user id: the probe with exactly those is the "same hostcalls"
+//! peer that `make bench-filter` pairs the filter with.
 
 use std::rc::Rc;
 
@@ -38,10 +45,12 @@ struct Plan {
     remove: bool,
     set: bool,
     clear: bool,
+    clock: bool,
     code: bool,
     duration: bool,
     counter: Option<u32>,
     histogram: Option<u32>,
+    shard: Option<u32>,
 }
 
 struct ProbeRoot {
@@ -68,6 +77,7 @@ impl RootContext for ProbeRoot {
                 "remove" => plan.remove = true,
                 "set" => plan.set = true,
                 "clear" => plan.clear = true,
+                "clock" => plan.clock = true,
                 "code" => plan.code = true,
                 "duration" => plan.duration = true,
                 "counter" => {
@@ -77,6 +87,11 @@ impl RootContext for ProbeRoot {
                 "histogram" => {
                     plan.histogram =
                         hostcalls::define_metric(MetricType::Histogram, "probe_duration_ms").ok()
+                }
+                "shard" => {
+                    plan.shard =
+                        hostcalls::define_metric(MetricType::Counter, "probe_shard_requests_total")
+                            .ok()
                 }
                 _ => return false,
             }
@@ -156,6 +171,13 @@ fn raw_pairs_lookup() -> usize {
     found
 }
 
+fn clock_ns() -> usize {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |elapsed| elapsed.subsec_nanos() as usize)
+}
+
 fn property(path: &[&str]) -> usize {
     hostcalls::get_property(path.to_vec())
         .ok()
@@ -194,6 +216,9 @@ impl HttpContext for ProbeRequest {
         if plan.clear {
             let _ = hostcalls::call_foreign_function("clear_route_cache", None);
         }
+        if plan.clock {
+            seen += clock_ns();
+        }
         std::hint::black_box(seen);
         Action::Continue
     }
@@ -210,8 +235,14 @@ impl HttpContext for ProbeRequest {
         if let Some(id) = plan.counter {
             let _ = hostcalls::increment_metric(id, 1);
         }
+        if plan.clock {
+            seen += clock_ns();
+        }
         if let Some(id) = plan.histogram {
             let _ = hostcalls::record_metric(id, 3);
+        }
+        if let Some(id) = plan.shard {
+            let _ = hostcalls::increment_metric(id, 1);
         }
         std::hint::black_box(seen);
     }
