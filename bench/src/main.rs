@@ -164,13 +164,22 @@ fn case_pair_round(
         (second, first)
     };
     let tag = format!("q{round}-{}", b_case.case.id);
+    // Which of the two starts on the spawned thread alternates by round, so a bias of
+    // either position cancels out over the rounds.
     let (ours, theirs) = std::thread::scope(|scope| {
-        let b_run = scope.spawn(|| b_case.load(wrk, &tag, duration));
-        let ours = a_case.load(wrk, &tag, duration);
-        let theirs = b_run
-            .join()
-            .unwrap_or_else(|_| Err(failed("the pair load thread panicked")));
-        (ours, theirs)
+        let joined = |run: std::thread::ScopedJoinHandle<'_, Result<_>>| {
+            run.join()
+                .unwrap_or_else(|_| Err(failed("the pair load thread panicked")))
+        };
+        if round % 2 == 0 {
+            let a_run = scope.spawn(|| a_case.load(wrk, &tag, duration));
+            let theirs = b_case.load(wrk, &tag, duration);
+            (joined(a_run), theirs)
+        } else {
+            let b_run = scope.spawn(|| b_case.load(wrk, &tag, duration));
+            let ours = a_case.load(wrk, &tag, duration);
+            (ours, joined(b_run))
+        }
     });
     let (_, a_cpu_us, _) = ours?;
     let (_, b_cpu_us, _) = theirs?;

@@ -33,7 +33,7 @@ target/stickycanary-noop.wasm and a release sc-backend (scripts/bench.sh builds 
                         (profiling: compare filter variants in the same run); repeatable
   --probe NAME=OPS      add a hostcall-probe case (target/stickycanary-probe.wasm, built by
                         scripts/bench-build-noop.sh probe) doing OPS per request, from:
-                        authority,path,user,pairs,rawpairs,remove,set,clear,clock,code,
+                        authority,path,user,pairs,rawpairs,remove,set,split,clear,clock,code,
                         duration,counter,histogram,shard (case id: probe:NAME)
   --pair A/B            every round, also load cases A and B at the same time (both Envoys
                         on one CPU, one wrk each) and report B's CPU time per request over

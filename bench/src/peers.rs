@@ -152,8 +152,12 @@ pub fn probe_case(name: &str, wasm: &Path, ops: &str) -> Case {
         },
         host: HOST.into(),
         anonymous: false,
-        // The probe routes nobody to canary: it sets the header to `stable` at most.
-        expect: Expect::AllStable,
+        // The probe sets `stable`, or with `split` `canary` on every 10th request.
+        expect: if ops.split(',').any(|op| op.trim() == "split") {
+            Expect::ShareBetween(0.09, 0.11)
+        } else {
+            Expect::AllStable
+        },
         expect_set_cookie: false,
     }
 }

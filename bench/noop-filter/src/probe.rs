@@ -10,6 +10,9 @@
 //! - `rawpairs`: the same hostcall, but the serialized buffer is scanned in place for
 //!   `:authority` and `x-user-id` (no per-header allocation, as a filter would do it);
 //! - `remove`, `set`: remove, then set `x-canary-version` (to `stable`);
+//! - `split`: with `set`, every 10th request is set to `canary` instead, so the upstream
+//!   traffic splits 90/10 like the filter's at the bench's 10% weight (two clusters in use,
+//!   not one);
 //! - `clear`: the `clear_route_cache` foreign function;
 //! - `clock`: read the proxy's clock once when the request headers arrive and once in
 //!   `on_log` (the filter's latency measurement);
@@ -17,7 +20,7 @@
 //! - `counter`, `histogram`: increment a counter / record into a histogram in `on_log`;
 //! - `shard`: increment a second counter in `on_log` (the filter's user-shard counter).
 //!
-//! The filter's own request path is `rawpairs,set,clock,code,counter,histogram,shard` for a
+//! The filter's own request path is `rawpairs,set,split,clock,code,counter,histogram,shard` for a
 //! hash-routed request with a user id: the probe with exactly those is the "same hostcalls"
 //! peer that `make bench-filter` pairs the filter with.
 
@@ -31,7 +34,10 @@ const ROUTE_HEADER: &str = "x-canary-version";
 
 proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_context_id| -> Box<dyn RootContext> {
-        Box::new(ProbeRoot { plan: Rc::new(Plan::default()) })
+        Box::new(ProbeRoot {
+            plan: Rc::new(Plan::default()),
+            requests: std::cell::Cell::new(0),
+        })
     });
 }}
 
@@ -44,6 +50,7 @@ struct Plan {
     rawpairs: bool,
     remove: bool,
     set: bool,
+    split: bool,
     clear: bool,
     clock: bool,
     code: bool,
@@ -55,6 +62,8 @@ struct Plan {
 
 struct ProbeRoot {
     plan: Rc<Plan>,
+    /// HTTP contexts created so far (for `split`).
+    requests: std::cell::Cell<u64>,
 }
 
 impl Context for ProbeRoot {}
@@ -76,6 +85,7 @@ impl RootContext for ProbeRoot {
                 "pairs" => plan.pairs = true,
                 "remove" => plan.remove = true,
                 "set" => plan.set = true,
+                "split" => plan.split = true,
                 "clear" => plan.clear = true,
                 "clock" => plan.clock = true,
                 "code" => plan.code = true,
@@ -101,8 +111,10 @@ impl RootContext for ProbeRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        self.requests.set(self.requests.get().wrapping_add(1));
         Some(Box::new(ProbeRequest {
             plan: Rc::clone(&self.plan),
+            canary: self.plan.split && self.requests.get() % 10 == 0,
         }))
     }
 
@@ -113,6 +125,8 @@ impl RootContext for ProbeRoot {
 
 struct ProbeRequest {
     plan: Rc<Plan>,
+    /// `split`: this request is set to `canary`.
+    canary: bool,
 }
 
 impl Context for ProbeRequest {}
@@ -210,8 +224,9 @@ impl HttpContext for ProbeRequest {
             let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, ROUTE_HEADER);
         }
         if plan.set {
+            let version = if self.canary { "canary" } else { "stable" };
             let _ =
-                hostcalls::set_map_value(MapType::HttpRequestHeaders, ROUTE_HEADER, Some("stable"));
+                hostcalls::set_map_value(MapType::HttpRequestHeaders, ROUTE_HEADER, Some(version));
         }
         if plan.clear {
             let _ = hostcalls::call_foreign_function("clear_route_cache", None);

@@ -278,3 +278,22 @@ fn the_shard_is_independent_of_the_version_at_every_weight() {
     }
     assert!(chi_square(&dependent) > 1000.0);
 }
+
+#[test]
+fn short_and_long_ids_hash_the_same_bytes_as_the_joined_string() {
+    // Both sides of the stack-buffer cut-over (128 bytes of `salt:user`).
+    for len in [0, 1, 100, 118, 119, 120, 127, 128, 129, 500] {
+        let user = "u".repeat(len);
+        let joined = format!("checkout:{user}");
+        let digest = xxhash_rust::xxh64::xxh64(joined.as_bytes(), 0);
+        assert_eq!(
+            bucket("checkout", &user),
+            (digest % u64::from(BUCKETS)) as u32,
+            "{len}"
+        );
+        assert_eq!(
+            u64::from(placement("checkout", user.as_bytes()).shard),
+            digest >> 60
+        );
+    }
+}
