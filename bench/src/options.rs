@@ -30,7 +30,9 @@ target/stickycanary-noop.wasm and a release sc-backend (scripts/bench.sh builds 
   --cases ID,ID         only these cases (weighted, noop-wasm, lua, sc-1, sc-50, sc-anon);
                         peer 1 (weighted) always runs
   --variant NAME=PATH   add a one-rollout stickycanary case running another .wasm build
-                        (profiling: compare filter variants in the same run); repeatable
+                        (profiling: compare filter variants in the same run); repeatable.
+                        A NAME starting with `diag-` marks a cut-down build whose routing
+                        may differ: its sanity check only asks that it serves
   --probe NAME=OPS      add a hostcall-probe case (target/stickycanary-probe.wasm, built by
                         scripts/bench-build-noop.sh probe) doing OPS per request, from:
                         authority,path,user,pairs,rawpairs,remove,set,split,clear,clock,code,
