@@ -171,7 +171,7 @@ fn case_pair_round(
             run.join()
                 .unwrap_or_else(|_| Err(failed("the pair load thread panicked")))
         };
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             let a_run = scope.spawn(|| a_case.load(wrk, &tag, duration));
             let theirs = b_case.load(wrk, &tag, duration);
             (joined(a_run), theirs)

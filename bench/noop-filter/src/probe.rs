@@ -114,7 +114,7 @@ impl RootContext for ProbeRoot {
         self.requests.set(self.requests.get().wrapping_add(1));
         Some(Box::new(ProbeRequest {
             plan: Rc::clone(&self.plan),
-            canary: self.plan.split && self.requests.get() % 10 == 0,
+            canary: self.plan.split && self.requests.get().is_multiple_of(10),
         }))
     }
 
