@@ -619,7 +619,7 @@ mod tests {
 
     #[test]
     fn shard_outcomes_fill_per_shard_counts_and_bad_labels_are_skipped() {
-        let rollouts = vec![RolloutSeries::with_default_versions("checkout")];
+        let rollouts = [RolloutSeries::with_default_versions("checkout")];
         let shard = |version: &str, shard: &str, outcome: &str, value: f64| {
             sample(
                 &[
