@@ -174,11 +174,12 @@ pub struct SplitTest {
 pub struct ShardStatistic {
     /// Shards with traffic on both versions in the current segment (the sample size in
     /// independent units; at most 16).
+    #[schemars(extend("format" = "int32", "minimum" = 0))]
     pub shards_with_traffic: u32,
     /// The shards left out (largest canary excess first): one or two users cannot fail the
     /// test.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub trimmed: Vec<u32>,
+    pub trimmed: Vec<i32>,
     /// The kept shards' dispersion `φ` (1 = no sign that errors cluster by user).
     pub dispersion: f64,
     /// Natural log of the e-value over all shards (trimming none); when it would fail and
@@ -507,7 +508,11 @@ fn judge(
         }
         test.shards = Some(ShardStatistic {
             shards_with_traffic: evidence.shards_with_traffic as u32,
-            trimmed: evidence.trimmed.iter().map(|index| *index as u32).collect(),
+            trimmed: evidence
+                .trimmed
+                .iter()
+                .map(|index| i32::try_from(*index).unwrap_or(i32::MAX))
+                .collect(),
             dispersion: round2(evidence.dispersion),
             untrimmed_log_e_value: round2(untrimmed),
         });
