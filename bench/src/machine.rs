@@ -37,7 +37,9 @@ fn envoy_release(version_line: &str) -> String {
         .next()
         .unwrap_or_default()
         .split('/')
-        .find(|part| part.split('.').count() == 3 && part.split('.').all(|n| n.parse::<u32>().is_ok()))
+        .find(|part| {
+            part.split('.').count() == 3 && part.split('.').all(|n| n.parse::<u32>().is_ok())
+        })
         .unwrap_or("unknown")
         .to_string()
 }

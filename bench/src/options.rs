@@ -173,10 +173,19 @@ mod tests {
     fn no_flags_give_the_documented_defaults() {
         let o = parse(&[]).expect("no flags parse");
         assert_eq!(
-            (o.rounds, o.duration_secs, o.warmup_secs, o.connections, o.users),
+            (
+                o.rounds,
+                o.duration_secs,
+                o.warmup_secs,
+                o.connections,
+                o.users
+            ),
             (6, 8, 2, 32, 100_000)
         );
-        assert_eq!((o.soak_requests, o.soak_max_secs, o.reloads), (1_000_000, 25, 5));
+        assert_eq!(
+            (o.soak_requests, o.soak_max_secs, o.reloads),
+            (1_000_000, 25, 5)
+        );
         assert_eq!(o.out_dir, PathBuf::from("default-out"));
         assert!(o.pin && o.paired && !o.high_priority && o.cases.is_none());
     }
@@ -185,7 +194,13 @@ mod tests {
     fn quick_shortens_the_run_but_explicit_flags_win() {
         let o = parse(&["--quick"]).expect("--quick parses");
         assert_eq!(
-            (o.rounds, o.duration_secs, o.warmup_secs, o.soak_requests, o.reloads),
+            (
+                o.rounds,
+                o.duration_secs,
+                o.warmup_secs,
+                o.soak_requests,
+                o.reloads
+            ),
             (2, 2, 1, 0, 2)
         );
         let o = parse(&["--rounds", "3", "--quick"]).expect("--rounds with --quick parses");
@@ -195,14 +210,34 @@ mod tests {
     #[test]
     fn repeatable_flags_collect_and_cases_split_on_commas() {
         let o = parse(&[
-            "--cases", "noop-wasm,sc-1", "--pair", "sc-1/probe:same", "--pair", "a/b",
-            "--probe", "same=user,split", "--variant", "x=t/x.wasm", "--no-pin", "--out", "o",
+            "--cases",
+            "noop-wasm,sc-1",
+            "--pair",
+            "sc-1/probe:same",
+            "--pair",
+            "a/b",
+            "--probe",
+            "same=user,split",
+            "--variant",
+            "x=t/x.wasm",
+            "--no-pin",
+            "--out",
+            "o",
         ])
         .expect("flags of make bench-filter parse");
-        assert_eq!(o.cases, Some(vec!["noop-wasm".to_string(), "sc-1".to_string()]));
+        assert_eq!(
+            o.cases,
+            Some(vec!["noop-wasm".to_string(), "sc-1".to_string()])
+        );
         assert_eq!(o.pairs.len(), 2);
-        assert_eq!(o.probes, vec![("same".to_string(), "user,split".to_string())]);
-        assert_eq!(o.variants, vec![("x".to_string(), PathBuf::from("t/x.wasm"))]);
+        assert_eq!(
+            o.probes,
+            vec![("same".to_string(), "user,split".to_string())]
+        );
+        assert_eq!(
+            o.variants,
+            vec![("x".to_string(), PathBuf::from("t/x.wasm"))]
+        );
         assert!(!o.pin);
         assert_eq!(o.out_dir, PathBuf::from("o"));
     }

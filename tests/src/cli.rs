@@ -38,10 +38,20 @@ where
     })
 }
 
-/// clap's first line without its `error: ` prefix.
+/// clap's first paragraph on one line, without its `error: ` prefix (a list such as the
+/// missing required arguments follows its heading on indented lines).
 fn one_line(rendered: &str) -> String {
-    let first = rendered.lines().next().unwrap_or("invalid arguments");
-    first.strip_prefix("error: ").unwrap_or(first).to_string()
+    let text = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    match text.strip_prefix("error: ") {
+        Some(rest) => rest.to_string(),
+        None if text.is_empty() => "invalid arguments".to_string(),
+        None => text,
+    }
 }
 
 /// A clap value parser for whole numbers of at least 1 (`usize` has no built-in range).
@@ -77,10 +87,14 @@ mod tests {
     }
 
     #[test]
-    fn only_the_first_line_of_a_clap_error_is_kept_without_its_prefix() {
+    fn only_the_first_paragraph_of_a_clap_error_is_kept_on_one_line_without_its_prefix() {
         assert_eq!(
             one_line("error: unexpected argument '--x' found\n\n  tip: ...\n\nUsage: demo"),
             "unexpected argument '--x' found"
+        );
+        assert_eq!(
+            one_line("error: the following required arguments were not provided:\n  --a <A>\n  --b <B>\n\nUsage: x"),
+            "the following required arguments were not provided: --a <A> --b <B>"
         );
     }
 }

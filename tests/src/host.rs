@@ -93,7 +93,10 @@ mod tests {
 
     #[test]
     fn loadavg_gives_three_numbers_and_nan_for_what_is_missing() {
-        assert_eq!(parse_loadavg("0.50 1.25 2.00 1/234 5678")[..], [0.5, 1.25, 2.0]);
+        assert_eq!(
+            parse_loadavg("0.50 1.25 2.00 1/234 5678")[..],
+            [0.5, 1.25, 2.0]
+        );
         assert!(parse_loadavg("").iter().all(|v| v.is_nan()));
     }
 }

@@ -80,7 +80,9 @@ fn seconds(v: &str) -> Result<Duration, String> {
 fn positive_rate(v: &str) -> Result<f64, String> {
     match v.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!("must be a positive number of requests per second (got {v:?})")),
+        _ => Err(format!(
+            "must be a positive number of requests per second (got {v:?})"
+        )),
     }
 }
 
