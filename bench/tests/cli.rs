@@ -1,5 +1,6 @@
 //! `bench`'s command line: `--help` documents every flag with its default, and a bad flag is
 //! refused with one line on stderr and exit status 2, before any benchmark starts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
 

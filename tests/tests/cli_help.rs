@@ -1,5 +1,6 @@
 //! The harness binaries' command lines: `--help` documents every flag with its default, and a
 //! bad flag is refused with one line on stderr and exit status 2 (scripts and `make` read it).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::{Command, Output};
 

@@ -1,5 +1,6 @@
 //! `controller-bench`'s command line: `--help` documents every flag with its default, and a bad
 //! flag is refused with one line on stderr and exit status 2, before Prometheus starts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
 
