@@ -402,6 +402,21 @@ impl Store {
                         }
                     }
                 }
+                // apimachinery ValidateObjectMetaUpdate: "no new finalizers can be added if
+                // the object is being deleted".
+                let finalizers = |o: &Value| -> Vec<Value> {
+                    o.pointer("/metadata/finalizers")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                if stored.pointer("/metadata/deletionTimestamp").is_some()
+                    && finalizers(&object)
+                        .iter()
+                        .any(|f| !finalizers(&stored).contains(f))
+                {
+                    return (StatusCode::UNPROCESSABLE_ENTITY, api_status(422, "Invalid"));
+                }
                 if object == stored {
                     // A no-op patch does not bump the resourceVersion.
                     return (StatusCode::OK, object);
