@@ -1108,7 +1108,10 @@ async fn a_controller_lifetime(authorizer: Arc<Authorizer>, all_namespaces: bool
     // 0 -> 10), then an abort request.
     let mut rollout = rollout_json();
     rollout["status"] = json!({});
-    rollout["metadata"].as_object_mut().unwrap().remove("finalizers");
+    rollout["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("finalizers");
     api.insert(ROLLOUT_PATH, rollout);
     api.insert(PLUGIN_PATH, plugin(0.0));
     let ctx = context(client.clone());
@@ -1147,7 +1150,10 @@ async fn a_controller_lifetime(authorizer: Arc<Authorizer>, all_namespaces: bool
     reconcile::reconcile(stored_rollout(&api), ctx.clone())
         .await
         .unwrap();
-    assert!(api.get(ROLLOUT_PATH).is_none(), "the finalizer was not removed");
+    assert!(
+        api.get(ROLLOUT_PATH).is_none(),
+        "the finalizer was not removed"
+    );
     api.finish().await;
 }
 
@@ -1479,7 +1485,8 @@ async fn the_fake_api_server_keeps_resource_versions_status_scale_and_finalizers
     let deleting = rollouts.get("checkout").await.unwrap();
     assert!(deleting.metadata.deletion_timestamp.is_some());
     // No new finalizer on an object being deleted (a 422, as ValidateObjectMetaUpdate says).
-    let late = json!({"metadata": {"finalizers": ["stickycanary.dev/cleanup", "example.com/late"]}});
+    let late =
+        json!({"metadata": {"finalizers": ["stickycanary.dev/cleanup", "example.com/late"]}});
     let refused = rollouts
         .patch("checkout", &PatchParams::default(), &Patch::Merge(&late))
         .await
@@ -1507,7 +1514,10 @@ async fn the_fake_api_server_keeps_resource_versions_status_scale_and_finalizers
 fn seed_unfinalized(api: &FakeApi) {
     seed(api, None);
     let mut rollout = api.get(ROLLOUT_PATH).unwrap();
-    rollout["metadata"].as_object_mut().unwrap().remove("finalizers");
+    rollout["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("finalizers");
     api.insert(ROLLOUT_PATH, rollout);
 }
 
@@ -1557,7 +1567,10 @@ async fn every_rollout_gets_the_finalizer_and_its_deletion_drops_its_series_and_
     let weight_before = plugin_weight(&api);
     api.clear_seen();
     reconcile::reconcile(deleting, ctx.clone()).await.unwrap();
-    assert!(api.get(ROLLOUT_PATH).is_none(), "the object was not released");
+    assert!(
+        api.get(ROLLOUT_PATH).is_none(),
+        "the object was not released"
+    );
     assert_eq!(series_of_checkout(&ctx), Vec::<String>::new());
     assert!(!ctx.last_tick.lock().unwrap().contains_key("shop/checkout"));
     // Without revertOnDeletion the weight is left as it was: one write, the finalizer's.
@@ -1573,7 +1586,8 @@ async fn a_rollout_deleted_without_ever_getting_the_finalizer_is_forgotten() {
     let (client, api) = FakeApi::start();
     seed_unfinalized(&api);
     let ctx = context(client);
-    ctx.metrics.set_rollout("shop", "checkout", 25.0, Phase::Progressing);
+    ctx.metrics
+        .set_rollout("shop", "checkout", 25.0, Phase::Progressing);
     ctx.last_tick
         .lock()
         .unwrap()
@@ -1594,7 +1608,8 @@ async fn a_rollout_deleted_without_ever_getting_the_finalizer_is_forgotten() {
     assert!(ctx.last_tick.lock().unwrap().is_empty());
     // Deleted with no finalizer at all, it is gone before any reconcile: kube-runtime's
     // requeue finds it missing from its cache and reports ObjectNotFound.
-    ctx.metrics.set_rollout("shop", "checkout", 25.0, Phase::Progressing);
+    ctx.metrics
+        .set_rollout("shop", "checkout", 25.0, Phase::Progressing);
     ctx.last_tick
         .lock()
         .unwrap()
@@ -1609,5 +1624,106 @@ async fn a_rollout_deleted_without_ever_getting_the_finalizer_is_forgotten() {
     stickycanary::k8s::forget_vanished(&ctx, &error);
     assert_eq!(series_of_checkout(&ctx), Vec::<String>::new());
     assert!(ctx.last_tick.lock().unwrap().is_empty());
+    api.finish().await;
+}
+
+fn assign_args(rollout: &str, weight: Option<f64>) -> stickycanary::cli::AssignArgs {
+    stickycanary::cli::AssignArgs {
+        salt: None,
+        status_file: None,
+        rollout: Some(rollout.to_string()),
+        namespace: Some("shop".to_string()),
+        weight,
+        user: "u42".to_string(),
+        json: true,
+    }
+}
+
+#[tokio::test]
+async fn assign_reads_the_salt_and_weight_from_the_rollouts_status_with_only_get_rights() {
+    use stickycanary::commands::assign_from;
+    // The user running `assign` needs `get` on canaryrollouts, nothing else.
+    let user = Authorizer::user_with(vec![support::rbac::Rule {
+        api_groups: vec!["stickycanary.dev".into()],
+        resources: vec!["canaryrollouts".into()],
+        verbs: vec!["get".into()],
+    }]);
+    let (client, api) = FakeApi::start_with(user.clone());
+    seed(&api, None);
+    let mut rollout = api.get(ROLLOUT_PATH).unwrap();
+    rollout["status"]["salt"] = json!("checkout-4f2a9c");
+    api.insert(ROLLOUT_PATH, rollout);
+    let rollouts: kube::Api<CanaryRollout> = kube::Api::namespaced(client, "shop");
+
+    let out: Value = serde_json::from_str(
+        &assign_from(&assign_args("checkout", None), &rollouts)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let bucket = stickycanary_filter::assign::bucket("checkout-4f2a9c", "u42");
+    assert_eq!(out["salt"], "checkout-4f2a9c");
+    assert_eq!(out["weight"], json!(25.0), "the status's weight");
+    assert_eq!(out["bucket"], json!(bucket));
+    assert_eq!(
+        out["version"],
+        if stickycanary_filter::assign::is_canary(bucket, 25.0) {
+            "canary"
+        } else {
+            "stable"
+        }
+    );
+    // --weight overrides the status's weight; the salt still comes from the status.
+    let out: Value = serde_json::from_str(
+        &assign_from(&assign_args("checkout", Some(100.0)), &rollouts)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (out["salt"].as_str(), out["version"].as_str()),
+        (Some("checkout-4f2a9c"), Some("canary"))
+    );
+
+    // A missing CanaryRollout is one clear line.
+    let err = assign_from(&assign_args("search", None), &rollouts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "--rollout: CanaryRollout search not found in namespace shop"
+    );
+    // A status with no salt yet (no run, or cohort.rotate: false) says to pass --salt.
+    let mut rollout = api.get(ROLLOUT_PATH).unwrap();
+    rollout["status"].as_object_mut().unwrap().remove("salt");
+    api.insert(ROLLOUT_PATH, rollout);
+    let err = assign_from(&assign_args("checkout", None), &rollouts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("--rollout: the status records no salt") && err.contains("--salt"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "{err}");
+
+    user.assert_nothing_denied();
+    let asked: std::collections::BTreeSet<_> = user
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.triple())
+        .collect();
+    assert_eq!(
+        asked,
+        [(
+            "stickycanary.dev".to_string(),
+            "canaryrollouts".to_string(),
+            "get".to_string()
+        )]
+        .into()
+    );
     api.finish().await;
 }
