@@ -75,6 +75,8 @@ pub enum ManualAction {
 pub struct Observations {
     pub metrics: MetricsObservation,
     pub custom: Vec<CustomObservation>,
+    /// The pods' resource figures (`spec.analysis.resources`); `NotQueried` without them.
+    pub resources: crate::resources::ResourceObservation,
     pub canary_health: CanaryHealth,
     pub manual: Option<ManualAction>,
 }

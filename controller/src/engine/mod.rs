@@ -27,6 +27,8 @@ mod comparative;
 mod judge;
 mod lifecycle;
 mod record;
+pub mod resources;
+pub mod stage_gate;
 pub mod stages;
 
 pub use k8s_openapi::jiff::Timestamp;

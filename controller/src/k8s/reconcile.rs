@@ -284,6 +284,14 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
             value: ctx.batcher.scalar(address, &query).await,
         });
     }
+    let resources = match crate::resources::ResourceSelectors::for_spec(spec, &namespace) {
+        Some(selectors) => {
+            ctx.batcher
+                .resources(address, window, &selectors, interval / 2)
+                .await
+        }
+        None => crate::resources::ResourceObservation::NotQueried,
+    };
     let canary_namespace = spec
         .canary
         .namespace
@@ -294,6 +302,7 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
     let observations = Observations {
         metrics,
         custom,
+        resources,
         canary_health,
         manual: manual.action,
     };
