@@ -48,6 +48,10 @@ fn from_stages(spec: &CanaryRolloutSpec) -> Vec<(String, u32)> {
 /// way to switch it off.
 fn from_stage_errors(spec: &CanaryRolloutSpec, errors: &mut Vec<ValidationError>) {
     let stages = u32::try_from(spec.stages.len()).unwrap_or(u32::MAX);
+    if stages == 0 {
+        // Already reported on spec.stages; every fromStage would repeat it.
+        return;
+    }
     for (field, from) in from_stages(spec) {
         if from == 0 || from > stages {
             errors.push(ValidationError::new(
