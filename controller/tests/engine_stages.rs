@@ -153,7 +153,11 @@ fn a_check_from_stage_2_is_ignored_at_stage_1_and_judged_from_stage_2() {
     let failing = traffic(7.0, ResourceObservation::NotQueried);
     sim.run_until(10 * MIN, &failing);
     assert_eq!(sim.rolled_back(), None, "ignored during stage 1");
-    assert_eq!(sim.judged_names(), ["latency"], "not even listed at stage 1");
+    assert_eq!(
+        sim.judged_names(),
+        ["latency"],
+        "not even listed at stage 1"
+    );
     assert!(sim.status.breach_started_at.is_empty());
 
     // Stage 1's other checks pass, so the stage advances at 10m as if it were not there.
@@ -280,14 +284,21 @@ fn throttling_above_the_limit_for_its_for_rolls_back_with_resources_cpu_throttli
     let (time, reason) = sim.rolled_back().expect("rolled back");
     assert_eq!((time, reason.as_str()), (150, "resources:cpu-throttling"));
     assert_eq!(sim.status.weight, 0.0);
-    let rolling_back = sim.decisions.last().unwrap().1.actions.iter().find_map(|a| match a {
-        Action::Event {
-            reason: reasons::ROLLING_BACK,
-            message,
-            ..
-        } => Some(message.clone()),
-        _ => None,
-    });
+    let rolling_back = sim
+        .decisions
+        .last()
+        .unwrap()
+        .1
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Event {
+                reason: reasons::ROLLING_BACK,
+                message,
+                ..
+            } => Some(message.clone()),
+            _ => None,
+        });
     assert_eq!(
         rolling_back.as_deref(),
         Some("rolling back to 0% (resources:cpu-throttling): canary CPU throttled in 40% of periods, above max 25% for 2m (limit 2m)")
@@ -304,7 +315,11 @@ fn throttling_within_the_limit_passes_and_the_stage_advances() {
     sim.run_until(10 * MIN + 1, &fine);
     assert_eq!(sim.rolled_back(), None);
     assert_eq!(sim.advances(), [(10 * MIN, 1)]);
-    for name in ["resources:cpu-throttling", "resources:memory", "resources:cpu"] {
+    for name in [
+        "resources:cpu-throttling",
+        "resources:memory",
+        "resources:cpu",
+    ] {
         assert_eq!(sim.verdict(name), Some(Verdict::Pass), "{name}");
     }
 }
@@ -376,8 +391,16 @@ fn missing_series_are_inconclusive_and_never_a_breach() {
         sim.run_until(30 * MIN, &traffic(1.0, observation));
         assert_eq!(sim.rolled_back(), None, "{case}");
         assert!(sim.status.breach_started_at.is_empty(), "{case}");
-        for name in ["resources:cpu-throttling", "resources:memory", "resources:cpu"] {
-            assert_eq!(sim.verdict(name), Some(Verdict::Inconclusive), "{case}: {name}");
+        for name in [
+            "resources:cpu-throttling",
+            "resources:memory",
+            "resources:cpu",
+        ] {
+            assert_eq!(
+                sim.verdict(name),
+                Some(Verdict::Inconclusive),
+                "{case}: {name}"
+            );
         }
         // Inconclusive holds the stage, and says so once per streak.
         assert_eq!(sim.status.stage_index, 0, "{case}");
@@ -418,7 +441,10 @@ fn a_breach_timer_only_starts_once_the_check_applies() {
     cpuThrottling: {maxPercent: 25, fromStage: 2}
 "#,
     ));
-    let throttled = traffic(1.0, resources(usage(Some(60.0), None, None), PodUsage::default()));
+    let throttled = traffic(
+        1.0,
+        resources(usage(Some(60.0), None, None), PodUsage::default()),
+    );
     sim.run_until(30 * MIN, &throttled);
     assert_eq!(sim.advances(), [(10 * MIN, 1)]);
     assert_eq!(

@@ -30,13 +30,19 @@ fn per_pod(entries: &[(&str, &str, f64)]) -> PerPod {
 fn a_deployment_owns_exactly_its_replicasets_pods() {
     let checkout = selector("shop", "checkout");
     assert!(checkout.matches("shop", "checkout-7d9f8c6b5-x2x7q"));
-    assert!(!checkout.matches("other", "checkout-7d9f8c6b5-x2x7q"), "namespace");
+    assert!(
+        !checkout.matches("other", "checkout-7d9f8c6b5-x2x7q"),
+        "namespace"
+    );
     assert!(
         !checkout.matches("shop", "checkout-canary-7d9f8c6b5-x2x7q"),
         "another Deployment whose name starts the same"
     );
     assert!(!checkout.matches("shop", "checkout-x2x7q"), "a bare pod");
-    assert!(!checkout.matches("shop", "checkout-7d9f8c6b5-"), "empty suffix");
+    assert!(
+        !checkout.matches("shop", "checkout-7d9f8c6b5-"),
+        "empty suffix"
+    );
     assert!(!checkout.matches("shop", "checkoutx-7d9f8c6b5-x2x7q"));
     let canary = selector("shop", "checkout-canary");
     assert!(canary.matches("shop", "checkout-canary-6c9f8d7b5f-k8p2m"));
@@ -181,7 +187,9 @@ fn selectors_default_to_the_rollouts_then_the_canarys_namespace() {
     let mut elsewhere = with_stable.clone();
     elsewhere.canary.namespace = Some("canaries".to_string());
     assert_eq!(
-        ResourceSelectors::for_spec(&elsewhere, "shop").unwrap().stable,
+        ResourceSelectors::for_spec(&elsewhere, "shop")
+            .unwrap()
+            .stable,
         Some(selector("canaries", "checkout-stable"))
     );
     assert_eq!(ResourceSelectors::for_spec(&spec("  {}"), "shop"), None);
@@ -197,7 +205,10 @@ fn rollout_errors(analysis_yaml: &str) -> Vec<String> {
 
 #[test]
 fn from_stage_must_name_one_of_the_stages() {
-    assert_eq!(rollout_errors("  errorRate: {fromStage: 4}"), Vec::<String>::new());
+    assert_eq!(
+        rollout_errors("  errorRate: {fromStage: 4}"),
+        Vec::<String>::new()
+    );
     assert_eq!(
         rollout_errors("  errorRate: {fromStage: 5}\n  latencyP99: {fromStage: 0}"),
         [
@@ -278,8 +289,9 @@ fn validate_says_local_mode_cannot_run_resource_checks_and_local_refuses_them() 
     assert_eq!(lines.len(), 2, "{stdout}");
     assert!(lines[0].ends_with("valid CanaryRollout checkout (2 stages, rollout key checkout)"));
     assert!(
-        lines[1].contains("note: spec.analysis.resources: resource checks read cAdvisor's container metrics")
-            && lines[1].contains("local mode has none"),
+        lines[1].contains(
+            "note: spec.analysis.resources: resource checks read cAdvisor's container metrics"
+        ) && lines[1].contains("local mode has none"),
         "{stdout}"
     );
 
@@ -298,14 +310,19 @@ fn validate_says_local_mode_cannot_run_resource_checks_and_local_refuses_them() 
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.starts_with("error: ")
-            && stderr.contains("spec.analysis.resources: resource checks read cAdvisor's container metrics")
+            && stderr.contains(
+                "spec.analysis.resources: resource checks read cAdvisor's container metrics"
+            )
             && stderr.contains("remove analysis.resources to run it with `stickycanary local`"),
         "{stderr}"
     );
     assert!(!dir.path().join("checkout.status.json").exists());
 
     // Without the block, validate prints no note.
-    let plain = ROLLOUT_WITH_RESOURCES.replace("    resources: {cpuThrottling: {maxPercent: 25}}\n", "    minRequests: 100\n");
+    let plain = ROLLOUT_WITH_RESOURCES.replace(
+        "    resources: {cpuThrottling: {maxPercent: 25}}\n",
+        "    minRequests: 100\n",
+    );
     std::fs::write(&rollout, plain).unwrap();
     let out = stickycanary(&["validate", rollout.to_str().unwrap()]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);

@@ -52,9 +52,24 @@ pub fn exposition(pods: &[PodUsage], elapsed: f64) -> String {
     let mut out = String::new();
     type Pick = fn(&ContainerUsage) -> f64;
     let families: [(&str, &str, Pick, bool); 4] = [
-        ("container_cpu_usage_seconds_total", "counter", |c| c.cpu_cores, true),
-        ("container_memory_working_set_bytes", "gauge", |c| c.memory_bytes, false),
-        ("container_cpu_cfs_periods_total", "counter", |c| c.periods_per_second, true),
+        (
+            "container_cpu_usage_seconds_total",
+            "counter",
+            |c| c.cpu_cores,
+            true,
+        ),
+        (
+            "container_memory_working_set_bytes",
+            "gauge",
+            |c| c.memory_bytes,
+            false,
+        ),
+        (
+            "container_cpu_cfs_periods_total",
+            "counter",
+            |c| c.periods_per_second,
+            true,
+        ),
         (
             "container_cpu_cfs_throttled_periods_total",
             "counter",

@@ -864,7 +864,8 @@ fn alert_thresholds_are_the_adr_rollback_triggers() {
     // The seed's "no CPU throttling", at the resource check's defaults (25%, 5m).
     let (expr, for_) = alert("StickyCanaryCPUThrottled");
     assert!(
-        expr.starts_with("stickycanary:canary_cpu_throttled:ratio_rate1m") && expr.ends_with("> 0.25"),
+        expr.starts_with("stickycanary:canary_cpu_throttled:ratio_rate1m")
+            && expr.ends_with("> 0.25"),
         "{expr}"
     );
     assert_eq!(for_.as_deref(), Some("5m"));

@@ -105,7 +105,8 @@ fn close(actual: Option<f64>, expected: f64, relative: f64) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_version_resource_figures_come_from_one_batch_for_every_rollout() {
     let exporter = Exporter::start(pods()).unwrap();
-    let prometheus = Prometheus::start(&PrometheusOptions::new(vec![exporter.scrape_target()])).unwrap();
+    let prometheus =
+        Prometheus::start(&PrometheusOptions::new(vec![exporter.scrape_target()])).unwrap();
     prometheus.wait_targets_up(Duration::from_secs(60)).unwrap();
 
     let source = PrometheusSource::new(&prometheus.url(), Duration::from_secs(10)).unwrap();
@@ -120,7 +121,9 @@ async fn per_version_resource_figures_come_from_one_batch_for_every_rollout() {
     // Wait until Prometheus holds more than one full window of scrapes.
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let observation = batcher.observation(&source, window, &checkout, max_age).await;
+        let observation = batcher
+            .observation(&source, window, &checkout, max_age)
+            .await;
         if let ResourceObservation::Window { canary, .. } = &observation {
             if canary.cpu_cores_per_pod.is_some() {
                 break;
@@ -141,7 +144,9 @@ async fn per_version_resource_figures_come_from_one_batch_for_every_rollout() {
     }
     tokio::time::sleep(max_age).await;
     let before = source.queries_issued();
-    let checkout_figures = batcher.observation(&source, window, &checkout, max_age).await;
+    let checkout_figures = batcher
+        .observation(&source, window, &checkout, max_age)
+        .await;
     let search_figures = batcher.observation(&source, window, &search, max_age).await;
     let ghost_figures = batcher.observation(&source, window, &ghost, max_age).await;
     assert_eq!(
@@ -155,8 +160,14 @@ async fn per_version_resource_figures_come_from_one_batch_for_every_rollout() {
     // Rates of steady counters: within 3% (scrape timing); gauges and ratios exact-ish.
     assert!(close(canary.cpu_cores_per_pod, 0.5, 0.03), "{canary:?}");
     assert!(close(stable.cpu_cores_per_pod, 0.25, 0.03), "{stable:?}");
-    assert!(close(canary.memory_bytes_per_pod, 260.0 * MIB, 0.001), "{canary:?}");
-    assert!(close(stable.memory_bytes_per_pod, 140.0 * MIB, 0.001), "{stable:?}");
+    assert!(
+        close(canary.memory_bytes_per_pod, 260.0 * MIB, 0.001),
+        "{canary:?}"
+    );
+    assert!(
+        close(stable.memory_bytes_per_pod, 140.0 * MIB, 0.001),
+        "{stable:?}"
+    );
     assert!(close(canary.throttled_percent, 30.0, 0.01), "{canary:?}");
     assert!(close(stable.throttled_percent, 1.0, 0.01), "{stable:?}");
 
@@ -177,7 +188,9 @@ async fn per_version_resource_figures_come_from_one_batch_for_every_rollout() {
     // A stopped Prometheus is unavailable, not no data.
     drop(prometheus);
     tokio::time::sleep(max_age).await;
-    let lost = batcher.observation(&source, window, &checkout, max_age).await;
+    let lost = batcher
+        .observation(&source, window, &checkout, max_age)
+        .await;
     assert!(
         matches!(&lost, ResourceObservation::Unavailable { reason } if reason.starts_with("prometheus http://127.0.0.1:")),
         "{lost:?}"

@@ -157,7 +157,8 @@ impl Check for AgainstStable {
             Ok(figures) => figures,
             Err(evaluation) => return evaluation,
         };
-        let (Some(canary_value), Some(stable_value)) = ((self.measure)(canary), (self.measure)(stable))
+        let (Some(canary_value), Some(stable_value)) =
+            ((self.measure)(canary), (self.measure)(stable))
         else {
             return Evaluation::new(
                 Outcome::Inconclusive,

@@ -72,14 +72,13 @@ impl ResourceBatcher {
             .retain(|_, asked| now.duration_since(*asked) < FORGET_AFTER);
         let usable = slot.fetched.as_ref().is_some_and(|fetched| {
             fetched.at.elapsed() < max_age
-                && selectors.all().all(|selector| fetched.covered.contains(selector))
+                && selectors
+                    .all()
+                    .all(|selector| fetched.covered.contains(selector))
         });
         if !usable {
             let covered: BTreeSet<PodSelector> = slot.wanted.keys().cloned().collect();
-            let result = source
-                .fetch_resources(&covered, window)
-                .await
-                .map(Arc::new);
+            let result = source.fetch_resources(&covered, window).await.map(Arc::new);
             slot.fetched = Some(Fetched {
                 at: Instant::now(),
                 covered,

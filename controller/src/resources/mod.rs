@@ -26,11 +26,9 @@ use crate::validate::ValidationError;
 
 /// Why `stickycanary local` cannot run a rollout with resource checks, or `None`.
 pub fn local_mode_refusal(spec: &CanaryRolloutSpec) -> Option<ValidationError> {
-    spec.analysis.resources.as_ref().map(|_| {
-        ValidationError {
-            field: "spec.analysis.resources".to_string(),
-            message: LOCAL_MODE_NOTE.to_string(),
-        }
+    spec.analysis.resources.as_ref().map(|_| ValidationError {
+        field: "spec.analysis.resources".to_string(),
+        message: LOCAL_MODE_NOTE.to_string(),
     })
 }
 

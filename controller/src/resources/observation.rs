@@ -23,6 +23,11 @@ pub enum ResourceObservation {
     #[default]
     NotQueried,
     /// The query failed: counts toward `unavailableGrace` like any lost metrics.
-    Unavailable { reason: String },
-    Window { canary: PodUsage, stable: PodUsage },
+    Unavailable {
+        reason: String,
+    },
+    Window {
+        canary: PodUsage,
+        stable: PodUsage,
+    },
 }

@@ -167,7 +167,9 @@ fn matching(per_pod: &PerPod, selector: &PodSelector) -> (f64, u32) {
     per_pod
         .iter()
         .filter(|((namespace, pod), value)| selector.matches(namespace, pod) && value.is_finite())
-        .fold((0.0, 0), |(sum, count), (_, value)| (sum + value, count + 1))
+        .fold((0.0, 0), |(sum, count), (_, value)| {
+            (sum + value, count + 1)
+        })
 }
 
 fn per_pod_mean(per_pod: &PerPod, selector: &PodSelector) -> Option<f64> {

@@ -68,8 +68,7 @@ fn resource_errors(
     errors: &mut Vec<ValidationError>,
 ) {
     let field = "spec.analysis.resources";
-    if resources.cpu_throttling.is_none() && resources.memory.is_none() && resources.cpu.is_none()
-    {
+    if resources.cpu_throttling.is_none() && resources.memory.is_none() && resources.cpu.is_none() {
         errors.push(ValidationError::new(
             field,
             "needs cpuThrottling, memory or cpu (an empty block checks nothing)",
