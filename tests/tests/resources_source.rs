@@ -7,9 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use stickycanary::k8s::resource_batch::ResourceBatcher;
-use stickycanary::prometheus::{MetricsSource, PrometheusSource};
-use stickycanary::resources::{PodSelector, PodUsage, ResourceObservation, ResourceSelectors};
+use stickycanary::crd::CanaryRolloutSpec;
+use stickycanary::k8s::batch::MetricsBatcher;
+use stickycanary::metrics::Metrics;
+use stickycanary::resources::{PodUsage, ResourceObservation, ResourceSelectors};
 use stickycanary_e2e::cadvisor::{self, limited, ContainerUsage, Exporter};
 use stickycanary_e2e::prometheus::{Prometheus, PrometheusOptions};
 
@@ -80,15 +81,18 @@ fn pods() -> Vec<cadvisor::PodUsage> {
     ]
 }
 
+/// The selectors the controller derives from a rollout in `namespace`, as its reconcile does.
 fn selectors(namespace: &str, canary: &str, stable: Option<&str>) -> ResourceSelectors {
-    let selector = |deployment: &str| PodSelector {
-        namespace: namespace.to_string(),
-        deployment: deployment.to_string(),
-    };
-    ResourceSelectors {
-        canary: selector(canary),
-        stable: stable.map(selector),
-    }
+    let stable = stable.map_or(String::new(), |stable| {
+        format!("stable: {{deployment: {stable}}}, memory: {{}}, ")
+    });
+    let spec: CanaryRolloutSpec = serde_yaml::from_str(&format!(
+        "wasmPlugin: {{name: p}}\ncanary: {{deployment: {canary}}}\nanalysis: {{resources: {{{stable}cpuThrottling: {{}}}}}}\n"
+    ))
+    .unwrap();
+    let selectors = ResourceSelectors::for_spec(&spec, namespace).unwrap();
+    assert_eq!(selectors.canary.namespace, namespace);
+    selectors
 }
 
 fn figures(observation: &ResourceObservation) -> (&PodUsage, &PodUsage) {
@@ -109,8 +113,10 @@ async fn per_version_resource_figures_come_from_one_batch_for_every_rollout() {
         Prometheus::start(&PrometheusOptions::new(vec![exporter.scrape_target()])).unwrap();
     prometheus.wait_targets_up(Duration::from_secs(60)).unwrap();
 
-    let source = PrometheusSource::new(&prometheus.url(), Duration::from_secs(10)).unwrap();
-    let batcher = ResourceBatcher::default();
+    // The controller's own entry point, counting its queries on its /metrics counter.
+    let metrics = Metrics::new();
+    let batcher = MetricsBatcher::new(Duration::from_secs(10), metrics.prometheus_queries.clone());
+    let address = prometheus.url();
     let window = Duration::from_secs(10);
     // A batch older than this is fetched again.
     let max_age = Duration::from_millis(500);
@@ -122,7 +128,7 @@ async fn per_version_resource_figures_come_from_one_batch_for_every_rollout() {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let observation = batcher
-            .observation(&source, window, &checkout, max_age)
+            .resources(&address, window, &checkout, max_age)
             .await;
         if let ResourceObservation::Window { canary, .. } = &observation {
             if canary.cpu_cores_per_pod.is_some() {
@@ -140,17 +146,17 @@ async fn per_version_resource_figures_come_from_one_batch_for_every_rollout() {
 
     // Every rollout registers its pods once; from then on one batch serves them all.
     for rollout in [&checkout, &search, &ghost] {
-        batcher.observation(&source, window, rollout, max_age).await;
+        batcher.resources(&address, window, rollout, max_age).await;
     }
     tokio::time::sleep(max_age).await;
-    let before = source.queries_issued();
+    let before = metrics.prometheus_queries.get();
     let checkout_figures = batcher
-        .observation(&source, window, &checkout, max_age)
+        .resources(&address, window, &checkout, max_age)
         .await;
-    let search_figures = batcher.observation(&source, window, &search, max_age).await;
-    let ghost_figures = batcher.observation(&source, window, &ghost, max_age).await;
+    let search_figures = batcher.resources(&address, window, &search, max_age).await;
+    let ghost_figures = batcher.resources(&address, window, &ghost, max_age).await;
     assert_eq!(
-        source.queries_issued() - before,
+        metrics.prometheus_queries.get() - before,
         4,
         "one batch of four queries for three rollouts"
     );
@@ -189,7 +195,7 @@ async fn per_version_resource_figures_come_from_one_batch_for_every_rollout() {
     drop(prometheus);
     tokio::time::sleep(max_age).await;
     let lost = batcher
-        .observation(&source, window, &checkout, max_age)
+        .resources(&address, window, &checkout, max_age)
         .await;
     assert!(
         matches!(&lost, ResourceObservation::Unavailable { reason } if reason.starts_with("prometheus http://127.0.0.1:")),
