@@ -186,7 +186,7 @@ fn local_status(path: &Path, name: Option<&str>) -> Result<String, Error> {
 async fn cluster_api(namespace: Option<&str>) -> Result<Api<CanaryRollout>, Error> {
     let client = Client::try_default()
         .await
-        .map_err(|e| Error::Kube(format!("no cluster configuration: {e}")))?;
+        .map_err(|e| Error::kube("no cluster configuration", e))?;
     Ok(match namespace {
         Some(ns) => Api::namespaced(client, ns),
         None => Api::default_namespaced(client),
@@ -246,7 +246,7 @@ pub async fn status(args: &StatusArgs) -> Result<(), Error> {
 
 /// `stickycanary promote|abort|pause|resume`.
 pub async fn manual(args: &ActionArgs, action: ManualAction) -> Result<String, Error> {
-    let verb = state::action_name(action);
+    let verb = action.as_str();
     if let Some(path) = &args.status_file {
         if let Some(pid) = state::running_pid(path) {
             state::queue_request(path, &args.name, action)?;

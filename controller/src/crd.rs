@@ -137,7 +137,8 @@ pub struct Analysis {
     pub window: Option<Duration>,
     /// Canary requests a window needs to count; fewer makes it inconclusive.
     #[serde(default = "default_min_requests")]
-    #[schemars(range(min = 0))]
+    // Kubernetes knows int32/int64, not uint64 (it warns and ignores that format since 1.34).
+    #[schemars(extend("format" = "int64", "minimum" = 0))]
     pub min_requests: u64,
     #[serde(default)]
     pub error_rate: ErrorRateCheck,
@@ -352,6 +353,16 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in lifecycle order (metrics export one series per phase).
+    pub const ALL: [Phase; 6] = [
+        Phase::Pending,
+        Phase::Progressing,
+        Phase::Paused,
+        Phase::Promoted,
+        Phase::RolledBack,
+        Phase::Failed,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Phase::Pending => "Pending",
@@ -383,6 +394,7 @@ pub struct CanaryRolloutStatus {
     pub phase: Phase,
     /// Index into `spec.stages` of the current stage.
     #[serde(default)]
+    #[schemars(extend("format" = "int32", "minimum" = 0))]
     pub stage_index: u32,
     /// The weight last set on the target.
     #[serde(default)]
@@ -472,6 +484,7 @@ pub struct Transition {
     pub at: Time,
     pub from: Phase,
     pub to: Phase,
+    #[schemars(extend("format" = "int32", "minimum" = 0))]
     pub stage_index: u32,
     pub weight: f64,
     pub reason: String,

@@ -70,6 +70,37 @@ pub enum ManualAction {
     Resume,
 }
 
+impl ManualAction {
+    pub const ALL: [ManualAction; 4] = [
+        ManualAction::Promote,
+        ManualAction::Abort,
+        ManualAction::Pause,
+        ManualAction::Resume,
+    ];
+
+    /// The action's name on the command line, in the request annotation and request file.
+    /// The one mapping between actions and strings: [`ManualAction::parse`] reads it back.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ManualAction::Promote => "promote",
+            ManualAction::Abort => "abort",
+            ManualAction::Pause => "pause",
+            ManualAction::Resume => "resume",
+        }
+    }
+
+    /// The action named `name` (exactly as [`ManualAction::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<ManualAction> {
+        ManualAction::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for ManualAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Everything the engine is told at one tick.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observations {
