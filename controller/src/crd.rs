@@ -214,7 +214,7 @@ pub struct ErrorRateCheck {
     pub for_duration: Duration,
     /// The first stage (1-based) at which this check is judged; before it, it is ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(extend("format" = "int32", "minimum" = 1))]
     pub from_stage: Option<u32>,
 }
 
@@ -247,7 +247,7 @@ pub struct LatencyCheck {
     pub for_duration: Duration,
     /// The first stage (1-based) at which this check is judged; before it, it is ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(extend("format" = "int32", "minimum" = 1))]
     pub from_stage: Option<u32>,
 }
 
@@ -280,7 +280,7 @@ pub struct CompareStableCheck {
     pub for_duration: Duration,
     /// The first stage (1-based) at which this check is judged; before it, it is ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(extend("format" = "int32", "minimum" = 1))]
     pub from_stage: Option<u32>,
 }
 
@@ -300,7 +300,7 @@ pub struct CustomCheck {
     pub for_duration: Duration,
     /// The first stage (1-based) at which this check is judged; before it, it is ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(extend("format" = "int32", "minimum" = 1))]
     pub from_stage: Option<u32>,
 }
 

@@ -5,16 +5,16 @@
 //! and roll back with `resources:cpu-throttling`, weight first, then status, then Event.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::{Method, Request, Response, StatusCode};
-use kube::client::Body;
+use http::{Method, StatusCode};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::Client;
 use serde_json::{json, Value};
 use stickycanary::crd::CanaryRollout;
 use stickycanary::k8s::batch::MetricsBatcher;
@@ -139,36 +139,6 @@ impl Drop for StubPrometheus {
     }
 }
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-/// Answers the next API request, checking its method and path; returns its JSON body.
-async fn expect(
-    handle: &mut Handle,
-    method: Method,
-    path: &str,
-    status: StatusCode,
-    answer: Value,
-) -> Value {
-    let (request, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
-        .await
-        .expect("timed out waiting for a request")
-        .expect("the client went away");
-    let (parts, body) = request.into_parts();
-    assert_eq!((&parts.method, parts.uri.path()), (&method, path));
-    let bytes = body.collect_bytes().await.unwrap();
-    send.send_response(
-        Response::builder()
-            .status(status)
-            .body(Body::from(serde_json::to_vec(&answer).unwrap()))
-            .unwrap(),
-    );
-    if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    }
-}
-
 fn rollout(prometheus: &str) -> CanaryRollout {
     let started = (k8s_openapi::jiff::Timestamp::now()
         - k8s_openapi::jiff::SignedDuration::from_secs(30))
@@ -193,57 +163,35 @@ fn rollout(prometheus: &str) -> CanaryRollout {
 #[tokio::test]
 async fn a_throttled_canary_is_rolled_back_by_the_reconcile_with_resources_cpu_throttling() {
     let prometheus = StubPrometheus::start();
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+    // Every request is also checked against the chart's RBAC, as an API server would.
+    let (client, mut api) = support::api::ScriptedServer::new();
     let stored = serde_json::to_value(rollout(&prometheus.address)).unwrap();
     let server = tokio::spawn(async move {
-        expect(
-            &mut handle,
-            Method::GET,
-            PLUGIN_PATH,
-            StatusCode::OK,
-            plugin(10.0),
-        )
-        .await;
-        expect(
-            &mut handle,
+        api.expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
+            .await;
+        api.expect(
             Method::GET,
             "/apis/apps/v1/namespaces/shop/deployments/checkout-canary",
             StatusCode::NOT_FOUND,
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+            support::api::api_status(404, "NotFound"),
         )
         .await;
         // The weight first...
-        expect(
-            &mut handle,
-            Method::GET,
-            PLUGIN_PATH,
-            StatusCode::OK,
-            plugin(10.0),
-        )
-        .await;
-        let patch = expect(
-            &mut handle,
-            Method::PATCH,
-            PLUGIN_PATH,
-            StatusCode::OK,
-            plugin(0.0),
-        )
-        .await;
+        api.expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
+            .await;
+        let patch = api
+            .expect(Method::PATCH, PLUGIN_PATH, StatusCode::OK, plugin(0.0))
+            .await;
         assert_eq!(
-            patch,
-            json!({"spec": {"pluginConfig": {"rollouts": {"checkout": {"weight": 0}}}}})
+            patch.body,
+            json!({"metadata": {"resourceVersion": "7"},
+                   "spec": {"pluginConfig": {"rollouts": {"checkout": {"weight": 0}}}}})
         );
         // ...then the status that records why...
-        let status = expect(
-            &mut handle,
-            Method::PATCH,
-            STATUS_PATH,
-            StatusCode::OK,
-            stored,
-        )
-        .await;
-        let status = &status["status"];
+        let status = api
+            .expect(Method::PATCH, STATUS_PATH, StatusCode::OK, stored)
+            .await;
+        let status = &status.body["status"];
         assert_eq!(status["phase"], "RolledBack");
         assert_eq!(status["rollbackReason"], "resources:cpu-throttling");
         let checks = status["lastAnalysis"]["checks"].as_array().unwrap();
@@ -254,18 +202,18 @@ async fn a_throttled_canary_is_rolled_back_by_the_reconcile_with_resources_cpu_t
         assert_eq!(throttling["verdict"], "Fail");
         assert_eq!(throttling["value"], 60.0);
         // ...then the Event.
-        let event = expect(
-            &mut handle,
-            Method::POST,
-            "/apis/events.k8s.io/v1/namespaces/shop/events",
-            StatusCode::CREATED,
-            json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+        let event = api
+            .expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/shop/events",
+                StatusCode::CREATED,
+                json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
                    "metadata": {"name": "checkout.1", "namespace": "shop"},
                    "eventTime": "2026-11-26T06:00:00.000000Z"}),
-        )
-        .await;
-        assert_eq!(event["reason"], "RollingBack");
-        assert_eq!(event["type"], "Warning");
+            )
+            .await;
+        assert_eq!(event.body["reason"], "RollingBack");
+        assert_eq!(event.body["type"], "Warning");
     });
 
     let metrics = Metrics::new();
@@ -284,14 +232,12 @@ async fn a_throttled_canary_is_rolled_back_by_the_reconcile_with_resources_cpu_t
         patch_timeout: Duration::from_secs(5),
         webhook: reqwest::Client::new(),
         last_tick: Mutex::new(HashMap::new()),
+        backoff: Default::default(),
     });
     reconcile::reconcile(Arc::new(rollout(&prometheus.address)), ctx.clone())
         .await
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("a request the scenario expected never came")
-        .expect("scenario failed");
+    support::api::finish(server).await;
 
     // The cAdvisor queries named the canary Deployment's pods in the rollout's namespace.
     let asked = prometheus.asked.lock().unwrap().clone();

@@ -54,7 +54,7 @@ pub struct ThrottlingCheck {
     pub max_percent: f64,
     /// The first stage (1-based) at which this check is judged; before it, it is ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(extend("format" = "int32", "minimum" = 1))]
     pub from_stage: Option<u32>,
 }
 
@@ -72,7 +72,7 @@ pub struct IncreaseCheck {
     pub max_increase_percent: f64,
     /// The first stage (1-based) at which this check is judged; before it, it is ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(extend("format" = "int32", "minimum" = 1))]
     pub from_stage: Option<u32>,
 }
 
