@@ -19,7 +19,7 @@ build: deps filter ## Build the filter and every binary (stickycanary, sc-backen
 test: deps filter ## Run every test: unit, property, mocked-API, real Envoy and Prometheus
 	cargo test --workspace --locked --no-fail-fast
 
-demo: build ## The main job, locally: promote a healthy canary, roll back a failing one
+demo: build ## The main job, locally: two releases in a row (v2 promoted, v3 rolled back), ~1 min
 	target/debug/sc-demo
 
 bench: deps ## Benchmarks in one run: data plane vs peers (~13 min), rollout timing, analysis simulation, controller footprint

@@ -52,7 +52,8 @@ pub enum Command {
 --envoy-ecds .scratch/envoy/filter.ecds.json --prometheus http://127.0.0.1:9090 \\\n    \
 --status-file .scratch/checkout.status.json\n\n\
 Stops with exit status 0 when the rollout is Promoted or RolledBack (the status file says which),\n\
-or on Ctrl-C. Run the same command again to resume from the status file.\n\
+or on Ctrl-C. With spec.canary.revision in the file it runs the release lifecycle instead and keeps\n\
+running: editing the revision starts the next release (--on-scale-up, --on-promote, --on-scale-down). Run the same command again to resume from the status file.\n\
 With --metrics-addr it serves the controller's /metrics while it runs, and for --metrics-linger\n\
 after the rollout finishes (Ctrl-C ends that wait)."
     )]
@@ -73,6 +74,8 @@ stickycanary status checkout -n shop --watch\n  stickycanary status -n shop"
     Pause(ActionArgs),
     /// Continue after pause
     Resume(ActionArgs),
+    /// Run the last failed revision again, with a new cohort (release lifecycle)
+    Retry(ActionArgs),
 
     /// Print the CanaryRollout CRD YAML, generated from the Rust types
     Crd,
@@ -154,6 +157,21 @@ pub struct LocalArgs {
     /// scrapes the final phase and the rollback count (0s: exit at once)
     #[arg(long, default_value = "30s")]
     pub metrics_linger: crate::duration::Duration,
+    /// Release lifecycle: command that starts the canary on a new revision; the run goes on
+    /// when it exits 0 (run by `sh -c` with STICKYCANARY_ROLLOUT, STICKYCANARY_REVISION and
+    /// STICKYCANARY_ACTION set)
+    #[arg(long, value_name = "COMMAND")]
+    pub on_scale_up: Option<String>,
+    /// Release lifecycle: command that makes stable serve the promoted revision and returns
+    /// when it is ready (without it a promotion stops at 100%)
+    #[arg(long, value_name = "COMMAND")]
+    pub on_promote: Option<String>,
+    /// Release lifecycle: command that stops the canary (after a promotion or a rollback)
+    #[arg(long, value_name = "COMMAND")]
+    pub on_scale_down: Option<String>,
+    /// How long each --on-* command may run before it counts as failed
+    #[arg(long, default_value = "120s", value_name = "DURATION")]
+    pub hook_timeout: crate::duration::Duration,
 }
 
 #[derive(Args, Debug)]
@@ -186,12 +204,17 @@ pub struct ActionArgs {
 
 #[derive(Args, Debug)]
 pub struct AssignArgs {
-    /// The rollout's salt (default in the plugin config: the rollout name)
+    /// The rollout's salt (default in the plugin config: the rollout name). With the release
+    /// lifecycle each run has its own: take it from --status-file instead
+    #[arg(long, required_unless_present = "status_file")]
+    pub salt: Option<String>,
+    /// Local mode's status file: the salt (and, without --weight, the weight) of the run in
+    /// progress
     #[arg(long)]
-    pub salt: String,
-    /// Canary weight in percent, 0 to 100
-    #[arg(long)]
-    pub weight: f64,
+    pub status_file: Option<PathBuf>,
+    /// Canary weight in percent, 0 to 100 (default with --status-file: the status's weight)
+    #[arg(long, required_unless_present = "status_file")]
+    pub weight: Option<f64>,
     /// The user id (the identity header or cookie value)
     #[arg(long)]
     pub user: String,

@@ -24,6 +24,9 @@ pub enum Error {
     Invalid(String),
     #[error("{0}")]
     Io(String),
+    /// A Deployment or ScaledObject call of the release lifecycle.
+    #[error("{0}")]
+    Workload(#[source] Box<crate::k8s::deployments::WorkloadError>),
 }
 
 impl Error {
@@ -41,6 +44,7 @@ impl Error {
             Error::RolloutFile { .. } => "rollout_file",
             Error::Invalid(_) => "invalid",
             Error::Io(_) => "io",
+            Error::Workload(_) => "workload",
         }
     }
 }

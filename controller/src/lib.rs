@@ -11,6 +11,7 @@ pub mod validate;
 // controller-io: Prometheus source, weight targets, metrics and HTTP endpoints.
 pub mod cli;
 pub mod commands;
+pub mod driver;
 pub mod error;
 pub mod k8s;
 pub mod local;

@@ -8,6 +8,7 @@
 //! With `--metrics-addr` it also serves the controller's `/metrics` (see [`serve`]).
 
 pub mod direct;
+pub mod hooks;
 pub mod progress;
 pub mod serve;
 pub mod state;
@@ -17,21 +18,24 @@ pub use direct::apply_directly;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::{CanaryRollout, CanaryRolloutStatus, Phase};
+use crate::crd::{CanaryRollout, CanaryRolloutSpec, CanaryRolloutStatus, Phase};
+use crate::driver::{self, Executor};
 use crate::engine::{self, Action};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::observation::{
-    CanaryHealth, CustomObservation, ManualAction, MetricsObservation, Observations,
+    CanaryHealth, ManualAction, MetricsObservation, Observations, ReleaseObservation, WorkloadState,
 };
-use crate::prometheus::{render_check_query, MetricsSource, PrometheusSource, RolloutSeries};
+use crate::prometheus::{MetricsSource, PrometheusSource, RolloutSeries};
 use crate::target::ecds::EcdsFileTarget;
 use crate::target::wasmplugin::PatchOutcomes;
 use crate::target::{TargetError, WeightTarget};
+use hooks::{HookKind, HookRun, Hooks};
 use serve::{MetricsServer, RolloutLabel};
 use state::LocalState;
 
@@ -50,6 +54,8 @@ pub struct LocalOptions {
     /// With `metrics_addr`: how long to keep serving after the loop ends on its own, so
     /// Prometheus scrapes the final phase and the rollback count.
     pub metrics_linger: Duration,
+    /// The release lifecycle's commands (`--on-scale-up`, `--on-promote`, `--on-scale-down`).
+    pub hooks: Hooks,
 }
 
 fn parent_dir(path: &Path) -> &Path {
@@ -122,6 +128,21 @@ pub struct TickReport {
     pub metrics: MetricsObservation,
     pub events: Vec<(String, String)>,
     pub weight_error: Option<String>,
+    /// The release hooks that ran this interval.
+    pub hooks: Vec<HookRun>,
+}
+
+/// What local mode's release actions did since the loop started (hooks are the only way to
+/// know: there are no Deployments to read). A restarted loop starts empty, so a run caught
+/// mid-way asks its hook again (hooks should be idempotent).
+#[derive(Debug, Default, Clone)]
+pub struct LocalWorkloads {
+    /// The revision the canary was last brought up on by `--on-scale-up`.
+    pub canary_up: Option<String>,
+    pub canary_failed: Option<(String, String)>,
+    /// The revision `--on-promote` last made stable serve.
+    pub stable_on: Option<String>,
+    pub stable_failed: Option<(String, String)>,
 }
 
 /// The loop's fixed parts.
@@ -134,19 +155,61 @@ pub struct LocalRunner<S: MetricsSource, T: WeightTarget> {
     pub webhook: Option<reqwest::Client>,
     /// Weight writes are counted here (`stickycanary_weight_patch_total{outcome}`).
     pub metrics: Option<Metrics>,
+    pub hooks: Hooks,
+    pub workloads: Mutex<LocalWorkloads>,
+    /// Hook runs not yet reported.
+    pub hook_runs: Mutex<Vec<HookRun>>,
 }
 
 impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
-    /// Writes the weight and counts the outcome as the controller does.
-    async fn set_weight(&self, weight: f64) -> Result<(), TargetError> {
-        let result = self.target.set_weight(&self.key, weight).await;
-        if let Some(metrics) = &self.metrics {
-            metrics.record(match &result {
-                Ok(()) => "success",
-                Err(e) => e.metric_label(),
-            });
+    /// The release lifecycle's view, when the rollout file names a revision.
+    pub fn release(&self, status: &CanaryRolloutStatus) -> Option<ReleaseObservation> {
+        let revision = self.rollout.spec.canary.revision.clone()?;
+        let run = status
+            .canary_revision
+            .clone()
+            .unwrap_or_else(|| revision.clone());
+        let memory = self.workloads.lock().map(|m| m.clone()).unwrap_or_default();
+        let state = |hook: Option<&str>,
+                     on: &Option<String>,
+                     failed: &Option<(String, String)>,
+                     wanted: &str| {
+            match failed {
+                Some((rev, why)) if rev == wanted => WorkloadState::Failed(why.clone()),
+                _ if hook.is_none() || on.as_deref() == Some(wanted) => WorkloadState::Ready,
+                _ => WorkloadState::Stopped,
+            }
+        };
+        Some(ReleaseObservation {
+            rollout_key: self.key.clone(),
+            canary: state(
+                self.hooks.command(HookKind::ScaleUp),
+                &memory.canary_up,
+                &memory.canary_failed,
+                &revision,
+            ),
+            stable: state(
+                self.hooks.command(HookKind::Promote),
+                &memory.stable_on,
+                &memory.stable_failed,
+                &run,
+            ),
+            stable_revision: None,
+            canary_revision: revision,
+        })
+    }
+
+    /// The spec the engine sees: without `--on-promote` nothing can make stable serve a
+    /// revision, so a promotion stops at 100% (as `promotion.finalize: false`).
+    fn engine_spec(&self) -> std::borrow::Cow<'_, CanaryRolloutSpec> {
+        let spec = &self.rollout.spec;
+        if spec.promotion.finalize && self.hooks.on_promote.is_none() {
+            let mut spec = spec.clone();
+            spec.promotion.finalize = false;
+            std::borrow::Cow::Owned(spec)
+        } else {
+            std::borrow::Cow::Borrowed(spec)
         }
-        result
     }
 
     async fn observe(&self, manual: Option<ManualAction>) -> Observations {
@@ -159,14 +222,11 @@ impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
             .unwrap_or(MetricsObservation::Unavailable {
                 reason: "no result for this rollout".to_string(),
             });
-        let mut custom = Vec::new();
-        for check in &self.rollout.spec.analysis.custom {
-            let query = render_check_query(&check.query, &self.key);
-            custom.push(CustomObservation {
-                name: check.name.clone(),
-                value: self.source.scalar(&query).await,
-            });
-        }
+        let custom =
+            driver::custom_observations(&self.rollout.spec, &self.key, |query| async move {
+                self.source.scalar(&query).await
+            })
+            .await;
         Observations {
             metrics,
             custom,
@@ -177,9 +237,9 @@ impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
         }
     }
 
-    /// One interval: observe, decide, apply the weight. The returned status is what to save;
-    /// when the weight could not be applied it is the previous status, so the next interval
-    /// decides again instead of recording a weight Envoy never got.
+    /// One interval: observe, decide, carry out. The returned status is what to save;
+    /// when an action could not be carried out it is the previous status, so the next
+    /// interval decides again instead of recording a weight Envoy never got.
     pub async fn tick(
         &self,
         status: &CanaryRolloutStatus,
@@ -187,73 +247,155 @@ impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
         now: Timestamp,
     ) -> TickReport {
         let observations = self.observe(manual).await;
-        let mut report = self.apply(status, observations, now).await;
-        // Envoy may have been restarted from a fresh ECDS file: put our weight back.
-        if report.weight_error.is_none() && report.status.phase != Phase::Pending {
-            if let Ok(current) = self.target.current_weight(&self.key).await {
-                if (current - report.status.weight).abs() > 0.001 {
-                    if let Err(e) = self.set_weight(report.status.weight).await {
-                        report.weight_error = Some(e.to_string());
-                    } else {
-                        report.events.push((
-                            "WeightResynced".to_string(),
-                            format!(
-                                "the ECDS file had {current}%, set it back to {}%",
-                                report.status.weight
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-        report
+        self.apply(status, observations, now).await
     }
 
-    /// Runs the engine on `observations` and applies its actions.
+    /// Runs the engine on `observations` and carries out its actions.
     pub async fn apply(
         &self,
         status: &CanaryRolloutStatus,
         observations: Observations,
         now: Timestamp,
     ) -> TickReport {
-        let decision = engine::decide(&self.rollout.spec, status, now, &observations);
+        let release = self.release(status);
+        let decision = engine::decide_release(
+            &self.engine_spec(),
+            status,
+            now,
+            &observations,
+            release.as_ref(),
+        );
         self.carry_out(status, decision, observations.metrics).await
     }
 
-    /// Applies a decision's actions; the returned status is the previous one when the
-    /// weight could not be written.
+    /// Carries out a decision through the shared driver; the returned status is the
+    /// previous one when an action failed (and then nothing is announced).
     pub async fn carry_out(
         &self,
         status: &CanaryRolloutStatus,
         decision: engine::Decision,
         metrics: MetricsObservation,
     ) -> TickReport {
-        let mut events = Vec::new();
-        let mut weight_error = None;
-        for action in &decision.actions {
-            match action {
-                Action::SetWeight(weight) => {
-                    if let Err(e) = self.set_weight(*weight).await {
-                        weight_error = Some(e.to_string());
-                    }
+        let outcome = driver::carry_out(self, &decision).await;
+        let hooks = self
+            .hook_runs
+            .lock()
+            .map(|mut runs| std::mem::take(&mut *runs))
+            .unwrap_or_default();
+        match outcome {
+            Ok(carried) => {
+                let mut events: Vec<(String, String)> = decision
+                    .actions
+                    .iter()
+                    .filter_map(|action| match action {
+                        Action::Event {
+                            reason, message, ..
+                        } => Some((reason.to_string(), message.clone())),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some((found, weight)) = carried.restored_drift {
+                    events.push((
+                        "WeightResynced".to_string(),
+                        format!("the ECDS file had {found}%, set it back to {weight}%"),
+                    ));
                 }
-                Action::Event {
-                    reason, message, ..
-                } => events.push((reason.to_string(), message.clone())),
-                Action::Notify(message) => self.notify(message).await,
+                // The status is saved by the loop right after; notifications go out once,
+                // for a decision that was carried out.
+                driver::announce(self, &decision).await;
+                TickReport {
+                    status: decision.status,
+                    metrics,
+                    events,
+                    weight_error: None,
+                    hooks,
+                }
+            }
+            Err(failed) => TickReport {
+                status: status.clone(),
+                metrics,
+                events: Vec::new(),
+                weight_error: Some(failed.to_string()),
+                hooks,
+            },
+        }
+    }
+
+    /// Runs a release hook (when one is set) and remembers its outcome.
+    async fn run_hook(&self, kind: HookKind, revision: &str) {
+        let Some(command) = self.hooks.command(kind) else {
+            return;
+        };
+        let name = self.rollout.metadata.name.clone().unwrap_or_default();
+        let run = hooks::run(command, kind, &name, revision, self.hooks.timeout).await;
+        if let Ok(mut memory) = self.workloads.lock() {
+            let outcome = run.result.clone();
+            match (kind, outcome) {
+                (HookKind::ScaleUp, Ok(())) => {
+                    memory.canary_up = Some(revision.to_string());
+                    memory.canary_failed = None;
+                }
+                (HookKind::ScaleUp, Err(why)) => {
+                    memory.canary_failed = Some((revision.to_string(), why));
+                }
+                (HookKind::Promote, Ok(())) => {
+                    memory.stable_on = Some(revision.to_string());
+                    memory.stable_failed = None;
+                }
+                (HookKind::Promote, Err(why)) => {
+                    memory.stable_failed = Some((revision.to_string(), why));
+                }
+                // A canary that may not have stopped still counts as down: the weight is 0.
+                (HookKind::ScaleDown, _) => memory.canary_up = None,
             }
         }
-        let status = if weight_error.is_some() {
-            status.clone()
-        } else {
-            decision.status
-        };
-        TickReport {
-            status,
-            metrics,
-            events,
-            weight_error,
+        if let Ok(mut runs) = self.hook_runs.lock() {
+            runs.push(run);
         }
+    }
+}
+
+/// Local mode's side of the shared driver: the ECDS file, the hooks, the webhook. Hook
+/// failures are not errors here: they are remembered and observed at the next interval
+/// (a failed scale-up or promotion fails the run, as a failed Deployment rollout would).
+impl<S: MetricsSource, T: WeightTarget> Executor for LocalRunner<S, T> {
+    type Error = TargetError;
+
+    async fn current_weight(&self) -> Result<f64, TargetError> {
+        self.target.current_weight(&self.key).await
+    }
+
+    async fn set_weight(&self, weight: f64, salt: Option<&str>) -> Result<(), TargetError> {
+        let result = self
+            .target
+            .set_weight_and_salt(&self.key, weight, salt)
+            .await;
+        if let Some(metrics) = &self.metrics {
+            metrics.record(match &result {
+                Ok(()) => "success",
+                Err(e) => e.metric_label(),
+            });
+        }
+        result
+    }
+
+    async fn scale_canary_up(&self, revision: &str) -> Result<(), TargetError> {
+        self.run_hook(HookKind::ScaleUp, revision).await;
+        Ok(())
+    }
+
+    async fn scale_canary_down(&self, revision: &str) -> Result<(), TargetError> {
+        self.run_hook(HookKind::ScaleDown, revision).await;
+        Ok(())
+    }
+
+    async fn promote_stable(&self, revision: &str) -> Result<(), TargetError> {
+        self.run_hook(HookKind::Promote, revision).await;
+        Ok(())
+    }
+
+    async fn event(&self, _reason: &'static str, _message: &str, _warning: bool) {
+        // Local mode prints Events on its progress line instead.
     }
 
     async fn notify(&self, message: &str) {
@@ -277,6 +419,7 @@ fn build_runner(
     envoy_ecds: &Path,
     prometheus: &str,
     metrics: Option<&Metrics>,
+    hooks: Hooks,
 ) -> Result<LocalRunner<PrometheusSource, EcdsFileTarget>, Error> {
     let key = rollout.rollout_key();
     let target = EcdsFileTarget::new(envoy_ecds);
@@ -308,6 +451,9 @@ fn build_runner(
         target,
         webhook,
         metrics: metrics.cloned(),
+        hooks,
+        workloads: Mutex::new(LocalWorkloads::default()),
+        hook_runs: Mutex::new(Vec::new()),
     })
 }
 
@@ -392,8 +538,9 @@ pub async fn run(options: &LocalOptions, out: &mut (dyn Write + Send)) -> Result
         &options.envoy_ecds,
         &prometheus,
         server.as_ref().map(MetricsServer::metrics),
+        options.hooks.clone(),
     );
-    let runner = match runner {
+    let mut runner = match runner {
         Ok(runner) => runner,
         Err(e) => {
             if let Some(server) = server {
@@ -402,7 +549,15 @@ pub async fn run(options: &LocalOptions, out: &mut (dyn Write + Send)) -> Result
             return Err(e);
         }
     };
-    let outcome = drive(options, &runner, server.as_ref(), saved, &prometheus, out).await;
+    let outcome = drive(
+        options,
+        &mut runner,
+        server.as_ref(),
+        saved,
+        &prometheus,
+        out,
+    )
+    .await;
     if let Some(server) = server {
         if let Ok((_, false)) = &outcome {
             let linger = options.metrics_linger;
@@ -425,10 +580,37 @@ pub async fn run(options: &LocalOptions, out: &mut (dyn Write + Send)) -> Result
     outcome.map(|(phase, _)| phase)
 }
 
+/// Reads the rollout file again, so an edited revision (or any spec change) is seen at the
+/// next interval. A file that no longer loads is reported and the last good spec is kept.
+fn reload_rollout(
+    options: &LocalOptions,
+    runner: &mut LocalRunner<PrometheusSource, EcdsFileTarget>,
+    out: &mut (dyn Write + Send),
+) {
+    match load_rollout(&options.rollout_file) {
+        Ok(rollout) if rollout.metadata.name == runner.rollout.metadata.name => {
+            if rollout.spec != runner.rollout.spec {
+                runner.rollout = rollout;
+            }
+        }
+        Ok(rollout) => {
+            let _ = writeln!(
+                out,
+                "warning: the rollout file now names {:?}; keeping {:?}",
+                rollout.metadata.name.unwrap_or_default(),
+                runner.rollout.metadata.name.clone().unwrap_or_default()
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(out, "warning: keeping the last good spec: {e}");
+        }
+    }
+}
+
 /// The loop itself; returns the final phase and whether a stop signal ended it.
 async fn drive(
     options: &LocalOptions,
-    runner: &LocalRunner<PrometheusSource, EcdsFileTarget>,
+    runner: &mut LocalRunner<PrometheusSource, EcdsFileTarget>,
     server: Option<&MetricsServer>,
     saved: Option<LocalState>,
     prometheus: &str,
@@ -495,23 +677,40 @@ async fn drive(
                 None
             }
         };
+        reload_rollout(options, runner, out);
         let now = Timestamp::now();
         let report = runner.tick(&local.status, manual, now).await;
-        if let Some(server) = server {
-            serve::record_tick(server.metrics(), &label, &local.status, &report);
-        }
-        local.status = report.status.clone();
+        let previous = std::mem::replace(&mut local.status, report.status.clone());
         state::save(&options.status_file, &local)?;
+        // Ready first: a scraper that sees this interval's series also finds /readyz up.
         if let Some(server) = server {
             server.set_ready();
+            serve::record_tick(server.metrics(), &label, &previous, &report);
         }
         let _ = writeln!(out, "{}", progress_line(&runner.rollout, &report, now));
         for (reason, message) in report.events.iter().skip(1) {
             let _ = writeln!(out, "    {reason}: {message}");
         }
+        for run in &report.hooks {
+            let outcome = match &run.result {
+                Ok(()) => "ok".to_string(),
+                Err(why) => format!("FAILED: {why}"),
+            };
+            let _ = writeln!(
+                out,
+                "    hook --on-{} (revision {}): {outcome}",
+                run.kind.as_str(),
+                run.revision
+            );
+            for line in run.output.lines() {
+                let _ = writeln!(out, "      | {line}");
+            }
+        }
         let _ = out.flush();
         let phase = local.status.phase;
-        if phase.is_terminal() && report.weight_error.is_none() {
+        // With a revision in the rollout file the loop waits for the next release instead.
+        let lifecycle = runner.rollout.spec.canary.revision.is_some();
+        if phase.is_terminal() && report.weight_error.is_none() && !lifecycle {
             let _ = writeln!(
                 out,
                 "rollout {name} finished: {phase} at weight {}%",

@@ -45,6 +45,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 once: args.once,
                 metrics_addr: args.metrics_addr,
                 metrics_linger: args.metrics_linger.as_std(),
+                hooks: local::hooks::Hooks {
+                    on_scale_up: args.on_scale_up,
+                    on_promote: args.on_promote,
+                    on_scale_down: args.on_scale_down,
+                    timeout: args.hook_timeout.as_std(),
+                },
             };
             let mut stdout = std::io::stdout();
             local::run(&options, &mut stdout).await?;
@@ -58,6 +64,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resume(args) => {
             println!("{}", commands::manual(&args, ManualAction::Resume).await?)
         }
+        Command::Retry(args) => println!("{}", commands::manual(&args, ManualAction::Retry).await?),
         Command::Crd => print!("{}", stickycanary::crd::crd_yaml()),
         Command::Assign(args) => println!("{}", commands::assign(&args)?),
         Command::Validate(args) => println!("{}", commands::validate(&args)?),

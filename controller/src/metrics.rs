@@ -300,10 +300,16 @@ mod tests {
         for phase in Phase::ALL {
             match phase {
                 Phase::Pending
+                | Phase::WaitingForRelease
+                | Phase::ScalingUp
                 | Phase::Progressing
                 | Phase::Paused
+                | Phase::Promoting
+                | Phase::Finalising
+                | Phase::Succeeded
                 | Phase::Promoted
                 | Phase::RolledBack
+                | Phase::PromotionFailed
                 | Phase::Failed => {}
             }
         }

@@ -68,14 +68,48 @@ pub enum ManualAction {
     Pause,
     /// Undo `Pause`.
     Resume,
+    /// Run the last failed revision again, with a new cohort.
+    Retry,
+}
+
+/// Where a Deployment (or, in local mode, a hook) stands on the revision a run needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkloadState {
+    /// Not running the revision and not asked to: scaled to 0, template not copied yet,
+    /// or (local mode) its hook has not run for this revision since the loop started.
+    Stopped,
+    /// Asked to; rolling out (pods not all updated and ready yet).
+    Starting,
+    /// Every desired replica is updated to the revision and available.
+    Ready,
+    /// The rollout failed (a hook exited non-zero, a Deployment reported
+    /// `ProgressDeadlineExceeded`).
+    Failed(String),
+}
+
+/// The release lifecycle's view of the two workloads. `None` (see `engine::decide_release`) means
+/// there is no revision source: the rollout behaves as a single run (no lifecycle).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseObservation {
+    /// The rollout key (the per-run salt is `<rolloutKey>-<revision>`).
+    pub rollout_key: String,
+    /// The canary's revision now (hash of its pod template, or `spec.canary.revision`).
+    pub canary_revision: String,
+    /// The stable Deployment's revision now, when it can be read (not in local mode).
+    pub stable_revision: Option<String>,
+    /// The canary workload on `canary_revision`.
+    pub canary: WorkloadState,
+    /// The stable workload on the run's revision (`status.canaryRevision`).
+    pub stable: WorkloadState,
 }
 
 impl ManualAction {
-    pub const ALL: [ManualAction; 4] = [
+    pub const ALL: [ManualAction; 5] = [
         ManualAction::Promote,
         ManualAction::Abort,
         ManualAction::Pause,
         ManualAction::Resume,
+        ManualAction::Retry,
     ];
 
     /// The action's name on the command line, in the request annotation and request file.
@@ -86,6 +120,7 @@ impl ManualAction {
             ManualAction::Abort => "abort",
             ManualAction::Pause => "pause",
             ManualAction::Resume => "resume",
+            ManualAction::Retry => "retry",
         }
     }
 

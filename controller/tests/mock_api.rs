@@ -1158,7 +1158,21 @@ async fn every_request_of_a_controller_lifetime_is_allowed_by_the_chart_and_ever
         .map(|a| a.triple())
         .collect();
     let granted = ChartRules::load().all_triples();
-    let unused: Vec<_> = granted.difference(&used).collect();
+    // The release lifecycle's writes (Deployments, their scale, KEDA's ScaledObjects) are
+    // proven used, and allowed, by lifecycle_api.rs's own lifetime test.
+    let lifecycle_only = [
+        ("apps", "deployments", "patch"),
+        ("apps", "deployments/scale", "patch"),
+        ("keda.sh", "scaledobjects", "patch"),
+    ];
+    let unused: Vec<_> = granted
+        .difference(&used)
+        .filter(|t| {
+            !lifecycle_only
+                .iter()
+                .any(|(g, r, v)| t.0 == *g && t.1 == *r && t.2 == *v)
+        })
+        .collect();
     assert!(
         unused.is_empty(),
         "the chart grants permissions no request needs: {unused:?}"

@@ -333,7 +333,7 @@ fn engine_events_notifications_and_status_never_carry_the_webhook_url() {
                         texts.push(format!("Event {reason}: {message}"));
                     }
                     Action::Notify(text) => texts.push(format!("Notify: {text}")),
-                    Action::SetWeight(_) => {}
+                    _ => {}
                 }
             }
             status = decision.status;

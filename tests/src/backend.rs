@@ -65,6 +65,23 @@ impl Backend {
     }
 
     /// Change behaviour (and reset its request counter).
+    /// Changes the release this backend serves (`POST /__release`), as a deployment would.
+    pub fn release(&self, patch: &crate::backend_server::ReleasePatch) -> Result<()> {
+        let body = serde_json::to_vec(patch).map_err(|e| Error::Other(e.to_string()))?;
+        let resp = http1::request(
+            self.addr,
+            "POST",
+            "/__release",
+            &[("content-type", "application/json")],
+            &body,
+            Duration::from_secs(5),
+        )?;
+        if resp.status != 200 {
+            return Err(Error::Http(format!("/__release answered {}", resp.status)));
+        }
+        Ok(())
+    }
+
     pub fn control(&self, patch: &BehaviourPatch) -> Result<Behaviour> {
         let body = serde_json::to_vec(patch).map_err(|e| Error::Other(e.to_string()))?;
         let resp = http1::request(

@@ -9,6 +9,11 @@
 //! `x-canary-version` value the request had (joined by `,`; absent when there was none) and
 //! `x-seen-user-id` the `x-user-id`. `GET /__echo` returns all request headers as JSON.
 //!
+//! Every response also carries `x-version: <version>`: the release the backend serves (its
+//! name until told otherwise), so release tests prove from responses which version a user got.
+//! `POST /__release` with `{"version":"v2"}` and/or `{"stopped":true}` changes it (what a
+//! deployment tool would do); a stopped backend answers 503 `stopped`.
+//!
 //! Control plane (not counted as traffic): `POST /__control` with any subset of
 //! `{"errorRatio":0.2,"errorStatus":503,"delayMs":800}` changes behaviour and resets the request
 //! counter; `GET /__stats` returns `{"name","requests","errors","errorRatio","errorStatus","delayMs"}`.
@@ -85,8 +90,25 @@ pub fn is_error(k: u64, ratio: f64) -> bool {
     (k as f64 * ratio).floor() > ((k - 1) as f64 * ratio).floor()
 }
 
+/// A release change posted to `/__release`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReleasePatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+struct Release {
+    version: String,
+    stopped: bool,
+}
+
 struct State {
     name: String,
+    release: Mutex<Release>,
     behaviour: Mutex<Behaviour>,
     requests: AtomicU64,
     errors: AtomicU64,
@@ -97,6 +119,10 @@ pub fn serve(listener: TcpListener, name: &str, behaviour: Behaviour) -> Result<
     behaviour.validate().map_err(Error::Other)?;
     let state = Arc::new(State {
         name: name.to_string(),
+        release: Mutex::new(Release {
+            version: name.to_string(),
+            stopped: false,
+        }),
         behaviour: Mutex::new(behaviour),
         requests: AtomicU64::new(0),
         errors: AtomicU64::new(0),
@@ -158,6 +184,22 @@ fn respond(request: &http1::Request, state: &State) -> (u16, Vec<(String, String
             state.errors.store(0, Ordering::SeqCst);
             json_response(serde_json::json!(updated))
         }
+        ("POST", "/__release") => {
+            let patch: ReleasePatch = match serde_json::from_slice(&request.body) {
+                Ok(p) => p,
+                Err(e) => return (400, vec![], format!("bad release body: {e}\n").into_bytes()),
+            };
+            let mut release = state.release.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(version) = patch.version {
+                release.version = version;
+            }
+            if let Some(stopped) = patch.stopped {
+                release.stopped = stopped;
+            }
+            json_response(
+                serde_json::json!({"version": release.version, "stopped": release.stopped}),
+            )
+        }
         ("GET", "/__stats") => {
             let behaviour = *state.behaviour.lock().unwrap_or_else(|e| e.into_inner());
             json_response(serde_json::json!({
@@ -174,6 +216,21 @@ fn respond(request: &http1::Request, state: &State) -> (u16, Vec<(String, String
 }
 
 fn serve_traffic(request: &http1::Request, state: &State) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let release = state
+        .release
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if release.stopped {
+        return (
+            503,
+            vec![
+                ("x-served-by".to_string(), state.name.clone()),
+                ("x-version".to_string(), "stopped".to_string()),
+            ],
+            b"stopped\n".to_vec(),
+        );
+    }
     let behaviour = *state.behaviour.lock().unwrap_or_else(|e| e.into_inner());
     let k = state.requests.fetch_add(1, Ordering::SeqCst) + 1;
     if behaviour.delay_ms > 0 {
@@ -185,6 +242,7 @@ fn serve_traffic(request: &http1::Request, state: &State) -> (u16, Vec<(String, 
     }
     let mut headers = vec![
         ("x-served-by".to_string(), state.name.clone()),
+        ("x-version".to_string(), release.version.clone()),
         ("content-type".to_string(), "text/plain".to_string()),
     ];
     let seen = request.header_all("x-canary-version");

@@ -34,6 +34,10 @@ pub struct RolloutPlan {
     pub error_for: &'static str,
     pub latency_for: &'static str,
     pub unavailable_grace: &'static str,
+    /// Release lifecycle: `spec.canary.revision` (none: a single run, as before).
+    pub revision: Option<String>,
+    /// Release lifecycle: `spec.scaleDownDelay`.
+    pub scale_down_delay: &'static str,
 }
 
 impl Default for RolloutPlan {
@@ -52,6 +56,8 @@ impl Default for RolloutPlan {
             error_for: "2s",
             latency_for: "3s",
             unavailable_grace: "120s",
+            revision: None,
+            scale_down_delay: "2s",
         }
     }
 }
@@ -67,13 +73,21 @@ impl RolloutPlan {
                 None => format!("    - {{weight: {weight}}}\n"),
             })
             .collect();
+        let canary = match &self.revision {
+            Some(revision) => format!(
+                "{{deployment: {ROLLOUT}-canary, revision: \"{revision}\"}}\n  \
+                 scaleDownDelay: {}\n  progressDeadline: 60s",
+                self.scale_down_delay
+            ),
+            None => format!("{{deployment: {ROLLOUT}-canary}}"),
+        };
         format!(
             "apiVersion: stickycanary.dev/v1alpha1\n\
              kind: CanaryRollout\n\
              metadata:\n  name: {ROLLOUT}\n  namespace: demo\n\
              spec:\n  \
                wasmPlugin: {{name: stickycanary}}\n  \
-               canary: {{deployment: {ROLLOUT}-canary}}\n  \
+               canary: {canary}\n  \
                prometheus: {{address: \"{prometheus_url}\"}}\n  \
                stages:\n{stages}  \
                analysis:\n    \
@@ -202,8 +216,53 @@ impl Stack {
         &self.status_file
     }
 
+    /// Rewrites the rollout file `stickycanary local` reads (it re-reads it every interval).
+    pub fn write_plan(&self, plan: &RolloutPlan) -> Result<()> {
+        std::fs::write(
+            &self.rollout_file,
+            plan.rollout_yaml(&self.prometheus.url()),
+        )
+        .ctx(|| format!("write {}", self.rollout_file.display()))
+    }
+
+    /// The release hooks for `stickycanary local`, acting on this stack's backends as a
+    /// deployment tool would: scale-up makes the canary serve the revision, promote makes
+    /// stable serve it, scale-down stops the canary. `scale_up_prefix` runs first in the
+    /// scale-up hook (a test can hold the hook there).
+    pub fn release_hooks(&self, scale_up_prefix: &str) -> Vec<String> {
+        let post = |addr: SocketAddr, body: &str| {
+            format!(
+                "curl -sS -f -m 5 -o /dev/null -X POST -H 'content-type: application/json' -d {body} http://{addr}/__release"
+            )
+        };
+        let serve_revision =
+            "\"{\\\"version\\\":\\\"$STICKYCANARY_REVISION\\\",\\\"stopped\\\":false}\"";
+        vec![
+            "--on-scale-up".into(),
+            format!(
+                "{scale_up_prefix}{} && echo \"canary serves $STICKYCANARY_REVISION\"",
+                post(self.canary.addr, serve_revision)
+            ),
+            "--on-promote".into(),
+            format!(
+                "{} && echo \"stable serves $STICKYCANARY_REVISION\"",
+                post(self.stable.addr, serve_revision)
+            ),
+            "--on-scale-down".into(),
+            format!(
+                "{} && echo \"canary stopped\"",
+                post(self.canary.addr, "'{\"stopped\":true}'")
+            ),
+        ]
+    }
+
     /// Start `stickycanary local` on this stack (again, after [`Stack::kill_controller`]).
     pub fn start_controller(&mut self) -> Result<()> {
+        self.start_controller_with(&[])
+    }
+
+    /// [`Stack::start_controller`] with extra arguments (e.g. [`Stack::release_hooks`]).
+    pub fn start_controller_with(&mut self, extra: &[String]) -> Result<()> {
         let bin = paths::cargo_bin("stickycanary")?;
         let mut cmd = Command::new(bin);
         cmd.arg("local")
@@ -218,6 +277,7 @@ impl Stack {
         if let Some(addr) = self.controller_metrics {
             cmd.arg("--metrics-addr").arg(addr.to_string());
         }
+        cmd.args(extra);
         self.controller_starts += 1;
         let log = self
             .dir

@@ -28,6 +28,9 @@ pub(super) fn spec_is_usable(spec: &CanaryRolloutSpec, tick: &mut Tick) -> bool 
         status.stage_index = stages::clamp_index(spec, status.stage_index);
         let to = if status.paused_at.is_some() {
             Phase::Paused
+        } else if status.stage_started_at.is_none() && tick.scale_down_delay.is_some() {
+            // A run that had not started its stages waits for its canary again.
+            Phase::ScalingUp
         } else if status.stage_started_at.is_some() {
             Phase::Progressing
         } else {
@@ -134,6 +137,29 @@ pub(super) fn promote(tick: &mut Tick, spec: &CanaryRolloutSpec, reason: &str, m
     if tick.status.weight != 100.0 {
         tick.set_weight(100.0);
     }
+    if tick.finalize {
+        // The release lifecycle: stable takes over the revision before the run is done.
+        let revision = tick.status.canary_revision.clone().unwrap_or_default();
+        let now = tick.now_time();
+        let status = &mut tick.status;
+        status.stage_index = stages::clamp_index(spec, u32::MAX);
+        status.paused_at = None;
+        status.manual_pause = false;
+        status.inconclusive_since = None;
+        status.prometheus_unavailable_since = None;
+        status.breach_started_at.clear();
+        status.phase_started_at = Some(now);
+        tick.actions.push(super::Action::PromoteStable {
+            revision: revision.clone(),
+        });
+        tick.transition(Phase::Promoting, reason);
+        let message = format!(
+            "{message}; rolling revision {revision} out on the stable Deployment (within {})",
+            spec.progress_deadline
+        );
+        tick.event(reasons::PROMOTING, message, false);
+        return;
+    }
     let status = &mut tick.status;
     status.stage_index = stages::clamp_index(spec, u32::MAX);
     status.paused_at = None;
@@ -152,6 +178,13 @@ pub(super) fn roll_back(tick: &mut Tick, reason: String, detail: String) {
     status.paused_at = None;
     status.manual_pause = false;
     status.inconclusive_since = None;
+    if let Some(delay) = tick.scale_down_delay {
+        let at = stages::shifted(&tick.now_time(), delay);
+        let status = &mut tick.status;
+        status.failed_revision = status.canary_revision.clone();
+        status.phase_started_at = None;
+        status.scale_down_at = Some(at);
+    }
     tick.transition(Phase::RolledBack, &reason);
     let message = format!("rolling back to 0% ({reason}): {detail}");
     tick.event(reasons::ROLLING_BACK, message, true);

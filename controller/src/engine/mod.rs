@@ -21,12 +21,19 @@
 //! 7. Unavailable metrics hold the stage; after `unavailableGrace` the rollout fails safe.
 //! 8. A stage advances when its duration has passed and every check passed in the latest
 //!    window. The last stage promotes the same way (at once if it has no duration).
+//!
+//! With a revision source ([`decide_release`]), the release lifecycle wraps these rules
+//! (see [`release`]): a new canary revision resets the run and starts a new one (weight 0
+//! until the canary is ready), a promotion rolls stable out and hands users back to it, a
+//! rollback scales the canary down after a drain delay; terminal phases wait for the next
+//! revision instead of ending the rollout.
 
 pub mod checks;
 mod comparative;
 mod judge;
 mod lifecycle;
 mod record;
+pub mod release;
 pub mod resources;
 pub mod stage_gate;
 pub mod stages;
@@ -37,7 +44,7 @@ use self::checks::Check;
 use self::lifecycle::{apply_pause_intent, promote, roll_back, spec_is_usable, start};
 use self::record::Tick;
 use crate::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
-use crate::observation::{CanaryHealth, ManualAction, Observations};
+use crate::observation::{CanaryHealth, ManualAction, Observations, ReleaseObservation};
 
 /// Event reasons (CamelCase, as Kubernetes Events expect).
 pub mod reasons {
@@ -49,6 +56,16 @@ pub mod reasons {
     pub const RESUMED: &str = "Resumed";
     pub const PROMETHEUS_UNAVAILABLE: &str = "PrometheusUnavailable";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const WAITING: &str = "WaitingForRelease";
+    pub const RELEASE_STARTED: &str = "ReleaseStarted";
+    pub const RESTARTED: &str = "RunRestarted";
+    pub const REVERTED: &str = "Reverted";
+    pub const PROMOTING: &str = "Promoting";
+    pub const FINALISING: &str = "Finalising";
+    pub const SUCCEEDED: &str = "Succeeded";
+    pub const PROMOTION_FAILED: &str = "PromotionFailed";
+    pub const SCALED_DOWN: &str = "ScaledDown";
+    pub const RETRY_IGNORED: &str = "RetryIgnored";
 }
 
 /// Something the caller must do to carry out a decision.
@@ -64,6 +81,25 @@ pub enum Action {
     },
     /// Post this line to `spec.notification.webhook` (only emitted when one is set).
     Notify(String),
+    /// Set the weight and the rollout's cohort salt in one write (a run's first weight,
+    /// only ever leaving 0, so no user changes cohort while on the canary).
+    SetWeightWithSalt { weight: f64, salt: String },
+    /// Bring the canary up on `revision` (replicas, KEDA pause lifted, `--on-scale-up`).
+    ScaleCanaryUp { revision: String },
+    /// Stop the canary (replicas 0, KEDA paused at 0, `--on-scale-down`).
+    ScaleCanaryDown { revision: String },
+    /// Roll `revision` out on stable (copy the canary's pod template, `--on-promote`).
+    PromoteStable { revision: String },
+}
+
+impl Action {
+    /// The weight this action writes, if it writes one.
+    pub fn weight(&self) -> Option<f64> {
+        match self {
+            Action::SetWeight(weight) | Action::SetWeightWithSalt { weight, .. } => Some(*weight),
+            _ => None,
+        }
+    }
 }
 
 /// The outcome of one tick.
@@ -76,10 +112,7 @@ pub struct Decision {
 impl Decision {
     /// The weight this decision sets, if it changes it.
     pub fn new_weight(&self) -> Option<f64> {
-        self.actions.iter().rev().find_map(|action| match action {
-            Action::SetWeight(weight) => Some(*weight),
-            _ => None,
-        })
+        self.actions.iter().rev().find_map(Action::weight)
     }
 
     /// The Event reasons raised, in order.
@@ -105,6 +138,19 @@ pub fn decide(
     decide_with(spec, status, now, observations, &checks)
 }
 
+/// Decide one tick with the release lifecycle: `release` is what the canary and stable
+/// workloads look like now (`None`: no revision source, the same as [`decide`]).
+pub fn decide_release(
+    spec: &CanaryRolloutSpec,
+    status: &CanaryRolloutStatus,
+    now: Timestamp,
+    observations: &Observations,
+    release: Option<&ReleaseObservation>,
+) -> Decision {
+    let checks = checks::for_spec(&spec.analysis);
+    run(spec, status, now, observations, release, &checks)
+}
+
 /// Decide one tick with an explicit list of checks (the extension point for new kinds of
 /// analysis, and for simulations that compare check sets on the same traffic).
 pub fn decide_with(
@@ -114,14 +160,27 @@ pub fn decide_with(
     observations: &Observations,
     checks: &[Box<dyn Check>],
 ) -> Decision {
+    run(spec, status, now, observations, None, checks)
+}
+
+fn run(
+    spec: &CanaryRolloutSpec,
+    status: &CanaryRolloutStatus,
+    now: Timestamp,
+    observations: &Observations,
+    release: Option<&ReleaseObservation>,
+    checks: &[Box<dyn Check>],
+) -> Decision {
     let mut tick = Tick {
         status: status.clone(),
         actions: Vec::new(),
         now,
         notify: spec.notification.is_some(),
         spec_error: None,
+        scale_down_delay: release.map(|_| spec.scale_down_delay),
+        finalize: release.is_some() && spec.promotion.finalize,
     };
-    step(spec, observations, checks, &mut tick);
+    step(spec, observations, release, checks, &mut tick);
     tick.refresh_conditions();
     Decision {
         status: tick.status,
@@ -132,15 +191,23 @@ pub fn decide_with(
 fn step(
     spec: &CanaryRolloutSpec,
     observations: &Observations,
+    release: Option<&ReleaseObservation>,
     checks: &[Box<dyn Check>],
     tick: &mut Tick,
 ) {
+    if let Some(release) = release {
+        if release::before(spec, observations.manual, release, tick) {
+            return;
+        }
+    }
     if tick.status.phase.is_terminal() {
         return;
     }
+    // Promoting and Finalising are past the analysis: stable is taking over.
+    let handing_over = matches!(tick.status.phase, Phase::Promoting | Phase::Finalising);
     // Abort and a crashing canary roll back whatever else is going on, even with a spec
     // that no longer validates: getting users off a broken canary needs no stages.
-    if observations.manual == Some(ManualAction::Abort) {
+    if observations.manual == Some(ManualAction::Abort) && !handing_over {
         roll_back(
             tick,
             "aborted".to_string(),
@@ -148,7 +215,9 @@ fn step(
         );
         return;
     }
-    if let CanaryHealth::Crashing { pod, reason } = &observations.canary_health {
+    if let (CanaryHealth::Crashing { pod, reason }, false) =
+        (&observations.canary_health, handing_over)
+    {
         roll_back(
             tick,
             format!("crash:{reason}"),
@@ -158,6 +227,11 @@ fn step(
     }
     if !spec_is_usable(spec, tick) {
         return;
+    }
+    if let Some(release) = release {
+        if release::during(spec, release, tick) {
+            return;
+        }
     }
     if observations.manual == Some(ManualAction::Promote) {
         promote(

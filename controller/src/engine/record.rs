@@ -15,6 +15,10 @@ pub(crate) struct Tick {
     pub notify: bool,
     /// The spec's validation errors, one per line, when it is invalid.
     pub spec_error: Option<String>,
+    /// With a revision source: the drain delay before a rolled-back canary is scaled down.
+    pub scale_down_delay: Option<crate::duration::Duration>,
+    /// With a revision source and `promotion.finalize`: a promotion rolls stable out.
+    pub finalize: bool,
 }
 
 impl Tick {
@@ -35,9 +39,20 @@ impl Tick {
         });
     }
 
+    /// Sets the weight. The first weight of a run leaves 0 together with the run's salt, in
+    /// one write: the cohort only changes while no user is on the canary.
     pub fn set_weight(&mut self, weight: f64) {
+        let salt = match (&self.status.salt, self.scale_down_delay) {
+            (Some(salt), Some(_)) if self.status.weight == 0.0 && weight > 0.0 => {
+                Some(salt.clone())
+            }
+            _ => None,
+        };
         self.status.weight = weight;
-        self.actions.push(Action::SetWeight(weight));
+        self.actions.push(match salt {
+            Some(salt) => Action::SetWeightWithSalt { weight, salt },
+            None => Action::SetWeight(weight),
+        });
     }
 
     /// Move to `to` and append the transition to the bounded history.
@@ -61,7 +76,10 @@ impl Tick {
     pub fn refresh_conditions(&mut self) {
         let status = &self.status;
         let ready = (
-            status.phase == Phase::Promoted,
+            matches!(
+                status.phase,
+                Phase::Promoted | Phase::Succeeded | Phase::WaitingForRelease
+            ),
             status.phase.as_str().to_string(),
             ready_message(status),
         );
@@ -91,6 +109,14 @@ impl Tick {
 fn ready_message(status: &CanaryRolloutStatus) -> String {
     match status.phase {
         Phase::Promoted => "canary promoted to 100%".to_string(),
+        Phase::Succeeded => format!(
+            "revision {} is stable",
+            status.stable_revision.as_deref().unwrap_or("?")
+        ),
+        Phase::WaitingForRelease => format!(
+            "stable runs {}; waiting for a release",
+            status.stable_revision.as_deref().unwrap_or("?")
+        ),
         phase => format!("{phase} at weight {}%", status.weight),
     }
 }
@@ -105,6 +131,14 @@ fn degraded(status: &CanaryRolloutStatus, spec_error: Option<&str>) -> (bool, St
                 "rolled back: {}",
                 status.rollback_reason.as_deref().unwrap_or("unknown")
             ),
+        ),
+        Phase::PromotionFailed => (
+            true,
+            "PromotionFailed".to_string(),
+            status
+                .failure_reason
+                .clone()
+                .unwrap_or_else(|| "the stable rollout failed".to_string()),
         ),
         Phase::Failed => (
             true,

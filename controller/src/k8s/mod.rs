@@ -4,6 +4,9 @@
 
 pub mod backoff;
 pub mod batch;
+pub mod deployments;
+pub mod executor;
+pub mod finalizer;
 pub mod lease;
 pub mod manual;
 pub mod pods;

@@ -10,26 +10,31 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Client, Resource, ResourceExt};
+use kube::runtime::events::Recorder;
+use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
-use tracing::{info, instrument, warn};
+use tracing::{instrument, warn};
 
 use super::batch::MetricsBatcher;
+use super::deployments::{revision_of, workload_state, Deployments};
+use super::executor::{KubeExecutor, Workloads};
+use super::finalizer;
 use super::manual::{manual_input, HANDLED_ANNOTATION};
 use super::pods::canary_health;
 use crate::crd::{CanaryRollout, CanaryRolloutStatus, Phase, Verdict};
-use crate::engine::{self, Action};
+use crate::driver;
+use crate::engine;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::observation::{CustomObservation, MetricsObservation, Observations};
-use crate::prometheus::{render_check_query, RolloutSeries};
+use crate::observation::{ManualAction, MetricsObservation, Observations, ReleaseObservation};
+use crate::prometheus::RolloutSeries;
 use crate::target::wasmplugin::{WasmPluginTarget, FIELD_MANAGER};
-use crate::target::WeightTarget;
+use crate::target::{RolloutView, WeightTarget};
 
 /// Everything a reconcile needs (shared by all of them).
 pub struct Context {
@@ -51,7 +56,7 @@ pub struct Context {
 /// How long a follower waits before checking leadership again.
 const FOLLOWER_REQUEUE: Duration = Duration::from_secs(5);
 
-fn object_key(rollout: &CanaryRollout) -> String {
+pub(super) fn object_key(rollout: &CanaryRollout) -> String {
     format!(
         "{}/{}",
         rollout.namespace().unwrap_or_default(),
@@ -109,46 +114,6 @@ pub fn analysis_result(metrics: &MetricsObservation, status: &CanaryRolloutStatu
     }
 }
 
-async fn publish_event(
-    ctx: &Context,
-    rollout: &CanaryRollout,
-    reason: &str,
-    message: &str,
-    warning: bool,
-) {
-    let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.to_string(),
-        note: Some(message.chars().take(1000).collect()),
-        action: reason.to_string(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &rollout.object_ref(&())).await {
-        warn!(error = %e, reason, "could not publish event");
-    }
-}
-
-async fn notify(ctx: &Context, rollout: &CanaryRollout, message: &str) {
-    let Some(notification) = &rollout.spec.notification else {
-        return;
-    };
-    let body =
-        json!({"rollout": rollout.name_any(), "namespace": rollout.namespace(), "text": message});
-    if let Err(e) = ctx
-        .webhook
-        .post(&notification.webhook)
-        .json(&body)
-        .send()
-        .await
-    {
-        warn!(error = %e.without_url(), "notification webhook failed");
-    }
-}
-
 /// The status conditions with `Degraded` set to True for `reason`; `Ready` and any other
 /// condition are kept (a merge patch replaces the whole list).
 pub fn degraded_conditions(
@@ -189,6 +154,7 @@ async fn degraded(ctx: &Context, rollout: &CanaryRollout, error: Error) -> Error
         Error::Target(crate::target::TargetError::MissingKey { .. }) => "RolloutKeyMissing",
         Error::Target(crate::target::TargetError::InvalidConfig { .. }) => "InvalidPluginConfig",
         Error::Target(crate::target::TargetError::Timeout { .. }) => "WasmPluginTimeout",
+        Error::Workload(_) => "DeploymentUnavailable",
         _ => "WasmPluginUnavailable",
     };
     let status = rollout.status.clone().unwrap_or_default();
@@ -230,14 +196,19 @@ pub async fn reconcile(rollout: Arc<CanaryRollout>, ctx: Arc<Context>) -> Result
 async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requeue, Error> {
     let namespace = rollout.namespace().unwrap_or_else(|| "default".to_string());
     let name = rollout.name_any();
+    let key = object_key(rollout);
+    if rollout.metadata.deletion_timestamp.is_some() {
+        return finalizer::clean_up(ctx, rollout, &key).await;
+    }
+    finalizer::ensure(ctx, rollout).await?;
     let spec = &rollout.spec;
     let interval = spec.analysis.interval.as_std().max(Duration::from_secs(1));
     let manual = manual_input(rollout);
     let status = rollout.status.clone().unwrap_or_default();
     let spec_changed = status.observed_generation != rollout.metadata.generation;
+    let lifecycle = spec.stable.is_some();
 
     // One analysis per interval: watch events from our own writes land here too.
-    let key = object_key(rollout);
     if manual.consumed.is_none() && manual.action.is_none() && !spec_changed {
         let last = ctx.last_tick.lock().ok().and_then(|t| t.get(&key).copied());
         if let Some(last) = last {
@@ -247,7 +218,9 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
             }
         }
     }
-    if status.phase.is_terminal() && manual.consumed.is_none() && !spec_changed {
+    // Without a revision source a final phase is the end. With one, a new canary revision
+    // (a Deployment change, which does not touch this object) must be noticed: keep polling.
+    if status.phase.is_terminal() && manual.consumed.is_none() && !spec_changed && !lifecycle {
         ctx.metrics
             .set_rollout(&namespace, &name, status.weight, status.phase);
         return Ok(Requeue::await_change());
@@ -270,75 +243,43 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
         Ok(view) => view,
         Err(e) => return Err(degraded(ctx, rollout, e.into()).await),
     };
-    let series = RolloutSeries {
-        rollout: rollout_key.clone(),
-        stable_version: view.stable_version.clone(),
-        canary_version: view.canary_version.clone(),
+    let workloads = match &spec.stable {
+        Some(_) => Some(read_workloads(ctx, rollout, &namespace).await?),
+        None => None,
     };
-    let address = &spec.prometheus.address;
-    let window = spec.analysis.effective_window().as_std();
-    let metrics = ctx
-        .batcher
-        .observation(address, window, &series, interval / 2)
-        .await;
-    let mut custom = Vec::new();
-    for check in &spec.analysis.custom {
-        let query = render_check_query(&check.query, &rollout_key);
-        custom.push(CustomObservation {
-            name: check.name.clone(),
-            value: ctx.batcher.scalar(address, &query).await,
-        });
-    }
-    let resources = match crate::resources::ResourceSelectors::for_spec(spec, &namespace) {
-        Some(selectors) => {
-            ctx.batcher
-                .resources(address, window, &selectors, interval / 2)
-                .await
-        }
-        None => crate::resources::ResourceObservation::NotQueried,
-    };
-    let canary_namespace = spec
-        .canary
-        .namespace
-        .clone()
-        .unwrap_or_else(|| namespace.clone());
-    let canary_health =
-        canary_health(&ctx.client, &canary_namespace, &spec.canary.deployment).await;
-    let observations = Observations {
-        metrics,
-        custom,
-        resources,
-        canary_health,
-        manual: manual.action,
-    };
-    let decision = engine::decide(spec, &status, Timestamp::now(), &observations);
+    let release = workloads
+        .as_ref()
+        .map(|w| release_observation(&w.canary, &w.stable, &status, &rollout_key));
+    let observations = observe(ctx, rollout, &rollout_key, &view, &namespace, manual.action).await;
+    let decision = engine::decide_release(
+        spec,
+        &status,
+        Timestamp::now(),
+        &observations,
+        release.as_ref(),
+    );
     let mut new_status = decision.status.clone();
     new_status.observed_generation = rollout.metadata.generation;
 
-    // 1. The weight, before any record of it.
-    let mut weight_written = false;
-    for action in &decision.actions {
-        if let Action::SetWeight(weight) = action {
-            if let Err(e) = target.set_weight(&rollout_key, *weight).await {
-                return Err(degraded(ctx, rollout, e.into()).await);
+    // 1. The world (weight, salt, scale, stable template), before any record of it.
+    let executor = KubeExecutor {
+        ctx,
+        rollout,
+        target: &target,
+        rollout_key: rollout_key.clone(),
+        observed_weight: view.weight,
+        workloads,
+    };
+    match driver::carry_out(&executor, &decision).await {
+        Ok(carried) => {
+            if let Some((found, weight)) = carried.restored_drift {
+                warn!(found, weight, "weight drifted; restored");
             }
-            weight_written = true;
-            info!(weight, "weight set");
         }
-    }
-    // Someone (or a re-created plugin) changed our field: put the decided weight back.
-    if !weight_written
-        && new_status.phase != Phase::Pending
-        && (view.weight - new_status.weight).abs() > 0.001
-    {
-        if let Err(e) = target.set_weight(&rollout_key, new_status.weight).await {
-            return Err(degraded(ctx, rollout, e.into()).await);
+        Err(failed) => {
+            warn!(action = %failed.action, "action failed; the status keeps the last applied state");
+            return Err(degraded(ctx, rollout, failed.error).await);
         }
-        warn!(
-            found = view.weight,
-            weight = new_status.weight,
-            "weight drifted; restored"
-        );
     }
 
     // 2. The status.
@@ -359,37 +300,141 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
     }
 
     // 4. Events, notifications and metrics: best effort.
-    for action in &decision.actions {
-        match action {
-            Action::Event {
-                reason,
-                message,
-                warning,
-            } => publish_event(ctx, rollout, reason, message, *warning).await,
-            Action::Notify(message) => notify(ctx, rollout, message).await,
-            Action::SetWeight(_) => {}
-        }
-    }
-    ctx.metrics
-        .count_analysis(analysis_result(&observations.metrics, &new_status));
-    ctx.metrics.init_rollbacks(&namespace, &name, spec);
-    if new_status.phase == Phase::RolledBack && status.phase != Phase::RolledBack {
-        ctx.metrics.count_rollback(
-            &namespace,
-            &name,
-            new_status.rollback_reason.as_deref().unwrap_or("unknown"),
-        );
-    }
-    ctx.metrics
-        .set_rollout(&namespace, &name, new_status.weight, new_status.phase);
+    driver::announce(&executor, &decision).await;
+    record_metrics(ctx, rollout, &observations, &status, &new_status);
     if let Ok(mut ticks) = ctx.last_tick.lock() {
         ticks.insert(key, Instant::now());
     }
-    Ok(if new_status.phase.is_terminal() {
+    Ok(if new_status.phase.is_terminal() && !lifecycle {
         Requeue::await_change()
     } else {
         Requeue::requeue(interval)
     })
+}
+
+/// Reads the canary and stable Deployments of the release lifecycle.
+async fn read_workloads(
+    ctx: &Context,
+    rollout: &CanaryRollout,
+    namespace: &str,
+) -> Result<Workloads, Error> {
+    let spec = &rollout.spec;
+    let canary_namespace = spec.canary.namespace.as_deref().unwrap_or(namespace);
+    let stable = spec
+        .stable
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("spec.stable is not set".into()))?;
+    let stable_namespace = stable.namespace.as_deref().unwrap_or(namespace);
+    if stable_namespace != canary_namespace {
+        return Err(Error::Invalid(format!(
+            "spec.stable.namespace {stable_namespace} differs from the canary's {canary_namespace}: both Deployments must share a namespace"
+        )));
+    }
+    let deployments = Deployments::new(ctx.client.clone(), canary_namespace);
+    let workload = |e| Error::Workload(Box::new(e));
+    let canary = deployments
+        .get(&spec.canary.deployment)
+        .await
+        .map_err(workload)?;
+    let stable = deployments
+        .get(&stable.deployment)
+        .await
+        .map_err(workload)?;
+    Ok(Workloads {
+        deployments,
+        canary,
+        stable,
+    })
+}
+
+/// The lifecycle's view of the two Deployments: the canary on its own revision, stable on
+/// the run's revision (the one a promotion copies onto it).
+pub fn release_observation(
+    canary: &Deployment,
+    stable: &Deployment,
+    status: &CanaryRolloutStatus,
+    rollout_key: &str,
+) -> ReleaseObservation {
+    let canary_revision = revision_of(canary);
+    let run_revision = status
+        .canary_revision
+        .clone()
+        .unwrap_or_else(|| canary_revision.clone());
+    ReleaseObservation {
+        rollout_key: rollout_key.to_string(),
+        canary: workload_state(canary, &canary_revision),
+        stable: workload_state(stable, &run_revision),
+        stable_revision: Some(revision_of(stable)),
+        canary_revision,
+    }
+}
+
+/// The engine's input besides the release: metrics, custom checks, pod health, manual.
+async fn observe(
+    ctx: &Context,
+    rollout: &CanaryRollout,
+    rollout_key: &str,
+    view: &RolloutView,
+    namespace: &str,
+    manual: Option<ManualAction>,
+) -> Observations {
+    let spec = &rollout.spec;
+    let interval = spec.analysis.interval.as_std().max(Duration::from_secs(1));
+    let series = RolloutSeries {
+        rollout: rollout_key.to_string(),
+        stable_version: view.stable_version.clone(),
+        canary_version: view.canary_version.clone(),
+    };
+    let address = &spec.prometheus.address;
+    let window = spec.analysis.effective_window().as_std();
+    let metrics = ctx
+        .batcher
+        .observation(address, window, &series, interval / 2)
+        .await;
+    let custom = driver::custom_observations(spec, rollout_key, |query| async move {
+        ctx.batcher.scalar(address, &query).await
+    })
+    .await;
+    let resources = match crate::resources::ResourceSelectors::for_spec(spec, namespace) {
+        Some(selectors) => {
+            ctx.batcher
+                .resources(address, window, &selectors, interval / 2)
+                .await
+        }
+        None => crate::resources::ResourceObservation::NotQueried,
+    };
+    let canary_namespace = spec.canary.namespace.as_deref().unwrap_or(namespace);
+    let canary_health = canary_health(&ctx.client, canary_namespace, &spec.canary.deployment).await;
+    Observations {
+        metrics,
+        custom,
+        resources,
+        canary_health,
+        manual,
+    }
+}
+
+fn record_metrics(
+    ctx: &Context,
+    rollout: &CanaryRollout,
+    observations: &Observations,
+    old: &CanaryRolloutStatus,
+    new: &CanaryRolloutStatus,
+) {
+    let namespace = rollout.namespace().unwrap_or_else(|| "default".to_string());
+    let name = rollout.name_any();
+    ctx.metrics
+        .count_analysis(analysis_result(&observations.metrics, new));
+    ctx.metrics.init_rollbacks(&namespace, &name, &rollout.spec);
+    if new.phase == Phase::RolledBack && old.phase != Phase::RolledBack {
+        ctx.metrics.count_rollback(
+            &namespace,
+            &name,
+            new.rollback_reason.as_deref().unwrap_or("unknown"),
+        );
+    }
+    ctx.metrics
+        .set_rollout(&namespace, &name, new.weight, new.phase);
 }
 
 /// Counts the failure and retries with a backoff that grows with the rollout's consecutive

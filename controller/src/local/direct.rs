@@ -53,7 +53,7 @@ pub fn action_only(before: &CanaryRolloutStatus, mut decision: Decision) -> Deci
     decision.actions.retain(|action| match action {
         Action::Event { reason, .. } => *reason != reasons::INCONCLUSIVE,
         Action::Notify(message) => !message.starts_with(&inconclusive_note),
-        Action::SetWeight(_) => true,
+        _ => true,
     });
     decision
 }
@@ -88,7 +88,13 @@ pub async fn apply_directly(
     };
     let rollout = load_rollout(&rollout_file)?;
     let prometheus = local.prometheus.clone().unwrap_or_default();
-    let runner = build_runner(rollout, &envoy_ecds, &prometheus, None)?;
+    let runner = build_runner(
+        rollout,
+        &envoy_ecds,
+        &prometheus,
+        None,
+        super::hooks::Hooks::default(),
+    )?;
     let metrics = MetricsObservation::Window {
         canary: VersionWindow::default(),
         stable: VersionWindow::default(),
@@ -100,11 +106,13 @@ pub async fn apply_directly(
         canary_health: CanaryHealth::Unknown,
         manual: Some(action),
     };
-    let decision = engine::decide(
+    let release = runner.release(&local.status);
+    let decision = engine::decide_release(
         &runner.rollout.spec,
         &local.status,
         Timestamp::now(),
         &observations,
+        release.as_ref(),
     );
     let decision = action_only(&local.status, decision);
     let report = runner.carry_out(&local.status, decision, metrics).await;

@@ -100,8 +100,13 @@ pub fn stage_part(
     now: k8s_openapi::jiff::Timestamp,
 ) -> String {
     let stages = spec.stages.len();
+    let revision = status
+        .canary_revision
+        .as_deref()
+        .map(|r| format!(" {r}"))
+        .unwrap_or_default();
     let mut line = format!(
-        "{} stage {}/{} weight {}%",
+        "{}{revision} stage {}/{} weight {}%",
         status.phase,
         (status.stage_index as usize + 1).min(stages.max(1)),
         stages,

@@ -69,12 +69,21 @@ pub fn spec_for(scenario: &Scenario, variant: Variant) -> CanaryRolloutSpec {
         canary: CanaryWorkload {
             deployment: "simulated".to_string(),
             namespace: None,
+            revision: None,
+            replicas: 1,
+            scaled_object: None,
         },
         stages: default_stages(),
         analysis,
         prometheus: PrometheusSource::default(),
         notification: None,
         paused: false,
+        stable: None,
+        progress_deadline: Duration::from_mins(10),
+        scale_down_delay: Duration::from_secs(30),
+        cohort: Default::default(),
+        promotion: Default::default(),
+        revert_on_deletion: false,
     }
 }
 

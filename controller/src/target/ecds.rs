@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{apply_weight, parse_plugin_config, view_of, RolloutView, TargetError, WeightTarget};
+use super::{
+    apply_weight_and_salt, parse_plugin_config, view_of, RolloutView, TargetError, WeightTarget,
+};
 
 /// An ECDS file (the format in the project brief) holding the stickycanary Wasm config.
 #[derive(Clone, Debug)]
@@ -87,9 +89,15 @@ impl EcdsFileTarget {
         Ok(())
     }
 
-    fn set_weight_sync(&self, rollout_key: &str, weight: f64) -> Result<(), TargetError> {
+    fn set_weight_sync(
+        &self,
+        rollout_key: &str,
+        weight: f64,
+        salt: Option<&str>,
+    ) -> Result<(), TargetError> {
         let (mut document, plugin_config) = self.read()?;
-        let updated = apply_weight(&plugin_config, rollout_key, weight, &self.name())?;
+        let updated =
+            apply_weight_and_salt(&plugin_config, rollout_key, weight, salt, &self.name())?;
         let encoded =
             serde_json::to_string(&updated).map_err(|e| self.io_error("cannot encode", e))?;
         match configuration_value_mut(&mut document) {
@@ -146,9 +154,19 @@ impl WeightTarget for EcdsFileTarget {
     }
 
     async fn set_weight(&self, rollout_key: &str, weight: f64) -> Result<(), TargetError> {
+        self.set_weight_and_salt(rollout_key, weight, None).await
+    }
+
+    async fn set_weight_and_salt(
+        &self,
+        rollout_key: &str,
+        weight: f64,
+        salt: Option<&str>,
+    ) -> Result<(), TargetError> {
         let this = self.clone();
         let key = rollout_key.to_string();
-        tokio::task::spawn_blocking(move || this.set_weight_sync(&key, weight))
+        let salt = salt.map(str::to_string);
+        tokio::task::spawn_blocking(move || this.set_weight_sync(&key, weight, salt.as_deref()))
             .await
             .map_err(|e| self.io_error("writer task failed", e))?
     }

@@ -81,6 +81,26 @@ pub trait WeightTarget: Send + Sync {
         rollout_key: &str,
         weight: f64,
     ) -> impl Future<Output = Result<(), TargetError>> + Send;
+
+    /// Sets the weight and, when given, `rollouts.<rollout_key>.salt` in the same write (a
+    /// new run's cohort). Targets that cannot write a salt refuse one.
+    fn set_weight_and_salt(
+        &self,
+        rollout_key: &str,
+        weight: f64,
+        salt: Option<&str>,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send {
+        let refused = salt.map(|salt| TargetError::InvalidConfig {
+            target: "weight target".to_string(),
+            reason: format!("cannot write salt {salt:?} here"),
+        });
+        async move {
+            match refused {
+                Some(error) => Err(error),
+                None => self.set_weight(rollout_key, weight).await,
+            }
+        }
+    }
 }
 
 /// JSON for a weight: whole numbers stay integers so configs read naturally (`10`, not `10.0`).
@@ -100,6 +120,17 @@ pub fn apply_weight(
     weight: f64,
     target: &str,
 ) -> Result<Value, TargetError> {
+    apply_weight_and_salt(plugin_config, key, weight, None, target)
+}
+
+/// [`apply_weight`], also setting `rollouts.<key>.salt` when given.
+pub fn apply_weight_and_salt(
+    plugin_config: &Value,
+    key: &str,
+    weight: f64,
+    salt: Option<&str>,
+    target: &str,
+) -> Result<Value, TargetError> {
     let mut updated = plugin_config.clone();
     let rollout = updated
         .get_mut("rollouts")
@@ -110,6 +141,9 @@ pub fn apply_weight(
             key: key.to_string(),
         })?;
     rollout.insert("weight".to_string(), weight_json(weight));
+    if let Some(salt) = salt {
+        rollout.insert("salt".to_string(), Value::from(salt));
+    }
     parse_plugin_config(&updated, target)?;
     Ok(updated)
 }

@@ -16,7 +16,8 @@ use kube::Client;
 use serde_json::{json, Value};
 
 use super::{
-    apply_weight, parse_plugin_config, view_of, weight_json, RolloutView, TargetError, WeightTarget,
+    apply_weight_and_salt, parse_plugin_config, view_of, weight_json, RolloutView, TargetError,
+    WeightTarget,
 };
 
 /// The field manager named on every write.
@@ -131,10 +132,15 @@ impl<O: PatchOutcomes> WasmPluginTarget<O> {
         Ok((config, plugin.metadata.resource_version))
     }
 
-    async fn patch_once(&self, rollout_key: &str, weight: f64) -> Result<(), TargetError> {
+    async fn patch_once(
+        &self,
+        rollout_key: &str,
+        weight: f64,
+        salt: Option<&str>,
+    ) -> Result<(), TargetError> {
         let (current, resource_version) = self.read().await?;
         // Refuse before writing anything if the filter would reject the result.
-        apply_weight(&current, rollout_key, weight, &self.target())?;
+        apply_weight_and_salt(&current, rollout_key, weight, salt, &self.target())?;
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..PatchParams::default()
@@ -142,7 +148,7 @@ impl<O: PatchOutcomes> WasmPluginTarget<O> {
         // The resourceVersion that was read makes the patch conditional: if anyone wrote
         // the plugin since, the API server answers 409 and we read and check again, so
         // the config that was validated is the one that gets changed.
-        let mut body = weight_patch(rollout_key, weight);
+        let mut body = weight_and_salt_patch(rollout_key, weight, salt);
         if let Some(rv) = resource_version {
             body["metadata"] = json!({ "resourceVersion": rv });
         }
@@ -158,6 +164,29 @@ pub fn weight_patch(rollout_key: &str, weight: f64) -> Value {
     json!({"spec": {"pluginConfig": {"rollouts": {rollout_key: {"weight": weight_json(weight)}}}}})
 }
 
+/// The merge patch body of a run's first weight: the weight and the cohort salt together,
+/// so the filter never sees the new salt with the old weight or the other way round.
+pub fn weight_and_salt_patch(rollout_key: &str, weight: f64, salt: Option<&str>) -> Value {
+    let mut patch = weight_patch(rollout_key, weight);
+    if let (Some(salt), Some(rollout)) = (
+        salt,
+        patch
+            .pointer_mut(&format!(
+                "/spec/pluginConfig/rollouts/{}",
+                pointer_escape(rollout_key)
+            ))
+            .and_then(Value::as_object_mut),
+    ) {
+        rollout.insert("salt".to_string(), Value::from(salt));
+    }
+    patch
+}
+
+/// A JSON pointer token (RFC 6901): `~` and `/` escaped.
+fn pointer_escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
 pub use crate::error::one_line;
 
 impl<O: PatchOutcomes> WeightTarget for WasmPluginTarget<O> {
@@ -168,9 +197,18 @@ impl<O: PatchOutcomes> WeightTarget for WasmPluginTarget<O> {
     }
 
     async fn set_weight(&self, rollout_key: &str, weight: f64) -> Result<(), TargetError> {
+        self.set_weight_and_salt(rollout_key, weight, None).await
+    }
+
+    async fn set_weight_and_salt(
+        &self,
+        rollout_key: &str,
+        weight: f64,
+        salt: Option<&str>,
+    ) -> Result<(), TargetError> {
         let mut attempt = 0;
         loop {
-            let result = self.patch_once(rollout_key, weight).await;
+            let result = self.patch_once(rollout_key, weight, salt).await;
             match result {
                 Ok(()) => {
                     self.outcomes.record("success");

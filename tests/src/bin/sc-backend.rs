@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use stickycanary_e2e::backend_server::{serve, Behaviour};
 
 const USAGE: &str = "\
-sc-backend: a test upstream that answers every request with `x-served-by: <name>` and body `<name>\\n`
+sc-backend: a test upstream that answers every request with `x-served-by: <name>`, `x-version: <version>` and body `<name>\\n`
 
 USAGE:
     sc-backend --listen 127.0.0.1:PORT --name NAME [--error-ratio R] [--error-status CODE] [--delay-ms MS]
@@ -22,6 +22,8 @@ OPTIONS:
 
 RUNTIME CONTROL:
     POST /__control  {\"errorRatio\":0.2,\"errorStatus\":503,\"delayMs\":800}  (any subset; resets counters)
+    POST /__release  {\"version\":\"v2\",\"stopped\":false}  (the release it serves, sent back as x-version;
+                     a stopped backend answers 503)
     GET  /__stats    request and error counts since start or the last change
     GET  /__echo     request headers as JSON
 ";

@@ -1,28 +1,35 @@
-//! `make demo`: the product's main job on one machine. Two scenarios on a real stack (Envoy
-//! running the built filter, Prometheus, two backends, `stickycanary local`, steady load from
-//! thousands of users):
+//! `make demo`: the product's main job on one machine, as two releases in a row on a real
+//! stack (Envoy running the built filter, Prometheus, two backends that answer with the version
+//! they serve, `stickycanary local` with its release hooks, steady load from thousands of users):
 //!
-//! 1. a healthy canary is promoted through every stage to 100%;
-//! 2. a canary that starts failing part-way is rolled back to 0%.
+//! 1. release **v2** is healthy: scaled up, walked through every stage with its own cohort,
+//!    promoted; stable is restarted on v2, the weight goes back to 0, the canary is stopped;
+//! 2. release **v3** arrives by editing `spec.canary.revision`: a new cohort, it starts failing
+//!    part-way and is rolled back; the canary is stopped and stable still serves v2.
 //!
-//! Exits 0 only when both ended as they should. Everything listens on 127.0.0.1, every file
+//! Every claim in the summary is checked from responses through Envoy, not from the
+//! controller's word. Exits 0 only when all hold. Everything listens on 127.0.0.1, every file
 //! lives under `.scratch/`, and every process is stopped on exit, also on Ctrl-C.
 
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stickycanary_e2e::backend_server::BehaviourPatch;
-use stickycanary_e2e::load::{self, LoadHandle, LoadSummary};
+use stickycanary_e2e::backend_server::{BehaviourPatch, ReleasePatch};
+use stickycanary_e2e::load::{self, LoadHandle};
 use stickycanary_e2e::paths;
-use stickycanary_e2e::stack::{RolloutPlan, Stack, StackOptions};
+use stickycanary_e2e::stack::{RolloutPlan, Stack, StackOptions, HOST};
+use stickycanary_filter::assign;
 
 const USERS: u64 = 5_000;
 const RATE: f64 = 400.0;
-/// The fault starts this long into the second stage of scenario 2.
+/// Users probed one by one through Envoy to check each claim.
+const PROBED: usize = 400;
+/// The fault starts this long into v3's second stage.
 const FAULT_AFTER: Duration = Duration::from_secs(3);
-const SCENARIO_TIMEOUT: Duration = Duration::from_secs(180);
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(120);
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -33,10 +40,11 @@ extern "C" fn on_sigint(_: libc::c_int) {
 fn main() -> ExitCode {
     if std::env::args().any(|a| a == "--help" || a == "-h") {
         println!(
-            "sc-demo: run stickycanary's two demo scenarios on a local stack (used by `make demo`)\n\n\
+            "sc-demo: run stickycanary's release demo (v2 promoted, then v3 rolled back) on a local stack (used by `make demo`)\n\n\
              Usage: sc-demo\n\n\
              Needs target/stickycanary.wasm (make filter), the stickycanary and sc-backend binaries\n\
-             (cargo build --bins), envoy and prometheus (make deps). Files go to .scratch/demo."
+             (cargo build --bins), envoy and prometheus (make deps), and curl (the release hooks).\n\
+             Files go to .scratch/demo."
         );
         return ExitCode::SUCCESS;
     }
@@ -55,6 +63,14 @@ fn main() -> ExitCode {
     }
 }
 
+fn plan(revision: &str) -> RolloutPlan {
+    RolloutPlan {
+        revision: Some(revision.to_string()),
+        scale_down_delay: "3s",
+        ..RolloutPlan::default()
+    }
+}
+
 fn run() -> Result<bool, String> {
     // Every temp dir (Envoy's, Prometheus', the stack's) goes under the project's scratch folder.
     let scratch = paths::scratch_dir()
@@ -62,10 +78,11 @@ fn run() -> Result<bool, String> {
         .join("demo");
     std::fs::create_dir_all(&scratch).map_err(|e| format!("create {}: {e}", scratch.display()))?;
     std::env::set_var("TMPDIR", &scratch);
+    let started = Instant::now();
 
-    let plan = RolloutPlan::default();
+    let plan = plan("v2");
     println!(
-        "stickycanary demo: stages {}, analysis every {}, error rate > 5% for {} or p99 > 500ms for {} rolls back",
+        "stickycanary demo: two releases. Stages {}, analysis every {}, error rate > 5% for {} or p99 > 500ms for {} rolls back",
         plan.stages
             .iter()
             .map(|(w, d)| format!("{w}%{}", d.map(|d| format!("/{d}")).unwrap_or_default()))
@@ -75,27 +92,248 @@ fn run() -> Result<bool, String> {
         plan.error_for,
         plan.latency_for,
     );
-    println!("{USERS} users, {RATE} req/s, Envoy + filter, Prometheus scraping every 1s, all on 127.0.0.1\n");
+    println!("{USERS} users, {RATE} req/s, Envoy + filter, Prometheus scraping every 1s, all on 127.0.0.1");
+    println!("release hooks: --on-scale-up / --on-promote / --on-scale-down tell the backends which version to serve\n");
 
-    let healthy = healthy_scenario()?;
+    let mut stack = Stack::start(&StackOptions {
+        plan,
+        ..StackOptions::default()
+    })
+    .map_err(|e| e.to_string())?;
+    release(&stack.stable, "v1", false)?;
+    release(&stack.canary, "none", true)?;
+    let load = start_load(&stack);
+    let hooks = stack.release_hooks("");
+    stack
+        .start_controller_with(&hooks)
+        .map_err(|e| e.to_string())?;
+    let mut printed = 0;
+    let mut outcomes = Vec::new();
+
+    println!("=== release v2: a healthy canary (stable serves v1) ===");
+    let v2_started = Instant::now();
+    let v2_users = first_stage_cohort(&mut stack, &mut printed, "v2")?;
+    let status = follow(&mut stack, &mut printed, |s, _| {
+        phase(s) == "Succeeded" || phase(s) == "RolledBack" || phase(s) == "PromotionFailed"
+    })?;
+    let v2_time = v2_started.elapsed();
+    outcomes.push(Outcome {
+        name: "v2 promoted",
+        ok: phase(&status) == "Succeeded" && field(&status, "stableRevision") == "v2",
+        detail: format!(
+            "{} in {:.1}s; stableRevision {}; weight back to {}%",
+            phase(&status),
+            v2_time.as_secs_f64(),
+            field(&status, "stableRevision"),
+            stack.ecds_weight().map_err(|e| e.to_string())?,
+        ),
+    });
+    let on_v2 = users_on(&stack, "stable", "v2")?;
+    outcomes.push(Outcome {
+        name: "after v2, every user gets v2 from stable",
+        ok: on_v2 == PROBED,
+        detail: format!("{on_v2} of {PROBED} probed users got x-version v2 from stable"),
+    });
+
     if INTERRUPTED.load(Ordering::SeqCst) {
         return Err("interrupted; every process was stopped".into());
     }
-    let faulty = faulty_scenario()?;
+    println!("\n=== release v3: edit spec.canary.revision; the canary starts failing at 25% ===");
+    stack
+        .write_plan(&plan_for("v3"))
+        .map_err(|e| e.to_string())?;
+    let v3_users = first_stage_cohort(&mut stack, &mut printed, "v3")?;
+    let shared = v3_users.intersection(&v2_users).count();
+    outcomes.push(Outcome {
+        name: "v3 draws a new cohort",
+        ok: !v3_users.is_empty() && v3_users != v2_users && shared * 2 < v3_users.len(),
+        detail: format!(
+            "v2's first stage put {} of {PROBED} probed users on canary, v3's put {}; {shared} in both",
+            v2_users.len(),
+            v3_users.len()
+        ),
+    });
+    let mut second_stage_at: Option<Instant> = None;
+    let mut fault_at: Option<Instant> = None;
+    let mut weight_zero_at: Option<Instant> = None;
+    let status = follow(&mut stack, &mut printed, |s, stack| {
+        if field(s, "canaryRevision") == "v3" && stage(s) >= 1 && second_stage_at.is_none() {
+            second_stage_at = Some(Instant::now());
+        }
+        if let (Some(at), None) = (second_stage_at, fault_at) {
+            if at.elapsed() >= FAULT_AFTER {
+                let patch = BehaviourPatch {
+                    error_ratio: Some(0.3),
+                    error_status: Some(503),
+                    delay_ms: None,
+                };
+                match stack.canary.control(&patch) {
+                    Ok(_) => {
+                        println!(
+                            "  demo | >>> fault injected: v3 now answers 30% of requests with 503"
+                        );
+                        fault_at = Some(Instant::now());
+                    }
+                    Err(e) => println!("  demo | could not inject the fault: {e}"),
+                }
+            }
+        }
+        if fault_at.is_some() && weight_zero_at.is_none() && stack.ecds_weight().ok() == Some(0.0) {
+            weight_zero_at = Some(Instant::now());
+        }
+        phase(s) == "RolledBack" && s.get("scaleDownAt").is_none()
+            || phase(s) == "Succeeded" && field(s, "canaryRevision") == "v3"
+    })?;
+    // The scale-down hook runs in the tick that cleared scaleDownAt; give its output a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    relay_controller(&stack, &mut printed);
+    let rollback = match (fault_at, weight_zero_at) {
+        (Some(f), Some(z)) => format!("{:.1}s", z.duration_since(f).as_secs_f64()),
+        _ => "-".into(),
+    };
+    outcomes.push(Outcome {
+        name: "v3 rolled back",
+        ok: phase(&status) == "RolledBack"
+            && field(&status, "rollbackReason") == "error-rate"
+            && field(&status, "failedRevision") == "v3",
+        detail: format!(
+            "{} (reason {}); {rollback} from the fault to weight 0; canary stopped: {}",
+            phase(&status),
+            field(&status, "rollbackReason"),
+            stack
+                .controller_log()
+                .contains("hook --on-scale-down (revision v3): ok"),
+        ),
+    });
+    let on_v2 = users_on(&stack, "stable", "v2")?;
+    outcomes.push(Outcome {
+        name: "after v3's rollback, no user gets v3",
+        ok: on_v2 == PROBED,
+        detail: format!("{on_v2} of {PROBED} probed users got x-version v2 from stable"),
+    });
+    let summary = load.stop();
 
     println!("\n=== summary ===");
-    println!("{}", healthy.line());
-    println!("{}", faulty.line());
-    let ok = healthy.ok && faulty.ok;
+    for outcome in &outcomes {
+        println!("{}", outcome.line());
+    }
+    println!(
+        "load: {} requests from {} users, {} transport errors, 503s from the failing v3: {}; demo took {:.0}s",
+        summary.requests,
+        summary.distinct_users,
+        summary.transport_errors,
+        summary.non_2xx_by_version.get("canary").copied().unwrap_or(0),
+        started.elapsed().as_secs_f64()
+    );
+    let ok = outcomes.iter().all(|o| o.ok) && summary.transport_errors == 0;
     println!(
         "{}",
         if ok {
-            "demo: both scenarios ended as they should"
+            "demo: every claim held"
         } else {
-            "demo: FAILED: a scenario did not end as it should"
+            "demo: FAILED: a claim did not hold"
         }
     );
     Ok(ok)
+}
+
+fn plan_for(revision: &str) -> RolloutPlan {
+    plan(revision)
+}
+
+fn release(
+    backend: &stickycanary_e2e::backend::Backend,
+    version: &str,
+    stopped: bool,
+) -> Result<(), String> {
+    backend
+        .release(&ReleasePatch {
+            version: Some(version.to_string()),
+            stopped: Some(stopped),
+        })
+        .map_err(|e| e.to_string())
+}
+
+fn start_load(stack: &Stack) -> LoadHandle {
+    let mut opts = stack.load_options();
+    opts.users = USERS;
+    opts.connections = 4;
+    opts.rate = Some(RATE);
+    opts.duration = Some(RELEASE_TIMEOUT * 2);
+    load::start(opts)
+}
+
+fn probe_users() -> Vec<String> {
+    (0..PROBED).map(|i| format!("probe-{i}")).collect()
+}
+
+/// `(status, x-served-by, x-version)` of one request as `user`.
+fn probe(stack: &Stack, user: &str) -> Result<(u16, String, String), String> {
+    let resp = stack
+        .envoy
+        .get(HOST, "/", &[("x-user-id", user)])
+        .map_err(|e| e.to_string())?;
+    Ok((
+        resp.status,
+        resp.header("x-served-by").unwrap_or("none").to_string(),
+        resp.header("x-version").unwrap_or("none").to_string(),
+    ))
+}
+
+/// How many probed users get a 200 with `version` from `backend`.
+fn users_on(stack: &Stack, backend: &str, version: &str) -> Result<usize, String> {
+    let mut count = 0;
+    for user in probe_users() {
+        let (status, served_by, got) = probe(stack, &user)?;
+        if status == 200 && served_by == backend && got == version {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// Waits for `revision`'s first stage, then probes which users are on its canary (and
+/// checks they are exactly the ones its salt selects).
+fn first_stage_cohort(
+    stack: &mut Stack,
+    printed: &mut usize,
+    revision: &str,
+) -> Result<BTreeSet<String>, String> {
+    follow(stack, printed, |s, _| {
+        phase(s) == "Progressing" && field(s, "canaryRevision") == revision
+    })?;
+    for _ in 0..5 {
+        let weight = stack.ecds_weight().map_err(|e| e.to_string())?;
+        let mut on_canary = BTreeSet::new();
+        for user in probe_users() {
+            if probe(stack, &user)?.2 == revision {
+                on_canary.insert(user);
+            }
+        }
+        if stack.ecds_weight().map_err(|e| e.to_string())? != weight {
+            continue;
+        }
+        let salt = format!("{}-{revision}", stickycanary_e2e::stack::ROLLOUT);
+        let expected: BTreeSet<String> = probe_users()
+            .into_iter()
+            .filter(|u| assign::is_canary(assign::bucket(&salt, u), weight))
+            .collect();
+        println!(
+            "  demo | {revision} at {weight}%: {} of {PROBED} probed users get {revision} (salt {salt} selects {}{})",
+            on_canary.len(),
+            expected.len(),
+            if expected == on_canary { ", the same users" } else { ", NOT the same users" }
+        );
+        if expected != on_canary {
+            return Err(format!(
+                "{revision}'s cohort is not the one salt {salt} selects"
+            ));
+        }
+        return Ok(on_canary);
+    }
+    Err(format!(
+        "the weight kept moving while probing {revision}'s cohort"
+    ))
 }
 
 struct Outcome {
@@ -115,162 +353,55 @@ impl Outcome {
     }
 }
 
-fn start(name: &str) -> Result<(Stack, LoadHandle), String> {
-    println!("=== {name} ===");
-    let mut stack = Stack::start(&StackOptions::default()).map_err(|e| e.to_string())?;
-    let mut opts = stack.load_options();
-    opts.users = USERS;
-    opts.connections = 4;
-    opts.rate = Some(RATE);
-    opts.duration = Some(SCENARIO_TIMEOUT);
-    let load = load::start(opts);
-    stack.start_controller().map_err(|e| e.to_string())?;
-    Ok((stack, load))
-}
-
 /// Print what the controller printed since the last call.
-fn relay_controller(stack: &Stack, printed: &mut usize, prefix: &str) {
+fn relay_controller(stack: &Stack, printed: &mut usize) {
     let log = stack.controller_log();
     if log.len() > *printed {
         for line in log[*printed..].lines() {
-            println!("{prefix} {line}");
+            println!("  controller | {line}");
         }
         *printed = log.len();
     }
 }
 
-fn phase(status: &Option<Value>) -> String {
-    status
-        .as_ref()
-        .and_then(|s| s.get("phase").and_then(Value::as_str))
-        .unwrap_or("")
-        .to_string()
+fn phase(status: &Value) -> &str {
+    field(status, "phase")
 }
 
-/// Wait until the rollout reaches a final phase, relaying the controller's live view.
-/// `on_tick` runs every poll with the current status.
+fn field<'a>(status: &'a Value, name: &str) -> &'a str {
+    status.get(name).and_then(Value::as_str).unwrap_or("")
+}
+
+fn stage(status: &Value) -> u64 {
+    status
+        .get("stageIndex")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+/// Polls the status until `done` says so, relaying the controller's live view.
 fn follow(
     stack: &mut Stack,
-    prefix: &str,
-    mut on_tick: impl FnMut(&Stack, &Option<Value>),
+    printed: &mut usize,
+    mut done: impl FnMut(&Value, &Stack) -> bool,
 ) -> Result<Value, String> {
-    let deadline = Instant::now() + SCENARIO_TIMEOUT;
-    let mut printed = 0;
+    let deadline = Instant::now() + RELEASE_TIMEOUT;
     loop {
-        relay_controller(stack, &mut printed, prefix);
-        let status = stack.status().map_err(|e| e.to_string())?;
-        on_tick(stack, &status);
-        if matches!(
-            phase(&status).as_str(),
-            "Promoted" | "RolledBack" | "Failed"
-        ) {
-            std::thread::sleep(Duration::from_millis(300));
-            relay_controller(stack, &mut printed, prefix);
-            return status.ok_or_else(|| "no status".to_string());
+        relay_controller(stack, printed);
+        if let Some(status) = stack.status().map_err(|e| e.to_string())? {
+            if done(&status, stack) {
+                return Ok(status);
+            }
         }
         if INTERRUPTED.load(Ordering::SeqCst) {
             return Err("interrupted; every process was stopped".into());
         }
         if Instant::now() > deadline {
-            return Err(format!("no final phase within {SCENARIO_TIMEOUT:?}"));
+            return Err(format!(
+                "no progress within {RELEASE_TIMEOUT:?}; status {:?}",
+                stack.status()
+            ));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn users_who_saw_canary(summary: &LoadSummary) -> usize {
-    summary
-        .users
-        .values()
-        .filter(|u| u.first == "canary" || u.last == "canary" || u.switches > 0)
-        .count()
-}
-
-fn healthy_scenario() -> Result<Outcome, String> {
-    let (mut stack, load) = start("scenario 1: a healthy canary")?;
-    let started = Instant::now();
-    let status = follow(&mut stack, "  healthy |", |_, _| {})?;
-    let promotion = started.elapsed();
-    let summary = load.stop();
-    let configured: u64 = RolloutPlan::default()
-        .stages
-        .iter()
-        .filter_map(|(_, d)| d.and_then(|d| d.trim_end_matches('s').parse::<u64>().ok()))
-        .sum();
-    let ok = phase(&Some(status.clone())) == "Promoted";
-    Ok(Outcome {
-        name: "healthy canary",
-        ok,
-        detail: format!(
-            "{} in {:.1}s (stages add up to {configured}s); {} of {} users saw the canary; {} requests, {} failed",
-            phase(&Some(status)),
-            promotion.as_secs_f64(),
-            users_who_saw_canary(&summary),
-            summary.distinct_users,
-            summary.requests,
-            summary.failures(),
-        ),
-    })
-}
-
-fn faulty_scenario() -> Result<Outcome, String> {
-    let (mut stack, load) = start("scenario 2: a canary that starts failing at 25%")?;
-    let mut second_stage_at: Option<Instant> = None;
-    let mut fault_at: Option<Instant> = None;
-    let mut weight_zero_at: Option<Instant> = None;
-    let status = follow(&mut stack, "  faulty  |", |stack, status| {
-        let stage = status
-            .as_ref()
-            .and_then(|s| s.get("stageIndex").and_then(Value::as_u64))
-            .unwrap_or(0);
-        if stage >= 1 && second_stage_at.is_none() {
-            second_stage_at = Some(Instant::now());
-        }
-        if let (Some(at), None) = (second_stage_at, fault_at) {
-            if at.elapsed() >= FAULT_AFTER {
-                let patch = BehaviourPatch {
-                    error_ratio: Some(0.3),
-                    error_status: Some(503),
-                    delay_ms: None,
-                };
-                match stack.canary.control(&patch) {
-                    Ok(_) => {
-                        println!("  faulty  | >>> fault injected: the canary now answers 30% of requests with 503");
-                        fault_at = Some(Instant::now());
-                    }
-                    Err(e) => println!("  faulty  | could not inject the fault: {e}"),
-                }
-            }
-        }
-        if fault_at.is_some() && weight_zero_at.is_none() && stack.ecds_weight().ok() == Some(0.0) {
-            weight_zero_at = Some(Instant::now());
-        }
-    })?;
-    if weight_zero_at.is_none() && stack.ecds_weight().ok() == Some(0.0) {
-        weight_zero_at = Some(Instant::now());
-    }
-    let summary = load.stop();
-    let reason = status
-        .get("rollbackReason")
-        .and_then(Value::as_str)
-        .unwrap_or("-")
-        .to_string();
-    let rollback = match (fault_at, weight_zero_at) {
-        (Some(f), Some(z)) => format!("{:.1}s", z.duration_since(f).as_secs_f64()),
-        _ => "-".into(),
-    };
-    let ok = phase(&Some(status.clone())) == "RolledBack"
-        && reason == "error-rate"
-        && fault_at.is_some();
-    Ok(Outcome {
-        name: "failing canary",
-        ok,
-        detail: format!(
-            "{} (reason {reason}); rollback took {rollback} from the fault to weight 0; {} of {} users saw the canary; 503s from canary: {}",
-            phase(&Some(status)),
-            users_who_saw_canary(&summary),
-            summary.distinct_users,
-            summary.non_2xx_by_version.get("canary").copied().unwrap_or(0),
-        ),
-    })
 }

@@ -1,0 +1,694 @@
+//! The release lifecycle's rules (contract 5, "Release lifecycle"), one test per transition.
+//! A simulated clock ticks every 30s; the release observation says which revision the
+//! canary runs and where the canary and stable workloads stand.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use k8s_openapi::jiff::Timestamp;
+use stickycanary::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
+use stickycanary::engine::{decide_release, reasons, Action, Decision};
+use stickycanary::observation::{
+    CanaryHealth, ManualAction, MetricsObservation, Observations, ReleaseObservation,
+    VersionWindow, WorkloadState,
+};
+
+fn spec() -> CanaryRolloutSpec {
+    serde_yaml::from_str(
+        r#"
+wasmPlugin: {name: stickycanary}
+rolloutKey: checkout
+canary: {deployment: checkout-canary}
+stable: {deployment: checkout-stable}
+prometheus: {address: "http://127.0.0.1:9090"}
+stages:
+  - {weight: 10, duration: 1m}
+  - {weight: 100}
+progressDeadline: 2m
+scaleDownDelay: 30s
+"#,
+    )
+    .unwrap()
+}
+
+fn at(seconds: i64) -> Timestamp {
+    "2026-11-30T06:00:00Z".parse::<Timestamp>().unwrap()
+        + k8s_openapi::jiff::SignedDuration::from_secs(seconds)
+}
+
+fn window(requests: f64, error_percent: f64) -> VersionWindow {
+    VersionWindow {
+        requests,
+        errors: requests * error_percent / 100.0,
+        p99_ms: (requests > 0.0).then_some(120.0),
+        latency_buckets: Vec::new(),
+    }
+}
+
+fn traffic(error_percent: f64, manual: Option<ManualAction>) -> Observations {
+    Observations {
+        metrics: MetricsObservation::Window {
+            canary: window(1000.0, error_percent),
+            stable: window(9000.0, 1.0),
+        },
+        custom: Vec::new(),
+        resources: Default::default(),
+        canary_health: CanaryHealth::Healthy,
+        manual,
+    }
+}
+
+fn healthy() -> Observations {
+    traffic(1.0, None)
+}
+
+fn release(canary: &str, stable: &str, canary_state: WorkloadState) -> ReleaseObservation {
+    ReleaseObservation {
+        rollout_key: "checkout".to_string(),
+        canary_revision: canary.to_string(),
+        stable_revision: Some(stable.to_string()),
+        canary: canary_state,
+        stable: WorkloadState::Stopped,
+    }
+}
+
+fn with_stable(mut release: ReleaseObservation, stable: WorkloadState) -> ReleaseObservation {
+    release.stable = stable;
+    release
+}
+
+/// A rollout driven by a simulated clock (30s per tick).
+struct Sim {
+    spec: CanaryRolloutSpec,
+    status: CanaryRolloutStatus,
+    now: i64,
+}
+
+impl Sim {
+    fn new(spec: CanaryRolloutSpec) -> Self {
+        Sim {
+            spec,
+            status: CanaryRolloutStatus::default(),
+            now: 0,
+        }
+    }
+
+    fn tick(&mut self, observations: &Observations, release: &ReleaseObservation) -> Decision {
+        let decision = decide_release(
+            &self.spec,
+            &self.status,
+            at(self.now),
+            observations,
+            Some(release),
+        );
+        self.status = decision.status.clone();
+        self.now += 30;
+        decision
+    }
+
+    /// Walks a fresh run of `r2` (stable `r1`) to the Promoting phase.
+    fn walk_to_promoting(&mut self) -> Decision {
+        self.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+        self.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
+        for _ in 0..10 {
+            let decision = self.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
+            if self.status.phase == Phase::Promoting {
+                return decision;
+            }
+        }
+        panic!("never reached Promoting: {:?}", self.status);
+    }
+}
+
+/// The world-changing actions only (no Events, no notifications).
+fn world(decision: &Decision) -> Vec<Action> {
+    decision
+        .actions
+        .iter()
+        .filter(|a| !matches!(a, Action::Event { .. } | Action::Notify(_)))
+        .cloned()
+        .collect()
+}
+
+fn scale_up(revision: &str) -> Action {
+    Action::ScaleCanaryUp {
+        revision: revision.to_string(),
+    }
+}
+
+fn scale_down(revision: &str) -> Action {
+    Action::ScaleCanaryDown {
+        revision: revision.to_string(),
+    }
+}
+
+#[test]
+fn first_sight_of_a_canary_equal_to_stable_waits_for_a_release_and_touches_nothing() {
+    let mut sim = Sim::new(spec());
+    let decision = sim.tick(&healthy(), &release("r1", "r1", WorkloadState::Ready));
+    assert_eq!(sim.status.phase, Phase::WaitingForRelease);
+    assert_eq!(world(&decision), vec![]);
+    assert_eq!(sim.status.canary_revision.as_deref(), Some("r1"));
+    assert_eq!(sim.status.stable_revision.as_deref(), Some("r1"));
+    assert_eq!(decision.event_reasons(), vec![reasons::WAITING]);
+    // And it stays that way.
+    let decision = sim.tick(&healthy(), &release("r1", "r1", WorkloadState::Ready));
+    assert_eq!(world(&decision), vec![]);
+    assert_eq!(sim.status.phase, Phase::WaitingForRelease);
+}
+
+#[test]
+fn first_sight_of_a_different_canary_starts_a_run_at_weight_zero_with_a_new_cohort() {
+    let mut sim = Sim::new(spec());
+    let decision = sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    assert_eq!(sim.status.phase, Phase::ScalingUp);
+    assert_eq!(world(&decision), vec![scale_up("r2")]);
+    assert_eq!(sim.status.weight, 0.0);
+    assert_eq!(sim.status.stable_revision.as_deref(), Some("r1"));
+    assert_eq!(sim.status.canary_revision.as_deref(), Some("r2"));
+    assert_eq!(sim.status.salt.as_deref(), Some("checkout-r2"));
+    assert_eq!(decision.event_reasons(), vec![reasons::RELEASE_STARTED]);
+}
+
+#[test]
+fn the_weight_stays_at_zero_until_the_canary_is_ready_then_leaves_zero_with_the_salt() {
+    let mut sim = Sim::new(spec());
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    for _ in 0..3 {
+        let decision = sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Starting));
+        assert_eq!(world(&decision), vec![], "nothing while the pods start");
+        assert_eq!(sim.status.weight, 0.0);
+        assert_eq!(sim.status.phase, Phase::ScalingUp);
+    }
+    // A canary found scaled to 0 again is asked up again (idempotent).
+    let decision = sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    assert_eq!(world(&decision), vec![scale_up("r2")]);
+    let decision = sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
+    assert_eq!(
+        world(&decision),
+        vec![Action::SetWeightWithSalt {
+            weight: 10.0,
+            salt: "checkout-r2".to_string()
+        }]
+    );
+    assert_eq!(sim.status.phase, Phase::Progressing);
+    // Later weights leave the salt alone: the cohort never changes within a run.
+    for _ in 0..4 {
+        let decision = sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
+        assert!(
+            !world(&decision)
+                .iter()
+                .any(|a| matches!(a, Action::SetWeightWithSalt { .. })),
+            "{decision:?}"
+        );
+    }
+}
+
+#[test]
+fn a_canary_not_ready_within_progress_deadline_fails_the_run_and_is_scaled_down_after_the_delay() {
+    let mut sim = Sim::new(spec());
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped)); // t=0
+    let mut failed = None;
+    for _ in 0..6 {
+        let now = sim.now;
+        let decision = sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Starting));
+        if sim.status.phase != Phase::ScalingUp {
+            failed = Some((now, decision));
+            break;
+        }
+    }
+    let (when, decision) = failed.expect("the deadline never fired");
+    assert_eq!(when, 150, "2m deadline: the first tick past 120s");
+    assert_eq!(sim.status.phase, Phase::RolledBack);
+    assert_eq!(
+        sim.status.rollback_reason.as_deref(),
+        Some("scale-up-deadline")
+    );
+    assert!(sim
+        .status
+        .failure_reason
+        .as_deref()
+        .unwrap()
+        .contains("progressDeadline 2m"));
+    assert_eq!(sim.status.failed_revision.as_deref(), Some("r2"));
+    assert_eq!(world(&decision), vec![Action::SetWeight(0.0)]);
+    // 30s later the canary is scaled down, once.
+    let decision = sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Starting));
+    assert_eq!(world(&decision), vec![scale_down("r2")]);
+    let decision = sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    assert_eq!(world(&decision), vec![]);
+}
+
+#[test]
+fn a_failed_scale_up_fails_the_run_with_its_reason() {
+    let mut sim = Sim::new(spec());
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    let failed = WorkloadState::Failed("--on-scale-up exited with exit status: 3".into());
+    sim.tick(&healthy(), &release("r2", "r1", failed));
+    assert_eq!(sim.status.phase, Phase::RolledBack);
+    assert_eq!(
+        sim.status.rollback_reason.as_deref(),
+        Some("scale-up-failed")
+    );
+    assert!(sim
+        .status
+        .failure_reason
+        .as_deref()
+        .unwrap()
+        .contains("exit status: 3"));
+}
+
+#[test]
+fn promotion_rolls_stable_out_then_finalises_then_succeeds() {
+    let mut sim = Sim::new(spec());
+    let decision = sim.walk_to_promoting();
+    assert_eq!(
+        world(&decision),
+        vec![
+            Action::SetWeight(100.0),
+            Action::PromoteStable {
+                revision: "r2".into()
+            }
+        ]
+    );
+    assert_eq!(sim.status.weight, 100.0);
+    let ready = release("r2", "r1", WorkloadState::Ready);
+    // Stable rolling: users stay on the canary.
+    let decision = sim.tick(
+        &healthy(),
+        &with_stable(ready.clone(), WorkloadState::Starting),
+    );
+    assert_eq!(world(&decision), vec![]);
+    assert_eq!(sim.status.phase, Phase::Promoting);
+    // Stable done: every user back on stable, which now runs r2.
+    let decision = sim.tick(
+        &healthy(),
+        &with_stable(ready.clone(), WorkloadState::Ready),
+    );
+    assert_eq!(world(&decision), vec![Action::SetWeight(0.0)]);
+    assert_eq!(sim.status.phase, Phase::Finalising);
+    assert_eq!(decision.event_reasons(), vec![reasons::FINALISING]);
+    // The drain delay (30s) passes, then the canary is scaled down and the run is done.
+    let decision = sim.tick(
+        &healthy(),
+        &with_stable(ready.clone(), WorkloadState::Ready),
+    );
+    assert_eq!(world(&decision), vec![scale_down("r2")]);
+    assert_eq!(sim.status.phase, Phase::Succeeded);
+    assert_eq!(sim.status.stable_revision.as_deref(), Some("r2"));
+    assert_eq!(sim.status.last_promoted_revision.as_deref(), Some("r2"));
+    assert_eq!(decision.event_reasons(), vec![reasons::SUCCEEDED]);
+    let ready_condition = sim
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready_condition.status, "True");
+    // Nothing more until the next revision.
+    let decision = sim.tick(&healthy(), &release("r2", "r2", WorkloadState::Stopped));
+    assert_eq!(world(&decision), vec![]);
+}
+
+#[test]
+fn the_drain_delay_holds_the_scale_down_in_finalising() {
+    let mut spec = spec();
+    spec.scale_down_delay = stickycanary::duration::Duration::from_secs(90);
+    let mut sim = Sim::new(spec);
+    sim.walk_to_promoting();
+    let ready = with_stable(
+        release("r2", "r1", WorkloadState::Ready),
+        WorkloadState::Ready,
+    );
+    sim.tick(&healthy(), &ready); // Finalising at t
+    for _ in 0..2 {
+        let decision = sim.tick(&healthy(), &ready); // t+30, t+60
+        assert_eq!(world(&decision), vec![]);
+        assert_eq!(sim.status.phase, Phase::Finalising);
+    }
+    let decision = sim.tick(&healthy(), &ready); // t+90
+    assert_eq!(world(&decision), vec![scale_down("r2")]);
+}
+
+#[test]
+fn a_failed_stable_rollout_keeps_users_on_the_canary_and_marks_the_run_failed() {
+    let mut sim = Sim::new(spec());
+    sim.walk_to_promoting();
+    let failed = WorkloadState::Failed("ProgressDeadlineExceeded: ReplicaSet timed out".into());
+    let decision = sim.tick(
+        &healthy(),
+        &with_stable(release("r2", "r1", WorkloadState::Ready), failed),
+    );
+    assert_eq!(world(&decision), vec![], "the weight stays at 100");
+    assert_eq!(sim.status.phase, Phase::PromotionFailed);
+    assert_eq!(sim.status.weight, 100.0);
+    assert_eq!(sim.status.failed_revision.as_deref(), Some("r2"));
+    assert!(sim
+        .status
+        .failure_reason
+        .as_deref()
+        .unwrap()
+        .contains("ProgressDeadlineExceeded"));
+    assert_eq!(decision.event_reasons(), vec![reasons::PROMOTION_FAILED]);
+    let degraded = sim
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "PromotionFailed")
+    );
+}
+
+#[test]
+fn a_stable_rollout_past_progress_deadline_fails_the_promotion() {
+    let mut sim = Sim::new(spec());
+    sim.walk_to_promoting();
+    let rolling = with_stable(
+        release("r2", "r1", WorkloadState::Ready),
+        WorkloadState::Starting,
+    );
+    for _ in 0..4 {
+        sim.tick(&healthy(), &rolling); // +30s..+120s: not past yet
+        assert_eq!(sim.status.phase, Phase::Promoting);
+    }
+    sim.tick(&healthy(), &rolling); // +150s
+    assert_eq!(sim.status.phase, Phase::PromotionFailed);
+    assert!(sim
+        .status
+        .failure_reason
+        .as_deref()
+        .unwrap()
+        .contains("missed progressDeadline 2m"));
+    assert_eq!(sim.status.weight, 100.0);
+}
+
+#[test]
+fn a_stable_template_lost_before_it_was_copied_is_copied_again() {
+    let mut sim = Sim::new(spec());
+    sim.walk_to_promoting();
+    let decision = sim.tick(
+        &healthy(),
+        &with_stable(
+            release("r2", "r1", WorkloadState::Ready),
+            WorkloadState::Stopped,
+        ),
+    );
+    assert_eq!(
+        world(&decision),
+        vec![Action::PromoteStable {
+            revision: "r2".into()
+        }]
+    );
+}
+
+#[test]
+fn a_rollback_sets_weight_zero_at_once_and_scales_the_canary_down_after_the_delay() {
+    let mut sim = Sim::new(spec());
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
+    let ready = release("r2", "r1", WorkloadState::Ready);
+    let mut rolled_back = None;
+    for _ in 0..10 {
+        let decision = sim.tick(&traffic(30.0, None), &ready);
+        if sim.status.phase == Phase::RolledBack {
+            rolled_back = Some(decision);
+            break;
+        }
+    }
+    let decision = rolled_back.expect("no rollback");
+    assert_eq!(world(&decision), vec![Action::SetWeight(0.0)]);
+    assert_eq!(sim.status.failed_revision.as_deref(), Some("r2"));
+    assert!(sim.status.scale_down_at.is_some());
+    let decision = sim.tick(&traffic(30.0, None), &ready);
+    assert_eq!(world(&decision), vec![scale_down("r2")]);
+    assert_eq!(decision.event_reasons(), vec![reasons::SCALED_DOWN]);
+    assert!(sim.status.scale_down_at.is_none());
+    let decision = sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    assert_eq!(world(&decision), vec![], "scaled down once");
+    assert_eq!(sim.status.phase, Phase::RolledBack);
+}
+
+#[test]
+fn an_abort_while_scaling_up_rolls_back_and_scales_down_after_the_delay() {
+    let mut sim = Sim::new(spec());
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    let starting = release("r2", "r1", WorkloadState::Starting);
+    sim.tick(&traffic(1.0, Some(ManualAction::Abort)), &starting);
+    assert_eq!(sim.status.phase, Phase::RolledBack);
+    assert_eq!(sim.status.rollback_reason.as_deref(), Some("aborted"));
+    let decision = sim.tick(&healthy(), &starting);
+    assert_eq!(world(&decision), vec![scale_down("r2")]);
+}
+
+#[test]
+fn a_new_revision_mid_run_puts_users_back_on_stable_first_then_resets_and_rotates_the_salt() {
+    let mut sim = Sim::new(spec());
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
+    // A breach in progress: its timer must not carry over to the next revision.
+    sim.tick(
+        &traffic(30.0, None),
+        &release("r2", "r1", WorkloadState::Ready),
+    );
+    assert!(!sim.status.breach_started_at.is_empty());
+    assert_eq!(sim.status.weight, 10.0);
+
+    let decision = sim.tick(&healthy(), &release("r3", "r1", WorkloadState::Stopped));
+    assert_eq!(
+        world(&decision),
+        vec![Action::SetWeight(0.0), scale_up("r3")],
+        "weight 0 before anything else"
+    );
+    assert_eq!(
+        decision.event_reasons(),
+        vec![reasons::RESTARTED, reasons::RELEASE_STARTED]
+    );
+    let status = &sim.status;
+    assert_eq!(status.phase, Phase::ScalingUp);
+    assert_eq!(status.weight, 0.0);
+    assert_eq!(status.stage_index, 0);
+    assert!(status.stage_started_at.is_none());
+    assert!(status.breach_started_at.is_empty());
+    assert!(status.comparative.is_none());
+    assert!(status.last_analysis.is_none());
+    assert_eq!(status.canary_revision.as_deref(), Some("r3"));
+    assert_eq!(status.salt.as_deref(), Some("checkout-r3"));
+
+    let decision = sim.tick(&healthy(), &release("r3", "r1", WorkloadState::Ready));
+    assert_eq!(
+        world(&decision),
+        vec![Action::SetWeightWithSalt {
+            weight: 10.0,
+            salt: "checkout-r3".into()
+        }]
+    );
+}
+
+#[test]
+fn a_fixed_cohort_keeps_the_plugin_salt() {
+    let mut spec = spec();
+    spec.cohort.rotate = false;
+    let mut sim = Sim::new(spec);
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    assert_eq!(sim.status.salt, None);
+    let decision = sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
+    assert_eq!(world(&decision), vec![Action::SetWeight(10.0)]);
+}
+
+#[test]
+fn a_canary_reverted_to_the_stable_revision_starts_no_run_and_is_scaled_down() {
+    let mut sim = Sim::new(spec());
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
+    assert_eq!(sim.status.weight, 10.0);
+    let decision = sim.tick(&healthy(), &release("r1", "r1", WorkloadState::Ready));
+    assert_eq!(
+        world(&decision),
+        vec![Action::SetWeight(0.0), scale_down("r1")]
+    );
+    assert_eq!(sim.status.phase, Phase::WaitingForRelease);
+    assert_eq!(decision.event_reasons(), vec![reasons::REVERTED]);
+    assert_eq!(sim.status.canary_revision.as_deref(), Some("r1"));
+    let decision = sim.tick(&healthy(), &release("r1", "r1", WorkloadState::Stopped));
+    assert_eq!(world(&decision), vec![]);
+}
+
+#[test]
+fn retry_runs_the_failed_revision_again_with_a_new_cohort() {
+    let mut sim = Sim::new(spec());
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    let ready = release("r2", "r1", WorkloadState::Ready);
+    sim.tick(&traffic(1.0, Some(ManualAction::Abort)), &ready);
+    assert_eq!(sim.status.phase, Phase::RolledBack);
+    let first_salt = "checkout-r2";
+
+    let decision = sim.tick(&traffic(1.0, Some(ManualAction::Retry)), &ready);
+    assert_eq!(sim.status.phase, Phase::ScalingUp);
+    assert_eq!(sim.status.attempt, 2);
+    assert_eq!(sim.status.salt.as_deref(), Some("checkout-r2-2"));
+    assert_ne!(sim.status.salt.as_deref(), Some(first_salt));
+    assert!(
+        sim.status.scale_down_at.is_none(),
+        "the pending scale-down is cancelled"
+    );
+    assert_eq!(
+        world(&decision),
+        vec![],
+        "the canary is still up: no scale-up needed"
+    );
+    let decision = sim.tick(&healthy(), &ready);
+    assert_eq!(
+        world(&decision),
+        vec![Action::SetWeightWithSalt {
+            weight: 10.0,
+            salt: "checkout-r2-2".into()
+        }]
+    );
+    // A retry of a run that did not fail is ignored, with a warning.
+    let decision = sim.tick(&traffic(1.0, Some(ManualAction::Retry)), &ready);
+    assert_eq!(world(&decision), vec![]);
+    assert_eq!(decision.event_reasons(), vec![reasons::RETRY_IGNORED]);
+    assert_eq!(sim.status.phase, Phase::Progressing);
+}
+
+#[test]
+fn finalize_false_stops_at_100_percent_and_touches_no_deployment() {
+    let mut spec = spec();
+    spec.promotion.finalize = false;
+    let mut sim = Sim::new(spec);
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    let ready = release("r2", "r1", WorkloadState::Ready);
+    let mut all = Vec::new();
+    for _ in 0..6 {
+        all.extend(world(&sim.tick(&healthy(), &ready)));
+    }
+    assert_eq!(sim.status.phase, Phase::Promoted);
+    assert_eq!(sim.status.weight, 100.0);
+    assert!(
+        !all.iter().any(|a| matches!(
+            a,
+            Action::PromoteStable { .. } | Action::ScaleCanaryDown { .. }
+        )),
+        "{all:?}"
+    );
+    // A new revision still starts a new run, users first back to stable.
+    let decision = sim.tick(&healthy(), &release("r3", "r1", WorkloadState::Stopped));
+    assert_eq!(
+        world(&decision),
+        vec![Action::SetWeight(0.0), scale_up("r3")]
+    );
+}
+
+/// Saves the status as JSON (what the CR or the status file holds) and reads it back.
+fn round_trip(status: &CanaryRolloutStatus) -> CanaryRolloutStatus {
+    serde_json::from_str(&serde_json::to_string(status).unwrap()).unwrap()
+}
+
+#[test]
+fn a_restart_from_saved_status_resumes_every_new_phase_exactly() {
+    // (phase reached, the observation of the next tick)
+    let mut cases: Vec<(CanaryRolloutStatus, i64, ReleaseObservation)> = Vec::new();
+    let spec = spec();
+
+    let mut sim = Sim::new(spec.clone());
+    sim.tick(&healthy(), &release("r1", "r1", WorkloadState::Ready));
+    cases.push((
+        sim.status.clone(),
+        sim.now,
+        release("r2", "r1", WorkloadState::Stopped),
+    ));
+
+    let mut sim = Sim::new(spec.clone());
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    cases.push((
+        sim.status.clone(),
+        sim.now + 120,
+        release("r2", "r1", WorkloadState::Starting),
+    ));
+    cases.push((
+        sim.status.clone(),
+        sim.now,
+        release("r2", "r1", WorkloadState::Ready),
+    ));
+
+    let mut sim = Sim::new(spec.clone());
+    sim.walk_to_promoting();
+    let ready = release("r2", "r1", WorkloadState::Ready);
+    cases.push((
+        sim.status.clone(),
+        sim.now,
+        with_stable(ready.clone(), WorkloadState::Ready),
+    ));
+    sim.tick(
+        &healthy(),
+        &with_stable(ready.clone(), WorkloadState::Ready),
+    );
+    assert_eq!(sim.status.phase, Phase::Finalising);
+    cases.push((
+        sim.status.clone(),
+        sim.now,
+        with_stable(ready.clone(), WorkloadState::Ready),
+    ));
+    sim.tick(
+        &healthy(),
+        &with_stable(ready.clone(), WorkloadState::Ready),
+    );
+    assert_eq!(sim.status.phase, Phase::Succeeded);
+    cases.push((
+        sim.status.clone(),
+        sim.now,
+        release("r3", "r2", WorkloadState::Stopped),
+    ));
+
+    let mut sim = Sim::new(spec.clone());
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    sim.tick(&traffic(1.0, Some(ManualAction::Abort)), &ready);
+    cases.push((sim.status.clone(), sim.now, ready.clone()));
+
+    let mut phases = Vec::new();
+    for (status, now, next) in cases {
+        phases.push(status.phase);
+        let live = decide_release(&spec, &status, at(now), &healthy(), Some(&next));
+        let restored = round_trip(&status);
+        assert_eq!(restored, status, "the status survives JSON");
+        let resumed = decide_release(&spec, &restored, at(now), &healthy(), Some(&next));
+        assert_eq!(resumed, live, "phase {}", status.phase);
+        assert_ne!(
+            world(&live),
+            vec![],
+            "each case moves the run on ({})",
+            status.phase
+        );
+    }
+    assert_eq!(
+        phases,
+        vec![
+            Phase::WaitingForRelease,
+            Phase::ScalingUp,
+            Phase::ScalingUp,
+            Phase::Promoting,
+            Phase::Finalising,
+            Phase::Succeeded,
+            Phase::RolledBack,
+        ]
+    );
+}
+
+#[test]
+fn without_a_revision_source_promotion_ends_at_promoted_as_before() {
+    let spec = spec();
+    let mut status = CanaryRolloutStatus::default();
+    let mut actions = Vec::new();
+    for tick in 0..8 {
+        let decision = decide_release(&spec, &status, at(tick * 30), &healthy(), None);
+        actions.extend(world(&decision));
+        status = decision.status;
+    }
+    assert_eq!(status.phase, Phase::Promoted);
+    assert_eq!(
+        actions,
+        vec![Action::SetWeight(10.0), Action::SetWeight(100.0)]
+    );
+}
