@@ -158,12 +158,17 @@ pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
         let lines: Vec<String> = errors.iter().map(|e| format!("{name}: {e}")).collect();
         return Err(Error::Invalid(lines.join("\n")));
     }
-    Ok(format!(
+    let mut valid = format!(
         "{name}: valid CanaryRollout {} ({} stages, rollout key {})",
         rollout.metadata.name.as_deref().unwrap_or_default(),
         rollout.spec.stages.len(),
         rollout.rollout_key()
-    ))
+    );
+    // Valid in a cluster, but `local` would refuse it: say so now, not at the first run.
+    if let Some(note) = crate::resources::local_mode_refusal(&rollout.spec) {
+        valid.push_str(&format!("\n{name}: note: {note}"));
+    }
+    Ok(valid)
 }
 
 /// A status as a few readable lines.

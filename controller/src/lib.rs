@@ -5,6 +5,7 @@ pub mod crd;
 pub mod duration;
 pub mod engine;
 pub mod observation;
+pub mod resources;
 pub mod validate;
 
 // controller-io: Prometheus source, weight targets, metrics and HTTP endpoints.

@@ -10,6 +10,7 @@
 //! - [`envoy`]: bootstrap + ECDS file, start Envoy, swap the filter config by file move, read stats.
 //! - [`prometheus`]: start Prometheus with a temp TSDB, instant queries, stop/restart.
 //! - [`backend`]: start `sc-backend` and steer it at runtime; [`backend_server`] is its server logic.
+//! - [`cadvisor`]: a loopback exporter of cAdvisor-shaped container series (the kubelet's `/metrics/cadvisor`).
 //! - [`load`]: the load generator behind `sc-load` (many users, per-version/status counts).
 //! - [`promql_exprs`]: every PromQL expression shipped under `manifests/` (dashboard, rules, KEDA).
 //! - [`promtext`]: parse Prometheus text exposition (Envoy's `/stats/prometheus`).
@@ -20,6 +21,7 @@
 
 pub mod backend;
 pub mod backend_server;
+pub mod cadvisor;
 pub mod cli;
 pub mod envoy;
 pub mod error;

@@ -11,6 +11,7 @@ pub mod lease;
 pub mod manual;
 pub mod pods;
 pub mod reconcile;
+pub mod resource_batch;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
