@@ -145,8 +145,9 @@ fn rollout(prometheus: &str) -> CanaryRollout {
     .to_string();
     serde_json::from_value(json!({
         "apiVersion": "stickycanary.dev/v1alpha1", "kind": "CanaryRollout",
+        // Already carrying the finalizer, as every rollout does after its first reconcile.
         "metadata": {"name": "checkout", "namespace": "shop", "generation": 3, "uid": "u-1",
-                     "resourceVersion": "5"},
+                     "resourceVersion": "5", "finalizers": ["stickycanary.dev/cleanup"]},
         "spec": {
             "wasmPlugin": {"name": "stickycanary", "namespace": "istio-system"},
             "canary": {"deployment": "checkout-canary"},
