@@ -1,0 +1,247 @@
+//! Calling webhooks: one JSON payload, POSTed with a timeout and a cap on the answer read;
+//! a 2xx passes, anything else (a status, a timeout, a refused connection) fails.
+//!
+//! A webhook URL may carry a token (`https://hooks.example/run?token=...`), so it never
+//! appears in what this module returns or logs: failures are described by status code or
+//! by kind (`timeout after 10s`, `connection failed`), never with reqwest's error text
+//! (which names the URL), and an answer body that echoes the URL has it blanked out.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use super::spec::{Webhook, WebhookType};
+use crate::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
+use crate::engine::gates::{due, CallOutcome, GateInput, WebhookCall};
+use crate::engine::{Action, Decision};
+use crate::observation::ReleaseObservation;
+
+/// How much of a failing answer goes into the Event.
+pub const BODY_EXCERPT_BYTES: usize = 200;
+/// How much of an answer is read at most; the rest is never received.
+pub const BODY_READ_LIMIT: usize = 4096;
+
+/// Which rollout a payload is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub name: String,
+    pub namespace: String,
+    pub rollout_key: String,
+}
+
+/// The one payload every webhook type gets (`message` only for `event`).
+pub fn payload(
+    subject: &Subject,
+    status: &CanaryRolloutStatus,
+    revision: Option<&str>,
+    webhook: &Webhook,
+    message: Option<&str>,
+) -> Value {
+    let mut body = json!({
+        "name": subject.name,
+        "namespace": subject.namespace,
+        "rolloutKey": subject.rollout_key,
+        "phase": status.phase.as_str(),
+        "revision": revision.or(status.canary_revision.as_deref()),
+        "weight": status.weight,
+        "cohort": status.salt,
+        "type": webhook.kind.as_str(),
+        "metadata": webhook.metadata,
+    });
+    if let (Some(message), Some(map)) = (message, body.as_object_mut()) {
+        map.insert("message".to_string(), Value::String(message.to_string()));
+    }
+    body
+}
+
+/// The HTTP client for webhooks: no redirects (a 3xx fails, and a redirect could carry
+/// the payload somewhere the spec does not name).
+pub struct Caller {
+    client: Option<reqwest::Client>,
+}
+
+impl Caller {
+    pub fn new() -> Caller {
+        // reqwest's rustls needs a process-wide crypto provider; ring is already linked
+        // for the Kubernetes client. A second install (already set) is fine to ignore.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build();
+        let client = match client {
+            Ok(client) => Some(client),
+            Err(e) => {
+                warn!(error = %e.without_url(), "no HTTP client for webhooks; every call fails");
+                None
+            }
+        };
+        Caller { client }
+    }
+
+    /// POSTs `body` to the webhook and judges the answer.
+    pub async fn call(&self, webhook: &Webhook, body: &Value) -> CallOutcome {
+        let failed = |summary: String| CallOutcome::Failed {
+            summary,
+            body: String::new(),
+        };
+        let (Some(client), Some(url)) = (&self.client, &webhook.url) else {
+            return failed("no URL or no HTTP client".to_string());
+        };
+        let timeout = webhook.timeout.as_std().max(Duration::from_millis(1));
+        let exchange = async {
+            let response = client.post(url).timeout(timeout).json(body).send().await?;
+            let status = response.status();
+            let text = read_limited(response).await;
+            Ok::<_, reqwest::Error>((status, text))
+        };
+        let (status, text) = match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => return failed(format!("timeout after {}", webhook.timeout)),
+            Ok(Err(e)) if e.is_timeout() => return failed(format!("timeout after {}", webhook.timeout)),
+            Ok(Err(e)) if e.is_connect() => return failed("connection failed".to_string()),
+            Ok(Err(_)) => return failed("request failed".to_string()),
+            Ok(Ok(answer)) => answer,
+        };
+        if status.is_success() {
+            CallOutcome::Passed {
+                status: status.as_u16(),
+            }
+        } else {
+            CallOutcome::Failed {
+                summary: status.as_u16().to_string(),
+                body: excerpt(&text, url),
+            }
+        }
+    }
+
+    /// Calls the webhooks due before this tick (at once, each within its own timeout).
+    pub async fn before_decision(
+        &self,
+        subject: &Subject,
+        spec: &CanaryRolloutSpec,
+        status: &CanaryRolloutStatus,
+        release: Option<&ReleaseObservation>,
+        now: jiff::Timestamp,
+    ) -> GateInput {
+        let revision = release.map(|release| release.canary_revision.as_str());
+        let calls = due(spec, status, release, now).into_iter().map(|webhook| async move {
+            let body = payload(subject, status, revision, webhook, None);
+            let outcome = self.call(webhook, &body).await;
+            log_outcome(subject, webhook, &outcome);
+            WebhookCall {
+                name: webhook.name.clone(),
+                kind: webhook.kind,
+                outcome,
+            }
+        });
+        GateInput {
+            calls: join_all(calls).await,
+        }
+    }
+
+    /// After a decision was carried out: its Events to the `event` webhooks, and the
+    /// `post-rollout` webhooks when the run just ended. Best effort, logged only.
+    pub async fn after_decision(
+        &self,
+        subject: &Subject,
+        spec: &CanaryRolloutSpec,
+        old: &CanaryRolloutStatus,
+        decision: &Decision,
+    ) {
+        let status = &decision.status;
+        let mut calls = Vec::new();
+        for action in &decision.actions {
+            let Action::Event {
+                reason, message, ..
+            } = action
+            else {
+                continue;
+            };
+            let text = format!("{reason}: {message}");
+            for webhook in of_kind(spec, WebhookType::Event) {
+                calls.push((webhook, payload(subject, status, None, webhook, Some(&text))));
+            }
+        }
+        if !ended(old.phase) && ended(status.phase) {
+            for webhook in of_kind(spec, WebhookType::PostRollout) {
+                calls.push((webhook, payload(subject, status, None, webhook, None)));
+            }
+        }
+        join_all(calls.iter().map(|(webhook, body)| async move {
+            let outcome = self.call(webhook, body).await;
+            log_outcome(subject, webhook, &outcome);
+        }))
+        .await;
+    }
+}
+
+impl Default for Caller {
+    fn default() -> Self {
+        Caller::new()
+    }
+}
+
+/// One client for the process (connections are reused across ticks and rollouts).
+pub fn shared() -> &'static Caller {
+    static CALLER: OnceLock<Caller> = OnceLock::new();
+    CALLER.get_or_init(Caller::new)
+}
+
+fn of_kind(spec: &CanaryRolloutSpec, kind: WebhookType) -> impl Iterator<Item = &Webhook> {
+    spec.webhooks
+        .iter()
+        .filter(move |webhook| webhook.kind == kind && webhook.url.is_some())
+}
+
+/// A run's end: the phases `post-rollout` follows.
+fn ended(phase: Phase) -> bool {
+    matches!(
+        phase,
+        Phase::Succeeded | Phase::Promoted | Phase::RolledBack | Phase::PromotionFailed
+    )
+}
+
+fn log_outcome(subject: &Subject, webhook: &Webhook, outcome: &CallOutcome) {
+    match outcome {
+        CallOutcome::Passed { status } => info!(
+            rollout = %subject.name, webhook = %webhook.name, kind = webhook.kind.as_str(), status,
+            "webhook passed"
+        ),
+        CallOutcome::Failed { summary, .. } => warn!(
+            rollout = %subject.name, webhook = %webhook.name, kind = webhook.kind.as_str(),
+            outcome = %summary, "webhook failed"
+        ),
+    }
+}
+
+/// Reads at most [`BODY_READ_LIMIT`] bytes of the answer.
+async fn read_limited(mut response: reqwest::Response) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    while bytes.len() < BODY_READ_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(BODY_READ_LIMIT);
+    bytes
+}
+
+/// The first [`BODY_EXCERPT_BYTES`] of an answer as one line, with the URL blanked out.
+pub fn excerpt(body: &[u8], url: &str) -> String {
+    let text = String::from_utf8_lossy(body).replace(url, "<url>");
+    let mut line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if line.len() > BODY_EXCERPT_BYTES {
+        let mut end = BODY_EXCERPT_BYTES;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+    }
+    line.trim().to_string()
+}
