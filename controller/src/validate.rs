@@ -105,6 +105,8 @@ fn spec_errors(spec: &CanaryRolloutSpec) -> Vec<ValidationError> {
     stage_errors(&spec.stages, &mut errors);
     analysis_errors(spec, &mut errors);
     url_errors(spec, &mut errors);
+    crate::gates::validate::webhook_errors(&spec.webhooks, &mut errors);
+    crate::gates::validate::schedule_errors(spec.schedule.as_ref(), &mut errors);
     errors
 }
 
