@@ -121,12 +121,10 @@ fn due_types(
     }
     match status.phase {
         Phase::ScalingUp => match release.map(|r| &r.canary) {
-            Some(WorkloadState::Ready) => vec![ConfirmRollout, PreRollout, ConfirmTrafficIncrease, ConfirmPromotion],
+            Some(WorkloadState::Ready) => starting(spec),
             _ => vec![ConfirmRollout],
         },
-        Phase::Pending if release.is_none() => {
-            vec![ConfirmRollout, PreRollout, ConfirmTrafficIncrease, ConfirmPromotion]
-        }
+        Phase::Pending if release.is_none() => starting(spec),
         Phase::Progressing => {
             let mut kinds = vec![Rollout, Rollback];
             let index = status.stage_index;
@@ -145,6 +143,16 @@ fn due_types(
         Phase::Paused if status.stage_started_at.is_some() => vec![Rollout, Rollback],
         _ => Vec::new(),
     }
+}
+
+/// The gates before a run's first weight (see [`Point::Start`]).
+fn starting(spec: &CanaryRolloutSpec) -> Vec<WebhookType> {
+    use WebhookType::*;
+    let mut kinds = vec![ConfirmRollout, PreRollout, ConfirmTrafficIncrease];
+    if stages::is_last(spec, 0) {
+        kinds.push(ConfirmPromotion);
+    }
+    kinds
 }
 
 /// Where a run may be held.

@@ -229,9 +229,31 @@ async fn read_limited(mut response: reqwest::Response) -> Vec<u8> {
     bytes
 }
 
-/// The first [`BODY_EXCERPT_BYTES`] of an answer as one line, with the URL blanked out.
+/// The parts of a URL that may be secret, longest first: the URL, the URL without its
+/// query, its path, its query and its password.
+fn secret_parts(url: &str) -> Vec<String> {
+    let mut parts = vec![url.to_string()];
+    if let Some((base, query)) = url.split_once('?') {
+        parts.push(base.to_string());
+        parts.push(query.to_string());
+    }
+    if let Ok(parsed) = reqwest::Url::parse(url) {
+        parts.push(parsed.path().to_string());
+        parts.extend(parsed.password().map(str::to_string));
+    }
+    // A bare `/` or a one-letter query would blank out half the answer for nothing.
+    parts.retain(|part| part.len() > 3);
+    parts.sort_by_key(|part| std::cmp::Reverse(part.len()));
+    parts
+}
+
+/// The first [`BODY_EXCERPT_BYTES`] of an answer as one line, with the URL (and its path,
+/// query and password, each of which may be the secret) blanked out.
 pub fn excerpt(body: &[u8], url: &str) -> String {
-    let text = String::from_utf8_lossy(body).replace(url, "<url>");
+    let mut text = String::from_utf8_lossy(body).into_owned();
+    for part in secret_parts(url) {
+        text = text.replace(&part, "<url>");
+    }
     let mut line: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
