@@ -86,6 +86,9 @@ pub fn check_url(url: &str) -> Result<(), &'static str> {
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err("must name a host");
     }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("must not carry user:password@ (put a token in the path or query)");
+    }
     Ok(())
 }
 

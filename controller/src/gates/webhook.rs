@@ -57,51 +57,79 @@ pub fn payload(
     body
 }
 
-/// The HTTP client for webhooks: no redirects (a 3xx fails, and a redirect could carry
-/// the payload somewhere the spec does not name).
+type HttpsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// The HTTP client for webhooks (http and https). It never follows a redirect: a 3xx
+/// fails, and a redirect could carry the payload somewhere the spec does not name.
 pub struct Caller {
-    client: Option<reqwest::Client>,
+    client: HttpsClient,
 }
 
 impl Caller {
     pub fn new() -> Caller {
-        // reqwest's rustls needs a process-wide crypto provider; ring is already linked
-        // for the Kubernetes client. A second install (already set) is fine to ignore.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build();
-        let client = match client {
-            Ok(client) => Some(client),
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match builder.with_provider_and_native_roots(provider.clone()) {
+            Ok(builder) => builder,
             Err(e) => {
-                warn!(error = %e.without_url(), "no HTTP client for webhooks; every call fails");
-                None
+                // No CA certificates on this host: https webhooks fail (certificate), http works.
+                warn!(error = %e, "no CA certificates found; https webhooks will fail");
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map(|config| {
+                        config
+                            .with_root_certificates(rustls::RootCertStore::empty())
+                            .with_no_client_auth()
+                    });
+                match config {
+                    Ok(config) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config),
+                    Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                        rustls::ClientConfig::builder()
+                            .with_root_certificates(rustls::RootCertStore::empty())
+                            .with_no_client_auth(),
+                    ),
+                }
             }
         };
+        let connector = builder.https_or_http().enable_http1().build();
+        let client = hyper_util::client::legacy::Client::builder(
+            hyper_util::rt::TokioExecutor::new(),
+        )
+        .build(connector);
         Caller { client }
     }
 
     /// POSTs `body` to the webhook and judges the answer.
     pub async fn call(&self, webhook: &Webhook, body: &Value) -> CallOutcome {
-        let failed = |summary: String| CallOutcome::Failed {
-            summary,
+        let failed = |summary: &str| CallOutcome::Failed {
+            summary: summary.to_string(),
             body: String::new(),
         };
-        let (Some(client), Some(url)) = (&self.client, &webhook.url) else {
-            return failed("no URL or no HTTP client".to_string());
+        let Some(url) = &webhook.url else {
+            return failed("no URL");
+        };
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let request = http::Request::post(url.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::USER_AGENT, "stickycanary")
+            .body(http_body_util::Full::new(bytes::Bytes::from(bytes)));
+        let Ok(request) = request else {
+            return failed("invalid URL");
         };
         let timeout = webhook.timeout.as_std().max(Duration::from_millis(1));
         let exchange = async {
-            let response = client.post(url).timeout(timeout).json(body).send().await?;
+            let response = self.client.request(request).await?;
             let status = response.status();
-            let text = read_limited(response).await;
-            Ok::<_, reqwest::Error>((status, text))
+            let text = read_limited(response.into_body()).await;
+            Ok::<_, hyper_util::client::legacy::Error>((status, text))
         };
         let (status, text) = match tokio::time::timeout(timeout, exchange).await {
-            Err(_) => return failed(format!("timeout after {}", webhook.timeout)),
-            Ok(Err(e)) if e.is_timeout() => return failed(format!("timeout after {}", webhook.timeout)),
-            Ok(Err(e)) if e.is_connect() => return failed("connection failed".to_string()),
-            Ok(Err(_)) => return failed("request failed".to_string()),
+            Err(_) => return failed(&format!("timeout after {}", webhook.timeout)),
+            Ok(Err(e)) if e.is_connect() => return failed("connection failed"),
+            Ok(Err(_)) => return failed("request failed"),
             Ok(Ok(answer)) => answer,
         };
         if status.is_success() {
@@ -216,12 +244,17 @@ fn log_outcome(subject: &Subject, webhook: &Webhook, outcome: &CallOutcome) {
     }
 }
 
-/// Reads at most [`BODY_READ_LIMIT`] bytes of the answer.
-async fn read_limited(mut response: reqwest::Response) -> Vec<u8> {
+/// Reads at most [`BODY_READ_LIMIT`] bytes of the answer; the rest is never received.
+async fn read_limited(mut body: hyper::body::Incoming) -> Vec<u8> {
+    use http_body_util::BodyExt;
     let mut bytes = Vec::new();
     while bytes.len() < BODY_READ_LIMIT {
-        match response.chunk().await {
-            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    bytes.extend_from_slice(data);
+                }
+            }
             _ => break,
         }
     }
