@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end run on a throwaway kind cluster: Istio, the stickycanary chart, the filter from an
-# OCI image, a demo app with stable and canary, then one promotion and one rollback.
+# OCI image, a demo app with stable and canary, then two releases through the release
+# lifecycle: v2 is promoted (stable's template becomes v2's, the weight goes back to 0, the
+# canary is scaled to 0), then v3 fails and is rolled back (the canary is scaled to 0 again,
+# stable still runs v2).
 #
 # NOT RUN on the project's build machines: they have no Docker, kind, Helm, Istio or
 # Kubernetes. Run it on a workstation that has them (see "Needs" below). Everything the
@@ -141,7 +144,8 @@ done
   --rate 40 --duration $((4 * TIMEOUT)) --progress 30 >"$scratch/load.jsonl" 2>&1 &
 background_pids+=($!)
 
-# Short stages so the run takes minutes; the thresholds are the ADR's.
+# Short stages so the run takes minutes; the thresholds are the ADR's. spec.stable turns the
+# release lifecycle on: each new canary pod template is a release.
 fast_rollout() {
   cat <<YAML
 apiVersion: stickycanary.dev/v1alpha1
@@ -152,6 +156,9 @@ metadata:
 spec:
   wasmPlugin: {name: stickycanary, namespace: istio-system}
   canary: {deployment: checkout-canary}
+  stable: {deployment: checkout-stable}
+  progressDeadline: 5m
+  scaleDownDelay: 20s
   stages:
     - {weight: 10, duration: 1m}
     - {weight: 50, duration: 1m}
@@ -166,27 +173,41 @@ spec:
 YAML
 }
 
-step "promotion: healthy canary walks 10 -> 50 -> 100"
+rollout_field() {
+  kubectl -n shop get canaryrollout checkout -o jsonpath="{.status.$1}"
+}
+
+deployment_env() {
+  kubectl -n shop get deployment "$1" \
+    -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="RELEASE")].value}'
+}
+
+step "release v2: a new canary template; the controller scales it up, walks the stages, promotes"
+kubectl -n shop set env deployment/checkout-canary RELEASE=v2
 fast_rollout | kubectl apply -f -
-wait_for_jsonpath "phase" Promoted -n shop get canaryrollout checkout -o jsonpath='{.status.phase}'
-[ "$(plugin_weight)" = 100 ] || fail "promoted but the WasmPlugin weight is $(plugin_weight)"
-echo "    WasmPlugin weight: $(plugin_weight)"
+wait_for_jsonpath "phase" Succeeded -n shop get canaryrollout checkout -o jsonpath='{.status.phase}'
+[ "$(plugin_weight)" = 0 ] || fail "v2 succeeded but the WasmPlugin weight is $(plugin_weight)"
+[ "$(deployment_env checkout-stable)" = v2 ] || fail "stable does not run v2's template"
+[ "$(rollout_field stableRevision)" = "$(rollout_field canaryRevision)" ] || fail "stableRevision is not v2's revision"
+wait_for_jsonpath "canary replicas" 0 -n shop get deployment checkout-canary -o jsonpath='{.spec.replicas}'
+salt_v2=$(rollout_field salt)
+echo "    stable runs RELEASE=$(deployment_env checkout-stable), revision $(rollout_field stableRevision), v2's salt $salt_v2"
 echo "    last load summary: $(tail -n 1 "$scratch/load.jsonl")"
 
-step "rollback: the canary starts failing half its requests"
-kubectl -n shop delete canaryrollout checkout --wait=true
-kubectl -n istio-system patch wasmplugin stickycanary --type=merge \
-  -p '{"spec":{"pluginConfig":{"rollouts":{"checkout":{"weight":0}}}}}'
-kubectl -n shop patch deployment checkout-canary --type=json \
-  -p '[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--error-ratio=0.5"}]'
-kubectl -n shop rollout status deployment/checkout-canary --timeout=300s
-fast_rollout | kubectl apply -f -
+step "release v3: a canary that fails half its requests is rolled back"
+kubectl -n shop patch deployment checkout-canary --type=json -p '[
+  {"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--error-ratio=0.5"},
+  {"op":"replace","path":"/spec/template/spec/containers/0/env/0/value","value":"v3"}]'
 wait_for_jsonpath "phase" RolledBack -n shop get canaryrollout checkout -o jsonpath='{.status.phase}'
 [ "$(plugin_weight)" = 0 ] || fail "rolled back but the WasmPlugin weight is $(plugin_weight)"
-reason=$(kubectl -n shop get canaryrollout checkout -o jsonpath='{.status.rollbackReason}')
+reason=$(rollout_field rollbackReason)
 [ "$reason" = error-rate ] || fail "rollback reason is '$reason', expected error-rate"
-echo "    WasmPlugin weight: $(plugin_weight), reason: $reason"
+[ "$(rollout_field salt)" != "$salt_v2" ] || fail "v3 reused v2's cohort salt"
+[ "$(deployment_env checkout-stable)" = v2 ] || fail "stable no longer runs v2"
+wait_for_jsonpath "canary replicas" 0 -n shop get deployment checkout-canary -o jsonpath='{.spec.replicas}'
+echo "    WasmPlugin weight: $(plugin_weight), reason: $reason, failedRevision $(rollout_field failedRevision)"
+kubectl -n shop get canaryrollout checkout
 kubectl -n shop get events --field-selector involvedObject.kind=CanaryRollout \
-  -o custom-columns=REASON:.reason,MESSAGE:.message | tail -n 15
+  -o custom-columns=REASON:.reason,MESSAGE:.message | tail -n 25
 
-step "PASSED: one promotion and one rollback on kind"
+step "PASSED: two releases on kind (v2 promoted, v3 rolled back)"

@@ -231,12 +231,17 @@ pub struct ApproveArgs {
 
 #[derive(Args, Debug)]
 pub struct AssignArgs {
-    /// The rollout's salt (default in the plugin config: the rollout name)
+    /// The rollout's salt (default in the plugin config: the rollout name). With the release
+    /// lifecycle each run has its own: take it from --status-file instead
+    #[arg(long, required_unless_present = "status_file")]
+    pub salt: Option<String>,
+    /// Local mode's status file: the salt (and, without --weight, the weight) of the run in
+    /// progress
     #[arg(long)]
-    pub salt: String,
-    /// Canary weight in percent, 0 to 100
-    #[arg(long)]
-    pub weight: f64,
+    pub status_file: Option<PathBuf>,
+    /// Canary weight in percent, 0 to 100 (default with --status-file: the status's weight)
+    #[arg(long, required_unless_present = "status_file")]
+    pub weight: Option<f64>,
     /// The user id (the identity header or cookie value)
     #[arg(long)]
     pub user: String,

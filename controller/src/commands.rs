@@ -22,21 +22,46 @@ use crate::validate::unknown_fields::unknown_fields_in_yaml;
 
 /// `stickycanary assign`: the filter's own bucket and threshold.
 pub fn assign(args: &AssignArgs) -> Result<String, Error> {
-    if !args.weight.is_finite() || !(0.0..=100.0).contains(&args.weight) {
+    let saved = match &args.status_file {
+        Some(path) => Some(state::load(path)?.ok_or_else(|| Error::StatusFile {
+            path: path.display().to_string(),
+            reason: "does not exist".to_string(),
+        })?),
+        None => None,
+    };
+    let salt = match (&args.salt, &saved) {
+        (Some(salt), _) => salt.clone(),
+        (None, Some(saved)) => saved.status.salt.clone().ok_or_else(|| {
+            Error::Invalid(
+                "--status-file: the status records no salt (no run yet, or cohort.rotate: false); pass --salt"
+                    .to_string(),
+            )
+        })?,
+        (None, None) => return Err(Error::Invalid("--salt or --status-file is required".into())),
+    };
+    let weight = match (args.weight, &saved) {
+        (Some(weight), _) => weight,
+        (None, Some(saved)) => saved.status.weight,
+        (None, None) => {
+            return Err(Error::Invalid(
+                "--weight or --status-file is required".into(),
+            ))
+        }
+    };
+    if !weight.is_finite() || !(0.0..=100.0).contains(&weight) {
         return Err(Error::Invalid(format!(
-            "--weight: must be a number from 0 to 100 (got {})",
-            args.weight
+            "--weight: must be a number from 0 to 100 (got {weight})"
         )));
     }
-    let bucket = assign::bucket(&args.salt, &args.user);
-    let threshold = assign::threshold(args.weight);
-    let version = if assign::is_canary(bucket, args.weight) {
+    let bucket = assign::bucket(&salt, &args.user);
+    let threshold = assign::threshold(weight);
+    let version = if assign::is_canary(bucket, weight) {
         "canary"
     } else {
         "stable"
     };
     Ok(if args.json {
-        json!({"salt": args.salt, "user": args.user, "weight": args.weight,
+        json!({"salt": salt, "user": args.user, "weight": weight,
                "bucket": bucket, "threshold": threshold, "version": version})
         .to_string()
     } else {
@@ -103,6 +128,29 @@ pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
 }
 
 /// A status as a few readable lines.
+/// The release lifecycle's part of `status`: revisions, the run's cohort, what failed.
+fn release_lines(status: &CanaryRolloutStatus) -> String {
+    let Some(canary) = &status.canary_revision else {
+        return String::new();
+    };
+    let or_dash = |r: &Option<String>| r.clone().unwrap_or_else(|| "-".to_string());
+    let mut out = format!(
+        "\n  release: canary {canary} (run {}, salt {}) | stable {} | last promoted {} | last failed {}",
+        status.attempt.max(1),
+        or_dash(&status.salt),
+        or_dash(&status.stable_revision),
+        or_dash(&status.last_promoted_revision),
+        or_dash(&status.failed_revision),
+    );
+    if let Some(reason) = &status.failure_reason {
+        out.push_str(&format!("\n  failure: {reason}"));
+    }
+    if let Some(at) = &status.scale_down_at {
+        out.push_str(&format!("\n  canary scale-down at {}", at.0));
+    }
+    out
+}
+
 pub fn describe_status(name: &str, status: &CanaryRolloutStatus) -> String {
     let mut out = format!(
         "{name}: {} stage {} weight {}%",
@@ -116,6 +164,7 @@ pub fn describe_status(name: &str, status: &CanaryRolloutStatus) -> String {
     if let Some(reason) = &status.rollback_reason {
         out.push_str(&format!("\n  rollback reason: {reason}"));
     }
+    out.push_str(&release_lines(status));
     if let Some(wait) = &status.gate {
         out.push_str(&format!("\n  {} since {}", wait.describe(), wait.since.0));
     }
@@ -186,7 +235,7 @@ fn local_status(path: &Path, name: Option<&str>) -> Result<String, Error> {
 async fn cluster_api(namespace: Option<&str>) -> Result<Api<CanaryRollout>, Error> {
     let client = Client::try_default()
         .await
-        .map_err(|e| Error::Kube(format!("no cluster configuration: {e}")))?;
+        .map_err(|e| Error::kube("no cluster configuration", e))?;
     Ok(match namespace {
         Some(ns) => Api::namespaced(client, ns),
         None => Api::default_namespaced(client),
@@ -256,7 +305,7 @@ pub async fn status(args: &StatusArgs) -> Result<(), Error> {
 
 /// `stickycanary promote|abort|pause|resume`.
 pub async fn manual(args: &ActionArgs, action: ManualAction) -> Result<String, Error> {
-    let verb = state::action_name(action);
+    let verb = action.as_str();
     if let Some(path) = &args.status_file {
         if let Some(pid) = state::running_pid(path) {
             state::queue_request(path, &args.name, action)?;

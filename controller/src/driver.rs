@@ -37,7 +37,10 @@ pub trait Executor: Send + Sync {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Brings the canary up on `revision`.
-    fn scale_canary_up(&self, revision: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn scale_canary_up(
+        &self,
+        revision: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Stops the canary.
     fn scale_canary_down(
@@ -46,8 +49,10 @@ pub trait Executor: Send + Sync {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Rolls `revision` out on stable.
-    fn promote_stable(&self, revision: &str)
-        -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn promote_stable(
+        &self,
+        revision: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Raises an Event (best effort).
     fn event(

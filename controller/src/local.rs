@@ -29,8 +29,7 @@ use crate::engine::{self, Action};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::observation::{
-    CanaryHealth, ManualAction, MetricsObservation, Observations, ReleaseObservation,
-    WorkloadState,
+    CanaryHealth, ManualAction, MetricsObservation, Observations, ReleaseObservation, WorkloadState,
 };
 use crate::prometheus::{MetricsSource, PrometheusSource, RolloutSeries};
 use crate::target::ecds::EcdsFileTarget;
@@ -165,12 +164,11 @@ impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
     /// The release lifecycle's view, when the rollout file names a revision.
     pub fn release(&self, status: &CanaryRolloutStatus) -> Option<ReleaseObservation> {
         let revision = self.rollout.spec.canary.revision.clone()?;
-        let run = status.canary_revision.clone().unwrap_or_else(|| revision.clone());
-        let memory = self
-            .workloads
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or_default();
+        let run = status
+            .canary_revision
+            .clone()
+            .unwrap_or_else(|| revision.clone());
+        let memory = self.workloads.lock().map(|m| m.clone()).unwrap_or_default();
         let state = |hook: Option<&str>,
                      on: &Option<String>,
                      failed: &Option<(String, String)>,
@@ -237,10 +235,11 @@ impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
             .unwrap_or(MetricsObservation::Unavailable {
                 reason: "no result for this rollout".to_string(),
             });
-        let custom = driver::custom_observations(&self.rollout.spec, &self.key, |query| async move {
-            self.source.scalar(&query).await
-        })
-        .await;
+        let custom =
+            driver::custom_observations(&self.rollout.spec, &self.key, |query| async move {
+                self.source.scalar(&query).await
+            })
+            .await;
         Observations {
             metrics,
             custom,
@@ -387,7 +386,10 @@ impl<S: MetricsSource, T: WeightTarget> Executor for LocalRunner<S, T> {
     }
 
     async fn set_weight(&self, weight: f64, salt: Option<&str>) -> Result<(), TargetError> {
-        let result = self.target.set_weight_and_salt(&self.key, weight, salt).await;
+        let result = self
+            .target
+            .set_weight_and_salt(&self.key, weight, salt)
+            .await;
         if let Some(metrics) = &self.metrics {
             metrics.record(match &result {
                 Ok(()) => "success",
@@ -567,7 +569,15 @@ pub async fn run(options: &LocalOptions, out: &mut (dyn Write + Send)) -> Result
             return Err(e);
         }
     };
-    let outcome = drive(options, &mut runner, server.as_ref(), saved, &prometheus, out).await;
+    let outcome = drive(
+        options,
+        &mut runner,
+        server.as_ref(),
+        saved,
+        &prometheus,
+        out,
+    )
+    .await;
     if let Some(server) = server {
         if let Ok((_, false)) = &outcome {
             let linger = options.metrics_linger;
@@ -700,13 +710,12 @@ async fn drive(
         }
         let now = Timestamp::now();
         let report = runner.tick(&local.status, manual, now).await;
-        if let Some(server) = server {
-            serve::record_tick(server.metrics(), &label, &local.status, &report);
-        }
-        local.status = report.status.clone();
+        let previous = std::mem::replace(&mut local.status, report.status.clone());
         state::save(&options.status_file, &local)?;
+        // Ready first: a scraper that sees this interval's series also finds /readyz up.
         if let Some(server) = server {
             server.set_ready();
+            serve::record_tick(server.metrics(), &label, &previous, &report);
         }
         let _ = writeln!(out, "{}", progress_line(&runner.rollout, &report, now));
         for (reason, message) in report.events.iter().skip(1) {

@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::crd::CanaryRolloutSpec;
+use crate::crd::{CanaryRolloutSpec, Phase};
 use crate::target::wasmplugin::PatchOutcomes;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -50,16 +50,6 @@ pub struct ErrorLabels {
 pub struct OutcomeLabels {
     pub outcome: String,
 }
-
-/// Every phase a rollout can be in; `stickycanary_rollout_phase` is 1 for the current one.
-pub const PHASES: [&str; 6] = [
-    "Pending",
-    "Progressing",
-    "Paused",
-    "Promoted",
-    "RolledBack",
-    "Failed",
-];
 
 /// The metric handles (cheap to clone: each is an `Arc` inside).
 #[derive(Clone)]
@@ -164,20 +154,21 @@ impl Metrics {
         out
     }
 
-    /// Records a rollout's weight and phase.
-    pub fn set_rollout(&self, namespace: &str, rollout: &str, weight: f64, phase: &str) {
+    /// Records a rollout's weight and phase: `stickycanary_rollout_phase` is 1 for the
+    /// current phase and 0 for every other one of [`Phase::ALL`].
+    pub fn set_rollout(&self, namespace: &str, rollout: &str, weight: f64, phase: Phase) {
         self.rollout_weight
             .get_or_create(&RolloutLabels {
                 namespace: namespace.to_string(),
                 rollout: rollout.to_string(),
             })
             .set(weight);
-        for candidate in PHASES {
+        for candidate in Phase::ALL {
             self.rollout_phase
                 .get_or_create(&PhaseLabels {
                     namespace: namespace.to_string(),
                     rollout: rollout.to_string(),
-                    phase: candidate.to_string(),
+                    phase: candidate.as_str().to_string(),
                 })
                 .set(i64::from(candidate == phase));
         }
@@ -189,11 +180,11 @@ impl Metrics {
             namespace: namespace.to_string(),
             rollout: rollout.to_string(),
         });
-        for candidate in PHASES {
+        for candidate in Phase::ALL {
             self.rollout_phase.remove(&PhaseLabels {
                 namespace: namespace.to_string(),
                 rollout: rollout.to_string(),
-                phase: candidate.to_string(),
+                phase: candidate.as_str().to_string(),
             });
         }
         if let Ok(mut series) = self.rollback_series.lock() {
@@ -281,7 +272,7 @@ mod tests {
     #[test]
     fn exposition_names_the_contracted_series() {
         let m = Metrics::new();
-        m.set_rollout("shop", "checkout", 25.0, "Progressing");
+        m.set_rollout("shop", "checkout", 25.0, Phase::Progressing);
         m.count_analysis("pass");
         m.count_rollback("shop", "checkout", "error-rate");
         m.record("success");
@@ -301,6 +292,40 @@ mod tests {
         );
         assert!(text.contains("stickycanary_weight_patch_total{outcome=\"success\"} 1"));
         assert!(text.contains("stickycanary_reconcile_duration_seconds_bucket"));
+    }
+
+    #[test]
+    fn the_phase_series_cover_every_phase_with_one_at_one() {
+        // A new Phase variant fails to compile here until it is added to Phase::ALL too.
+        for phase in Phase::ALL {
+            match phase {
+                Phase::Pending
+                | Phase::WaitingForRelease
+                | Phase::ScalingUp
+                | Phase::Progressing
+                | Phase::Paused
+                | Phase::Promoting
+                | Phase::Finalising
+                | Phase::Succeeded
+                | Phase::Promoted
+                | Phase::RolledBack
+                | Phase::PromotionFailed
+                | Phase::Failed => {}
+            }
+        }
+        let m = Metrics::new();
+        m.set_rollout("shop", "checkout", 10.0, Phase::Paused);
+        let text = m.encode();
+        for phase in Phase::ALL {
+            let value = i32::from(phase == Phase::Paused);
+            let line = format!(
+                "stickycanary_rollout_phase{{namespace=\"shop\",rollout=\"checkout\",phase=\"{}\"}} {value}",
+                phase.as_str()
+            );
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+        let distinct: BTreeSet<_> = Phase::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(distinct.len(), Phase::ALL.len());
     }
 
     #[test]

@@ -103,6 +103,39 @@ pub struct ReleaseObservation {
     pub stable: WorkloadState,
 }
 
+impl ManualAction {
+    pub const ALL: [ManualAction; 5] = [
+        ManualAction::Promote,
+        ManualAction::Abort,
+        ManualAction::Pause,
+        ManualAction::Resume,
+        ManualAction::Retry,
+    ];
+
+    /// The action's name on the command line, in the request annotation and request file.
+    /// The one mapping between actions and strings: [`ManualAction::parse`] reads it back.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ManualAction::Promote => "promote",
+            ManualAction::Abort => "abort",
+            ManualAction::Pause => "pause",
+            ManualAction::Resume => "resume",
+            ManualAction::Retry => "retry",
+        }
+    }
+
+    /// The action named `name` (exactly as [`ManualAction::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<ManualAction> {
+        ManualAction::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for ManualAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Everything the engine is told at one tick.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observations {

@@ -86,7 +86,7 @@ mod tests {
         };
         state
             .metrics
-            .set_rollout("shop", "checkout", 50.0, "Progressing");
+            .set_rollout("shop", "checkout", 50.0, crate::crd::Phase::Progressing);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve_on(listener, state.clone(), async {
             let _ = stopped.await;

@@ -52,7 +52,10 @@ fn crd_identity_scope_shortname_and_status_subresource() {
         .iter()
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(columns, ["Phase", "Weight", "Stage", "Revision", "Stable", "Age"]);
+    assert_eq!(
+        columns,
+        ["Phase", "Weight", "Stage", "Revision", "Stable", "Age"]
+    );
 }
 
 fn schema_json() -> serde_json::Value {

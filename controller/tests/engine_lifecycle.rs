@@ -105,7 +105,7 @@ impl Sim {
     }
 
     /// Walks a fresh run of `r2` (stable `r1`) to the Promoting phase.
-    fn to_promoting(&mut self) -> Decision {
+    fn walk_to_promoting(&mut self) -> Decision {
         self.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
         self.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
         for _ in 0..10 {
@@ -203,8 +203,7 @@ fn the_weight_stays_at_zero_until_the_canary_is_ready_then_leaves_zero_with_the_
 }
 
 #[test]
-fn a_canary_not_ready_within_progress_deadline_fails_the_run_and_is_scaled_down_after_the_delay()
-{
+fn a_canary_not_ready_within_progress_deadline_fails_the_run_and_is_scaled_down_after_the_delay() {
     let mut sim = Sim::new(spec());
     sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped)); // t=0
     let mut failed = None;
@@ -245,7 +244,10 @@ fn a_failed_scale_up_fails_the_run_with_its_reason() {
     let failed = WorkloadState::Failed("--on-scale-up exited with exit status: 3".into());
     sim.tick(&healthy(), &release("r2", "r1", failed));
     assert_eq!(sim.status.phase, Phase::RolledBack);
-    assert_eq!(sim.status.rollback_reason.as_deref(), Some("scale-up-failed"));
+    assert_eq!(
+        sim.status.rollback_reason.as_deref(),
+        Some("scale-up-failed")
+    );
     assert!(sim
         .status
         .failure_reason
@@ -257,7 +259,7 @@ fn a_failed_scale_up_fails_the_run_with_its_reason() {
 #[test]
 fn promotion_rolls_stable_out_then_finalises_then_succeeds() {
     let mut sim = Sim::new(spec());
-    let decision = sim.to_promoting();
+    let decision = sim.walk_to_promoting();
     assert_eq!(
         world(&decision),
         vec![
@@ -277,12 +279,18 @@ fn promotion_rolls_stable_out_then_finalises_then_succeeds() {
     assert_eq!(world(&decision), vec![]);
     assert_eq!(sim.status.phase, Phase::Promoting);
     // Stable done: every user back on stable, which now runs r2.
-    let decision = sim.tick(&healthy(), &with_stable(ready.clone(), WorkloadState::Ready));
+    let decision = sim.tick(
+        &healthy(),
+        &with_stable(ready.clone(), WorkloadState::Ready),
+    );
     assert_eq!(world(&decision), vec![Action::SetWeight(0.0)]);
     assert_eq!(sim.status.phase, Phase::Finalising);
     assert_eq!(decision.event_reasons(), vec![reasons::FINALISING]);
     // The drain delay (30s) passes, then the canary is scaled down and the run is done.
-    let decision = sim.tick(&healthy(), &with_stable(ready.clone(), WorkloadState::Ready));
+    let decision = sim.tick(
+        &healthy(),
+        &with_stable(ready.clone(), WorkloadState::Ready),
+    );
     assert_eq!(world(&decision), vec![scale_down("r2")]);
     assert_eq!(sim.status.phase, Phase::Succeeded);
     assert_eq!(sim.status.stable_revision.as_deref(), Some("r2"));
@@ -305,7 +313,7 @@ fn the_drain_delay_holds_the_scale_down_in_finalising() {
     let mut spec = spec();
     spec.scale_down_delay = stickycanary::duration::Duration::from_secs(90);
     let mut sim = Sim::new(spec);
-    sim.to_promoting();
+    sim.walk_to_promoting();
     let ready = with_stable(
         release("r2", "r1", WorkloadState::Ready),
         WorkloadState::Ready,
@@ -323,7 +331,7 @@ fn the_drain_delay_holds_the_scale_down_in_finalising() {
 #[test]
 fn a_failed_stable_rollout_keeps_users_on_the_canary_and_marks_the_run_failed() {
     let mut sim = Sim::new(spec());
-    sim.to_promoting();
+    sim.walk_to_promoting();
     let failed = WorkloadState::Failed("ProgressDeadlineExceeded: ReplicaSet timed out".into());
     let decision = sim.tick(
         &healthy(),
@@ -355,7 +363,7 @@ fn a_failed_stable_rollout_keeps_users_on_the_canary_and_marks_the_run_failed() 
 #[test]
 fn a_stable_rollout_past_progress_deadline_fails_the_promotion() {
     let mut sim = Sim::new(spec());
-    sim.to_promoting();
+    sim.walk_to_promoting();
     let rolling = with_stable(
         release("r2", "r1", WorkloadState::Ready),
         WorkloadState::Starting,
@@ -378,7 +386,7 @@ fn a_stable_rollout_past_progress_deadline_fails_the_promotion() {
 #[test]
 fn a_stable_template_lost_before_it_was_copied_is_copied_again() {
     let mut sim = Sim::new(spec());
-    sim.to_promoting();
+    sim.walk_to_promoting();
     let decision = sim.tick(
         &healthy(),
         &with_stable(
@@ -439,7 +447,10 @@ fn a_new_revision_mid_run_puts_users_back_on_stable_first_then_resets_and_rotate
     sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
     sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
     // A breach in progress: its timer must not carry over to the next revision.
-    sim.tick(&traffic(30.0, None), &release("r2", "r1", WorkloadState::Ready));
+    sim.tick(
+        &traffic(30.0, None),
+        &release("r2", "r1", WorkloadState::Ready),
+    );
     assert!(!sim.status.breach_started_at.is_empty());
     assert_eq!(sim.status.weight, 10.0);
 
@@ -517,8 +528,15 @@ fn retry_runs_the_failed_revision_again_with_a_new_cohort() {
     assert_eq!(sim.status.attempt, 2);
     assert_eq!(sim.status.salt.as_deref(), Some("checkout-r2-2"));
     assert_ne!(sim.status.salt.as_deref(), Some(first_salt));
-    assert!(sim.status.scale_down_at.is_none(), "the pending scale-down is cancelled");
-    assert_eq!(world(&decision), vec![], "the canary is still up: no scale-up needed");
+    assert!(
+        sim.status.scale_down_at.is_none(),
+        "the pending scale-down is cancelled"
+    );
+    assert_eq!(
+        world(&decision),
+        vec![],
+        "the canary is still up: no scale-up needed"
+    );
     let decision = sim.tick(&healthy(), &ready);
     assert_eq!(
         world(&decision),
@@ -595,21 +613,27 @@ fn a_restart_from_saved_status_resumes_every_new_phase_exactly() {
     ));
 
     let mut sim = Sim::new(spec.clone());
-    sim.to_promoting();
+    sim.walk_to_promoting();
     let ready = release("r2", "r1", WorkloadState::Ready);
     cases.push((
         sim.status.clone(),
         sim.now,
         with_stable(ready.clone(), WorkloadState::Ready),
     ));
-    sim.tick(&healthy(), &with_stable(ready.clone(), WorkloadState::Ready));
+    sim.tick(
+        &healthy(),
+        &with_stable(ready.clone(), WorkloadState::Ready),
+    );
     assert_eq!(sim.status.phase, Phase::Finalising);
     cases.push((
         sim.status.clone(),
         sim.now,
         with_stable(ready.clone(), WorkloadState::Ready),
     ));
-    sim.tick(&healthy(), &with_stable(ready.clone(), WorkloadState::Ready));
+    sim.tick(
+        &healthy(),
+        &with_stable(ready.clone(), WorkloadState::Ready),
+    );
     assert_eq!(sim.status.phase, Phase::Succeeded);
     cases.push((
         sim.status.clone(),
@@ -662,5 +686,8 @@ fn without_a_revision_source_promotion_ends_at_promoted_as_before() {
         status = decision.status;
     }
     assert_eq!(status.phase, Phase::Promoted);
-    assert_eq!(actions, vec![Action::SetWeight(10.0), Action::SetWeight(100.0)]);
+    assert_eq!(
+        actions,
+        vec![Action::SetWeight(10.0), Action::SetWeight(100.0)]
+    );
 }

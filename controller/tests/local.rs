@@ -739,3 +739,201 @@ async fn a_direct_pause_or_resume_keeps_the_last_analysis_and_the_outage_clock()
     assert_eq!(scene.status()["status"]["phase"], "RolledBack");
     assert_eq!(scene.weight(), 0.0);
 }
+
+/// A webhook receiver on loopback that keeps every posted `text`.
+async fn webhook() -> (String, Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+    let texts: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let sink = texts.clone();
+    let app = Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let sink = sink.clone();
+            async move {
+                let value: Value = serde_json::from_str(&body).unwrap_or_default();
+                sink.lock()
+                    .unwrap()
+                    .push(value["text"].as_str().unwrap_or_default().to_string());
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, texts, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_weight_write_notifies_nobody_and_the_write_that_works_notifies_once() {
+    let prometheus = fake_prometheus(HEALTHY).await;
+    let (url, texts, server) = webhook().await;
+    let scene = Scene::new(1);
+    let rollout = fs::read_to_string(scene.path("rollout.yaml")).unwrap();
+    fs::write(
+        scene.path("rollout.yaml"),
+        format!("{rollout}  notification: {{webhook: \"{url}\"}}\n"),
+    )
+    .unwrap();
+    let mut run = Running::start(scene.command(&prometheus.url, &[]));
+    poll_until("stage 1 weight", Duration::from_secs(10), || {
+        scene.weight() == 10.0
+    })
+    .await;
+    // Break the ECDS file: every weight write fails until it is back.
+    let good = fs::read(scene.path("filter.ecds.json")).unwrap();
+    fs::write(scene.path("filter.ecds.json"), b"{\"resources\": []}").unwrap();
+    poll_until("failed weight writes", Duration::from_secs(10), || {
+        run.output().matches("weight NOT applied").count() >= 3
+    })
+    .await;
+    let advanced = |texts: &Arc<Mutex<Vec<String>>>| {
+        texts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| t.contains("weight set to 50%"))
+            .count()
+    };
+    assert_eq!(
+        advanced(&texts),
+        0,
+        "no notification for a weight Envoy never got"
+    );
+    fs::write(scene.path("filter.ecds.json"), good).unwrap();
+    poll_until("stage 2 weight", Duration::from_secs(10), || {
+        scene.weight() == 50.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(advanced(&texts), 1, "{:?}", texts.lock().unwrap());
+    drop(run);
+    server.abort();
+}
+
+/// A scene in the release lifecycle: `spec.canary.revision` set, hooks that log their calls.
+fn lifecycle_scene(revision: &str) -> Scene {
+    let scene = Scene::new(1);
+    let rollout = fs::read_to_string(scene.path("rollout.yaml")).unwrap().replace(
+        "canary: {deployment: checkout-canary}",
+        &format!("canary: {{deployment: checkout-canary, revision: {revision}}}\n  scaleDownDelay: 300ms"),
+    );
+    fs::write(scene.path("rollout.yaml"), rollout).unwrap();
+    scene
+}
+
+fn hook_args(scene: &Scene, scale_up: &str) -> Vec<String> {
+    let log = scene.path("hooks.log");
+    let record = |what: &str| {
+        format!(
+            "echo \"$STICKYCANARY_ROLLOUT $STICKYCANARY_REVISION $STICKYCANARY_ACTION\" >> {} && echo {what}",
+            log.display()
+        )
+    };
+    vec![
+        "--on-scale-up".into(),
+        format!("{} && {scale_up}", record("up")),
+        "--on-promote".into(),
+        record("promoted"),
+        "--on-scale-down".into(),
+        record("down"),
+        "--hook-timeout".into(),
+        "5s".into(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_runs_the_hooks_in_order_and_waits_for_the_next_revision() {
+    let prometheus = fake_prometheus(HEALTHY).await;
+    let scene = lifecycle_scene("r2");
+    let args = hook_args(&scene, "true");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = Running::start(scene.command(&prometheus.url, &args));
+    poll_until("Succeeded", Duration::from_secs(20), || {
+        scene.path("status.json").exists() && scene.status()["status"]["phase"] == "Succeeded"
+    })
+    .await;
+    let status = scene.status()["status"].clone();
+    assert_eq!(status["stableRevision"], "r2");
+    assert_eq!(status["salt"], "checkout-r2");
+    assert_eq!(scene.weight(), 0.0, "users back on stable");
+    let calls = fs::read_to_string(scene.path("hooks.log")).unwrap();
+    assert_eq!(
+        calls,
+        "checkout r2 scale-up\ncheckout r2 promote\ncheckout r2 scale-down\n"
+    );
+    let output = run.output();
+    assert!(
+        output.contains("hook --on-promote (revision r2): ok"),
+        "{output}"
+    );
+    assert!(
+        output.contains("      | promoted"),
+        "the hook's output is logged: {output}"
+    );
+    // The salt of the run, as `assign` reads it from the status file.
+    let out = Command::new(env!("CARGO_BIN_EXE_stickycanary"))
+        .args(["assign", "--user", "u42", "--weight", "10", "--status-file"])
+        .arg(scene.path("status.json"))
+        .output()
+        .unwrap();
+    let explicit = Command::new(env!("CARGO_BIN_EXE_stickycanary"))
+        .args([
+            "assign",
+            "--user",
+            "u42",
+            "--weight",
+            "10",
+            "--salt",
+            "checkout-r2",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, explicit.stdout);
+    // Still running: waiting for a release.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut run = run;
+    assert!(
+        run.child.try_wait().unwrap().is_none(),
+        "the loop waits for the next revision"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_scale_up_hook_fails_the_run_before_any_user_reaches_the_canary() {
+    let prometheus = fake_prometheus(HEALTHY).await;
+    let scene = lifecycle_scene("r2");
+    let args = hook_args(&scene, "echo no capacity >&2 && exit 3");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = Running::start(scene.command(&prometheus.url, &args));
+    poll_until("RolledBack", Duration::from_secs(20), || {
+        scene.path("status.json").exists() && scene.status()["status"]["phase"] == "RolledBack"
+    })
+    .await;
+    let status = scene.status()["status"].clone();
+    assert_eq!(status["rollbackReason"], "scale-up-failed");
+    assert_eq!(status["failedRevision"], "r2");
+    assert!(
+        status["failureReason"]
+            .as_str()
+            .unwrap()
+            .contains("exit status: 3"),
+        "{status}"
+    );
+    assert_eq!(scene.weight(), 0.0);
+    poll_until("scale-down", Duration::from_secs(5), || {
+        run.output()
+            .contains("hook --on-scale-down (revision r2): ok")
+    })
+    .await;
+    let output = run.output();
+    assert!(output.contains("      | no capacity"), "{output}");
+    assert!(
+        !output.contains("weight 10%"),
+        "no user ever reached r2: {output}"
+    );
+}

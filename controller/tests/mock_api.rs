@@ -2,15 +2,20 @@
 //! `tower_test::mock::pair()` backs a real `kube::Client`, and each `Scenario` spells out the
 //! exact requests expected (method, path, query, content type, body) and the answers given.
 //! No API server can run on these machines; this is how the cluster side is tested.
+//!
+//! Every request also passes the chart's RBAC (`support::rbac`), in both install modes, and
+//! answers 403 (failing the test) when a rule is missing: the chart is proven against what
+//! the code actually sends, not against a list written next to it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use http::{Method, Request, Response, StatusCode};
-use kube::client::Body;
+use http::{Method, StatusCode};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use serde_json::{json, Value};
@@ -22,7 +27,8 @@ use stickycanary::metrics::Metrics;
 use stickycanary::target::wasmplugin::WasmPluginTarget;
 use stickycanary::target::{TargetError, WeightTarget};
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+use support::api::{api_status, finish, Authorizer, FakeApi, ScriptedServer, Seen};
+use support::rbac::{ChartRules, Mode};
 
 const PLUGIN_PATH: &str =
     "/apis/extensions.istio.io/v1alpha1/namespaces/istio-system/wasmplugins/stickycanary";
@@ -46,156 +52,115 @@ fn plugin(weight: f64) -> Value {
     })
 }
 
-fn api_status(code: u16, reason: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": format!("mock {reason}"),
-           "reason": reason, "code": code})
+/// The merge patch of exactly one weight field, under the stickycanary field manager.
+fn assert_weight_patch(seen: &Seen, weight: Value) {
+    assert_eq!(seen.content_type, "application/merge-patch+json");
+    assert!(
+        seen.query.contains("fieldManager=stickycanary"),
+        "{}",
+        seen.query
+    );
+    assert_eq!(
+        seen.body,
+        json!({"metadata": {"resourceVersion": "7"},
+               "spec": {"pluginConfig": {"rollouts": {"checkout": {"weight": weight}}}}}),
+        "the weight, conditional on the resourceVersion read"
+    );
 }
 
-/// A request as the mock server saw it.
-struct Seen {
-    method: Method,
-    path: String,
-    query: String,
-    content_type: String,
-    body: Value,
-}
-
-/// The server side of the mock: receives requests, checks them, answers.
-struct ApiServer(Handle);
-
-impl ApiServer {
-    async fn next(&mut self) -> (Seen, tower_test::mock::SendResponse<Response<Body>>) {
-        let (request, send) = tokio::time::timeout(Duration::from_secs(5), self.0.next_request())
-            .await
-            .expect("timed out waiting for a request")
-            .expect("the client went away");
-        let (parts, body) = request.into_parts();
-        let bytes = body.collect_bytes().await.unwrap();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        let seen = Seen {
-            method: parts.method,
-            path: parts.uri.path().to_string(),
-            query: parts.uri.query().unwrap_or_default().to_string(),
-            content_type: parts
-                .headers
-                .get(http::header::CONTENT_TYPE)
-                .map(|v| v.to_str().unwrap().to_string())
-                .unwrap_or_default(),
-            body,
-        };
-        (seen, send)
-    }
-
-    async fn expect(
-        &mut self,
-        method: Method,
-        path: &str,
-        status: StatusCode,
-        answer: Value,
-    ) -> Seen {
-        let (seen, send) = self.next().await;
-        assert_eq!(seen.method, method, "method of request to {}", seen.path);
-        assert_eq!(seen.path, path);
-        send.send_response(
-            Response::builder()
-                .status(status)
-                .body(Body::from(serde_json::to_vec(&answer).unwrap()))
-                .unwrap(),
-        );
-        seen
-    }
-
-    /// The merge patch of exactly one weight field, under the stickycanary field manager.
-    fn assert_weight_patch(seen: &Seen, weight: Value) {
-        assert_eq!(seen.content_type, "application/merge-patch+json");
-        assert!(
-            seen.query.contains("fieldManager=stickycanary"),
-            "{}",
-            seen.query
-        );
-        assert_eq!(
-            seen.body,
-            json!({"spec": {"pluginConfig": {"rollouts": {"checkout": {"weight": weight}}}}})
-        );
-    }
-
-    async fn run(mut self, scenario: Scenario) {
-        match scenario {
-            Scenario::WeightPatched => {
-                self.expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
-                    .await;
-                let seen = self
-                    .expect(Method::PATCH, PLUGIN_PATH, StatusCode::OK, plugin(25.0))
-                    .await;
-                Self::assert_weight_patch(&seen, json!(25));
-            }
-            Scenario::ConflictThenPatched => {
-                self.expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
-                    .await;
-                let seen = self
-                    .expect(
-                        Method::PATCH,
-                        PLUGIN_PATH,
-                        StatusCode::CONFLICT,
-                        api_status(409, "Conflict"),
-                    )
-                    .await;
-                Self::assert_weight_patch(&seen, json!(25));
-                self.expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
-                    .await;
-                let seen = self
-                    .expect(Method::PATCH, PLUGIN_PATH, StatusCode::OK, plugin(25.0))
-                    .await;
-                Self::assert_weight_patch(&seen, json!(25));
-            }
-            Scenario::ServerError => {
-                self.expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
-                    .await;
-                self.expect(
+async fn run(mut server: ScriptedServer, scenario: Scenario) {
+    match scenario {
+        Scenario::WeightPatched => {
+            server
+                .expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
+                .await;
+            let seen = server
+                .expect(Method::PATCH, PLUGIN_PATH, StatusCode::OK, plugin(25.0))
+                .await;
+            assert_weight_patch(&seen, json!(25));
+        }
+        Scenario::ConflictThenPatched => {
+            server
+                .expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
+                .await;
+            // Someone else writes the plugin (resourceVersion 7 -> 8) before our patch. The
+            // API server refuses a patch only when it names an older resourceVersion.
+            let mut edited = plugin(10.0);
+            edited["metadata"]["resourceVersion"] = json!("8");
+            let (seen, send) = server.next().await;
+            assert_eq!(seen.method, Method::PATCH);
+            assert!(
+                support::api::stale(&edited, &seen.body),
+                "the patch is not conditional on what was read: {}",
+                seen.body
+            );
+            support::api::respond(send, StatusCode::CONFLICT, &api_status(409, "Conflict"));
+            // The re-read sees version 8, and the retried patch is conditional on it.
+            server
+                .expect(Method::GET, PLUGIN_PATH, StatusCode::OK, edited.clone())
+                .await;
+            let seen = server
+                .expect(Method::PATCH, PLUGIN_PATH, StatusCode::OK, plugin(25.0))
+                .await;
+            assert_eq!(seen.body["metadata"]["resourceVersion"], "8");
+            assert!(!support::api::stale(&edited, &seen.body));
+            assert_eq!(
+                seen.body["spec"]["pluginConfig"]["rollouts"]["checkout"]["weight"],
+                25
+            );
+        }
+        Scenario::ServerError => {
+            server
+                .expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
+                .await;
+            server
+                .expect(
                     Method::PATCH,
                     PLUGIN_PATH,
                     StatusCode::INTERNAL_SERVER_ERROR,
                     api_status(500, "InternalError"),
                 )
                 .await;
-            }
-            Scenario::PatchNeverAnswered => {
-                self.expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
-                    .await;
-                let (seen, send) = self.next().await;
-                assert_eq!(seen.method, Method::PATCH);
-                // Hold the answer past the client's timeout.
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                drop(send);
-            }
-            Scenario::OnlyGet { answer, status } => {
-                self.expect(Method::GET, PLUGIN_PATH, status, answer).await;
-            }
-            Scenario::ReconcileStartsRollout => {
-                // 1. The plugin is read to learn the rollout's version names and weight.
-                self.expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(0.0))
-                    .await;
-                // 2. Canary health: the Deployment is not there yet, so health is unknown.
-                self.expect(
+        }
+        Scenario::PatchNeverAnswered => {
+            server
+                .expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
+                .await;
+            let (seen, send) = server.next().await;
+            assert_eq!(seen.method, Method::PATCH);
+            // Hold the answer past the client's timeout.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            drop(send);
+        }
+        Scenario::OnlyGet { answer, status } => {
+            server
+                .expect(Method::GET, PLUGIN_PATH, status, answer)
+                .await;
+        }
+        Scenario::ReconcileStartsRollout => {
+            // 1. The plugin is read to learn the rollout's version names and weight.
+            server
+                .expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(0.0))
+                .await;
+            // 2. Canary health: the Deployment is not there yet, so health is unknown.
+            server
+                .expect(
                     Method::GET,
                     "/apis/apps/v1/namespaces/shop/deployments/checkout-canary",
                     StatusCode::NOT_FOUND,
                     api_status(404, "NotFound"),
                 )
                 .await;
-                // 3. The engine starts stage 1: the weight is written first...
-                self.expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(0.0))
-                    .await;
-                let seen = self
-                    .expect(Method::PATCH, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
-                    .await;
-                Self::assert_weight_patch(&seen, json!(10));
-                // 4. ...then the status subresource, as a merge patch.
-                let seen = self
+            // 3. The engine starts stage 1: the weight is written first...
+            server
+                .expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(0.0))
+                .await;
+            let seen = server
+                .expect(Method::PATCH, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
+                .await;
+            assert_weight_patch(&seen, json!(10));
+            // 4. ...then the status subresource, as a merge patch.
+            let seen = server
                     .expect(
                         Method::PATCH,
                         "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts/checkout/status",
@@ -203,49 +168,52 @@ impl ApiServer {
                         rollout_json(),
                     )
                     .await;
-                assert_eq!(seen.content_type, "application/merge-patch+json");
-                assert!(seen.query.contains("fieldManager=stickycanary"));
-                let status = &seen.body["status"];
-                assert_eq!(status["phase"], "Progressing");
-                assert_eq!(status["weight"], 10.0);
-                assert_eq!(status["stageIndex"], 0);
-                assert_eq!(status["observedGeneration"], 3);
-                assert!(status["stageStartedAt"].is_string());
-                // 5. The Event on the CanaryRollout.
-                let seen = self
-                    .expect(
-                        Method::POST,
-                        "/apis/events.k8s.io/v1/namespaces/shop/events",
-                        StatusCode::CREATED,
-                        json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+            assert_eq!(seen.content_type, "application/merge-patch+json");
+            assert!(seen.query.contains("fieldManager=stickycanary"));
+            let status = &seen.body["status"];
+            assert_eq!(status["phase"], "Progressing");
+            assert_eq!(status["weight"], 10.0);
+            assert_eq!(status["stageIndex"], 0);
+            assert_eq!(status["observedGeneration"], 3);
+            assert!(status["stageStartedAt"].is_string());
+            // 5. The Event on the CanaryRollout.
+            let seen = server
+                .expect(
+                    Method::POST,
+                    "/apis/events.k8s.io/v1/namespaces/shop/events",
+                    StatusCode::CREATED,
+                    json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
                                "metadata": {"name": "checkout.1", "namespace": "shop"},
                                "eventTime": "2026-11-26T06:00:00.000000Z"}),
-                    )
-                    .await;
-                assert_eq!(seen.body["reason"], "StageAdvanced");
-                assert_eq!(seen.body["type"], "Normal");
-                assert_eq!(seen.body["reportingController"], "stickycanary");
-                assert_eq!(seen.body["regarding"]["kind"], "CanaryRollout");
-                assert_eq!(seen.body["regarding"]["name"], "checkout");
-                assert_eq!(seen.body["regarding"]["namespace"], "shop");
-            }
-            Scenario::ReconcileAbortRequest => {
-                self.expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(25.0))
-                    .await;
-                self.expect(
+                )
+                .await;
+            assert_eq!(seen.body["reason"], "StageAdvanced");
+            assert_eq!(seen.body["type"], "Normal");
+            assert_eq!(seen.body["reportingController"], "stickycanary");
+            assert_eq!(seen.body["regarding"]["kind"], "CanaryRollout");
+            assert_eq!(seen.body["regarding"]["name"], "checkout");
+            assert_eq!(seen.body["regarding"]["namespace"], "shop");
+        }
+        Scenario::ReconcileAbortRequest => {
+            server
+                .expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(25.0))
+                .await;
+            server
+                .expect(
                     Method::GET,
                     "/apis/apps/v1/namespaces/shop/deployments/checkout-canary",
                     StatusCode::NOT_FOUND,
                     api_status(404, "NotFound"),
                 )
                 .await;
-                self.expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(25.0))
-                    .await;
-                let seen = self
-                    .expect(Method::PATCH, PLUGIN_PATH, StatusCode::OK, plugin(0.0))
-                    .await;
-                Self::assert_weight_patch(&seen, json!(0));
-                let seen = self
+            server
+                .expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(25.0))
+                .await;
+            let seen = server
+                .expect(Method::PATCH, PLUGIN_PATH, StatusCode::OK, plugin(0.0))
+                .await;
+            assert_weight_patch(&seen, json!(0));
+            let seen = server
                     .expect(
                         Method::PATCH,
                         "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts/checkout/status",
@@ -253,44 +221,48 @@ impl ApiServer {
                         rollout_json(),
                     )
                     .await;
-                assert_eq!(seen.body["status"]["phase"], "RolledBack");
-                assert_eq!(seen.body["status"]["rollbackReason"], "aborted");
-                // The request is recorded as handled, so it is not applied twice.
-                let seen = self
-                    .expect(
-                        Method::PATCH,
-                        "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts/checkout",
-                        StatusCode::OK,
-                        rollout_json(),
-                    )
-                    .await;
-                assert_eq!(
-                    seen.body,
-                    json!({"metadata": {"annotations": {"stickycanary.dev/request-handled": "abort@42"}}})
-                );
-            }
-            Scenario::ReconcileWeightPatchFails => {
-                self.expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(0.0))
-                    .await;
-                self.expect(
+            assert_eq!(seen.body["status"]["phase"], "RolledBack");
+            assert_eq!(seen.body["status"]["rollbackReason"], "aborted");
+            // The request is recorded as handled, so it is not applied twice.
+            let seen = server
+                .expect(
+                    Method::PATCH,
+                    "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts/checkout",
+                    StatusCode::OK,
+                    rollout_json(),
+                )
+                .await;
+            assert_eq!(
+                seen.body,
+                json!({"metadata": {"annotations": {"stickycanary.dev/request-handled": "abort@42"}}})
+            );
+        }
+        Scenario::ReconcileWeightPatchFails => {
+            server
+                .expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(0.0))
+                .await;
+            server
+                .expect(
                     Method::GET,
                     "/apis/apps/v1/namespaces/shop/deployments/checkout-canary",
                     StatusCode::NOT_FOUND,
                     api_status(404, "NotFound"),
                 )
                 .await;
-                self.expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(0.0))
-                    .await;
-                self.expect(
+            server
+                .expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(0.0))
+                .await;
+            server
+                .expect(
                     Method::PATCH,
                     PLUGIN_PATH,
                     StatusCode::SERVICE_UNAVAILABLE,
                     api_status(503, "ServiceUnavailable"),
                 )
                 .await;
-                // Only a Degraded condition is recorded: the status never claims a weight
-                // that was not set.
-                let seen = self
+            // Only a Degraded condition is recorded: the status never claims a weight
+            // that was not set.
+            let seen = server
                     .expect(
                         Method::PATCH,
                         "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts/checkout/status",
@@ -298,17 +270,18 @@ impl ApiServer {
                         rollout_json(),
                     )
                     .await;
-                assert_degraded_only(&seen.body, "WasmPluginUnavailable");
-            }
-            Scenario::ReconcilePluginDeleted => {
-                self.expect(
+            assert_degraded_only(&seen.body, "WasmPluginUnavailable");
+        }
+        Scenario::ReconcilePluginDeleted => {
+            server
+                .expect(
                     Method::GET,
                     PLUGIN_PATH,
                     StatusCode::NOT_FOUND,
                     api_status(404, "NotFound"),
                 )
                 .await;
-                let seen = self
+            let seen = server
                     .expect(
                         Method::PATCH,
                         "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts/checkout/status",
@@ -316,104 +289,129 @@ impl ApiServer {
                         rollout_json(),
                     )
                     .await;
-                assert_degraded_only(&seen.body, "WasmPluginNotFound");
-            }
-            Scenario::LeaseCreated => {
-                self.expect(
+            assert_degraded_only(&seen.body, "WasmPluginNotFound");
+        }
+        Scenario::LeaseCreated => {
+            server
+                .expect(
                     Method::GET,
                     LEASE_PATH,
                     StatusCode::NOT_FOUND,
                     api_status(404, "NotFound"),
                 )
                 .await;
-                let seen = self
-                    .expect(
-                        Method::POST,
-                        "/apis/coordination.k8s.io/v1/namespaces/stickycanary/leases",
-                        StatusCode::CREATED,
-                        lease("replica-a", "2026-11-26T06:00:00.000000Z", 0),
-                    )
-                    .await;
-                assert_eq!(seen.body["metadata"]["name"], "stickycanary-leader");
-                assert_eq!(seen.body["spec"]["holderIdentity"], "replica-a");
-                assert_eq!(seen.body["spec"]["leaseDurationSeconds"], 15);
-                assert_eq!(seen.body["spec"]["leaseTransitions"], 0);
-                assert!(seen.body["spec"]["renewTime"].is_string());
-            }
-            Scenario::LeaseRenewed => {
-                self.expect(
+            let seen = server
+                .expect(
+                    Method::POST,
+                    "/apis/coordination.k8s.io/v1/namespaces/stickycanary/leases",
+                    StatusCode::CREATED,
+                    lease("replica-a", "2026-11-26T06:00:00.000000Z", 0),
+                )
+                .await;
+            assert_eq!(seen.body["metadata"]["name"], "stickycanary-leader");
+            assert_eq!(seen.body["spec"]["holderIdentity"], "replica-a");
+            assert_eq!(seen.body["spec"]["leaseDurationSeconds"], 15);
+            assert_eq!(seen.body["spec"]["leaseTransitions"], 0);
+            assert!(seen.body["spec"]["renewTime"].is_string());
+        }
+        Scenario::LeaseRenewed => {
+            server
+                .expect(
                     Method::GET,
                     LEASE_PATH,
                     StatusCode::OK,
                     lease("replica-a", "2026-11-26T05:59:58.000000Z", 2),
                 )
                 .await;
-                let seen = self
+            let seen = server
+                .expect(
+                    Method::PUT,
+                    LEASE_PATH,
+                    StatusCode::OK,
+                    lease("replica-a", "2026-11-26T06:00:00.000000Z", 2),
+                )
+                .await;
+            assert_eq!(
+                seen.body["metadata"]["resourceVersion"], "11",
+                "optimistic concurrency"
+            );
+            assert_eq!(seen.body["spec"]["holderIdentity"], "replica-a");
+            assert_eq!(
+                seen.body["spec"]["leaseTransitions"], 2,
+                "a renewal is not a transition"
+            );
+            assert_eq!(
+                seen.body["spec"]["renewTime"],
+                "2026-11-26T06:00:00.000000Z"
+            );
+        }
+        Scenario::LeaseRenewedBySkewedClock => {
+            // replica-b's clock is a minute behind ours: each renewTime it writes is long
+            // past by our clock, but the record changes at every read, so it is alive.
+            for renew in ["05:59:00", "05:59:05", "05:59:10"] {
+                server
                     .expect(
-                        Method::PUT,
+                        Method::GET,
                         LEASE_PATH,
                         StatusCode::OK,
-                        lease("replica-a", "2026-11-26T06:00:00.000000Z", 2),
+                        lease("replica-b", &format!("2026-11-26T{renew}.000000Z"), 1),
                     )
                     .await;
-                assert_eq!(
-                    seen.body["metadata"]["resourceVersion"], "11",
-                    "optimistic concurrency"
-                );
-                assert_eq!(seen.body["spec"]["holderIdentity"], "replica-a");
-                assert_eq!(
-                    seen.body["spec"]["leaseTransitions"], 2,
-                    "a renewal is not a transition"
-                );
-                assert_eq!(
-                    seen.body["spec"]["renewTime"],
-                    "2026-11-26T06:00:00.000000Z"
-                );
             }
-            Scenario::LeaseHeldByOther => {
-                self.expect(
+            server.expect_silence(Duration::from_millis(200)).await;
+        }
+        Scenario::LeaseHeldByOther => {
+            server
+                .expect(
                     Method::GET,
                     LEASE_PATH,
                     StatusCode::OK,
                     lease("replica-b", "2026-11-26T05:59:58.000000Z", 1),
                 )
                 .await;
-            }
-            Scenario::LeaseTakenOverAfterExpiry => {
-                self.expect(
-                    Method::GET,
-                    LEASE_PATH,
-                    StatusCode::OK,
-                    lease("replica-b", "2026-11-26T05:59:00.000000Z", 1),
-                )
-                .await;
-                let seen = self
+        }
+        Scenario::LeaseTakenOverAfterExpiry => {
+            // Seen once, then unchanged a lease duration later (by our clock).
+            for _ in 0..2 {
+                server
                     .expect(
-                        Method::PUT,
+                        Method::GET,
                         LEASE_PATH,
                         StatusCode::OK,
-                        lease("replica-a", "2026-11-26T06:00:00.000000Z", 2),
+                        lease("replica-b", "2026-11-26T05:59:00.000000Z", 1),
                     )
                     .await;
-                assert_eq!(seen.body["spec"]["holderIdentity"], "replica-a");
-                assert_eq!(seen.body["spec"]["leaseTransitions"], 2);
             }
-            Scenario::LeaseRaceLost => {
-                self.expect(
-                    Method::GET,
+            let seen = server
+                .expect(
+                    Method::PUT,
                     LEASE_PATH,
                     StatusCode::OK,
-                    lease("replica-b", "2026-11-26T05:59:00.000000Z", 1),
+                    lease("replica-a", "2026-11-26T06:00:00.000000Z", 2),
                 )
                 .await;
-                self.expect(
+            assert_eq!(seen.body["spec"]["holderIdentity"], "replica-a");
+            assert_eq!(seen.body["spec"]["leaseTransitions"], 2);
+        }
+        Scenario::LeaseRaceLost => {
+            for _ in 0..2 {
+                server
+                    .expect(
+                        Method::GET,
+                        LEASE_PATH,
+                        StatusCode::OK,
+                        lease("replica-b", "2026-11-26T05:59:00.000000Z", 1),
+                    )
+                    .await;
+            }
+            server
+                .expect(
                     Method::PUT,
                     LEASE_PATH,
                     StatusCode::CONFLICT,
                     api_status(409, "Conflict"),
                 )
                 .await;
-            }
         }
     }
 }
@@ -460,27 +458,20 @@ enum Scenario {
     LeaseCreated,
     LeaseRenewed,
     LeaseHeldByOther,
+    LeaseRenewedBySkewedClock,
     LeaseTakenOverAfterExpiry,
     LeaseRaceLost,
 }
 
-fn mock() -> (Client, ApiServer) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (Client::new(service, "default"), ApiServer(handle))
+fn mock() -> (Client, ScriptedServer) {
+    ScriptedServer::new()
 }
 
 /// Spawns the server side and returns the client plus a join handle to await at the end.
 fn start(scenario: Scenario) -> (Client, tokio::task::JoinHandle<()>) {
     let (client, server) = mock();
-    let handle = tokio::spawn(server.run(scenario));
+    let handle = tokio::spawn(run(server, scenario));
     (client, handle)
-}
-
-async fn finish(server: tokio::task::JoinHandle<()>) {
-    tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("scenario did not finish: a request it expected never came")
-        .expect("scenario failed");
 }
 
 #[derive(Default)]
@@ -518,7 +509,7 @@ async fn weight_change_is_a_merge_patch_of_exactly_one_field() {
 }
 
 #[tokio::test]
-async fn a_409_conflict_is_retried_after_reading_the_plugin_again() {
+async fn a_concurrent_plugin_edit_gives_409_and_the_patch_is_retried_on_the_new_version() {
     let (client, server) = start(Scenario::ConflictThenPatched);
     let outcomes = Arc::new(Outcomes::default());
     target(client, &outcomes, Duration::from_secs(5))
@@ -638,6 +629,7 @@ fn context(client: Client) -> Arc<Context> {
         patch_timeout: Duration::from_secs(5),
         webhook: reqwest::Client::new(),
         last_tick: Mutex::new(HashMap::new()),
+        backoff: Default::default(),
     })
 }
 
@@ -714,10 +706,8 @@ async fn a_failed_weight_patch_fails_the_reconcile_without_a_status_write() {
     finish(server).await;
     assert!(err.to_string().contains("503"), "{err}");
     let requeue = reconcile::error_policy(rollout, &err, ctx.clone());
-    assert_eq!(
-        requeue,
-        kube::runtime::controller::Action::requeue(Duration::from_secs(5))
-    );
+    let delay = requeue_after(&requeue);
+    assert!((4.0..=5.0).contains(&delay), "{requeue:?}");
     assert!(ctx
         .metrics
         .encode()
@@ -742,10 +732,8 @@ async fn a_wasmplugin_deleted_mid_rollout_is_degraded_and_retried_with_backoff()
     finish(server).await;
     assert!(err.to_string().contains("not found"), "{err}");
     let requeue = reconcile::error_policy(rollout, &err, ctx.clone());
-    assert_eq!(
-        requeue,
-        kube::runtime::controller::Action::requeue(Duration::from_secs(30))
-    );
+    let delay = requeue_after(&requeue);
+    assert!((24.0..=30.0).contains(&delay), "{requeue:?}");
     assert!(ctx
         .metrics
         .encode()
@@ -763,12 +751,8 @@ async fn a_follower_does_not_touch_the_api() {
         requeue,
         kube::runtime::controller::Action::requeue(Duration::from_secs(5))
     );
-    let mut handle = server.0;
-    let pending = tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await;
-    assert!(
-        pending.is_err() || matches!(pending, Ok(None)),
-        "a follower sent a request"
-    );
+    let mut server = server;
+    server.expect_silence(Duration::from_millis(200)).await;
 }
 
 fn elector(client: Client) -> LeaderElector {
@@ -789,7 +773,7 @@ fn at(text: &str) -> k8s_openapi::jiff::Timestamp {
 async fn an_absent_lease_is_created_and_held() {
     let (client, server) = start(Scenario::LeaseCreated);
     let round = elector(client)
-        .round(at("2026-11-26T06:00:00Z"))
+        .round(at("2026-11-26T06:00:00Z"), Instant::now())
         .await
         .unwrap();
     finish(server).await;
@@ -800,7 +784,7 @@ async fn an_absent_lease_is_created_and_held() {
 async fn the_holder_renews_its_lease_with_the_read_resource_version() {
     let (client, server) = start(Scenario::LeaseRenewed);
     let round = elector(client)
-        .round(at("2026-11-26T06:00:00Z"))
+        .round(at("2026-11-26T06:00:00Z"), Instant::now())
         .await
         .unwrap();
     finish(server).await;
@@ -811,7 +795,7 @@ async fn the_holder_renews_its_lease_with_the_read_resource_version() {
 async fn a_live_lease_of_another_replica_is_followed_without_writing() {
     let (client, server) = start(Scenario::LeaseHeldByOther);
     let round = elector(client)
-        .round(at("2026-11-26T06:00:00Z"))
+        .round(at("2026-11-26T06:00:00Z"), Instant::now())
         .await
         .unwrap();
     finish(server).await;
@@ -826,21 +810,566 @@ async fn a_live_lease_of_another_replica_is_followed_without_writing() {
 #[tokio::test]
 async fn an_expired_lease_is_taken_over() {
     let (client, server) = start(Scenario::LeaseTakenOverAfterExpiry);
-    let round = elector(client)
-        .round(at("2026-11-26T06:00:00Z"))
+    let elector = elector(client);
+    let t0 = Instant::now();
+    let first = elector.round(at("2026-11-26T06:00:00Z"), t0).await.unwrap();
+    let later = elector
+        .round(at("2026-11-26T06:00:16Z"), t0 + Duration::from_secs(16))
         .await
         .unwrap();
     finish(server).await;
-    assert_eq!(round, Round::Leading);
+    // The first sight of a record starts its clock, however old its renewTime looks.
+    assert!(matches!(first, Round::Following { .. }), "{first:?}");
+    assert_eq!(later, Round::Leading);
+}
+
+#[tokio::test]
+async fn a_lease_renewed_by_a_skewed_clock_is_never_taken_over() {
+    let (client, server) = start(Scenario::LeaseRenewedBySkewedClock);
+    let elector = elector(client);
+    let t0 = Instant::now();
+    for (i, wall) in [
+        "2026-11-26T06:00:00Z",
+        "2026-11-26T06:00:10Z",
+        "2026-11-26T06:00:20Z",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let round = tokio::time::timeout(
+            Duration::from_secs(2),
+            elector.round(at(wall), t0 + Duration::from_secs(10 * i as u64)),
+        )
+        .await
+        .expect("round hung: it wrote to the Lease of a live holder")
+        .unwrap();
+        assert_eq!(
+            round,
+            Round::Following {
+                holder: Some("replica-b".into())
+            }
+        );
+    }
+    finish(server).await;
+}
+
+/// A leader whose API server stops answering steps down before its Lease could pass to
+/// another replica (`duration` after the last renewal it sent).
+#[tokio::test]
+async fn a_leader_facing_a_hung_api_server_steps_down_before_its_lease_expires() {
+    let (client, api) = FakeApi::start();
+    let duration = Duration::from_secs(3);
+    let elector = LeaderElector::new(
+        client,
+        "stickycanary",
+        "stickycanary-leader",
+        "replica-a",
+        duration,
+    );
+    let leader = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let changes = Arc::new(Mutex::new(Vec::<(bool, Instant)>::new()));
+    let recorded = changes.clone();
+    let task = tokio::spawn(elector.run(
+        leader.clone(),
+        move |leading| recorded.lock().unwrap().push((leading, Instant::now())),
+        stop.clone(),
+    ));
+    // Lead, renew once, then the API server hangs on every call.
+    let began = Instant::now();
+    while api
+        .seen()
+        .iter()
+        .filter(|s| s.attributes.resource == "leases" && s.method != Method::GET)
+        .count()
+        < 2
+    {
+        assert!(began.elapsed() < Duration::from_secs(5), "never renewed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(leader.load(std::sync::atomic::Ordering::SeqCst));
+    for verb in ["get", "update", "create"] {
+        api.fail(verb, "leases", 0, u32::MAX);
+    }
+    let last_renewal_sent = api
+        .seen()
+        .iter()
+        .filter(|s| s.attributes.resource == "leases" && s.method != Method::GET)
+        .map(|s| s.at)
+        .max()
+        .unwrap();
+    while leader.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            last_renewal_sent.elapsed() < duration + Duration::from_secs(1),
+            "still leading {:?} after the last renewal; the lease is {duration:?}",
+            last_renewal_sent.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stepped_down = changes.lock().unwrap().last().copied().unwrap();
+    assert!(!stepped_down.0);
+    let after = stepped_down.1.duration_since(last_renewal_sent);
+    assert!(
+        after < duration,
+        "stepped down {after:?} after the last renewal: too late"
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+    api.finish().await;
 }
 
 #[tokio::test]
 async fn losing_a_takeover_race_with_409_means_following() {
     let (client, server) = start(Scenario::LeaseRaceLost);
-    let round = elector(client)
-        .round(at("2026-11-26T06:00:00Z"))
+    let elector = elector(client);
+    let t0 = Instant::now();
+    elector.round(at("2026-11-26T06:00:00Z"), t0).await.unwrap();
+    let round = elector
+        .round(at("2026-11-26T06:00:16Z"), t0 + Duration::from_secs(16))
         .await
         .unwrap();
     finish(server).await;
     assert!(matches!(round, Round::Following { .. }), "{round:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// RBAC proof and manual requests, against the stateful fake API server
+// ---------------------------------------------------------------------------------------
+
+const ROLLOUT_PATH: &str =
+    "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts/checkout";
+const DEPLOYMENT_PATH: &str = "/apis/apps/v1/namespaces/shop/deployments/checkout-canary";
+
+/// The fake cluster of these tests: the rollout (asking for `request`, if any), its
+/// WasmPlugin at weight 25, and the canary Deployment.
+fn seed(api: &FakeApi, request: Option<&str>) {
+    let mut rollout = rollout_json();
+    if let Some(request) = request {
+        rollout["metadata"]["annotations"] = json!({"stickycanary.dev/request": request});
+    }
+    rollout["status"] = json!({"phase": "Progressing", "weight": 25.0, "stageIndex": 0,
+        "stageStartedAt": k8s_openapi::jiff::Timestamp::now().to_string(), "observedGeneration": 3});
+    api.insert(ROLLOUT_PATH, rollout);
+    api.insert(PLUGIN_PATH, plugin(25.0));
+    api.insert(
+        DEPLOYMENT_PATH,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "checkout-canary", "namespace": "shop", "generation": 1},
+               "spec": {"selector": {"matchLabels": {"app": "checkout", "version": "canary"}},
+                        "template": {"metadata": {"labels": {"app": "checkout", "version": "canary"}}}},
+               "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "observedGeneration": 1}}),
+    );
+}
+
+/// The rollout as the fake API server holds it now.
+fn stored_rollout(api: &FakeApi) -> Arc<CanaryRollout> {
+    Arc::new(serde_json::from_value(api.get(ROLLOUT_PATH).unwrap()).unwrap())
+}
+
+fn plugin_weight(api: &FakeApi) -> Value {
+    api.get(PLUGIN_PATH).unwrap()["spec"]["pluginConfig"]["rollouts"]["checkout"]["weight"].clone()
+}
+
+/// Writes (anything but GET) the fake saw, as "VERB resource".
+fn writes(api: &FakeApi) -> Vec<String> {
+    api.seen()
+        .iter()
+        .filter(|s| s.method != Method::GET)
+        .map(|s| format!("{} {}", s.attributes.verb, s.attributes.rbac_resource()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_handled_promote_is_recorded_and_not_acted_on_again() {
+    let (client, api) = FakeApi::start();
+    seed(&api, Some("promote@7"));
+    let ctx = context(client);
+    reconcile::reconcile(stored_rollout(&api), ctx.clone())
+        .await
+        .unwrap();
+    let rollout = stored_rollout(&api);
+    assert_eq!(rollout.status.as_ref().unwrap().phase, Phase::Promoted);
+    assert_eq!(plugin_weight(&api), json!(100));
+    assert_eq!(
+        rollout.metadata.annotations.as_ref().unwrap()["stickycanary.dev/request-handled"],
+        "promote@7"
+    );
+    // The next reconcile (a watch event, a requeue or a restart) sees the request handled.
+    api.clear_seen();
+    reconcile::reconcile(rollout, ctx.clone()).await.unwrap();
+    assert_eq!(
+        writes(&api),
+        Vec::<String>::new(),
+        "acted on a handled promote again"
+    );
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn a_promote_whose_handled_mark_fails_is_retried_not_dropped() {
+    let (client, api) = FakeApi::start();
+    seed(&api, Some("promote@7"));
+    // The annotation write fails once (a real API server's 500, or a 403 before the fix).
+    api.fail("patch", "canaryrollouts", 500, 1);
+    let ctx = context(client);
+    let rollout = stored_rollout(&api);
+    let err = reconcile::reconcile(rollout.clone(), ctx.clone())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("500"), "{err}");
+    // The failure is retried by the controller's error policy, not dropped.
+    let requeue = reconcile::error_policy(rollout, &err, ctx.clone());
+    assert!(format!("{requeue:?}").contains("Some("), "{requeue:?}");
+    let rollout = stored_rollout(&api);
+    assert_eq!(rollout.status.as_ref().unwrap().phase, Phase::Promoted);
+    assert!(
+        !rollout
+            .metadata
+            .annotations
+            .as_ref()
+            .unwrap()
+            .contains_key("stickycanary.dev/request-handled"),
+        "the failed write left a handled mark"
+    );
+    // The retry records the request as handled without moving the weight again.
+    api.clear_seen();
+    reconcile::reconcile(rollout, ctx.clone()).await.unwrap();
+    let rollout = stored_rollout(&api);
+    assert_eq!(
+        rollout.metadata.annotations.as_ref().unwrap()["stickycanary.dev/request-handled"],
+        "promote@7"
+    );
+    assert!(
+        !writes(&api).contains(&"patch wasmplugins".to_string()),
+        "the weight was written twice: {:?}",
+        writes(&api)
+    );
+    assert_eq!(plugin_weight(&api), json!(100));
+    // And then nothing more happens.
+    api.clear_seen();
+    reconcile::reconcile(rollout, ctx).await.unwrap();
+    assert_eq!(writes(&api), Vec::<String>::new());
+    api.finish().await;
+}
+
+/// What the controller does in one life, every request through one RBAC check per install
+/// mode: start (list and watch CanaryRollouts), win the Lease and renew it, start a rollout
+/// (plugin, Deployment, pods, status, Event), repeat an Event (kube-runtime patches its
+/// series), and handle an abort request (the handled annotation).
+async fn a_controller_lifetime(authorizer: Arc<Authorizer>, all_namespaces: bool) {
+    use futures::StreamExt;
+    use kube::runtime::{watcher, WatchStreamExt};
+    let (client, api) = FakeApi::start_with(authorizer);
+    seed(&api, None);
+    // Start-up, as `k8s::run` does it: one list to fail fast, then the Controller's watcher.
+    let rollouts: kube::Api<CanaryRollout> = if all_namespaces {
+        kube::Api::all(client.clone())
+    } else {
+        kube::Api::namespaced(client.clone(), "shop")
+    };
+    rollouts
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .unwrap();
+    let mut watch = watcher(rollouts, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .boxed();
+    let _ = tokio::time::timeout(Duration::from_millis(300), async {
+        while watch.next().await.is_some() {}
+    })
+    .await;
+    assert!(
+        api.seen().iter().any(|s| s.attributes.verb == "watch"),
+        "the watcher never watched"
+    );
+    // Leader election: create, then renew.
+    let elector = elector(client.clone());
+    let start = std::time::Instant::now();
+    assert_eq!(
+        elector
+            .round(k8s_openapi::jiff::Timestamp::now(), start)
+            .await
+            .unwrap(),
+        Round::Leading
+    );
+    assert_eq!(
+        elector
+            .round(k8s_openapi::jiff::Timestamp::now(), start)
+            .await
+            .unwrap(),
+        Round::Leading
+    );
+    // A rollout starting (weight 0 -> 10), then an abort request.
+    let mut rollout = rollout_json();
+    rollout["status"] = json!({});
+    api.insert(ROLLOUT_PATH, rollout);
+    api.insert(PLUGIN_PATH, plugin(0.0));
+    let ctx = context(client.clone());
+    reconcile::reconcile(stored_rollout(&api), ctx.clone())
+        .await
+        .unwrap();
+    let mut rollout = (*stored_rollout(&api)).clone();
+    rollout.metadata.annotations = Some(
+        [(
+            "stickycanary.dev/request".to_string(),
+            "abort@1".to_string(),
+        )]
+        .into(),
+    );
+    api.insert(ROLLOUT_PATH, serde_json::to_value(&rollout).unwrap());
+    reconcile::reconcile(stored_rollout(&api), ctx.clone())
+        .await
+        .unwrap();
+    // The same Event twice within kube-runtime's cache window: created, then patched.
+    use kube::runtime::events::{Event, EventType};
+    use kube::Resource;
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Repeated".into(),
+        note: None,
+        action: "Repeated".into(),
+        secondary: None,
+    };
+    let reference = stored_rollout(&api).object_ref(&());
+    ctx.recorder.publish(&event, &reference).await.unwrap();
+    ctx.recorder.publish(&event, &reference).await.unwrap();
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn every_request_of_a_controller_lifetime_is_allowed_by_the_chart_and_every_rule_is_used() {
+    // Namespaced watch: must pass both install modes. All-namespace watch: the ClusterRole.
+    let both = Authorizer::both_modes();
+    a_controller_lifetime(both.clone(), false).await;
+    let cluster = Authorizer::modes(vec![Mode::ClusterWide]);
+    a_controller_lifetime(cluster.clone(), true).await;
+    both.assert_nothing_denied();
+    cluster.assert_nothing_denied();
+    // Least privilege: every permission the chart grants was needed by some request.
+    let used: std::collections::BTreeSet<_> = both
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .chain(cluster.log.lock().unwrap().iter())
+        .map(|a| a.triple())
+        .collect();
+    let granted = ChartRules::load().all_triples();
+    // The release lifecycle's writes (Deployments, their scale, KEDA's ScaledObjects) are
+    // proven used, and allowed, by lifecycle_api.rs's own lifetime test.
+    let lifecycle_only = [
+        ("apps", "deployments", "patch"),
+        ("apps", "deployments/scale", "patch"),
+        ("keda.sh", "scaledobjects", "patch"),
+    ];
+    let unused: Vec<_> = granted
+        .difference(&used)
+        .filter(|t| {
+            !lifecycle_only
+                .iter()
+                .any(|(g, r, v)| t.0 == *g && t.1 == *r && t.2 == *v)
+        })
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "the chart grants permissions no request needs: {unused:?}"
+    );
+    let missing: Vec<_> = used.difference(&granted).collect();
+    assert!(
+        missing.is_empty(),
+        "requests the chart does not grant: {missing:?}"
+    );
+}
+
+#[test]
+fn rbac_attributes_follow_the_api_servers_mapping() {
+    use support::rbac::Attributes;
+    let attrs = |m: Method, path: &str, q: &str| {
+        let a = Attributes::from_request(&m, path, q).unwrap();
+        (
+            a.verb.clone(),
+            a.group.clone(),
+            a.rbac_resource(),
+            a.namespace,
+        )
+    };
+    let shop = Some("shop".to_string());
+    assert_eq!(
+        attrs(Method::GET, ROLLOUT_PATH, ""),
+        (
+            "get".into(),
+            "stickycanary.dev".into(),
+            "canaryrollouts".into(),
+            shop.clone()
+        )
+    );
+    assert_eq!(
+        attrs(
+            Method::GET,
+            "/apis/stickycanary.dev/v1alpha1/canaryrollouts",
+            "watch=true&resourceVersion=1"
+        ),
+        (
+            "watch".into(),
+            "stickycanary.dev".into(),
+            "canaryrollouts".into(),
+            None
+        )
+    );
+    assert_eq!(
+        attrs(
+            Method::GET,
+            "/api/v1/namespaces/shop/pods",
+            "labelSelector=a%3Db"
+        ),
+        ("list".into(), "".into(), "pods".into(), shop.clone())
+    );
+    assert_eq!(
+        attrs(Method::PATCH, &format!("{ROLLOUT_PATH}/status"), ""),
+        (
+            "patch".into(),
+            "stickycanary.dev".into(),
+            "canaryrollouts/status".into(),
+            shop.clone()
+        )
+    );
+    assert_eq!(
+        attrs(
+            Method::PUT,
+            "/apis/apps/v1/namespaces/shop/deployments/x/scale",
+            ""
+        ),
+        (
+            "update".into(),
+            "apps".into(),
+            "deployments/scale".into(),
+            shop.clone()
+        )
+    );
+    assert_eq!(
+        attrs(
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/shop/events",
+            ""
+        ),
+        (
+            "create".into(),
+            "events.k8s.io".into(),
+            "events".into(),
+            shop.clone()
+        )
+    );
+    assert_eq!(
+        attrs(Method::DELETE, ROLLOUT_PATH, ""),
+        (
+            "delete".into(),
+            "stickycanary.dev".into(),
+            "canaryrollouts".into(),
+            shop
+        )
+    );
+    assert_eq!(
+        attrs(Method::GET, "/api/v1/namespaces/shop", ""),
+        ("get".into(), "".into(), "namespaces".into(), None)
+    );
+}
+
+#[test]
+fn the_rbac_check_refuses_what_a_role_lacks() {
+    use support::rbac::{Attributes, Grants};
+    let rules = ChartRules::load();
+    let delete = Attributes::from_request(&Method::DELETE, ROLLOUT_PATH, "").unwrap();
+    let patch_other_ns = Attributes::from_request(
+        &Method::PATCH,
+        "/apis/extensions.istio.io/v1alpha1/namespaces/elsewhere/wasmplugins/p",
+        "",
+    )
+    .unwrap();
+    let lease_in_shop = Attributes::from_request(
+        &Method::GET,
+        "/apis/coordination.k8s.io/v1/namespaces/shop/leases/l",
+        "",
+    )
+    .unwrap();
+    let cluster = Grants::new(&rules, Mode::ClusterWide);
+    let namespaced = Grants::new(&rules, Mode::namespaced(&["shop"]));
+    assert!(!cluster.allows(&delete) && !namespaced.allows(&delete));
+    assert!(
+        cluster.allows(&patch_other_ns),
+        "the ClusterRole covers every namespace"
+    );
+    assert!(
+        !namespaced.allows(&patch_other_ns),
+        "Roles only cover their namespaces"
+    );
+    assert!(
+        !cluster.allows(&lease_in_shop),
+        "the Lease Role is only in the release namespace"
+    );
+}
+
+/// The requeue delay of an Action, in seconds (kube-runtime does not expose it but prints it).
+fn requeue_after(action: &kube::runtime::controller::Action) -> f64 {
+    let text = format!("{action:?}");
+    let inner = text
+        .split("Some(")
+        .nth(1)
+        .and_then(|t| t.split(')').next())
+        .unwrap_or_else(|| panic!("no requeue in {text}"));
+    let (number, unit) = inner.split_at(inner.find(|c: char| c.is_ascii_alphabetic()).unwrap());
+    let n: f64 = number.parse().unwrap();
+    match unit {
+        "s" => n,
+        "ms" => n / 1000.0,
+        "µs" => n / 1e6,
+        other => panic!("unit {other} in {text}"),
+    }
+}
+
+#[tokio::test]
+async fn repeated_failures_back_off_longer_each_time_up_to_a_cap_and_success_resets() {
+    let (client, api) = FakeApi::start();
+    seed(&api, Some("abort@9"));
+    // The WasmPlugin write keeps failing with 503.
+    api.fail("patch", "wasmplugins", 503, 100);
+    let ctx = context(client);
+    let mut delays = Vec::new();
+    for _ in 0..8 {
+        let rollout = stored_rollout(&api);
+        let err = reconcile::reconcile(rollout.clone(), ctx.clone())
+            .await
+            .unwrap_err();
+        delays.push(requeue_after(&reconcile::error_policy(
+            rollout,
+            &err,
+            ctx.clone(),
+        )));
+    }
+    for pair in delays.windows(2).take(5) {
+        assert!(pair[1] > pair[0], "the delay does not grow: {delays:?}");
+    }
+    assert!(delays[0] <= 5.0 && delays[0] >= 4.0, "{delays:?}");
+    assert!(delays.iter().all(|d| *d <= 300.0), "no cap: {delays:?}");
+    assert!(
+        delays[7] >= 240.0,
+        "capped at 300 s less jitter: {delays:?}"
+    );
+    // Once the write succeeds, the next failure starts from the base again.
+    api.store.lock().unwrap().faults.clear();
+    reconcile::reconcile(stored_rollout(&api), ctx.clone())
+        .await
+        .unwrap();
+    api.fail("get", "wasmplugins", 500, 1);
+    let mut rollout = (*stored_rollout(&api)).clone();
+    rollout.metadata.generation = Some(4);
+    let rollout = Arc::new(rollout);
+    let err = reconcile::reconcile(rollout.clone(), ctx.clone())
+        .await
+        .unwrap_err();
+    let delay = requeue_after(&reconcile::error_policy(rollout, &err, ctx.clone()));
+    assert!(delay <= 5.0, "not reset after a success: {delay}");
+    api.finish().await;
 }

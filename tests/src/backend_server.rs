@@ -196,7 +196,9 @@ fn respond(request: &http1::Request, state: &State) -> (u16, Vec<(String, String
             if let Some(stopped) = patch.stopped {
                 release.stopped = stopped;
             }
-            json_response(serde_json::json!({"version": release.version, "stopped": release.stopped}))
+            json_response(
+                serde_json::json!({"version": release.version, "stopped": release.stopped}),
+            )
         }
         ("GET", "/__stats") => {
             let behaviour = *state.behaviour.lock().unwrap_or_else(|e| e.into_inner());

@@ -214,8 +214,11 @@ impl Stack {
 
     /// Rewrites the rollout file `stickycanary local` reads (it re-reads it every interval).
     pub fn write_plan(&self, plan: &RolloutPlan) -> Result<()> {
-        std::fs::write(&self.rollout_file, plan.rollout_yaml(&self.prometheus.url()))
-            .ctx(|| format!("write {}", self.rollout_file.display()))
+        std::fs::write(
+            &self.rollout_file,
+            plan.rollout_yaml(&self.prometheus.url()),
+        )
+        .ctx(|| format!("write {}", self.rollout_file.display()))
     }
 
     /// The release hooks for `stickycanary local`, acting on this stack's backends as a
@@ -228,7 +231,8 @@ impl Stack {
                 "curl -sS -f -m 5 -o /dev/null -X POST -H 'content-type: application/json' -d {body} http://{addr}/__release"
             )
         };
-        let serve_revision = "\"{\\\"version\\\":\\\"$STICKYCANARY_REVISION\\\",\\\"stopped\\\":false}\"";
+        let serve_revision =
+            "\"{\\\"version\\\":\\\"$STICKYCANARY_REVISION\\\",\\\"stopped\\\":false}\"";
         vec![
             "--on-scale-up".into(),
             format!(

@@ -140,12 +140,22 @@ fn two_releases_back_to_back_promote_one_and_roll_back_the_next_with_a_mid_run_r
     // Release v2: scaled up, walked through the stages with its own cohort, promoted.
     let (weight, v2_users) = first_stage_cohort(&mut stack, "v2");
     assert_eq!(weight, 10.0);
-    assert_eq!(v2_users, cohort("checkout-v2", weight), "v2's cohort is salt checkout-v2");
+    assert_eq!(
+        v2_users,
+        cohort("checkout-v2", weight),
+        "v2's cohort is salt checkout-v2"
+    );
     assert!(!v2_users.is_empty());
-    let status = wait(&mut stack, "v2 to succeed", |s| field(s, "phase") == "Succeeded");
+    let status = wait(&mut stack, "v2 to succeed", |s| {
+        field(s, "phase") == "Succeeded"
+    });
     assert_eq!(field(&status, "stableRevision"), "v2");
     assert_eq!(field(&status, "lastPromotedRevision"), "v2");
-    assert_eq!(stack.ecds_weight().unwrap(), 0.0, "users are back on stable");
+    assert_eq!(
+        stack.ecds_weight().unwrap(),
+        0.0,
+        "users are back on stable"
+    );
     for user in users() {
         let (status, served_by, version) = probe(&stack, &user);
         assert_eq!(
@@ -156,7 +166,10 @@ fn two_releases_back_to_back_promote_one_and_roll_back_the_next_with_a_mid_run_r
     }
     let log = stack.controller_log();
     assert!(log.contains("hook --on-promote (revision v2): ok"), "{log}");
-    assert!(log.contains("hook --on-scale-down (revision v2): ok"), "{log}");
+    assert!(
+        log.contains("hook --on-scale-down (revision v2): ok"),
+        "{log}"
+    );
 
     // Release v3 starts; mid-run, v4 replaces it.
     stack.write_plan(&plan("v3")).unwrap();
@@ -180,7 +193,11 @@ fn two_releases_back_to_back_promote_one_and_roll_back_the_next_with_a_mid_run_r
     }
     std::fs::write(&gate, b"go").unwrap();
     let (weight, v4_users) = first_stage_cohort(&mut stack, "v4");
-    assert_eq!(v4_users, cohort("checkout-v4", weight), "v4 has its own salt");
+    assert_eq!(
+        v4_users,
+        cohort("checkout-v4", weight),
+        "v4 has its own salt"
+    );
     assert_ne!(v4_users, v2_users, "a new release draws a new cohort");
     let shared = v4_users.intersection(&v2_users).count();
     assert!(

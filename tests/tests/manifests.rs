@@ -239,7 +239,7 @@ fn template_checker_rejects_unbalanced_input() {
 // Helm chart: RBAC, security, probes, values
 // ---------------------------------------------------------------------------------------
 
-/// The body of `{{- define "name" }} ... {{- end }}` in _helpers.tpl.
+/// The body of `{{- define "name" }} ... {{- end }}` in _helpers.tpl, trimmed.
 fn helper_define(name: &str) -> String {
     let helpers = read(&helm_chart().join("templates/_helpers.tpl"));
     let open = format!("{{{{- define \"{name}\" }}}}");
@@ -250,9 +250,16 @@ fn helper_define(name: &str) -> String {
     let end = helpers[start..]
         .find("{{- end }}")
         .unwrap_or_else(|| panic!("define {name:?} never ends"));
-    let body = &helpers[start..start + end];
-    assert!(!body.contains("{{"), "define {name:?} must stay plain YAML");
-    body.to_string()
+    helpers[start..start + end].trim().to_string()
+}
+
+/// The rule list `key` of files/rbac.yaml, the file the RBAC defines render.
+fn chart_rules(key: &str) -> String {
+    let file = yaml_one(&helm_chart().join("files/rbac.yaml"));
+    let list = file
+        .get(key)
+        .unwrap_or_else(|| panic!("files/rbac.yaml has no {key}"));
+    serde_yaml::to_string(list).unwrap()
 }
 
 /// (apiGroup, resource, verb) triples of a rule list.
@@ -295,51 +302,44 @@ fn triples(list: &[(&str, &str, &[&str])]) -> BTreeSet<(String, String, String)>
         .collect()
 }
 
+/// What the rules are is proven against the controller's own requests in
+/// controller/tests/mock_api.rs (every request allowed in both install modes, every rule
+/// used). Here: each define renders its list of files/rbac.yaml, the lists are plain, and
+/// each role binds the lists it should.
 #[test]
-fn chart_rbac_is_exactly_the_least_privilege_list() {
-    let rollout_rules = rbac_triples(&helper_define("stickycanary.rbac.rolloutRules"));
-    let plugin_rules = rbac_triples(&helper_define("stickycanary.rbac.wasmPluginRules"));
-    assert_eq!(
-        plugin_rules,
-        triples(&[(
-            "extensions.istio.io",
-            "wasmplugins",
-            &["get", "list", "watch", "patch"]
-        )]),
-        "WasmPlugin RBAC differs"
-    );
-    let workload: BTreeSet<_> = rollout_rules.union(&plugin_rules).cloned().collect();
-    let expected = triples(&[
+fn chart_rbac_renders_the_proven_rule_file_into_the_right_roles() {
+    for (define, key) in [
+        ("stickycanary.rbac.rolloutRules", "rolloutRules"),
+        ("stickycanary.rbac.wasmPluginRules", "wasmPluginRules"),
         (
-            "extensions.istio.io",
-            "wasmplugins",
-            &["get", "list", "watch", "patch"],
+            "stickycanary.rbac.leaderElectionRules",
+            "leaderElectionRules",
         ),
-        (
-            "stickycanary.dev",
-            "canaryrollouts",
-            &["get", "list", "watch"],
-        ),
-        ("stickycanary.dev", "canaryrollouts/status", &["patch"]),
-        ("", "events", &["create"]),
-        ("events.k8s.io", "events", &["create"]),
-        ("", "pods", &["get", "list", "watch"]),
-        ("apps", "deployments", &["get", "list", "watch"]),
-    ]);
+    ] {
+        assert_eq!(
+            helper_define(define),
+            format!(
+                "{{{{ index (.Files.Get \"files/rbac.yaml\" | fromYaml) \"{key}\" | toYaml }}}}"
+            ),
+            "define {define} must render {key} of files/rbac.yaml"
+        );
+        assert!(
+            !rbac_triples(&chart_rules(key)).is_empty(),
+            "{key} is empty"
+        );
+    }
+    let file = yaml_one(&helm_chart().join("files/rbac.yaml"));
     assert_eq!(
-        workload, expected,
-        "workload RBAC differs from the least-privilege list"
+        file.as_mapping().unwrap().len(),
+        3,
+        "files/rbac.yaml holds exactly the three lists"
     );
-
-    let leases = rbac_triples(&helper_define("stickycanary.rbac.leaderElectionRules"));
-    assert_eq!(
-        leases,
-        triples(&[(
-            "coordination.k8s.io",
-            "leases",
-            &["get", "create", "update"]
-        )]),
-        "leader election RBAC differs"
+    let leases = rbac_triples(&chart_rules("leaderElectionRules"));
+    assert!(
+        leases
+            .iter()
+            .all(|(g, r, _)| g == "coordination.k8s.io" && r == "leases"),
+        "the leader election Role is for Leases only: {leases:?}"
     );
 
     // Those lists are the only rules in the chart, and each role uses its lists: the
@@ -374,6 +374,11 @@ fn chart_rbac_is_exactly_the_least_privilege_list() {
         vec!["stickycanary.rbac.leaderElectionRules"]
     );
     assert!(!rbac.contains("\"*\""), "no wildcards in RBAC");
+    let rule_file = read(&helm_chart().join("files/rbac.yaml"));
+    assert!(
+        !rule_file.contains("\"*\"") && !rule_file.contains("'*'"),
+        "no wildcards in RBAC"
+    );
     for kind in [
         "kind: ClusterRole\n",
         "kind: ClusterRoleBinding",

@@ -45,7 +45,9 @@ impl Tick {
     /// one write: the cohort only changes while no user is on the canary.
     pub fn set_weight(&mut self, weight: f64) {
         let salt = match (&self.status.salt, self.scale_down_delay) {
-            (Some(salt), Some(_)) if self.status.weight == 0.0 && weight > 0.0 => Some(salt.clone()),
+            (Some(salt), Some(_)) if self.status.weight == 0.0 && weight > 0.0 => {
+                Some(salt.clone())
+            }
             _ => None,
         };
         self.status.weight = weight;

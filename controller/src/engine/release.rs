@@ -44,7 +44,8 @@ pub(super) fn before(
     {
         tick.status.canary_revision = Some(revision.to_string());
         tick.transition(Phase::WaitingForRelease, "first-sight");
-        let message = format!("the canary runs the stable revision {revision}; waiting for a release");
+        let message =
+            format!("the canary runs the stable revision {revision}; waiting for a release");
         tick.event(reasons::WAITING, message, false);
         return true;
     }
@@ -54,7 +55,10 @@ pub(super) fn before(
     }
     // A retry comes first: it cancels a pending scale-down of the same revision.
     if manual == Some(ManualAction::Retry) {
-        if matches!(tick.status.phase, Phase::RolledBack | Phase::PromotionFailed) {
+        if matches!(
+            tick.status.phase,
+            Phase::RolledBack | Phase::PromotionFailed
+        ) {
             let attempt = tick.status.attempt.max(1) + 1;
             begin_run(spec, release, tick, attempt, "retry");
         } else {
@@ -223,9 +227,10 @@ fn promoting(spec: &CanaryRolloutSpec, release: &ReleaseObservation, tick: &mut 
             );
             tick.event(reasons::FINALISING, message, false);
         }
-        WorkloadState::Failed(why) => {
-            promotion_failed(tick, format!("the stable rollout of {revision} failed: {why}"))
-        }
+        WorkloadState::Failed(why) => promotion_failed(
+            tick,
+            format!("the stable rollout of {revision} failed: {why}"),
+        ),
         state => {
             if deadline_passed(spec, tick) {
                 let why = format!(
@@ -244,7 +249,8 @@ fn promoting(spec: &CanaryRolloutSpec, release: &ReleaseObservation, tick: &mut 
 /// has succeeded.
 fn finalising(spec: &CanaryRolloutSpec, tick: &mut Tick) {
     let since = tick.status.phase_started_at.clone();
-    let drained = since.is_none_or(|since| stages::elapsed(tick.now, &since) >= spec.scale_down_delay);
+    let drained =
+        since.is_none_or(|since| stages::elapsed(tick.now, &since) >= spec.scale_down_delay);
     if !drained {
         return;
     }

@@ -83,7 +83,10 @@ fn release_template(deployment: &Deployment) -> Value {
                 metadata.remove("labels");
             }
         }
-        if let Some(annotations) = metadata.get_mut("annotations").and_then(Value::as_object_mut) {
+        if let Some(annotations) = metadata
+            .get_mut("annotations")
+            .and_then(Value::as_object_mut)
+        {
             annotations.retain(|key, _| !key.starts_with(ANNOTATION_PREFIX));
             if annotations.is_empty() {
                 metadata.remove("annotations");
@@ -220,7 +223,11 @@ fn params() -> PatchParams {
 
 /// The KEDA ScaledObject resource (keda.sh/v1alpha1).
 fn scaled_object_resource() -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject"))
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "keda.sh",
+        "v1alpha1",
+        "ScaledObject",
+    ))
 }
 
 impl Deployments {
@@ -255,14 +262,13 @@ impl Deployments {
         revision: &str,
     ) -> Result<(), WorkloadError> {
         let name = stable.metadata.name.clone().unwrap_or_default();
-        let patch =
-            stable_template_patch(stable, canary, revision).map_err(|reason| {
-                WorkloadError::Invalid {
-                    namespace: self.namespace.clone(),
-                    name: name.clone(),
-                    reason,
-                }
-            })?;
+        let patch = stable_template_patch(stable, canary, revision).map_err(|reason| {
+            WorkloadError::Invalid {
+                namespace: self.namespace.clone(),
+                name: name.clone(),
+                reason,
+            }
+        })?;
         self.api
             .patch(&name, &params(), &Patch::Merge(&patch))
             .await

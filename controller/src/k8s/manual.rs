@@ -16,7 +16,7 @@ pub const HANDLED_ANNOTATION: &str = "stickycanary.dev/request-handled";
 
 /// The annotation value the CLI writes: the action plus a nonce.
 pub fn request_value(action: ManualAction) -> String {
-    let verb = crate::local::state::action_name(action);
+    let verb = action.as_str();
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
@@ -26,14 +26,7 @@ pub fn request_value(action: ManualAction) -> String {
 
 /// The action named by an annotation value (`promote`, `abort@123`, ...).
 pub fn parse_request(value: &str) -> Option<ManualAction> {
-    match value.split('@').next().unwrap_or_default().trim() {
-        "promote" => Some(ManualAction::Promote),
-        "abort" => Some(ManualAction::Abort),
-        "pause" => Some(ManualAction::Pause),
-        "resume" => Some(ManualAction::Resume),
-        "retry" => Some(ManualAction::Retry),
-        _ => None,
-    }
+    ManualAction::parse(value.split('@').next().unwrap_or_default().trim())
 }
 
 /// What the reconciler should do about manual input this time.
@@ -123,6 +116,17 @@ mod tests {
             Phase::Progressing,
         );
         assert_eq!(manual_input(&again).action, Some(ManualAction::Promote));
+    }
+
+    #[test]
+    fn every_action_round_trips_through_its_request_value() {
+        for action in ManualAction::ALL {
+            assert_eq!(parse_request(&request_value(action)), Some(action));
+            assert_eq!(
+                crate::local::state::request_action(action).action,
+                action.as_str()
+            );
+        }
     }
 
     #[test]

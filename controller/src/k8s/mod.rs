@@ -2,6 +2,7 @@
 //! CanaryRollouts, leader election over a Lease, Events, canary pod health, and the
 //! `/metrics`, `/healthz`, `/readyz` server.
 
+pub mod backoff;
 pub mod batch;
 pub mod deployments;
 pub mod executor;
@@ -42,7 +43,7 @@ fn identity(args: &ControllerArgs) -> String {
 pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     let client = Client::try_default()
         .await
-        .map_err(|e| Error::Kube(format!("no cluster configuration: {e}")))?;
+        .map_err(|e| Error::kube("no cluster configuration", e))?;
     let metrics = Metrics::new();
     let ready = Arc::new(AtomicBool::new(false));
     let leader = Arc::new(AtomicBool::new(false));
@@ -91,6 +92,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
             .build()
             .map_err(|e| Error::Io(e.to_string()))?,
         last_tick: Mutex::new(HashMap::new()),
+        backoff: backoff::ErrorBackoff::default(),
     });
     let rollouts: Api<CanaryRollout> = match &args.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -100,11 +102,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     rollouts
         .list(&kube::api::ListParams::default().limit(1))
         .await
-        .map_err(|e| {
-            Error::Kube(format!(
-                "cannot list CanaryRollouts (is the CRD installed?): {e}"
-            ))
-        })?;
+        .map_err(|e| Error::kube("cannot list CanaryRollouts (is the CRD installed?)", e))?;
     ready.store(true, Ordering::Relaxed);
     tracing::info!(%identity, "controller started");
 

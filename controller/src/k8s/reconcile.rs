@@ -49,6 +49,8 @@ pub struct Context {
     /// When each rollout was last analysed. Our own status patches trigger the watch again;
     /// this keeps the analysis at one tick per interval regardless.
     pub last_tick: Mutex<HashMap<String, Instant>>,
+    /// Consecutive reconcile failures per rollout, for the error policy's backoff.
+    pub backoff: super::backoff::ErrorBackoff,
 }
 
 /// How long a follower waits before checking leadership again.
@@ -185,6 +187,9 @@ pub async fn reconcile(rollout: Arc<CanaryRollout>, ctx: Arc<Context>) -> Result
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.backoff.reset(&object_key(&rollout));
+    }
     result
 }
 
@@ -217,7 +222,7 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
     // (a Deployment change, which does not touch this object) must be noticed: keep polling.
     if status.phase.is_terminal() && manual.consumed.is_none() && !spec_changed && !lifecycle {
         ctx.metrics
-            .set_rollout(&namespace, &name, status.weight, status.phase.as_str());
+            .set_rollout(&namespace, &name, status.weight, status.phase);
         return Ok(Requeue::await_change());
     }
 
@@ -346,7 +351,10 @@ async fn read_workloads(
         .get(&spec.canary.deployment)
         .await
         .map_err(workload)?;
-    let stable = deployments.get(&stable.deployment).await.map_err(workload)?;
+    let stable = deployments
+        .get(&stable.deployment)
+        .await
+        .map_err(workload)?;
     Ok(Workloads {
         deployments,
         canary,
@@ -432,17 +440,18 @@ fn record_metrics(
         );
     }
     ctx.metrics
-        .set_rollout(&namespace, &name, new.weight, new.phase.as_str());
+        .set_rollout(&namespace, &name, new.weight, new.phase);
 }
 
-/// Counts the failure and retries with a backoff that grows with repeated failures.
+/// Counts the failure and retries with a backoff that grows with the rollout's consecutive
+/// failures, up to a cap, with jitter (see [`super::backoff`]).
 pub fn error_policy(rollout: Arc<CanaryRollout>, error: &Error, ctx: Arc<Context>) -> Requeue {
     warn!(rollout = %rollout.name_any(), error = %error, "reconcile failed");
     ctx.metrics.count_reconcile_error(error.metric_label());
-    let backoff = match error {
+    let base = match error {
         Error::Target(crate::target::TargetError::Timeout { .. }) => Duration::from_secs(10),
         Error::Target(crate::target::TargetError::NotFound { .. }) => Duration::from_secs(30),
         _ => Duration::from_secs(5),
     };
-    Requeue::requeue(backoff)
+    Requeue::requeue(ctx.backoff.next(&object_key(&rollout), base))
 }

@@ -63,7 +63,9 @@ const OUTPUT_LIMIT: usize = 8 * 1024;
 
 fn tail(bytes: &[u8]) -> String {
     let start = bytes.len().saturating_sub(OUTPUT_LIMIT);
-    String::from_utf8_lossy(&bytes[start..]).trim_end().to_string()
+    String::from_utf8_lossy(&bytes[start..])
+        .trim_end()
+        .to_string()
 }
 
 /// Runs `command` for `revision` of `rollout`.

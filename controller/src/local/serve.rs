@@ -82,12 +82,7 @@ pub fn record_start(
     status: &CanaryRolloutStatus,
 ) {
     metrics.init_rollbacks(rollout.namespace, rollout.name, spec);
-    metrics.set_rollout(
-        rollout.namespace,
-        rollout.name,
-        status.weight,
-        status.phase.as_str(),
-    );
+    metrics.set_rollout(rollout.namespace, rollout.name, status.weight, status.phase);
 }
 
 /// One interval, as the controller's reconcile records it: the analysis result, a rollback
@@ -114,6 +109,6 @@ pub fn record_tick(
         rollout.namespace,
         rollout.name,
         report.status.weight,
-        report.status.phase.as_str(),
+        report.status.phase,
     );
 }

@@ -111,31 +111,18 @@ pub struct Request {
     pub action: String,
 }
 
-pub fn action_name(action: ManualAction) -> &'static str {
-    match action {
-        ManualAction::Promote => "promote",
-        ManualAction::Abort => "abort",
-        ManualAction::Pause => "pause",
-        ManualAction::Resume => "resume",
-        ManualAction::Retry => "retry",
-    }
-}
-
-pub fn parse_action(name: &str) -> Option<ManualAction> {
-    match name {
-        "promote" => Some(ManualAction::Promote),
-        "abort" => Some(ManualAction::Abort),
-        "pause" => Some(ManualAction::Pause),
-        "resume" => Some(ManualAction::Resume),
-        "retry" => Some(ManualAction::Retry),
-        _ => None,
+/// The request file's form of `action` (rollout left empty).
+pub fn request_action(action: ManualAction) -> Request {
+    Request {
+        rollout: String::new(),
+        action: action.as_str().to_string(),
     }
 }
 
 pub fn queue_request(status_path: &Path, rollout: &str, action: ManualAction) -> Result<(), Error> {
     let request = Request {
         rollout: rollout.to_string(),
-        action: action_name(action).to_string(),
+        ..request_action(action)
     };
     let path = request_path(status_path);
     let bytes = serde_json::to_vec(&request).map_err(|e| status_error(&path, e))?;
@@ -163,12 +150,14 @@ pub fn take_request(status_path: &Path, rollout: &str) -> Result<Option<ManualAc
             ),
         ));
     }
-    parse_action(&request.action).map(Some).ok_or_else(|| {
-        status_error(
-            &path,
-            format!("ignored unknown action {:?}", request.action),
-        )
-    })
+    ManualAction::parse(&request.action)
+        .map(Some)
+        .ok_or_else(|| {
+            status_error(
+                &path,
+                format!("ignored unknown action {:?}", request.action),
+            )
+        })
 }
 
 /// The pid in the lock file, if that process is still alive.

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{apply_weight_and_salt, parse_plugin_config, view_of, RolloutView, TargetError, WeightTarget};
+use super::{
+    apply_weight_and_salt, parse_plugin_config, view_of, RolloutView, TargetError, WeightTarget,
+};
 
 /// An ECDS file (the format in the project brief) holding the stickycanary Wasm config.
 #[derive(Clone, Debug)]

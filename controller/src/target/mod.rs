@@ -11,7 +11,7 @@ use serde_json::Value;
 use stickycanary_filter::config::PluginConfig;
 
 /// Why a weight could not be read or written. The message is one line naming the
-/// object and the reason.
+/// object and the reason; a Kubernetes error is kept as the `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     #[error("{target}: rollout key {key:?} is not in the plugin config")]
@@ -20,8 +20,12 @@ pub enum TargetError {
     InvalidConfig { target: String, reason: String },
     #[error("{target}: {reason}")]
     Io { target: String, reason: String },
-    #[error("{target}: kubernetes API error: {reason}")]
-    Api { target: String, reason: String },
+    #[error("{target}: kubernetes API error: {}", crate::error::one_line(source))]
+    Api {
+        target: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("{target}: not found")]
     NotFound { target: String },
     #[error("{target}: timed out after {seconds}s")]
@@ -29,7 +33,12 @@ pub enum TargetError {
 }
 
 impl TargetError {
-    /// A short label for metrics (`stickycanary_weight_patch_total{outcome}`).
+    /// Whether this is a 409 Conflict from the API server (by status code).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, TargetError::Api { source, .. } if crate::error::is_conflict(source))
+    }
+
+    /// A short label for metrics (`stickycanary_weight_patch_total{outcome}`), from a fixed set.
     pub fn metric_label(&self) -> &'static str {
         match self {
             TargetError::MissingKey { .. } => "missing_key",

@@ -4,7 +4,10 @@
 //! changes it with a JSON merge patch under the `stickycanary` field manager. Nothing else in
 //! the plugin is touched, and its status (Istio's) is never written. Before each patch the
 //! plugin is read and the config it would end up with is checked with the filter's schema,
-//! so a patch that the filter would reject is never sent.
+//! so a patch that the filter would reject is never sent. The patch carries the
+//! `metadata.resourceVersion` that was read, so a concurrent edit makes it fail with 409
+//! (a merge patch without one is applied unconditionally), and the read, check and patch
+//! are done again.
 
 use std::time::Duration;
 
@@ -13,7 +16,8 @@ use kube::Client;
 use serde_json::{json, Value};
 
 use super::{
-    apply_weight_and_salt, parse_plugin_config, view_of, weight_json, RolloutView, TargetError, WeightTarget,
+    apply_weight_and_salt, parse_plugin_config, view_of, weight_json, RolloutView, TargetError,
+    WeightTarget,
 };
 
 /// The field manager named on every write.
@@ -90,7 +94,7 @@ impl<O: PatchOutcomes> WasmPluginTarget<O> {
             },
             _ => TargetError::Api {
                 target: self.target(),
-                reason: one_line(&e),
+                source: e,
             },
         }
     }
@@ -111,15 +115,21 @@ impl<O: PatchOutcomes> WasmPluginTarget<O> {
 
     /// The plugin's `spec.pluginConfig`.
     pub async fn plugin_config(&self) -> Result<Value, TargetError> {
+        self.read().await.map(|(config, _)| config)
+    }
+
+    /// The plugin's `spec.pluginConfig` and the `resourceVersion` it was read at.
+    async fn read(&self) -> Result<(Value, Option<String>), TargetError> {
         let plugin = self.bounded(self.api.get(&self.name)).await?;
-        plugin
+        let config = plugin
             .data
             .pointer("/spec/pluginConfig")
             .cloned()
             .ok_or_else(|| TargetError::InvalidConfig {
                 target: self.target(),
                 reason: "spec.pluginConfig is missing".to_string(),
-            })
+            })?;
+        Ok((config, plugin.metadata.resource_version))
     }
 
     async fn patch_once(
@@ -128,14 +138,21 @@ impl<O: PatchOutcomes> WasmPluginTarget<O> {
         weight: f64,
         salt: Option<&str>,
     ) -> Result<(), TargetError> {
-        let current = self.plugin_config().await?;
+        let (current, resource_version) = self.read().await?;
         // Refuse before writing anything if the filter would reject the result.
         apply_weight_and_salt(&current, rollout_key, weight, salt, &self.target())?;
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..PatchParams::default()
         };
-        let patch = Patch::Merge(weight_and_salt_patch(rollout_key, weight, salt));
+        // The resourceVersion that was read makes the patch conditional: if anyone wrote
+        // the plugin since, the API server answers 409 and we read and check again, so
+        // the config that was validated is the one that gets changed.
+        let mut body = weight_and_salt_patch(rollout_key, weight, salt);
+        if let Some(rv) = resource_version {
+            body["metadata"] = json!({ "resourceVersion": rv });
+        }
+        let patch = Patch::Merge(body);
         self.bounded(self.api.patch(&self.name, &params, &patch))
             .await?;
         Ok(())
@@ -154,7 +171,10 @@ pub fn weight_and_salt_patch(rollout_key: &str, weight: f64, salt: Option<&str>)
     if let (Some(salt), Some(rollout)) = (
         salt,
         patch
-            .pointer_mut(&format!("/spec/pluginConfig/rollouts/{}", pointer_escape(rollout_key)))
+            .pointer_mut(&format!(
+                "/spec/pluginConfig/rollouts/{}",
+                pointer_escape(rollout_key)
+            ))
             .and_then(Value::as_object_mut),
     ) {
         rollout.insert("salt".to_string(), Value::from(salt));
@@ -167,19 +187,7 @@ fn pointer_escape(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
-/// A kube error on one line (API errors carry code, reason and message).
-pub fn one_line(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => {
-            format!("{} {}: {}", status.code, status.reason, status.message)
-        }
-        other => other.to_string().replace('\n', " "),
-    }
-}
-
-fn is_conflict(e: &TargetError) -> bool {
-    matches!(e, TargetError::Api { reason, .. } if reason.starts_with("409 "))
-}
+pub use crate::error::one_line;
 
 impl<O: PatchOutcomes> WeightTarget for WasmPluginTarget<O> {
     async fn current(&self, rollout_key: &str) -> Result<RolloutView, TargetError> {
@@ -208,7 +216,7 @@ impl<O: PatchOutcomes> WeightTarget for WasmPluginTarget<O> {
                 }
                 // A conflict means someone else wrote the plugin between our read and our
                 // patch: read it again and re-check, a few times, with a short backoff.
-                Err(e) if is_conflict(&e) && attempt < CONFLICT_RETRIES => {
+                Err(e) if e.is_conflict() && attempt < CONFLICT_RETRIES => {
                     self.outcomes.record("conflict");
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;

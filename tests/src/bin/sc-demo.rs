@@ -139,7 +139,9 @@ fn run() -> Result<bool, String> {
         return Err("interrupted; every process was stopped".into());
     }
     println!("\n=== release v3: edit spec.canary.revision; the canary starts failing at 25% ===");
-    stack.write_plan(&plan_for("v3")).map_err(|e| e.to_string())?;
+    stack
+        .write_plan(&plan_for("v3"))
+        .map_err(|e| e.to_string())?;
     let v3_users = first_stage_cohort(&mut stack, &mut printed, "v3")?;
     let shared = v3_users.intersection(&v2_users).count();
     outcomes.push(Outcome {
@@ -167,7 +169,9 @@ fn run() -> Result<bool, String> {
                 };
                 match stack.canary.control(&patch) {
                     Ok(_) => {
-                        println!("  demo | >>> fault injected: v3 now answers 30% of requests with 503");
+                        println!(
+                            "  demo | >>> fault injected: v3 now answers 30% of requests with 503"
+                        );
                         fault_at = Some(Instant::now());
                     }
                     Err(e) => println!("  demo | could not inject the fault: {e}"),
@@ -196,7 +200,9 @@ fn run() -> Result<bool, String> {
             "{} (reason {}); {rollback} from the fault to weight 0; canary stopped: {}",
             phase(&status),
             field(&status, "rollbackReason"),
-            stack.controller_log().contains("hook --on-scale-down (revision v3): ok"),
+            stack
+                .controller_log()
+                .contains("hook --on-scale-down (revision v3): ok"),
         ),
     });
     let on_v2 = users_on(&stack, "stable", "v2")?;
@@ -235,7 +241,11 @@ fn plan_for(revision: &str) -> RolloutPlan {
     plan(revision)
 }
 
-fn release(backend: &stickycanary_e2e::backend::Backend, version: &str, stopped: bool) -> Result<(), String> {
+fn release(
+    backend: &stickycanary_e2e::backend::Backend,
+    version: &str,
+    stopped: bool,
+) -> Result<(), String> {
     backend
         .release(&ReleasePatch {
             version: Some(version.to_string()),
@@ -315,11 +325,15 @@ fn first_stage_cohort(
             if expected == on_canary { ", the same users" } else { ", NOT the same users" }
         );
         if expected != on_canary {
-            return Err(format!("{revision}'s cohort is not the one salt {salt} selects"));
+            return Err(format!(
+                "{revision}'s cohort is not the one salt {salt} selects"
+            ));
         }
         return Ok(on_canary);
     }
-    Err(format!("the weight kept moving while probing {revision}'s cohort"))
+    Err(format!(
+        "the weight kept moving while probing {revision}'s cohort"
+    ))
 }
 
 struct Outcome {
@@ -359,7 +373,10 @@ fn field<'a>(status: &'a Value, name: &str) -> &'a str {
 }
 
 fn stage(status: &Value) -> u64 {
-    status.get("stageIndex").and_then(Value::as_u64).unwrap_or(0)
+    status
+        .get("stageIndex")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
 }
 
 /// Polls the status until `done` says so, relaying the controller's live view.

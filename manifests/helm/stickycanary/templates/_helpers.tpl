@@ -43,44 +43,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-RBAC, least privilege. These blocks are plain YAML on purpose: tests/tests/manifests.rs
-parses them and checks that together they are exactly this list, so keep template syntax out.
-- canaryrollouts: read; canaryrollouts/status: patch (all controller state lives there)
-- events: create, in both the core and the events.k8s.io API
-- pods, deployments: read, for the canary health checks (OOMKilled, CrashLoopBackOff)
-- wasmplugins: read, and patch the weight in spec.pluginConfig (never status, Istio owns it).
-  Separate because the plugin often lives in another namespace (istio-system) than the rollout.
+RBAC, least privilege. The rules live in files/rbac.yaml (plain YAML, with the reason for each
+rule): controller/tests/mock_api.rs checks every request the controller makes in its mocked-API
+tests against that file, for both install modes, and that every rule there is used. Each
+define below renders one list of it; keep them one line each (tests/tests/manifests.rs checks).
 */}}
 {{- define "stickycanary.rbac.rolloutRules" }}
-- apiGroups: ["stickycanary.dev"]
-  resources: ["canaryrollouts"]
-  verbs: ["get", "list", "watch"]
-- apiGroups: ["stickycanary.dev"]
-  resources: ["canaryrollouts/status"]
-  verbs: ["patch"]
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create"]
-- apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["get", "list", "watch"]
-- apiGroups: ["apps"]
-  resources: ["deployments"]
-  verbs: ["get", "list", "watch"]
+{{ index (.Files.Get "files/rbac.yaml" | fromYaml) "rolloutRules" | toYaml }}
 {{- end }}
 
 {{- define "stickycanary.rbac.wasmPluginRules" }}
-- apiGroups: ["extensions.istio.io"]
-  resources: ["wasmplugins"]
-  verbs: ["get", "list", "watch", "patch"]
+{{ index (.Files.Get "files/rbac.yaml" | fromYaml) "wasmPluginRules" | toYaml }}
 {{- end }}
 
 {{/* Leader election: only the Lease in the release namespace. */}}
 {{- define "stickycanary.rbac.leaderElectionRules" }}
-- apiGroups: ["coordination.k8s.io"]
-  resources: ["leases"]
-  verbs: ["get", "create", "update"]
+{{ index (.Files.Get "files/rbac.yaml" | fromYaml) "leaderElectionRules" | toYaml }}
 {{- end }}

@@ -1,0 +1,559 @@
+//! The mocked API server: `tower_test::mock::pair()` backs a real `kube::Client`, so every
+//! request the controller code sends arrives here as HTTP, is checked against the chart's
+//! RBAC (see [`super::rbac`]), and is answered either from a script or from a small store.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use kube::client::Body;
+use kube::Client;
+use serde_json::{json, Value};
+
+use super::rbac::{Attributes, ChartRules, Grants, Mode};
+
+pub type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+pub type Responder = tower_test::mock::SendResponse<Response<Body>>;
+
+/// A Kubernetes `Status` body.
+pub fn api_status(code: u16, reason: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": format!("mock {reason}"),
+           "reason": reason, "code": code})
+}
+
+pub fn respond(send: Responder, status: StatusCode, body: &Value) {
+    send.send_response(
+        Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(body).unwrap()))
+            .unwrap(),
+    );
+}
+
+/// A request as the mock server saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: Value,
+    pub attributes: Attributes,
+    /// When it arrived.
+    pub at: std::time::Instant,
+}
+
+/// Checks each request against the chart's roles in every install mode given, and keeps a
+/// log of what was asked (shared between servers, so one test can sum several flows).
+pub struct Authorizer {
+    grants: Vec<Grants>,
+    pub log: Mutex<Vec<Attributes>>,
+    pub denied: Mutex<Vec<String>>,
+}
+
+impl Authorizer {
+    /// Both install modes: cluster-wide, and `watchNamespaces: [shop]` with the chart's
+    /// default `wasmPluginNamespaces`. Every request in a test must pass both.
+    pub fn both_modes() -> Arc<Authorizer> {
+        Self::modes(vec![Mode::ClusterWide, Mode::namespaced(&["shop"])])
+    }
+
+    pub fn modes(modes: Vec<Mode>) -> Arc<Authorizer> {
+        let rules = ChartRules::load();
+        Arc::new(Authorizer {
+            grants: modes.into_iter().map(|m| Grants::new(&rules, m)).collect(),
+            log: Mutex::new(Vec::new()),
+            denied: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// `Err(message)` when a mode's roles refuse it (the 403 message of a real API server).
+    pub fn check(&self, attributes: &Attributes) -> Result<(), String> {
+        self.log.lock().unwrap().push(attributes.clone());
+        for grants in &self.grants {
+            if !grants.allows(attributes) {
+                let message = format!(
+                    "{} (chart RBAC, {:?} install)",
+                    attributes.forbidden_message(),
+                    grants.mode
+                );
+                self.denied.lock().unwrap().push(message.clone());
+                return Err(message);
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails the test if anything was refused.
+    pub fn assert_nothing_denied(&self) {
+        let denied = self.denied.lock().unwrap();
+        assert!(
+            denied.is_empty(),
+            "requests the chart's RBAC refuses: {denied:#?}"
+        );
+    }
+}
+
+/// Reads the next request off `handle`; answers 403 itself (and panics) when RBAC refuses it.
+async fn receive(
+    handle: &mut Handle,
+    authorizer: &Authorizer,
+    wait: Duration,
+) -> Option<(Seen, Responder)> {
+    let (request, send) = tokio::time::timeout(wait, handle.next_request())
+        .await
+        .ok()??;
+    let (parts, body) = request.into_parts();
+    let bytes = body.collect_bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().unwrap_or_default().to_string();
+    let attributes =
+        Attributes::from_request(&parts.method, &path, &query).unwrap_or_else(|e| panic!("{e}"));
+    if let Err(message) = authorizer.check(&attributes) {
+        let mut status = api_status(403, "Forbidden");
+        status["message"] = Value::String(message.clone());
+        respond(send, StatusCode::FORBIDDEN, &status);
+        panic!("403: {message}");
+    }
+    let seen = Seen {
+        method: parts.method,
+        path,
+        query,
+        content_type: parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default(),
+        body,
+        attributes,
+        at: std::time::Instant::now(),
+    };
+    Some((seen, send))
+}
+
+/// A client backed by a mock handle.
+pub fn pair() -> (Client, Handle) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, "default"), handle)
+}
+
+// ---------------------------------------------------------------------------------------
+// Scripted
+// ---------------------------------------------------------------------------------------
+
+/// The server side of a scripted exchange: the test says which request comes next and
+/// what to answer.
+pub struct ScriptedServer {
+    pub handle: Handle,
+    pub authorizer: Arc<Authorizer>,
+}
+
+impl ScriptedServer {
+    /// A client and its scripted server, checking RBAC in both install modes.
+    pub fn new() -> (Client, ScriptedServer) {
+        Self::with_authorizer(Authorizer::both_modes())
+    }
+
+    pub fn with_authorizer(authorizer: Arc<Authorizer>) -> (Client, ScriptedServer) {
+        let (client, handle) = pair();
+        (client, ScriptedServer { handle, authorizer })
+    }
+
+    /// The next request (fails the test after 5 s without one).
+    pub async fn next(&mut self) -> (Seen, Responder) {
+        receive(&mut self.handle, &self.authorizer, Duration::from_secs(5))
+            .await
+            .expect("timed out waiting for a request (or the client went away)")
+    }
+
+    /// Expects `method path`, answers `status` with `answer`, returns what was sent.
+    pub async fn expect(
+        &mut self,
+        method: Method,
+        path: &str,
+        status: StatusCode,
+        answer: Value,
+    ) -> Seen {
+        let (seen, send) = self.next().await;
+        assert_eq!(seen.method, method, "method of request to {}", seen.path);
+        assert_eq!(seen.path, path);
+        respond(send, status, &answer);
+        seen
+    }
+
+    /// Asserts no request arrives within `wait`.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        let pending = tokio::time::timeout(wait, self.handle.next_request()).await;
+        if let Ok(Some((request, _))) = pending {
+            panic!("unexpected request {} {}", request.method(), request.uri());
+        }
+    }
+}
+
+/// Awaits a spawned scenario (5 s at most), failing the test if it panicked or hung.
+pub async fn finish(server: tokio::task::JoinHandle<()>) {
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("scenario did not finish: a request it expected never came")
+        .expect("scenario failed");
+}
+
+// ---------------------------------------------------------------------------------------
+// Stateful
+// ---------------------------------------------------------------------------------------
+
+/// A JSON merge patch (RFC 7386), as the API server applies `application/merge-patch+json`.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(fields) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let map = target.as_object_mut().unwrap();
+            for (key, value) in fields {
+                if value.is_null() {
+                    map.remove(key);
+                } else {
+                    merge_patch(map.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+/// The API server's optimistic-concurrency rule for a write: a body naming a
+/// `metadata.resourceVersion` other than the stored one is refused with 409 Conflict; a body
+/// without one is applied unconditionally (for PATCH; PUT always carries one).
+pub fn stale(stored: &Value, body: &Value) -> bool {
+    match body
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+    {
+        Some(rv) => {
+            stored
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                != Some(rv)
+        }
+        None => false,
+    }
+}
+
+/// A fault to inject: the next `count` requests matching verb and resource get `code`
+/// (0 means: never answer, as a hung API server).
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub verb: String,
+    pub resource: String,
+    pub code: u16,
+    pub count: u32,
+}
+
+#[derive(Default)]
+pub struct Store {
+    /// Objects by their path (`/apis/<group>/<version>/namespaces/<ns>/<resource>/<name>`).
+    pub objects: BTreeMap<String, Value>,
+    pub resource_version: u64,
+    pub faults: Vec<Fault>,
+    /// Every request answered or held, in order.
+    pub seen: Vec<Seen>,
+    /// Responses never to be sent (hung requests); kept so the client keeps waiting.
+    held: Vec<Responder>,
+}
+
+impl Store {
+    fn next_rv(&mut self) -> String {
+        self.resource_version += 1;
+        self.resource_version.to_string()
+    }
+
+    fn fault_for(&mut self, a: &Attributes) -> Option<u16> {
+        let fault = self
+            .faults
+            .iter_mut()
+            .find(|f| f.verb == a.verb && f.resource == a.rbac_resource() && f.count > 0)?;
+        fault.count -= 1;
+        Some(fault.code)
+    }
+
+    /// The answer a real API server gives to `seen`.
+    fn answer(&mut self, seen: &Seen) -> (StatusCode, Value) {
+        let a = &seen.attributes;
+        let object_path = match &a.subresource {
+            Some(sub) => seen.path.trim_end_matches(&format!("/{sub}")).to_string(),
+            None => seen.path.clone(),
+        };
+        let not_found = || (StatusCode::NOT_FOUND, api_status(404, "NotFound"));
+        let conflict = || (StatusCode::CONFLICT, api_status(409, "Conflict"));
+        match a.verb.as_str() {
+            "get" => match self.objects.get(&object_path) {
+                Some(o) => (StatusCode::OK, o.clone()),
+                None => not_found(),
+            },
+            "list" => {
+                let prefix = format!("{}/", seen.path);
+                let items: Vec<Value> = self
+                    .objects
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                let rv = self.resource_version.to_string();
+                (
+                    StatusCode::OK,
+                    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": rv}, "items": items}),
+                )
+            }
+            "create" => {
+                let name = seen.body.pointer("/metadata/name").and_then(Value::as_str);
+                let Some(name) = name else {
+                    return (StatusCode::UNPROCESSABLE_ENTITY, api_status(422, "Invalid"));
+                };
+                let path = format!("{}/{name}", seen.path);
+                if self.objects.contains_key(&path) {
+                    return (StatusCode::CONFLICT, api_status(409, "AlreadyExists"));
+                }
+                let mut object = seen.body.clone();
+                let rv = self.next_rv();
+                object["metadata"]["resourceVersion"] = json!(rv);
+                object["metadata"]["generation"] = json!(1);
+                self.objects.insert(path, object.clone());
+                (StatusCode::CREATED, object)
+            }
+            "update" => {
+                let Some(stored) = self.objects.get(&object_path) else {
+                    return not_found();
+                };
+                let rv = seen
+                    .body
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str);
+                if rv.is_none() || stale(stored, &seen.body) {
+                    return conflict();
+                }
+                let mut object = seen.body.clone();
+                object["metadata"]["resourceVersion"] = json!(self.next_rv());
+                self.objects.insert(object_path, object.clone());
+                (StatusCode::OK, object)
+            }
+            "patch" => {
+                assert_eq!(
+                    seen.content_type, "application/merge-patch+json",
+                    "the fake API server applies merge patches only ({})",
+                    seen.path
+                );
+                let Some(stored) = self.objects.get(&object_path).cloned() else {
+                    return not_found();
+                };
+                if stale(&stored, &seen.body) {
+                    return conflict();
+                }
+                let mut object = stored.clone();
+                match a.subresource.as_deref() {
+                    // The status subresource takes only .status (and ignores the rest).
+                    Some("status") => {
+                        if let Some(status) = seen.body.get("status") {
+                            merge_patch(
+                                object
+                                    .as_object_mut()
+                                    .unwrap()
+                                    .entry("status")
+                                    .or_insert(json!({})),
+                                status,
+                            );
+                        }
+                    }
+                    // The scale subresource (autoscaling/v1 Scale) writes spec.replicas only,
+                    // and answers with a Scale, not the Deployment (k8s.io/kubernetes
+                    // pkg/registry/apps/deployment/storage/storage.go, ScaleREST).
+                    Some("scale") => {
+                        let Some(replicas) = seen.body.pointer("/spec/replicas").cloned() else {
+                            return (StatusCode::UNPROCESSABLE_ENTITY, api_status(422, "Invalid"));
+                        };
+                        object["spec"]["replicas"] = replicas;
+                        if object != stored {
+                            let generation = stored
+                                .pointer("/metadata/generation")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(1);
+                            object["metadata"]["generation"] = json!(generation + 1);
+                            object["metadata"]["resourceVersion"] = json!(self.next_rv());
+                            self.objects.insert(object_path, object.clone());
+                        }
+                        let scale = json!({
+                            "apiVersion": "autoscaling/v1", "kind": "Scale",
+                            "metadata": {"name": object["metadata"]["name"],
+                                         "namespace": object["metadata"]["namespace"],
+                                         "resourceVersion": object["metadata"]["resourceVersion"]},
+                            "spec": {"replicas": object["spec"]["replicas"]},
+                            "status": {"replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0))},
+                        });
+                        return (StatusCode::OK, scale);
+                    }
+                    Some(other) => panic!("the fake API server has no {other} subresource yet"),
+                    // The main resource ignores .status when a status subresource exists.
+                    None => {
+                        let mut body = seen.body.clone();
+                        if let Some(map) = body.as_object_mut() {
+                            map.remove("status");
+                        }
+                        merge_patch(&mut object, &body);
+                        if object.get("spec") != stored.get("spec") {
+                            let generation = stored
+                                .pointer("/metadata/generation")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(1);
+                            object["metadata"]["generation"] = json!(generation + 1);
+                        }
+                    }
+                }
+                if object == stored {
+                    // A no-op patch does not bump the resourceVersion.
+                    return (StatusCode::OK, object);
+                }
+                object["metadata"]["resourceVersion"] = json!(self.next_rv());
+                let finalizers_gone = object
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_none_or(|f| f.is_empty());
+                if object.pointer("/metadata/deletionTimestamp").is_some() && finalizers_gone {
+                    self.objects.remove(&object_path);
+                } else {
+                    self.objects.insert(object_path, object.clone());
+                }
+                (StatusCode::OK, object)
+            }
+            "delete" => {
+                let Some(stored) = self.objects.get_mut(&object_path) else {
+                    return not_found();
+                };
+                let has_finalizers = stored
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| !f.is_empty());
+                if has_finalizers {
+                    if stored.pointer("/metadata/deletionTimestamp").is_none() {
+                        stored["metadata"]["deletionTimestamp"] = json!("2026-11-26T06:00:00Z");
+                        let rv = self.resource_version + 1;
+                        self.resource_version = rv;
+                        stored["metadata"]["resourceVersion"] = json!(rv.to_string());
+                    }
+                    (StatusCode::OK, stored.clone())
+                } else {
+                    let gone = self.objects.remove(&object_path).unwrap();
+                    (StatusCode::OK, gone)
+                }
+            }
+            other => panic!("the fake API server does not serve {other} ({})", seen.path),
+        }
+    }
+}
+
+/// A stateful fake API server running in its own task.
+pub struct FakeApi {
+    pub store: Arc<Mutex<Store>>,
+    pub authorizer: Arc<Authorizer>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeApi {
+    /// A client and a fake server checking RBAC in both install modes.
+    pub fn start() -> (Client, FakeApi) {
+        Self::start_with(Authorizer::both_modes())
+    }
+
+    pub fn start_with(authorizer: Arc<Authorizer>) -> (Client, FakeApi) {
+        let (client, mut handle) = pair();
+        let store = Arc::new(Mutex::new(Store::default()));
+        let task = {
+            let store = store.clone();
+            let authorizer = authorizer.clone();
+            tokio::spawn(async move {
+                while let Some((seen, send)) =
+                    receive(&mut handle, &authorizer, Duration::from_secs(3600)).await
+                {
+                    let mut store = store.lock().unwrap();
+                    store.seen.push(seen.clone());
+                    // Watches are held open with nothing to say, as on a quiet cluster.
+                    let fault = if seen.attributes.verb == "watch" {
+                        Some(0)
+                    } else {
+                        store.fault_for(&seen.attributes)
+                    };
+                    match fault {
+                        Some(0) => store.held.push(send),
+                        Some(code) => {
+                            let status = StatusCode::from_u16(code).unwrap();
+                            let reason = status
+                                .canonical_reason()
+                                .unwrap_or("Error")
+                                .replace(' ', "");
+                            respond(send, status, &api_status(code, &reason));
+                        }
+                        None => {
+                            let (status, body) = store.answer(&seen);
+                            respond(send, status, &body);
+                        }
+                    }
+                }
+            })
+        };
+        (
+            client,
+            FakeApi {
+                store,
+                authorizer,
+                task,
+            },
+        )
+    }
+
+    /// Stores `object` at `path` with resourceVersion `rv`.
+    pub fn insert(&self, path: &str, mut object: Value) {
+        let mut store = self.store.lock().unwrap();
+        let rv = store.next_rv();
+        object["metadata"]["resourceVersion"] = json!(rv);
+        store.objects.insert(path.to_string(), object);
+    }
+
+    pub fn get(&self, path: &str) -> Option<Value> {
+        self.store.lock().unwrap().objects.get(path).cloned()
+    }
+
+    /// The next `count` requests with `verb` on `resource` (`canaryrollouts`,
+    /// `canaryrollouts/status`, ...) get HTTP `code`; 0 means they are never answered.
+    pub fn fail(&self, verb: &str, resource: &str, code: u16, count: u32) {
+        self.store.lock().unwrap().faults.push(Fault {
+            verb: verb.to_string(),
+            resource: resource.to_string(),
+            code,
+            count,
+        });
+    }
+
+    /// Every request so far, in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.store.lock().unwrap().seen.clone()
+    }
+
+    /// Forgets the requests seen so far.
+    pub fn clear_seen(&self) {
+        self.store.lock().unwrap().seen.clear();
+    }
+
+    /// Fails the test if RBAC refused anything or the server task panicked.
+    pub async fn finish(self) {
+        self.authorizer.assert_nothing_denied();
+        self.task.abort();
+        if let Err(e) = self.task.await {
+            assert!(!e.is_panic(), "fake API server panicked: {e}");
+        }
+    }
+}

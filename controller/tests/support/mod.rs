@@ -1,0 +1,14 @@
+//! Test support shared by the mocked-API tests: a Kubernetes API server that checks every
+//! request against the Helm chart's RBAC before answering, in two forms.
+//!
+//! - [`api::ScriptedServer`]: the test spells out the exact requests expected and the answers.
+//! - [`api::FakeApi`]: a small stateful API server (objects, resourceVersion preconditions and
+//!   409s, status subresource, merge patch, finalizers and deletionTimestamp) for tests that
+//!   care about the end state more than the exact order of calls.
+//!
+//! Either answers 403 Forbidden, as a real API server would, to a request the chart's roles
+//! do not allow, and fails the test. Include with `mod support;` from a test in `controller/tests`.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod api;
+pub mod rbac;
