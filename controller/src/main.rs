@@ -74,17 +74,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The one line a panic prints: its message and where it happened, so a bug report
+/// carries the place to look (no backtrace, which is not one line).
+fn panic_line(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let message = info
+        .payload()
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| info.payload().downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown".to_string());
+    let location = info
+        .location()
+        .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
+        .unwrap_or_default();
+    format!(
+        "error: internal error: {}{location}",
+        message.replace('\n', " ")
+    )
+}
+
 fn main() -> ExitCode {
     // A bug must still end in one line, not a backtrace.
-    std::panic::set_hook(Box::new(|info| {
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown".to_string());
-        eprintln!("error: internal error: {}", message.replace('\n', " "));
-    }));
+    std::panic::set_hook(Box::new(|info| eprintln!("{}", panic_line(info))));
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -106,5 +117,31 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn a_panic_prints_one_line_with_its_file_and_line() {
+        let captured = Arc::new(Mutex::new(String::new()));
+        let sink = captured.clone();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            *sink.lock().unwrap() = super::panic_line(info);
+        }));
+        let line = line!() + 1;
+        let result = std::panic::catch_unwind(|| panic!("bad\nthing {}", 42));
+        std::panic::set_hook(previous);
+        assert!(result.is_err());
+        let text = captured.lock().unwrap().clone();
+        assert!(
+            text.starts_with("error: internal error: bad thing 42 at "),
+            "{text}"
+        );
+        assert!(text.contains(&format!("main.rs:{line}:")), "{text}");
+        assert!(!text.contains('\n'));
     }
 }

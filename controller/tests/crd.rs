@@ -169,3 +169,61 @@ fn status_round_trips_through_json_with_rfc3339_times() {
     let back: CanaryRolloutStatus = serde_json::from_value(json).unwrap();
     assert_eq!(back, status);
 }
+
+/// Every `format` in the schema, with the path where it appears.
+fn formats(value: &serde_json::Value, path: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map {
+                if key == "format" {
+                    if let Some(f) = child.as_str() {
+                        out.push((path.to_string(), f.to_string()));
+                    }
+                } else {
+                    formats(child, &format!("{path}.{key}"), out);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                formats(child, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Kubernetes knows `int32`, `int64`, `float`, `double`, `byte`, `date-time`, ... but not
+/// `uint32`/`uint64`: since 1.34 it warns on every apply of a CRD using them and ignores them.
+#[test]
+fn schema_uses_only_integer_formats_kubernetes_knows_with_a_minimum_for_unsigned_fields() {
+    let schema = schema_json();
+    let mut found = Vec::new();
+    formats(&schema, "", &mut found);
+    let unknown: Vec<_> = found
+        .iter()
+        .filter(|(_, f)| {
+            !["int32", "int64", "double", "float", "date-time", "byte"].contains(&f.as_str())
+        })
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "formats Kubernetes does not know: {unknown:?}"
+    );
+    let props = &schema["properties"];
+    for (field, format) in [
+        (
+            &props["spec"]["properties"]["analysis"]["properties"]["minRequests"],
+            "int64",
+        ),
+        (&props["status"]["properties"]["stageIndex"], "int32"),
+        (
+            &props["status"]["properties"]["history"]["items"]["properties"]["stageIndex"],
+            "int32",
+        ),
+    ] {
+        assert_eq!(field["format"], format, "{field}");
+        assert_eq!(field["minimum"], 0.0, "{field}");
+        assert_eq!(field["type"], "integer", "{field}");
+    }
+}

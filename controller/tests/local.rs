@@ -778,7 +778,7 @@ async fn a_failed_weight_write_notifies_nobody_and_the_write_that_works_notifies
         format!("{rollout}  notification: {{webhook: \"{url}\"}}\n"),
     )
     .unwrap();
-    let mut run = Running::start(scene.command(&prometheus.url, &[]));
+    let run = Running::start(scene.command(&prometheus.url, &[]));
     poll_until("stage 1 weight", Duration::from_secs(10), || {
         scene.weight() == 10.0
     })
@@ -936,4 +936,57 @@ async fn a_failing_scale_up_hook_fails_the_run_before_any_user_reaches_the_canar
         !output.contains("weight 10%"),
         "no user ever reached r2: {output}"
     );
+}
+
+/// Two loops started at the same instant on one status file: the OS lock lets exactly one
+/// drive the rollout, and the other stops with one line naming it (a check-then-write lock
+/// file let both run when they raced).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_local_loops_on_one_status_file_never_both_run() {
+    let prometheus = fake_prometheus(HEALTHY).await;
+    for _ in 0..3 {
+        let scene = Scene::new(30);
+        let mut runs = [
+            Running::start(scene.command(&prometheus.url, &[])),
+            Running::start(scene.command(&prometheus.url, &[])),
+        ];
+        // The loser exits at once; give the winner time to show it keeps running.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut exited = Vec::new();
+        while exited.is_empty() && Instant::now() < deadline {
+            for (i, run) in runs.iter_mut().enumerate() {
+                if let Some(status) = run.child.try_wait().unwrap() {
+                    exited.push((i, status));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let still: Vec<bool> = runs
+            .iter_mut()
+            .map(|r| r.child.try_wait().unwrap().is_none())
+            .collect();
+        assert_eq!(exited.len(), 1, "exactly one loop stops: {exited:?}");
+        let (loser, status) = exited[0];
+        assert!(!status.success());
+        assert_eq!(still, [loser != 0, loser != 1], "the winner keeps running");
+        let mut stderr = String::new();
+        use std::io::Read;
+        runs[loser]
+            .child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(
+            stderr.contains("another stickycanary local (pid ")
+                && stderr.trim().lines().count() == 1,
+            "{stderr}"
+        );
+        poll_until("the winner's stage 1", Duration::from_secs(10), || {
+            scene.weight() == 10.0
+        })
+        .await;
+    }
 }

@@ -1373,3 +1373,109 @@ async fn repeated_failures_back_off_longer_each_time_up_to_a_cap_and_success_res
     assert!(delay <= 5.0, "not reset after a success: {delay}");
     api.finish().await;
 }
+
+#[tokio::test]
+async fn the_fake_api_server_keeps_resource_versions_status_scale_and_finalizers_like_a_real_one() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+    // A namespaced-only authorizer would refuse these (the controller has no such rights);
+    // this test is about the fake's semantics, so allow everything it is asked.
+    let all = support::rbac::Mode::ClusterWide;
+    let (client, api) = FakeApi::start_with(Authorizer::modes(vec![all]));
+    api.authorizer.allow_everything();
+    seed(&api, None);
+    let rollouts: Api<CanaryRollout> = Api::namespaced(client.clone(), "shop");
+    let before = rollouts.get("checkout").await.unwrap();
+    let rv = before.metadata.resource_version.clone().unwrap();
+    // A merge patch naming an old resourceVersion is refused; one without is applied.
+    let stale = json!({"metadata": {"resourceVersion": "0", "labels": {"a": "b"}}});
+    let err = rollouts
+        .patch("checkout", &PatchParams::default(), &Patch::Merge(&stale))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409),
+        "{err}"
+    );
+    let fresh = json!({"metadata": {"resourceVersion": rv, "labels": {"a": "b"}}});
+    let after = rollouts
+        .patch("checkout", &PatchParams::default(), &Patch::Merge(&fresh))
+        .await
+        .unwrap();
+    assert_ne!(after.metadata.resource_version, Some(rv));
+    // .status through the main resource is ignored; through /status it is applied.
+    let status = json!({"status": {"phase": "Paused"}});
+    rollouts
+        .patch("checkout", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    assert_eq!(
+        rollouts
+            .get("checkout")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .phase,
+        Phase::Progressing
+    );
+    rollouts
+        .patch_status("checkout", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    assert_eq!(
+        rollouts
+            .get("checkout")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .phase,
+        Phase::Paused
+    );
+    // Scale.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "shop");
+    let scale = json!({"spec": {"replicas": 3}});
+    deployments
+        .patch_scale(
+            "checkout-canary",
+            &PatchParams::default(),
+            &Patch::Merge(&scale),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        deployments
+            .get_scale("checkout-canary")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .replicas,
+        Some(3)
+    );
+    // Finalizers hold a deletion until they are removed.
+    let fin = json!({"metadata": {"finalizers": ["stickycanary.dev/cleanup"]}});
+    rollouts
+        .patch("checkout", &PatchParams::default(), &Patch::Merge(&fin))
+        .await
+        .unwrap();
+    rollouts
+        .delete("checkout", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deleting = rollouts.get("checkout").await.unwrap();
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    let clear = json!({"metadata": {"finalizers": null}});
+    rollouts
+        .patch("checkout", &PatchParams::default(), &Patch::Merge(&clear))
+        .await
+        .unwrap();
+    let gone = rollouts.get("checkout").await.unwrap_err();
+    assert!(
+        matches!(&gone, kube::Error::Api(s) if s.code == 404),
+        "{gone}"
+    );
+    let _ = PostParams::default();
+    api.finish().await;
+}

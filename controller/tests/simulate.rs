@@ -39,6 +39,21 @@ fn healthy_canaries_with_a_shared_error_burst_are_promoted_not_rolled_back() {
         "{result:?}"
     );
     assert!(result.promoted >= 38, "{result:?}");
+    // The seed's SLO: promotion success above 95%, reported next to the false positives.
+    assert!(result.promotion_rate() > 0.95, "{result:?}");
+    let table = stickycanary::simulate::report::render_markdown(
+        std::slice::from_ref(&result),
+        &options(40),
+    );
+    let expected = format!(
+        "| {:.1}% ({}) |",
+        result.promotion_rate() * 100.0,
+        result.promoted
+    );
+    assert!(
+        table.contains("promotion success (SLO > 95%)") && table.contains(&expected),
+        "{expected} in {table}"
+    );
     let promotion = result.median_promotion_s().unwrap();
     assert!(
         (45.0 * 60.0..=50.0 * 60.0).contains(&promotion),

@@ -4,14 +4,15 @@
 //!   restarted `stickycanary local` resumes the same stage with its elapsed time.
 //! - `<status>.request`: a manual action (`promote`, `abort`, `pause`, `resume`) waiting for
 //!   the running loop to consume it.
-//! - `<status>.lock`: the pid of the running loop, so the CLI knows whether to queue a
-//!   request or apply it itself, and two loops never drive one rollout.
+//! - `<status>.lock`: held with an OS file lock by the running loop (and naming its pid), so
+//!   the CLI knows whether to queue a request or apply it itself, and two loops never drive
+//!   one rollout, even when started at the same instant.
 //!
 //! Every write goes to a temporary file in the same directory and is renamed into place, so
 //! a crash never leaves a half-written file. A file that does not parse is an error, never a
 //! silent reset to stage 0.
 
-use std::fs;
+use std::fs::{self, TryLockError};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
@@ -160,42 +161,98 @@ pub fn take_request(status_path: &Path, rollout: &str) -> Result<Option<ManualAc
         })
 }
 
-/// The pid in the lock file, if that process is still alive.
+/// The pid of the loop holding the lock on `<status>.lock`, if one does.
+///
+/// The lock is an OS file lock (`flock`), which the kernel drops when its holder exits,
+/// however it exits; the pid written in the file is only for messages.
 pub fn running_pid(status_path: &Path) -> Option<u32> {
-    let text = fs::read_to_string(lock_path(status_path)).ok()?;
-    let pid: u32 = text.trim().parse().ok()?;
-    // A killed loop can linger as a zombie for a moment: that is not running.
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let state = stat
-        .rsplit_once(") ")
-        .and_then(|(_, rest)| rest.chars().next());
-    matches!(state, Some(s) if s != 'Z' && s != 'X').then_some(pid)
+    let path = lock_path(status_path);
+    let file = fs::File::open(&path).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            None
+        }
+        Err(TryLockError::WouldBlock) => Some(holder_pid(&path)),
+        Err(TryLockError::Error(_)) => None,
+    }
 }
 
-/// Held while a local loop runs; removes the lock file when dropped.
+/// The pid the lock holder wrote (0 if it has not written it yet).
+fn holder_pid(lock: &Path) -> u32 {
+    for _ in 0..20 {
+        if let Some(pid) = fs::read_to_string(lock)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return pid;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    0
+}
+
+/// Held while a local loop runs: an exclusive OS lock on `<status>.lock`, taken atomically
+/// (a check of the file followed by a write would let two loops start at once).
 pub struct LoopLock {
     path: PathBuf,
+    _file: fs::File,
 }
 
 impl LoopLock {
     pub fn acquire(status_path: &Path) -> Result<LoopLock, Error> {
-        if let Some(pid) = running_pid(status_path) {
-            if pid != std::process::id() {
-                return Err(status_error(
-                    status_path,
-                    format!("another stickycanary local (pid {pid}) is driving this rollout"),
-                ));
-            }
-        }
         let path = lock_path(status_path);
-        write_atomically(&path, format!("{}\n", std::process::id()).as_bytes())
-            .map_err(|e| status_error(&path, format!("cannot write: {e}")))?;
-        Ok(LoopLock { path })
+        let cannot = |e: std::io::Error| status_error(&path, format!("cannot lock: {e}"));
+        for _ in 0..5 {
+            let mut file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(cannot)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    return Err(status_error(
+                        status_path,
+                        format!(
+                            "another stickycanary local (pid {}) is driving this rollout",
+                            holder_pid(&path)
+                        ),
+                    ))
+                }
+                Err(TryLockError::Error(e)) => return Err(cannot(e)),
+            }
+            // A loop that exits removes the file: if that happened between our open and our
+            // lock, we hold a lock on a file nobody else will open. Open the path again.
+            if !same_file(&file, &path) {
+                continue;
+            }
+            file.set_len(0)
+                .and_then(|_| file.write_all(format!("{}\n", std::process::id()).as_bytes()))
+                .and_then(|_| file.sync_all())
+                .map_err(cannot)?;
+            return Ok(LoopLock { path, _file: file });
+        }
+        Err(status_error(
+            &path,
+            "cannot lock: the lock file keeps changing",
+        ))
+    }
+}
+
+fn same_file(file: &fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
 impl Drop for LoopLock {
     fn drop(&mut self) {
+        // Removed while still locked; the lock goes with the file handle right after.
         let _ = fs::remove_file(&self.path);
     }
 }
@@ -263,6 +320,35 @@ mod tests {
             None,
             "the stray request was removed"
         );
+    }
+
+    #[test]
+    fn a_second_lock_on_the_same_status_file_is_refused_even_in_one_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        let first = LoopLock::acquire(&path).unwrap();
+        let err = LoopLock::acquire(&path)
+            .err()
+            .expect("two loops on one status file");
+        assert!(
+            err.to_string().contains("another stickycanary local"),
+            "{err}"
+        );
+        drop(first);
+        let again = LoopLock::acquire(&path).unwrap();
+        drop(again);
+    }
+
+    #[test]
+    fn a_stale_lock_file_of_a_dead_loop_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        // A loop killed with SIGKILL leaves its file; the kernel has dropped its lock.
+        fs::write(lock_path(&path), "4194303\n").unwrap();
+        assert_eq!(running_pid(&path), None);
+        let lock = LoopLock::acquire(&path).unwrap();
+        assert_eq!(running_pid(&path), Some(std::process::id()));
+        drop(lock);
     }
 
     #[test]

@@ -84,6 +84,12 @@ impl ScenarioResult {
         median(&self.rollback_times_s)
     }
 
+    /// Share of runs promoted: the seed's promotion-success SLO (above 95%) for a healthy
+    /// canary.
+    pub fn promotion_rate(&self) -> f64 {
+        ratio(self.promoted, self.runs)
+    }
+
     pub fn median_promotion_s(&self) -> Option<f64> {
         median(&self.promotion_times_s)
     }
@@ -225,16 +231,17 @@ pub fn render_markdown(results: &[ScenarioResult], options: &Options) -> String 
         "Seed {}, {} runs per healthy scenario, {} per regression; stages 10%/10m, 25%/15m, 50%/20m, 100%; interval 30s, window 1m.\n\n",
         options.seed, options.healthy_runs, options.regression_runs
     ));
-    out.push_str("| healthy canary | checks | runs | false-positive rollbacks | promoted | median promotion time | stuck | rollbacks by check |\n");
+    out.push_str("| healthy canary | checks | runs | false-positive rollbacks | promotion success (SLO > 95%) | median promotion time | stuck | rollbacks by check |\n");
     out.push_str("|---|---|---:|---:|---:|---:|---:|---|\n");
     for result in results.iter().filter(|r| r.scenario.healthy) {
         out.push_str(&format!(
-            "| {} | {} | {} | {} ({}) | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} ({}) | {} ({}) | {} | {} | {} |\n",
             result.scenario.name,
             result.variant.label(),
             result.runs,
             percent(result.rollback_rate()),
             result.rolled_back(),
+            percent(result.promotion_rate()),
             result.promoted,
             minutes(result.median_promotion_s()),
             result.stuck,

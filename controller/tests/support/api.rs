@@ -48,6 +48,8 @@ pub struct Seen {
 /// log of what was asked (shared between servers, so one test can sum several flows).
 pub struct Authorizer {
     grants: Vec<Grants>,
+    /// Tests of the fake server itself switch RBAC off.
+    allow_all: std::sync::atomic::AtomicBool,
     pub log: Mutex<Vec<Attributes>>,
     pub denied: Mutex<Vec<String>>,
 }
@@ -63,6 +65,7 @@ impl Authorizer {
         let rules = ChartRules::load();
         Arc::new(Authorizer {
             grants: modes.into_iter().map(|m| Grants::new(&rules, m)).collect(),
+            allow_all: std::sync::atomic::AtomicBool::new(false),
             log: Mutex::new(Vec::new()),
             denied: Mutex::new(Vec::new()),
         })
@@ -71,6 +74,9 @@ impl Authorizer {
     /// `Err(message)` when a mode's roles refuse it (the 403 message of a real API server).
     pub fn check(&self, attributes: &Attributes) -> Result<(), String> {
         self.log.lock().unwrap().push(attributes.clone());
+        if self.allow_all.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
         for grants in &self.grants {
             if !grants.allows(attributes) {
                 let message = format!(
@@ -83,6 +89,12 @@ impl Authorizer {
             }
         }
         Ok(())
+    }
+
+    /// Lets every request through (only for tests of the fake server itself).
+    pub fn allow_everything(&self) {
+        self.allow_all
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Fails the test if anything was refused.
@@ -292,6 +304,9 @@ impl Store {
         };
         let not_found = || (StatusCode::NOT_FOUND, api_status(404, "NotFound"));
         let conflict = || (StatusCode::CONFLICT, api_status(409, "Conflict"));
+        if a.subresource.as_deref() == Some("scale") {
+            return self.scale(seen, &object_path);
+        }
         match a.verb.as_str() {
             "get" => match self.objects.get(&object_path) {
                 Some(o) => (StatusCode::OK, o.clone()),
@@ -370,33 +385,6 @@ impl Store {
                             );
                         }
                     }
-                    // The scale subresource (autoscaling/v1 Scale) writes spec.replicas only,
-                    // and answers with a Scale, not the Deployment (k8s.io/kubernetes
-                    // pkg/registry/apps/deployment/storage/storage.go, ScaleREST).
-                    Some("scale") => {
-                        let Some(replicas) = seen.body.pointer("/spec/replicas").cloned() else {
-                            return (StatusCode::UNPROCESSABLE_ENTITY, api_status(422, "Invalid"));
-                        };
-                        object["spec"]["replicas"] = replicas;
-                        if object != stored {
-                            let generation = stored
-                                .pointer("/metadata/generation")
-                                .and_then(Value::as_i64)
-                                .unwrap_or(1);
-                            object["metadata"]["generation"] = json!(generation + 1);
-                            object["metadata"]["resourceVersion"] = json!(self.next_rv());
-                            self.objects.insert(object_path, object.clone());
-                        }
-                        let scale = json!({
-                            "apiVersion": "autoscaling/v1", "kind": "Scale",
-                            "metadata": {"name": object["metadata"]["name"],
-                                         "namespace": object["metadata"]["namespace"],
-                                         "resourceVersion": object["metadata"]["resourceVersion"]},
-                            "spec": {"replicas": object["spec"]["replicas"]},
-                            "status": {"replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0))},
-                        });
-                        return (StatusCode::OK, scale);
-                    }
                     Some(other) => panic!("the fake API server has no {other} subresource yet"),
                     // The main resource ignores .status when a status subresource exists.
                     None => {
@@ -452,6 +440,48 @@ impl Store {
                 }
             }
             other => panic!("the fake API server does not serve {other} ({})", seen.path),
+        }
+    }
+}
+
+impl Store {
+    /// The `scale` subresource of a Deployment (or any object with `spec.replicas`): an
+    /// `autoscaling/v1` Scale read from, and written to, the object's `spec.replicas`.
+    fn scale(&mut self, seen: &Seen, object_path: &str) -> (StatusCode, Value) {
+        let Some(stored) = self.objects.get(object_path).cloned() else {
+            return (StatusCode::NOT_FOUND, api_status(404, "NotFound"));
+        };
+        let as_scale = |o: &Value| {
+            json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                   "metadata": {"name": o["metadata"]["name"], "namespace": o["metadata"]["namespace"],
+                                "resourceVersion": o["metadata"]["resourceVersion"]},
+                   "spec": {"replicas": o.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+                   "status": {"replicas": o.pointer("/status/replicas").cloned().unwrap_or(json!(0))}})
+        };
+        match seen.attributes.verb.as_str() {
+            "get" => (StatusCode::OK, as_scale(&stored)),
+            "patch" | "update" => {
+                let precondition_missing = seen.attributes.verb == "update"
+                    && seen.body.pointer("/metadata/resourceVersion").is_none();
+                if precondition_missing || stale(&stored, &seen.body) {
+                    return (StatusCode::CONFLICT, api_status(409, "Conflict"));
+                }
+                let mut object = stored.clone();
+                if let Some(replicas) = seen.body.pointer("/spec/replicas") {
+                    object["spec"]["replicas"] = replicas.clone();
+                }
+                if object != stored {
+                    object["metadata"]["resourceVersion"] = json!(self.next_rv());
+                    let generation = stored
+                        .pointer("/metadata/generation")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1);
+                    object["metadata"]["generation"] = json!(generation + 1);
+                    self.objects.insert(object_path.to_string(), object.clone());
+                }
+                (StatusCode::OK, as_scale(&object))
+            }
+            other => panic!("the fake API server does not serve {other} on scale"),
         }
     }
 }

@@ -8,6 +8,13 @@
 //!
 //! Either answers 403 Forbidden, as a real API server would, to a request the chart's roles
 //! do not allow, and fails the test. Include with `mod support;` from a test in `controller/tests`.
+//!
+//! Adding a call to the controller (a Deployment scale, a ScaledObject, a finalizer): exercise
+//! it in a mocked-API test, add the rule to `manifests/helm/stickycanary/files/rbac.yaml`
+//! (until then the test gets a 403), and add the call to `a_controller_lifetime` in
+//! `mock_api.rs`, whose test fails on any rule no request uses. `FakeApi::insert` seeds
+//! objects (any group, e.g. `/apis/keda.sh/v1alpha1/namespaces/shop/scaledobjects/x`),
+//! `FakeApi::fail` injects errors or hangs, `FakeApi::seen` lists what was sent.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod api;
