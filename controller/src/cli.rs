@@ -77,13 +77,11 @@ stickycanary status checkout -n shop --watch\n  stickycanary status -n shop"
     /// Run the last failed revision again, with a new cohort (release lifecycle)
     Retry(ActionArgs),
     /// Open a manual gate (`approval: manual`) for one revision; survives restarts
-    #[command(
-        after_help = "Examples:\n  stickycanary approve checkout -n shop\n  \
+    #[command(after_help = "Examples:\n  stickycanary approve checkout -n shop\n  \
 stickycanary approve checkout --gate confirm-rollout --status-file checkout.status.json\n\n\
 The approval is for the revision the rollout waits at (or --revision): an approval of v2 never\n\
 lets v3 through. In the cluster it is a patch of the CanaryRollout's status subresource, so who\n\
-may approve is who may patch canaryrollouts/status (see SECURITY.md)."
-    )]
+may approve is who may patch canaryrollouts/status (see SECURITY.md).")]
     Approve(ApproveArgs),
 
     /// Print the CanaryRollout CRD YAML, generated from the Rust types

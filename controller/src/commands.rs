@@ -224,7 +224,10 @@ fn local_status(path: &Path, name: Option<&str>) -> Result<String, Error> {
         Some(pid) => format!(" [local loop running, pid {pid}]"),
         None => String::new(),
     };
-    let mut text = format!("{}{running}", describe_status(&local.rollout, &local.status));
+    let mut text = format!(
+        "{}{running}",
+        describe_status(&local.rollout, &local.status)
+    );
     let place = format!(" --status-file {}", path.display());
     if let Some(hint) = crate::gates::approve::command_hint(&local.rollout, &local.status, &place) {
         text.push_str(&format!("\n  to approve: {hint}"));

@@ -590,7 +590,10 @@ pub struct CanaryRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<crate::gates::spec::GateWait>,
     /// Manual approvals (`stickycanary approve`), one per gate, each for one revision.
-    #[serde(default, skip_serializing_if = "crate::gates::spec::Approvals::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::gates::spec::Approvals::is_empty"
+    )]
     pub approvals: crate::gates::spec::Approvals,
 }
 

@@ -11,7 +11,7 @@ use kube::api::Api;
 use kube::client::Body;
 use serde_json::{json, Value};
 use stickycanary::crd::CanaryRollout;
-use stickycanary::gates::approve::{approve_in_cluster, approval_patch};
+use stickycanary::gates::approve::{approval_patch, approve_in_cluster};
 use stickycanary::gates::spec::WebhookType;
 use support::rbac::Attributes;
 
@@ -37,9 +37,7 @@ struct Seen {
     rbac: String,
 }
 
-async fn next(
-    handle: &mut support::api::Handle,
-) -> (Seen, support::api::Responder) {
+async fn next(handle: &mut support::api::Handle) -> (Seen, support::api::Responder) {
     let (request, send): (Request<Body>, _) =
         tokio::time::timeout(std::time::Duration::from_secs(5), handle.next_request())
             .await
@@ -47,9 +45,15 @@ async fn next(
             .expect("client gone");
     let (parts, body) = request.into_parts();
     let bytes = body.collect_bytes().await.unwrap();
-    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
     let path = parts.uri.path().to_string();
-    let attributes = Attributes::from_request(&parts.method, &path, parts.uri.query().unwrap_or_default()).unwrap();
+    let attributes =
+        Attributes::from_request(&parts.method, &path, parts.uri.query().unwrap_or_default())
+            .unwrap();
     let seen = Seen {
         rbac: format!("{} {}", attributes.verb, attributes.rbac_resource()),
         method: parts.method,
@@ -98,7 +102,10 @@ async fn approve_reads_the_revision_and_patches_the_status_with_its_resource_ver
     let message = approve_in_cluster(&api, "checkout", WebhookType::ConfirmPromotion, None)
         .await
         .unwrap();
-    assert_eq!(message, "approved confirm-promotion of checkout for revision 7f3a9c");
+    assert_eq!(
+        message,
+        "approved confirm-promotion of checkout for revision 7f3a9c"
+    );
     let rbac = server.await.unwrap();
     // What an approver's Role must grant (SECURITY.md): nothing else is asked.
     assert_eq!(rbac, ["get canaryrollouts", "patch canaryrollouts/status"]);
@@ -112,7 +119,10 @@ async fn a_conflict_rereads_and_approves_the_revision_it_then_sees() {
         let (_, send) = next(&mut handle).await;
         answer(send, StatusCode::OK, &rollout("41", "v2"));
         let (first, send) = next(&mut handle).await;
-        assert_eq!(first.body["status"]["approvals"]["confirmPromotion"]["revision"], "v2");
+        assert_eq!(
+            first.body["status"]["approvals"]["confirmPromotion"]["revision"],
+            "v2"
+        );
         // The controller moved to v3 meanwhile: the stale resourceVersion is refused.
         answer(
             send,
@@ -151,10 +161,15 @@ async fn an_explicit_revision_is_kept_across_a_conflict_and_an_invalid_one_is_re
         answer(send, StatusCode::OK, &rollout("41", "v2"));
         // Nothing is written for a revision the CRD schema would refuse.
     });
-    let error = approve_in_cluster(&api, "checkout", WebhookType::ConfirmPromotion, Some("v2; rm -rf"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = approve_in_cluster(
+        &api,
+        "checkout",
+        WebhookType::ConfirmPromotion,
+        Some("v2; rm -rf"),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(error.contains("is not a revision"), "{error}");
     server.await.unwrap();
 }

@@ -6,7 +6,9 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use stickycanary::commands::describe_status;
 use stickycanary::crd::{CanaryRolloutStatus, Phase};
-use stickycanary::gates::approve::{approve_local, command_hint, parse_gate, request_path, take_local};
+use stickycanary::gates::approve::{
+    approve_local, command_hint, parse_gate, request_path, take_local,
+};
 use stickycanary::gates::spec::{GateWait, WebhookType};
 use stickycanary::local::state::{self, LocalState};
 
@@ -47,21 +49,39 @@ fn without_a_loop_the_approval_goes_into_the_status_file_for_the_waiting_revisio
     let path = dir.path().join("checkout.status.json");
     save(&path, waiting_status());
     let text = describe_status("checkout", &waiting_status());
-    assert!(text.contains("waiting for confirm-promotion (manual approval)"), "{text}");
+    assert!(
+        text.contains("waiting for confirm-promotion (manual approval)"),
+        "{text}"
+    );
     let place = format!(" --status-file {}", path.display());
     assert_eq!(
         command_hint("checkout", &waiting_status(), &place).unwrap(),
         format!("stickycanary approve checkout --gate confirm-promotion --revision v2{place}")
     );
     let said = approve_local(&path, "checkout", WebhookType::ConfirmPromotion, None).unwrap();
-    assert!(said.starts_with("approved confirm-promotion of checkout for revision v2"), "{said}");
+    assert!(
+        said.starts_with("approved confirm-promotion of checkout for revision v2"),
+        "{said}"
+    );
     let stored = state::load(&path).unwrap().unwrap();
-    assert!(stored.status.approvals.approves(WebhookType::ConfirmPromotion, "v2"));
-    assert!(!stored.status.approvals.approves(WebhookType::ConfirmPromotion, "v3"));
+    assert!(stored
+        .status
+        .approvals
+        .approves(WebhookType::ConfirmPromotion, "v2"));
+    assert!(!stored
+        .status
+        .approvals
+        .approves(WebhookType::ConfirmPromotion, "v3"));
     // Another rollout's file, a gate that is not one, a revision the schema refuses: refused.
     assert!(approve_local(&path, "payments", WebhookType::ConfirmPromotion, None).is_err());
     assert!(parse_gate("rollback").is_err());
-    assert!(approve_local(&path, "checkout", WebhookType::ConfirmPromotion, Some("v2 v3")).is_err());
+    assert!(approve_local(
+        &path,
+        "checkout",
+        WebhookType::ConfirmPromotion,
+        Some("v2 v3")
+    )
+    .is_err());
 }
 
 #[test]
@@ -81,6 +101,8 @@ fn with_a_loop_running_the_approval_is_queued_and_taken_once() {
         take_local(&path, "checkout", &mut status).unwrap(),
         Some((WebhookType::ConfirmPromotion, "v2".to_string()))
     );
-    assert!(status.approvals.approves(WebhookType::ConfirmPromotion, "v2"));
+    assert!(status
+        .approvals
+        .approves(WebhookType::ConfirmPromotion, "v2"));
     assert_eq!(take_local(&path, "checkout", &mut status).unwrap(), None);
 }

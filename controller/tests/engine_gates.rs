@@ -168,27 +168,61 @@ fn confirm_rollout_holds_the_scale_up_until_it_passes_with_one_event_per_wait() 
         .iter()
         .map(|w| w.name.as_str())
         .collect();
-    assert_eq!(webhook_names, ["change-window"], "a new revision asks confirm-rollout");
+    assert_eq!(
+        webhook_names,
+        ["change-window"],
+        "a new revision asks confirm-rollout"
+    );
 
-    let refused = calls(vec![failed("change-window", WebhookType::ConfirmRollout, "403")]);
+    let refused = calls(vec![failed(
+        "change-window",
+        WebhookType::ConfirmRollout,
+        "403",
+    )]);
     let first = sim.tick_with(&traffic(1.0), Some(&stopped), &refused);
     assert_eq!(sim.status.phase, Phase::ScalingUp);
-    assert!(!first.actions.iter().any(|a| matches!(a, Action::ScaleCanaryUp { .. })));
+    assert!(!first
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::ScaleCanaryUp { .. })));
     assert_eq!(count(&first, reasons::GATE_WAITING), 1);
-    assert_eq!(sim.waiting(), "waiting for confirm-rollout (webhook change-window: 403)");
+    assert_eq!(
+        sim.waiting(),
+        "waiting for confirm-rollout (webhook change-window: 403)"
+    );
 
-    let timed_out = calls(vec![failed("change-window", WebhookType::ConfirmRollout, "timeout after 10s")]);
+    let timed_out = calls(vec![failed(
+        "change-window",
+        WebhookType::ConfirmRollout,
+        "timeout after 10s",
+    )]);
     for _ in 0..5 {
         let again = sim.tick_with(&traffic(1.0), Some(&stopped), &timed_out);
-        assert_eq!(count(&again, reasons::GATE_WAITING), 0, "one Event per wait, not per interval");
-        assert!(!again.actions.iter().any(|a| matches!(a, Action::ScaleCanaryUp { .. })));
+        assert_eq!(
+            count(&again, reasons::GATE_WAITING),
+            0,
+            "one Event per wait, not per interval"
+        );
+        assert!(!again
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::ScaleCanaryUp { .. })));
     }
-    assert_eq!(sim.waiting(), "waiting for confirm-rollout (webhook change-window: timeout after 10s)");
-    assert_eq!(sim.status.phase, Phase::ScalingUp, "a wait is not a failure, even past progressDeadline");
+    assert_eq!(
+        sim.waiting(),
+        "waiting for confirm-rollout (webhook change-window: timeout after 10s)"
+    );
+    assert_eq!(
+        sim.status.phase,
+        Phase::ScalingUp,
+        "a wait is not a failure, even past progressDeadline"
+    );
 
     let ok = calls(vec![passed("change-window", WebhookType::ConfirmRollout)]);
     let open = sim.tick_with(&traffic(1.0), Some(&stopped), &ok);
-    assert!(open.actions.contains(&Action::ScaleCanaryUp { revision: "r2".to_string() }));
+    assert!(open.actions.contains(&Action::ScaleCanaryUp {
+        revision: "r2".to_string()
+    }));
     assert_eq!(count(&open, reasons::GATE_OPENED), 1);
     assert_eq!(sim.status.gate, None);
 }
@@ -203,7 +237,10 @@ fn pre_rollout_holds_weight_zero_then_rolls_back_past_its_for() {
     let failing = calls(vec![failed("smoke", WebhookType::PreRollout, "500")]);
     sim.tick(&failing);
     assert_eq!((sim.status.phase, sim.status.weight), (Phase::Pending, 0.0));
-    assert_eq!(sim.waiting(), "waiting for pre-rollout (webhook smoke: 500)");
+    assert_eq!(
+        sim.waiting(),
+        "waiting for pre-rollout (webhook smoke: 500)"
+    );
     sim.tick(&failing);
     assert_eq!(sim.status.phase, Phase::Pending, "30s of failures < for 1m");
     let last = sim.tick(&failing);
@@ -219,7 +256,11 @@ fn pre_rollout_that_passes_starts_the_first_stage() {
         "webhooks:\n  - {name: smoke, type: pre-rollout, url: \"http://127.0.0.1:9/smoke\"}\n",
     ));
     let not_asked = sim.tick(&GateInput::default());
-    assert_eq!(not_asked.new_weight(), None, "a webhook not asked yet holds, quietly");
+    assert_eq!(
+        not_asked.new_weight(),
+        None,
+        "a webhook not asked yet holds, quietly"
+    );
     assert!(not_asked.event_reasons().is_empty());
     let decision = sim.tick(&calls(vec![passed("smoke", WebhookType::PreRollout)]));
     assert_eq!(decision.new_weight(), Some(10.0));
@@ -239,20 +280,34 @@ fn rollout_webhook_is_a_check_with_its_own_for() {
         .iter()
         .map(|w| w.kind)
         .collect();
-    assert_eq!(listed, [WebhookType::Rollout], "asked every interval while progressing");
+    assert_eq!(
+        listed,
+        [WebhookType::Rollout],
+        "asked every interval while progressing"
+    );
     // Passing load tests let the stage advance after its minute.
     sim.until_weight(50.0, &ok);
     let checks = &sim.status.last_analysis.as_ref().unwrap().checks;
-    assert!(checks.iter().any(|c| c.name == "webhook:load-test"), "{checks:?}");
+    assert!(
+        checks.iter().any(|c| c.name == "webhook:load-test"),
+        "{checks:?}"
+    );
 
     // Timeouts fail like any failure; past `for` the run rolls back.
-    let timeout = calls(vec![failed("load-test", WebhookType::Rollout, "timeout after 10s")]);
+    let timeout = calls(vec![failed(
+        "load-test",
+        WebhookType::Rollout,
+        "timeout after 10s",
+    )]);
     sim.tick(&timeout);
     sim.tick(&timeout);
     assert_eq!(sim.status.phase, Phase::Progressing);
     sim.tick(&timeout);
     assert_eq!(sim.status.phase, Phase::RolledBack);
-    assert_eq!(sim.status.rollback_reason.as_deref(), Some("webhook:load-test"));
+    assert_eq!(
+        sim.status.rollback_reason.as_deref(),
+        Some("webhook:load-test")
+    );
 }
 
 // --- confirm-traffic-increase ----------------------------------------------------------
@@ -261,15 +316,25 @@ fn rollout_webhook_is_a_check_with_its_own_for() {
 fn confirm_traffic_increase_holds_every_raise_but_not_a_rollback() {
     let extra = "webhooks:\n  - {name: capacity, type: confirm-traffic-increase, url: \"http://127.0.0.1:9/cap\"}\n";
     let mut sim = Sim::new(spec(extra));
-    let ok = calls(vec![passed("capacity", WebhookType::ConfirmTrafficIncrease)]);
-    let no = calls(vec![failed("capacity", WebhookType::ConfirmTrafficIncrease, "409")]);
+    let ok = calls(vec![passed(
+        "capacity",
+        WebhookType::ConfirmTrafficIncrease,
+    )]);
+    let no = calls(vec![failed(
+        "capacity",
+        WebhookType::ConfirmTrafficIncrease,
+        "409",
+    )]);
     sim.tick(&ok);
     assert_eq!(sim.status.weight, 10.0, "the first weight is a raise too");
     for _ in 0..6 {
         sim.tick(&no);
     }
     assert_eq!(sim.status.weight, 10.0);
-    assert_eq!(sim.waiting(), "waiting for confirm-traffic-increase (webhook capacity: 409)");
+    assert_eq!(
+        sim.waiting(),
+        "waiting for confirm-traffic-increase (webhook capacity: 409)"
+    );
     // Still guarded: a breach rolls back while waiting.
     for _ in 0..3 {
         sim.tick_with(&traffic(20.0), None, &no);
@@ -280,29 +345,42 @@ fn confirm_traffic_increase_holds_every_raise_but_not_a_rollback() {
 
 // --- confirm-promotion (manual) and approvals -----------------------------------------
 
-const MANUAL_PROMOTION: &str = "webhooks:\n  - {name: release-manager, type: confirm-promotion, approval: manual}\n";
+const MANUAL_PROMOTION: &str =
+    "webhooks:\n  - {name: release-manager, type: confirm-promotion, approval: manual}\n";
 
 #[test]
 fn confirm_promotion_waits_for_an_approval_of_the_runs_revision() {
-    let mut sim = Sim::new(spec(&format!("stable: {{deployment: checkout-stable}}\n{MANUAL_PROMOTION}")));
+    let mut sim = Sim::new(spec(&format!(
+        "stable: {{deployment: checkout-stable}}\n{MANUAL_PROMOTION}"
+    )));
     let ready = release("r2", WorkloadState::Ready);
     let none = GateInput::default();
     for _ in 0..12 {
         sim.tick_with(&traffic(1.0), Some(&ready), &none);
     }
-    assert_eq!((sim.status.phase, sim.status.weight), (Phase::Progressing, 50.0));
-    assert_eq!(sim.waiting(), "waiting for confirm-promotion (manual approval)");
+    assert_eq!(
+        (sim.status.phase, sim.status.weight),
+        (Phase::Progressing, 50.0)
+    );
+    assert_eq!(
+        sim.waiting(),
+        "waiting for confirm-promotion (manual approval)"
+    );
     let wait = sim.status.gate.clone().unwrap();
     assert!(wait.manual);
     assert_eq!(wait.revision, "r2");
 
     // An approval of another revision does not open it.
-    sim.status.approvals.approve(WebhookType::ConfirmPromotion, "r1");
+    sim.status
+        .approvals
+        .approve(WebhookType::ConfirmPromotion, "r1");
     sim.tick_with(&traffic(1.0), Some(&ready), &none);
     assert_eq!(sim.status.weight, 50.0);
 
     // The run's own revision does; the approval is then in the status for good.
-    sim.status.approvals.approve(WebhookType::ConfirmPromotion, "r2");
+    sim.status
+        .approvals
+        .approve(WebhookType::ConfirmPromotion, "r2");
     let opened = sim.tick_with(&traffic(1.0), Some(&ready), &none);
     assert_eq!(opened.new_weight(), Some(100.0));
     assert_eq!(count(&opened, reasons::GATE_OPENED), 1);
@@ -311,9 +389,13 @@ fn confirm_promotion_waits_for_an_approval_of_the_runs_revision() {
 
 #[test]
 fn an_approval_for_v2_never_lets_v3_through() {
-    let mut sim = Sim::new(spec(&format!("stable: {{deployment: checkout-stable}}\n{MANUAL_PROMOTION}")));
+    let mut sim = Sim::new(spec(&format!(
+        "stable: {{deployment: checkout-stable}}\n{MANUAL_PROMOTION}"
+    )));
     let none = GateInput::default();
-    sim.status.approvals.approve(WebhookType::ConfirmPromotion, "v2");
+    sim.status
+        .approvals
+        .approve(WebhookType::ConfirmPromotion, "v2");
     let v3 = release("v3", WorkloadState::Ready);
     for _ in 0..15 {
         sim.tick_with(&traffic(1.0), Some(&v3), &none);
@@ -331,10 +413,15 @@ fn a_restart_keeps_approvals_and_the_wait() {
         sim.tick(&none);
     }
     assert!(sim.status.gate.is_some());
-    sim.status.approvals.approve(WebhookType::ConfirmPromotion, "unversioned");
+    sim.status
+        .approvals
+        .approve(WebhookType::ConfirmPromotion, "unversioned");
     // What a restarted controller reads back: the status as the API server stored it.
     let stored = serde_json::to_string(&sim.status).unwrap();
-    assert!(stored.contains(r#""approvals":{"confirmPromotion":{"revision":"unversioned"}}"#), "{stored}");
+    assert!(
+        stored.contains(r#""approvals":{"confirmPromotion":{"revision":"unversioned"}}"#),
+        "{stored}"
+    );
     let mut restarted = Sim {
         spec: sim.spec.clone(),
         status: serde_json::from_str(&stored).unwrap(),
@@ -364,17 +451,29 @@ fn a_breach_while_waiting_for_promotion_still_rolls_back() {
 
 #[test]
 fn a_rollback_webhook_answering_2xx_rolls_back_and_anything_else_does_not() {
-    let extra = "webhooks:\n  - {name: kill-switch, type: rollback, url: \"http://127.0.0.1:9/kill\"}\n";
+    let extra =
+        "webhooks:\n  - {name: kill-switch, type: rollback, url: \"http://127.0.0.1:9/kill\"}\n";
     let mut sim = Sim::new(spec(extra));
     sim.tick(&GateInput::default());
     assert_eq!(sim.status.weight, 10.0);
     for summary in ["404", "timeout after 10s", "connection failed"] {
-        sim.tick(&calls(vec![failed("kill-switch", WebhookType::Rollback, summary)]));
-        assert_eq!(sim.status.phase, Phase::Progressing, "{summary} is not an abort");
+        sim.tick(&calls(vec![failed(
+            "kill-switch",
+            WebhookType::Rollback,
+            summary,
+        )]));
+        assert_eq!(
+            sim.status.phase,
+            Phase::Progressing,
+            "{summary} is not an abort"
+        );
     }
     let decision = sim.tick(&calls(vec![passed("kill-switch", WebhookType::Rollback)]));
     assert_eq!(decision.new_weight(), Some(0.0));
-    assert_eq!(sim.status.rollback_reason.as_deref(), Some("webhook:kill-switch"));
+    assert_eq!(
+        sim.status.rollback_reason.as_deref(),
+        Some("webhook:kill-switch")
+    );
 }
 
 #[test]
@@ -410,22 +509,56 @@ fn a_window_opens_and_closes_on_local_time_across_a_dst_change() {
     let schedule = berlin_weekdays();
     let state = |t: &str| schedule::state(Some(&schedule), utc(t));
     // Friday 27 March 2026, CET (UTC+1): 09:00-16:00 local is 08:00-15:00 UTC.
-    assert_eq!(state("2026-03-27T07:59:00Z"), WindowState::Closed { next_open: Some(utc("2026-03-27T08:00:00Z")) });
+    assert_eq!(
+        state("2026-03-27T07:59:00Z"),
+        WindowState::Closed {
+            next_open: Some(utc("2026-03-27T08:00:00Z"))
+        }
+    );
     assert_eq!(state("2026-03-27T08:00:00Z"), WindowState::Open);
     assert_eq!(state("2026-03-27T14:59:59Z"), WindowState::Open);
     // Clocks go forward on Sunday 29 March: Monday's window is 07:00-14:00 UTC (CEST).
-    assert_eq!(state("2026-03-27T15:00:00Z"), WindowState::Closed { next_open: Some(utc("2026-03-30T07:00:00Z")) });
-    assert_eq!(state("2026-03-30T06:59:00Z"), WindowState::Closed { next_open: Some(utc("2026-03-30T07:00:00Z")) });
+    assert_eq!(
+        state("2026-03-27T15:00:00Z"),
+        WindowState::Closed {
+            next_open: Some(utc("2026-03-30T07:00:00Z"))
+        }
+    );
+    assert_eq!(
+        state("2026-03-30T06:59:00Z"),
+        WindowState::Closed {
+            next_open: Some(utc("2026-03-30T07:00:00Z"))
+        }
+    );
     assert_eq!(state("2026-03-30T07:00:00Z"), WindowState::Open);
     assert_eq!(state("2026-03-30T13:59:00Z"), WindowState::Open);
-    assert_eq!(state("2026-03-30T14:00:00Z"), WindowState::Closed { next_open: Some(utc("2026-03-31T07:00:00Z")) });
+    assert_eq!(
+        state("2026-03-30T14:00:00Z"),
+        WindowState::Closed {
+            next_open: Some(utc("2026-03-31T07:00:00Z"))
+        }
+    );
     // And back on Sunday 25 October: Monday 26 October opens at 08:00 UTC again.
-    assert_eq!(state("2026-10-26T07:30:00Z"), WindowState::Closed { next_open: Some(utc("2026-10-26T08:00:00Z")) });
+    assert_eq!(
+        state("2026-10-26T07:30:00Z"),
+        WindowState::Closed {
+            next_open: Some(utc("2026-10-26T08:00:00Z"))
+        }
+    );
     assert_eq!(state("2026-10-26T08:30:00Z"), WindowState::Open);
     // A freeze holds whatever the windows say; no schedule is always open.
-    let frozen = Schedule { freeze: true, ..berlin_weekdays() };
-    assert_eq!(schedule::state(Some(&frozen), utc("2026-03-30T08:00:00Z")), WindowState::Frozen);
-    assert_eq!(schedule::state(None, utc("2026-03-30T03:00:00Z")), WindowState::Open);
+    let frozen = Schedule {
+        freeze: true,
+        ..berlin_weekdays()
+    };
+    assert_eq!(
+        schedule::state(Some(&frozen), utc("2026-03-30T08:00:00Z")),
+        WindowState::Frozen
+    );
+    assert_eq!(
+        schedule::state(None, utc("2026-03-30T03:00:00Z")),
+        WindowState::Open
+    );
 }
 
 #[test]
@@ -445,8 +578,16 @@ fn outside_a_window_no_run_starts_and_status_says_when_the_next_opens() {
     assert_eq!((sim.status.phase, sim.status.weight), (Phase::Pending, 0.0));
     let wait = sim.status.gate.clone().unwrap();
     assert_eq!(wait.gate, "schedule");
-    assert_eq!(wait.next_window.as_ref().map(|t| t.0), Some(utc("2026-11-30T11:00:00Z")));
-    assert!(sim.waiting().contains("the next opens at 2026-11-30T11:00:00Z"), "{}", sim.waiting());
+    assert_eq!(
+        wait.next_window.as_ref().map(|t| t.0),
+        Some(utc("2026-11-30T11:00:00Z"))
+    );
+    assert!(
+        sim.waiting()
+            .contains("the next opens at 2026-11-30T11:00:00Z"),
+        "{}",
+        sim.waiting()
+    );
     assert_eq!(count(&first, reasons::GATE_WAITING), 1);
     sim.now = 3600; // 12:00 Berlin
     let open = sim.tick(&GateInput::default());
@@ -461,21 +602,36 @@ fn a_freeze_holds_raises_and_the_stage_clock_but_never_a_rollback() {
     sim.tick(&none);
     assert_eq!(sim.status.weight, 10.0);
     // Frozen 30s into the 1m stage (the next tick sees it).
-    sim.spec.schedule = Some(Schedule { windows: vec![], freeze: true });
+    sim.spec.schedule = Some(Schedule {
+        windows: vec![],
+        freeze: true,
+    });
     for _ in 0..10 {
         sim.tick(&none);
     }
-    assert_eq!(sim.status.weight, 10.0, "frozen: no raise however long the stage ran");
-    assert_eq!(sim.waiting(), "waiting for schedule (frozen (spec.schedule.freeze))");
+    assert_eq!(
+        sim.status.weight, 10.0,
+        "frozen: no raise however long the stage ran"
+    );
+    assert_eq!(
+        sim.waiting(),
+        "waiting for schedule (frozen (spec.schedule.freeze))"
+    );
     // Thawed: the 5 frozen minutes do not count, so the stage still needs its last 30s.
     sim.spec.schedule = None;
     sim.tick(&none);
-    assert_eq!(sim.status.weight, 10.0, "the stage clock did not run while frozen");
+    assert_eq!(
+        sim.status.weight, 10.0,
+        "the stage clock did not run while frozen"
+    );
     assert_eq!(sim.status.gate, None);
     sim.tick(&none);
     assert_eq!(sim.status.weight, 50.0);
     // Frozen again, a breach still rolls back.
-    sim.spec.schedule = Some(Schedule { windows: vec![], freeze: true });
+    sim.spec.schedule = Some(Schedule {
+        windows: vec![],
+        freeze: true,
+    });
     for _ in 0..3 {
         sim.tick_with(&traffic(40.0), None, &none);
     }

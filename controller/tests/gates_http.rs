@@ -40,12 +40,26 @@ impl Drop for Server {
     }
 }
 
-async fn answer(State((seen, base)): State<(Seen, String)>, uri: Uri, body: Bytes) -> (StatusCode, String) {
-    let path = uri.path().trim_start_matches(&format!("/{SECRET}/")).to_string();
+async fn answer(
+    State((seen, base)): State<(Seen, String)>,
+    uri: Uri,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let path = uri
+        .path()
+        .trim_start_matches(&format!("/{SECRET}/"))
+        .to_string();
     let payload: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    seen.lock().unwrap().entry(path.clone()).or_default().push(payload);
+    seen.lock()
+        .unwrap()
+        .entry(path.clone())
+        .or_default()
+        .push(payload);
     match path.as_str() {
-        "confirm-rollout" => (StatusCode::FORBIDDEN, "outside the change window".to_string()),
+        "confirm-rollout" => (
+            StatusCode::FORBIDDEN,
+            "outside the change window".to_string(),
+        ),
         "echo" => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("no capacity; retry {base}/{SECRET}/echo later"),
@@ -80,7 +94,12 @@ impl Server {
     }
 
     fn payloads(&self, path: &str) -> Vec<Value> {
-        self.seen.lock().unwrap().get(path).cloned().unwrap_or_default()
+        self.seen
+            .lock()
+            .unwrap()
+            .get(path)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -170,12 +189,22 @@ fn healthy() -> Observations {
 }
 
 fn webhook(spec: &CanaryRolloutSpec, name: &str) -> Webhook {
-    spec.webhooks.iter().find(|w| w.name == name).unwrap().clone()
+    spec.webhooks
+        .iter()
+        .find(|w| w.name == name)
+        .unwrap()
+        .clone()
 }
 
 fn assert_no_secret(text: &str, what: &str) {
-    assert!(!text.contains(SECRET), "{what} shows the webhook URL's secret: {text}");
-    assert!(!text.contains("token="), "{what} shows the webhook URL: {text}");
+    assert!(
+        !text.contains(SECRET),
+        "{what} shows the webhook URL's secret: {text}"
+    );
+    assert!(
+        !text.contains("token="),
+        "{what} shows the webhook URL: {text}"
+    );
 }
 
 #[tokio::test]
@@ -189,27 +218,42 @@ async fn each_webhook_type_is_called_as_scripted_and_urls_never_leak() {
     let mut all_text = String::new();
 
     // Tick 1 (Pending): confirm-rollout (403), pre-rollout and confirm-traffic-increase.
-    let input = caller.before_decision(&subject(), &spec, &status, None, t0).await;
+    let input = caller
+        .before_decision(&subject(), &spec, &status, None, t0)
+        .await;
     let mut called: Vec<&str> = input.calls.iter().map(|c| c.name.as_str()).collect();
     called.sort_unstable();
     assert_eq!(called, ["capacity", "change-window", "smoke"]);
     let decision = decide_gated(&spec, &status, t0, &healthy(), None, &input);
     assert_eq!(decision.new_weight(), None);
     let waiting = decision.status.gate.clone().unwrap();
-    assert_eq!(waiting.describe(), "waiting for confirm-rollout (webhook change-window: 403)");
+    assert_eq!(
+        waiting.describe(),
+        "waiting for confirm-rollout (webhook change-window: 403)"
+    );
     let events: Vec<String> = decision
         .actions
         .iter()
         .filter_map(|a| match a {
-            Action::Event { reason, message, .. } => Some(format!("{reason}: {message}")),
+            Action::Event {
+                reason, message, ..
+            } => Some(format!("{reason}: {message}")),
             _ => None,
         })
         .collect();
     assert_eq!(events.len(), 1);
     assert!(events[0].starts_with(reasons::GATE_WAITING), "{events:?}");
-    assert!(events[0].contains("answer 403: outside the change window"), "{events:?}");
-    caller.after_decision(&subject(), &spec, &status, &decision).await;
-    all_text.push_str(&format!("{events:?} {}", serde_json::to_string(&decision.status).unwrap()));
+    assert!(
+        events[0].contains("answer 403: outside the change window"),
+        "{events:?}"
+    );
+    caller
+        .after_decision(&subject(), &spec, &status, &decision)
+        .await;
+    all_text.push_str(&format!(
+        "{events:?} {}",
+        serde_json::to_string(&decision.status).unwrap()
+    ));
 
     // The payload: every field, the type, the metadata passed through.
     let payload = &server.payloads("confirm-rollout")[0];
@@ -220,37 +264,65 @@ async fn each_webhook_type_is_called_as_scripted_and_urls_never_leak() {
                 "metadata": {"team": "checkout"}})
     );
     assert_eq!(server.payloads("pre-rollout")[0]["type"], "pre-rollout");
-    assert_eq!(server.payloads("confirm-traffic-increase")[0]["type"], "confirm-traffic-increase");
+    assert_eq!(
+        server.payloads("confirm-traffic-increase")[0]["type"],
+        "confirm-traffic-increase"
+    );
     // The Event of the wait went to the event webhook, with its message.
     let event = &server.payloads("event")[0];
     assert_eq!(event["type"], "event");
-    assert!(event["message"].as_str().unwrap().contains("waiting for confirm-rollout"), "{event}");
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap()
+            .contains("waiting for confirm-rollout"),
+        "{event}"
+    );
     status = decision.status;
 
     // Tick 2: the change window is open now (the script changes): the run starts.
     spec.webhooks[0].url = Some(server.url("ok"));
     let t1 = t0 + k8s_openapi::jiff::SignedDuration::from_secs(30);
-    let input = caller.before_decision(&subject(), &spec, &status, None, t1).await;
+    let input = caller
+        .before_decision(&subject(), &spec, &status, None, t1)
+        .await;
     let decision = decide_gated(&spec, &status, t1, &healthy(), None, &input);
     assert_eq!(decision.new_weight(), Some(10.0));
     assert!(decision.event_reasons().contains(&reasons::GATE_OPENED));
-    caller.after_decision(&subject(), &spec, &status, &decision).await;
+    caller
+        .after_decision(&subject(), &spec, &status, &decision)
+        .await;
     status = decision.status;
     assert_eq!(status.phase, Phase::Progressing);
 
     // Tick 3, a minute on: rollout (load test) and rollback (404: no abort) every interval,
     // confirm-traffic-increase and confirm-promotion before the raise to 100%.
     let t2 = t0 + k8s_openapi::jiff::SignedDuration::from_secs(100);
-    let input = caller.before_decision(&subject(), &spec, &status, None, t2).await;
+    let input = caller
+        .before_decision(&subject(), &spec, &status, None, t2)
+        .await;
     let mut called: Vec<&str> = input.calls.iter().map(|c| c.name.as_str()).collect();
     called.sort_unstable();
-    assert_eq!(called, ["capacity", "checkout-approval", "kill-switch", "load-test"]);
+    assert_eq!(
+        called,
+        ["capacity", "checkout-approval", "kill-switch", "load-test"]
+    );
     assert_eq!(server.payloads("rollout")[0]["phase"], "Progressing");
     assert_eq!(server.payloads("rollout")[0]["weight"], 10.0);
-    assert_eq!(server.payloads("rollout")[0]["metadata"]["cmd"], "hey -z 1m http://checkout-canary/");
+    assert_eq!(
+        server.payloads("rollout")[0]["metadata"]["cmd"],
+        "hey -z 1m http://checkout-canary/"
+    );
     let decision = decide_gated(&spec, &status, t2, &healthy(), None, &input);
-    assert_eq!(decision.status.phase, Phase::Promoted, "{:?}", decision.status);
-    caller.after_decision(&subject(), &spec, &status, &decision).await;
+    assert_eq!(
+        decision.status.phase,
+        Phase::Promoted,
+        "{:?}",
+        decision.status
+    );
+    caller
+        .after_decision(&subject(), &spec, &status, &decision)
+        .await;
     // post-rollout once, after the run ended.
     assert_eq!(server.payloads("post-rollout").len(), 1);
     assert_eq!(server.payloads("post-rollout")[0]["phase"], "Promoted");
@@ -262,7 +334,10 @@ async fn each_webhook_type_is_called_as_scripted_and_urls_never_leak() {
     assert_eq!(server.payloads("rollback").len(), 1);
 
     let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(logged.contains("webhook failed") && logged.contains("change-window"), "{logged}");
+    assert!(
+        logged.contains("webhook failed") && logged.contains("change-window"),
+        "{logged}"
+    );
     assert_no_secret(&logged, "the log");
     assert_no_secret(&all_text, "an Event or the status");
 }
@@ -284,7 +359,10 @@ async fn timeouts_body_limits_redirects_and_refused_connections_fail_without_the
     let slow = caller.call(&gate, &body).await;
     let took = started.elapsed();
     assert_eq!(outcomes(&slow), "timeout after 300ms");
-    assert!(took >= Duration::from_millis(290) && took < Duration::from_millis(1500), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
 
     // A 2 MB error page: the Event gets 200 bytes, and far less than 2 MB is read.
     gate.timeout = "5s".parse().unwrap();
@@ -301,7 +379,11 @@ async fn timeouts_body_limits_redirects_and_refused_connections_fail_without_the
     // An answer that echoes the URL has it blanked out.
     gate.url = Some(server.url("echo"));
     let echo = caller.call(&gate, &body).await;
-    assert!(outcomes(&echo).starts_with("503: no capacity; retry <url>"), "{}", outcomes(&echo));
+    assert!(
+        outcomes(&echo).starts_with("503: no capacity; retry <url>"),
+        "{}",
+        outcomes(&echo)
+    );
     assert_no_secret(&outcomes(&echo), "the answer excerpt");
 
     // Redirects are not followed: a 302 is a failure.
@@ -313,11 +395,17 @@ async fn timeouts_body_limits_redirects_and_refused_connections_fail_without_the
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     gate.url = Some(format!("http://127.0.0.1:{port}/{SECRET}?token={SECRET}"));
-    assert_eq!(outcomes(&caller.call(&gate, &body).await), "connection failed");
+    assert_eq!(
+        outcomes(&caller.call(&gate, &body).await),
+        "connection failed"
+    );
 
     // A 2xx passes.
     gate.url = Some(server.url("ok"));
-    assert_eq!(caller.call(&gate, &body).await, CallOutcome::Passed { status: 200 });
+    assert_eq!(
+        caller.call(&gate, &body).await,
+        CallOutcome::Passed { status: 200 }
+    );
 
     let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert_no_secret(&logged, "the log");

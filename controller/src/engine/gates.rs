@@ -113,7 +113,10 @@ fn due_types(
     let new_run = release.is_some_and(|release| {
         let revision = Some(release.canary_revision.as_str());
         status.canary_revision.as_deref() != revision
-            && release.stable_revision.as_deref().or(status.stable_revision.as_deref())
+            && release
+                .stable_revision
+                .as_deref()
+                .or(status.stable_revision.as_deref())
                 != revision
     });
     if new_run {
@@ -177,7 +180,11 @@ pub(super) fn hold(spec: &CanaryRolloutSpec, tick: &mut Tick, point: Point) -> b
     }
     let kinds: &[WebhookType] = match point {
         Point::ScaleUp => &[WebhookType::ConfirmRollout],
-        Point::Start => &[WebhookType::ConfirmRollout, WebhookType::PreRollout, WebhookType::ConfirmTrafficIncrease],
+        Point::Start => &[
+            WebhookType::ConfirmRollout,
+            WebhookType::PreRollout,
+            WebhookType::ConfirmTrafficIncrease,
+        ],
         Point::Raise { .. } => &[WebhookType::ConfirmTrafficIncrease],
     };
     let into_last = match point {
@@ -205,7 +212,15 @@ fn blocks(webhook: &Webhook, tick: &mut Tick, revision: &str) -> bool {
         if tick.status.approvals.approves(kind, revision) {
             return false;
         }
-        wait(tick, kind.as_str(), "manual approval".to_string(), revision, true, None, None);
+        wait(
+            tick,
+            kind.as_str(),
+            "manual approval".to_string(),
+            revision,
+            true,
+            None,
+            None,
+        );
         return true;
     }
     let Some(outcome) = tick.gates.outcome(&webhook.name).cloned() else {
@@ -241,7 +256,15 @@ fn blocks(webhook: &Webhook, tick: &mut Tick, revision: &str) -> bool {
         }
     }
     let detail = outcome.detail();
-    wait(tick, kind.as_str(), reason, revision, false, None, Some(detail));
+    wait(
+        tick,
+        kind.as_str(),
+        reason,
+        revision,
+        false,
+        None,
+        Some(detail),
+    );
     true
 }
 
@@ -260,7 +283,8 @@ fn wait(
     if let Some(current) = &mut tick.status.gate {
         if current.gate == gate && current.revision == revision {
             current.reason = reason;
-            current.next_window = next_window.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
+            current.next_window =
+                next_window.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
             return;
         }
     }
@@ -290,7 +314,15 @@ fn wait_for_window(tick: &mut Tick, window: &WindowState, revision: &str) {
         WindowState::Closed { next_open } => *next_open,
         _ => None,
     };
-    wait(tick, SCHEDULE, window.describe(), revision, false, next, None);
+    wait(
+        tick,
+        SCHEDULE,
+        window.describe(),
+        revision,
+        false,
+        next,
+        None,
+    );
 }
 
 /// The wait (if any) is over: one Event, and a window's frozen stage time given back.
@@ -302,7 +334,10 @@ fn opened(tick: &mut Tick) {
     tick.status.gate = None;
     let waited = stages::elapsed(tick.now, &wait.since);
     let message = if wait.manual {
-        format!("{} approved for revision {} after {waited}", wait.gate, wait.revision)
+        format!(
+            "{} approved for revision {} after {waited}",
+            wait.gate, wait.revision
+        )
     } else if wait.gate == SCHEDULE {
         format!("a rollout window is open after {waited} outside one")
     } else {

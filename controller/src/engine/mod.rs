@@ -148,7 +148,14 @@ pub fn decide_release(
     observations: &Observations,
     release: Option<&ReleaseObservation>,
 ) -> Decision {
-    decide_gated(spec, status, now, observations, release, &gates::GateInput::default())
+    decide_gated(
+        spec,
+        status,
+        now,
+        observations,
+        release,
+        &gates::GateInput::default(),
+    )
 }
 
 /// [`decide_release`] with the answers of this tick's gate webhooks (see [`gates`]):
@@ -163,7 +170,15 @@ pub fn decide_gated(
 ) -> Decision {
     let mut checks = checks::for_spec(&spec.analysis);
     checks.extend(gates::rollout_checks(spec, gate_input));
-    run_with_gates(spec, status, now, observations, release, &checks, gate_input.clone())
+    run_with_gates(
+        spec,
+        status,
+        now,
+        observations,
+        release,
+        &checks,
+        gate_input.clone(),
+    )
 }
 
 /// Decide one tick with an explicit list of checks (the extension point for new kinds of
@@ -175,7 +190,15 @@ pub fn decide_with(
     observations: &Observations,
     checks: &[Box<dyn Check>],
 ) -> Decision {
-    run_with_gates(spec, status, now, observations, None, checks, gates::GateInput::default())
+    run_with_gates(
+        spec,
+        status,
+        now,
+        observations,
+        None,
+        checks,
+        gates::GateInput::default(),
+    )
 }
 
 fn run_with_gates(

@@ -84,7 +84,11 @@ pub async fn approve_in_cluster(
         let rollout = api.get(name).await?;
         let status = rollout.status.clone().unwrap_or_default();
         let revision = choose_revision(&status, explicit)?;
-        let patch = approval_patch(gate, &revision, rollout.metadata.resource_version.as_deref());
+        let patch = approval_patch(
+            gate,
+            &revision,
+            rollout.metadata.resource_version.as_deref(),
+        );
         match api.patch_status(name, &params, &Patch::Merge(&patch)).await {
             Ok(_) => return Ok(format!("approved {gate} of {name} for revision {revision}")),
             Err(kube::Error::Api(status)) if status.code == 409 && attempts < 3 => continue,
@@ -123,7 +127,10 @@ pub fn approve_local(
     explicit: Option<&str>,
 ) -> Result<String, Error> {
     let mut local = state::load(status_path)?.ok_or_else(|| {
-        file_error(status_path, "does not exist (has `stickycanary local` run?)")
+        file_error(
+            status_path,
+            "does not exist (has `stickycanary local` run?)",
+        )
     })?;
     if local.rollout != name {
         return Err(file_error(
@@ -147,7 +154,10 @@ pub fn approve_local(
     }
     local.status.approvals.approve(gate, &revision);
     state::save(status_path, &local)?;
-    Ok(format!("approved {gate} of {name} for revision {revision} (in {})", status_path.display()))
+    Ok(format!(
+        "approved {gate} of {name} for revision {revision} (in {})",
+        status_path.display()
+    ))
 }
 
 /// Takes a queued approval (the loop's side) and records it in `status`. Returns what was
@@ -170,7 +180,10 @@ pub fn take_local(
     if request.rollout != name || !request.gate.is_gate() || !revision_is_valid(&request.revision) {
         return Err(file_error(
             &path,
-            format!("ignored an approval for {:?} {}", request.rollout, request.gate),
+            format!(
+                "ignored an approval for {:?} {}",
+                request.rollout, request.gate
+            ),
         ));
     }
     status.approvals.approve(request.gate, &request.revision);

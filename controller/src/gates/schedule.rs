@@ -72,7 +72,9 @@ pub fn parse(window: &RolloutWindow) -> Result<ParsedWindow, ScheduleError> {
     if fields != 5 {
         return Err(ScheduleError::Cron {
             cron: window.cron.clone(),
-            reason: format!("needs 5 fields (minute hour day-of-month month day-of-week), got {fields}"),
+            reason: format!(
+                "needs 5 fields (minute hour day-of-month month day-of-week), got {fields}"
+            ),
         });
     }
     let zone = TimeZone::get(&window.time_zone).map_err(|_| ScheduleError::TimeZone {
@@ -131,6 +133,9 @@ pub fn state(schedule: Option<&Schedule>, now: Timestamp) -> WindowState {
     if parsed.iter().any(|window| window.contains(now)) {
         return WindowState::Open;
     }
-    let next_open = parsed.iter().filter_map(|window| window.next_open(now)).min();
+    let next_open = parsed
+        .iter()
+        .filter_map(|window| window.next_open(now))
+        .min();
     WindowState::Closed { next_open }
 }

@@ -25,7 +25,9 @@ pub const REVISION_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$";
 pub const UNVERSIONED: &str = "unversioned";
 
 /// When a webhook is called and what its answer means (the table in contract 5).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum WebhookType {
     /// Before the canary is scaled up for a new revision; a failure waits (a gate).

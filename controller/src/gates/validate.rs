@@ -28,7 +28,10 @@ pub fn webhook_errors(webhooks: &[Webhook], errors: &mut Vec<ValidationError>) {
             errors.push(error(field("name"), message));
         }
         if !names.insert(webhook.name.as_str()) {
-            errors.push(error(field("name"), format!("{:?} is used twice", webhook.name)));
+            errors.push(error(
+                field("name"),
+                format!("{:?} is used twice", webhook.name),
+            ));
         }
         match (&webhook.url, webhook.approval) {
             (Some(_), Some(_)) => errors.push(error(
@@ -56,7 +59,10 @@ pub fn webhook_errors(webhooks: &[Webhook], errors: &mut Vec<ValidationError>) {
         if webhook.timeout.is_zero() || webhook.timeout > MAX_WEBHOOK_TIMEOUT {
             errors.push(error(
                 field("timeout"),
-                format!("must be more than 0s and at most {MAX_WEBHOOK_TIMEOUT} (got {})", webhook.timeout),
+                format!(
+                    "must be more than 0s and at most {MAX_WEBHOOK_TIMEOUT} (got {})",
+                    webhook.timeout
+                ),
             ));
         }
         if webhook.for_duration.is_some()
@@ -64,10 +70,17 @@ pub fn webhook_errors(webhooks: &[Webhook], errors: &mut Vec<ValidationError>) {
         {
             errors.push(error(
                 field("for"),
-                format!("only rollout and pre-rollout webhooks are checks with a `for`, not {}", webhook.kind),
+                format!(
+                    "only rollout and pre-rollout webhooks are checks with a `for`, not {}",
+                    webhook.kind
+                ),
             ));
         }
-        let size: usize = webhook.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let size: usize = webhook
+            .metadata
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
         if size > MAX_METADATA_BYTES {
             errors.push(error(
                 field("metadata"),
@@ -98,7 +111,10 @@ pub fn schedule_errors(schedule: Option<&Schedule>, errors: &mut Vec<ValidationE
     };
     for (index, window) in schedule.windows.iter().enumerate() {
         if let Err(e) = schedule::parse(window) {
-            errors.push(error(format!("spec.schedule.windows[{index}]"), e.to_string()));
+            errors.push(error(
+                format!("spec.schedule.windows[{index}]"),
+                e.to_string(),
+            ));
         }
     }
 }

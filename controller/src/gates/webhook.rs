@@ -85,7 +85,9 @@ impl Caller {
                             .with_no_client_auth()
                     });
                 match config {
-                    Ok(config) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config),
+                    Ok(config) => {
+                        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+                    }
                     Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
                         rustls::ClientConfig::builder()
                             .with_root_certificates(rustls::RootCertStore::empty())
@@ -95,10 +97,9 @@ impl Caller {
             }
         };
         let connector = builder.https_or_http().enable_http1().build();
-        let client = hyper_util::client::legacy::Client::builder(
-            hyper_util::rt::TokioExecutor::new(),
-        )
-        .build(connector);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
         Caller { client }
     }
 
@@ -154,16 +155,18 @@ impl Caller {
         now: jiff::Timestamp,
     ) -> GateInput {
         let revision = release.map(|release| release.canary_revision.as_str());
-        let calls = due(spec, status, release, now).into_iter().map(|webhook| async move {
-            let body = payload(subject, status, revision, webhook, None);
-            let outcome = self.call(webhook, &body).await;
-            log_outcome(subject, webhook, &outcome);
-            WebhookCall {
-                name: webhook.name.clone(),
-                kind: webhook.kind,
-                outcome,
-            }
-        });
+        let calls = due(spec, status, release, now)
+            .into_iter()
+            .map(|webhook| async move {
+                let body = payload(subject, status, revision, webhook, None);
+                let outcome = self.call(webhook, &body).await;
+                log_outcome(subject, webhook, &outcome);
+                WebhookCall {
+                    name: webhook.name.clone(),
+                    kind: webhook.kind,
+                    outcome,
+                }
+            });
         GateInput {
             calls: join_all(calls).await,
         }
@@ -189,7 +192,10 @@ impl Caller {
             };
             let text = format!("{reason}: {message}");
             for webhook in of_kind(spec, WebhookType::Event) {
-                calls.push((webhook, payload(subject, status, None, webhook, Some(&text))));
+                calls.push((
+                    webhook,
+                    payload(subject, status, None, webhook, Some(&text)),
+                ));
             }
         }
         if !ended(old.phase) && ended(status.phase) {

@@ -286,7 +286,10 @@ fn wait_at_gate_then_approve(stack: &mut Stack, printed: &mut usize) -> Result<O
         .output()
         .map_err(|e| format!("stickycanary approve: {e}"))?;
     let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    println!("  demo | >>> {said}{}", String::from_utf8_lossy(&output.stderr).trim());
+    println!(
+        "  demo | >>> {said}{}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
     let approved = follow(stack, printed, |s, _| !waiting(s))?;
     Ok(Outcome {
         name: "v3 waited at its confirm-rollout gate until approved",
