@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Builds the filter to target/stickycanary.wasm.
+# Builds the filter to target/stickycanary.wasm (production: exports only the proxy-wasm ABI),
+# then the golden-test build target/stickycanary-golden.wasm (feature golden-export: the same
+# code plus the `stickycanary_bucket` export that filter/tests/wasm_golden.rs calls).
+# `build-filter.sh --production-only` skips the second build.
 #
 # Two routes, chosen automatically:
 #  - rustup: where `rustup target list --installed` has wasm32-wasip1, a plain cargo build.
@@ -15,20 +18,30 @@ profile=wasm-release
 # so the OCI digest pinned in manifests/istio stays valid on every clone.
 remap="--remap-path-prefix=$PWD=/stickycanary --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
 
-if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx "$target"; then
-  echo "build-filter: route=rustup (cargo with the installed $target target)"
-  RUSTFLAGS="$remap" cargo build -p stickycanary-filter --target "$target" --profile "$profile" --target-dir target/wasm
-elif [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust/library ] && command -v wasm-ld-22 >/dev/null 2>&1; then
-  echo "build-filter: route=debian (/usr/bin/cargo $(/usr/bin/rustc --version | cut -d' ' -f2), -Zbuild-std, wasm-ld-22, wasi-libc)"
-  RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
-    CARGO_TARGET_WASM32_WASIP1_LINKER=wasm-ld-22 \
-    RUSTFLAGS="-C link-self-contained=no -L /usr/lib/wasm32-wasi $remap" \
-    /usr/bin/cargo build -p stickycanary-filter --target "$target" --profile "$profile" \
-      --target-dir target/wasm -Zbuild-std=std,panic_abort
-else
-  echo "build-filter: no wasm toolchain found; run 'make deps' (installs rustc-web, cargo-web, rust-web-src, lld-22, wasi-libc)" >&2
-  exit 1
+build() { # $1: extra cargo args (features), $2: output file
+  local features=$1 dest=$2
+  if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+    echo "build-filter: route=rustup (cargo with the installed $target target) ${features:-production}"
+    # shellcheck disable=SC2086
+    RUSTFLAGS="$remap" cargo build -p stickycanary-filter $features --target "$target" --profile "$profile" --target-dir target/wasm
+  elif [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust/library ] && command -v wasm-ld-22 >/dev/null 2>&1; then
+    echo "build-filter: route=debian (/usr/bin/cargo $(/usr/bin/rustc --version | cut -d' ' -f2), -Zbuild-std, wasm-ld-22, wasi-libc) ${features:-production}"
+    # shellcheck disable=SC2086
+    RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+      CARGO_TARGET_WASM32_WASIP1_LINKER=wasm-ld-22 \
+      RUSTFLAGS="-C link-self-contained=no -L /usr/lib/wasm32-wasi $remap" \
+      /usr/bin/cargo build -p stickycanary-filter $features --target "$target" --profile "$profile" \
+        --target-dir target/wasm -Zbuild-std=std,panic_abort
+  else
+    echo "build-filter: no wasm toolchain found; run 'make deps' (installs rustc-web, cargo-web, rust-web-src, lld-22, wasi-libc)" >&2
+    exit 1
+  fi
+  cp "target/wasm/$target/$profile/stickycanary_filter.wasm" "$dest.tmp"
+  mv "$dest.tmp" "$dest"
+  echo "build-filter: wrote $dest ($(stat -c %s "$dest") bytes)"
+}
+
+build "" "$out"
+if [ "${1:-}" != --production-only ]; then
+  build "--features golden-export" target/stickycanary-golden.wasm
 fi
-cp "target/wasm/$target/$profile/stickycanary_filter.wasm" "$out.tmp"
-mv "$out.tmp" "$out"
-echo "build-filter: wrote $out ($(stat -c %s "$out") bytes)"

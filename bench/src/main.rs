@@ -30,7 +30,9 @@ use crate::envoy_peer::PeerEnvoy;
 use crate::error::{failed, Result};
 use crate::options::Options;
 use crate::peers::Case;
-use crate::report::{CaseResult, PairedSample, Results, RssPoint, Sample, Settings, PEER1};
+use crate::report::{
+    CasePair, CaseResult, PairedSample, Results, RssPoint, Sample, Settings, PEER1,
+};
 use crate::wrk::Wrk;
 
 /// CPUs when pinning: Envoy alone on one, load generator and backends on the other.
@@ -144,6 +146,51 @@ fn paired_round(
     Ok(())
 }
 
+/// `--pair A/B`: both loaded at the same time, both Envoys on the same CPU. Returns B's CPU
+/// time per request over A's.
+fn case_pair_round(
+    running: &mut [Running],
+    wrk: &Wrk,
+    round: usize,
+    duration: Duration,
+    (a, b): (usize, usize),
+) -> Result<f64> {
+    let (low, high) = (a.min(b), a.max(b));
+    let (head, tail) = running.split_at_mut(high);
+    let (first, second) = (&mut head[low], &mut tail[0]);
+    let (a_case, b_case) = if a < b {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    let tag = format!("q{round}-{}", b_case.case.id);
+    // Which of the two starts on the spawned thread alternates by round, so a bias of
+    // either position cancels out over the rounds.
+    let (ours, theirs) = std::thread::scope(|scope| {
+        let joined = |run: std::thread::ScopedJoinHandle<'_, Result<_>>| {
+            run.join()
+                .unwrap_or_else(|_| Err(failed("the pair load thread panicked")))
+        };
+        if round.is_multiple_of(2) {
+            let a_run = scope.spawn(|| a_case.load(wrk, &tag, duration));
+            let theirs = b_case.load(wrk, &tag, duration);
+            (joined(a_run), theirs)
+        } else {
+            let b_run = scope.spawn(|| b_case.load(wrk, &tag, duration));
+            let ours = a_case.load(wrk, &tag, duration);
+            (ours, joined(b_run))
+        }
+    });
+    let (_, a_cpu_us, _) = ours?;
+    let (_, b_cpu_us, _) = theirs?;
+    let ratio = b_cpu_us / a_cpu_us;
+    eprintln!(
+        "bench: round {round} pair {} {a_cpu_us:.2} us/req vs {} {b_cpu_us:.2} us/req → {ratio:.3}",
+        a_case.case.id, b_case.case.id
+    );
+    Ok(ratio)
+}
+
 fn run(opts: &Options) -> Result<()> {
     let started = Instant::now();
     let load_before = procfs::load_average();
@@ -251,6 +298,23 @@ fn run(opts: &Options) -> Result<()> {
             result,
         });
     }
+    let mut pairs = Vec::new();
+    for (a, b) in &opts.pairs {
+        let find = |id: &str| {
+            running
+                .iter()
+                .position(|r: &Running| r.case.id == id)
+                .ok_or_else(|| failed(format!("--pair: no case {id:?} in this run")))
+        };
+        pairs.push((
+            (find(a)?, find(b)?),
+            CasePair {
+                a: a.clone(),
+                b: b.clone(),
+                a_of_b: Vec::new(),
+            },
+        ));
+    }
     let rejected: Vec<String> = running
         .iter()
         .flat_map(|r| r.envoy.log_lines_with("rejected config"))
@@ -301,6 +365,10 @@ fn run(opts: &Options) -> Result<()> {
         if opts.paired {
             paired_round(&mut running, &wrk, round, duration)?;
         }
+        for (indices, pair) in &mut pairs {
+            let ratio = case_pair_round(&mut running, &wrk, round, duration, *indices)?;
+            pair.a_of_b.push(ratio);
+        }
     }
 
     // Top every Envoy up towards the soak target before the last RSS point, within a budget.
@@ -344,12 +412,14 @@ fn run(opts: &Options) -> Result<()> {
         noop_wasm_bytes: file_size(&noop_wasm),
         reload_ms,
         cases: running.iter().map(|r| r.result.clone()).collect(),
+        pairs: pairs.into_iter().map(|(_, pair)| pair).collect(),
     };
     // Stop every Envoy and backend before writing files: nothing outlives the measurement.
     drop(running);
     drop(backends);
 
     print!("{}", report::terminal_table(&results));
+    print!("{}", report::pair_lines(&results.pairs));
     let verdict = |met: bool| if met { "met" } else { "MISSED" };
     for goal in report::goals(&results) {
         println!(

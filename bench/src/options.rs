@@ -6,7 +6,7 @@ pub const USAGE: &str = "\
 usage: bench [--rounds N] [--duration SECS] [--warmup SECS] [--connections N] [--users N]
              [--soak-requests N] [--soak-max-seconds SECS] [--reloads N] [--out DIR]
              [--no-pin] [--no-paired] [--high-priority] [--quick] [--cases ID,ID]
-             [--variant NAME=PATH.wasm] [--probe NAME=OP,OP]
+             [--variant NAME=PATH.wasm] [--probe NAME=OP,OP] [--pair ID/ID]
 
 Runs every peer (plain weighted routing, no-op wasm, Lua, stickycanary x3) side by side,
 interleaved round by round, and prints medians. Each round also runs every case at the same
@@ -30,11 +30,17 @@ target/stickycanary-noop.wasm and a release sc-backend (scripts/bench.sh builds 
   --cases ID,ID         only these cases (weighted, noop-wasm, lua, sc-1, sc-50, sc-anon);
                         peer 1 (weighted) always runs
   --variant NAME=PATH   add a one-rollout stickycanary case running another .wasm build
-                        (profiling: compare filter variants in the same run); repeatable
+                        (profiling: compare filter variants in the same run); repeatable.
+                        A NAME starting with `diag-` marks a cut-down build whose routing
+                        may differ: its sanity check only asks that it serves
   --probe NAME=OPS      add a hostcall-probe case (target/stickycanary-probe.wasm, built by
                         scripts/bench-build-noop.sh probe) doing OPS per request, from:
-                        authority,path,user,pairs,remove,set,clear,code,duration,counter,
-                        histogram
+                        authority,path,user,pairs,rawpairs,remove,set,split,clear,clock,code,
+                        duration,counter,histogram,shard (case id: probe:NAME)
+  --pair A/B            every round, also load cases A and B at the same time (both Envoys
+                        on one CPU, one wrk each) and report B's CPU time per request over
+                        A's: A's throughput relative to B over the same seconds (1.00 for
+                        two identical modules); repeatable
   --quick               2 rounds of 2 s, 1 s warm-up, no soak, 2 reloads (debugging the harness)";
 
 #[derive(Debug, Clone)]
@@ -59,6 +65,8 @@ pub struct Options {
     pub variants: Vec<(String, PathBuf)>,
     /// Hostcall-probe cases (name, comma-separated operations).
     pub probes: Vec<(String, String)>,
+    /// Case pairs `(a, b)` run at the same time every round.
+    pub pairs: Vec<(String, String)>,
 }
 
 impl Options {
@@ -79,6 +87,7 @@ impl Options {
             cases: None,
             variants: Vec::new(),
             probes: Vec::new(),
+            pairs: Vec::new(),
         }
     }
 
@@ -128,6 +137,16 @@ impl Options {
                             format!("--probe: expected NAME=OP,OP,... (got {spec:?})")
                         })?;
                     opts.probes.push((name.to_string(), ops.to_string()));
+                }
+                "--pair" => {
+                    let spec = value(flag)?;
+                    let (a, b) = spec
+                        .split_once('/')
+                        .filter(|(a, b)| !a.is_empty() && !b.is_empty() && a != b)
+                        .ok_or_else(|| {
+                            format!("--pair: expected two different case ids A/B (got {spec:?})")
+                        })?;
+                    opts.pairs.push((a.to_string(), b.to_string()));
                 }
                 "--quick" => {
                     opts.rounds = 2;

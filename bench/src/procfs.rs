@@ -47,18 +47,26 @@ fn clock_ticks_per_second() -> f64 {
 
 /// Pin every thread of `pid` to `cpu`; threads it starts later inherit the mask.
 pub fn pin(pid: u32, cpu: usize) -> Result<()> {
-    let status = Command::new("taskset")
-        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .map_err(|e| failed(format!("run taskset: {e}")))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(failed(format!(
-            "taskset -p -c {cpu} {pid} failed ({status})"
-        )))
+    // `taskset -a` walks the process's threads; one that exits meanwhile (a runtime's idle
+    // worker) fails the whole call with "No such process", so try a few times.
+    let mut last = None;
+    for _ in 0..5 {
+        let status = Command::new("taskset")
+            .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map_err(|e| failed(format!("run taskset: {e}")))?;
+        if status.success() {
+            return Ok(());
+        }
+        last = Some(status);
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    Err(failed(format!(
+        "taskset -p -c {cpu} {pid} failed ({})",
+        last.map_or_else(|| "not run".to_string(), |s| s.to_string())
+    )))
 }
 
 /// `/proc/loadavg`'s 1, 5 and 15 minute load averages.

@@ -34,6 +34,49 @@ impl PairedSample {
     }
 }
 
+/// `--pair A/B`: A and B loaded at the same time every round.
+#[derive(Debug, Clone, Serialize)]
+pub struct CasePair {
+    pub a: String,
+    pub b: String,
+    /// Per round: B's CPU time per request over A's, i.e. A's throughput relative to B.
+    pub a_of_b: Vec<f64>,
+}
+
+impl CasePair {
+    pub fn median(&self) -> f64 {
+        median(&self.a_of_b)
+    }
+}
+
+/// The `--pair` results as lines: `A vs B: median (min–max over N rounds)`.
+pub fn pair_lines(pairs: &[CasePair]) -> String {
+    let mut out = String::new();
+    for pair in pairs {
+        let min = pair.a_of_b.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = pair
+            .a_of_b
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        out.push_str(&format!(
+            "pair {} vs {}: {:.3}x (min {:.3}, max {:.3}, {} rounds; {})\n",
+            pair.a,
+            pair.b,
+            pair.median(),
+            min,
+            max,
+            pair.a_of_b.len(),
+            pair.a_of_b
+                .iter()
+                .map(|r| format!("{r:.3}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    out
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RssPoint {
     pub when: String,
@@ -77,6 +120,8 @@ pub struct Results {
     pub reload_ms: Vec<f64>,
     /// Peer 1 first.
     pub cases: Vec<CaseResult>,
+    /// `--pair` comparisons.
+    pub pairs: Vec<CasePair>,
 }
 
 /// Medians of one case.
@@ -489,5 +534,13 @@ pub fn markdown(results: &Results) -> String {
         median(&reload),
         reload.last().copied().unwrap_or(f64::NAN),
     ));
+    if !results.pairs.is_empty() {
+        md.push_str(
+            "\n### Paired comparisons (`--pair A/B`: both loaded at the same time on one CPU; \
+             B's Envoy CPU µs/request over A's, so A's throughput relative to B)\n\n```\n",
+        );
+        md.push_str(&pair_lines(&results.pairs));
+        md.push_str("```\n");
+    }
     md
 }

@@ -4,10 +4,35 @@
 //! is below `round(weight × 100)`. Stateless, so every replica and hop agrees, and monotone:
 //! raising the weight only ever adds buckets to canary.
 
-use xxhash_rust::xxh64::Xxh64;
+use xxhash_rust::xxh64::{xxh64, Xxh64};
 
 /// Number of buckets: 0.01 % resolution for the weight.
 pub const BUCKETS: u32 = 10_000;
+
+/// Number of user shards (issue 17): each hash-routed request is also counted under its
+/// user's shard, so the analysis can treat a slice of users, not a request, as its unit.
+pub const SHARDS: u8 = 16;
+
+/// Where a user lands: the bucket that picks the version, and the shard the stats use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub bucket: u32,
+    pub shard: u8,
+}
+
+/// The user's bucket and shard for this salt, from one hash.
+///
+/// The shard is the digest's top 4 bits (`digest >> 60`); the bucket is `digest mod 10000`.
+/// For a uniform 64-bit digest `d = t·2^60 + r` with `r` uniform below `2^60`, `r mod 10000`
+/// is uniform to within `10000 / 2^60`, whatever `t` is, so the shard is independent of the
+/// bucket and each shard holds a random slice of stable's and of canary's users alike.
+pub fn placement(salt: &str, user: &[u8]) -> Placement {
+    let digest = digest(salt, user);
+    Placement {
+        bucket: (digest % u64::from(BUCKETS)) as u32,
+        shard: (digest >> 60) as u8,
+    }
+}
 
 /// The user's bucket in `0..10000` for this salt.
 pub fn bucket(salt: &str, user: &str) -> u32 {
@@ -17,13 +42,30 @@ pub fn bucket(salt: &str, user: &str) -> u32 {
 /// [`bucket`] for a user id given as raw bytes (header values need not be UTF-8); for
 /// UTF-8 input it is the same function.
 pub fn bucket_bytes(salt: &str, user: &[u8]) -> u32 {
-    // Streaming the three parts hashes exactly the bytes of `salt + ":" + user`
-    // without building that string on every request.
+    (digest(salt, user) % u64::from(BUCKETS)) as u32
+}
+
+/// `xxh64(salt ":" user, seed 0)`.
+fn digest(salt: &str, user: &[u8]) -> u64 {
+    // The usual id fits a small stack buffer: one-shot hashing of `salt:user` there is
+    // cheaper than the streaming hasher (which copies short input into its own buffer and
+    // keeps 80 bytes of state). Longer input streams the three parts, which hashes exactly
+    // the same bytes without building the string on the heap.
+    const STACK: usize = 128;
+    let salt = salt.as_bytes();
+    let len = salt.len() + 1 + user.len();
+    if len <= STACK {
+        let mut buffer = [0u8; STACK];
+        buffer[..salt.len()].copy_from_slice(salt);
+        buffer[salt.len()] = b':';
+        buffer[salt.len() + 1..len].copy_from_slice(user);
+        return xxh64(&buffer[..len], 0);
+    }
     let mut hasher = Xxh64::new(0);
-    hasher.update(salt.as_bytes());
+    hasher.update(salt);
     hasher.update(b":");
     hasher.update(user);
-    (hasher.digest() % u64::from(BUCKETS)) as u32
+    hasher.digest()
 }
 
 /// Number of buckets on canary at this weight: `round(weight × 100)`, kept in `0..=10000`.

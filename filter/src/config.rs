@@ -74,7 +74,16 @@ pub struct RolloutConfig {
     /// Tester overrides; `None` (or `null`) disables them.
     #[serde(default)]
     pub r#override: Option<OverrideConfig>,
+    /// A hash-routed request that took longer than this many milliseconds counts as `slow`
+    /// in the shard stats (issue 17); `None` means [`DEFAULT_SLOW_THRESHOLD_MS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_threshold_ms: Option<u32>,
 }
+
+/// `slowThresholdMs` when omitted: the seed's p99 limit.
+pub const DEFAULT_SLOW_THRESHOLD_MS: u32 = 500;
+/// `slowThresholdMs` range: 1 ms to 10 minutes.
+pub const SLOW_THRESHOLD_MS_RANGE: std::ops::RangeInclusive<u32> = 1..=600_000;
 
 /// `{"header": "x-user-id"}` or `{"cookie": "session"}`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -175,6 +184,11 @@ impl RolloutConfig {
     pub fn effective_salt<'a>(&'a self, rollout_name: &'a str) -> &'a str {
         self.salt.as_deref().unwrap_or(rollout_name)
     }
+
+    /// The slow threshold actually applied: the configured one, or the default.
+    pub fn effective_slow_threshold_ms(&self) -> u32 {
+        self.slow_threshold_ms.unwrap_or(DEFAULT_SLOW_THRESHOLD_MS)
+    }
 }
 
 impl PluginConfig {
@@ -237,6 +251,14 @@ fn validate_rollout(
         ));
     }
     check_weight(rollout.weight).map_err(|reason| ConfigError::new(at("weight"), reason))?;
+    if let Some(ms) = rollout.slow_threshold_ms {
+        if !SLOW_THRESHOLD_MS_RANGE.contains(&ms) {
+            return Err(ConfigError::new(
+                at("slowThresholdMs"),
+                format!("must be a whole number of milliseconds from 1 to 600000 (got {ms})"),
+            ));
+        }
+    }
     if rollout.salt.as_deref() == Some("") {
         return Err(ConfigError::new(
             at("salt"),

@@ -44,6 +44,9 @@ pub struct Routed {
     pub rollout: usize,
     pub version: Version,
     pub source: Source,
+    /// The user's shard in `0..assign::SHARDS` for hash-routed requests (issue 17);
+    /// `None` for overrides, which the shard stats do not count.
+    pub shard: Option<u8>,
     /// `Set-Cookie` value for an anonymous user who was just given an id.
     pub set_cookie: Option<String>,
 }
@@ -62,9 +65,9 @@ pub fn decide(config: &CompiledConfig, headers: &dyn RequestHeaders, ids: &IdMin
     let path = if config.needs_path {
         headers.header(":path").unwrap_or_default()
     } else {
-        b"/".to_vec()
+        b"/"
     };
-    let Some(index) = config.find_rollout(&authority, &path) else {
+    let Some(index) = config.find_rollout(authority, path) else {
         return Decision::PassThrough;
     };
     let Some(rollout) = config.rollouts.get(index) else {
@@ -80,35 +83,54 @@ fn decide_for_rollout(
     request: &RequestView<'_>,
     ids: &IdMinter,
 ) -> Routed {
-    let routed = |version, source, set_cookie| Routed {
-        rollout: index,
-        version,
-        source,
-        set_cookie,
+    let hashed = |user: &[u8], set_cookie| {
+        let placement = assign::placement(&rollout.salt, user);
+        let version = if placement.bucket < rollout.canary_threshold {
+            Version::Canary
+        } else {
+            Version::Stable
+        };
+        Routed {
+            rollout: index,
+            version,
+            source: Source::Hash,
+            shard: Some(placement.shard),
+            set_cookie,
+        }
     };
     if let Some(version) = requested_version(rollout, request) {
-        return routed(version, Source::Override, None);
+        return Routed {
+            rollout: index,
+            version,
+            source: Source::Override,
+            shard: None,
+            set_cookie: None,
+        };
     }
     if let Some(user) = resolve_identity(&rollout.identity, request) {
-        return routed(hashed_version(rollout, &user), Source::Hash, None);
+        return hashed(user, None);
     }
     match rollout.anonymous.assign {
-        AnonymousAssign::Stable => routed(Version::Stable, Source::Hash, None),
+        // No id to hash: each such request is its own unit, so the shards take them in
+        // turn (a per-VM counter), which spreads them evenly instead of piling one shard.
+        AnonymousAssign::Stable => Routed {
+            rollout: index,
+            version: Version::Stable,
+            source: Source::Hash,
+            shard: Some(ids.next_shard()),
+            set_cookie: None,
+        },
         AnonymousAssign::Cookie => {
             // A returning anonymous user sends back the cookie we set earlier.
             if let Some(id) = request
                 .cookie(&rollout.anonymous.cookie)
                 .filter(|id| !id.trim_ascii().is_empty())
             {
-                return routed(hashed_version(rollout, id.trim_ascii()), Source::Hash, None);
+                return hashed(id.trim_ascii(), None);
             }
-            let id = ids.mint(request.header(REQUEST_ID_HEADER).as_deref());
+            let id = ids.mint(request.header(REQUEST_ID_HEADER));
             let set_cookie = anonymous_set_cookie(&rollout.anonymous, &id);
-            routed(
-                hashed_version(rollout, id.as_bytes()),
-                Source::Hash,
-                Some(set_cookie),
-            )
+            hashed(id.as_bytes(), Some(set_cookie))
         }
     }
 }
@@ -130,14 +152,6 @@ pub fn response_edits<'a>(config: &'a CompiledConfig, routed: &'a Routed) -> Res
     ResponseEdits {
         add_set_cookie: routed.set_cookie.as_deref(),
         set_version_header,
-    }
-}
-
-fn hashed_version(rollout: &CompiledRollout, user: &[u8]) -> Version {
-    if assign::bucket_bytes(&rollout.salt, user) < rollout.canary_threshold {
-        Version::Canary
-    } else {
-        Version::Stable
     }
 }
 

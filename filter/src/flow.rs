@@ -7,14 +7,20 @@ use std::rc::Rc;
 
 use crate::config::OVERRIDE_TOKEN_HEADER;
 use crate::decision::{decide, response_edits, Decision, Routed, VERSION_RESPONSE_HEADER};
-use crate::headers::RequestHeaders;
+use crate::headers::{HeaderSnapshot, RequestHeaders};
 use crate::identity::IdMinter;
 use crate::matching::CompiledConfig;
-use crate::stats::{code_class, counter_index, duration_ms, histogram_index, StatNames};
+use crate::stats::{
+    code_class, counter_index, duration_ms, histogram_index, outcome, shard_counter_index,
+    StatNames,
+};
 
 /// What the filter needs from the proxy. One method per hostcall.
 pub trait Host {
-    fn request_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// Every request header, serialized as proxy-wasm does (see [`HeaderSnapshot`]), in
+    /// one hostcall: cheaper than two single-header reads, and the only read that sees a
+    /// header sent more than once (HTTP/1.1 `Cookie`).
+    fn request_headers(&self) -> Option<Vec<u8>>;
     /// Removes every occurrence (Envoy header maps are case-insensitive). Like every
     /// request-header change from Wasm, Envoy then clears its route cache, so routing
     /// re-selects the route with the new headers.
@@ -41,12 +47,14 @@ pub enum MetricKind {
 }
 
 /// A compiled config with the proxy's ids for all of its stats, indexed by
-/// [`counter_index`] / [`histogram_index`]. Built once per `on_configure`.
+/// [`counter_index`] / [`histogram_index`] / [`shard_counter_index`]. Built once per
+/// `on_configure`, so the request path never defines or looks up a stat by name.
 #[derive(Debug)]
 pub struct LoadedConfig {
     pub config: CompiledConfig,
     pub counter_ids: Vec<u32>,
     pub histogram_ids: Vec<u32>,
+    pub shard_counter_ids: Vec<u32>,
 }
 
 impl LoadedConfig {
@@ -68,20 +76,17 @@ impl LoadedConfig {
             .iter()
             .map(|name| define(MetricKind::Histogram, name))
             .collect::<Result<Vec<u32>, String>>()?;
+        let shard_counter_ids = names
+            .shard_counters
+            .iter()
+            .map(|name| define(MetricKind::Counter, name))
+            .collect::<Result<Vec<u32>, String>>()?;
         Ok(LoadedConfig {
             config,
             counter_ids,
             histogram_ids,
+            shard_counter_ids,
         })
-    }
-}
-
-/// Reads request headers through the host, one call per header asked for.
-struct HostHeaders<'h>(&'h dyn Host);
-
-impl RequestHeaders for HostHeaders<'_> {
-    fn header(&self, name: &str) -> Option<Vec<u8>> {
-        self.0.request_header(name)
     }
 }
 
@@ -112,13 +117,17 @@ impl RequestFlow {
     /// gets the version. Envoy clears the route cache on each of these header changes
     /// (guarded by the e2e test `a_route_looked_up_before_the_filter_is_reselected`), so no
     /// separate `clear_route_cache` call is made.
+    ///
+    /// All headers come in one hostcall, so whether the routing header or the override
+    /// token is present is known for free: each is removed only when it was sent.
     pub fn on_request_headers(&mut self, host: &dyn Host, ids: &IdMinter) {
+        let headers = HeaderSnapshot::new(host.request_headers().unwrap_or_default());
         let config = &self.loaded.config;
         let route_header = config.route_header.as_str();
-        match decide(config, &HostHeaders(host), ids) {
+        match decide(config, &headers, ids) {
             Decision::PassThrough => {
                 // Checking first keeps untouched requests free of a route-cache clear.
-                if host.request_header(route_header).is_some() {
+                if headers.header(route_header).is_some() {
                     host.remove_request_header(route_header);
                 }
             }
@@ -127,11 +136,11 @@ impl RequestFlow {
                     Some(rollout) => {
                         host.set_request_header(route_header, rollout.version_name(routed.version));
                         // The testers' secret is for this proxy only: never forward it.
-                        if rollout
+                        let has_token = rollout
                             .override_config
                             .as_ref()
-                            .is_some_and(|o| o.token.is_some())
-                        {
+                            .is_some_and(|o| o.token.is_some());
+                        if has_token && headers.header(OVERRIDE_TOKEN_HEADER).is_some() {
                             host.remove_request_header(OVERRIDE_TOKEN_HEADER);
                         }
                     }
@@ -156,21 +165,19 @@ impl RequestFlow {
         }
     }
 
-    /// Contract 4: one counter increment and one latency sample per routed request. The
-    /// latency runs from the request headers to the end of the stream; a clock that stepped
-    /// backwards in between skips the sample rather than recording a wrong one.
+    /// Contract 4: one counter increment and one latency sample per routed request, and
+    /// for a hash-routed request one shard counter increment (issue 17). The latency runs
+    /// from the request headers to the end of the stream; a clock that stepped backwards
+    /// in between skips the sample rather than recording a wrong one.
     pub fn on_log(&self, host: &dyn Host) {
         let Some(routed) = &self.routed else {
             return;
         };
+        let loaded = &self.loaded;
         let status = host.response_code().filter(|code| *code != 0);
-        let counter = counter_index(
-            routed.rollout,
-            routed.version,
-            code_class(status),
-            routed.source,
-        );
-        if let Some(id) = self.loaded.counter_ids.get(counter) {
+        let class = code_class(status);
+        let counter = counter_index(routed.rollout, routed.version, class, routed.source);
+        if let Some(id) = loaded.counter_ids.get(counter) {
             host.increment_counter(*id);
         }
         let duration_ns = self
@@ -179,8 +186,17 @@ impl RequestFlow {
             .and_then(|(start, end)| end.checked_sub(start));
         if let Some(duration_ns) = duration_ns {
             let histogram = histogram_index(routed.rollout, routed.version, routed.source);
-            if let Some(id) = self.loaded.histogram_ids.get(histogram) {
+            if let Some(id) = loaded.histogram_ids.get(histogram) {
                 host.record_histogram(*id, duration_ms(duration_ns));
+            }
+        }
+        if let (Some(shard), Some(rollout)) =
+            (routed.shard, loaded.config.rollouts.get(routed.rollout))
+        {
+            let outcome = outcome(class, duration_ns, rollout.slow_threshold_ns);
+            let index = shard_counter_index(routed.rollout, routed.version, shard, outcome);
+            if let Some(id) = loaded.shard_counter_ids.get(index) {
+                host.increment_counter(*id);
             }
         }
     }

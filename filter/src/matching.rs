@@ -4,17 +4,44 @@
 //! costs one exact lookup plus one lookup per dot in its host, whatever the number of
 //! rollouts. Candidate lists are pre-sorted, so the answer never depends on map order.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use xxhash_rust::xxh64::Xxh64Builder;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::assign;
 use crate::config::{AnonymousConfig, ConfigError, IdentitySource, OverrideConfig, PluginConfig};
 use crate::decision::Version;
 
-/// A fixed-seed hasher: no host randomness needed in wasm, and host names are not
-/// attacker-chosen keys of this map (they come from the config).
-type HostMap = HashMap<Box<[u8]>, Vec<usize>, Xxh64Builder>;
+/// A fixed hasher: no host randomness needed in wasm, and host names are not
+/// attacker-chosen keys of this map (they come from the config; a request's host is only
+/// looked up, never inserted).
+type HostMap = HashMap<Box<[u8]>, Vec<usize>, BuildHasherDefault<Fnv1a>>;
+
+/// FNV-1a, 64-bit. Every request hashes its host once here; for a host name (a few dozen
+/// bytes) this is several times cheaper than a streaming XXH64 state, which is what the
+/// map used before (the bucket hash of contract 2 is unrelated and stays XXH64).
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// One rollout, ready for the request path.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +57,8 @@ pub struct CompiledRollout {
     pub identity: Vec<IdentitySource>,
     pub anonymous: AnonymousConfig,
     pub override_config: Option<OverrideConfig>,
+    /// `slowThresholdMs` in nanoseconds, compared with the measured duration as is.
+    pub slow_threshold_ns: u64,
 }
 
 impl CompiledRollout {
@@ -81,13 +110,14 @@ impl CompiledConfig {
                 identity: rollout.identity.clone(),
                 anonymous: rollout.anonymous.clone(),
                 override_config: rollout.r#override.clone(),
+                slow_threshold_ns: u64::from(rollout.effective_slow_threshold_ms()) * 1_000_000,
             })
             .collect();
         let needs_path = rollouts
             .iter()
             .any(|r| !(r.path_prefix.is_empty() || r.path_prefix == "/"));
-        let mut exact_hosts = HostMap::with_hasher(Xxh64Builder::new(0));
-        let mut wildcard_suffixes = HostMap::with_hasher(Xxh64Builder::new(0));
+        let mut exact_hosts = HostMap::default();
+        let mut wildcard_suffixes = HostMap::default();
         for (index, rollout) in config.rollouts.values().enumerate() {
             for host in &rollout.hosts {
                 let (map, key) = match host.strip_prefix("*.") {
@@ -130,10 +160,10 @@ impl CompiledConfig {
     /// wildcard; then the longest matching `pathPrefix` wins; then the more specific
     /// wildcard; then rollout-name order.
     pub fn find_rollout(&self, authority: &[u8], path: &[u8]) -> Option<usize> {
-        let host = normalize_host(authority);
+        let host = normalize_host_cow(authority);
         if let Some(found) = self
             .exact_hosts
-            .get(host.as_slice())
+            .get(host.as_ref())
             .and_then(|candidates| self.first_with_prefix(candidates, path))
         {
             return Some(found);
@@ -171,6 +201,12 @@ impl CompiledConfig {
 /// `:authority` → the host part, lower-case, without port or trailing dot.
 /// `[::1]:8080` keeps its brackets (`[::1]`); a bare IPv6 address is left whole.
 pub fn normalize_host(authority: &[u8]) -> Vec<u8> {
+    normalize_host_cow(authority).into_owned()
+}
+
+/// [`normalize_host`] without a copy for the usual, already lower-case host (every
+/// request pays for this lookup, so it should not allocate).
+fn normalize_host_cow(authority: &[u8]) -> Cow<'_, [u8]> {
     let authority = authority.trim_ascii();
     let host = if authority.first() == Some(&b'[') {
         match authority.iter().position(|byte| *byte == b']') {
@@ -185,7 +221,11 @@ pub fn normalize_host(authority: &[u8]) -> Vec<u8> {
         }
     };
     let host = host.strip_suffix(b".").unwrap_or(host);
-    host.to_ascii_lowercase()
+    if host.iter().any(u8::is_ascii_uppercase) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! The proxy-wasm glue: implements [`Host`] with hostcalls and forwards the callbacks to
 //! [`RequestFlow`]. Kept thin on purpose; every rule it applies lives in the pure modules.
 //!
-//! Hostcalls per matched request: `:authority`, `:path` (only when a rollout narrows by
-//! path), the identity sources (the `cookie` header at most once), set of the routing
-//! header and the clock; then `response.code`, the clock and two metric updates in
-//! `on_log`. Hostcalls that return a buffer (header and property reads) cost the most,
-//! because Envoy calls back into the module to allocate it.
+//! Hostcalls per matched request: all request headers in one read, set of the routing
+//! header (plus removal of the override token, only when one was sent) and the clock; then
+//! `response.code`, the clock and three metric updates in `on_log` (requests, latency and,
+//! for hash-routed requests, the user's shard). Hostcalls that return a buffer (header and
+//! property reads) cost the most, because Envoy calls back into the module to allocate it:
+//! there are two per request, whatever the config asks to look at.
 
 use std::rc::Rc;
 
@@ -13,7 +14,6 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
-use crate::assign;
 use crate::flow::{Host, LoadedConfig, MetricKind, RequestFlow};
 use crate::identity::IdMinter;
 
@@ -97,10 +97,8 @@ impl RootContext for Root {
 struct ProxyWasmHost;
 
 impl Host for ProxyWasmHost {
-    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-            .ok()
-            .flatten()
+    fn request_headers(&self) -> Option<Vec<u8>> {
+        request_header_pairs()
     }
     fn remove_request_header(&self, name: &str) {
         let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
@@ -128,6 +126,36 @@ impl Host for ProxyWasmHost {
     fn record_histogram(&self, metric_id: u32, value: u64) {
         let _ = hostcalls::record_metric(metric_id, value);
     }
+}
+
+// The raw hostcall behind the SDK's `get_map_bytes`, which would decode every header into
+// its own `String` and `Vec`; the filter scans the buffer in place instead (`HeaderSnapshot`).
+// Declared with the SDK's signature, hence the allowed clash.
+#[allow(clashing_extern_declarations)]
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+}
+
+/// Every request header in proxy-wasm's serialized form, or `None` when the call fails.
+fn request_header_pairs() -> Option<Vec<u8>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: both out-pointers are valid for writes; the host fills them in.
+    let status = unsafe {
+        proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size)
+    };
+    if status != 0 || data.is_null() {
+        return None;
+    }
+    // SAFETY: the host allocated `size` bytes at `data` through this module's allocator
+    // (`proxy_on_memory_allocate`, a `Vec` with capacity `size`, as the SDK's own
+    // `get_map_bytes` relies on); the `Vec` takes them back and frees them.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
 }
 
 /// An integer property; Envoy encodes them as 8 little-endian bytes.
@@ -169,10 +197,13 @@ impl HttpContext for Request {
 
 /// Golden-vector agreement check: lets a test harness (Node, `filter/tests/wasm_golden.mjs`)
 /// compute contract 2 buckets with the wasm build itself. Returns `u32::MAX` for a salt
-/// that is not UTF-8.
+/// that is not UTF-8. Only in the `golden-export` test build: it calls the same
+/// `assign::placement` the request path calls, and the production module exports only
+/// the proxy-wasm ABI.
 ///
 /// # Safety
 /// `salt`/`user` must point to `salt_len`/`user_len` readable bytes (or the length is 0).
+#[cfg(feature = "golden-export")]
 #[no_mangle]
 pub unsafe extern "C" fn stickycanary_bucket(
     salt: *const u8,
@@ -193,7 +224,7 @@ pub unsafe extern "C" fn stickycanary_bucket(
         unsafe { std::slice::from_raw_parts(user, user_len) }
     };
     match std::str::from_utf8(salt) {
-        Ok(salt) => assign::bucket_bytes(salt, user),
+        Ok(salt) => crate::assign::placement(salt, user).bucket,
         Err(_) => u32::MAX,
     }
 }

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use stickycanary_filter::assign;
 use stickycanary_filter::decision::{decide, Decision, Source, Version};
-use stickycanary_filter::headers::HeaderList;
+use stickycanary_filter::headers::{HeaderList, HeaderSnapshot, RequestHeaders};
 use stickycanary_filter::identity::{cookie_value, IdMinter};
 use stickycanary_filter::matching::CompiledConfig;
 
@@ -50,7 +50,7 @@ fn cookie_text() -> impl Strategy<Value = Vec<u8>> {
 }
 
 #[test]
-fn fuzz_cookie_pairs_first_match_wins() {
+fn fuzz_cookie_pairs_first_exact_name_wins() {
     let names = prop::sample::select(vec!["session", "sess", "Session", "x", "session2"]);
     let pairs = prop::collection::vec((names, cookie_text(), any::<bool>()), 0..8);
     fuzz("cookie/pairs", pairs, |pairs| {
@@ -64,14 +64,49 @@ fn fuzz_cookie_pairs_first_match_wins() {
             })
             .collect::<Vec<_>>()
             .join(&b"; "[..]);
+        // Envoy's rule: `session = v` names the cookie `session ` (only leading spaces are
+        // dropped from a name), so spaced pairs never match.
         let want = pairs
             .iter()
-            .find(|(name, _, _)| *name == "session")
+            .find(|(name, _, spaced)| *name == "session" && !*spaced)
             .map(|(_, v, _)| match v.as_slice() {
                 [b'"', inner @ .., b'"'] => inner.to_vec(),
                 other => other.to_vec(),
             });
         prop_assert_eq!(cookie_value(&header, "session").map(<[u8]>::to_vec), want);
+        Ok(())
+    });
+}
+
+#[test]
+fn fuzz_header_snapshot_bytes_never_panic() {
+    // The proxy's serialized header map, as the filter reads it in one hostcall: whatever
+    // the bytes, lookups end without a panic and only return slices of the buffer.
+    fuzz(
+        "headers/snapshot-bytes",
+        prop::collection::vec(any::<u8>(), 0..200),
+        |bytes| {
+            let snapshot = HeaderSnapshot::new(bytes.clone());
+            prop_assert!(snapshot.pairs().count() <= bytes.len() / 10);
+            for name in [":authority", "cookie", ""] {
+                let _ = snapshot.header(name);
+                let _ = snapshot.header_values(name);
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn fuzz_header_snapshot_round_trips_any_pairs() {
+    let pairs = prop::collection::vec((header_bytes(20), header_bytes(60)), 0..12);
+    fuzz("headers/snapshot-pairs", pairs, |pairs| {
+        let snapshot = HeaderSnapshot::new(HeaderSnapshot::serialize(&pairs));
+        let read: Vec<(Vec<u8>, Vec<u8>)> = snapshot
+            .pairs()
+            .map(|(name, value)| (name.to_vec(), value.to_vec()))
+            .collect();
+        prop_assert_eq!(read, pairs);
         Ok(())
     });
 }

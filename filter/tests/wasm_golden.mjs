@@ -1,18 +1,21 @@
 // Golden-vector agreement for the built filter (contract 2).
 //
-// Usage: node wasm_golden.mjs <stickycanary.wasm> <golden.json>
+// Usage: node wasm_golden.mjs <stickycanary-golden.wasm> <golden.json> [<stickycanary.wasm>]
 //
-// 1. Instantiates the real wasm32 build with every import stubbed (proxy-wasm hostcalls
-//    and WASI are never reached by the bucket function) and calls its exported
-//    `stickycanary_bucket` on every vector.
+// 1. Instantiates the wasm32 test build (feature golden-export: the production code plus one
+//    export) with every import stubbed (proxy-wasm hostcalls and WASI are never reached by
+//    the bucket function) and calls its exported `stickycanary_bucket`, which is the
+//    request path's own `assign::bucket_bytes`, on every vector.
 // 2. Recomputes every bucket with an independent XXH64 written here in JavaScript, to show
 //    the assignment is reproducible outside Rust.
+// 3. Given the production build, checks that it does not export `stickycanary_bucket` (the
+//    test hook must not ship) and does export the proxy-wasm request callbacks.
 // Prints one line per failure and a closing "N passed, N failed" line; exits 1 on any failure.
 import { readFileSync } from "node:fs";
 
-const [wasmPath, goldenPath] = process.argv.slice(2);
+const [wasmPath, goldenPath, productionPath] = process.argv.slice(2);
 if (!wasmPath || !goldenPath) {
-  console.error("usage: node wasm_golden.mjs <stickycanary.wasm> <golden.json>");
+  console.error("usage: node wasm_golden.mjs <stickycanary-golden.wasm> <golden.json> [<stickycanary.wasm>]");
   process.exit(2);
 }
 
@@ -110,6 +113,19 @@ for (const vector of vectors) {
   } else {
     failed++;
     console.log(`FAIL ${label}: golden ${vector.bucket}, wasm ${wasm}, js ${js}`);
+  }
+}
+if (productionPath) {
+  const names = WebAssembly.Module.exports(new WebAssembly.Module(readFileSync(productionPath))).map((e) => e.name);
+  if (names.includes("stickycanary_bucket")) {
+    failed++;
+    console.log(`FAIL ${productionPath} exports the test hook stickycanary_bucket`);
+  } else if (!names.includes("proxy_on_request_headers")) {
+    failed++;
+    console.log(`FAIL ${productionPath} does not export proxy_on_request_headers: not a filter build`);
+  } else {
+    passed++;
+    console.log(`production build ${productionPath}: no stickycanary_bucket export (${names.length} exports)`);
   }
 }
 console.log(`wasm_golden: ${vectors.length} vectors through ${wasmPath} and an independent JS XXH64`);

@@ -26,7 +26,15 @@ pub const DURATION_BUCKETS_MS: [f64; 15] = [
 ];
 
 /// The stat tags that turn `rollout=.=<r>;.;...` stat names into Prometheus labels.
-pub const STAT_TAGS: [&str; 4] = ["rollout", "version", "code_class", "source"];
+/// `shard` and `outcome` label the user-shard counter (issue 17, docs/contracts.md contract 4).
+pub const STAT_TAGS: [&str; 6] = [
+    "rollout",
+    "version",
+    "code_class",
+    "source",
+    "shard",
+    "outcome",
+];
 
 /// Which HTTP filter chain the listener gets.
 #[derive(Debug, Clone, PartialEq)]

@@ -1059,3 +1059,165 @@ fn identity_is_the_first_non_empty_source_in_order_header_then_cookie() {
         );
     }
 }
+
+/// `x-served-by` of one HTTP/2 (prior knowledge, cleartext) request sent by curl, each
+/// `cookie` given as its own header field (a cookie crumb, RFC 9113 8.2.3).
+fn http2_served_by(envoy: &Envoy, cookies: &[&str]) -> Option<String> {
+    let mut command = std::process::Command::new("curl");
+    command.args([
+        "-s",
+        "--http2-prior-knowledge",
+        "--max-time",
+        "10",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "-H",
+        &format!("host: {HOST}"),
+    ]);
+    for cookie in cookies {
+        command.args(["-H", &format!("cookie: {cookie}")]);
+    }
+    let output = command
+        .arg(format!("http://{}/", envoy.listener))
+        .output()
+        .expect("curl runs");
+    let head = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(head.starts_with("HTTP/2 "), "not an HTTP/2 answer: {head}");
+    head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("x-served-by")
+            .then(|| value.trim().to_string())
+    })
+}
+
+#[test]
+fn an_identity_cookie_in_a_later_cookie_header_or_crumb_routes_the_user() {
+    // Issue 15.1: HTTP/1.1 clients and proxies may split cookies over several `Cookie`
+    // headers; a filter that read only the first treated these users as anonymous.
+    let config = plugin_config(json!(50), json!({"identity": [{"cookie": "session"}]}));
+    let stack = Stack::start(&config);
+    let mut by_version = BTreeMap::new();
+    for n in 0..40 {
+        let user = format!("u{n}");
+        let want = expected_version(SALT, &user, 50.0);
+        let session = format!("session={user}; z=9");
+        let reply = stack.send(&[("cookie", "theme=dark"), ("cookie", &session)]);
+        assert_eq!(
+            reply.header("x-served-by"),
+            Some(want),
+            "HTTP/1.1, session in the second Cookie header: {user}"
+        );
+        assert!(
+            reply.header_all("set-cookie").is_empty(),
+            "HTTP/1.1: {user} was treated as anonymous"
+        );
+        // HTTP/2: Envoy joins the crumbs into one header before filters run.
+        assert_eq!(
+            http2_served_by(&stack.envoy, &["theme=dark", &session]).as_deref(),
+            Some(want),
+            "HTTP/2, session in the second cookie crumb: {user}"
+        );
+        *by_version.entry(want).or_insert(0) += 1;
+    }
+    assert_eq!(by_version.len(), 2, "both versions tested: {by_version:?}");
+}
+
+/// `stickycanary_shard_requests_total` of rollout `checkout`, keyed by (version, shard, outcome).
+fn shard_series(m: &[promtext::Sample]) -> BTreeMap<(String, String, String), f64> {
+    m.iter()
+        .filter(|s| {
+            s.name == "stickycanary_shard_requests_total" && s.label("rollout") == Some("checkout")
+        })
+        .map(|s| {
+            let label = |name: &str| s.label(name).unwrap_or("?").to_string();
+            (
+                (label("version"), label("shard"), label("outcome")),
+                s.value,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn shard_counters_put_each_user_in_one_shard_and_spread_users_over_all_of_them() {
+    // Issue 17.1 through the real Envoy: 2 versions x 16 shards x 3 outcomes, defined when the
+    // config loads; a user's requests all land in the shard the filter's hash gives them;
+    // different users spread over every shard of both versions.
+    let stack = Stack::start(&plugin_config(json!(50), json!({})));
+    // The start-up probe requests are counted in `on_log`, which may run just after their
+    // response: let it land before taking the baseline.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = shard_series(&stack.metrics());
+    assert_eq!(before.len(), 96, "series: {:?}", before.keys());
+    for version in ["stable", "canary"] {
+        for shard in 0..16 {
+            for outcome in ["ok", "slow", "error"] {
+                let key = (version.to_string(), shard.to_string(), outcome.to_string());
+                assert!(before.contains_key(&key), "missing {key:?}");
+            }
+        }
+    }
+
+    // One user, 25 requests: exactly one series moves, by 25.
+    let user = "sticky-user-7";
+    let placement = assign::placement(SALT, user.as_bytes());
+    let version = expected_version(SALT, user, 50.0);
+    for _ in 0..25 {
+        assert_eq!(
+            stack.send(&[("x-user-id", user)]).header("x-served-by"),
+            Some(version)
+        );
+    }
+    let key = (
+        version.to_string(),
+        placement.shard.to_string(),
+        "ok".to_string(),
+    );
+    let after_one = shard_series(&metrics_when(&stack, "25 requests of one user", |m| {
+        shard_series(m).get(&key).copied().unwrap_or(0.0) >= before[&key] + 25.0
+    }));
+    for (series, value) in &after_one {
+        let moved = value - before[series];
+        let want = if *series == key { 25.0 } else { 0.0 };
+        assert_eq!(moved, want, "{series:?}");
+    }
+
+    // 640 users, one request each: every shard of both versions gets users, and each shard
+    // counts exactly the users the hash puts there.
+    let mut want: BTreeMap<(String, String, String), f64> = BTreeMap::new();
+    for n in 0..640 {
+        let user = format!("spread-{n}");
+        let placement = assign::placement(SALT, user.as_bytes());
+        let version = expected_version(SALT, &user, 50.0);
+        assert_eq!(
+            stack.send(&[("x-user-id", &user)]).header("x-served-by"),
+            Some(version)
+        );
+        *want
+            .entry((
+                version.to_string(),
+                placement.shard.to_string(),
+                "ok".to_string(),
+            ))
+            .or_insert(0.0) += 1.0;
+    }
+    assert_eq!(
+        want.len(),
+        32,
+        "every shard of both versions has users: {want:?}"
+    );
+    let total = |m: &BTreeMap<(String, String, String), f64>| m.values().sum::<f64>();
+    let after_spread = shard_series(&metrics_when(&stack, "640 users", |m| {
+        total(&shard_series(m)) >= total(&after_one) + 640.0
+    }));
+    for (series, value) in &after_spread {
+        let moved = value - after_one[series];
+        assert_eq!(
+            moved,
+            want.get(series).copied().unwrap_or(0.0),
+            "{series:?}"
+        );
+    }
+}

@@ -658,8 +658,15 @@ fn virtual_service_routes_the_header_to_canary_and_everything_else_to_stable() {
 }
 
 #[test]
-fn proxy_config_extracts_the_four_tags_and_sets_the_latency_buckets() {
-    let expected_tags = vec!["rollout", "version", "code_class", "source"];
+fn proxy_config_extracts_the_six_tags_and_sets_the_latency_buckets() {
+    let expected_tags = vec![
+        "rollout",
+        "version",
+        "code_class",
+        "source",
+        "shard",
+        "outcome",
+    ];
     let mesh = yaml_one(&manifests().join("istio/mesh-config.yaml"));
     let default_config = at(&mesh, &["spec", "meshConfig", "defaultConfig"]).unwrap();
     assert_eq!(strings(default_config.get("extraStatTags")), expected_tags);

@@ -10,9 +10,19 @@
 //! - `rawpairs`: the same hostcall, but the serialized buffer is scanned in place for
 //!   `:authority` and `x-user-id` (no per-header allocation, as a filter would do it);
 //! - `remove`, `set`: remove, then set `x-canary-version` (to `stable`);
+//! - `split`: with `set`, every 10th request is set to `canary` instead, so the upstream
+//!   traffic splits 90/10 like the filter's at the bench's 10% weight (two clusters in use,
+//!   not one);
 //! - `clear`: the `clear_route_cache` foreign function;
+//! - `clock`: read the proxy's clock once when the request headers arrive and once in
+//!   `on_log` (the filter's latency measurement);
 //! - `code`, `duration`: read the `response.code` / `request.duration` properties in `on_log`;
-//! - `counter`, `histogram`: increment a counter / record into a histogram in `on_log`.
+//! - `counter`, `histogram`: increment a counter / record into a histogram in `on_log`;
+//! - `shard`: increment a second counter in `on_log` (the filter's user-shard counter).
+//!
+//! The filter's own request path is `rawpairs,set,split,clock,code,counter,histogram,shard` for a
+//! hash-routed request with a user id: the probe with exactly those is the "same hostcalls"
+//! peer that `make bench-filter` pairs the filter with.
 
 use std::rc::Rc;
 
@@ -24,7 +34,10 @@ const ROUTE_HEADER: &str = "x-canary-version";
 
 proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_context_id| -> Box<dyn RootContext> {
-        Box::new(ProbeRoot { plan: Rc::new(Plan::default()) })
+        Box::new(ProbeRoot {
+            plan: Rc::new(Plan::default()),
+            requests: std::cell::Cell::new(0),
+        })
     });
 }}
 
@@ -37,15 +50,20 @@ struct Plan {
     rawpairs: bool,
     remove: bool,
     set: bool,
+    split: bool,
     clear: bool,
+    clock: bool,
     code: bool,
     duration: bool,
     counter: Option<u32>,
     histogram: Option<u32>,
+    shard: Option<u32>,
 }
 
 struct ProbeRoot {
     plan: Rc<Plan>,
+    /// HTTP contexts created so far (for `split`).
+    requests: std::cell::Cell<u64>,
 }
 
 impl Context for ProbeRoot {}
@@ -67,7 +85,9 @@ impl RootContext for ProbeRoot {
                 "pairs" => plan.pairs = true,
                 "remove" => plan.remove = true,
                 "set" => plan.set = true,
+                "split" => plan.split = true,
                 "clear" => plan.clear = true,
+                "clock" => plan.clock = true,
                 "code" => plan.code = true,
                 "duration" => plan.duration = true,
                 "counter" => {
@@ -78,6 +98,11 @@ impl RootContext for ProbeRoot {
                     plan.histogram =
                         hostcalls::define_metric(MetricType::Histogram, "probe_duration_ms").ok()
                 }
+                "shard" => {
+                    plan.shard =
+                        hostcalls::define_metric(MetricType::Counter, "probe_shard_requests_total")
+                            .ok()
+                }
                 _ => return false,
             }
         }
@@ -86,8 +111,10 @@ impl RootContext for ProbeRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        self.requests.set(self.requests.get().wrapping_add(1));
         Some(Box::new(ProbeRequest {
             plan: Rc::clone(&self.plan),
+            canary: self.plan.split && self.requests.get().is_multiple_of(10),
         }))
     }
 
@@ -98,6 +125,8 @@ impl RootContext for ProbeRoot {
 
 struct ProbeRequest {
     plan: Rc<Plan>,
+    /// `split`: this request is set to `canary`.
+    canary: bool,
 }
 
 impl Context for ProbeRequest {}
@@ -156,6 +185,13 @@ fn raw_pairs_lookup() -> usize {
     found
 }
 
+fn clock_ns() -> usize {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |elapsed| elapsed.subsec_nanos() as usize)
+}
+
 fn property(path: &[&str]) -> usize {
     hostcalls::get_property(path.to_vec())
         .ok()
@@ -188,11 +224,15 @@ impl HttpContext for ProbeRequest {
             let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, ROUTE_HEADER);
         }
         if plan.set {
+            let version = if self.canary { "canary" } else { "stable" };
             let _ =
-                hostcalls::set_map_value(MapType::HttpRequestHeaders, ROUTE_HEADER, Some("stable"));
+                hostcalls::set_map_value(MapType::HttpRequestHeaders, ROUTE_HEADER, Some(version));
         }
         if plan.clear {
             let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+        }
+        if plan.clock {
+            seen += clock_ns();
         }
         std::hint::black_box(seen);
         Action::Continue
@@ -210,8 +250,14 @@ impl HttpContext for ProbeRequest {
         if let Some(id) = plan.counter {
             let _ = hostcalls::increment_metric(id, 1);
         }
+        if plan.clock {
+            seen += clock_ns();
+        }
         if let Some(id) = plan.histogram {
             let _ = hostcalls::record_metric(id, 3);
+        }
+        if let Some(id) = plan.shard {
+            let _ = hostcalls::increment_metric(id, 1);
         }
         std::hint::black_box(seen);
     }

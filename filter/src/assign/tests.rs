@@ -211,3 +211,89 @@ fn changing_the_salt_draws_a_new_cohort() {
         "{same} of 1000 kept their version"
     );
 }
+
+#[test]
+fn placement_bucket_is_the_contract_bucket_and_the_shard_is_the_top_four_bits() {
+    for n in 0..2000 {
+        let user = format!("user-{n}");
+        let placement = placement("checkout", user.as_bytes());
+        assert_eq!(placement.bucket, bucket("checkout", &user));
+        let digest = xxhash_rust::xxh64::xxh64(format!("checkout:{user}").as_bytes(), 0);
+        assert_eq!(u64::from(placement.shard), digest >> 60);
+        assert!(placement.shard < SHARDS);
+    }
+}
+
+/// Pearson's chi-square statistic of a contingency table against independence.
+fn chi_square(table: &[Vec<f64>]) -> f64 {
+    let total: f64 = table.iter().flatten().sum();
+    let rows: Vec<f64> = table.iter().map(|row| row.iter().sum()).collect();
+    let columns: Vec<f64> = (0..table[0].len())
+        .map(|c| table.iter().map(|row| row[c]).sum())
+        .collect();
+    let mut statistic = 0.0;
+    for (r, row) in table.iter().enumerate() {
+        for (c, observed) in row.iter().enumerate() {
+            let expected = rows[r] * columns[c] / total;
+            statistic += (observed - expected).powi(2) / expected;
+        }
+    }
+    statistic
+}
+
+#[test]
+fn the_shard_is_independent_of_the_version_at_every_weight() {
+    // 160 000 users; for each weight, the 2 x 16 table (version x shard) must look like
+    // independent draws. With 15 degrees of freedom, chi-square exceeds 37.7 with
+    // probability 0.001 under independence; a shard taken from the bits that pick the
+    // version (`bucket * 16 / 10000`) scores in the hundred thousands.
+    let users: Vec<Placement> = (0..160_000)
+        .map(|n| placement("checkout", format!("u{n}").as_bytes()))
+        .collect();
+    for weight in [1.0, 10.0, 50.0, 90.0] {
+        let mut table = vec![vec![0.0; usize::from(SHARDS)]; 2];
+        for user in &users {
+            let canary = is_canary(user.bucket, weight);
+            table[usize::from(canary)][usize::from(user.shard)] += 1.0;
+        }
+        let statistic = chi_square(&table);
+        assert!(statistic < 37.7, "weight {weight}: chi-square {statistic}");
+        // And every shard holds about 1/16 of each version's users.
+        for row in &table {
+            let version_total: f64 = row.iter().sum();
+            for count in row {
+                let share = count / version_total;
+                assert!(
+                    (share - 1.0 / 16.0).abs() < 0.25 / 16.0 + 3.0 / version_total.sqrt(),
+                    "weight {weight}: {row:?}"
+                );
+            }
+        }
+    }
+    // The control: a shard made from the bits that pick the version is caught.
+    let mut dependent = vec![vec![0.0; 16]; 2];
+    for user in &users {
+        let shard = (user.bucket * 16 / BUCKETS) as usize;
+        dependent[usize::from(is_canary(user.bucket, 50.0))][shard] += 1.0;
+    }
+    assert!(chi_square(&dependent) > 1000.0);
+}
+
+#[test]
+fn short_and_long_ids_hash_the_same_bytes_as_the_joined_string() {
+    // Both sides of the stack-buffer cut-over (128 bytes of `salt:user`).
+    for len in [0, 1, 100, 118, 119, 120, 127, 128, 129, 500] {
+        let user = "u".repeat(len);
+        let joined = format!("checkout:{user}");
+        let digest = xxhash_rust::xxh64::xxh64(joined.as_bytes(), 0);
+        assert_eq!(
+            bucket("checkout", &user),
+            (digest % u64::from(BUCKETS)) as u32,
+            "{len}"
+        );
+        assert_eq!(
+            u64::from(placement("checkout", user.as_bytes()).shard),
+            digest >> 60
+        );
+    }
+}

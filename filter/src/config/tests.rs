@@ -333,3 +333,38 @@ fn a_config_built_in_code_is_checked_by_validate() {
         "rollouts.checkout.weight: must be a number from 0 to 100 (got 100.5)"
     );
 }
+
+#[test]
+fn slow_threshold_defaults_to_500_ms_and_accepts_1_to_600000() {
+    let config = parse(&rollout_with("")).unwrap();
+    let rollout = &config.rollouts["checkout"];
+    assert_eq!(rollout.slow_threshold_ms, None);
+    assert_eq!(rollout.effective_slow_threshold_ms(), 500);
+    for ms in [1, 250, 600_000] {
+        let config = parse(&rollout_with(&format!(r#""slowThresholdMs":{ms}"#))).unwrap();
+        assert_eq!(
+            config.rollouts["checkout"].effective_slow_threshold_ms(),
+            ms
+        );
+    }
+    // Omitted stays omitted when the controller writes the config back.
+    let written = serde_json::to_string(&parse(&rollout_with("")).unwrap()).unwrap();
+    assert!(!written.contains("slowThresholdMs"), "{written}");
+}
+
+#[test]
+fn slow_threshold_out_of_range_or_not_an_integer_is_rejected_by_name() {
+    for ms in ["0", "600001"] {
+        assert_eq!(
+            error_of(&rollout_with(&format!(r#""slowThresholdMs":{ms}"#))),
+            format!("rollouts.checkout.slowThresholdMs: must be a whole number of milliseconds from 1 to 600000 (got {ms})")
+        );
+    }
+    for bad in ["-5", "1.5", "\"500\""] {
+        let err = error_of(&rollout_with(&format!(r#""slowThresholdMs":{bad}"#)));
+        assert!(
+            err.starts_with("rollouts.checkout.slowThresholdMs: "),
+            "{bad}: {err}"
+        );
+    }
+}

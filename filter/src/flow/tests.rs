@@ -2,12 +2,14 @@ use std::cell::RefCell;
 
 use super::*;
 use crate::decision::{Source, Version};
+use crate::headers::HeaderSnapshot;
 use crate::stats::CODE_CLASSES;
 
 /// Everything the flow asked of the host, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Call {
-    Read(String),
+    /// The one read of every request header.
+    ReadAll,
     Remove(String),
     Set(String, String),
     AddResponse(String, String),
@@ -37,16 +39,7 @@ impl MockHost {
     fn edits(&self) -> Vec<Call> {
         self.calls()
             .into_iter()
-            .filter(|call| !matches!(call, Call::Read(_)))
-            .collect()
-    }
-    fn reads(&self) -> Vec<String> {
-        self.calls()
-            .into_iter()
-            .filter_map(|call| match call {
-                Call::Read(name) => Some(name),
-                _ => None,
-            })
+            .filter(|call| !matches!(call, Call::ReadAll))
             .collect()
     }
     fn push(&self, call: Call) {
@@ -55,12 +48,9 @@ impl MockHost {
 }
 
 impl Host for MockHost {
-    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-        self.push(Call::Read(name.to_string()));
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.clone())
+    fn request_headers(&self) -> Option<Vec<u8>> {
+        self.push(Call::ReadAll);
+        Some(HeaderSnapshot::serialize(&self.headers))
     }
     fn remove_request_header(&self, name: &str) {
         self.push(Call::Remove(name.to_string()));
@@ -145,29 +135,44 @@ fn an_unmatched_request_without_routing_header_is_left_untouched() {
         .with(":authority", "elsewhere")
         .with(":path", "/");
     run(CONFIG, &host);
-    assert_eq!(host.edits(), vec![]);
-    assert_eq!(host.reads(), vec![":authority", "x-canary-version"]);
+    assert_eq!(host.calls(), vec![Call::ReadAll]);
 }
 
 #[test]
-fn a_matched_request_reads_only_the_headers_it_needs() {
-    let host = checkout()
-        .with("x-user-id", "u1")
-        .with("cookie", "session=s");
-    run(CONFIG, &host);
-    assert_eq!(host.reads(), vec![":authority", "x-user-id"]);
-}
-
-#[test]
-fn the_cookie_header_is_read_once_however_many_cookies_are_consulted() {
+fn request_headers_are_read_in_one_call_however_many_lookups_follow() {
     // No x-user-id, no session cookie: the walk tries the header, the session cookie,
     // then the anonymous cookie, then mints from x-request-id.
     let host = checkout().with("cookie", "other=1");
     run(CONFIG, &host);
     assert_eq!(
-        host.reads(),
-        vec![":authority", "x-user-id", "cookie", "x-request-id"]
+        host.calls(),
+        vec![
+            Call::ReadAll,
+            Call::Set("x-canary-version".into(), "canary".into())
+        ]
     );
+}
+
+#[test]
+fn an_identity_cookie_in_a_second_cookie_header_is_used() {
+    // HTTP/1.1 allows the cookies to come in two headers; the second holds the session.
+    let config = r#"{"rollouts":{"checkout":{"hosts":["checkout"],"weight":50,"salt":"s",
+        "identity":[{"cookie":"session"}]}}}"#;
+    let users: Vec<String> = (0..40).map(|n| format!("user-{n}")).collect();
+    for user in &users {
+        let host = checkout()
+            .with("cookie", "theme=dark")
+            .with("cookie", &format!("session={user}; z=9"));
+        let flow = run(config, &host);
+        let routed = flow.routed().unwrap();
+        assert_eq!(routed.set_cookie, None, "{user} was treated as anonymous");
+        let expected = if crate::assign::bucket("s", user) < 5000 {
+            Version::Canary
+        } else {
+            Version::Stable
+        };
+        assert_eq!(routed.version, expected, "{user}");
+    }
 }
 
 #[test]
@@ -222,7 +227,7 @@ fn on_log_counts_the_code_class_and_records_latency_in_whole_ms() {
     };
     flow.on_log(&log);
     let calls = log.edits();
-    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls.len(), 3, "{calls:?}");
     let name_of = |id: u32| defined[(id - 1000) as usize].1.clone();
     let Call::Increment(counter) = calls[0] else {
         panic!("{calls:?}")
@@ -239,6 +244,90 @@ fn on_log_counts_the_code_class_and_records_latency_in_whole_ms() {
         name_of(histogram),
         "rollout=.=checkout;.;version=.=canary;.;source=.=hash;.;stickycanary_request_duration_ms"
     );
+    let Call::Increment(shard_counter) = calls[2] else {
+        panic!("{calls:?}")
+    };
+    let shard = crate::assign::placement("checkout", b"u1").shard;
+    assert_eq!(
+        name_of(shard_counter),
+        format!("rollout=.=checkout;.;version=.=canary;.;shard=.={shard};.;outcome=.=error;.;stickycanary_shard_requests_total")
+    );
+}
+
+/// The `outcome` label of the one shard counter a hash-routed request increments.
+fn shard_outcome(config: &str, code: Option<u64>, took_ns: Option<u64>) -> String {
+    let (loaded, defined) = load(config);
+    let mut flow = RequestFlow::new(loaded);
+    let request = MockHost {
+        now_ns: Some(1_000_000_000),
+        ..checkout().with("x-user-id", "u1")
+    };
+    flow.on_request_headers(&request, &IdMinter::new(5));
+    let log = MockHost {
+        response_code: code,
+        now_ns: took_ns.map(|ns| 1_000_000_000 + ns),
+        ..MockHost::default()
+    };
+    flow.on_log(&log);
+    let shard_counters: Vec<String> = log
+        .edits()
+        .into_iter()
+        .filter_map(|call| match call {
+            Call::Increment(id) => Some(defined[(id - 1000) as usize].1.clone()),
+            _ => None,
+        })
+        .filter(|name| name.ends_with("stickycanary_shard_requests_total"))
+        .collect();
+    assert_eq!(shard_counters.len(), 1, "{shard_counters:?}");
+    let name = &shard_counters[0];
+    let start = name.find("outcome=.=").unwrap() + "outcome=.=".len();
+    name[start..].split(';').next().unwrap().to_string()
+}
+
+#[test]
+fn the_shard_outcome_is_error_for_5xx_then_slow_past_the_threshold_then_ok() {
+    const MS: u64 = 1_000_000;
+    assert_eq!(shard_outcome(CONFIG, Some(503), Some(10 * MS)), "error");
+    assert_eq!(shard_outcome(CONFIG, Some(500), Some(900 * MS)), "error");
+    assert_eq!(shard_outcome(CONFIG, Some(200), Some(500 * MS + 1)), "slow");
+    assert_eq!(shard_outcome(CONFIG, Some(404), Some(500 * MS)), "ok");
+    assert_eq!(shard_outcome(CONFIG, None, Some(MS)), "ok");
+    assert_eq!(
+        shard_outcome(CONFIG, Some(200), None),
+        "ok",
+        "unknown duration"
+    );
+    let strict =
+        r#"{"rollouts":{"checkout":{"hosts":["checkout"],"weight":100,"slowThresholdMs":20}}}"#;
+    assert_eq!(shard_outcome(strict, Some(200), Some(21 * MS)), "slow");
+    assert_eq!(shard_outcome(strict, Some(200), Some(20 * MS)), "ok");
+}
+
+#[test]
+fn an_override_request_is_not_counted_in_a_shard() {
+    let (loaded, defined) = load(CONFIG);
+    let mut flow = RequestFlow::new(loaded);
+    let request = MockHost::default()
+        .with(":authority", "search")
+        .with(":path", "/")
+        .with("x-canary-override", "canary");
+    flow.on_request_headers(&request, &IdMinter::new(5));
+    let log = MockHost {
+        response_code: Some(200),
+        now_ns: None,
+        ..MockHost::default()
+    };
+    flow.on_log(&log);
+    let names: Vec<String> = log
+        .edits()
+        .into_iter()
+        .filter_map(|call| match call {
+            Call::Increment(id) => Some(defined[(id - 1000) as usize].1.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].contains("source=.=override;"), "{names:?}");
 }
 
 #[test]
@@ -258,8 +347,11 @@ fn a_clock_that_steps_back_skips_the_latency_sample_but_still_counts() {
         };
         flow.on_log(&log);
         let calls = log.edits();
-        assert_eq!(calls.len(), 1, "{now_ns:?}: {calls:?}");
-        assert!(matches!(calls[0], Call::Increment(_)), "{calls:?}");
+        assert_eq!(calls.len(), 2, "{now_ns:?}: {calls:?}");
+        assert!(
+            calls.iter().all(|call| matches!(call, Call::Increment(_))),
+            "{calls:?}"
+        );
     }
 }
 
@@ -310,7 +402,12 @@ fn loading_defines_every_stat_once() {
         .iter()
         .filter(|(kind, _)| *kind == MetricKind::Histogram)
         .count();
-    assert_eq!((counters, histograms), (2 * 2 * 6 * 2, 2 * 2 * 2));
+    // Per rollout: 2 versions × 6 classes × 2 sources request counters plus
+    // 2 versions × 16 shards × 3 outcomes shard counters; 2 × 2 histograms.
+    assert_eq!(
+        (counters, histograms),
+        (2 * (2 * 6 * 2 + 2 * 16 * 3), 2 * 2 * 2)
+    );
 }
 
 #[test]
@@ -341,13 +438,12 @@ fn a_failure_to_define_a_stat_rejects_the_config() {
 }
 
 #[test]
-fn path_is_read_only_when_some_rollout_narrows_by_path() {
+fn a_rollout_narrowed_by_path_still_routes_from_the_one_read() {
     let host = checkout().with("x-user-id", "u1");
     run(
         r#"{"rollouts":{"checkout":{"hosts":["checkout"],"pathPrefix":"/cart","weight":100}}}"#,
         &host,
     );
-    assert_eq!(host.reads(), vec![":authority", ":path", "x-user-id"]);
     assert_eq!(
         host.edits(),
         vec![Call::Set("x-canary-version".into(), "canary".into()),]
@@ -368,6 +464,22 @@ fn the_override_token_never_travels_upstream_from_a_rollout_that_has_one() {
         vec![
             Call::Set("x-canary-version".into(), "canary".into()),
             Call::Remove("x-canary-override-token".into()),
+        ]
+    );
+}
+
+#[test]
+fn an_absent_override_token_costs_no_removal() {
+    let host = checkout().with("x-user-id", "u1");
+    run(
+        r#"{"rollouts":{"checkout":{"hosts":["checkout"],"weight":100,"override":{"token":"s3cret"}}}}"#,
+        &host,
+    );
+    assert_eq!(
+        host.calls(),
+        vec![
+            Call::ReadAll,
+            Call::Set("x-canary-version".into(), "canary".into())
         ]
     );
 }

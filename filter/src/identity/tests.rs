@@ -6,9 +6,57 @@ fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
 }
 
 #[test]
-fn cookie_is_found_among_others_with_spaces() {
-    assert_eq!(cookie("a=1; session=abc ;b=2", "session"), Some("abc"));
+fn cookie_is_found_among_others_after_leading_spaces() {
+    assert_eq!(cookie("a=1;   session=abc;b=2", "session"), Some("abc"));
     assert_eq!(cookie("session=abc", "session"), Some("abc"));
+}
+
+// The cases below pin Envoy's own parsing (forEachCookie in source/common/http/utility.cc):
+// a name loses only its leading spaces, a value is never trimmed, quotes go only when they
+// wrap the whole value.
+
+#[test]
+fn a_value_keeps_its_surrounding_whitespace_as_envoy_does() {
+    assert_eq!(cookie("a=1; session=abc ;b=2", "session"), Some("abc "));
+    assert_eq!(cookie("session= abc", "session"), Some(" abc"));
+    assert_eq!(cookie(r#"session= "abc""#, "session"), Some(r#" "abc""#));
+}
+
+#[test]
+fn a_name_loses_only_leading_spaces_as_envoy_does() {
+    assert_eq!(cookie("session =abc", "session"), None);
+    assert_eq!(cookie("\tsession=abc", "session"), None);
+    assert_eq!(
+        cookie("a=1;\tsession=abc; session=def", "session"),
+        Some("def")
+    );
+}
+
+#[test]
+fn quotes_are_removed_only_when_they_wrap_the_whole_value() {
+    assert_eq!(cookie(r#"session="a"b"#, "session"), Some(r#""a"b"#));
+    assert_eq!(cookie(r#"session=""abc"""#, "session"), Some(r#""abc""#));
+}
+
+#[test]
+fn every_cookie_header_is_searched_in_order() {
+    let headers: [&[u8]; 3] = [b"theme=dark", b"sid=u42; z=9", b"sid=late"];
+    assert_eq!(cookie_value_in(headers, "sid"), Some(&b"u42"[..]));
+    assert_eq!(cookie_value_in(headers, "theme"), Some(&b"dark"[..]));
+    assert_eq!(cookie_value_in(headers, "none"), None);
+    assert_eq!(cookie_value_in(Vec::<&[u8]>::new(), "sid"), None);
+}
+
+#[test]
+fn identity_cookie_in_a_second_cookie_header_is_found() {
+    let sources = vec![IdentitySource::Cookie("sid".into())];
+    let headers = HeaderList::default()
+        .with("cookie", "theme=dark")
+        .with("Cookie", "sid=u42; z=9");
+    assert_eq!(
+        resolve_identity(&sources, &RequestView::new(&headers)),
+        Some(&b"u42"[..])
+    );
 }
 
 #[test]
@@ -64,14 +112,14 @@ fn identity_takes_the_first_non_empty_source() {
         .with("cookie", "session=s1");
     assert_eq!(
         resolve_identity(&sources, &RequestView::new(&empty_header)),
-        Some(b"s1".to_vec())
+        Some(&b"s1"[..])
     );
     let both = HeaderList::default()
         .with("x-user-id", "u1")
         .with("cookie", "session=s1");
     assert_eq!(
         resolve_identity(&sources, &RequestView::new(&both)),
-        Some(b"u1".to_vec())
+        Some(&b"u1"[..])
     );
     let neither = HeaderList::default().with("cookie", "session=");
     assert_eq!(
@@ -86,7 +134,7 @@ fn non_utf8_identity_is_used_as_bytes() {
     let headers = HeaderList::default().with("x-user-id", [0xff, 0xfe, b'a']);
     assert_eq!(
         resolve_identity(&sources, &RequestView::new(&headers)),
-        Some(vec![0xff, 0xfe, b'a'])
+        Some(&[0xff, 0xfe, b'a'][..])
     );
 }
 

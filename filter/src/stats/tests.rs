@@ -80,3 +80,47 @@ fn durations_round_up_to_whole_milliseconds() {
     assert_eq!(duration_ms(200_000_000), 200);
     assert_eq!(duration_ms(200_300_000), 201);
 }
+
+#[test]
+fn every_shard_counter_index_points_at_its_own_name_and_a_rollout_has_96() {
+    let config = CompiledConfig::from_json(
+        br#"{"rollouts":{"b":{"hosts":["b"],"weight":1,"canaryVersion":"v2"},"a":{"hosts":["a"],"weight":1}}}"#,
+    )
+    .unwrap();
+    let names = StatNames::for_config(&config);
+    assert_eq!(names.shard_counters.len(), 2 * 96);
+    for (rollout_index, rollout) in config.rollouts.iter().enumerate() {
+        for version in [Version::Stable, Version::Canary] {
+            for shard in 0..SHARDS {
+                for (outcome_index, outcome) in OUTCOMES.iter().enumerate() {
+                    let index = shard_counter_index(rollout_index, version, shard, outcome_index);
+                    assert_eq!(
+                        names.shard_counters[index],
+                        shard_counter_name(
+                            &rollout.name,
+                            rollout.version_name(version),
+                            shard,
+                            outcome
+                        )
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(
+        shard_counter_name("checkout", "canary", 15, "slow"),
+        "rollout=.=checkout;.;version=.=canary;.;shard=.=15;.;outcome=.=slow;.;stickycanary_shard_requests_total"
+    );
+}
+
+#[test]
+fn outcome_is_error_for_5xx_only_then_slow_past_the_threshold() {
+    let five = code_class(Some(503));
+    let four = code_class(Some(404));
+    assert_eq!(OUTCOMES[outcome(five, Some(1), 10)], "error");
+    assert_eq!(OUTCOMES[outcome(five, None, 10)], "error");
+    assert_eq!(OUTCOMES[outcome(four, Some(11), 10)], "slow");
+    assert_eq!(OUTCOMES[outcome(four, Some(10), 10)], "ok");
+    assert_eq!(OUTCOMES[outcome(code_class(None), Some(11), 10)], "slow");
+    assert_eq!(OUTCOMES[outcome(code_class(Some(200)), None, 10)], "ok");
+}
