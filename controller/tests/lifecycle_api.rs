@@ -731,3 +731,29 @@ async fn every_lifecycle_request_is_allowed_by_the_chart_and_every_lifecycle_rul
         assert!(used.contains(&triple), "{triple:?} unused in {used:?}");
     }
 }
+
+#[tokio::test]
+async fn a_failed_scale_up_writes_no_status_and_the_next_reconcile_asks_again() {
+    let (client, api) = FakeApi::start();
+    seed(&api, json!({}), None, "shop/checkout:v2", 0, 0.0);
+    api.fail("patch", "deployments/scale", 500, 1);
+    let ctx = context(client);
+    let error = reconcile_once(&api, &ctx).await.unwrap_err();
+    assert!(error.contains("checkout-canary"), "{error}");
+    // The world first, then the record of it: nothing claims a run that did not start,
+    // except the Degraded condition that says why.
+    let status = status_of(&api);
+    assert!(status.get("phase").is_none(), "{status}");
+    assert_eq!(status["conditions"][0]["reason"], "DeploymentUnavailable");
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(
+        paths(&writes(&api)),
+        vec![
+            (Method::PATCH, format!("{CANARY_PATH}/scale")),
+            (Method::PATCH, format!("{ROLLOUT_PATH}/status")),
+        ]
+    );
+    assert_eq!(status_of(&api)["phase"], "ScalingUp");
+    api.finish().await;
+}
