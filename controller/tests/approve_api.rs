@@ -173,3 +173,41 @@ async fn an_explicit_revision_is_kept_across_a_conflict_and_an_invalid_one_is_re
     assert!(error.contains("is not a revision"), "{error}");
     server.await.unwrap();
 }
+
+#[test]
+fn the_controllers_status_patch_never_sends_approvals_it_did_not_change() {
+    use stickycanary::crd::CanaryRolloutStatus;
+    use stickycanary::engine::decide;
+    use stickycanary::k8s::reconcile::status_patch;
+    use stickycanary::observation::{CanaryHealth, MetricsObservation, Observations};
+
+    // The status as read (an approval already there), then the engine's next status.
+    let rollout: CanaryRollout = serde_json::from_value(rollout("41", "v2")).unwrap();
+    let mut old: CanaryRolloutStatus = rollout.status.clone().unwrap();
+    old.approvals.approve(WebhookType::ConfirmRollout, "v2");
+    let observations = Observations {
+        metrics: MetricsObservation::Unavailable {
+            reason: "down".to_string(),
+        },
+        custom: Vec::new(),
+        canary_health: CanaryHealth::Healthy,
+        manual: None,
+    };
+    let new = decide(
+        &rollout.spec,
+        &old,
+        "2026-11-30T06:01:00Z".parse().unwrap(),
+        &observations,
+    )
+    .status;
+    assert_eq!(new.approvals, old.approvals);
+    let patch = status_patch(&old, &new).unwrap();
+    // A merge patch without the key leaves an approval written meanwhile in place, even a
+    // new revision's approval of the same gate.
+    assert!(patch["status"].get("approvals").is_none(), "{patch}");
+    assert!(patch["status"].get("conditions").is_some(), "{patch}");
+    let mut stored = serde_json::to_value(&old).unwrap();
+    stored["approvals"]["confirmRollout"]["revision"] = "v3".into();
+    support::api::merge_patch(&mut stored, &patch["status"]);
+    assert_eq!(stored["approvals"]["confirmRollout"]["revision"], "v3");
+}

@@ -90,9 +90,18 @@ pub fn merge_diff(old: &Value, new: &Value) -> Value {
 
 /// The status merge patch body.
 pub fn status_patch(old: &CanaryRolloutStatus, new: &CanaryRolloutStatus) -> Result<Value, Error> {
+    let unchanged_approvals = old.approvals == new.approvals;
     let old = serde_json::to_value(old).map_err(|e| Error::Invalid(e.to_string()))?;
     let new = serde_json::to_value(new).map_err(|e| Error::Invalid(e.to_string()))?;
-    Ok(json!({ "status": merge_diff(&old, &new) }))
+    let mut diff = merge_diff(&old, &new);
+    if unchanged_approvals {
+        // `stickycanary approve` writes these (gates): a patch built from an older read must
+        // not write back the approvals it read over one recorded meanwhile.
+        if let Some(fields) = diff.as_object_mut() {
+            fields.remove("approvals");
+        }
+    }
+    Ok(json!({ "status": diff }))
 }
 
 /// The analysis result label for `stickycanary_analysis_total{result}`.
