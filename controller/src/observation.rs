@@ -14,6 +14,25 @@ pub struct VersionWindow {
     /// Histogram buckets over the window: `(le in ms, cumulative count)`, ascending `le`,
     /// the last one being `+Inf` (`f64::INFINITY`). Empty when unknown.
     pub latency_buckets: Vec<(f64, f64)>,
+    /// Per user shard (index = the `shard` label, contract 4's
+    /// `stickycanary_shard_requests_total`): this version's requests, 5xx and slow requests.
+    /// Empty when the filter exports no shard series (an older filter): the analysis then
+    /// falls back to request-level statistics. Zeros, not empty, when it exports them but
+    /// the window saw no traffic.
+    pub shards: Vec<ShardCounts>,
+}
+
+/// One shard's traffic on one version over a window. Each shard holds a random slice of the
+/// users (hash bits independent of the version choice), so shards are independent units of
+/// evidence even when one user produces many errors: all of that user's requests land in
+/// one shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ShardCounts {
+    pub requests: f64,
+    /// `outcome="error"`: 5xx responses.
+    pub errors: f64,
+    /// `outcome="slow"`: non-5xx responses slower than the filter's `slowThresholdMs`.
+    pub slow: f64,
 }
 
 impl VersionWindow {

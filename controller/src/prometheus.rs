@@ -1,8 +1,8 @@
 //! Reading contract 4's per-version series from Prometheus.
 //!
 //! One batched query per metric per interval serves every rollout that shares a Prometheus
-//! and an analysis window: the results come back grouped by `rollout` and `version` and are
-//! split here. Only `source="hash"` traffic is analysed; testers' override traffic is not.
+//! and an analysis window: the results come back grouped by `rollout` and `version` (and, for
+//! the per-user-shard counter, `shard` and `outcome`) and are split here. Only `source="hash"` traffic is analysed; testers' override traffic is not.
 //!
 //! Outcomes are kept apart the way the engine needs them: an empty result is *no data*
 //! (a window with zero requests, so the engine calls it inconclusive), while a transport or
@@ -17,7 +17,7 @@ use std::time::Duration;
 use prometheus_http_query::response::{Data, InstantVector};
 use prometheus_http_query::Client;
 
-use crate::observation::{MetricsObservation, VersionWindow};
+use crate::observation::{MetricsObservation, ShardCounts, VersionWindow};
 
 /// What the source needs to know about one rollout to pick its series out of a batch.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -123,7 +123,7 @@ impl PrometheusSource {
         }
     }
 
-    /// The three batched queries for every rollout at once; the first failure stops the
+    /// The four batched queries for every rollout at once; the first failure stops the
     /// batch (a half batch would mix windows).
     pub async fn fetch_batch(&self, window: Duration) -> Result<Batch, String> {
         let unavailable = |e: String| format!("prometheus {}: {e}", self.url);
@@ -136,7 +136,13 @@ impl PrometheusSource {
             .vector(&buckets_query(window))
             .await
             .map_err(unavailable)?;
-        Ok(Batch::from_results(&requests, &p99, &buckets))
+        let shards = self
+            .vector(&shards_query(window))
+            .await
+            .map_err(unavailable)?;
+        let mut batch = Batch::from_results(&requests, &p99, &buckets);
+        batch.add_shards(&shards);
+        Ok(batch)
     }
 
     async fn vector(&self, promql: &str) -> Result<Vec<InstantVector>, String> {
@@ -233,13 +239,27 @@ pub fn buckets_query(window: Duration) -> String {
     )
 }
 
-/// Per (rollout, version) accumulation of the three batched results.
+/// Per-user-shard outcomes (contract 4, `stickycanary_shard_requests_total`), all rollouts at
+/// once. Only hash-routed traffic is counted by the filter, so no `source` selector.
+pub fn shards_query(window: Duration) -> String {
+    format!(
+        "sum by (rollout, version, shard, outcome) (increase(stickycanary_shard_requests_total[{}]))",
+        promql_range(window)
+    )
+}
+
+/// Shard labels at or above this are ignored (the filter uses 16; a bound keeps a bad
+/// label from allocating).
+pub const MAX_SHARDS: usize = 64;
+
+/// Per (rollout, version) accumulation of the batched results.
 #[derive(Default, Debug)]
 struct Accumulated {
     requests: f64,
     errors: f64,
     p99_ms: Option<f64>,
     buckets: BTreeMap<OrderedLe, f64>,
+    shards: Vec<ShardCounts>,
 }
 
 /// `le` values sort numerically with `+Inf` last.
@@ -329,19 +349,48 @@ fn accumulate_buckets(acc: &mut HashMap<Key, Accumulated>, samples: &[InstantVec
     }
 }
 
+fn accumulate_shards(acc: &mut HashMap<Key, Accumulated>, samples: &[InstantVector]) {
+    for s in samples {
+        let (Some(rollout), Some(version), Some(shard), Some(outcome)) = (
+            label(s, "rollout"),
+            label(s, "version"),
+            label(s, "shard"),
+            label(s, "outcome"),
+        ) else {
+            continue;
+        };
+        let Some(shard) = shard.parse::<usize>().ok().filter(|s| *s < MAX_SHARDS) else {
+            continue;
+        };
+        let Some(value) = finite(s.sample().value()) else {
+            continue;
+        };
+        let shards = &mut acc
+            .entry((rollout.to_string(), version.to_string()))
+            .or_default()
+            .shards;
+        if shards.len() <= shard {
+            shards.resize(shard + 1, ShardCounts::default());
+        }
+        let counts = &mut shards[shard];
+        counts.requests += value;
+        match outcome {
+            "error" => counts.errors += value,
+            "slow" => counts.slow += value,
+            _ => {}
+        }
+    }
+}
+
 fn version_window(acc: &HashMap<Key, Accumulated>, rollout: &str, version: &str) -> VersionWindow {
     match acc.get(&(rollout.to_string(), version.to_string())) {
-        None => VersionWindow {
-            requests: 0.0,
-            errors: 0.0,
-            p99_ms: None,
-            latency_buckets: Vec::new(),
-        },
+        None => VersionWindow::default(),
         Some(a) => VersionWindow {
             requests: a.requests,
             errors: a.errors,
             p99_ms: a.p99_ms,
             latency_buckets: a.buckets.iter().map(|(le, count)| (le.0, *count)).collect(),
+            shards: a.shards.clone(),
         },
     }
 }
@@ -365,6 +414,12 @@ impl Batch {
         accumulate_p99(&mut acc, p99);
         accumulate_buckets(&mut acc, buckets);
         Batch { acc }
+    }
+
+    /// Adds the per-shard result (the fourth query). A rollout without shard series keeps
+    /// empty `shards` (an older filter: request-level analysis), never an error.
+    pub fn add_shards(&mut self, shards: &[InstantVector]) {
+        accumulate_shards(&mut self.acc, shards);
     }
 
     /// The window of one rollout. Without series it is empty (no data), never an error.
@@ -560,6 +615,50 @@ mod tests {
         assert_eq!(search_canary.requests, 0.0);
         assert_eq!(search_stable.requests, 7.0);
         assert_eq!(search_stable.errors, 0.0, "4xx are not errors");
+    }
+
+    #[test]
+    fn shard_outcomes_fill_per_shard_counts_and_bad_labels_are_skipped() {
+        let rollouts = [RolloutSeries::with_default_versions("checkout")];
+        let shard = |version: &str, shard: &str, outcome: &str, value: f64| {
+            sample(
+                &[
+                    ("rollout", "checkout"),
+                    ("version", version),
+                    ("shard", shard),
+                    ("outcome", outcome),
+                ],
+                value,
+            )
+        };
+        let mut batch = Batch::from_results(&[], &[], &[]);
+        batch.add_shards(&[
+            shard("canary", "2", "ok", 10.0),
+            shard("canary", "2", "error", 3.0),
+            shard("canary", "2", "slow", 1.0),
+            shard("canary", "15", "ok", 4.0),
+            shard("canary", "x", "ok", 99.0),
+            shard("canary", "64", "ok", 99.0),
+            shard("stable", "0", "ok", f64::NAN),
+        ]);
+        let observation = batch.observation(&rollouts[0]);
+        let (canary, stable) = window_of(&observation);
+        assert_eq!(canary.shards.len(), 16);
+        assert_eq!(
+            canary.shards[2],
+            ShardCounts {
+                requests: 14.0,
+                errors: 3.0,
+                slow: 1.0
+            }
+        );
+        assert_eq!(canary.shards[15].requests, 4.0);
+        assert_eq!(canary.shards[0], ShardCounts::default());
+        assert!(stable.shards.len() <= 1, "{:?}", stable.shards);
+        assert_eq!(
+            shards_query(Duration::from_secs(60)),
+            "sum by (rollout, version, shard, outcome) (increase(stickycanary_shard_requests_total[60s]))"
+        );
     }
 
     #[test]

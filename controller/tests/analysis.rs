@@ -12,8 +12,9 @@ use stickycanary::analysis::comparative::{
 };
 use stickycanary::analysis::histogram;
 use stickycanary::analysis::sequential::{self, SplitCounts};
+use stickycanary::analysis::sharded;
 use stickycanary::duration::Duration;
-use stickycanary::observation::VersionWindow;
+use stickycanary::observation::{ShardCounts, VersionWindow};
 
 fn t0() -> Timestamp {
     Timestamp::from_second(1_800_000_000).unwrap()
@@ -39,6 +40,7 @@ fn version(requests: f64, errors: f64, slow: f64) -> VersionWindow {
             (1000.0, requests),
             (f64::INFINITY, requests),
         ],
+        shards: Vec::new(),
     }
 }
 
@@ -338,6 +340,7 @@ fn the_latency_test_uses_stables_p99_bucket_and_keeps_it() {
             (1000.0, 2000.0),
             (f64::INFINITY, 2000.0),
         ],
+        shards: Vec::new(),
     };
     let [_, latency] = ticker.tick(30, &version(200.0, 0.0, 0.0), &stable);
     assert_eq!(
@@ -401,6 +404,7 @@ fn without_histograms_the_latency_test_is_inconclusive() {
         errors,
         p99_ms: None,
         latency_buckets: Vec::new(),
+        shards: Vec::new(),
     };
     let [errors, latency] = ticker.tick(30, &bare(300.0, 3.0), &bare(2700.0, 27.0));
     assert_eq!(errors.decision, Decision::Pass);
@@ -454,4 +458,220 @@ fn an_empty_comparative_block_means_enabled_with_the_defaults() {
     assert!(spec.enabled);
     assert_eq!(spec.alpha, 0.01);
     assert_eq!(spec.rejection_threshold(), 200.0);
+}
+
+// ---------------------------------------------------------------------------------------
+// The cluster-robust (per user shard) form of the test.
+// ---------------------------------------------------------------------------------------
+
+/// A version's window from per-shard `(requests, errors)`; no slow requests.
+fn sharded_version(shards: &[(f64, f64)]) -> VersionWindow {
+    let shards: Vec<ShardCounts> = shards
+        .iter()
+        .map(|(requests, errors)| ShardCounts {
+            requests: *requests,
+            errors: *errors,
+            slow: 0.0,
+        })
+        .collect();
+    let requests = shards.iter().map(|shard| shard.requests).sum();
+    let errors = shards.iter().map(|shard| shard.errors).sum();
+    VersionWindow {
+        requests,
+        errors,
+        latency_buckets: vec![(500.0, requests), (f64::INFINITY, requests)],
+        shards,
+        ..VersionWindow::default()
+    }
+}
+
+/// 16 shards, canary with 10% of each shard's requests, both at 1% errors; `canary_extra`
+/// adds errors to canary's shard `index`.
+fn even_shards(canary_extra: &[(usize, f64)]) -> (VersionWindow, VersionWindow) {
+    let canary: Vec<(f64, f64)> = (0..16)
+        .map(|shard| {
+            let extra: f64 = canary_extra
+                .iter()
+                .filter(|(index, _)| *index == shard)
+                .map(|(_, errors)| errors)
+                .sum();
+            (300.0, 3.0 + extra)
+        })
+        .collect();
+    let stable: Vec<(f64, f64)> = (0..16).map(|_| (2700.0, 27.0)).collect();
+    (sharded_version(&canary), sharded_version(&stable))
+}
+
+#[test]
+fn one_heavy_user_on_canary_fails_the_request_level_test_but_never_the_shard_test() {
+    // One user in shard 5 adds 30 errors a window to canary: 8x canary's own rate.
+    let (canary, stable) = even_shards(&[(5, 30.0)]);
+    let mut sharded = Ticker::new(no_warmup());
+    let mut request_level = Ticker::new(no_warmup());
+    let bare = |window: &VersionWindow| VersionWindow {
+        shards: Vec::new(),
+        ..window.clone()
+    };
+    let mut request_level_failed = false;
+    for tick in 1..=90 {
+        let [errors, _] = sharded.tick(tick * 30, &canary, &stable);
+        assert_ne!(
+            errors.decision,
+            Decision::Fail,
+            "tick {tick}: {}",
+            errors.message
+        );
+        let [plain, _] = request_level.tick(tick * 30, &bare(&canary), &bare(&stable));
+        request_level_failed |= plain.decision == Decision::Fail;
+    }
+    assert!(request_level_failed, "the request-level test is fooled");
+    let state = sharded.state.as_ref().unwrap();
+    let shards = state.errors.shards.as_ref().unwrap();
+    assert_eq!(shards.shards_with_traffic, 16);
+    assert_eq!(shards.trimmed.first(), Some(&5), "{shards:?}");
+}
+
+#[test]
+fn evidence_resting_on_two_shards_is_inconclusive_not_a_failure() {
+    // Two error-prone users (shards 2 and 9) and, elsewhere, canary a quarter above stable:
+    // all shards together would fail; without the two, the rest lean the same way (half-way
+    // to failing) but have not made the case.
+    let canary: Vec<(f64, f64)> = (0..16)
+        .map(|shard| match shard {
+            2 | 9 => (300.0, 5.0),
+            _ => (300.0, 3.75),
+        })
+        .collect();
+    let stable: Vec<(f64, f64)> = (0..16).map(|_| (2700.0, 27.0)).collect();
+    let mut ticker = Ticker::new(no_warmup());
+    let first_verdict = (1..=120).find_map(|tick| {
+        let [errors, _] = ticker.tick(
+            tick * 30,
+            &sharded_version(&canary),
+            &sharded_version(&stable),
+        );
+        (errors.decision != Decision::Pass).then_some(errors)
+    });
+    let errors = first_verdict.expect("some verdict other than Pass");
+    assert_eq!(
+        errors.decision,
+        Decision::Inconclusive,
+        "{}",
+        errors.message
+    );
+    assert!(
+        errors.message.contains("rests on shards [2, 9]"),
+        "{}",
+        errors.message
+    );
+}
+
+#[test]
+fn a_broad_regression_fails_the_shard_test_within_two_minutes_of_traffic() {
+    // Canary at 5% in every shard, stable at 1%.
+    let canary: Vec<(f64, f64)> = (0..16).map(|_| (19.0, 0.95)).collect();
+    let stable: Vec<(f64, f64)> = (0..16).map(|_| (169.0, 1.69)).collect();
+    let mut ticker = Ticker::new(ComparativeCheck::default());
+    let failed_at = (1..=8).find(|tick| {
+        let [errors, _] = ticker.tick(
+            tick * 30,
+            &sharded_version(&canary),
+            &sharded_version(&stable),
+        );
+        errors.decision == Decision::Fail
+    });
+    assert!(
+        failed_at.is_some_and(|tick| tick <= 4),
+        "failed at tick {failed_at:?}"
+    );
+    let shards = ticker
+        .state
+        .as_ref()
+        .unwrap()
+        .errors
+        .shards
+        .clone()
+        .unwrap();
+    assert_eq!(shards.dispersion, 1.0, "even shards show no clustering");
+}
+
+#[test]
+fn too_few_shards_with_traffic_give_no_verdict() {
+    let canary: Vec<(f64, f64)> = (0..16)
+        .map(|shard| if shard < 5 { (300.0, 3.0) } else { (0.0, 0.0) })
+        .collect();
+    let stable: Vec<(f64, f64)> = (0..16).map(|_| (2700.0, 27.0)).collect();
+    let mut ticker = Ticker::new(no_warmup());
+    let [errors, _] = ticker.tick(30, &sharded_version(&canary), &sharded_version(&stable));
+    assert_eq!(
+        errors.decision,
+        Decision::Inconclusive,
+        "{}",
+        errors.message
+    );
+    assert!(
+        errors.message.contains("too few shards"),
+        "{}",
+        errors.message
+    );
+}
+
+#[test]
+fn clustered_errors_raise_the_dispersion_and_independent_ones_do_not() {
+    let even: Vec<SplitCounts> = (0..14)
+        .map(|_| SplitCounts {
+            canary_requests: 300.0,
+            canary_events: 3.0,
+            stable_requests: 2700.0,
+            stable_events: 27.0,
+        })
+        .collect();
+    assert_eq!(sharded::dispersion(&even), 1.0);
+    let mut clustered = even.clone();
+    clustered[3].canary_events = 33.0;
+    clustered[7].canary_events = 23.0;
+    assert!(sharded::dispersion(&clustered) > 5.0);
+}
+
+#[test]
+fn the_shard_test_rejects_independent_errors_no_more_often_than_alpha_however_often_it_looks() {
+    // 400 null streams, 90 looks each (a 45-minute rollout at 30s), Poisson errors per shard
+    // with varying rates and traffic.
+    let spec = ComparativeCheck::default();
+    let alpha_per_test = spec.alpha_per_test();
+    let mut rng = StdRng::seed_from_u64(17);
+    let streams = 400;
+    let mut rejected = 0;
+    for _ in 0..streams {
+        let rate = 0.002 + rng.random::<f64>() * 0.03;
+        let per_shard_requests = 50.0 + rng.random::<f64>() * 300.0;
+        let mut ticker = Ticker::new(no_warmup());
+        for tick in 1..=90 {
+            let draw = |rng: &mut StdRng, requests: f64| -> (f64, f64) {
+                let requests = requests.round();
+                let errors = Binomial::new(requests as u64, rate).unwrap().sample(rng) as f64;
+                (requests, errors)
+            };
+            let canary: Vec<(f64, f64)> = (0..16)
+                .map(|_| draw(&mut rng, per_shard_requests * 0.1))
+                .collect();
+            let stable: Vec<(f64, f64)> = (0..16)
+                .map(|_| draw(&mut rng, per_shard_requests * 0.9))
+                .collect();
+            let [errors, _] = ticker.tick(
+                tick * 30,
+                &sharded_version(&canary),
+                &sharded_version(&stable),
+            );
+            if errors.decision == Decision::Fail {
+                rejected += 1;
+                break;
+            }
+        }
+    }
+    let rate = rejected as f64 / streams as f64;
+    assert!(
+        rate <= alpha_per_test,
+        "{rejected} of {streams} null streams rejected ({rate}), alpha' {alpha_per_test}"
+    );
 }

@@ -46,6 +46,7 @@ fn window(requests: f64, error_percent: f64, p99_ms: f64) -> VersionWindow {
         errors: requests * error_percent / 100.0,
         p99_ms: (requests > 0.0).then_some(p99_ms),
         latency_buckets: Vec::new(),
+        shards: Vec::new(),
     }
 }
 

@@ -15,7 +15,7 @@ use stickycanary::engine::checks::{
 };
 use stickycanary::engine::{decide, decide_with};
 use stickycanary::observation::{
-    CanaryHealth, CustomObservation, MetricsObservation, Observations, VersionWindow,
+    CanaryHealth, CustomObservation, MetricsObservation, Observations, ShardCounts, VersionWindow,
 };
 
 fn now() -> Timestamp {
@@ -28,6 +28,7 @@ fn version(requests: f64, errors: f64, p99_ms: Option<f64>) -> VersionWindow {
         errors,
         p99_ms,
         latency_buckets: Vec::new(),
+        shards: Vec::new(),
     }
 }
 
@@ -257,4 +258,79 @@ fn a_new_kind_of_check_plugs_in_through_decide_with() {
         .map(|check| check.name.as_str())
         .collect();
     assert_eq!(recorded, ["error-rate", "latency", "zero-errors"]);
+}
+
+/// A window over 16 shards of `requests` each, `errors` and `slow` per shard, plus
+/// `heavy_errors` and `heavy_slow` in shard 4 (one heavy user), with `p99_ms`.
+fn sharded(
+    requests: f64,
+    errors: f64,
+    slow: f64,
+    heavy: (f64, f64, f64),
+    p99_ms: f64,
+) -> VersionWindow {
+    let shards: Vec<ShardCounts> = (0..16)
+        .map(|shard| {
+            let (heavy_requests, heavy_errors, heavy_slow) =
+                if shard == 4 { heavy } else { (0.0, 0.0, 0.0) };
+            ShardCounts {
+                requests: requests + heavy_requests,
+                errors: errors + heavy_errors,
+                slow: slow + heavy_slow,
+            }
+        })
+        .collect();
+    VersionWindow {
+        requests: shards.iter().map(|shard| shard.requests).sum(),
+        errors: shards.iter().map(|shard| shard.errors).sum(),
+        p99_ms: Some(p99_ms),
+        latency_buckets: Vec::new(),
+        shards,
+    }
+}
+
+#[test]
+fn with_shards_one_users_errors_cannot_trip_the_error_rate_guard_rail() {
+    let stable = sharded(900.0, 9.0, 0.0, (0.0, 0.0, 0.0), 100.0);
+    // A bot in shard 4 sends 240 requests, 120 of them 5xx; the rest of canary is at 1%.
+    // Over all of canary that is 129.6 / 1200 = 10.8%; without the bot's shard, 1%.
+    let canary = sharded(60.0, 0.6, 0.0, (240.0, 120.0, 0.0), 100.0);
+    let evaluation = evaluate(&error_rate(), &observed(canary.clone(), stable.clone()));
+    assert!(evaluation.value.unwrap() > 5.0, "{evaluation:?}");
+    assert_eq!(evaluation.outcome, Outcome::Pass, "{}", evaluation.message);
+    assert!(
+        evaluation.message.contains("not a broad breach"),
+        "{}",
+        evaluation.message
+    );
+    // Without shard series the same totals breach, as the seed's rule says.
+    let bare = VersionWindow {
+        shards: Vec::new(),
+        ..canary
+    };
+    let evaluation = evaluate(&error_rate(), &observed(bare, stable.clone()));
+    assert_eq!(evaluation.outcome, Outcome::Fail);
+    // A broad breach (6% in every shard) still fails.
+    let broad = sharded(60.0, 3.6, 0.0, (0.0, 0.0, 0.0), 100.0);
+    let evaluation = evaluate(&error_rate(), &observed(broad, stable));
+    assert_eq!(evaluation.outcome, Outcome::Fail, "{}", evaluation.message);
+    assert!(
+        evaluation.message.contains("without shards"),
+        "{}",
+        evaluation.message
+    );
+}
+
+#[test]
+fn with_shards_a_p99_breach_counts_only_when_slow_requests_are_broad() {
+    let check = LatencyP99(LatencyCheck::default());
+    let stable = sharded(900.0, 0.0, 0.0, (0.0, 0.0, 0.0), 100.0);
+    // One slow user: p99 above 500ms overall, 0.5% slow in the other shards.
+    let narrow = sharded(100.0, 0.0, 0.5, (100.0, 0.0, 60.0), 900.0);
+    let evaluation = evaluate(&check, &observed(narrow, stable.clone()));
+    assert_eq!(evaluation.outcome, Outcome::Pass, "{}", evaluation.message);
+    // 2% slow everywhere: broad.
+    let broad = sharded(100.0, 0.0, 2.0, (0.0, 0.0, 0.0), 900.0);
+    let evaluation = evaluate(&check, &observed(broad, stable));
+    assert_eq!(evaluation.outcome, Outcome::Fail, "{}", evaluation.message);
 }

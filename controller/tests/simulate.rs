@@ -157,3 +157,60 @@ fn the_same_seed_gives_the_same_figures_whatever_the_thread_count() {
         "the seed matters"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Users whose errors cluster: the request-level test against the per-shard one (issue 17).
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn with_half_the_errors_from_five_users_only_the_shard_test_keeps_healthy_canaries() {
+    let name = "healthy, 50 req/s, half the errors from 5 users";
+    let request_level = run(name, Variant::Comparative, 30);
+    assert!(
+        request_level.rollback_rate() >= 0.15,
+        "the request-level test should be fooled: {request_level:?}"
+    );
+    let by_shard = run(name, Variant::ClusterRobust, 30);
+    assert!(by_shard.rolled_back() <= 1, "{by_shard:?}");
+    assert!(by_shard.promoted >= 28, "{by_shard:?}");
+}
+
+#[test]
+fn one_bot_at_five_req_s_trips_the_plain_guard_rail_but_not_the_broad_one() {
+    let name = "healthy, 5 req/s (minRequests 20), one bot";
+    let plain = run(name, Variant::Thresholds, 60);
+    assert!(
+        plain
+            .rollback_reasons
+            .get("error-rate")
+            .copied()
+            .unwrap_or(0)
+            >= 10,
+        "{plain:?}"
+    );
+    let by_shard = run(name, Variant::ClusterRobust, 60);
+    assert_eq!(by_shard.rolled_back(), 0, "{by_shard:?}");
+    assert_eq!(by_shard.promoted, 60, "{by_shard:?}");
+}
+
+#[test]
+fn with_shards_independent_errors_still_give_no_false_rollbacks() {
+    let by_shard = run("healthy, 50 req/s", Variant::ClusterRobust, 30);
+    assert_eq!(by_shard.rolled_back(), 0, "{by_shard:?}");
+}
+
+#[test]
+fn with_shards_a_five_fold_error_rate_is_still_caught_within_two_minutes() {
+    let by_shard = run("errors 1% -> 5%", Variant::ClusterRobust, 60);
+    assert!(
+        by_shard.rollback_within_rate(FAST_DETECTION_S) >= 0.95,
+        "{by_shard:?}"
+    );
+    assert!(by_shard.rollback_reasons.contains_key("comparative-errors"));
+}
+
+#[test]
+fn with_shards_a_doubled_error_rate_is_still_caught_within_the_rollout() {
+    let by_shard = run("errors 1% -> 2%", Variant::ClusterRobust, 20);
+    assert!(by_shard.rollback_rate() >= 0.9, "{by_shard:?}");
+}

@@ -236,7 +236,10 @@ fn serve_traffic(request: &http1::Request, state: &State) -> (u16, Vec<(String, 
     if behaviour.delay_ms > 0 {
         std::thread::sleep(Duration::from_millis(behaviour.delay_ms));
     }
-    let failed = is_error(k, behaviour.error_ratio);
+    // `/__fail` always fails, on either version: a client whose requests fail whichever
+    // version serves them (a bot retrying a bad request), as in the clustered-user e2e.
+    let always_fails = request.path.split('?').next() == Some("/__fail");
+    let failed = always_fails || is_error(k, behaviour.error_ratio);
     if failed {
         state.errors.fetch_add(1, Ordering::SeqCst);
     }

@@ -29,9 +29,45 @@ const BUCKETS: [f64; 15] = [
     10000.0,
 ];
 
+/// The per-user-shard counter (contract 4, `stickycanary_shard_requests_total`) per second:
+/// `(rollout, version, shard, outcome, rate)`. checkout's canary has one heavy error-prone
+/// user in shard 3 and one slow user in shard 7; `idle` exports its shard series at zero (a
+/// filter with shards, but no traffic); `search` has none (an older filter).
+fn shard_rates() -> Vec<(&'static str, &'static str, u32, &'static str, f64)> {
+    let mut rates = Vec::new();
+    for shard in 0..16 {
+        for (version, ok, error, slow) in [
+            (
+                "canary",
+                0.5,
+                if shard == 3 { 2.0 } else { 0.0 },
+                if shard == 7 { 0.25 } else { 0.0 },
+            ),
+            ("stable", 5.625, 0.0, 0.0),
+        ] {
+            rates.push(("checkout", version, shard, "ok", ok));
+            rates.push(("checkout", version, shard, "error", error));
+            rates.push(("checkout", version, shard, "slow", slow));
+        }
+        for version in ["canary", "stable"] {
+            for outcome in ["ok", "error", "slow"] {
+                rates.push(("idle", version, shard, outcome, 0.0));
+            }
+        }
+    }
+    rates
+}
+
 /// The Prometheus text for `flows` after `elapsed` seconds of steady traffic.
 fn exposition(flows: &[Flow], elapsed: f64) -> String {
-    let mut out = String::from("# TYPE stickycanary_requests_total counter\n");
+    let mut out = String::from("# TYPE stickycanary_shard_requests_total counter\n");
+    for (rollout, version, shard, outcome, rate) in shard_rates() {
+        out.push_str(&format!(
+            "stickycanary_shard_requests_total{{rollout=\"{rollout}\",version=\"{version}\",shard=\"{shard}\",outcome=\"{outcome}\"}} {}\n",
+            rate * elapsed
+        ));
+    }
+    out.push_str("# TYPE stickycanary_requests_total counter\n");
     for f in flows {
         for (class, rate) in [("2xx", f.ok_per_second), ("5xx", f.errors_per_second)] {
             out.push_str(&format!(
@@ -190,6 +226,7 @@ async fn per_version_rates_error_rate_and_p99_come_from_one_batch_and_outage_is_
         RolloutSeries::with_default_versions("checkout"),
         RolloutSeries::with_default_versions("search"),
         RolloutSeries::with_default_versions("quiet"),
+        RolloutSeries::with_default_versions("idle"),
     ];
     let range = Duration::from_secs(5);
 
@@ -264,13 +301,42 @@ async fn per_version_rates_error_rate_and_p99_come_from_one_batch_and_outage_is_
         "a rollout without series is no data"
     );
 
-    // Three queries per batch, however many rollouts it serves.
+    // Per user shard, from the same batch: 16 shards per version, the heavy user's errors
+    // in shard 3 only, the slow user's slow requests in shard 7 only.
+    assert_eq!(canary.shards.len(), 16, "{:?}", canary.shards);
+    assert_eq!(stable.shards.len(), 16);
+    let heavy = canary.shards[3];
+    assert!(close(heavy.errors, 10.0, 1.5), "shard 3 {heavy:?}");
+    assert!(close(heavy.requests, 12.5, 1.9), "shard 3 {heavy:?}");
+    assert_eq!(heavy.slow, 0.0);
+    let slow = canary.shards[7];
+    assert!(close(slow.slow, 1.25, 0.2), "shard 7 {slow:?}");
+    assert!(close(slow.requests, 3.75, 0.6), "shard 7 {slow:?}");
+    for (index, shard) in canary.shards.iter().enumerate() {
+        if index != 3 {
+            assert_eq!(shard.errors, 0.0, "shard {index} {shard:?}");
+        }
+    }
+    for shard in &stable.shards {
+        assert!(close(shard.requests, 28.1, 4.3), "{shard:?}");
+    }
+    // An older filter (no shard series): no shards, so request-level statistics.
+    assert!(search_canary.shards.is_empty());
+    assert!(quiet_canary.shards.is_empty());
+    // Shard series at zero: no data, but shard-aware.
+    let (idle_canary, idle_stable) = window(&observed["idle"]);
+    assert_eq!(idle_canary.shards.len(), 16);
+    assert_eq!(idle_stable.shards.len(), 16);
+    assert!(idle_canary.shards.iter().all(|shard| shard.requests == 0.0));
+
+    // Four queries per batch (requests, p99, buckets, shards), however many rollouts it
+    // serves.
     let before = source.queries_issued();
     let many: Vec<RolloutSeries> = (0..200)
         .map(|i| RolloutSeries::with_default_versions(&format!("r{i}")))
         .collect();
     source.windows(&many, range).await;
-    assert_eq!(source.queries_issued() - before, 3);
+    assert_eq!(source.queries_issued() - before, 4);
 
     // Custom checks: a value, and no data for an empty result.
     let value = source

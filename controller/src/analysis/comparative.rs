@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use super::histogram;
 use super::sequential::{self, SplitCounts};
+use super::sharded;
 use crate::duration::Duration;
-use crate::observation::VersionWindow;
+use crate::observation::{ShardCounts, VersionWindow};
 
 /// Check names, as they appear in `status.lastAnalysis.checks` and as rollback reasons.
 pub const ERRORS_CHECK: &str = "comparative-errors";
@@ -155,6 +156,35 @@ pub struct SplitTest {
     /// Set once the e-value reached the rejection threshold; never unset.
     #[serde(default)]
     pub rejected: bool,
+    // --- Cluster-robust (per user shard) evidence, when the filter exports shard series. ---
+    /// Per shard (index = shard), counted since the weight last changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segment_shards: Vec<SplitCounts>,
+    /// Per alternative, the finished segments' log LR over all shards (not trimmed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carried_untrimmed_log_lr: Vec<f64>,
+    /// The latest tick's shard statistic (see [`super::sharded`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardStatistic>,
+}
+
+/// `status.comparative.<test>.shards`: what the cluster-robust test read at the last tick.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardStatistic {
+    /// Shards with traffic on both versions in the current segment (the sample size in
+    /// independent units; at most 16).
+    #[schemars(extend("format" = "int32", "minimum" = 0))]
+    pub shards_with_traffic: u32,
+    /// The shards left out (largest canary excess first): one or two users cannot fail the
+    /// test.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trimmed: Vec<i32>,
+    /// The kept shards' dispersion `φ` (1 = no sign that errors cluster by user).
+    pub dispersion: f64,
+    /// Natural log of the e-value over all shards (trimming none); when it would fail and
+    /// the trimmed one does not, the evidence rests on one or two shards: Inconclusive.
+    pub untrimmed_log_e_value: f64,
 }
 
 /// What a test concluded at one tick.
@@ -232,6 +262,9 @@ pub fn step(
             // Starting the carried part at zero keeps the test valid, only less powerful.
             test.carried_log_lr = vec![0.0; grid.len()];
         }
+        if test.carried_untrimmed_log_lr.len() != grid.len() {
+            test.carried_untrimmed_log_lr = test.carried_log_lr.clone();
+        }
     }
     if state.latency_threshold_ms.is_none() {
         state.latency_threshold_ms = choose_latency_threshold(spec, input);
@@ -256,28 +289,47 @@ pub fn step(
         stable_requests: input.stable.requests,
         stable_events: input.stable.errors,
     };
-    let slow_window = state
-        .latency_threshold_ms
-        .and_then(|le| slow_counts(input, le));
     let threshold = spec.rejection_threshold();
+    let error_shards = shard_counts(input, |shard| shard.errors);
+    let slow_shards = shard_counts(input, |shard| shard.slow);
+    // With shard series, slow means the filter's `outcome="slow"` (its slowThresholdMs);
+    // without them, the histogram above the chosen boundary.
+    let (slow_window, slow_label) = if let Some(shards) = &slow_shards {
+        (
+            Some(sum_shards(shards)),
+            "slow (filter's slowThresholdMs)".to_string(),
+        )
+    } else {
+        (
+            state
+                .latency_threshold_ms
+                .and_then(|le| slow_counts(input, le)),
+            match state.latency_threshold_ms {
+                Some(le) => format!("slower than {le}ms"),
+                None => "slow".to_string(),
+            },
+        )
+    };
 
     let error_report = judge(
         ERRORS_CHECK,
         &mut state.errors,
-        Some(&error_window),
+        Window {
+            total: Some(&error_window),
+            shards: error_shards.as_deref(),
+        },
         error_fraction,
         &grid,
         threshold,
         "5xx",
     );
-    let slow_label = match state.latency_threshold_ms {
-        Some(le) => format!("slower than {le}ms"),
-        None => "slow".to_string(),
-    };
     let latency_report = judge(
         LATENCY_CHECK,
         &mut state.slow_requests,
-        slow_window.as_ref(),
+        Window {
+            total: slow_window.as_ref(),
+            shards: slow_shards.as_deref(),
+        },
         latency_fraction,
         &grid,
         threshold,
@@ -286,13 +338,71 @@ pub fn step(
     (state, [error_report, latency_report])
 }
 
+/// One tick's window for one test: the version totals, and per shard when the filter
+/// exports shard series.
+#[derive(Clone, Copy)]
+struct Window<'a> {
+    total: Option<&'a SplitCounts>,
+    shards: Option<&'a [SplitCounts]>,
+}
+
+/// Per shard split counts with `events` of each shard, when both versions have shard
+/// series (index = shard; a shard missing on one version counts as no traffic there).
+fn shard_counts(
+    input: &WindowInput<'_>,
+    events: fn(&ShardCounts) -> f64,
+) -> Option<Vec<SplitCounts>> {
+    let canary = &input.canary.shards;
+    let stable = &input.stable.shards;
+    if canary.is_empty() || stable.is_empty() {
+        return None;
+    }
+    let shard = |side: &[ShardCounts], index: usize| side.get(index).copied().unwrap_or_default();
+    Some(
+        (0..canary.len().max(stable.len()))
+            .map(|index| {
+                let (c, s) = (shard(canary, index), shard(stable, index));
+                SplitCounts {
+                    canary_requests: c.requests,
+                    canary_events: events(&c),
+                    stable_requests: s.requests,
+                    stable_events: events(&s),
+                }
+            })
+            .collect(),
+    )
+}
+
+fn sum_shards(shards: &[SplitCounts]) -> SplitCounts {
+    let mut total = SplitCounts::default();
+    for shard in shards {
+        total.add_scaled(shard, 1.0);
+    }
+    total
+}
+
 /// Fold the segment's evidence into the per-alternative carried sums and start afresh.
 fn close_segment(test: &mut SplitTest, grid: &[f64]) {
     test.carried_log_lr.resize(grid.len(), 0.0);
-    for (carried, ratio) in test.carried_log_lr.iter_mut().zip(grid) {
-        *carried += sequential::split_log_lr(&test.segment, *ratio);
+    test.carried_untrimmed_log_lr.resize(grid.len(), 0.0);
+    let (trimmed, untrimmed) = if test.segment_shards.is_empty() {
+        let request_level: Vec<f64> = grid
+            .iter()
+            .map(|ratio| sequential::split_log_lr(&test.segment, *ratio))
+            .collect();
+        (request_level.clone(), request_level)
+    } else {
+        let evidence = sharded::evidence(&test.segment_shards, grid);
+        (evidence.log_lr, evidence.untrimmed_log_lr)
+    };
+    for (carried, value) in test.carried_log_lr.iter_mut().zip(trimmed) {
+        *carried += value;
+    }
+    for (carried, value) in test.carried_untrimmed_log_lr.iter_mut().zip(untrimmed) {
+        *carried += value;
     }
     test.segment = SplitCounts::default();
+    test.segment_shards.clear();
 }
 
 /// Share of this window the test has not counted yet, after the warm-up (0 to 1); marks
@@ -360,41 +470,88 @@ fn slow_counts(input: &WindowInput<'_>, le: f64) -> Option<SplitCounts> {
 fn judge(
     check: &'static str,
     test: &mut SplitTest,
-    window: Option<&SplitCounts>,
+    window: Window<'_>,
     fraction: f64,
     grid: &[f64],
     threshold: f64,
     event: &str,
 ) -> TestReport {
     let baseline = test.total.stable_rate();
-    if let Some(window) = window.filter(|_| fraction > 0.0) {
-        test.segment.add_scaled(window, fraction);
-        test.total.add_scaled(window, fraction);
+    if let Some(total) = window.total.filter(|_| fraction > 0.0) {
+        test.segment.add_scaled(total, fraction);
+        test.total.add_scaled(total, fraction);
     }
-    test.log_e_value = sequential::log_e_value(grid, &test.carried_log_lr, &test.segment);
+    if let Some(shards) = window.shards.filter(|_| fraction > 0.0) {
+        if test.segment_shards.len() < shards.len() {
+            test.segment_shards
+                .resize(shards.len(), SplitCounts::default());
+        }
+        for (sum, shard) in test.segment_shards.iter_mut().zip(shards) {
+            sum.add_scaled(shard, fraction);
+        }
+    }
+    let mut narrow = None;
+    if window.shards.is_some() && !test.segment_shards.is_empty() {
+        let evidence = sharded::evidence(&test.segment_shards, grid);
+        test.log_e_value = sharded::log_e_value(&test.carried_log_lr, &evidence.log_lr);
+        let untrimmed =
+            sharded::log_e_value(&test.carried_untrimmed_log_lr, &evidence.untrimmed_log_lr);
+        // Inconclusive only while the other shards lean the same way (half-way to the
+        // threshold on the log scale). When they do not, one or two users explain the
+        // excess on their own: that is no evidence against canary's code path, and holding
+        // for it would hold the rollout for as long as those users stay.
+        if untrimmed >= threshold.ln()
+            && test.log_e_value < threshold.ln()
+            && test.log_e_value >= 0.5 * threshold.ln()
+        {
+            narrow = Some(evidence.trimmed.clone());
+        }
+        test.shards = Some(ShardStatistic {
+            shards_with_traffic: evidence.shards_with_traffic as u32,
+            trimmed: evidence
+                .trimmed
+                .iter()
+                .map(|index| i32::try_from(*index).unwrap_or(i32::MAX))
+                .collect(),
+            dispersion: round2(evidence.dispersion),
+            untrimmed_log_e_value: round2(untrimmed),
+        });
+    } else {
+        test.log_e_value = sequential::log_e_value(grid, &test.carried_log_lr, &test.segment);
+        test.shards = None;
+    }
     if test.log_e_value >= threshold.ln() {
         test.rejected = true;
     }
     let e_value = test.log_e_value.min(12.0 * std::f64::consts::LN_10).exp();
     let counts = test.total;
-    let tally = format!(
+    let mut tally = format!(
         "canary {} of {} requests {event}, stable {} of {}",
         round1(counts.canary_events),
         round1(counts.canary_requests),
         round1(counts.stable_events),
         round1(counts.stable_requests)
     );
+    if let Some(shards) = &test.shards {
+        tally.push_str(&format!(
+            "; {} shards with traffic, dispersion {}, shards {:?} left out",
+            shards.shards_with_traffic, shards.dispersion, shards.trimmed
+        ));
+    }
     let evidence = format!(
         "e-value {} (fails at {})",
         significant(e_value),
         significant(threshold)
     );
+    let kept_too_few = test.shards.as_ref().is_some_and(|shards| {
+        (shards.shards_with_traffic as usize) < sharded::TRIMMED_SHARDS + sharded::MIN_KEPT_SHARDS
+    });
     let (decision, message) = if test.rejected {
         (
             Decision::Fail,
             format!("canary's rate is higher than stable's: {evidence}; {tally}"),
         )
-    } else if window.is_none() {
+    } else if window.total.is_none() {
         (
             Decision::Inconclusive,
             format!("no latency histogram to compare; {evidence}"),
@@ -404,7 +561,25 @@ fn judge(
             Decision::Inconclusive,
             format!("nothing counted yet (warm-up or no traffic); {evidence}"),
         )
-    } else if let Some(incident) = window.and_then(|window| shared_incident(window, baseline)) {
+    } else if let Some(shards) = narrow {
+        (
+            Decision::Inconclusive,
+            format!(
+                "canary's excess rests on shards {shards:?} (one or two users, not the canary's code path): holding; {evidence}; {tally}"
+            ),
+        )
+    } else if kept_too_few {
+        (
+            Decision::Inconclusive,
+            format!(
+                "too few shards with traffic on both versions to judge (need {}); {evidence}; {tally}",
+                sharded::TRIMMED_SHARDS + sharded::MIN_KEPT_SHARDS
+            ),
+        )
+    } else if let Some(incident) = window
+        .total
+        .and_then(|window| shared_incident(window, baseline))
+    {
         (
             Decision::Inconclusive,
             format!("{incident}: holding; {evidence}; {tally}"),
@@ -437,6 +612,10 @@ fn shared_incident(window: &SplitCounts, baseline: Option<f64>) -> Option<String
             round1(baseline * 100.0)
         )
     })
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
 }
 
 fn round1(value: f64) -> f64 {

@@ -7,6 +7,7 @@
 
 use k8s_openapi::jiff::Timestamp;
 
+use crate::analysis::sharded;
 use crate::crd::{Analysis, CompareStableCheck, CustomCheck, ErrorRateCheck, LatencyCheck};
 use crate::duration::Duration;
 use crate::observation::{MetricsObservation, Observations, VersionWindow};
@@ -124,6 +125,12 @@ fn round2(value: f64) -> f64 {
 /// A guard rail on one version's own number (its error rate, its p99) against a limit.
 /// Canary's number decides the check; stable's, read the same way, tells whether a breach
 /// is shared ([`Check::stable_breach`]).
+///
+/// With shard series (contract 4's `stickycanary_shard_requests_total`) a breach must also
+/// be *broad*: it must still hold after leaving out the [`sharded::TRIMMED_SHARDS`] shards
+/// with the most bad requests (errors for the error rate, slow requests for the p99). One
+/// heavy user sits in one shard, so one user cannot trip a guard rail. A breach that is not
+/// broad passes, with a message that says so.
 struct GuardRail {
     /// The measure's name in messages: `error rate`, `p99`.
     what: &'static str,
@@ -133,6 +140,14 @@ struct GuardRail {
     measure: fn(&VersionWindow) -> Option<f64>,
     /// Why the check is inconclusive when canary's window has no measure.
     missing: &'static str,
+    /// Whether a breach of `max` is broad, with the numbers; `None` without shard series.
+    breadth: fn(&VersionWindow, f64) -> Option<Breadth>,
+}
+
+/// The shard reading of a breach.
+struct Breadth {
+    broad: bool,
+    detail: String,
 }
 
 impl GuardRail {
@@ -144,12 +159,27 @@ impl GuardRail {
         let Some(value) = (self.measure)(canary) else {
             return Evaluation::inconclusive(self.missing);
         };
-        at_most(value, self.max, &format!("canary {}", self.what), self.unit)
+        let mut evaluation = at_most(value, self.max, &format!("canary {}", self.what), self.unit);
+        if evaluation.outcome == Outcome::Fail {
+            if let Some(breadth) = (self.breadth)(canary, self.max) {
+                evaluation.message = format!("{}; {}", evaluation.message, breadth.detail);
+                if !breadth.broad {
+                    evaluation.outcome = Outcome::Pass;
+                    evaluation
+                        .message
+                        .push_str(": not a broad breach (one or two users)");
+                }
+            }
+        }
+        evaluation
     }
 
     fn stable_breach(&self, input: &CheckInput<'_>) -> Option<String> {
         let (_, stable) = input.window().ok()?;
         let value = (self.measure)(stable).filter(|value| *value > self.max)?;
+        if (self.breadth)(stable, self.max).is_some_and(|breadth| !breadth.broad) {
+            return None;
+        }
         Some(format!(
             "stable {} {}{}",
             self.what,
@@ -158,6 +188,62 @@ impl GuardRail {
         ))
     }
 }
+
+/// Error-rate breadth: the error rate without the shards with the most 5xx is above `max`.
+fn error_rate_breadth(window: &VersionWindow, max_percent: f64) -> Option<Breadth> {
+    let per_shard: Vec<(f64, f64)> = window
+        .shards
+        .iter()
+        .map(|shard| (shard.requests, shard.errors))
+        .collect();
+    if per_shard.is_empty() {
+        return None;
+    }
+    let Some((rate, trimmed)) = sharded::trimmed_rate(&per_shard) else {
+        return Some(Breadth {
+            broad: false,
+            detail: "no requests outside the two shards with the most errors".to_string(),
+        });
+    };
+    let percent = rate * 100.0;
+    Some(Breadth {
+        broad: percent > max_percent,
+        detail: format!(
+            "{}% without shards {trimmed:?} (the most 5xx)",
+            round2(percent)
+        ),
+    })
+}
+
+/// p99 breadth: without the shards with the most slow requests, more than 1% of the
+/// requests are still slow (so the p99 is above the filter's `slowThresholdMs`, which
+/// defaults to the seed's 500 ms `maxMs`).
+fn p99_breadth(window: &VersionWindow, _max_ms: f64) -> Option<Breadth> {
+    let per_shard: Vec<(f64, f64)> = window
+        .shards
+        .iter()
+        .map(|shard| (shard.requests, shard.slow))
+        .collect();
+    if per_shard.is_empty() {
+        return None;
+    }
+    let Some((slow, trimmed)) = sharded::trimmed_rate(&per_shard) else {
+        return Some(Breadth {
+            broad: false,
+            detail: "no requests outside the two shards with the most slow requests".to_string(),
+        });
+    };
+    Some(Breadth {
+        broad: slow > P99_TAIL,
+        detail: format!(
+            "{}% slow without shards {trimmed:?} (the most slow requests)",
+            round2(slow * 100.0)
+        ),
+    })
+}
+
+/// The share of requests above the p99.
+const P99_TAIL: f64 = 0.01;
 
 /// Fails when `value` is above `max`; the message names the measure, e.g.
 /// `canary error rate 12.58% above max 5%`.
@@ -186,6 +272,7 @@ impl ErrorRate {
             max: self.0.max_percent,
             measure: VersionWindow::error_rate_percent,
             missing: "no canary requests in the window",
+            breadth: error_rate_breadth,
         }
     }
 }
@@ -219,6 +306,7 @@ impl LatencyP99 {
             max: self.0.max_ms,
             measure: |window| window.p99_ms.filter(|p99| p99.is_finite()),
             missing: "no canary p99 in the window",
+            breadth: p99_breadth,
         }
     }
 }

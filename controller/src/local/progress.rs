@@ -148,6 +148,7 @@ mod tests {
                 errors: 5.0,
                 p99_ms: Some(480.4),
                 latency_buckets: vec![],
+                shards: vec![],
             },
             stable: VersionWindow::default(),
         };

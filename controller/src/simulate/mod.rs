@@ -2,8 +2,10 @@
 //! with synthetic per-version counts and latency histograms, to measure how often a healthy
 //! canary is rolled back and how fast a regressed one is caught.
 //!
-//! - [`traffic`]: Poisson arrivals, Bernoulli errors, log-normal latencies in the proxy's
-//!   histogram buckets.
+//! - [`users`]: the population: heavy-tailed activity, per-user error propensities equal
+//!   on both versions, hash buckets and shards (users only move stable → canary).
+//! - [`traffic`]: Poisson arrivals per user shard, log-normal latencies in the proxy's
+//!   histogram buckets and the filter's per-shard `slow` outcome.
 //! - [`scenario`]: the worlds (diurnal swings, low traffic, shared error bursts, canary
 //!   warm-up, regressions).
 //! - [`rollout`]: one rollout, tick by tick, through the engine.
@@ -16,6 +18,7 @@ pub mod report;
 pub mod rollout;
 pub mod scenario;
 pub mod traffic;
+pub mod users;
 
 pub use report::{render_markdown, simulate_all, Options, ScenarioResult};
 pub use rollout::{End, Variant};

@@ -193,7 +193,11 @@ pub fn simulate(
 pub fn simulate_all(options: &Options) -> Vec<ScenarioResult> {
     let mut results = Vec::new();
     for (index, scenario) in scenario::catalog().iter().enumerate() {
-        for variant in [Variant::Thresholds, Variant::Comparative] {
+        for variant in [
+            Variant::Thresholds,
+            Variant::Comparative,
+            Variant::ClusterRobust,
+        ] {
             results.push(simulate(index, scenario, variant, options));
         }
     }

@@ -3,10 +3,10 @@
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use rand_distr::{Distribution, StandardNormal};
 
 use super::scenario::Scenario;
 use super::traffic::{self, Slice, VersionLoad};
+use super::users::{CellRates, Population, SHARDS};
 use crate::analysis::ComparativeCheck;
 use crate::crd::{
     default_stages, Analysis, CanaryRolloutSpec, CanaryRolloutStatus, CanaryWorkload, Phase,
@@ -30,16 +30,26 @@ pub const GIVE_UP_AFTER_S: u64 = 3 * 3600;
 pub enum Variant {
     /// The seed's absolute thresholds only (error rate > 5% for 2m, p99 > 500ms for 3m).
     Thresholds,
-    /// The same thresholds as guard rails plus `analysis.comparative` (defaults).
+    /// The same thresholds as guard rails plus `analysis.comparative` (defaults), with
+    /// request-level statistics: a filter without shard series.
     Comparative,
+    /// The same spec as `Comparative`, with the filter's per-user-shard series: the
+    /// cluster-robust comparison and guard rails that need a broad breach.
+    ClusterRobust,
 }
 
 impl Variant {
     pub fn label(&self) -> &'static str {
         match self {
             Variant::Thresholds => "thresholds",
-            Variant::Comparative => "thresholds + comparative",
+            Variant::Comparative => "thresholds + comparative, request-level",
+            Variant::ClusterRobust => "thresholds + comparative, by shard",
         }
+    }
+
+    /// Whether the engine sees per-shard series.
+    pub fn with_shards(&self) -> bool {
+        *self == Variant::ClusterRobust
     }
 }
 
@@ -57,7 +67,7 @@ pub fn spec_for(scenario: &Scenario, variant: Variant) -> CanaryRolloutSpec {
         interval: Duration::from_secs(INTERVAL_S),
         window: Some(Duration::from_secs(WINDOW_S)),
         min_requests: scenario.min_requests,
-        comparative: (variant == Variant::Comparative).then(ComparativeCheck::default),
+        comparative: (variant != Variant::Thresholds).then(ComparativeCheck::default),
         ..Analysis::default()
     };
     CanaryRolloutSpec {
@@ -92,19 +102,44 @@ pub fn spec_for(scenario: &Scenario, variant: Variant) -> CanaryRolloutSpec {
 /// The per-rollout random draws that stay fixed for its whole run.
 struct World {
     diurnal_phase: f64,
-    share_factor: f64,
     burst_start_s: f64,
+    population: Population,
+    /// Per shard (canary, stable) rates at `cells_weight`.
+    cells: [(CellRates, CellRates); SHARDS],
+    cells_weight: f64,
 }
 
-/// Run one rollout to its end. The same `seed` gives the same traffic for both variants
-/// (until their weights differ).
+impl World {
+    fn cells_at(&mut self, scenario: &Scenario, weight: f64) -> &[(CellRates, CellRates); SHARDS] {
+        if self.cells_weight != weight {
+            let extra = scenario.canary_error_rate - scenario.stable_error_rate;
+            self.cells = self.population.cells(weight, extra);
+            self.cells_weight = weight;
+        }
+        &self.cells
+    }
+}
+
+/// Run one rollout to its end. The same `seed` gives the same users and traffic for every
+/// variant (until their weights differ).
 pub fn run(scenario: &Scenario, variant: Variant, seed: u64) -> End {
     let mut rng = StdRng::seed_from_u64(seed);
-    let normal: f64 = StandardNormal.sample(&mut rng);
-    let world = World {
-        diurnal_phase: rng.random::<f64>() * std::f64::consts::TAU,
-        share_factor: (1.0 + scenario.cohort_share_jitter * normal).max(0.0),
-        burst_start_s: 120.0 + rng.random::<f64>() * 2280.0,
+    let diurnal_phase = rng.random::<f64>() * std::f64::consts::TAU;
+    let burst_start_s = 120.0 + rng.random::<f64>() * 2280.0;
+    let population = Population::draw(
+        scenario.total_rps,
+        scenario.stable_error_rate,
+        scenario.error_prone,
+        scenario.bot,
+        &mut rng,
+    );
+    let extra = scenario.canary_error_rate - scenario.stable_error_rate;
+    let mut world = World {
+        diurnal_phase,
+        burst_start_s,
+        cells: population.cells(0.0, extra),
+        cells_weight: 0.0,
+        population,
     };
     let spec = spec_for(scenario, variant);
     let start = Timestamp::from_second(1_800_000_000).unwrap_or(Timestamp::UNIX_EPOCH);
@@ -114,7 +149,7 @@ pub fn run(scenario: &Scenario, variant: Variant, seed: u64) -> End {
     let mut slices: Vec<(Slice, Slice)> = (0..slices_per_window)
         .map(|slice| {
             let middle_s = (slice as f64 - slices_per_window as f64 + 0.5) * SLICE_S as f64;
-            draw_slice(scenario, &world, 0.0, middle_s, &mut rng)
+            draw_slice(scenario, &mut world, 0.0, middle_s, &mut rng)
         })
         .collect();
     let mut elapsed_s = 0;
@@ -126,8 +161,8 @@ pub fn run(scenario: &Scenario, variant: Variant, seed: u64) -> End {
         let stable: Vec<Slice> = recent.iter().map(|(_, stable)| *stable).collect();
         let observations = Observations {
             metrics: MetricsObservation::Window {
-                canary: traffic::window(&canary),
-                stable: traffic::window(&stable),
+                canary: traffic::window(&canary, variant.with_shards()),
+                stable: traffic::window(&stable, variant.with_shards()),
             },
             custom: Vec::new(),
             canary_health: CanaryHealth::Healthy,
@@ -155,7 +190,7 @@ pub fn run(scenario: &Scenario, variant: Variant, seed: u64) -> End {
             let middle_s = (elapsed_s + SLICE_S / 2) as f64;
             slices.push(draw_slice(
                 scenario,
-                &world,
+                &mut world,
                 status.weight,
                 middle_s,
                 &mut rng,
@@ -171,20 +206,14 @@ pub fn run(scenario: &Scenario, variant: Variant, seed: u64) -> End {
 /// Canary's and stable's traffic for the slice around `middle_s` at `weight`.
 fn draw_slice(
     scenario: &Scenario,
-    world: &World,
+    world: &mut World,
     weight: f64,
     middle_s: f64,
     rng: &mut StdRng,
 ) -> (Slice, Slice) {
     let swing =
         (std::f64::consts::TAU * middle_s / scenario.diurnal_period_s + world.diurnal_phase).sin();
-    let mean_requests =
-        scenario.total_rps * (1.0 + scenario.diurnal_amplitude * swing) * SLICE_S as f64;
-    let canary_share = match weight {
-        w if w <= 0.0 => 0.0,
-        w if w >= 100.0 => 1.0,
-        w => (w / 100.0 * world.share_factor).clamp(0.0, 1.0),
-    };
+    let seconds = (1.0 + scenario.diurnal_amplitude * swing) * SLICE_S as f64;
     let burst = scenario
         .burst
         .filter(|burst| {
@@ -197,14 +226,19 @@ fn draw_slice(
         .map(|warm| 1.0 + warm.extra * (-middle_s.max(0.0) / warm.time_constant_s).exp())
         .unwrap_or(1.0);
     let median_ms = traffic::median_for_p99(scenario.stable_p99_ms);
+    let cells = world.cells_at(scenario, weight);
+    let canary_cells: [CellRates; SHARDS] = std::array::from_fn(|shard| cells[shard].0);
+    let stable_cells: [CellRates; SHARDS] = std::array::from_fn(|shard| cells[shard].1);
     let canary = VersionLoad {
-        mean_requests: mean_requests * canary_share,
-        error_rate: (scenario.canary_error_rate + burst).min(1.0),
+        cells: &canary_cells,
+        seconds,
+        extra_error_rate: burst,
         median_ms: median_ms * scenario.canary_latency_factor * warm_up,
     };
     let stable = VersionLoad {
-        mean_requests: mean_requests * (1.0 - canary_share),
-        error_rate: (scenario.stable_error_rate + burst).min(1.0),
+        cells: &stable_cells,
+        seconds,
+        extra_error_rate: burst,
         median_ms,
     };
     (traffic::draw(&canary, rng), traffic::draw(&stable, rng))

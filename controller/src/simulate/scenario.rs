@@ -1,4 +1,7 @@
-//! The simulated worlds: traffic shape, noise, and what (if anything) is wrong with canary.
+//! The simulated worlds: traffic shape, users, noise, and what (if anything) is wrong with
+//! canary.
+
+use super::users::{Bot, ErrorProne};
 
 /// A shared error burst: both versions' 5xx rate rises by `extra_error_rate` for
 /// `duration_s`, starting at a random time in the rollout.
@@ -35,9 +38,10 @@ pub struct Scenario {
     pub canary_latency_factor: f64,
     pub burst: Option<SharedBurst>,
     pub warm_up: Option<WarmUp>,
-    /// Relative spread (standard deviation) of canary's share of requests around the
-    /// weight: sticky cohorts are users, not requests.
-    pub cohort_share_jitter: f64,
+    /// A few users producing a large share of the errors, on both versions alike.
+    pub error_prone: Option<ErrorProne>,
+    /// One client with its own traffic and error rate.
+    pub bot: Option<Bot>,
     /// `analysis.minRequests` an operator would set for this traffic.
     pub min_requests: u64,
 }
@@ -60,7 +64,8 @@ fn base(name: &'static str, healthy: bool) -> Scenario {
             extra: 1.0,
             time_constant_s: 20.0,
         }),
-        cohort_share_jitter: 0.05,
+        error_prone: None,
+        bot: None,
         min_requests: 100,
     }
 }
@@ -79,6 +84,17 @@ pub fn catalog() -> Vec<Scenario> {
     let burst = SharedBurst {
         extra_error_rate: 0.09,
         duration_s: 90.0,
+    };
+    // Five users at 0.2 req/s erring half the time: 0.5 errors/s, as many as the other
+    // 50 req/s at 1% produce together.
+    let few_users = ErrorProne {
+        users: 5,
+        rps_each: 0.2,
+        error_rate: 0.5,
+    };
+    let bot = Bot {
+        rps: 1.0,
+        error_rate: 0.5,
     };
     vec![
         Scenario {
@@ -102,6 +118,38 @@ pub fn catalog() -> Vec<Scenario> {
             ..base("healthy, 5 req/s (minRequests 20), shared burst", true)
         },
         Scenario {
+            error_prone: Some(few_users),
+            ..base("healthy, 50 req/s, half the errors from 5 users", true)
+        },
+        Scenario {
+            total_rps: 5.0,
+            min_requests: 20,
+            error_prone: Some(ErrorProne {
+                rps_each: few_users.rps_each / 10.0,
+                ..few_users
+            }),
+            ..base(
+                "healthy, 5 req/s (minRequests 20), half the errors from 5 users",
+                true,
+            )
+        },
+        Scenario {
+            bot: Some(bot),
+            ..base(
+                "healthy, 50 req/s, one bot at 1 req/s with 50% errors",
+                true,
+            )
+        },
+        Scenario {
+            total_rps: 5.0,
+            min_requests: 20,
+            bot: Some(bot),
+            ..base(
+                "healthy, 5 req/s (minRequests 20), one bot at 1 req/s with 50% errors",
+                true,
+            )
+        },
+        Scenario {
             canary_error_rate: 0.02,
             ..regression("errors 1% -> 2%")
         },
@@ -112,6 +160,11 @@ pub fn catalog() -> Vec<Scenario> {
         Scenario {
             canary_error_rate: 0.05,
             ..base("errors 1% -> 5%, traffic swinging +-50%", false)
+        },
+        Scenario {
+            canary_error_rate: 0.05,
+            error_prone: Some(few_users),
+            ..regression("errors 1% -> 5%, half the errors from 5 users")
         },
         Scenario {
             canary_latency_factor: 1.3,

@@ -1,10 +1,15 @@
-//! Synthetic per-version traffic: Poisson arrivals, Bernoulli errors and log-normal
-//! latencies binned into the proxy's histogram buckets, generated in short slices.
+//! Synthetic per-version traffic: Poisson arrivals per user shard (from the users' summed
+//! rates, see [`super::users`]), log-normal latencies binned into the proxy's histogram
+//! buckets and counted as the filter's `slow` outcome per shard, generated in short slices.
 
 use rand::rngs::StdRng;
 use rand_distr::{Binomial, Distribution, Poisson};
 
-use crate::observation::VersionWindow;
+use super::users::{CellRates, SHARDS};
+use crate::observation::{ShardCounts, VersionWindow};
+
+/// The filter's default `slowThresholdMs` (the seed's p99 limit).
+pub const SLOW_THRESHOLD_MS: f64 = 500.0;
 
 /// The proxy's `stickycanary_request_duration_ms` buckets (ms), `+Inf` last.
 pub const BUCKETS_MS: [f64; 16] = [
@@ -36,32 +41,46 @@ pub fn median_for_p99(p99_ms: f64) -> f64 {
     p99_ms / (LATENCY_SIGMA * Z99).exp()
 }
 
-/// One version's traffic in one slice: requests, 5xx and per-bucket (non-cumulative) counts.
+/// One version's traffic in one slice: requests, 5xx, per-bucket (non-cumulative) counts
+/// and per-shard outcomes.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Slice {
     pub requests: f64,
     pub errors: f64,
     pub buckets: [f64; 16],
+    pub shards: [ShardCounts; SHARDS],
 }
 
 /// What one version is like during one slice.
 #[derive(Debug, Clone, Copy)]
-pub struct VersionLoad {
-    /// Mean requests in the slice.
-    pub mean_requests: f64,
-    /// Probability that a request is a 5xx.
-    pub error_rate: f64,
+pub struct VersionLoad<'a> {
+    /// Per shard: the version's users' summed rates.
+    pub cells: &'a [CellRates; SHARDS],
+    /// Seconds of traffic at those rates (slice length × the diurnal swing).
+    pub seconds: f64,
+    /// Added to every request's 5xx probability (a burst both versions share).
+    pub extra_error_rate: f64,
     /// Median latency in ms.
     pub median_ms: f64,
 }
 
-/// Draw one slice: Poisson(mean) requests, Binomial errors, and a multinomial over the
-/// buckets (as a chain of conditional binomials).
-pub fn draw(load: &VersionLoad, rng: &mut StdRng) -> Slice {
+/// Draw one slice: per shard, Poisson 5xx and non-5xx counts and Binomial slow requests
+/// among the non-5xx; the version's histogram as a multinomial over all its requests (a
+/// chain of conditional binomials), from the same latency distribution.
+pub fn draw(load: &VersionLoad<'_>, rng: &mut StdRng) -> Slice {
     let mut slice = Slice::default();
-    let requests = poisson(load.mean_requests, rng);
-    slice.requests = requests as f64;
-    slice.errors = binomial(requests, load.error_rate, rng) as f64;
+    let slow_probability = 1.0 - lognormal_cdf(SLOW_THRESHOLD_MS, load.median_ms);
+    for (shard, cell) in slice.shards.iter_mut().zip(load.cells) {
+        let error_rate = (cell.errors + load.extra_error_rate * cell.requests).min(cell.requests);
+        let errors = poisson(error_rate * load.seconds, rng);
+        let ok = poisson((cell.requests - error_rate).max(0.0) * load.seconds, rng);
+        shard.errors = errors as f64;
+        shard.slow = binomial(ok, slow_probability, rng) as f64;
+        shard.requests = (errors + ok) as f64;
+        slice.requests += shard.requests;
+        slice.errors += shard.errors;
+    }
+    let requests = slice.requests as u64;
     let probabilities = bucket_probabilities(load.median_ms);
     let mut remaining = requests;
     let mut mass_left = 1.0;
@@ -81,16 +100,31 @@ pub fn draw(load: &VersionLoad, rng: &mut StdRng) -> Slice {
     slice
 }
 
-/// Sum of slices as the engine's window: cumulative buckets and the interpolated p99.
-pub fn window(slices: &[Slice]) -> VersionWindow {
+fn lognormal_cdf(ms: f64, median_ms: f64) -> f64 {
+    if median_ms <= 0.0 {
+        return 1.0;
+    }
+    normal_cdf((ms / median_ms).ln() / LATENCY_SIGMA)
+}
+
+/// Sum of slices as the engine's window: cumulative buckets, the interpolated p99 and,
+/// when `with_shards`, the per-shard outcomes (without them the engine runs as with a
+/// filter that exports no shard series: request-level statistics).
+pub fn window(slices: &[Slice], with_shards: bool) -> VersionWindow {
     let mut requests = 0.0;
     let mut errors = 0.0;
     let mut per_bucket = [0.0; 16];
+    let mut shards = [ShardCounts::default(); SHARDS];
     for slice in slices {
         requests += slice.requests;
         errors += slice.errors;
         for (sum, count) in per_bucket.iter_mut().zip(slice.buckets) {
             *sum += count;
+        }
+        for (sum, shard) in shards.iter_mut().zip(&slice.shards) {
+            sum.requests += shard.requests;
+            sum.errors += shard.errors;
+            sum.slow += shard.slow;
         }
     }
     let mut cumulative = 0.0;
@@ -112,6 +146,11 @@ pub fn window(slices: &[Slice]) -> VersionWindow {
         errors,
         p99_ms,
         latency_buckets,
+        shards: if with_shards {
+            shards.to_vec()
+        } else {
+            Vec::new()
+        },
     }
 }
 
