@@ -176,6 +176,7 @@ fn healthy() -> Observations {
         errors: requests / 100.0,
         p99_ms: Some(100.0),
         latency_buckets: Vec::new(),
+        shards: Vec::new(),
     };
     Observations {
         metrics: MetricsObservation::Window {
