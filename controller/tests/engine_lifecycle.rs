@@ -41,6 +41,7 @@ fn window(requests: f64, error_percent: f64) -> VersionWindow {
         errors: requests * error_percent / 100.0,
         p99_ms: (requests > 0.0).then_some(120.0),
         latency_buckets: Vec::new(),
+        shards: Vec::new(),
     }
 }
 
