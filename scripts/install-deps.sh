@@ -12,8 +12,9 @@ want_pkg() { dpkg -s "$1" >/dev/null 2>&1 || need_apt+=("$1"); }
 
 # The wasm toolchain (Debian's rustc-web route; see scripts/build-filter.sh).
 for p in rustc-web cargo-web rust-web-src lld-22 wasi-libc; do want_pkg "$p"; done
-# Real Prometheus and promtool, load generators, OCI tooling, JSON on the shell.
-for p in prometheus wrk hey nghttp2-client skopeo jq; do want_pkg "$p"; done
+# Real Prometheus and promtool, load generators, OCI tooling, JSON on the shell, and curl
+# (the release hooks of `make demo` and the lifecycle e2e test call the backends with it).
+for p in prometheus wrk hey nghttp2-client skopeo jq curl; do want_pkg "$p"; done
 
 # Whether a Prometheus service was already running before we touched anything: then it is
 # the machine owner's, and this script leaves it alone.

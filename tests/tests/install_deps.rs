@@ -96,6 +96,7 @@ const ALL: &[&str] = &[
     "nghttp2-client",
     "skopeo",
     "jq",
+    "curl",
 ];
 
 #[test]
