@@ -1,55 +1,26 @@
-//! The machine and tool versions a result was measured on, for BENCHMARKS.md.
+//! What a data-plane result was measured with, for BENCHMARKS.md: the machine (shared with
+//! `controller-bench`, see [`stickycanary_e2e::host`]) plus the Envoy and wrk versions.
 
 use std::path::Path;
 use std::process::Command;
 
 use serde::Serialize;
+use stickycanary_e2e::host::{first_line, Machine};
 
+/// Serialized flat, so `results.json` keeps its `machine` object's fields.
 #[derive(Debug, Clone, Serialize)]
-pub struct Machine {
-    pub date_utc: String,
-    pub cpu_model: String,
-    pub cpus: usize,
-    pub ram_gib: f64,
-    pub kernel: String,
+pub struct Testbed {
+    #[serde(flatten)]
+    pub machine: Machine,
     pub envoy_version: String,
     pub wrk_version: String,
 }
 
-impl Machine {
+impl Testbed {
     pub fn describe(envoy_bin: &Path) -> Self {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu_model = cpuinfo
-            .lines()
-            .find_map(|l| l.strip_prefix("model name"))
-            .map(|rest| rest.trim_start_matches([' ', '\t', ':']).trim().to_string())
-            .unwrap_or_else(|| "unknown".into());
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let ram_kib: f64 = meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kib| kib.parse().ok())
-            .unwrap_or(0.0);
-        // "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL": keep the release number.
-        let version_line = first_line(Command::new(envoy_bin).arg("--version"));
-        let envoy_version = version_line
-            .rsplit("version:")
-            .next()
-            .unwrap_or_default()
-            .split('/')
-            .find(|part| {
-                part.split('.').count() == 3 && part.split('.').all(|n| n.parse::<u32>().is_ok())
-            })
-            .unwrap_or("unknown")
-            .to_string();
         Self {
-            date_utc: first_line(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
-            cpu_model,
-            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            ram_gib: ram_kib / 1024.0 / 1024.0,
-            kernel: first_line(Command::new("uname").arg("-r")),
-            envoy_version,
+            machine: Machine::read(),
+            envoy_version: envoy_release(&first_line(Command::new(envoy_bin).arg("--version"))),
             wrk_version: first_line(Command::new("wrk").arg("-v"))
                 .split_whitespace()
                 .take(2)
@@ -59,18 +30,30 @@ impl Machine {
     }
 }
 
-/// First non-empty line of a command's stdout+stderr ("unknown" if it cannot run).
-fn first_line(cmd: &mut Command) -> String {
-    cmd.output()
-        .ok()
-        .map(|out| {
-            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&out.stderr));
-            text.lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("unknown")
-                .trim()
-                .to_string()
+/// "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL": keep the release number.
+fn envoy_release(version_line: &str) -> String {
+    version_line
+        .rsplit("version:")
+        .next()
+        .unwrap_or_default()
+        .split('/')
+        .find(|part| {
+            part.split('.').count() == 3 && part.split('.').all(|n| n.parse::<u32>().is_ok())
         })
-        .unwrap_or_else(|| "unknown".into())
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envoy_release_is_the_dotted_number_of_its_version_line() {
+        assert_eq!(
+            envoy_release("envoy  version: abc123/1.40.0/Clean/RELEASE/BoringSSL"),
+            "1.40.0"
+        );
+        assert_eq!(envoy_release("unknown"), "unknown");
+    }
 }

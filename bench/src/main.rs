@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use stickycanary_e2e::backend::Backend;
 use stickycanary_e2e::backend_server::Behaviour;
+use stickycanary_e2e::host;
 use stickycanary_e2e::paths;
 
 use crate::envoy_peer::PeerEnvoy;
@@ -40,19 +41,11 @@ const ENVOY_CPU: usize = 0;
 const LOAD_CPU: usize = 1;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let default_out = paths::workspace_root().join("target").join("bench");
-    let opts = match Options::parse(&args, default_out) {
-        Ok(Some(opts)) => opts,
-        Ok(None) => {
-            println!("{}", options::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("bench: {message}");
-            return ExitCode::from(2);
-        }
+    let cli = match stickycanary_e2e::cli::parse::<options::Cli>("bench") {
+        Ok(cli) => cli,
+        Err(code) => return code,
     };
+    let opts = cli.options(paths::workspace_root().join("target").join("bench"));
     match run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -193,7 +186,7 @@ fn case_pair_round(
 
 fn run(opts: &Options) -> Result<()> {
     let started = Instant::now();
-    let load_before = procfs::load_average();
+    let load_before = host::load_average();
     if opts.high_priority {
         procfs::set_own_nice(-20)?;
     }
@@ -212,11 +205,11 @@ fn run(opts: &Options) -> Result<()> {
             noop_wasm.display()
         )));
     }
-    let machine = machine::Machine::describe(&paths::envoy_bin()?);
+    let machine = machine::Testbed::describe(&paths::envoy_bin()?);
     eprintln!(
         "bench: {} × {}, load average {:.2} {:.2} {:.2}{}",
-        machine.cpus,
-        machine.cpu_model,
+        machine.machine.cpus,
+        machine.machine.cpu_model,
         load_before[0],
         load_before[1],
         load_before[2],
@@ -406,7 +399,7 @@ fn run(opts: &Options) -> Result<()> {
             high_priority: opts.high_priority,
         },
         load_average_before: load_before,
-        load_average_after: procfs::load_average(),
+        load_average_after: host::load_average(),
         wall_seconds: started.elapsed().as_secs_f64(),
         filter_wasm_bytes: file_size(&filter_wasm),
         noop_wasm_bytes: file_size(&noop_wasm),

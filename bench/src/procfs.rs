@@ -69,19 +69,6 @@ pub fn pin(pid: u32, cpu: usize) -> Result<()> {
     )))
 }
 
-/// `/proc/loadavg`'s 1, 5 and 15 minute load averages.
-pub fn load_average() -> [f64; 3] {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let mut parts = text
-        .split_whitespace()
-        .map(|p| p.parse().unwrap_or(f64::NAN));
-    [
-        parts.next().unwrap_or(f64::NAN),
-        parts.next().unwrap_or(f64::NAN),
-        parts.next().unwrap_or(f64::NAN),
-    ]
-}
-
 /// Set this process's nice value; children started afterwards inherit it.
 pub fn set_own_nice(nice: i32) -> Result<()> {
     // SAFETY: plain syscall on our own process.

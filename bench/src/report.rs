@@ -2,8 +2,9 @@
 //! RSS over time, the goals of issue 6, as a terminal table and a BENCHMARKS.md fragment.
 
 use serde::Serialize;
+use stickycanary_e2e::stats::median;
 
-use crate::machine::Machine;
+use crate::machine::Testbed;
 use crate::wrk::LoadRun;
 
 /// One measured wrk run of one case, with Envoy's CPU use during it.
@@ -110,7 +111,7 @@ pub struct Settings {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Results {
-    pub machine: Machine,
+    pub machine: Testbed,
     pub settings: Settings,
     pub load_average_before: [f64; 3],
     pub load_average_after: [f64; 3],
@@ -137,20 +138,6 @@ pub struct CaseSummary {
     pub errors: u64,
     /// Median of [`PairedSample::of_peer1`]; 1 for peer 1, NaN when not measured.
     pub paired_of_p1: f64,
-}
-
-pub fn median(values: &[f64]) -> f64 {
-    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    if sorted.len().is_multiple_of(2) {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    } else {
-        sorted[mid]
-    }
 }
 
 pub fn summarize(case: &CaseResult) -> CaseSummary {
@@ -409,11 +396,11 @@ pub fn markdown(results: &Results) -> String {
          (rotating over {} ids; none in the anonymous case); {} s unrecorded warm-up per case; \
          {} rounds, cases interleaved (A B C … A B C …); medians shown. \
          All cases route 10% to canary.\n\n",
-        m.date_utc,
-        m.cpus,
-        m.cpu_model,
-        m.ram_gib,
-        m.kernel,
+        m.machine.date_utc,
+        m.machine.cpus,
+        m.machine.cpu_model,
+        m.machine.ram_gib,
+        m.machine.kernel,
         m.envoy_version,
         m.wrk_version,
         la(&results.load_average_before),

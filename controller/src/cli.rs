@@ -90,7 +90,8 @@ may approve is who may patch canaryrollouts/status (see SECURITY.md).")]
     /// Print a user's bucket and version, using exactly the filter's assignment code
     #[command(
         after_help = "Example:\n  stickycanary assign --salt checkout --weight 25 --user u42\n  \
-bucket=... threshold=2500 version=stable|canary"
+bucket=... threshold=2500 version=stable|canary\n  \
+stickycanary assign --rollout checkout -n shop --user u42   (salt and weight from the status)"
     )]
     Assign(AssignArgs),
 
@@ -230,15 +231,23 @@ pub struct ApproveArgs {
 #[derive(Args, Debug)]
 pub struct AssignArgs {
     /// The rollout's salt (default in the plugin config: the rollout name). With the release
-    /// lifecycle each run has its own: take it from --status-file instead
-    #[arg(long, required_unless_present = "status_file")]
+    /// lifecycle each run has its own: take it from --rollout or --status-file instead
+    #[arg(long, required_unless_present_any = ["status_file", "rollout"])]
     pub salt: Option<String>,
     /// Local mode's status file: the salt (and, without --weight, the weight) of the run in
     /// progress
-    #[arg(long)]
+    #[arg(long, conflicts_with = "rollout")]
     pub status_file: Option<PathBuf>,
-    /// Canary weight in percent, 0 to 100 (default with --status-file: the status's weight)
-    #[arg(long, required_unless_present = "status_file")]
+    /// A CanaryRollout in the cluster: the salt (and, without --weight, the weight) from its
+    /// status. Needs `get` on canaryrollouts in its namespace
+    #[arg(long)]
+    pub rollout: Option<String>,
+    /// Namespace of --rollout (default: the kubeconfig's)
+    #[arg(long, short = 'n', requires = "rollout")]
+    pub namespace: Option<String>,
+    /// Canary weight in percent, 0 to 100 (default with --rollout or --status-file: the
+    /// status's weight)
+    #[arg(long, required_unless_present_any = ["status_file", "rollout"])]
     pub weight: Option<f64>,
     /// The user id (the identity header or cookie value)
     #[arg(long)]

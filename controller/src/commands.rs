@@ -29,22 +29,61 @@ pub fn assign(args: &AssignArgs) -> Result<String, Error> {
         })?),
         None => None,
     };
-    let salt = match (&args.salt, &saved) {
-        (Some(salt), _) => salt.clone(),
-        (None, Some(saved)) => saved.status.salt.clone().ok_or_else(|| {
-            Error::Invalid(
-                "--status-file: the status records no salt (no run yet, or cohort.rotate: false); pass --salt"
-                    .to_string(),
-            )
-        })?,
-        (None, None) => return Err(Error::Invalid("--salt or --status-file is required".into())),
+    assign_with(args, saved.as_ref().map(|s| ("--status-file", &s.status)))
+}
+
+/// `stickycanary assign --rollout NAME`: the salt and weight from the CanaryRollout's
+/// status in the cluster.
+pub async fn assign_in_cluster(args: &AssignArgs) -> Result<String, Error> {
+    let api = cluster_api(args.namespace.as_deref()).await?;
+    assign_from(args, &api).await
+}
+
+/// `assign` with the status of `--rollout` read through `api` (a real or mocked cluster).
+pub async fn assign_from(args: &AssignArgs, api: &Api<CanaryRollout>) -> Result<String, Error> {
+    let name = args
+        .rollout
+        .as_deref()
+        .ok_or_else(|| Error::Invalid("--rollout is required".into()))?;
+    let rollout = match api.get(name).await {
+        Ok(rollout) => rollout,
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            return Err(Error::Invalid(format!(
+                "--rollout: CanaryRollout {name} not found in namespace {}",
+                api.namespace().unwrap_or("default")
+            )))
+        }
+        Err(e) => return Err(Error::kube("cannot read the CanaryRollout", e)),
     };
-    let weight = match (args.weight, &saved) {
-        (Some(weight), _) => weight,
-        (None, Some(saved)) => saved.status.weight,
+    let status = rollout.status.unwrap_or_default();
+    assign_with(args, Some(("--rollout", &status)))
+}
+
+/// The assignment from the flags, with the salt and weight a status (`origin` says which
+/// flag named it) supplies when the flags do not.
+fn assign_with(
+    args: &AssignArgs,
+    saved: Option<(&str, &CanaryRolloutStatus)>,
+) -> Result<String, Error> {
+    let salt = match (&args.salt, saved) {
+        (Some(salt), _) => salt.clone(),
+        (None, Some((origin, status))) => status.salt.clone().ok_or_else(|| {
+            Error::Invalid(format!(
+                "{origin}: the status records no salt (no run yet, or cohort.rotate: false); pass --salt"
+            ))
+        })?,
         (None, None) => {
             return Err(Error::Invalid(
-                "--weight or --status-file is required".into(),
+                "--salt, --rollout or --status-file is required".into(),
+            ))
+        }
+    };
+    let weight = match (args.weight, saved) {
+        (Some(weight), _) => weight,
+        (None, Some((_, status))) => status.weight,
+        (None, None) => {
+            return Err(Error::Invalid(
+                "--weight, --rollout or --status-file is required".into(),
             ))
         }
     };
@@ -119,12 +158,17 @@ pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
         let lines: Vec<String> = errors.iter().map(|e| format!("{name}: {e}")).collect();
         return Err(Error::Invalid(lines.join("\n")));
     }
-    Ok(format!(
+    let mut valid = format!(
         "{name}: valid CanaryRollout {} ({} stages, rollout key {})",
         rollout.metadata.name.as_deref().unwrap_or_default(),
         rollout.spec.stages.len(),
         rollout.rollout_key()
-    ))
+    );
+    // Valid in a cluster, but `local` would refuse it: say so now, not at the first run.
+    if let Some(note) = crate::resources::local_mode_refusal(&rollout.spec) {
+        valid.push_str(&format!("\n{name}: note: {note}"));
+    }
+    Ok(valid)
 }
 
 /// A status as a few readable lines.

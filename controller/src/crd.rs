@@ -268,6 +268,10 @@ pub struct Analysis {
     /// it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparative: Option<crate::analysis::ComparativeCheck>,
+    /// Optional: the canary's CPU throttling, and its memory and CPU per pod against
+    /// stable's, from cAdvisor's container metrics (see `resources`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<crate::resources::ResourceChecks>,
     /// How long Prometheus may be unreachable before the rollout fails safe (rolls back).
     #[serde(default = "default_unavailable_grace")]
     pub unavailable_grace: Duration,
@@ -284,6 +288,7 @@ impl Default for Analysis {
             compare_stable: None,
             custom: Vec::new(),
             comparative: None,
+            resources: None,
             unavailable_grace: default_unavailable_grace(),
         }
     }
@@ -318,6 +323,10 @@ pub struct ErrorRateCheck {
     pub max_percent: f64,
     #[serde(rename = "for", default = "default_error_for")]
     pub for_duration: Duration,
+    /// The first stage (1-based) at which this check is judged; before it, it is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32", "minimum" = 1))]
+    pub from_stage: Option<u32>,
 }
 
 impl Default for ErrorRateCheck {
@@ -325,6 +334,7 @@ impl Default for ErrorRateCheck {
         ErrorRateCheck {
             max_percent: default_max_error_percent(),
             for_duration: default_error_for(),
+            from_stage: None,
         }
     }
 }
@@ -346,6 +356,10 @@ pub struct LatencyCheck {
     pub max_ms: f64,
     #[serde(rename = "for", default = "default_latency_for")]
     pub for_duration: Duration,
+    /// The first stage (1-based) at which this check is judged; before it, it is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32", "minimum" = 1))]
+    pub from_stage: Option<u32>,
 }
 
 impl Default for LatencyCheck {
@@ -353,6 +367,7 @@ impl Default for LatencyCheck {
         LatencyCheck {
             max_ms: default_max_p99_ms(),
             for_duration: default_latency_for(),
+            from_stage: None,
         }
     }
 }
@@ -374,6 +389,10 @@ pub struct CompareStableCheck {
     pub max_increase_percent_points: f64,
     #[serde(rename = "for")]
     pub for_duration: Duration,
+    /// The first stage (1-based) at which this check is judged; before it, it is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32", "minimum" = 1))]
+    pub from_stage: Option<u32>,
 }
 
 /// A PromQL query that returns one number, with a lower and/or upper bound.
@@ -390,6 +409,10 @@ pub struct CustomCheck {
     pub max: Option<f64>,
     #[serde(rename = "for")]
     pub for_duration: Duration,
+    /// The first stage (1-based) at which this check is judged; before it, it is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32", "minimum" = 1))]
+    pub from_stage: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -111,6 +111,7 @@ pub fn load_rollout(path: &Path) -> Result<CanaryRollout, Error> {
     if let Err(invalid) = crate::validate::validate_rollout(&rollout) {
         errors.extend(invalid);
     }
+    errors.extend(crate::resources::local_mode_refusal(&rollout.spec));
     if !errors.is_empty() {
         return Err(err(errors
             .iter()
@@ -243,6 +244,7 @@ impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
         Observations {
             metrics,
             custom,
+            resources: crate::resources::ResourceObservation::NotQueried,
             // No pods in local mode: the canary process is not watched.
             canary_health: CanaryHealth::Unknown,
             manual,

@@ -67,6 +67,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Retry(args) => println!("{}", commands::manual(&args, ManualAction::Retry).await?),
         Command::Approve(args) => println!("{}", commands::approve(&args).await?),
         Command::Crd => print!("{}", stickycanary::crd::crd_yaml()),
+        Command::Assign(args) if args.rollout.is_some() => {
+            println!("{}", commands::assign_in_cluster(&args).await?)
+        }
         Command::Assign(args) => println!("{}", commands::assign(&args)?),
         Command::Validate(args) => println!("{}", commands::validate(&args)?),
         Command::Simulate(args) => print!("{}", commands::simulate(&args)),

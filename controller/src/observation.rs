@@ -160,6 +160,8 @@ impl std::fmt::Display for ManualAction {
 pub struct Observations {
     pub metrics: MetricsObservation,
     pub custom: Vec<CustomObservation>,
+    /// The pods' resource figures (`spec.analysis.resources`); `NotQueried` without them.
+    pub resources: crate::resources::ResourceObservation,
     pub canary_health: CanaryHealth,
     pub manual: Option<ManualAction>,
 }

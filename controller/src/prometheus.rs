@@ -19,6 +19,8 @@ use prometheus_http_query::Client;
 
 use crate::observation::{MetricsObservation, ShardCounts, VersionWindow};
 
+pub mod resources;
+
 /// What the source needs to know about one rollout to pick its series out of a batch.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RolloutSeries {

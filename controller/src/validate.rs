@@ -5,6 +5,7 @@
 //! The schema's own bounds are checked again here because local mode reads the spec from
 //! a file, without an API server in front of it. Every error is one line naming the field.
 
+mod stages_and_resources;
 pub mod unknown_fields;
 
 use std::collections::BTreeSet;
@@ -23,7 +24,7 @@ pub struct ValidationError {
 }
 
 impl ValidationError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         ValidationError {
             field: field.into(),
             message: message.into(),
@@ -104,6 +105,7 @@ fn spec_errors(spec: &CanaryRolloutSpec) -> Vec<ValidationError> {
     }
     stage_errors(&spec.stages, &mut errors);
     analysis_errors(spec, &mut errors);
+    stages_and_resources::errors(spec, &mut errors);
     url_errors(spec, &mut errors);
     crate::gates::validate::webhook_errors(&spec.webhooks, &mut errors);
     crate::gates::validate::schedule_errors(spec.schedule.as_ref(), &mut errors);

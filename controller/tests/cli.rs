@@ -308,3 +308,33 @@ fn simulate_prints_the_same_tables_for_the_same_seed() {
     let again = stickycanary(&args);
     assert_eq!(stdout(&again), tables, "same seed, different figures");
 }
+
+#[test]
+fn assign_from_a_rollout_without_a_cluster_is_one_line() {
+    let err = assert_one_line_error(&stickycanary(&[
+        "assign",
+        "--rollout",
+        "checkout",
+        "-n",
+        "shop",
+        "--user",
+        "u42",
+    ]));
+    assert!(err.contains("no cluster configuration"), "{err}");
+    // --rollout and --status-file are two sources of one status: not both.
+    let out = stickycanary(&[
+        "assign",
+        "--rollout",
+        "checkout",
+        "--status-file",
+        "s.json",
+        "--user",
+        "u42",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot be used with"),
+        "{}",
+        stderr(&out)
+    );
+}

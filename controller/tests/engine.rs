@@ -57,6 +57,7 @@ fn traffic(canary: VersionWindow) -> Observations {
             stable: window(9000.0, 1.0, 120.0),
         },
         custom: Vec::new(),
+        resources: Default::default(),
         canary_health: CanaryHealth::Healthy,
         manual: None,
     }
@@ -401,6 +402,7 @@ fn compare_stable_breach_rolls_back() {
     spec.analysis.compare_stable = Some(CompareStableCheck {
         max_increase_percent_points: 1.0,
         for_duration: Duration::from_mins(1),
+        from_stage: None,
     });
     // 3% on canary vs 1% on stable: under the absolute 5% but 2 points above stable.
     run_breach(
@@ -422,6 +424,7 @@ fn conversion_check(min: Option<f64>, max: Option<f64>) -> CustomCheck {
         min,
         max,
         for_duration: Duration::from_mins(1),
+        from_stage: None,
     }
 }
 

@@ -36,6 +36,7 @@ fn observed(canary: VersionWindow, stable: VersionWindow) -> Observations {
     Observations {
         metrics: MetricsObservation::Window { canary, stable },
         custom: Vec::new(),
+        resources: Default::default(),
         canary_health: CanaryHealth::Healthy,
         manual: None,
     }
@@ -47,6 +48,7 @@ fn unavailable() -> Observations {
             reason: "timeout".to_string(),
         },
         custom: Vec::new(),
+        resources: Default::default(),
         canary_health: CanaryHealth::Unknown,
         manual: None,
     }
@@ -110,6 +112,7 @@ fn compare_stable_allows_the_margin_above_stable() {
     let check = CompareStable(CompareStableCheck {
         max_increase_percent_points: 1.0,
         for_duration: Duration::from_mins(1),
+        from_stage: None,
     });
     let stable = version(10_000.0, 200.0, Some(100.0)); // 2%
     for (canary_errors, outcome) in [
@@ -136,6 +139,7 @@ fn custom_check_bounds_no_data_and_errors() {
         min: Some(0.5),
         max: Some(2.0),
         for_duration: Duration::ZERO,
+        from_stage: None,
     });
     assert_eq!(check.name(), "custom:conversion");
     let with = |value: Result<Option<f64>, String>| {
@@ -176,6 +180,7 @@ fn the_spec_decides_which_checks_run_in_a_fixed_order() {
     analysis.compare_stable = Some(CompareStableCheck {
         max_increase_percent_points: 1.0,
         for_duration: Duration::from_mins(2),
+        from_stage: None,
     });
     analysis.custom = vec![CustomCheck {
         name: "orders".to_string(),
@@ -183,6 +188,7 @@ fn the_spec_decides_which_checks_run_in_a_fixed_order() {
         min: Some(1.0),
         max: None,
         for_duration: Duration::from_mins(5),
+        from_stage: None,
     }];
     assert_eq!(
         names(&analysis),

@@ -599,8 +599,10 @@ async fn a_deleted_wasmplugin_is_not_found() {
 fn rollout_json() -> Value {
     json!({
         "apiVersion": "stickycanary.dev/v1alpha1", "kind": "CanaryRollout",
+        // Already carrying the finalizer, as every rollout does after its first reconcile
+        // (`every_rollout_gets_the_finalizer...` covers the first one).
         "metadata": {"name": "checkout", "namespace": "shop", "generation": 3, "uid": "u-1",
-                     "resourceVersion": "5"},
+                     "resourceVersion": "5", "finalizers": ["stickycanary.dev/cleanup"]},
         "spec": {
             "wasmPlugin": {"name": "stickycanary", "namespace": "istio-system"},
             "canary": {"deployment": "checkout-canary"},
@@ -1102,9 +1104,14 @@ async fn a_controller_lifetime(authorizer: Arc<Authorizer>, all_namespaces: bool
             .unwrap(),
         Round::Leading
     );
-    // A rollout starting (weight 0 -> 10), then an abort request.
+    // A rollout created before the finalizer existed starting (finalizer added, weight
+    // 0 -> 10), then an abort request.
     let mut rollout = rollout_json();
     rollout["status"] = json!({});
+    rollout["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("finalizers");
     api.insert(ROLLOUT_PATH, rollout);
     api.insert(PLUGIN_PATH, plugin(0.0));
     let ctx = context(client.clone());
@@ -1136,6 +1143,17 @@ async fn a_controller_lifetime(authorizer: Arc<Authorizer>, all_namespaces: bool
     let reference = stored_rollout(&api).object_ref(&());
     ctx.recorder.publish(&event, &reference).await.unwrap();
     ctx.recorder.publish(&event, &reference).await.unwrap();
+    // Deleted (by a user: the controller never deletes): the finalizer goes.
+    let mut deleting = api.get(ROLLOUT_PATH).unwrap();
+    deleting["metadata"]["deletionTimestamp"] = json!("2026-11-26T06:00:00Z");
+    api.insert(ROLLOUT_PATH, deleting);
+    reconcile::reconcile(stored_rollout(&api), ctx.clone())
+        .await
+        .unwrap();
+    assert!(
+        api.get(ROLLOUT_PATH).is_none(),
+        "the finalizer was not removed"
+    );
     api.finish().await;
 }
 
@@ -1466,6 +1484,17 @@ async fn the_fake_api_server_keeps_resource_versions_status_scale_and_finalizers
         .unwrap();
     let deleting = rollouts.get("checkout").await.unwrap();
     assert!(deleting.metadata.deletion_timestamp.is_some());
+    // No new finalizer on an object being deleted (a 422, as ValidateObjectMetaUpdate says).
+    let late =
+        json!({"metadata": {"finalizers": ["stickycanary.dev/cleanup", "example.com/late"]}});
+    let refused = rollouts
+        .patch("checkout", &PatchParams::default(), &Patch::Merge(&late))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, kube::Error::Api(s) if s.code == 422),
+        "{refused}"
+    );
     let clear = json!({"metadata": {"finalizers": null}});
     rollouts
         .patch("checkout", &PatchParams::default(), &Patch::Merge(&clear))
@@ -1477,5 +1506,224 @@ async fn the_fake_api_server_keeps_resource_versions_status_scale_and_finalizers
         "{gone}"
     );
     let _ = PostParams::default();
+    api.finish().await;
+}
+
+/// The rollout of these tests as first created: no finalizer, no `spec.stable`, no
+/// `revertOnDeletion` (a plain weight rollout).
+fn seed_unfinalized(api: &FakeApi) {
+    seed(api, None);
+    let mut rollout = api.get(ROLLOUT_PATH).unwrap();
+    rollout["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("finalizers");
+    api.insert(ROLLOUT_PATH, rollout);
+}
+
+fn series_of_checkout(ctx: &Context) -> Vec<String> {
+    ctx.metrics
+        .encode()
+        .lines()
+        .filter(|l| l.contains("rollout=\"checkout\""))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn every_rollout_gets_the_finalizer_and_its_deletion_drops_its_series_and_state() {
+    let (client, api) = FakeApi::start();
+    seed_unfinalized(&api);
+    let read_rv = api.get(ROLLOUT_PATH).unwrap()["metadata"]["resourceVersion"].clone();
+    let ctx = context(client);
+    reconcile::reconcile(stored_rollout(&api), ctx.clone())
+        .await
+        .unwrap();
+    let added: Vec<Seen> = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == Method::PATCH && s.path == ROLLOUT_PATH)
+        .collect();
+    assert_eq!(added.len(), 1, "{:?}", writes(&api));
+    assert_eq!(
+        added[0].body,
+        json!({"metadata": {"finalizers": ["stickycanary.dev/cleanup"], "resourceVersion": read_rv}}),
+        "the finalizer, conditional on the resourceVersion read"
+    );
+    assert_eq!(
+        api.get(ROLLOUT_PATH).unwrap()["metadata"]["finalizers"],
+        json!(["stickycanary.dev/cleanup"])
+    );
+    assert!(!series_of_checkout(&ctx).is_empty(), "no series to drop");
+    assert!(ctx.last_tick.lock().unwrap().contains_key("shop/checkout"));
+    // A user deletes it: with a finalizer, the API server only sets deletionTimestamp and
+    // the object stays (the fake's DELETE does this; see the fake-semantics test). The
+    // controller has no delete right, so the user's request is played on the store.
+    let mut deleted = api.get(ROLLOUT_PATH).unwrap();
+    deleted["metadata"]["deletionTimestamp"] = json!("2026-11-26T06:00:00Z");
+    api.insert(ROLLOUT_PATH, deleted);
+    let deleting = stored_rollout(&api);
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    let weight_before = plugin_weight(&api);
+    api.clear_seen();
+    reconcile::reconcile(deleting, ctx.clone()).await.unwrap();
+    assert!(
+        api.get(ROLLOUT_PATH).is_none(),
+        "the object was not released"
+    );
+    assert_eq!(series_of_checkout(&ctx), Vec::<String>::new());
+    assert!(!ctx.last_tick.lock().unwrap().contains_key("shop/checkout"));
+    // Without revertOnDeletion the weight is left as it was: one write, the finalizer's.
+    assert_eq!(writes(&api), vec!["patch canaryrollouts".to_string()]);
+    assert_eq!(plugin_weight(&api), weight_before);
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn a_rollout_deleted_without_ever_getting_the_finalizer_is_forgotten() {
+    // Deleted while no finalizer of ours was on it, but another one holds it: reconciled
+    // with a deletionTimestamp, it is forgotten and no finalizer is added or removed.
+    let (client, api) = FakeApi::start();
+    seed_unfinalized(&api);
+    let ctx = context(client);
+    ctx.metrics
+        .set_rollout("shop", "checkout", 25.0, Phase::Progressing);
+    ctx.last_tick
+        .lock()
+        .unwrap()
+        .insert("shop/checkout".into(), Instant::now());
+    let mut rollout = api.get(ROLLOUT_PATH).unwrap();
+    rollout["metadata"]["finalizers"] = json!(["example.com/keep"]);
+    rollout["metadata"]["deletionTimestamp"] = json!("2026-11-26T06:00:00Z");
+    api.insert(ROLLOUT_PATH, rollout);
+    reconcile::reconcile(stored_rollout(&api), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(writes(&api), Vec::<String>::new());
+    assert_eq!(
+        api.get(ROLLOUT_PATH).unwrap()["metadata"]["finalizers"],
+        json!(["example.com/keep"])
+    );
+    assert_eq!(series_of_checkout(&ctx), Vec::<String>::new());
+    assert!(ctx.last_tick.lock().unwrap().is_empty());
+    // Deleted with no finalizer at all, it is gone before any reconcile: kube-runtime's
+    // requeue finds it missing from its cache and reports ObjectNotFound.
+    ctx.metrics
+        .set_rollout("shop", "checkout", 25.0, Phase::Progressing);
+    ctx.last_tick
+        .lock()
+        .unwrap()
+        .insert("shop/checkout".into(), Instant::now());
+    let vanished = kube::runtime::reflector::ObjectRef::<CanaryRollout>::new("checkout")
+        .within("shop")
+        .erase();
+    let error: kube::runtime::controller::Error<
+        stickycanary::error::Error,
+        kube::runtime::watcher::Error,
+    > = kube::runtime::controller::Error::ObjectNotFound(Box::new(vanished));
+    stickycanary::k8s::forget_vanished(&ctx, &error);
+    assert_eq!(series_of_checkout(&ctx), Vec::<String>::new());
+    assert!(ctx.last_tick.lock().unwrap().is_empty());
+    api.finish().await;
+}
+
+fn assign_args(rollout: &str, weight: Option<f64>) -> stickycanary::cli::AssignArgs {
+    stickycanary::cli::AssignArgs {
+        salt: None,
+        status_file: None,
+        rollout: Some(rollout.to_string()),
+        namespace: Some("shop".to_string()),
+        weight,
+        user: "u42".to_string(),
+        json: true,
+    }
+}
+
+#[tokio::test]
+async fn assign_reads_the_salt_and_weight_from_the_rollouts_status_with_only_get_rights() {
+    use stickycanary::commands::assign_from;
+    // The user running `assign` needs `get` on canaryrollouts, nothing else.
+    let user = Authorizer::user_with(vec![support::rbac::Rule {
+        api_groups: vec!["stickycanary.dev".into()],
+        resources: vec!["canaryrollouts".into()],
+        verbs: vec!["get".into()],
+    }]);
+    let (client, api) = FakeApi::start_with(user.clone());
+    seed(&api, None);
+    let mut rollout = api.get(ROLLOUT_PATH).unwrap();
+    rollout["status"]["salt"] = json!("checkout-4f2a9c");
+    api.insert(ROLLOUT_PATH, rollout);
+    let rollouts: kube::Api<CanaryRollout> = kube::Api::namespaced(client, "shop");
+
+    let out: Value = serde_json::from_str(
+        &assign_from(&assign_args("checkout", None), &rollouts)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let bucket = stickycanary_filter::assign::bucket("checkout-4f2a9c", "u42");
+    assert_eq!(out["salt"], "checkout-4f2a9c");
+    assert_eq!(out["weight"], json!(25.0), "the status's weight");
+    assert_eq!(out["bucket"], json!(bucket));
+    assert_eq!(
+        out["version"],
+        if stickycanary_filter::assign::is_canary(bucket, 25.0) {
+            "canary"
+        } else {
+            "stable"
+        }
+    );
+    // --weight overrides the status's weight; the salt still comes from the status.
+    let out: Value = serde_json::from_str(
+        &assign_from(&assign_args("checkout", Some(100.0)), &rollouts)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (out["salt"].as_str(), out["version"].as_str()),
+        (Some("checkout-4f2a9c"), Some("canary"))
+    );
+
+    // A missing CanaryRollout is one clear line.
+    let err = assign_from(&assign_args("search", None), &rollouts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "--rollout: CanaryRollout search not found in namespace shop"
+    );
+    // A status with no salt yet (no run, or cohort.rotate: false) says to pass --salt.
+    let mut rollout = api.get(ROLLOUT_PATH).unwrap();
+    rollout["status"].as_object_mut().unwrap().remove("salt");
+    api.insert(ROLLOUT_PATH, rollout);
+    let err = assign_from(&assign_args("checkout", None), &rollouts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("--rollout: the status records no salt") && err.contains("--salt"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "{err}");
+
+    user.assert_nothing_denied();
+    let asked: std::collections::BTreeSet<_> = user
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.triple())
+        .collect();
+    assert_eq!(
+        asked,
+        [(
+            "stickycanary.dev".to_string(),
+            "canaryrollouts".to_string(),
+            "get".to_string()
+        )]
+        .into()
+    );
     api.finish().await;
 }

@@ -275,6 +275,7 @@ fn observe(metrics: MetricsObservation, manual: Option<ManualAction>) -> Observa
     Observations {
         metrics,
         custom: Vec::new(),
+        resources: Default::default(),
         canary_health: CanaryHealth::Healthy,
         manual,
     }

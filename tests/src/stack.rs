@@ -129,6 +129,8 @@ pub struct StackOptions {
     pub controller_metrics: bool,
     /// Prometheus rule files to load (e.g. `manifests/prometheus/rules.yaml`).
     pub rule_files: Vec<PathBuf>,
+    /// More targets for Prometheus to scrape (e.g. a cAdvisor-shaped exporter).
+    pub extra_targets: Vec<ScrapeTarget>,
 }
 
 impl Default for StackOptions {
@@ -139,6 +141,7 @@ impl Default for StackOptions {
             envoy_concurrency: 1,
             controller_metrics: false,
             rule_files: Vec::new(),
+            extra_targets: Vec::new(),
         }
     }
 }
@@ -184,6 +187,7 @@ impl Stack {
         } else {
             None
         };
+        targets.extend(opts.extra_targets.iter().cloned());
         let mut prometheus_opts = PrometheusOptions::new(targets);
         prometheus_opts.rule_files = opts.rule_files.clone();
         let prometheus = Prometheus::start(&prometheus_opts)?;

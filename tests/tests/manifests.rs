@@ -819,8 +819,8 @@ fn promtool_unit_tests_fire_and_do_not_fire_each_alert() {
         .collect();
     assert_eq!(
         alerts.len(),
-        3,
-        "error rate, latency and rollback alerts: {alerts:?}"
+        4,
+        "error rate, latency, canary CPU throttling and rollback alerts: {alerts:?}"
     );
     let tests = yaml_one(&rules_dir().join("rules.test.yaml"));
     let mut fires = BTreeSet::new();
@@ -873,6 +873,14 @@ fn alert_thresholds_are_the_adr_rollback_triggers() {
         "{expr}"
     );
     assert_eq!(for_.as_deref(), Some("3m"));
+    // The seed's "no CPU throttling", at the resource check's defaults (25%, 5m).
+    let (expr, for_) = alert("StickyCanaryCPUThrottled");
+    assert!(
+        expr.starts_with("stickycanary:canary_cpu_throttled:ratio_rate1m")
+            && expr.ends_with("> 0.25"),
+        "{expr}"
+    );
+    assert_eq!(for_.as_deref(), Some("5m"));
     let (expr, _) = alert("StickyCanaryRolledBack");
     assert!(expr.contains("stickycanary_rollbacks_total"), "{expr}");
 }
@@ -922,6 +930,10 @@ fn every_dashboard_panel_has_a_promql_expression() {
         "stickycanary_rollout_weight",
         "stickycanary_rollout_phase",
         "sum by (reason) (increase(stickycanary_rollbacks_total",
+        // The seed's resource panels, canary against stable (cAdvisor).
+        "container_memory_working_set_bytes",
+        "container_cpu_usage_seconds_total",
+        "container_cpu_cfs_throttled_periods_total",
     ] {
         assert!(all_exprs.contains(needle), "dashboard lacks {needle}");
     }
@@ -1257,8 +1269,8 @@ fn shipped_promql_is_classified_for_the_end_to_end_run() {
     use promql_exprs::ExprKind;
     let exprs = promql_exprs::shipped_exprs(&workspace_root()).unwrap();
     let count = |kind: ExprKind| exprs.iter().filter(|e| e.kind == kind).count();
-    assert_eq!(count(ExprKind::Alert), 3);
-    assert_eq!(count(ExprKind::Record), 6);
+    assert_eq!(count(ExprKind::Alert), 4);
+    assert_eq!(count(ExprKind::Record), 7);
     assert_eq!(count(ExprKind::Keda), 1);
     assert!(count(ExprKind::Dashboard) >= 15);
     // The filter-only panels need no controller; weight/phase/rollback panels do.

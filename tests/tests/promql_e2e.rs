@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use stickycanary_e2e::backend_server::Behaviour;
+use stickycanary_e2e::cadvisor;
 use stickycanary_e2e::load;
 use stickycanary_e2e::paths;
 use stickycanary_e2e::promql_exprs::{shipped_exprs, ExprKind, PromqlExpr};
@@ -42,6 +43,9 @@ fn every_shipped_promql_expression_parses_and_returns_series_from_the_real_stack
     let rules_path = scratch.path().join("rules.yaml");
     std::fs::write(&rules_path, rules).expect("write rules");
 
+    // The kubelet's cAdvisor series for the resource panels and the throttling alert: the
+    // sample shop's stable and canary pods (canary throttled in 40% of its periods).
+    let kubelet = cadvisor::Exporter::start(cadvisor::sample_shop()).expect("cAdvisor exporter");
     let opts = StackOptions {
         plan: RolloutPlan {
             stages: vec![(25.0, Some("600s")), (100.0, None)],
@@ -55,6 +59,7 @@ fn every_shipped_promql_expression_parses_and_returns_series_from_the_real_stack
         },
         controller_metrics: true,
         rule_files: vec![rules_path],
+        extra_targets: vec![kubelet.scrape_target()],
         ..StackOptions::default()
     };
     let mut stack = Stack::start(&opts).expect("stack");
@@ -99,6 +104,12 @@ fn every_shipped_promql_expression_parses_and_returns_series_from_the_real_stack
         .find(|e| e.kind == ExprKind::Alert && e.expr.contains("error_ratio"))
         .expect("an error-rate alert");
     let firing = returns_series(&stack, &error_alert.expr).expect("alert expression");
+    // And the throttling alert's holds for the sample shop's canary pod (40% > 25%).
+    let throttling_alert = exprs
+        .iter()
+        .find(|e| e.kind == ExprKind::Alert && e.expr.contains("canary_cpu_throttled"))
+        .expect("a CPU throttling alert");
+    let throttled = returns_series(&stack, &throttling_alert.expr).expect("alert expression");
     traffic.stop();
 
     assert!(
@@ -112,5 +123,10 @@ fn every_shipped_promql_expression_parses_and_returns_series_from_the_real_stack
         firing > 0,
         "the error-rate alert's condition did not hold: {}",
         error_alert.expr
+    );
+    assert_eq!(
+        throttled, 1,
+        "the throttling alert's condition holds for exactly the canary pod: {}",
+        throttling_alert.expr
     );
 }

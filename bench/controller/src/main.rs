@@ -14,60 +14,35 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-const USAGE: &str = "usage: controller-bench [--rollouts 1,100,1000] [--intervals 10] [--interval-ms 1000] [--markdown FILE]";
+use clap::Parser;
+use stickycanary_e2e::{cli, host, interrupt};
 
+/// The controller's per-interval cost (batched Prometheus fetch + engine) with 1, 100 and 1000
+/// rollouts against a real Prometheus. See BENCHMARKS.md, section Controller.
+#[derive(Parser, Debug)]
+#[command(name = "controller-bench")]
 struct Args {
+    /// Rollout counts to measure, one after another
+    #[arg(long, value_name = "N,N", value_delimiter = ',', default_value = "1,100,1000", value_parser = cli::at_least_one)]
     rollouts: Vec<usize>,
+    /// Controller intervals measured per rollout count
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = cli::at_least_one)]
     intervals: usize,
+    /// Interval length in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     interval_ms: u64,
+    /// Also write the BENCHMARKS.md section to FILE
+    #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
-    // Worker mode only.
+    /// Internal (the parent re-executes itself with it): measure N rollouts in this process
+    #[arg(long, value_name = "N", value_parser = cli::at_least_one, requires_all = ["prometheus", "out"])]
     worker: Option<usize>,
+    /// Internal, with --worker: the Prometheus base URL to query
+    #[arg(long, value_name = "URL", requires = "worker")]
     prometheus: Option<String>,
+    /// Internal, with --worker: where to write the result JSON
+    #[arg(long, value_name = "FILE", requires = "worker")]
     out: Option<PathBuf>,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        rollouts: vec![1, 100, 1000],
-        intervals: 10,
-        interval_ms: 1000,
-        markdown: None,
-        worker: None,
-        prometheus: None,
-        out: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .ok_or_else(|| format!("{flag}: missing value; {USAGE}"))
-        };
-        let number = |v: String, what: &str| {
-            v.parse::<usize>()
-                .map_err(|_| format!("{what}: expected a whole number (got {v:?})"))
-        };
-        match flag.as_str() {
-            "--rollouts" => {
-                args.rollouts = value()?
-                    .split(',')
-                    .map(|n| number(n.trim().to_string(), "--rollouts"))
-                    .collect::<Result<_, _>>()?;
-            }
-            "--intervals" => args.intervals = number(value()?, "--intervals")?,
-            "--interval-ms" => args.interval_ms = number(value()?, "--interval-ms")? as u64,
-            "--markdown" => args.markdown = Some(PathBuf::from(value()?)),
-            "--worker" => args.worker = Some(number(value()?, "--worker")?),
-            "--prometheus" => args.prometheus = Some(value()?),
-            "--out" => args.out = Some(PathBuf::from(value()?)),
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown argument {other:?}; {USAGE}")),
-        }
-    }
-    if args.intervals == 0 || args.interval_ms == 0 || args.rollouts.contains(&0) {
-        return Err("--intervals, --interval-ms and --rollouts must be above 0".to_string());
-    }
-    Ok(args)
 }
 
 fn run_worker(args: &Args, rollouts: usize) -> Result<(), String> {
@@ -91,11 +66,12 @@ fn run_worker(args: &Args, rollouts: usize) -> Result<(), String> {
 }
 
 fn run_parent(args: &Args) -> Result<(), String> {
-    stack::catch_interrupts();
-    let machine = probe::Machine::read();
-    let load_before = probe::load_average();
-    let date = probe::command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    let prometheus_version = probe::command_line("prometheus", &["--version"]);
+    interrupt::catch_interrupts();
+    let machine = host::Machine::read();
+    let load_1min = || format!("{:.2}", host::load_average()[0]);
+    let load_before = load_1min();
+    let prometheus_version =
+        host::first_line(std::process::Command::new("prometheus").arg("--version"));
     let scratch = tempfile::Builder::new()
         .prefix("sc-controller-bench-")
         .tempdir()
@@ -113,7 +89,7 @@ fn run_parent(args: &Args) -> Result<(), String> {
         let result = stack::measure(n, &stack_args, scratch.path())?;
         rows.push(report::Row::from_result(&result));
     }
-    let load_after = probe::load_average();
+    let load_after = load_1min();
     println!("{}", report::table(&rows));
     for line in report::goals(&rows) {
         println!("{line}");
@@ -121,15 +97,15 @@ fn run_parent(args: &Args) -> Result<(), String> {
     println!("load average (1 min): {load_before} before, {load_after} after");
     if let Some(path) = &args.markdown {
         let ctx = report::RunContext {
-            date,
+            date: machine.date_utc.clone(),
             machine: format!(
                 "{} cores ({}), {:.0} GiB RAM",
-                machine.cores, machine.cpu, machine.ram_gib
+                machine.cpus, machine.cpu_model, machine.ram_gib
             ),
             prometheus: prometheus_version,
             load_before,
             load_after,
-            cores: machine.cores,
+            cores: machine.cpus,
             intervals: args.intervals,
             interval_ms: u128::from(args.interval_ms),
             command: "cargo run --release -p stickycanary-controller-bench -- --markdown target/bench-controller.md"
@@ -143,10 +119,14 @@ fn run_parent(args: &Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let outcome = parse_args().and_then(|args| match args.worker {
+    let args = match cli::parse::<Args>("controller-bench") {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    let outcome = match args.worker {
         Some(n) => run_worker(&args, n),
         None => run_parent(&args),
-    });
+    };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,4 +1,5 @@
-//! What the worker measures about itself, and what the report says about the machine.
+//! What the worker measures about itself, and the tool versions the report names (the
+//! machine itself: [`stickycanary_e2e::host`]).
 
 use std::time::Duration;
 
@@ -25,64 +26,4 @@ pub fn cpu_time() -> Duration {
             + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
     };
     tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
-/// The 1-minute load average.
-pub fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".to_string())
-}
-
-/// CPU model, cores and RAM, for the report's header.
-pub struct Machine {
-    pub cpu: String,
-    pub cores: usize,
-    pub ram_gib: f64,
-}
-
-impl Machine {
-    pub fn read() -> Self {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu = cpuinfo
-            .lines()
-            .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_else(|| "unknown CPU".to_string());
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let ram_kib: f64 = meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0.0);
-        Machine {
-            cpu,
-            cores,
-            ram_gib: ram_kib / 1024.0 / 1024.0,
-        }
-    }
-}
-
-/// The first line of a command's output (`date -u`, `prometheus --version`), or `?`.
-pub fn command_line(program: &str, args: &[&str]) -> String {
-    std::process::Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .map(|o| {
-            let text = if o.stdout.is_empty() {
-                o.stderr
-            } else {
-                o.stdout
-            };
-            String::from_utf8_lossy(&text)
-                .lines()
-                .next()
-                .unwrap_or("?")
-                .trim()
-                .to_string()
-        })
-        .unwrap_or_else(|| "?".to_string())
 }

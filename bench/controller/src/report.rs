@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use stickycanary_e2e::stats::median;
+
 use crate::worker::WorkerResult;
 
 /// Issue 3's memory goal at 100 rollouts.
@@ -31,19 +33,6 @@ pub struct Row {
     pub first_unavailable_reason: Option<String>,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
-}
-
 impl Row {
     pub fn from_result(r: &WorkerResult) -> Self {
         let walls: Vec<f64> = r.intervals.iter().map(|s| s.wall_ms).collect();
@@ -58,15 +47,15 @@ impl Row {
             fetches_total: r.intervals.iter().map(|s| s.fetches).sum(),
             reused_intervals: r.intervals.iter().filter(|s| s.fetches == 0).count(),
             fetch_median_ms: median(
-                r.intervals
+                &r.intervals
                     .iter()
                     .filter(|s| s.fetches > 0)
                     .map(|s| s.fetch_ms / s.fetches as f64)
-                    .collect(),
+                    .collect::<Vec<_>>(),
             ),
-            wall_median_ms: median(walls.clone()),
+            wall_median_ms: median(&walls),
             wall_max_ms: walls.iter().copied().fold(0.0, f64::max),
-            cpu_median_ms: median(cpus.clone()),
+            cpu_median_ms: median(&cpus),
             cpu_mean_ms: cpus.iter().sum::<f64>() / n,
             rss_before_mib: r.rss_before_kib as f64 / 1024.0,
             peak_rss_mib: r.peak_rss_kib as f64 / 1024.0,
@@ -339,11 +328,5 @@ mod tests {
         let lines = goals(&bad);
         assert!(lines[0].contains("NOT met"), "{lines:?}");
         assert!(lines[1].contains("NOT met"), "{lines:?}");
-    }
-
-    #[test]
-    fn median_of_even_and_odd() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 }

@@ -4,35 +4,21 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use stickycanary_e2e::interrupt;
 use stickycanary_e2e::proc::ChildGuard;
 use stickycanary_e2e::prometheus::{Prometheus, PrometheusOptions, ScrapeTarget};
 
 use crate::exporter::Exporter;
 use crate::worker::WorkerResult;
 
-/// Set by SIGINT/SIGTERM: the parent's wait loops then return an error, so the worker,
-/// Prometheus and their temp directories are cleaned up by their guards.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::Relaxed);
-}
-
-/// Routes Ctrl-C and SIGTERM to [`INTERRUPTED`] instead of killing the parent outright.
-pub fn catch_interrupts() {
-    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, handler);
-        libc::signal(libc::SIGTERM, handler);
-    }
-}
-
+/// Ctrl-C and SIGTERM are caught (see [`stickycanary_e2e::interrupt`]): the parent's wait loops
+/// then return this error, so the worker, Prometheus and their temp directories are cleaned up
+/// by their guards.
 pub fn interrupted() -> Result<(), String> {
-    if INTERRUPTED.load(Ordering::Relaxed) {
+    if interrupt::interrupted() {
         Err("interrupted; stopped the worker and Prometheus".to_string())
     } else {
         Ok(())

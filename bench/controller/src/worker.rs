@@ -132,6 +132,7 @@ pub async fn run(args: &WorkerArgs) -> Result<WorkerResult, String> {
             let observations = Observations {
                 metrics,
                 custom: Vec::new(),
+                resources: Default::default(),
                 canary_health: CanaryHealth::Healthy,
                 manual: None,
             };

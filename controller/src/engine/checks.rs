@@ -115,6 +115,7 @@ pub fn for_spec(analysis: &Analysis) -> Vec<Box<dyn Check>> {
     for custom in &analysis.custom {
         checks.push(Box::new(Custom(custom.clone())));
     }
+    checks.extend(super::resources::for_spec(analysis));
     checks
 }
 

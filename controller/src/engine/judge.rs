@@ -41,8 +41,11 @@ pub(super) fn analyse(
         .comparative
         .as_ref()
         .is_some_and(|check| check.enabled);
+    // A check whose `fromStage` is still ahead is not judged at all.
+    let stage_index = tick.status.stage_index;
     let mut judged: Vec<Judged> = checks
         .iter()
+        .filter(|check| super::stage_gate::applies(analysis, &check.name(), stage_index))
         .map(|check| {
             let mut evaluation = check.evaluate(&input);
             let shared = (excuse_shared && evaluation.outcome == Outcome::Fail)

@@ -35,6 +35,8 @@ mod judge;
 mod lifecycle;
 mod record;
 pub mod release;
+pub mod resources;
+pub mod stage_gate;
 pub mod stages;
 
 pub use k8s_openapi::jiff::Timestamp;

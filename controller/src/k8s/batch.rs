@@ -25,6 +25,8 @@ pub struct MetricsBatcher {
     query_counter: prometheus_client::metrics::counter::Counter,
     sources: std::sync::Mutex<HashMap<String, PrometheusSource>>,
     slots: std::sync::Mutex<HashMap<BatchKey, Arc<Mutex<Slot>>>>,
+    /// The cAdvisor batches of `analysis.resources`.
+    resources: super::resource_batch::ResourceBatcher,
 }
 
 impl MetricsBatcher {
@@ -37,6 +39,7 @@ impl MetricsBatcher {
             query_counter,
             sources: std::sync::Mutex::new(HashMap::new()),
             slots: std::sync::Mutex::new(HashMap::new()),
+            resources: Default::default(),
         }
     }
 
@@ -100,6 +103,24 @@ impl MetricsBatcher {
             None => MetricsObservation::Unavailable {
                 reason: "no batch".to_string(),
             },
+        }
+    }
+
+    /// `selectors`' resource figures, from a shared batch no older than `max_age`.
+    pub async fn resources(
+        &self,
+        address: &str,
+        window: Duration,
+        selectors: &crate::resources::ResourceSelectors,
+        max_age: Duration,
+    ) -> crate::resources::ResourceObservation {
+        match self.source(address) {
+            Ok(source) => {
+                self.resources
+                    .observation(&source, window, selectors, max_age)
+                    .await
+            }
+            Err(reason) => crate::resources::ResourceObservation::Unavailable { reason },
         }
     }
 

@@ -1,6 +1,19 @@
-//! The CanaryRollout's finalizer: deleting a rollout that manages a release (or asks for
-//! `revertOnDeletion`) first puts users back on stable when asked, and always forgets the
-//! rollout's `/metrics` series and in-memory state, before the API server removes it.
+//! The CanaryRollout's finalizer: every rollout carries it, so deleting one first puts users
+//! back on stable when `revertOnDeletion` asks for it, and always forgets the rollout's
+//! `/metrics` series and in-memory state, before the API server removes it.
+//!
+//! Adding the finalizer writes `metadata.finalizers` of the main resource, so it needs
+//! `patch` on canaryrollouts (the chart grants it). A DELETE of an object whose finalizers
+//! list is not empty only sets `deletionTimestamp`; the object stays, and keeps being
+//! watched, until the list is empty (Kubernetes docs, "Finalizers" and "Using Finalizers to
+//! Control Deletion"; apiserver `registry/generic/registry/store.go`, `Delete` and
+//! `updateForGracefulDeletionAndFinalizers`). The API server refuses a finalizer added to
+//! an object already being deleted (apimachinery `ValidateObjectMetaUpdate`: "no new
+//! finalizers can be added if the object is being deleted"), so `ensure` never tries.
+//!
+//! A rollout deleted before this controller ever added the finalizer (created before an
+//! upgrade, deleted while no replica led) vanishes without a reconcile: `forget` is also
+//! called for the Controller's `ObjectNotFound` and for watch deletions (see `super::run`).
 //!
 //! Both finalizer writes are merge patches that replace `metadata.finalizers` whole and
 //! carry the `resourceVersion` that was read: a merge patch replaces lists, so without the
@@ -24,13 +37,8 @@ use crate::target::{TargetError, WeightTarget};
 
 pub const FINALIZER: &str = "stickycanary.dev/cleanup";
 
-/// Rollouts that need a clean-up: those running the release lifecycle or reverting the
-/// weight on deletion. Others are deleted as before, without a finalizer.
-pub fn wanted(rollout: &CanaryRollout) -> bool {
-    rollout.spec.stable.is_some() || rollout.spec.revert_on_deletion
-}
-
-fn has_ours(rollout: &CanaryRollout) -> bool {
+/// Whether the rollout carries our finalizer.
+pub fn has_ours(rollout: &CanaryRollout) -> bool {
     rollout.finalizers().iter().any(|f| f == FINALIZER)
 }
 
@@ -49,9 +57,10 @@ pub fn finalizers_patch(rollout: &CanaryRollout, finalizers: &[String]) -> serde
     }})
 }
 
-/// Adds the finalizer when the rollout needs one and does not have it yet.
+/// Adds the finalizer to a live rollout that does not have it yet (every rollout gets it:
+/// its metrics and state must be dropped on deletion, whatever its spec).
 pub async fn ensure(ctx: &Context, rollout: &CanaryRollout) -> Result<(), Error> {
-    if !wanted(rollout) || has_ours(rollout) {
+    if has_ours(rollout) || rollout.metadata.deletion_timestamp.is_some() {
         return Ok(());
     }
     let mut finalizers = rollout.finalizers().to_vec();
@@ -93,10 +102,7 @@ pub async fn clean_up(ctx: &Context, rollout: &CanaryRollout, key: &str) -> Resu
             Err(e) => return Err(e.into()),
         }
     }
-    ctx.metrics.forget_rollout(&namespace, &name);
-    if let Ok(mut ticks) = ctx.last_tick.lock() {
-        ticks.remove(key);
-    }
+    forget(ctx, &namespace, &name, key);
     if has_ours(rollout) {
         let finalizers: Vec<String> = rollout
             .finalizers()
@@ -113,4 +119,13 @@ pub async fn clean_up(ctx: &Context, rollout: &CanaryRollout, key: &str) -> Resu
         .await?;
     }
     Ok(Requeue::await_change())
+}
+
+/// Drops a rollout's `/metrics` series and in-memory state (analysis tick, error backoff).
+pub fn forget(ctx: &Context, namespace: &str, name: &str, key: &str) {
+    ctx.metrics.forget_rollout(namespace, name);
+    if let Ok(mut ticks) = ctx.last_tick.lock() {
+        ticks.remove(key);
+    }
+    ctx.backoff.reset(key);
 }

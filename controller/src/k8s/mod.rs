@@ -11,6 +11,7 @@ pub mod lease;
 pub mod manual;
 pub mod pods;
 pub mod reconcile;
+pub mod resource_batch;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,13 +107,16 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     ready.store(true, Ordering::Relaxed);
     tracing::info!(%identity, "controller started");
 
+    let forgetting = context.clone();
     Controller::new(rollouts, watcher::Config::default().any_semantic())
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, context)
-        .for_each(|result| async move {
-            if let Err(e) = result {
+        .for_each(|result| {
+            if let Err(e) = &result {
+                forget_vanished(&forgetting, e);
                 tracing::debug!(error = %e, "reconcile stream");
             }
+            std::future::ready(())
         })
         .await;
 
@@ -123,4 +127,19 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     let _ = server_stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
+}
+
+/// A requeued rollout that is gone from the watch cache was deleted without our finalizer
+/// (removed by hand, or deleted before this controller first reconciled it): kube-runtime
+/// reports `ObjectNotFound` instead of reconciling it, so its series and state go here.
+pub fn forget_vanished<E: 'static, Q: 'static>(
+    ctx: &reconcile::Context,
+    error: &kube::runtime::controller::Error<E, Q>,
+) {
+    if let kube::runtime::controller::Error::ObjectNotFound(object) = error {
+        let namespace = object.namespace.clone().unwrap_or_default();
+        let key = format!("{namespace}/{}", object.name);
+        tracing::info!(%key, "rollout deleted without the finalizer: forgetting it");
+        finalizer::forget(ctx, &namespace, &object.name, &key);
+    }
 }

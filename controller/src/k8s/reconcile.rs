@@ -419,11 +419,20 @@ async fn observe(
         ctx.batcher.scalar(address, &query).await
     })
     .await;
+    let resources = match crate::resources::ResourceSelectors::for_spec(spec, namespace) {
+        Some(selectors) => {
+            ctx.batcher
+                .resources(address, window, &selectors, interval / 2)
+                .await
+        }
+        None => crate::resources::ResourceObservation::NotQueried,
+    };
     let canary_namespace = spec.canary.namespace.as_deref().unwrap_or(namespace);
     let canary_health = canary_health(&ctx.client, canary_namespace, &spec.canary.deployment).await;
     Observations {
         metrics,
         custom,
+        resources,
         canary_health,
         manual,
     }

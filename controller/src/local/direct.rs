@@ -102,6 +102,7 @@ pub async fn apply_directly(
     let observations = Observations {
         metrics: metrics.clone(),
         custom: Vec::new(),
+        resources: crate::resources::ResourceObservation::NotQueried,
         canary_health: CanaryHealth::Unknown,
         manual: Some(action),
     };

@@ -165,6 +165,7 @@ pub fn run(scenario: &Scenario, variant: Variant, seed: u64) -> End {
                 stable: traffic::window(&stable, variant.with_shards()),
             },
             custom: Vec::new(),
+            resources: crate::resources::ResourceObservation::NotQueried,
             canary_health: CanaryHealth::Healthy,
             manual: None,
         };

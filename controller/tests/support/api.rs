@@ -71,6 +71,22 @@ impl Authorizer {
         })
     }
 
+    /// A user (not the controller's ServiceAccount) bound by one ClusterRole with `rules`:
+    /// for the CLI's requests, which run with the user's credentials, not the chart's.
+    pub fn user_with(rules: Vec<super::rbac::Rule>) -> Arc<Authorizer> {
+        let rules = ChartRules {
+            rollout_rules: rules,
+            wasm_plugin_rules: Vec::new(),
+            leader_election_rules: Vec::new(),
+        };
+        Arc::new(Authorizer {
+            grants: vec![Grants::new(&rules, Mode::ClusterWide)],
+            allow_all: std::sync::atomic::AtomicBool::new(false),
+            log: Mutex::new(Vec::new()),
+            denied: Mutex::new(Vec::new()),
+        })
+    }
+
     /// `Err(message)` when a mode's roles refuse it (the 403 message of a real API server).
     pub fn check(&self, attributes: &Attributes) -> Result<(), String> {
         self.log.lock().unwrap().push(attributes.clone());
@@ -401,6 +417,21 @@ impl Store {
                             object["metadata"]["generation"] = json!(generation + 1);
                         }
                     }
+                }
+                // apimachinery ValidateObjectMetaUpdate: "no new finalizers can be added if
+                // the object is being deleted".
+                let finalizers = |o: &Value| -> Vec<Value> {
+                    o.pointer("/metadata/finalizers")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                if stored.pointer("/metadata/deletionTimestamp").is_some()
+                    && finalizers(&object)
+                        .iter()
+                        .any(|f| !finalizers(&stored).contains(f))
+                {
+                    return (StatusCode::UNPROCESSABLE_ENTITY, api_status(422, "Invalid"));
                 }
                 if object == stored {
                     // A no-op patch does not bump the resourceVersion.

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use stickycanary_e2e::backend_server::{BehaviourPatch, ReleasePatch};
+use stickycanary_e2e::cli;
 use stickycanary_e2e::load::{self, LoadHandle};
 use stickycanary_e2e::paths;
 use stickycanary_e2e::stack::{RolloutPlan, Stack, StackOptions, HOST};
@@ -37,16 +38,20 @@ extern "C" fn on_sigint(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
+/// Run stickycanary's release demo (v2 promoted, then v3 rolled back) on a local stack (used by
+/// `make demo`). It takes no options.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "sc-demo",
+    after_help = "Needs target/stickycanary.wasm (make filter), the stickycanary and sc-backend binaries\n\
+                  (cargo build --bins), envoy and prometheus (make deps), and curl (the release hooks).\n\
+                  Files go to .scratch/demo."
+)]
+struct Args {}
+
 fn main() -> ExitCode {
-    if std::env::args().any(|a| a == "--help" || a == "-h") {
-        println!(
-            "sc-demo: run stickycanary's release demo (v2 promoted, then v3 rolled back) on a local stack (used by `make demo`)\n\n\
-             Usage: sc-demo\n\n\
-             Needs target/stickycanary.wasm (make filter), the stickycanary and sc-backend binaries\n\
-             (cargo build --bins), envoy and prometheus (make deps), and curl (the release hooks).\n\
-             Files go to .scratch/demo."
-        );
-        return ExitCode::SUCCESS;
+    if let Err(code) = cli::parse::<Args>("sc-demo") {
+        return code;
     }
     // SAFETY: installing a handler that only stores to an atomic is async-signal-safe.
     unsafe {

@@ -7,27 +7,38 @@
 //! - Promotion overhead: a healthy rollout's wall time minus the sum of its stage durations,
 //!   per stage, against the one-interval budget.
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
+
 use stickycanary_e2e::backend_server::BehaviourPatch;
+use stickycanary_e2e::cli;
 use stickycanary_e2e::load;
 use stickycanary_e2e::paths;
 use stickycanary_e2e::stack::{RolloutPlan, Stack, StackOptions, HOST, ROLLOUT};
 use stickycanary_filter::assign;
 
-fn main() {
-    let runs: usize = std::env::args()
-        .skip_while(|a| a != "--runs")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(5);
-    if std::env::args().any(|a| a == "--help" || a == "-h") {
-        println!("sc-rollout-timing [--runs N]: median rollback time and promotion overhead on the local stack");
-        return;
-    }
-    if let Err(e) = run(runs) {
-        eprintln!("sc-rollout-timing: {e}");
-        std::process::exit(1);
+/// Median rollback time and promotion overhead on the local stack (part of `make bench`).
+#[derive(Parser, Debug)]
+#[command(name = "sc-rollout-timing")]
+struct Args {
+    /// Rollbacks timed; the median is reported
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = cli::at_least_one)]
+    runs: usize,
+}
+
+fn main() -> ExitCode {
+    let args = match cli::parse::<Args>("sc-rollout-timing") {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    match run(args.runs) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sc-rollout-timing: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
