@@ -190,6 +190,7 @@ fn the_controllers_status_patch_never_sends_approvals_it_did_not_change() {
             reason: "down".to_string(),
         },
         custom: Vec::new(),
+        resources: Default::default(),
         canary_health: CanaryHealth::Healthy,
         manual: None,
     };

@@ -52,6 +52,7 @@ fn traffic(error_percent: f64) -> Observations {
             stable: window(9000.0, 1.0),
         },
         custom: Vec::new(),
+        resources: Default::default(),
         canary_health: CanaryHealth::Healthy,
         manual: None,
     }

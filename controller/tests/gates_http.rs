@@ -184,6 +184,7 @@ fn healthy() -> Observations {
             stable: window(9000.0),
         },
         custom: Vec::new(),
+        resources: Default::default(),
         canary_health: CanaryHealth::Healthy,
         manual: None,
     }
