@@ -76,6 +76,13 @@ stickycanary status checkout -n shop --watch\n  stickycanary status -n shop"
     Resume(ActionArgs),
     /// Run the last failed revision again, with a new cohort (release lifecycle)
     Retry(ActionArgs),
+    /// Open a manual gate (`approval: manual`) for one revision; survives restarts
+    #[command(after_help = "Examples:\n  stickycanary approve checkout -n shop\n  \
+stickycanary approve checkout --gate confirm-rollout --status-file checkout.status.json\n\n\
+The approval is for the revision the rollout waits at (or --revision): an approval of v2 never\n\
+lets v3 through. In the cluster it is a patch of the CanaryRollout's status subresource, so who\n\
+may approve is who may patch canaryrollouts/status (see SECURITY.md).")]
+    Approve(ApproveArgs),
 
     /// Print the CanaryRollout CRD YAML, generated from the Rust types
     Crd,
@@ -196,6 +203,24 @@ pub struct ActionArgs {
     pub name: String,
     /// Local mode: the status file of `stickycanary local`. A running loop picks the action up
     /// within a tenth of a second; if none runs, it is applied directly
+    #[arg(long)]
+    pub status_file: Option<PathBuf>,
+    /// Namespace in the cluster (default: the kubeconfig's)
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ApproveArgs {
+    /// The rollout (CanaryRollout name)
+    pub name: String,
+    /// The gate: confirm-rollout, confirm-traffic-increase or confirm-promotion
+    #[arg(long, default_value = "confirm-promotion")]
+    pub gate: String,
+    /// The revision to approve (default: the one the rollout waits at)
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// Local mode: the status file of `stickycanary local`
     #[arg(long)]
     pub status_file: Option<PathBuf>,
     /// Namespace in the cluster (default: the kubeconfig's)

@@ -209,6 +209,9 @@ pub fn describe_status(name: &str, status: &CanaryRolloutStatus) -> String {
         out.push_str(&format!("\n  rollback reason: {reason}"));
     }
     out.push_str(&release_lines(status));
+    if let Some(wait) = &status.gate {
+        out.push_str(&format!("\n  {} since {}", wait.describe(), wait.since.0));
+    }
     if let Some(analysis) = &status.last_analysis {
         let fmt = |v: Option<f64>, unit: &str| {
             v.map(|x| format!("{x:.2}{unit}"))
@@ -265,10 +268,15 @@ fn local_status(path: &Path, name: Option<&str>) -> Result<String, Error> {
         Some(pid) => format!(" [local loop running, pid {pid}]"),
         None => String::new(),
     };
-    Ok(format!(
+    let mut text = format!(
         "{}{running}",
         describe_status(&local.rollout, &local.status)
-    ))
+    );
+    let place = format!(" --status-file {}", path.display());
+    if let Some(hint) = crate::gates::approve::command_hint(&local.rollout, &local.status, &place) {
+        text.push_str(&format!("\n  to approve: {hint}"));
+    }
+    Ok(text)
 }
 
 async fn cluster_api(namespace: Option<&str>) -> Result<Api<CanaryRollout>, Error> {
@@ -286,7 +294,17 @@ async fn cluster_status(args: &StatusArgs) -> Result<String, Error> {
     match &args.name {
         Some(name) => {
             let rollout = api.get(name).await?;
-            Ok(describe_status(name, &rollout.status.unwrap_or_default()))
+            let status = rollout.status.unwrap_or_default();
+            let mut text = describe_status(name, &status);
+            let place = rollout
+                .metadata
+                .namespace
+                .map(|ns| format!(" -n {ns}"))
+                .unwrap_or_default();
+            if let Some(hint) = crate::gates::approve::command_hint(name, &status, &place) {
+                text.push_str(&format!("\n  to approve: {hint}"));
+            }
+            Ok(text)
         }
         None => {
             let list = api.list(&Default::default()).await?;
@@ -365,6 +383,22 @@ pub async fn manual(args: &ActionArgs, action: ManualAction) -> Result<String, E
     api.patch(&args.name, &params, &Patch::Merge(&patch))
         .await?;
     Ok(format!("{verb} requested for {}", args.name))
+}
+
+/// `stickycanary approve`.
+pub async fn approve(args: &crate::cli::ApproveArgs) -> Result<String, Error> {
+    let gate = crate::gates::approve::parse_gate(&args.gate)?;
+    if let Some(path) = &args.status_file {
+        return crate::gates::approve::approve_local(
+            path,
+            &args.name,
+            gate,
+            args.revision.as_deref(),
+        );
+    }
+    let api = cluster_api(args.namespace.as_deref()).await?;
+    crate::gates::approve::approve_in_cluster(&api, &args.name, gate, args.revision.as_deref())
+        .await
 }
 
 /// `stickycanary simulate`: the analysis simulation's Markdown tables; progress on stderr.

@@ -99,6 +99,13 @@ pub struct CanaryRolloutSpec {
     /// Set the weight to 0 before the CanaryRollout is deleted.
     #[serde(default)]
     pub revert_on_deletion: bool,
+    // --- Gates (contract 5, "Gates") ---------------------------------------------------
+    /// Webhooks called at fixed points of a run (load tests, approvals, notifications).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<crate::gates::spec::Webhook>,
+    /// When a run may start and the weight may rise (rollbacks always happen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::gates::spec::Schedule>,
 }
 
 /// The Deployment the controller copies a promoted canary's pod template onto.
@@ -601,6 +608,16 @@ pub struct CanaryRolloutStatus {
     /// Why the last run failed to scale up or to promote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    // --- Gates ------------------------------------------------------------------------
+    /// Set while the run waits at a gate or outside a rollout window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<crate::gates::spec::GateWait>,
+    /// Manual approvals (`stickycanary approve`), one per gate, each for one revision.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::gates::spec::Approvals::is_empty"
+    )]
+    pub approvals: crate::gates::spec::Approvals,
 }
 
 fn is_zero(value: &u32) -> bool {

@@ -4,6 +4,7 @@
 pub mod crd;
 pub mod duration;
 pub mod engine;
+pub mod gates;
 pub mod observation;
 pub mod resources;
 pub mod validate;

@@ -199,6 +199,20 @@ impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
         })
     }
 
+    /// Who the gate webhooks' payloads are about.
+    fn subject(&self) -> crate::gates::webhook::Subject {
+        crate::gates::webhook::Subject {
+            name: self.rollout.metadata.name.clone().unwrap_or_default(),
+            namespace: self
+                .rollout
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_string()),
+            rollout_key: self.key.clone(),
+        }
+    }
+
     /// The spec the engine sees: without `--on-promote` nothing can make stable serve a
     /// revision, so a promotion stops at 100% (as `promotion.finalize: false`).
     fn engine_spec(&self) -> std::borrow::Cow<'_, CanaryRolloutSpec> {
@@ -258,12 +272,17 @@ impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
         now: Timestamp,
     ) -> TickReport {
         let release = self.release(status);
-        let decision = engine::decide_release(
-            &self.engine_spec(),
+        let spec = self.engine_spec();
+        let gate_input = crate::gates::webhook::shared()
+            .before_decision(&self.subject(), &spec, status, release.as_ref(), now)
+            .await;
+        let decision = engine::decide_gated(
+            &spec,
             status,
             now,
             &observations,
             release.as_ref(),
+            &gate_input,
         );
         self.carry_out(status, decision, observations.metrics).await
     }
@@ -303,6 +322,9 @@ impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
                 // The status is saved by the loop right after; notifications go out once,
                 // for a decision that was carried out.
                 driver::announce(self, &decision).await;
+                crate::gates::webhook::shared()
+                    .after_decision(&self.subject(), &self.rollout.spec, status, &decision)
+                    .await;
                 TickReport {
                     status: decision.status,
                     metrics,
@@ -478,11 +500,11 @@ async fn stop_signal() {
 }
 
 /// Waits until the next interval, a queued request, or a stop signal (returns true then).
-async fn wait_for_next(deadline: Instant, request_file: &Path) -> bool {
+async fn wait_for_next(deadline: Instant, request_file: &Path, approve_file: &Path) -> bool {
     let stop = stop_signal();
     let poll = async {
         loop {
-            if Instant::now() >= deadline || request_file.exists() {
+            if Instant::now() >= deadline || request_file.exists() || approve_file.exists() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -678,6 +700,16 @@ async fn drive(
             }
         };
         reload_rollout(options, runner, out);
+        // An approval queued by `stickycanary approve` while this loop runs.
+        match crate::gates::approve::take_local(&options.status_file, &name, &mut local.status) {
+            Ok(Some((gate, revision))) => {
+                let _ = writeln!(out, "    approved: {gate} for revision {revision}");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = writeln!(out, "warning: {e}");
+            }
+        }
         let now = Timestamp::now();
         let report = runner.tick(&local.status, manual, now).await;
         let previous = std::mem::replace(&mut local.status, report.status.clone());
@@ -721,7 +753,8 @@ async fn drive(
         if options.once {
             return Ok((phase, false));
         }
-        if wait_for_next(started + interval, &request_file).await {
+        let approve_file = crate::gates::approve::request_path(&options.status_file);
+        if wait_for_next(started + interval, &request_file, &approve_file).await {
             let _ = writeln!(
                 out,
                 "stopped; status saved to {} (run the same command to resume)",

@@ -65,6 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", commands::manual(&args, ManualAction::Resume).await?)
         }
         Command::Retry(args) => println!("{}", commands::manual(&args, ManualAction::Retry).await?),
+        Command::Approve(args) => println!("{}", commands::approve(&args).await?),
         Command::Crd => print!("{}", stickycanary::crd::crd_yaml()),
         Command::Assign(args) if args.rollout.is_some() => {
             println!("{}", commands::assign_in_cluster(&args).await?)

@@ -107,6 +107,8 @@ fn spec_errors(spec: &CanaryRolloutSpec) -> Vec<ValidationError> {
     analysis_errors(spec, &mut errors);
     stages_and_resources::errors(spec, &mut errors);
     url_errors(spec, &mut errors);
+    crate::gates::validate::webhook_errors(&spec.webhooks, &mut errors);
+    crate::gates::validate::schedule_errors(spec.schedule.as_ref(), &mut errors);
     errors
 }
 

@@ -38,6 +38,8 @@ pub struct RolloutPlan {
     pub revision: Option<String>,
     /// Release lifecycle: `spec.scaleDownDelay`.
     pub scale_down_delay: &'static str,
+    /// Gates: extra spec fields, appended as they are (e.g. `  webhooks:\n    - ...\n`).
+    pub extra_spec: String,
 }
 
 impl Default for RolloutPlan {
@@ -58,6 +60,7 @@ impl Default for RolloutPlan {
             unavailable_grace: "120s",
             revision: None,
             scale_down_delay: "2s",
+            extra_spec: String::new(),
         }
     }
 }
@@ -94,13 +97,14 @@ impl RolloutPlan {
                  interval: {}\n    window: {}\n    minRequests: {}\n    \
                  errorRate: {{maxPercent: 5, for: {}}}\n    \
                  latencyP99: {{maxMs: 500, for: {}}}\n    \
-                 unavailableGrace: {}\n",
+                 unavailableGrace: {}\n{}",
             self.interval,
             self.window,
             self.min_requests,
             self.error_for,
             self.latency_for,
             self.unavailable_grace,
+            self.extra_spec,
         )
     }
 }

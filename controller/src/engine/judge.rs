@@ -230,6 +230,12 @@ fn advance_if_passed(spec: &CanaryRolloutSpec, judged: &[Judged], tick: &mut Tic
     if !all_passed || stages::elapsed(tick.now, started) < hold_for {
         return;
     }
+    let into_last = stages::is_last(spec, index + 1);
+    if !stages::is_last(spec, index)
+        && super::gates::hold(spec, tick, super::gates::Point::Raise { into_last })
+    {
+        return;
+    }
     if stages::is_last(spec, index) {
         let message = format!(
             "{} passed for {hold_for}; canary promoted to 100%",

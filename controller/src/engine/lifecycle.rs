@@ -99,6 +99,9 @@ pub(super) fn apply_pause_intent(
 }
 
 pub(super) fn start(spec: &CanaryRolloutSpec, tick: &mut Tick) {
+    if super::gates::hold(spec, tick, super::gates::Point::Start) {
+        return;
+    }
     let status = &mut tick.status;
     status.breach_started_at.clear();
     status.inconclusive_since = None;

@@ -30,6 +30,7 @@
 
 pub mod checks;
 mod comparative;
+pub mod gates;
 mod judge;
 mod lifecycle;
 mod record;
@@ -66,6 +67,8 @@ pub mod reasons {
     pub const PROMOTION_FAILED: &str = "PromotionFailed";
     pub const SCALED_DOWN: &str = "ScaledDown";
     pub const RETRY_IGNORED: &str = "RetryIgnored";
+    pub const GATE_WAITING: &str = "GateWaiting";
+    pub const GATE_OPENED: &str = "GateOpened";
 }
 
 /// Something the caller must do to carry out a decision.
@@ -147,8 +150,37 @@ pub fn decide_release(
     observations: &Observations,
     release: Option<&ReleaseObservation>,
 ) -> Decision {
-    let checks = checks::for_spec(&spec.analysis);
-    run(spec, status, now, observations, release, &checks)
+    decide_gated(
+        spec,
+        status,
+        now,
+        observations,
+        release,
+        &gates::GateInput::default(),
+    )
+}
+
+/// [`decide_release`] with the answers of this tick's gate webhooks (see [`gates`]):
+/// `rollout` webhooks join the checks, gates hold where they stand in the run.
+pub fn decide_gated(
+    spec: &CanaryRolloutSpec,
+    status: &CanaryRolloutStatus,
+    now: Timestamp,
+    observations: &Observations,
+    release: Option<&ReleaseObservation>,
+    gate_input: &gates::GateInput,
+) -> Decision {
+    let mut checks = checks::for_spec(&spec.analysis);
+    checks.extend(gates::rollout_checks(spec, gate_input));
+    run_with_gates(
+        spec,
+        status,
+        now,
+        observations,
+        release,
+        &checks,
+        gate_input.clone(),
+    )
 }
 
 /// Decide one tick with an explicit list of checks (the extension point for new kinds of
@@ -160,16 +192,25 @@ pub fn decide_with(
     observations: &Observations,
     checks: &[Box<dyn Check>],
 ) -> Decision {
-    run(spec, status, now, observations, None, checks)
+    run_with_gates(
+        spec,
+        status,
+        now,
+        observations,
+        None,
+        checks,
+        gates::GateInput::default(),
+    )
 }
 
-fn run(
+fn run_with_gates(
     spec: &CanaryRolloutSpec,
     status: &CanaryRolloutStatus,
     now: Timestamp,
     observations: &Observations,
     release: Option<&ReleaseObservation>,
     checks: &[Box<dyn Check>],
+    gate_input: gates::GateInput,
 ) -> Decision {
     let mut tick = Tick {
         status: status.clone(),
@@ -179,8 +220,10 @@ fn run(
         spec_error: None,
         scale_down_delay: release.map(|_| spec.scale_down_delay),
         finalize: release.is_some() && spec.promotion.finalize,
+        gates: gate_input,
     };
     step(spec, observations, release, checks, &mut tick);
+    gates::finish(&mut tick);
     tick.refresh_conditions();
     Decision {
         status: tick.status,
@@ -225,6 +268,9 @@ fn step(
         );
         return;
     }
+    if !handing_over && gates::rollback_requested(spec, tick) {
+        return;
+    }
     if !spec_is_usable(spec, tick) {
         return;
     }
@@ -251,5 +297,6 @@ fn step(
         // Paused before the first stage: there is no canary traffic to judge.
         return;
     }
+    gates::track_window(spec, tick);
     judge::analyse(spec, observations, checks, tick);
 }

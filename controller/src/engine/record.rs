@@ -19,6 +19,8 @@ pub(crate) struct Tick {
     pub scale_down_delay: Option<crate::duration::Duration>,
     /// With a revision source and `promotion.finalize`: a promotion rolls stable out.
     pub finalize: bool,
+    /// This tick's gate webhook answers.
+    pub gates: super::gates::GateInput,
 }
 
 impl Tick {

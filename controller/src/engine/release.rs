@@ -173,7 +173,9 @@ fn begin_run(
     tick.event(reasons::RELEASE_STARTED, message, false);
     // Only ask when needed: a canary already up on this revision (a retry before the
     // scale-down) goes straight on at the next tick.
-    if release.canary != WorkloadState::Ready {
+    if release.canary != WorkloadState::Ready
+        && !super::gates::hold(spec, tick, super::gates::Point::ScaleUp)
+    {
         tick.actions.push(Action::ScaleCanaryUp { revision });
     }
 }
@@ -192,6 +194,11 @@ fn scaling_up(spec: &CanaryRolloutSpec, release: &ReleaseObservation, tick: &mut
             fail_run(tick, "scale-up-failed".to_string(), detail);
         }
         state => {
+            if super::gates::hold(spec, tick, super::gates::Point::ScaleUp) {
+                // The deadline is for the scale-up, which has not been asked for yet.
+                tick.status.phase_started_at = Some(tick.now_time());
+                return;
+            }
             if deadline_passed(spec, tick) {
                 let detail = format!(
                     "the canary had no ready pods of revision {revision} within progressDeadline {}",

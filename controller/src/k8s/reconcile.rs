@@ -90,9 +90,18 @@ pub fn merge_diff(old: &Value, new: &Value) -> Value {
 
 /// The status merge patch body.
 pub fn status_patch(old: &CanaryRolloutStatus, new: &CanaryRolloutStatus) -> Result<Value, Error> {
+    let unchanged_approvals = old.approvals == new.approvals;
     let old = serde_json::to_value(old).map_err(|e| Error::Invalid(e.to_string()))?;
     let new = serde_json::to_value(new).map_err(|e| Error::Invalid(e.to_string()))?;
-    Ok(json!({ "status": merge_diff(&old, &new) }))
+    let mut diff = merge_diff(&old, &new);
+    if unchanged_approvals {
+        // `stickycanary approve` writes these (gates): a patch built from an older read must
+        // not write back the approvals it read over one recorded meanwhile.
+        if let Some(fields) = diff.as_object_mut() {
+            fields.remove("approvals");
+        }
+    }
+    Ok(json!({ "status": diff }))
 }
 
 /// The analysis result label for `stickycanary_analysis_total{result}`.
@@ -251,12 +260,24 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
         .as_ref()
         .map(|w| release_observation(&w.canary, &w.stable, &status, &rollout_key));
     let observations = observe(ctx, rollout, &rollout_key, &view, &namespace, manual.action).await;
-    let decision = engine::decide_release(
+    // Gates: the webhooks due at this point of the run are asked first.
+    let now = Timestamp::now();
+    let subject = crate::gates::webhook::Subject {
+        name: name.clone(),
+        namespace: namespace.clone(),
+        rollout_key: rollout_key.clone(),
+    };
+    let gate_caller = crate::gates::webhook::shared();
+    let gate_input = gate_caller
+        .before_decision(&subject, spec, &status, release.as_ref(), now)
+        .await;
+    let decision = engine::decide_gated(
         spec,
         &status,
-        Timestamp::now(),
+        now,
         &observations,
         release.as_ref(),
+        &gate_input,
     );
     let mut new_status = decision.status.clone();
     new_status.observed_generation = rollout.metadata.generation;
@@ -301,6 +322,9 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
 
     // 4. Events, notifications and metrics: best effort.
     driver::announce(&executor, &decision).await;
+    gate_caller
+        .after_decision(&subject, spec, &status, &decision)
+        .await;
     record_metrics(ctx, rollout, &observations, &status, &new_status);
     if let Ok(mut ticks) = ctx.last_tick.lock() {
         ticks.insert(key, Instant::now());

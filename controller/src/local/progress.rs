@@ -57,6 +57,14 @@ pub fn decision_part(
         let seconds = now.duration_since(since.0).as_secs().max(0);
         return format!("hold: metrics unavailable for {seconds}s");
     }
+    if let Some(wait) = &status.gate {
+        let approve = if wait.manual {
+            format!(" (stickycanary approve --gate {} opens it)", wait.gate)
+        } else {
+            String::new()
+        };
+        return format!("hold: {}{approve}", wait.describe());
+    }
     if status.phase == crate::crd::Phase::Paused {
         return "paused: holding the weight, stage timer frozen".to_string();
     }

@@ -94,6 +94,8 @@ pub fn spec_for(scenario: &Scenario, variant: Variant) -> CanaryRolloutSpec {
         cohort: Default::default(),
         promotion: Default::default(),
         revert_on_deletion: false,
+        webhooks: Vec::new(),
+        schedule: None,
     }
 }
 

@@ -143,10 +143,11 @@ fn run() -> Result<bool, String> {
     if INTERRUPTED.load(Ordering::SeqCst) {
         return Err("interrupted; every process was stopped".into());
     }
-    println!("\n=== release v3: edit spec.canary.revision; the canary starts failing at 25% ===");
+    println!("\n=== release v3: edit spec.canary.revision, now behind a manual confirm-rollout gate; the canary starts failing at 25% ===");
     stack
         .write_plan(&plan_for("v3"))
         .map_err(|e| e.to_string())?;
+    outcomes.push(wait_at_gate_then_approve(&mut stack, &mut printed)?);
     let v3_users = first_stage_cohort(&mut stack, &mut printed, "v3")?;
     let shared = v3_users.intersection(&v2_users).count();
     outcomes.push(Outcome {
@@ -242,8 +243,70 @@ fn run() -> Result<bool, String> {
     Ok(ok)
 }
 
+/// v2 goes straight on; v3 waits at a manual `confirm-rollout` gate (gates, contract 5).
 fn plan_for(revision: &str) -> RolloutPlan {
-    plan(revision)
+    let mut plan = plan(revision);
+    if revision == "v3" {
+        plan.extra_spec =
+            "  webhooks:\n    - {name: release-manager, type: confirm-rollout, approval: manual}\n"
+                .to_string();
+    }
+    plan
+}
+
+/// How long the demo lets v3 sit at its gate before approving it.
+const GATE_WAIT: Duration = Duration::from_secs(4);
+
+/// v3 waits at its manual gate (weight 0, canary not started, no user on v3) until the
+/// demo approves it with `stickycanary approve`, as a release manager would.
+fn wait_at_gate_then_approve(stack: &mut Stack, printed: &mut usize) -> Result<Outcome, String> {
+    let waiting = |s: &Value| {
+        field(s, "canaryRevision") == "v3"
+            && s.pointer("/gate/gate").and_then(Value::as_str) == Some("confirm-rollout")
+    };
+    follow(stack, printed, |s, _| waiting(s))?;
+    let since = Instant::now();
+    let mut held = true;
+    follow(stack, printed, |s, stack| {
+        held &= waiting(s) && stack.ecds_weight().ok() == Some(0.0);
+        since.elapsed() >= GATE_WAIT
+    })?;
+    let on_v3 = users_on(stack, "canary", "v3")?;
+    let scaled_up = stack
+        .controller_log()
+        .contains("hook --on-scale-up (revision v3)");
+    let status_file = stack.status_file().display().to_string();
+    let bin = paths::cargo_bin("stickycanary").map_err(|e| e.to_string())?;
+    let args = [
+        "approve",
+        stickycanary_e2e::stack::ROLLOUT,
+        "--gate",
+        "confirm-rollout",
+        "--status-file",
+        status_file.as_str(),
+    ];
+    println!("  demo | >>> $ stickycanary {}", args.join(" "));
+    let output = std::process::Command::new(bin)
+        .args(args)
+        .output()
+        .map_err(|e| format!("stickycanary approve: {e}"))?;
+    let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    println!(
+        "  demo | >>> {said}{}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    let approved = follow(stack, printed, |s, _| !waiting(s))?;
+    Ok(Outcome {
+        name: "v3 waited at its confirm-rollout gate until approved",
+        ok: held && on_v3 == 0 && !scaled_up && output.status.success()
+            && approved.pointer("/approvals/confirmRollout/revision").and_then(Value::as_str) == Some("v3"),
+        detail: format!(
+            "held {:.0}s at weight 0 (canary not started: {}, {on_v3} of {PROBED} probed users on v3); `stickycanary approve` opened it for revision {}",
+            GATE_WAIT.as_secs_f64(),
+            !scaled_up,
+            approved.pointer("/approvals/confirmRollout/revision").and_then(Value::as_str).unwrap_or("-"),
+        ),
+    })
 }
 
 fn release(

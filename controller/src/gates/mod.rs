@@ -1,0 +1,15 @@
+//! Gates (contract 5, "Gates"): webhooks at fixed points of a run, manual approvals that
+//! live on the resource (or in local mode's status file), and rollout windows.
+//!
+//! - [`spec`]: the resource's fields.
+//! - [`schedule`]: rollout windows (pure).
+//! - [`webhook`]: the HTTP side: which webhooks to call this tick, the calls themselves
+//!   (timeout, body-size limit, no URL in any message), Events and post-rollout after it.
+//! - [`approve`]: `stickycanary approve`, in the cluster and in local mode.
+//! - `engine::gates` decides what the answers mean.
+
+pub mod approve;
+pub mod schedule;
+pub mod spec;
+pub mod validate;
+pub mod webhook;

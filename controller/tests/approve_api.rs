@@ -1,0 +1,214 @@
+//! `stickycanary approve` against a mocked API server: the exact requests (a GET, then a
+//! merge patch of the status subresource with the resourceVersion it read), a 409 when the
+//! rollout moved meanwhile (re-read, re-checked), and the RBAC an approver needs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use http::{Method, Request, Response, StatusCode};
+use kube::api::Api;
+use kube::client::Body;
+use serde_json::{json, Value};
+use stickycanary::crd::CanaryRollout;
+use stickycanary::gates::approve::{approval_patch, approve_in_cluster};
+use stickycanary::gates::spec::WebhookType;
+use support::rbac::Attributes;
+
+const PATH: &str = "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts/checkout";
+
+fn rollout(resource_version: &str, revision: &str) -> Value {
+    json!({
+        "apiVersion": "stickycanary.dev/v1alpha1", "kind": "CanaryRollout",
+        "metadata": {"name": "checkout", "namespace": "shop", "resourceVersion": resource_version},
+        "spec": {"wasmPlugin": {"name": "sc"}, "canary": {"deployment": "checkout-canary"},
+                 "webhooks": [{"name": "release-manager", "type": "confirm-promotion", "approval": "manual"}]},
+        "status": {"phase": "Progressing", "weight": 50.0, "canaryRevision": revision,
+                   "gate": {"gate": "confirm-promotion", "reason": "manual approval", "manual": true,
+                            "since": "2026-11-30T06:00:00Z", "revision": revision}}
+    })
+}
+
+struct Seen {
+    method: Method,
+    path: String,
+    content_type: String,
+    body: Value,
+    rbac: String,
+}
+
+async fn next(handle: &mut support::api::Handle) -> (Seen, support::api::Responder) {
+    let (request, send): (Request<Body>, _) =
+        tokio::time::timeout(std::time::Duration::from_secs(5), handle.next_request())
+            .await
+            .expect("no request within 5s")
+            .expect("client gone");
+    let (parts, body) = request.into_parts();
+    let bytes = body.collect_bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    let path = parts.uri.path().to_string();
+    let attributes =
+        Attributes::from_request(&parts.method, &path, parts.uri.query().unwrap_or_default())
+            .unwrap();
+    let seen = Seen {
+        rbac: format!("{} {}", attributes.verb, attributes.rbac_resource()),
+        method: parts.method,
+        path,
+        content_type: parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default(),
+        body,
+    };
+    (seen, send)
+}
+
+fn answer(send: support::api::Responder, status: StatusCode, body: &Value) {
+    send.send_response(
+        Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(body).unwrap()))
+            .unwrap(),
+    );
+}
+
+#[tokio::test]
+async fn approve_reads_the_revision_and_patches_the_status_with_its_resource_version() {
+    let (client, mut handle) = support::api::pair();
+    let api: Api<CanaryRollout> = Api::namespaced(client, "shop");
+    let server = tokio::spawn(async move {
+        let (get, send) = next(&mut handle).await;
+        assert_eq!((get.method.clone(), get.path.as_str()), (Method::GET, PATH));
+        answer(send, StatusCode::OK, &rollout("41", "7f3a9c"));
+        let (patch, send) = next(&mut handle).await;
+        assert_eq!(patch.method, Method::PATCH);
+        assert_eq!(patch.path, format!("{PATH}/status"));
+        assert_eq!(patch.content_type, "application/merge-patch+json");
+        assert_eq!(
+            patch.body,
+            json!({"metadata": {"resourceVersion": "41"},
+                   "status": {"approvals": {"confirmPromotion": {"revision": "7f3a9c"}}}})
+        );
+        let mut stored = rollout("42", "7f3a9c");
+        stored["status"]["approvals"] = json!({"confirmPromotion": {"revision": "7f3a9c"}});
+        answer(send, StatusCode::OK, &stored);
+        vec![get.rbac, patch.rbac]
+    });
+    let message = approve_in_cluster(&api, "checkout", WebhookType::ConfirmPromotion, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        message,
+        "approved confirm-promotion of checkout for revision 7f3a9c"
+    );
+    let rbac = server.await.unwrap();
+    // What an approver's Role must grant (SECURITY.md): nothing else is asked.
+    assert_eq!(rbac, ["get canaryrollouts", "patch canaryrollouts/status"]);
+}
+
+#[tokio::test]
+async fn a_conflict_rereads_and_approves_the_revision_it_then_sees() {
+    let (client, mut handle) = support::api::pair();
+    let api: Api<CanaryRollout> = Api::namespaced(client, "shop");
+    let server = tokio::spawn(async move {
+        let (_, send) = next(&mut handle).await;
+        answer(send, StatusCode::OK, &rollout("41", "v2"));
+        let (first, send) = next(&mut handle).await;
+        assert_eq!(
+            first.body["status"]["approvals"]["confirmPromotion"]["revision"],
+            "v2"
+        );
+        // The controller moved to v3 meanwhile: the stale resourceVersion is refused.
+        answer(
+            send,
+            StatusCode::CONFLICT,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
+                    "message": "the object has been modified", "code": 409}),
+        );
+        let (again, send) = next(&mut handle).await;
+        assert_eq!(again.method, Method::GET);
+        answer(send, StatusCode::OK, &rollout("43", "v3"));
+        let (second, send) = next(&mut handle).await;
+        assert_eq!(
+            second.body,
+            json!({"metadata": {"resourceVersion": "43"},
+                   "status": {"approvals": {"confirmPromotion": {"revision": "v3"}}}})
+        );
+        answer(send, StatusCode::OK, &rollout("44", "v3"));
+    });
+    let message = approve_in_cluster(&api, "checkout", WebhookType::ConfirmPromotion, None)
+        .await
+        .unwrap();
+    assert!(message.ends_with("for revision v3"), "{message}");
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_explicit_revision_is_kept_across_a_conflict_and_an_invalid_one_is_refused() {
+    assert_eq!(
+        approval_patch(WebhookType::ConfirmRollout, "r9", None),
+        json!({"status": {"approvals": {"confirmRollout": {"revision": "r9"}}}})
+    );
+    let (client, mut handle) = support::api::pair();
+    let api: Api<CanaryRollout> = Api::namespaced(client, "shop");
+    let server = tokio::spawn(async move {
+        let (_, send) = next(&mut handle).await;
+        answer(send, StatusCode::OK, &rollout("41", "v2"));
+        // Nothing is written for a revision the CRD schema would refuse.
+    });
+    let error = approve_in_cluster(
+        &api,
+        "checkout",
+        WebhookType::ConfirmPromotion,
+        Some("v2; rm -rf"),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("is not a revision"), "{error}");
+    server.await.unwrap();
+}
+
+#[test]
+fn the_controllers_status_patch_never_sends_approvals_it_did_not_change() {
+    use stickycanary::crd::CanaryRolloutStatus;
+    use stickycanary::engine::decide;
+    use stickycanary::k8s::reconcile::status_patch;
+    use stickycanary::observation::{CanaryHealth, MetricsObservation, Observations};
+
+    // The status as read (an approval already there), then the engine's next status.
+    let rollout: CanaryRollout = serde_json::from_value(rollout("41", "v2")).unwrap();
+    let mut old: CanaryRolloutStatus = rollout.status.clone().unwrap();
+    old.approvals.approve(WebhookType::ConfirmRollout, "v2");
+    let observations = Observations {
+        metrics: MetricsObservation::Unavailable {
+            reason: "down".to_string(),
+        },
+        custom: Vec::new(),
+        resources: Default::default(),
+        canary_health: CanaryHealth::Healthy,
+        manual: None,
+    };
+    let new = decide(
+        &rollout.spec,
+        &old,
+        "2026-11-30T06:01:00Z".parse().unwrap(),
+        &observations,
+    )
+    .status;
+    assert_eq!(new.approvals, old.approvals);
+    let patch = status_patch(&old, &new).unwrap();
+    // A merge patch without the key leaves an approval written meanwhile in place, even a
+    // new revision's approval of the same gate.
+    assert!(patch["status"].get("approvals").is_none(), "{patch}");
+    assert!(patch["status"].get("conditions").is_some(), "{patch}");
+    let mut stored = serde_json::to_value(&old).unwrap();
+    stored["approvals"]["confirmRollout"]["revision"] = "v3".into();
+    support::api::merge_patch(&mut stored, &patch["status"]);
+    assert_eq!(stored["approvals"]["confirmRollout"]["revision"], "v3");
+}

@@ -1,0 +1,190 @@
+//! Gates in a reconcile, against the shared fake API server (resourceVersion 409s, the
+//! status subresource, merge patches, and the chart's RBAC on every request): a manual
+//! `confirm-rollout` gate holds the canary's scale-up until an approval for the run's
+//! revision appears in the status, and the controller's writes stay within the chart's RBAC
+//! (gates add no Kubernetes request of their own).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::Method;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Client;
+use serde_json::{json, Value};
+use stickycanary::crd::CanaryRollout;
+use stickycanary::k8s::batch::MetricsBatcher;
+use stickycanary::k8s::reconcile::{self, Context};
+use stickycanary::metrics::Metrics;
+use support::api::FakeApi;
+
+const ROLLOUT_PATH: &str =
+    "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts/checkout";
+const PLUGIN_PATH: &str =
+    "/apis/extensions.istio.io/v1alpha1/namespaces/istio-system/wasmplugins/stickycanary";
+const CANARY_PATH: &str = "/apis/apps/v1/namespaces/shop/deployments/checkout-canary";
+const STABLE_PATH: &str = "/apis/apps/v1/namespaces/shop/deployments/checkout-stable";
+
+fn deployment(name: &str, track: &str, image: &str, replicas: i64) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "shop", "generation": 4},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "checkout", "version": track}},
+            "template": {
+                "metadata": {"labels": {"app": "checkout", "version": track}},
+                "spec": {"containers": [{"name": "app", "image": image}]}
+            }
+        },
+        "status": {"observedGeneration": 4, "replicas": replicas, "updatedReplicas": replicas,
+                   "readyReplicas": replicas, "availableReplicas": replicas}
+    })
+}
+
+fn seed(api: &FakeApi) {
+    api.insert(
+        ROLLOUT_PATH,
+        json!({
+            "apiVersion": "stickycanary.dev/v1alpha1", "kind": "CanaryRollout",
+            "metadata": {"name": "checkout", "namespace": "shop", "generation": 1, "uid": "u-1"},
+            "spec": {
+                "wasmPlugin": {"name": "stickycanary", "namespace": "istio-system"},
+                "canary": {"deployment": "checkout-canary"},
+                "stable": {"deployment": "checkout-stable"},
+                "stages": [{"weight": 10, "duration": "1m"}, {"weight": 100}],
+                "analysis": {"interval": "10s"},
+                "prometheus": {"address": "http://127.0.0.1:9"},
+                "webhooks": [{"name": "release-manager", "type": "confirm-rollout", "approval": "manual"}]
+            }
+        }),
+    );
+    api.insert(
+        PLUGIN_PATH,
+        json!({
+            "apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
+            "metadata": {"name": "stickycanary", "namespace": "istio-system"},
+            "spec": {"url": "oci://example/stickycanary:1", "pluginConfig": {
+                "rollouts": {"checkout": {"hosts": ["checkout"], "weight": 0}}}}
+        }),
+    );
+    api.insert(
+        STABLE_PATH,
+        deployment("checkout-stable", "stable", "shop/checkout:v1", 2),
+    );
+    api.insert(
+        CANARY_PATH,
+        deployment("checkout-canary", "canary", "shop/checkout:v2", 0),
+    );
+}
+
+fn context(client: Client) -> Arc<Context> {
+    let metrics = Metrics::new();
+    Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: "stickycanary".into(),
+                instance: Some("replica-a".into()),
+            },
+        ),
+        batcher: MetricsBatcher::new(Duration::from_secs(2), metrics.prometheus_queries.clone()),
+        metrics,
+        leader: Arc::new(AtomicBool::new(true)),
+        patch_timeout: Duration::from_secs(5),
+        webhook: reqwest::Client::new(),
+        last_tick: Mutex::new(HashMap::new()),
+        backoff: Default::default(),
+    })
+}
+
+async fn reconcile_once(api: &FakeApi, ctx: &Arc<Context>) {
+    ctx.last_tick.lock().unwrap().clear();
+    let stored: CanaryRollout = serde_json::from_value(api.get(ROLLOUT_PATH).unwrap()).unwrap();
+    reconcile::reconcile(Arc::new(stored), ctx.clone())
+        .await
+        .unwrap();
+}
+
+/// The writes sent, without Events.
+fn writes(api: &FakeApi) -> Vec<(Method, String, Value)> {
+    api.seen()
+        .into_iter()
+        .filter(|s| s.method != Method::GET && !s.path.contains("/events"))
+        .filter(|s| s.attributes.verb != "list" && s.attributes.verb != "watch")
+        .map(|s| (s.method, s.path, s.body))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_manual_confirm_rollout_gate_holds_the_scale_up_until_the_runs_revision_is_approved() {
+    let (client, api) = FakeApi::start();
+    seed(&api);
+    let ctx = context(client);
+
+    // A new revision: the run starts, but the canary is not scaled up.
+    reconcile_once(&api, &ctx).await;
+    let sent = writes(&api);
+    let paths: Vec<&str> = sent.iter().map(|(_, path, _)| path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [ROLLOUT_PATH.to_string(), format!("{ROLLOUT_PATH}/status")]
+    );
+    let status = &api.get(ROLLOUT_PATH).unwrap()["status"];
+    assert_eq!(status["phase"], "ScalingUp");
+    assert_eq!(status["gate"]["gate"], "confirm-rollout");
+    assert_eq!(status["gate"]["manual"], true);
+    let revision = status["canaryRevision"].as_str().unwrap().to_string();
+    assert_eq!(status["gate"]["revision"], json!(revision));
+
+    // Still waiting: only the status is written (and no second GateWaiting Event).
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await;
+    let paths: Vec<String> = writes(&api).into_iter().map(|(_, path, _)| path).collect();
+    assert_eq!(paths, [format!("{ROLLOUT_PATH}/status")]);
+
+    // An approval of another revision changes nothing.
+    let mut stored = api.get(ROLLOUT_PATH).unwrap();
+    stored["status"]["approvals"] = json!({"confirmRollout": {"revision": "some-other"}});
+    api.insert(ROLLOUT_PATH, stored);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await;
+    assert!(!writes(&api)
+        .iter()
+        .any(|(_, path, _)| path.ends_with("/scale")));
+
+    // `stickycanary approve` wrote the run's revision: the canary is scaled up, and the
+    // controller's status patch does not write the approvals back.
+    let mut stored = api.get(ROLLOUT_PATH).unwrap();
+    stored["status"]["approvals"] = json!({"confirmRollout": {"revision": revision}});
+    api.insert(ROLLOUT_PATH, stored);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await;
+    let sent = writes(&api);
+    assert_eq!(sent[0].1, format!("{CANARY_PATH}/scale"));
+    assert_eq!(sent[0].2, json!({"spec": {"replicas": 1}}));
+    let status_patch = &sent.last().unwrap().2;
+    assert!(
+        status_patch["status"].get("approvals").is_none(),
+        "{status_patch}"
+    );
+    assert_eq!(
+        status_patch["status"]["gate"],
+        Value::Null,
+        "the wait is cleared"
+    );
+    let status = &api.get(ROLLOUT_PATH).unwrap()["status"];
+    assert_eq!(
+        status["approvals"]["confirmRollout"]["revision"],
+        json!(revision)
+    );
+    assert!(status.get("gate").is_none());
+    // Every request above passed the chart's RBAC in both install modes.
+    api.finish().await;
+}
