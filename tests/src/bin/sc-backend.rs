@@ -24,6 +24,10 @@ struct Args {
     /// Address to listen on (loopback only, e.g. 127.0.0.1:8081; port 0 picks one)
     #[arg(long, value_name = "ADDR")]
     listen: String,
+    /// Allow a non-loopback --listen address: only for a pod in a cluster (the kind
+    /// example's Deployments, where the sidecar forwards to the pod IP). Tests never set it.
+    #[arg(long)]
+    in_cluster: bool,
     /// Version name to report, e.g. stable or canary
     #[arg(long)]
     name: String,
@@ -57,12 +61,12 @@ fn main() -> ExitCode {
         eprintln!("sc-backend: {e}");
         return ExitCode::from(2);
     }
-    // Test upstreams never listen beyond loopback.
+    // Test upstreams never listen beyond loopback; a pod in a cluster says so explicitly.
     match args.listen.parse::<std::net::SocketAddr>() {
-        Ok(addr) if addr.ip().is_loopback() => {}
+        Ok(addr) if addr.ip().is_loopback() || args.in_cluster => {}
         _ => {
             eprintln!(
-                "sc-backend: --listen must be a loopback address like 127.0.0.1:8081 (got {:?})",
+                "sc-backend: --listen must be a loopback address like 127.0.0.1:8081, or pass --in-cluster in a pod (got {:?})",
                 args.listen
             );
             return ExitCode::from(2);

@@ -13,12 +13,12 @@
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use stickycanary_e2e::backend_server::{BehaviourPatch, ReleasePatch};
 use stickycanary_e2e::cli;
+use stickycanary_e2e::interrupt;
 use stickycanary_e2e::load::{self, LoadHandle};
 use stickycanary_e2e::paths;
 use stickycanary_e2e::stack::{RolloutPlan, Stack, StackOptions, HOST};
@@ -31,12 +31,6 @@ const PROBED: usize = 400;
 /// The fault starts this long into v3's second stage.
 const FAULT_AFTER: Duration = Duration::from_secs(3);
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(120);
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
 
 /// Run stickycanary's release demo (v2 promoted, then v3 rolled back) on a local stack (used by
 /// `make demo`). It takes no options.
@@ -53,11 +47,7 @@ fn main() -> ExitCode {
     if let Err(code) = cli::parse::<Args>("sc-demo") {
         return code;
     }
-    // SAFETY: installing a handler that only stores to an atomic is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_sigint as *const () as libc::sighandler_t);
-    }
+    interrupt::catch_interrupts();
     match run() {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -140,7 +130,7 @@ fn run() -> Result<bool, String> {
         detail: format!("{on_v2} of {PROBED} probed users got x-version v2 from stable"),
     });
 
-    if INTERRUPTED.load(Ordering::SeqCst) {
+    if interrupt::interrupted() {
         return Err("interrupted; every process was stopped".into());
     }
     println!("\n=== release v3: edit spec.canary.revision, now behind a manual confirm-rollout gate; the canary starts failing at 25% ===");
@@ -461,7 +451,7 @@ fn follow(
                 return Ok(status);
             }
         }
-        if INTERRUPTED.load(Ordering::SeqCst) {
+        if interrupt::interrupted() {
             return Err("interrupted; every process was stopped".into());
         }
         if Instant::now() > deadline {
