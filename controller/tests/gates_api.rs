@@ -8,19 +8,14 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use serde_json::{json, Value};
 use stickycanary::crd::CanaryRollout;
-use stickycanary::k8s::batch::MetricsBatcher;
 use stickycanary::k8s::reconcile::{self, Context};
-use stickycanary::metrics::Metrics;
 use support::api::FakeApi;
 
 const ROLLOUT_PATH: &str =
@@ -84,24 +79,7 @@ fn seed(api: &FakeApi) {
 }
 
 fn context(client: Client) -> Arc<Context> {
-    let metrics = Metrics::new();
-    Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: "stickycanary".into(),
-                instance: Some("replica-a".into()),
-            },
-        ),
-        batcher: MetricsBatcher::new(Duration::from_secs(2), metrics.prometheus_queries.clone()),
-        metrics,
-        leader: Arc::new(AtomicBool::new(true)),
-        patch_timeout: Duration::from_secs(5),
-        webhook: reqwest::Client::new(),
-        last_tick: Mutex::new(HashMap::new()),
-        backoff: Default::default(),
-    })
+    support::context(client, Duration::from_secs(2))
 }
 
 async fn reconcile_once(api: &FakeApi, ctx: &Arc<Context>) {

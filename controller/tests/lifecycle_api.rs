@@ -7,21 +7,16 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use serde_json::{json, Value};
 use stickycanary::crd::CanaryRollout;
-use stickycanary::k8s::batch::MetricsBatcher;
 use stickycanary::k8s::deployments::{revision_of, workload_state};
 use stickycanary::k8s::reconcile::{self, Context};
-use stickycanary::metrics::Metrics;
 use stickycanary::observation::WorkloadState;
 use support::api::{Authorizer, FakeApi, Seen};
 use support::rbac::Mode;
@@ -91,24 +86,7 @@ fn rolled_out(generation: i64, replicas: i64) -> Value {
 }
 
 fn context(client: Client) -> Arc<Context> {
-    let metrics = Metrics::new();
-    Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: "stickycanary".into(),
-                instance: Some("replica-a".into()),
-            },
-        ),
-        batcher: MetricsBatcher::new(Duration::from_secs(2), metrics.prometheus_queries.clone()),
-        metrics,
-        leader: Arc::new(AtomicBool::new(true)),
-        patch_timeout: Duration::from_secs(5),
-        webhook: reqwest::Client::new(),
-        last_tick: Mutex::new(HashMap::new()),
-        backoff: Default::default(),
-    })
+    support::context(client, Duration::from_secs(2))
 }
 
 fn typed<T: serde::de::DeserializeOwned>(api: &FakeApi, path: &str) -> T {

@@ -10,20 +10,16 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use serde_json::{json, Value};
 use stickycanary::crd::{CanaryRollout, CanaryRolloutStatus, Phase};
-use stickycanary::k8s::batch::MetricsBatcher;
 use stickycanary::k8s::lease::{LeaderElector, Round};
 use stickycanary::k8s::reconcile::{self, Context};
-use stickycanary::metrics::Metrics;
 use stickycanary::target::wasmplugin::WasmPluginTarget;
 use stickycanary::target::{TargetError, WeightTarget};
 
@@ -615,24 +611,7 @@ fn rollout_json() -> Value {
 }
 
 fn context(client: Client) -> Arc<Context> {
-    let metrics = Metrics::new();
-    Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: "stickycanary".into(),
-                instance: Some("replica-a".into()),
-            },
-        ),
-        batcher: MetricsBatcher::new(Duration::from_secs(2), metrics.prometheus_queries.clone()),
-        metrics,
-        leader: Arc::new(AtomicBool::new(true)),
-        patch_timeout: Duration::from_secs(5),
-        webhook: reqwest::Client::new(),
-        last_tick: Mutex::new(HashMap::new()),
-        backoff: Default::default(),
-    })
+    support::context(client, Duration::from_secs(2))
 }
 
 #[tokio::test]

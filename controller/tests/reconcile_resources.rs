@@ -7,19 +7,15 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{json, Value};
 use stickycanary::crd::CanaryRollout;
-use stickycanary::k8s::batch::MetricsBatcher;
-use stickycanary::k8s::reconcile::{self, Context};
-use stickycanary::metrics::Metrics;
+use stickycanary::k8s::reconcile;
 
 const PLUGIN_PATH: &str =
     "/apis/extensions.istio.io/v1alpha1/namespaces/istio-system/wasmplugins/stickycanary";
@@ -217,24 +213,7 @@ async fn a_throttled_canary_is_rolled_back_by_the_reconcile_with_resources_cpu_t
         assert_eq!(event.body["type"], "Warning");
     });
 
-    let metrics = Metrics::new();
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: "stickycanary".into(),
-                instance: Some("replica-a".into()),
-            },
-        ),
-        batcher: MetricsBatcher::new(Duration::from_secs(5), metrics.prometheus_queries.clone()),
-        metrics,
-        leader: Arc::new(AtomicBool::new(true)),
-        patch_timeout: Duration::from_secs(5),
-        webhook: reqwest::Client::new(),
-        last_tick: Mutex::new(HashMap::new()),
-        backoff: Default::default(),
-    });
+    let ctx = support::context(client, Duration::from_secs(5));
     reconcile::reconcile(Arc::new(rollout(&prometheus.address)), ctx.clone())
         .await
         .unwrap();

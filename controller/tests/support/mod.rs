@@ -19,3 +19,37 @@
 
 pub mod api;
 pub mod rbac;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Client;
+use stickycanary::k8s::batch::MetricsBatcher;
+use stickycanary::k8s::reconcile::Context;
+use stickycanary::metrics::Metrics;
+
+/// The reconciler's context over a mocked client, as the leader `replica-a`, with
+/// Prometheus queries timing out after `prometheus_timeout`.
+pub fn context(client: Client, prometheus_timeout: Duration) -> Arc<Context> {
+    let metrics = Metrics::new();
+    Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: "stickycanary".into(),
+                instance: Some("replica-a".into()),
+            },
+        ),
+        batcher: MetricsBatcher::new(prometheus_timeout, metrics.prometheus_queries.clone()),
+        metrics,
+        leader: Arc::new(AtomicBool::new(true)),
+        patch_timeout: Duration::from_secs(5),
+        webhook: reqwest::Client::new(),
+        last_tick: Mutex::new(HashMap::new()),
+        backoff: Default::default(),
+    })
+}
