@@ -721,7 +721,9 @@ async fn a_failed_scale_up_writes_no_status_and_the_next_reconcile_asks_again() 
     // The world first, then the record of it: nothing claims a run that did not start,
     // except the Degraded condition that says why.
     let status = status_of(&api);
-    assert!(status.get("phase").is_none(), "{status}");
+    assert_eq!(status["phase"], "Pending", "{status}");
+    assert_eq!(status["weight"], json!(0.0), "{status}");
+    assert!(status.get("canaryRevision").is_none(), "{status}");
     assert_eq!(status["conditions"][0]["reason"], "DeploymentUnavailable");
     api.clear_seen();
     reconcile_once(&api, &ctx).await.unwrap();

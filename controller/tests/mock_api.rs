@@ -155,7 +155,7 @@ async fn run(mut server: ScriptedServer, scenario: Scenario) {
                 .expect(Method::PATCH, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
                 .await;
             assert_weight_patch(&seen, json!(10));
-            // 4. ...then the status subresource, as a merge patch.
+            // 4. ...then the status subresource, by server-side apply.
             let seen = server
                     .expect(
                         Method::PATCH,
@@ -164,8 +164,7 @@ async fn run(mut server: ScriptedServer, scenario: Scenario) {
                         rollout_json(),
                     )
                     .await;
-            assert_eq!(seen.content_type, "application/merge-patch+json");
-            assert!(seen.query.contains("fieldManager=stickycanary"));
+            assert_status_apply(&seen);
             let status = &seen.body["status"];
             assert_eq!(status["phase"], "Progressing");
             assert_eq!(status["weight"], 10.0);
@@ -217,6 +216,7 @@ async fn run(mut server: ScriptedServer, scenario: Scenario) {
                         rollout_json(),
                     )
                     .await;
+            assert_status_apply(&seen);
             assert_eq!(seen.body["status"]["phase"], "RolledBack");
             assert_eq!(seen.body["status"]["rollbackReason"], "aborted");
             // The request is recorded as handled, so it is not applied twice.
@@ -266,7 +266,11 @@ async fn run(mut server: ScriptedServer, scenario: Scenario) {
                         rollout_json(),
                     )
                     .await;
-            assert_degraded_only(&seen.body, "WasmPluginUnavailable");
+            assert_degraded_only(
+                &seen,
+                json!({"phase": "Pending", "stageIndex": 0, "weight": 0.0}),
+                "WasmPluginUnavailable",
+            );
         }
         Scenario::ReconcilePluginDeleted => {
             server
@@ -285,7 +289,11 @@ async fn run(mut server: ScriptedServer, scenario: Scenario) {
                         rollout_json(),
                     )
                     .await;
-            assert_degraded_only(&seen.body, "WasmPluginNotFound");
+            assert_degraded_only(
+                &seen,
+                json!({"phase": "Progressing", "stageIndex": 0, "weight": 25.0, "observedGeneration": 3}),
+                "WasmPluginNotFound",
+            );
         }
         Scenario::LeaseCreated => {
             server
@@ -412,14 +420,15 @@ async fn run(mut server: ScriptedServer, scenario: Scenario) {
     }
 }
 
-fn assert_degraded_only(body: &Value, reason: &str) {
-    let status = body["status"].as_object().unwrap();
-    assert_eq!(
-        status.keys().collect::<Vec<_>>(),
-        vec!["conditions"],
-        "{body}"
-    );
-    let degraded = status["conditions"]
+/// The status as read (`read`), applied again with only a Degraded condition added: the
+/// status never claims a weight that was not set, and an apply states the whole status, so
+/// leaving the rest out would remove it.
+fn assert_degraded_only(seen: &Seen, read: Value, reason: &str) {
+    assert_status_apply(seen);
+    let mut status = seen.body["status"].clone();
+    let conditions = status.as_object_mut().unwrap().remove("conditions").unwrap();
+    assert_eq!(status, read, "{}", seen.body);
+    let degraded = conditions
         .as_array()
         .unwrap()
         .iter()
@@ -427,6 +436,18 @@ fn assert_degraded_only(body: &Value, reason: &str) {
         .unwrap();
     assert_eq!(degraded["status"], "True");
     assert_eq!(degraded["reason"], reason);
+}
+
+/// A server-side apply of the status under the stickycanary field manager, forced, naming
+/// the object, without approvals (they belong to `stickycanary approve`).
+fn assert_status_apply(seen: &Seen) {
+    assert_eq!(seen.content_type, "application/apply-patch+yaml");
+    assert_eq!(seen.param("fieldManager").as_deref(), Some("stickycanary"));
+    assert_eq!(seen.param("force").as_deref(), Some("true"));
+    assert_eq!(seen.body["apiVersion"], "stickycanary.dev/v1alpha1");
+    assert_eq!(seen.body["kind"], "CanaryRollout");
+    assert_eq!(seen.body["metadata"], json!({"name": "checkout"}));
+    assert!(seen.body["status"].get("approvals").is_none(), "{}", seen.body);
 }
 
 const LEASE_PATH: &str =

@@ -4,8 +4,8 @@
 //! - In the cluster: a merge patch of `status.approvals.<gate>` on the status subresource,
 //!   with the resourceVersion the revision was read at, so an approval never lands on a
 //!   rollout that moved to another revision meanwhile (a 409 re-reads and re-checks). The
-//!   controller's status patches leave `approvals` out (`k8s::reconcile::status_patch`), so
-//!   they never write back an older read over it.
+//!   controller writes the status by server-side apply without `approvals`
+//!   (`k8s::status`), so it never owns them and never writes back an older read over them.
 //! - In local mode: in the status file; with a loop running, through `<status>.approve`,
 //!   which the loop takes at its next interval (it owns the status file while it runs).
 

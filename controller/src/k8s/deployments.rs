@@ -11,7 +11,6 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchP
 use kube::Client;
 use serde_json::{json, Map, Value};
 
-use super::reconcile::merge_diff;
 use crate::observation::WorkloadState;
 use crate::target::wasmplugin::FIELD_MANAGER;
 
@@ -205,6 +204,30 @@ pub fn stable_template_patch(
         },
         "spec": {"template": merge_diff(&old, &new)},
     }))
+}
+
+/// A JSON merge patch turning `old` into `new`: keys that disappeared become `null` (a
+/// plain merge would leave a removed env var or label of the template behind).
+fn merge_diff(old: &Value, new: &Value) -> Value {
+    match (old, new) {
+        (Value::Object(old_map), Value::Object(new_map)) => {
+            let mut patch = Map::new();
+            for (key, new_value) in new_map {
+                let value = match old_map.get(key) {
+                    Some(old_value) => merge_diff(old_value, new_value),
+                    None => new_value.clone(),
+                };
+                patch.insert(key.clone(), value);
+            }
+            for key in old_map.keys() {
+                if !new_map.contains_key(key) {
+                    patch.insert(key.clone(), Value::Null);
+                }
+            }
+            Value::Object(patch)
+        }
+        _ => new.clone(),
+    }
 }
 
 /// The Deployment API of one namespace, with our field manager.

@@ -12,6 +12,7 @@ pub mod manual;
 pub mod pods;
 pub mod reconcile;
 pub mod resource_batch;
+pub mod status;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -17,7 +17,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::Recorder;
 use kube::{Client, ResourceExt};
-use serde_json::{json, Value};
+use serde_json::json;
 use tracing::{instrument, warn};
 
 use super::batch::MetricsBatcher;
@@ -26,6 +26,7 @@ use super::executor::{KubeExecutor, Workloads};
 use super::finalizer;
 use super::manual::{manual_input, HANDLED_ANNOTATION};
 use super::pods::canary_health;
+use super::status;
 use crate::crd::{CanaryRollout, CanaryRolloutStatus, Phase, Verdict};
 use crate::driver;
 use crate::engine;
@@ -64,46 +65,6 @@ pub(super) fn object_key(rollout: &CanaryRollout) -> String {
     )
 }
 
-/// A JSON merge patch turning `old` into `new`: keys that disappeared become `null`
-/// (the status types skip empty fields, and a plain merge would leave stale ones behind).
-pub fn merge_diff(old: &Value, new: &Value) -> Value {
-    match (old, new) {
-        (Value::Object(old_map), Value::Object(new_map)) => {
-            let mut patch = serde_json::Map::new();
-            for (key, new_value) in new_map {
-                let value = match old_map.get(key) {
-                    Some(old_value) => merge_diff(old_value, new_value),
-                    None => new_value.clone(),
-                };
-                patch.insert(key.clone(), value);
-            }
-            for key in old_map.keys() {
-                if !new_map.contains_key(key) {
-                    patch.insert(key.clone(), Value::Null);
-                }
-            }
-            Value::Object(patch)
-        }
-        _ => new.clone(),
-    }
-}
-
-/// The status merge patch body.
-pub fn status_patch(old: &CanaryRolloutStatus, new: &CanaryRolloutStatus) -> Result<Value, Error> {
-    let unchanged_approvals = old.approvals == new.approvals;
-    let old = serde_json::to_value(old).map_err(|e| Error::Invalid(e.to_string()))?;
-    let new = serde_json::to_value(new).map_err(|e| Error::Invalid(e.to_string()))?;
-    let mut diff = merge_diff(&old, &new);
-    if unchanged_approvals {
-        // `stickycanary approve` writes these (gates): a patch built from an older read must
-        // not write back the approvals it read over one recorded meanwhile.
-        if let Some(fields) = diff.as_object_mut() {
-            fields.remove("approvals");
-        }
-    }
-    Ok(json!({ "status": diff }))
-}
-
 /// The analysis result label for `stickycanary_analysis_total{result}`.
 pub fn analysis_result(metrics: &MetricsObservation, status: &CanaryRolloutStatus) -> &'static str {
     if matches!(metrics, MetricsObservation::Unavailable { .. }) {
@@ -124,7 +85,7 @@ pub fn analysis_result(metrics: &MetricsObservation, status: &CanaryRolloutStatu
 }
 
 /// The status conditions with `Degraded` set to True for `reason`; `Ready` and any other
-/// condition are kept (a merge patch replaces the whole list).
+/// condition are kept (the list is atomic: an apply replaces it whole).
 pub fn degraded_conditions(
     status: &CanaryRolloutStatus,
     reason: &str,
@@ -157,6 +118,9 @@ pub fn degraded_conditions(
 /// Records a weight-target failure as `Degraded` (best effort) and passes the error on, so
 /// the error policy retries with backoff. Nothing else in the status changes: no weight is
 /// recorded that was not applied.
+///
+/// An apply states the whole status (what it omits and owned before is removed), so this
+/// applies the status as read with the condition added.
 async fn degraded(ctx: &Context, rollout: &CanaryRollout, error: Error) -> Error {
     let reason = match &error {
         Error::Target(crate::target::TargetError::NotFound { .. }) => "WasmPluginNotFound",
@@ -166,21 +130,13 @@ async fn degraded(ctx: &Context, rollout: &CanaryRollout, error: Error) -> Error
         Error::Workload(_) => "DeploymentUnavailable",
         _ => "WasmPluginUnavailable",
     };
-    let status = rollout.status.clone().unwrap_or_default();
-    let conditions = degraded_conditions(&status, reason, &error.to_string());
+    let mut status = rollout.status.clone().unwrap_or_default();
+    status.conditions = degraded_conditions(&status, reason, &error.to_string());
     let api: Api<CanaryRollout> = Api::namespaced(
         ctx.client.clone(),
         &rollout.namespace().unwrap_or_else(|| "default".to_string()),
     );
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PatchParams::default()
-    };
-    let patch = json!({"status": {"conditions": conditions}});
-    if let Err(e) = api
-        .patch_status(&rollout.name_any(), &params, &Patch::Merge(&patch))
-        .await
-    {
+    if let Err(e) = status::write(&api, rollout, &status).await {
         warn!(error = %e, "could not record the Degraded condition");
     }
     error
@@ -303,15 +259,13 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
         }
     }
 
-    // 2. The status.
+    // 2. The status, applied whole (see `super::status`).
     let api: Api<CanaryRollout> = Api::namespaced(ctx.client.clone(), &namespace);
+    status::write(&api, rollout, &new_status).await?;
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PatchParams::default()
     };
-    let patch = status_patch(&status, &new_status)?;
-    api.patch_status(&name, &params, &Patch::Merge(&patch))
-        .await?;
 
     // 3. The manual request is handled only once the status says so.
     if let Some(value) = &manual.consumed {

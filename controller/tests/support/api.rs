@@ -12,6 +12,7 @@ use kube::Client;
 use serde_json::{json, Value};
 
 use super::rbac::{Attributes, ChartRules, Grants, Mode};
+use super::ssa::{self, Writer};
 
 pub type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 pub type Responder = tower_test::mock::SendResponse<Response<Body>>;
@@ -40,6 +41,9 @@ pub struct Seen {
     pub content_type: String,
     pub body: Value,
     pub attributes: Attributes,
+    /// The `User-Agent` header (the API server names a write's field manager after it
+    /// when the request gives no `fieldManager`).
+    pub user_agent: String,
     /// When it arrived.
     pub at: std::time::Instant,
 }
@@ -149,15 +153,19 @@ async fn receive(
         respond(send, StatusCode::FORBIDDEN, &status);
         panic!("403: {message}");
     }
+    let header = |name: http::header::HeaderName| {
+        parts
+            .headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
     let seen = Seen {
+        content_type: header(http::header::CONTENT_TYPE),
+        user_agent: header(http::header::USER_AGENT),
         method: parts.method,
         path,
         query,
-        content_type: parts
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default(),
         body,
         attributes,
         at: std::time::Instant::now(),
@@ -351,7 +359,10 @@ impl Store {
                 if self.objects.contains_key(&path) {
                     return (StatusCode::CONFLICT, api_status(409, "AlreadyExists"));
                 }
-                let mut object = seen.body.clone();
+                let mut object = ssa::without_managed_fields(&seen.body);
+                let mut entries = Vec::new();
+                ssa::record_update(&mut entries, &json!({}), &object, &seen.writer(), true);
+                ssa::encode(&mut object, &entries);
                 let rv = self.next_rv();
                 object["metadata"]["resourceVersion"] = json!(rv);
                 object["metadata"]["generation"] = json!(1);
@@ -359,96 +370,33 @@ impl Store {
                 (StatusCode::CREATED, object)
             }
             "update" => {
-                let Some(stored) = self.objects.get(&object_path) else {
+                let Some(stored) = self.objects.get(&object_path).cloned() else {
                     return not_found();
                 };
                 let rv = seen
                     .body
                     .pointer("/metadata/resourceVersion")
                     .and_then(Value::as_str);
-                if rv.is_none() || stale(stored, &seen.body) {
+                if rv.is_none() || stale(&stored, &seen.body) {
                     return conflict();
                 }
                 let mut object = seen.body.clone();
+                let entries = Self::entries_for_write(&stored, &object, &seen.attributes);
+                object = ssa::without_managed_fields(&object);
+                let mut entries = entries;
+                ssa::record_update(
+                    &mut entries,
+                    &ssa::without_managed_fields(&stored),
+                    &object,
+                    &seen.writer(),
+                    false,
+                );
+                ssa::encode(&mut object, &entries);
                 object["metadata"]["resourceVersion"] = json!(self.next_rv());
                 self.objects.insert(object_path, object.clone());
                 (StatusCode::OK, object)
             }
-            "patch" => {
-                assert_eq!(
-                    seen.content_type, "application/merge-patch+json",
-                    "the fake API server applies merge patches only ({})",
-                    seen.path
-                );
-                let Some(stored) = self.objects.get(&object_path).cloned() else {
-                    return not_found();
-                };
-                if stale(&stored, &seen.body) {
-                    return conflict();
-                }
-                let mut object = stored.clone();
-                match a.subresource.as_deref() {
-                    // The status subresource takes only .status (and ignores the rest).
-                    Some("status") => {
-                        if let Some(status) = seen.body.get("status") {
-                            merge_patch(
-                                object
-                                    .as_object_mut()
-                                    .unwrap()
-                                    .entry("status")
-                                    .or_insert(json!({})),
-                                status,
-                            );
-                        }
-                    }
-                    Some(other) => panic!("the fake API server has no {other} subresource yet"),
-                    // The main resource ignores .status when a status subresource exists.
-                    None => {
-                        let mut body = seen.body.clone();
-                        if let Some(map) = body.as_object_mut() {
-                            map.remove("status");
-                        }
-                        merge_patch(&mut object, &body);
-                        if object.get("spec") != stored.get("spec") {
-                            let generation = stored
-                                .pointer("/metadata/generation")
-                                .and_then(Value::as_i64)
-                                .unwrap_or(1);
-                            object["metadata"]["generation"] = json!(generation + 1);
-                        }
-                    }
-                }
-                // apimachinery ValidateObjectMetaUpdate: "no new finalizers can be added if
-                // the object is being deleted".
-                let finalizers = |o: &Value| -> Vec<Value> {
-                    o.pointer("/metadata/finalizers")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default()
-                };
-                if stored.pointer("/metadata/deletionTimestamp").is_some()
-                    && finalizers(&object)
-                        .iter()
-                        .any(|f| !finalizers(&stored).contains(f))
-                {
-                    return (StatusCode::UNPROCESSABLE_ENTITY, api_status(422, "Invalid"));
-                }
-                if object == stored {
-                    // A no-op patch does not bump the resourceVersion.
-                    return (StatusCode::OK, object);
-                }
-                object["metadata"]["resourceVersion"] = json!(self.next_rv());
-                let finalizers_gone = object
-                    .pointer("/metadata/finalizers")
-                    .and_then(Value::as_array)
-                    .is_none_or(|f| f.is_empty());
-                if object.pointer("/metadata/deletionTimestamp").is_some() && finalizers_gone {
-                    self.objects.remove(&object_path);
-                } else {
-                    self.objects.insert(object_path, object.clone());
-                }
-                (StatusCode::OK, object)
-            }
+            "patch" => self.patch(seen, &object_path),
             "delete" => {
                 let Some(stored) = self.objects.get_mut(&object_path) else {
                     return not_found();
@@ -473,6 +421,239 @@ impl Store {
             other => panic!("the fake API server does not serve {other} ({})", seen.path),
         }
     }
+}
+
+impl Seen {
+    /// A query parameter's value (the client's values here need no percent-decoding).
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.query.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then(|| value.to_string())
+        })
+    }
+
+    /// The write's field manager: `fieldManager`, else the User-Agent's product name
+    /// (apiserver `handlers/rest.go`, `managerOrUserAgent` and `prefixFromUserAgent`).
+    pub fn field_manager(&self) -> String {
+        match self.param("fieldManager") {
+            Some(manager) if !manager.is_empty() => manager,
+            _ => self.user_agent.split('/').next().unwrap_or_default().to_string(),
+        }
+    }
+
+    /// `group/version` (or `v1`) of the resource path.
+    pub fn api_version(&self) -> String {
+        let parts: Vec<&str> = self.path.trim_matches('/').split('/').collect();
+        match parts.as_slice() {
+            ["api", version, ..] => version.to_string(),
+            ["apis", group, version, ..] => format!("{group}/{version}"),
+            _ => String::new(),
+        }
+    }
+
+    pub fn writer(&self) -> Writer {
+        Writer {
+            manager: self.field_manager(),
+            subresource: self.attributes.subresource.clone().unwrap_or_default(),
+            api_version: self.api_version(),
+        }
+    }
+}
+
+/// A 4xx `Status` with `message`.
+fn refused(code: u16, reason: &str, message: String) -> (StatusCode, Value) {
+    let mut status = api_status(code, reason);
+    status["message"] = Value::String(message);
+    (StatusCode::from_u16(code).unwrap(), status)
+}
+
+impl Store {
+    /// The managedFields a write starts from (`decodeLiveOrNew`): a subresource write
+    /// cannot change them; a main-resource write may set them (a non-empty list is taken
+    /// as given, `[]` resets them), else the live object's are kept.
+    fn entries_for_write(stored: &Value, new: &Value, attributes: &Attributes) -> Vec<ssa::Entry> {
+        if attributes.subresource.is_some() {
+            return ssa::decode(stored);
+        }
+        match new.pointer("/metadata/managedFields").and_then(Value::as_array) {
+            Some(list) if list.is_empty() => Vec::new(),
+            Some(_) => ssa::decode(new),
+            None => ssa::decode(stored),
+        }
+    }
+
+    /// PATCH: a JSON merge patch (RFC 7386) or a server-side apply, on the main resource or
+    /// the status subresource, with the API server's checks and field ownership.
+    fn patch(&mut self, seen: &Seen, object_path: &str) -> (StatusCode, Value) {
+        let a = &seen.attributes;
+        let apply = match seen.content_type.as_str() {
+            "application/merge-patch+json" => false,
+            "application/apply-patch+yaml" => true,
+            // Custom resources take no strategic merge patch; JSON patch is not used here.
+            other => {
+                return refused(
+                    415,
+                    "UnsupportedMediaType",
+                    format!("the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/apply-patch+yaml (got {other})"),
+                )
+            }
+        };
+        // apimachinery `ValidatePatchOptions`, answered as 422 Invalid by the patch handler.
+        let force = seen.param("force").map(|v| v == "true");
+        if !apply && force.is_some() {
+            return refused(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch".into());
+        }
+        if apply && seen.param("fieldManager").unwrap_or_default().is_empty() {
+            return refused(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into());
+        }
+        let subresource = a.subresource.clone();
+        if let Some(other) = subresource.as_deref().filter(|s| *s != "status") {
+            panic!("the fake API server has no {other} subresource for patch yet");
+        }
+        let Some(stored) = self.objects.get(object_path).cloned() else {
+            // (An apply to a missing main resource would create it; nothing here does that.)
+            return (StatusCode::NOT_FOUND, api_status(404, "NotFound"));
+        };
+        // The body's resourceVersion is a precondition for every patch type (the registry
+        // store's Update compares it with the stored one; for an apply it is merged into the
+        // object like any field, so it is checked too).
+        if stale(&stored, &seen.body) {
+            return (StatusCode::CONFLICT, api_status(409, "Conflict"));
+        }
+        let writer = seen.writer();
+        let mut object = if apply {
+            if let Err(refusal) = check_apply_body(seen, &stored) {
+                return refusal;
+            }
+            let config = match subresource {
+                // The status strategy keeps only .status of the request.
+                Some(_) => match seen.body.get("status") {
+                    Some(status) => json!({"status": status}),
+                    None => json!({}),
+                },
+                // The main resource's strategy resets .status.
+                None => {
+                    let mut body = seen.body.clone();
+                    body.as_object_mut().unwrap().remove("status");
+                    body
+                }
+            };
+            match ssa::apply(&stored, &config, &writer, force == Some(true)) {
+                Ok(object) => object,
+                Err(conflicts) => {
+                    let message = ssa::conflict_message(&conflicts, &writer.api_version);
+                    let (code, mut status) = refused(409, "Conflict", message);
+                    status["details"] = json!({"causes": conflicts.iter().map(|c| json!({
+                        "type": "FieldManagerConflict",
+                        "message": format!("conflict with \"{}\"", c.manager),
+                        "field": format!(".{}", c.path.join(".")),
+                    })).collect::<Vec<_>>()});
+                    return (code, status);
+                }
+            }
+        } else {
+            let mut object = stored.clone();
+            match subresource {
+                // The status subresource takes only .status (and ignores the rest).
+                Some(_) => {
+                    if let Some(status) = seen.body.get("status") {
+                        merge_patch(
+                            object
+                                .as_object_mut()
+                                .unwrap()
+                                .entry("status")
+                                .or_insert(json!({})),
+                            status,
+                        );
+                    }
+                }
+                // The main resource ignores .status when a status subresource exists.
+                None => {
+                    let mut body = seen.body.clone();
+                    if let Some(map) = body.as_object_mut() {
+                        map.remove("status");
+                    }
+                    merge_patch(&mut object, &body);
+                }
+            }
+            let mut entries = Self::entries_for_write(&stored, &object, a);
+            let object = ssa::without_managed_fields(&object);
+            ssa::record_update(
+                &mut entries,
+                &ssa::without_managed_fields(&stored),
+                &object,
+                &writer,
+                false,
+            );
+            let mut object = object;
+            ssa::encode(&mut object, &entries);
+            object
+        };
+        // The stored resourceVersion stays until a change is stored.
+        object["metadata"]["resourceVersion"] = stored["metadata"]["resourceVersion"].clone();
+        if subresource.is_none() && object.get("spec") != stored.get("spec") {
+            let generation = stored
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            object["metadata"]["generation"] = json!(generation + 1);
+        }
+        // apimachinery ValidateObjectMetaUpdate: "no new finalizers can be added if
+        // the object is being deleted".
+        let finalizers = |o: &Value| -> Vec<Value> {
+            o.pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        if stored.pointer("/metadata/deletionTimestamp").is_some()
+            && finalizers(&object)
+                .iter()
+                .any(|f| !finalizers(&stored).contains(f))
+        {
+            return (StatusCode::UNPROCESSABLE_ENTITY, api_status(422, "Invalid"));
+        }
+        if object == stored {
+            // A no-op patch does not bump the resourceVersion (nor does one that would only
+            // refresh managedFields timestamps: the fake server writes a fixed time).
+            return (StatusCode::OK, object);
+        }
+        object["metadata"]["resourceVersion"] = json!(self.next_rv());
+        let finalizers_gone = object
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(|f| f.is_empty());
+        if object.pointer("/metadata/deletionTimestamp").is_some() && finalizers_gone {
+            self.objects.remove(object_path);
+        } else {
+            self.objects.insert(object_path.to_string(), object.clone());
+        }
+        (StatusCode::OK, object)
+    }
+}
+
+/// The apply body must name the object it is applied to (apiserver `patch.go`
+/// `applyPatcher` and `structuredmerge.go`: 400 on a wrong apiVersion, a kind or name that
+/// differs, or managedFields in the body).
+fn check_apply_body(seen: &Seen, stored: &Value) -> Result<(), (StatusCode, Value)> {
+    let body = &seen.body;
+    let field = |v: &Value, pointer: &str| v.pointer(pointer).and_then(Value::as_str).map(str::to_string);
+    if field(body, "/apiVersion") != Some(seen.api_version()) {
+        return Err(refused(400, "BadRequest", format!(
+            "Incorrect version specified in apply patch. Specified patch version: {}, expected: {}",
+            field(body, "/apiVersion").unwrap_or_default(), seen.api_version()
+        )));
+    }
+    if field(body, "/kind") != field(stored, "/kind") {
+        return Err(refused(400, "BadRequest", "apply patch: kind is missing or differs from the object's".into()));
+    }
+    if field(body, "/metadata/name") != seen.attributes.name {
+        return Err(refused(400, "BadRequest", "the name of the object does not match the name on the URL".into()));
+    }
+    if body.pointer("/metadata/managedFields").is_some() {
+        return Err(refused(400, "BadRequest", "metadata.managedFields must be nil".into()));
+    }
+    Ok(())
 }
 
 impl Store {

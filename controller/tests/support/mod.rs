@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod rbac;
+pub mod ssa;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
