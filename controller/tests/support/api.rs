@@ -703,6 +703,45 @@ pub struct FakeApi {
     pub store: Arc<Mutex<Store>>,
     pub authorizer: Arc<Authorizer>,
     task: tokio::task::JoinHandle<()>,
+    /// Servers of the clients made by [`FakeApi::client_as`].
+    others: Mutex<Vec<(Arc<Authorizer>, tokio::task::JoinHandle<()>)>>,
+}
+
+/// Answers `handle`'s requests from `store` until the client goes away.
+fn serve(
+    mut handle: Handle,
+    store: Arc<Mutex<Store>>,
+    authorizer: Arc<Authorizer>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some((seen, send)) =
+            receive(&mut handle, &authorizer, Duration::from_secs(3600)).await
+        {
+            let mut store = store.lock().unwrap();
+            store.seen.push(seen.clone());
+            // Watches are held open with nothing to say, as on a quiet cluster.
+            let fault = if seen.attributes.verb == "watch" {
+                Some(0)
+            } else {
+                store.fault_for(&seen.attributes)
+            };
+            match fault {
+                Some(0) => store.held.push(send),
+                Some(code) => {
+                    let status = StatusCode::from_u16(code).unwrap();
+                    let reason = status
+                        .canonical_reason()
+                        .unwrap_or("Error")
+                        .replace(' ', "");
+                    respond(send, status, &api_status(code, &reason));
+                }
+                None => {
+                    let (status, body) = store.answer(&seen);
+                    respond(send, status, &body);
+                }
+            }
+        }
+    })
 }
 
 impl FakeApi {
@@ -712,49 +751,27 @@ impl FakeApi {
     }
 
     pub fn start_with(authorizer: Arc<Authorizer>) -> (Client, FakeApi) {
-        let (client, mut handle) = pair();
+        let (client, handle) = pair();
         let store = Arc::new(Mutex::new(Store::default()));
-        let task = {
-            let store = store.clone();
-            let authorizer = authorizer.clone();
-            tokio::spawn(async move {
-                while let Some((seen, send)) =
-                    receive(&mut handle, &authorizer, Duration::from_secs(3600)).await
-                {
-                    let mut store = store.lock().unwrap();
-                    store.seen.push(seen.clone());
-                    // Watches are held open with nothing to say, as on a quiet cluster.
-                    let fault = if seen.attributes.verb == "watch" {
-                        Some(0)
-                    } else {
-                        store.fault_for(&seen.attributes)
-                    };
-                    match fault {
-                        Some(0) => store.held.push(send),
-                        Some(code) => {
-                            let status = StatusCode::from_u16(code).unwrap();
-                            let reason = status
-                                .canonical_reason()
-                                .unwrap_or("Error")
-                                .replace(' ', "");
-                            respond(send, status, &api_status(code, &reason));
-                        }
-                        None => {
-                            let (status, body) = store.answer(&seen);
-                            respond(send, status, &body);
-                        }
-                    }
-                }
-            })
-        };
+        let task = serve(handle, store.clone(), authorizer.clone());
         (
             client,
             FakeApi {
                 store,
                 authorizer,
                 task,
+                others: Mutex::new(Vec::new()),
             },
         )
+    }
+
+    /// Another client of the same cluster, whose requests pass `authorizer` instead (a
+    /// user running the CLI beside the controller).
+    pub fn client_as(&self, authorizer: Arc<Authorizer>) -> Client {
+        let (client, handle) = pair();
+        let task = serve(handle, self.store.clone(), authorizer.clone());
+        self.others.lock().unwrap().push((authorizer, task));
+        client
     }
 
     /// Stores `object` at `path` with resourceVersion `rv`.
@@ -793,9 +810,13 @@ impl FakeApi {
     /// Fails the test if RBAC refused anything or the server task panicked.
     pub async fn finish(self) {
         self.authorizer.assert_nothing_denied();
-        self.task.abort();
-        if let Err(e) = self.task.await {
-            assert!(!e.is_panic(), "fake API server panicked: {e}");
+        let others = std::mem::take(&mut *self.others.lock().unwrap());
+        for (authorizer, task) in others.into_iter().chain([(self.authorizer.clone(), self.task)]) {
+            authorizer.assert_nothing_denied();
+            task.abort();
+            if let Err(e) = task.await {
+                assert!(!e.is_panic(), "fake API server panicked: {e}");
+            }
         }
     }
 }
