@@ -159,6 +159,9 @@ pub struct LocalRunner<S: MetricsSource, T: WeightTarget> {
     pub workloads: Mutex<LocalWorkloads>,
     /// Hook runs not yet reported.
     pub hook_runs: Mutex<Vec<HookRun>>,
+    /// How `stickycanary approve` reaches this rollout (the loop's status file), for the
+    /// command in a manual gate's Event.
+    pub approve_target: Option<crate::gates::approve::ApproveTarget>,
 }
 
 impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
@@ -273,9 +276,10 @@ impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
     ) -> TickReport {
         let release = self.release(status);
         let spec = self.engine_spec();
-        let gate_input = crate::gates::webhook::shared()
+        let mut gate_input = crate::gates::webhook::shared()
             .before_decision(&self.subject(), &spec, status, release.as_ref(), now)
             .await;
+        gate_input.approve_target = self.approve_target.clone();
         let decision = engine::decide_gated(
             &spec,
             status,
@@ -476,6 +480,7 @@ fn build_runner(
         hooks,
         workloads: Mutex::new(LocalWorkloads::default()),
         hook_runs: Mutex::new(Vec::new()),
+        approve_target: None,
     })
 }
 
@@ -571,6 +576,10 @@ pub async fn run(options: &LocalOptions, out: &mut (dyn Write + Send)) -> Result
             return Err(e);
         }
     };
+    runner.approve_target = Some(crate::gates::approve::ApproveTarget::local(
+        runner.rollout.metadata.name.as_deref().unwrap_or_default(),
+        &options.status_file,
+    ));
     let outcome = drive(
         options,
         &mut runner,

@@ -78,7 +78,10 @@ fn failed(name: &str, kind: WebhookType, summary: &str) -> WebhookCall {
 }
 
 fn calls(list: Vec<WebhookCall>) -> GateInput {
-    GateInput { calls: list }
+    GateInput {
+        calls: list,
+        ..GateInput::default()
+    }
 }
 
 /// A rollout on a simulated clock (30s per tick).

@@ -120,6 +120,23 @@ async fn a_manual_confirm_rollout_gate_holds_the_scale_up_until_the_runs_revisio
     assert_eq!(status["gate"]["manual"], true);
     let revision = status["canaryRevision"].as_str().unwrap().to_string();
     assert_eq!(status["gate"]["revision"], json!(revision));
+    // One GateWaiting Event, whose command names this rollout, its namespace and revision.
+    let waiting: Vec<Value> = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == Method::POST && s.path.ends_with("/events"))
+        .map(|s| s.body)
+        .filter(|event| event["reason"] == "GateWaiting")
+        .collect();
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    let note = waiting[0]["note"].as_str().unwrap();
+    assert!(
+        note.ends_with(&format!(
+            "; approve with: stickycanary approve checkout --gate confirm-rollout --revision {revision} -n shop"
+        )),
+        "{note}"
+    );
+    assert!(!note.contains("<rollout>"), "{note}");
 
     // Still waiting: only the status is written (and no second GateWaiting Event).
     api.clear_seen();
@@ -165,4 +182,18 @@ async fn a_manual_confirm_rollout_gate_holds_the_scale_up_until_the_runs_revisio
     assert!(status.get("gate").is_none());
     // Every request above passed the chart's RBAC in both install modes.
     api.finish().await;
+}
+
+#[test]
+fn the_approve_command_names_the_rollout_and_where_it_lives() {
+    use stickycanary::gates::approve::ApproveTarget;
+    assert_eq!(
+        ApproveTarget::in_cluster("checkout", "shop").command("confirm-promotion", "7f3a9c"),
+        "stickycanary approve checkout --gate confirm-promotion --revision 7f3a9c -n shop"
+    );
+    assert_eq!(
+        ApproveTarget::local("checkout", std::path::Path::new("/tmp/checkout.status.json"))
+            .command("confirm-rollout", "v2"),
+        "stickycanary approve checkout --gate confirm-rollout --revision v2 --status-file /tmp/checkout.status.json"
+    );
 }

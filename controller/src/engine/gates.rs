@@ -29,6 +29,9 @@ pub const SCHEDULE: &str = "schedule";
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct GateInput {
     pub calls: Vec<WebhookCall>,
+    /// Who the rollout is for `stickycanary approve`, so a manual gate's Event gives the
+    /// command to run (`None`, e.g. in simulations: the Event names no command).
+    pub approve_target: Option<crate::gates::approve::ApproveTarget>,
 }
 
 impl GateInput {
@@ -299,9 +302,15 @@ fn wait(
     };
     let mut message = format!("{} at weight {}%", wait.describe(), tick.status.weight);
     if manual {
-        message.push_str(&format!(
-            "; approve revision {revision} with: stickycanary approve <rollout> --gate {gate}"
-        ));
+        match &tick.gates.approve_target {
+            Some(target) => message.push_str(&format!(
+                "; approve with: {}",
+                target.command(gate, revision)
+            )),
+            None => message.push_str(&format!(
+                "; approve revision {revision} with stickycanary approve --gate {gate}"
+            )),
+        }
     } else if let Some(detail) = detail {
         message.push_str(&format!("; answer {detail}"));
     }

@@ -191,11 +191,44 @@ pub fn take_local(
     Ok(Some((request.gate, request.revision)))
 }
 
+/// How `stickycanary approve` finds one rollout: its name, and where it lives
+/// (` -n shop` in the cluster, ` --status-file PATH` in local mode).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApproveTarget {
+    pub name: String,
+    pub place: String,
+}
+
+impl ApproveTarget {
+    pub fn in_cluster(name: &str, namespace: &str) -> ApproveTarget {
+        ApproveTarget {
+            name: name.to_string(),
+            place: format!(" -n {namespace}"),
+        }
+    }
+
+    pub fn local(name: &str, status_file: &Path) -> ApproveTarget {
+        ApproveTarget {
+            name: name.to_string(),
+            place: format!(" --status-file {}", status_file.display()),
+        }
+    }
+
+    /// The exact command that approves `gate` for `revision`.
+    pub fn command(&self, gate: &str, revision: &str) -> String {
+        format!(
+            "stickycanary approve {} --gate {gate} --revision {revision}{}",
+            self.name, self.place
+        )
+    }
+}
+
 /// The exact command that opens the gate a status waits at, if it is a manual one.
 pub fn command_hint(name: &str, status: &CanaryRolloutStatus, place: &str) -> Option<String> {
     let wait = status.gate.as_ref().filter(|wait| wait.manual)?;
-    Some(format!(
-        "stickycanary approve {name} --gate {} --revision {}{place}",
-        wait.gate, wait.revision
-    ))
+    let target = ApproveTarget {
+        name: name.to_string(),
+        place: place.to_string(),
+    };
+    Some(target.command(&wait.gate, &wait.revision))
 }

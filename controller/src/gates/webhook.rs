@@ -169,6 +169,8 @@ impl Caller {
             });
         GateInput {
             calls: join_all(calls).await,
+            // The front end knows where the rollout lives (namespace or status file).
+            approve_target: None,
         }
     }
 

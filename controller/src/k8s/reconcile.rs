@@ -31,6 +31,7 @@ use crate::crd::{CanaryRollout, CanaryRolloutStatus, Phase, Verdict};
 use crate::driver;
 use crate::engine;
 use crate::error::Error;
+use crate::gates::approve::ApproveTarget;
 use crate::metrics::Metrics;
 use crate::observation::{ManualAction, MetricsObservation, Observations, ReleaseObservation};
 use crate::prometheus::RolloutSeries;
@@ -224,9 +225,10 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
         rollout_key: rollout_key.clone(),
     };
     let gate_caller = crate::gates::webhook::shared();
-    let gate_input = gate_caller
+    let mut gate_input = gate_caller
         .before_decision(&subject, spec, &status, release.as_ref(), now)
         .await;
+    gate_input.approve_target = Some(ApproveTarget::in_cluster(&name, &namespace));
     let decision = engine::decide_gated(
         spec,
         &status,
