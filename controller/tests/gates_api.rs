@@ -1,5 +1,5 @@
 //! Gates in a reconcile, against the shared fake API server (resourceVersion 409s, the
-//! status subresource, merge patches, and the chart's RBAC on every request): a manual
+//! status subresource, merge patches, server-side apply, and the chart's RBAC on every request): a manual
 //! `confirm-rollout` gate holds the canary's scale-up until an approval for the run's
 //! revision appears in the status, and the controller's writes stay within the chart's RBAC
 //! (gates add no Kubernetes request of their own).
@@ -155,7 +155,7 @@ async fn a_manual_confirm_rollout_gate_holds_the_scale_up_until_the_runs_revisio
         .any(|(_, path, _)| path.ends_with("/scale")));
 
     // `stickycanary approve` wrote the run's revision: the canary is scaled up, and the
-    // controller's status patch does not write the approvals back.
+    // controller's status apply does not write the approvals back.
     let mut stored = api.get(ROLLOUT_PATH).unwrap();
     stored["status"]["approvals"] = json!({"confirmRollout": {"revision": revision}});
     api.insert(ROLLOUT_PATH, stored);
@@ -164,13 +164,13 @@ async fn a_manual_confirm_rollout_gate_holds_the_scale_up_until_the_runs_revisio
     let sent = writes(&api);
     assert_eq!(sent[0].1, format!("{CANARY_PATH}/scale"));
     assert_eq!(sent[0].2, json!({"spec": {"replicas": 1}}));
-    let status_patch = &sent.last().unwrap().2;
+    let status_apply = &sent.last().unwrap().2;
     assert!(
-        status_patch["status"].get("approvals").is_none(),
-        "{status_patch}"
+        status_apply["status"].get("approvals").is_none(),
+        "{status_apply}"
     );
     assert_eq!(
-        status_patch["status"]["gate"],
+        status_apply["status"]["gate"],
         Value::Null,
         "the wait is cleared"
     );

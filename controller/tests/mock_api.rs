@@ -426,7 +426,11 @@ async fn run(mut server: ScriptedServer, scenario: Scenario) {
 fn assert_degraded_only(seen: &Seen, read: Value, reason: &str) {
     assert_status_apply(seen);
     let mut status = seen.body["status"].clone();
-    let conditions = status.as_object_mut().unwrap().remove("conditions").unwrap();
+    let conditions = status
+        .as_object_mut()
+        .unwrap()
+        .remove("conditions")
+        .unwrap();
     assert_eq!(status, read, "{}", seen.body);
     let degraded = conditions
         .as_array()
@@ -447,7 +451,11 @@ fn assert_status_apply(seen: &Seen) {
     assert_eq!(seen.body["apiVersion"], "stickycanary.dev/v1alpha1");
     assert_eq!(seen.body["kind"], "CanaryRollout");
     assert_eq!(seen.body["metadata"], json!({"name": "checkout"}));
-    assert!(seen.body["status"].get("approvals").is_none(), "{}", seen.body);
+    assert!(
+        seen.body["status"].get("approvals").is_none(),
+        "{}",
+        seen.body
+    );
 }
 
 const LEASE_PATH: &str =

@@ -239,7 +239,10 @@ async fn the_status_is_applied_a_passed_gate_disappears_and_an_approval_made_mea
     let sent = writes(&api);
     assert_eq!(sent.len(), 1, "{sent:#?}");
     assert_status_apply(&sent[0]);
-    assert!(sent[0].body["status"].get("gate").is_some(), "decided from the old read");
+    assert!(
+        sent[0].body["status"].get("gate").is_some(),
+        "decided from the old read"
+    );
     let object = stored(&api);
     assert_eq!(
         object["status"]["approvals"]["confirmRollout"]["revision"],
@@ -260,7 +263,11 @@ async fn the_status_is_applied_a_passed_gate_disappears_and_an_approval_made_mea
     assert_status_apply(sent.last().unwrap());
     assert!(sent.last().unwrap().body["status"].get("gate").is_none());
     let object = stored(&api);
-    assert!(object["status"].get("gate").is_none(), "{}", object["status"]);
+    assert!(
+        object["status"].get("gate").is_none(),
+        "{}",
+        object["status"]
+    );
     assert_eq!(object["status"]["phase"], "ScalingUp");
     assert!(gate_fields(&owned(&object, "stickycanary", "Apply", "status")).is_empty());
     assert_eq!(
@@ -341,16 +348,21 @@ async fn the_first_apply_takes_over_the_merge_patch_ownership_so_a_stale_gate_go
     assert_eq!(moved.len(), 1, "{moved:?}");
     assert_eq!(moved[0]["operation"], "Apply");
     assert_eq!(moved[0]["subresource"], "status");
-    assert!(moved[0]["fieldsV1"]["f:status"].get("f:approvals").is_none());
+    assert!(moved[0]["fieldsV1"]["f:status"]
+        .get("f:approvals")
+        .is_none());
     assert!(moved[0]["fieldsV1"]["f:status"].get("f:gate").is_some());
     assert_status_apply(&sent[1]);
 
     let object = stored(&api);
-    assert!(object["status"].get("gate").is_none(), "{}", object["status"]);
+    assert!(
+        object["status"].get("gate").is_none(),
+        "{}",
+        object["status"]
+    );
     assert_eq!(object["status"]["phase"], "ScalingUp");
     assert_eq!(
-        object["status"]["approvals"]["confirmRollout"]["revision"],
-        "v2",
+        object["status"]["approvals"]["confirmRollout"]["revision"], "v2",
         "the approval is not the controller's and stays"
     );
     assert!(owned(&object, "stickycanary", "Update", "status").is_empty());
@@ -511,7 +523,11 @@ async fn the_fake_server_refuses_applies_a_real_one_refuses() {
     assert_eq!(
         api_code(
             rollouts
-                .patch_status("checkout", &PatchParams::default(), &Patch::Apply(&progressing_body()))
+                .patch_status(
+                    "checkout",
+                    &PatchParams::default(),
+                    &Patch::Apply(&progressing_body())
+                )
                 .await
         ),
         (422, "Invalid".to_string())
@@ -525,7 +541,11 @@ async fn the_fake_server_refuses_applies_a_real_one_refuses() {
     };
     let before_write = read_version(&api);
     rollouts
-        .patch_status("checkout", &PatchParams::apply("stickycanary"), &Patch::Apply(&progressing_body()))
+        .patch_status(
+            "checkout",
+            &PatchParams::apply("stickycanary"),
+            &Patch::Apply(&progressing_body()),
+        )
         .await
         .unwrap();
     let current = read_version(&api);
@@ -535,7 +555,11 @@ async fn the_fake_server_refuses_applies_a_real_one_refuses() {
     assert_eq!(
         api_code(
             rollouts
-                .patch_status("checkout", &PatchParams::apply("stickycanary"), &Patch::Apply(&stale))
+                .patch_status(
+                    "checkout",
+                    &PatchParams::apply("stickycanary"),
+                    &Patch::Apply(&stale)
+                )
                 .await
         ),
         (409, "Conflict".to_string())
@@ -543,7 +567,11 @@ async fn the_fake_server_refuses_applies_a_real_one_refuses() {
     assert_eq!(stored(&api)["status"]["phase"], "Progressing");
     let fresh = status::apply_body("checkout", &pending, Some(&current)).unwrap();
     rollouts
-        .patch_status("checkout", &PatchParams::apply("stickycanary"), &Patch::Apply(&fresh))
+        .patch_status(
+            "checkout",
+            &PatchParams::apply("stickycanary"),
+            &Patch::Apply(&fresh),
+        )
         .await
         .unwrap();
     assert_eq!(stored(&api)["status"]["phase"], "Pending");
@@ -553,7 +581,11 @@ async fn the_fake_server_refuses_applies_a_real_one_refuses() {
     assert_eq!(
         api_code(
             rollouts
-                .patch_status("checkout", &PatchParams::apply("stickycanary"), &Patch::Apply(&other))
+                .patch_status(
+                    "checkout",
+                    &PatchParams::apply("stickycanary"),
+                    &Patch::Apply(&other)
+                )
                 .await
         ),
         (400, "BadRequest".to_string())
@@ -564,20 +596,31 @@ async fn the_fake_server_refuses_applies_a_real_one_refuses() {
     wider["spec"] = json!({"paused": true});
     wider["metadata"]["labels"] = json!({"team": "checkout"});
     rollouts
-        .patch_status("checkout", &PatchParams::apply("stickycanary"), &Patch::Apply(&wider))
+        .patch_status(
+            "checkout",
+            &PatchParams::apply("stickycanary"),
+            &Patch::Apply(&wider),
+        )
         .await
         .unwrap();
     let after = stored(&api);
     assert_eq!(after["spec"], before["spec"]);
     assert_eq!(after["metadata"].get("labels"), None);
-    assert_eq!(after["metadata"]["generation"], before["metadata"]["generation"]);
+    assert_eq!(
+        after["metadata"]["generation"],
+        before["metadata"]["generation"]
+    );
     assert_eq!(after["status"]["phase"], "Progressing");
     assert!(owned(&after, "stickycanary", "Apply", "status")
         .iter()
         .all(|p| p.starts_with("status.")));
     // The same apply again is a no-op: no new resourceVersion.
     rollouts
-        .patch_status("checkout", &PatchParams::apply("stickycanary"), &Patch::Apply(&wider))
+        .patch_status(
+            "checkout",
+            &PatchParams::apply("stickycanary"),
+            &Patch::Apply(&wider),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -585,4 +628,78 @@ async fn the_fake_server_refuses_applies_a_real_one_refuses() {
         after["metadata"]["resourceVersion"]
     );
     api.finish().await;
+}
+
+#[test]
+fn the_ownership_move_touches_only_the_controllers_status_update_entry_and_never_approvals() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+    use stickycanary::k8s::status::upgraded_managed_fields;
+    let entry = |manager: &str, operation: &str, subresource: Option<&str>, fields: Value| {
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(operation.into()),
+            subresource: subresource.map(Into::into),
+            api_version: Some("stickycanary.dev/v1alpha1".into()),
+            fields_type: Some("FieldsV1".into()),
+            fields_v1: Some(FieldsV1(fields)),
+            time: None,
+        }
+    };
+    let applied = entry(
+        "stickycanary",
+        "Apply",
+        Some("status"),
+        json!({"f:status": {"f:phase": {}}}),
+    );
+    let finalizer = entry(
+        "stickycanary",
+        "Update",
+        None,
+        json!({"f:metadata": {"f:finalizers": {}}}),
+    );
+    let cli = entry(
+        "stickycanary-cli",
+        "Update",
+        Some("status"),
+        json!({"f:status": {"f:approvals": {"f:confirmRollout": {"f:revision": {}}}}}),
+    );
+    // Nothing to move: no request.
+    assert_eq!(
+        upgraded_managed_fields(&[applied.clone(), finalizer.clone(), cli.clone()]),
+        None
+    );
+    // An Update entry that owned only an approval (written by an old controller's merge
+    // patch): dropped, and the approval is not taken into the Apply entry.
+    let old = entry(
+        "stickycanary",
+        "Update",
+        Some("status"),
+        json!({"f:status": {"f:gate": {"f:reason": {}}, "f:approvals": {"f:confirmRollout": {"f:revision": {}}}}}),
+    );
+    let moved =
+        upgraded_managed_fields(&[old.clone(), applied.clone(), finalizer.clone(), cli.clone()])
+            .unwrap();
+    assert_eq!(moved.len(), 3, "{moved:#?}");
+    assert_eq!(
+        moved[1], finalizer,
+        "the main resource's entry is not the status's"
+    );
+    assert_eq!(moved[2], cli);
+    assert_eq!(moved[0].operation.as_deref(), Some("Apply"));
+    assert_eq!(
+        moved[0].fields_v1,
+        Some(FieldsV1(
+            json!({"f:status": {"f:phase": {}, "f:gate": {"f:reason": {}}}})
+        ))
+    );
+    let only_approvals = entry(
+        "stickycanary",
+        "Update",
+        Some("status"),
+        json!({"f:status": {"f:approvals": {"f:confirmRollout": {"f:revision": {}}}}}),
+    );
+    assert_eq!(
+        upgraded_managed_fields(&[only_approvals, cli.clone()]).unwrap(),
+        [cli]
+    );
 }

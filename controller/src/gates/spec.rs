@@ -214,7 +214,7 @@ pub struct ApprovalRecord {
 }
 
 /// `status.approvals`: one field per gate type, so a merge patch of one approval never
-/// touches another. The controller never writes it (its status patches leave it out).
+/// touches another. The controller never writes it (its status apply leaves it out).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Approvals {

@@ -48,7 +48,7 @@ pub struct Context {
     pub leader: Arc<AtomicBool>,
     pub patch_timeout: Duration,
     pub webhook: reqwest::Client,
-    /// When each rollout was last analysed. Our own status patches trigger the watch again;
+    /// When each rollout was last analysed. Our own status writes trigger the watch again;
     /// this keeps the analysis at one tick per interval regardless.
     pub last_tick: Mutex<HashMap<String, Instant>>,
     /// Consecutive reconcile failures per rollout, for the error policy's backoff.

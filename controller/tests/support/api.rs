@@ -437,7 +437,12 @@ impl Seen {
     pub fn field_manager(&self) -> String {
         match self.param("fieldManager") {
             Some(manager) if !manager.is_empty() => manager,
-            _ => self.user_agent.split('/').next().unwrap_or_default().to_string(),
+            _ => self
+                .user_agent
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
         }
     }
 
@@ -475,7 +480,10 @@ impl Store {
         if attributes.subresource.is_some() {
             return ssa::decode(stored);
         }
-        match new.pointer("/metadata/managedFields").and_then(Value::as_array) {
+        match new
+            .pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+        {
             Some(list) if list.is_empty() => Vec::new(),
             Some(_) => ssa::decode(new),
             None => ssa::decode(stored),
@@ -637,21 +645,41 @@ impl Store {
 /// differs, or managedFields in the body).
 fn check_apply_body(seen: &Seen, stored: &Value) -> Result<(), (StatusCode, Value)> {
     let body = &seen.body;
-    let field = |v: &Value, pointer: &str| v.pointer(pointer).and_then(Value::as_str).map(str::to_string);
+    let field = |v: &Value, pointer: &str| {
+        v.pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     if field(body, "/apiVersion") != Some(seen.api_version()) {
-        return Err(refused(400, "BadRequest", format!(
+        return Err(refused(
+            400,
+            "BadRequest",
+            format!(
             "Incorrect version specified in apply patch. Specified patch version: {}, expected: {}",
             field(body, "/apiVersion").unwrap_or_default(), seen.api_version()
-        )));
+        ),
+        ));
     }
     if field(body, "/kind") != field(stored, "/kind") {
-        return Err(refused(400, "BadRequest", "apply patch: kind is missing or differs from the object's".into()));
+        return Err(refused(
+            400,
+            "BadRequest",
+            "apply patch: kind is missing or differs from the object's".into(),
+        ));
     }
     if field(body, "/metadata/name") != seen.attributes.name {
-        return Err(refused(400, "BadRequest", "the name of the object does not match the name on the URL".into()));
+        return Err(refused(
+            400,
+            "BadRequest",
+            "the name of the object does not match the name on the URL".into(),
+        ));
     }
     if body.pointer("/metadata/managedFields").is_some() {
-        return Err(refused(400, "BadRequest", "metadata.managedFields must be nil".into()));
+        return Err(refused(
+            400,
+            "BadRequest",
+            "metadata.managedFields must be nil".into(),
+        ));
     }
     Ok(())
 }
@@ -811,7 +839,10 @@ impl FakeApi {
     pub async fn finish(self) {
         self.authorizer.assert_nothing_denied();
         let others = std::mem::take(&mut *self.others.lock().unwrap());
-        for (authorizer, task) in others.into_iter().chain([(self.authorizer.clone(), self.task)]) {
+        for (authorizer, task) in others
+            .into_iter()
+            .chain([(self.authorizer.clone(), self.task)])
+        {
             authorizer.assert_nothing_denied();
             task.abort();
             if let Err(e) = task.await {

@@ -3,8 +3,15 @@
 //!
 //! - [`api::ScriptedServer`]: the test spells out the exact requests expected and the answers.
 //! - [`api::FakeApi`]: a small stateful API server (objects, resourceVersion preconditions and
-//!   409s, status subresource, merge patch, finalizers and deletionTimestamp) for tests that
-//!   care about the end state more than the exact order of calls.
+//!   409s, status subresource, merge patch, server-side apply with managedFields, pruning and
+//!   conflicts ([`ssa`]), finalizers and deletionTimestamp) for tests that care about the end
+//!   state more than the exact order of calls. `FakeApi::client_as` gives a second client
+//!   (e.g. a CLI user with their own RBAC) on the same objects.
+//!
+//! Objects seeded with `FakeApi::insert` have no managedFields (as if they had been reset):
+//! merge patches then record no ownership, and the first apply gives everything present to
+//! `before-first-apply`, as a real API server does. Create objects through a client
+//! (`create_rollout` in `status_apply_api.rs`) when ownership matters.
 //!
 //! Either answers 403 Forbidden, as a real API server would, to a request the chart's roles
 //! do not allow, and fails the test. Include with `mod support;` from a test in `controller/tests`.

@@ -167,10 +167,8 @@ pub fn fields_v1(set: &FieldSet) -> Value {
 pub fn from_fields_v1(trie: &Value) -> FieldSet {
     fn walk(node: &Value, path: &mut FieldPath, out: &mut FieldSet) {
         let Some(map) = node.as_object() else { return };
-        if map.is_empty() || map.contains_key(".") {
-            if !path.is_empty() {
-                out.insert(path.clone());
-            }
+        if (map.is_empty() || map.contains_key(".")) && !path.is_empty() {
+            out.insert(path.clone());
         }
         for (key, child) in map {
             if let Some(name) = key.strip_prefix("f:") {
@@ -333,7 +331,13 @@ pub struct Writer {
 
 /// Records an `Update` (create, PUT, merge patch) by `writer` that turned `old` into `new`
 /// (both without managedFields). `creating`: the object did not exist before.
-pub fn record_update(entries: &mut Vec<Entry>, old: &Value, new: &Value, writer: &Writer, creating: bool) {
+pub fn record_update(
+    entries: &mut Vec<Entry>,
+    old: &Value,
+    new: &Value,
+    writer: &Writer,
+    creating: bool,
+) {
     if entries.is_empty() && !creating {
         // skipNonAppliedManager.Update: an existing object without managedFields is not
         // tracked by updates (only an apply starts tracking it, as `before-first-apply`).
@@ -341,7 +345,14 @@ pub fn record_update(entries: &mut Vec<Entry>, old: &Value, new: &Value, writer:
     }
     let scope = Scope::of(&writer.subresource);
     let comparison = compare(old, new, scope);
-    let me = |e: &Entry| e.is(&writer.manager, "Update", &writer.subresource, &writer.api_version);
+    let me = |e: &Entry| {
+        e.is(
+            &writer.manager,
+            "Update",
+            &writer.subresource,
+            &writer.api_version,
+        )
+    };
     for entry in entries.iter_mut().filter(|e| !me(e)) {
         entry
             .fields
@@ -402,7 +413,12 @@ pub fn conflict_message(conflicts: &[Conflict], api_version: &str) -> String {
 
 /// Server-side apply of `config` (already cut to the writer's scope) onto `live` (with its
 /// managedFields). Returns the new object with its managedFields, or the conflicts.
-pub fn apply(live: &Value, config: &Value, writer: &Writer, force: bool) -> Result<Value, Vec<Conflict>> {
+pub fn apply(
+    live: &Value,
+    config: &Value,
+    writer: &Writer,
+    force: bool,
+) -> Result<Value, Vec<Conflict>> {
     let scope = Scope::of(&writer.subresource);
     let mut entries = decode(live);
     let live = without_managed_fields(live);
@@ -413,7 +429,14 @@ pub fn apply(live: &Value, config: &Value, writer: &Writer, force: bool) -> Resu
         };
         record_update(&mut entries, &json!({}), &live, &before_first_apply, true);
     }
-    let me = |e: &Entry| e.is(&writer.manager, "Apply", &writer.subresource, &writer.api_version);
+    let me = |e: &Entry| {
+        e.is(
+            &writer.manager,
+            "Apply",
+            &writer.subresource,
+            &writer.api_version,
+        )
+    };
     let last = entries
         .iter()
         .find(|e| me(e))
@@ -476,10 +499,17 @@ pub fn apply(live: &Value, config: &Value, writer: &Writer, force: bool) -> Resu
 }
 
 /// The paths `manager`'s entry (operation, subresource) owns, dotted (`status.phase`).
-pub fn owned(object: &Value, manager: &str, operation: &str, subresource: &str) -> BTreeSet<String> {
+pub fn owned(
+    object: &Value,
+    manager: &str,
+    operation: &str,
+    subresource: &str,
+) -> BTreeSet<String> {
     decode(object)
         .into_iter()
-        .filter(|e| e.manager == manager && e.operation == operation && e.subresource == subresource)
+        .filter(|e| {
+            e.manager == manager && e.operation == operation && e.subresource == subresource
+        })
         .flat_map(|e| e.fields.into_iter().map(|p| p.join(".")))
         .collect()
 }
