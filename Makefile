@@ -52,9 +52,10 @@ crd: ## Regenerate the CanaryRollout CRD in the Helm chart from the Rust types
 e2e-kind: ## On a machine with kind, helm and istioctl: install everything and run a promotion and a rollback
 	scripts/e2e-kind.sh
 
-lint: ## rustfmt and clippy (data-plane panics are denied)
+lint: deps ## rustfmt and clippy, native and on the wasm32 filter build (data-plane panics are denied)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	scripts/build-filter.sh --clippy
 
 clean: ## Remove build output and the scratch folder
 	rm -rf target .scratch

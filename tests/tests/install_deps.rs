@@ -88,6 +88,7 @@ const ALL: &[&str] = &[
     "rustc-web",
     "cargo-web",
     "rust-web-src",
+    "rust-web-clippy",
     "lld-22",
     "wasi-libc",
     "prometheus",
