@@ -10,6 +10,11 @@
 //! never part of the apply body, so the controller never owns it: an apply built from a read
 //! taken before an approval cannot remove or overwrite it.
 //!
+//! The whole status is applied at every tick. One that changes nothing is a no-op for the
+//! API server: no new resourceVersion, so no watch event (k8s.io/apiserver
+//! `endpoints/handlers/fieldmanager/equality.go`, `IgnoreManagedFieldsTimestampsTransformer`
+//! reverts the refreshed managedFields timestamp when nothing else changed).
+//!
 //! `force`: the controller is the status's only author; a field someone else edited (e.g.
 //! `kubectl edit --subresource status`) is taken back rather than failing every reconcile
 //! with a conflict. Approvals are unaffected: force only takes fields the body contains.
