@@ -18,9 +18,13 @@
 //!   no managedFields first gets a `before-first-apply` Update entry owning all it holds.
 //! - `apiVersion`, `kind`, `metadata.{name,namespace,uid,resourceVersion,generation,
 //!   creationTimestamp,managedFields,...}` are never owned (`stripmeta.go`).
-//! - The status subresource's writes own only `status`; the main resource's never own
-//!   `status` (a CRD with a status subresource resets it there: the strategies'
-//!   `GetResetFields`).
+//! - A write to the status subresource changes only `status` (apiextensions-apiserver
+//!   `registry/customresource/status_strategy.go`: `PrepareForUpdate` copies the stored
+//!   object and keeps the request's status; `GetResetFields` keeps `spec` out of its
+//!   managed set); a main-resource write never changes or owns `status`. The fake also
+//!   records no metadata for a status write: a real server may record metadata fields a
+//!   status apply body names although it drops their values, which only matters for bodies
+//!   with more metadata than `name` (the controller's have none).
 //!
 //! Lists are atomic: a CRD array is atomic unless its schema says
 //! `x-kubernetes-list-type: map|set` (apiextensions `JSONSchemaProps.XListType`: "Defaults
