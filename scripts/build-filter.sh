@@ -2,6 +2,7 @@
 # Builds the filter to target/stickycanary.wasm (production: exports only the proxy-wasm ABI),
 # then the golden-test build target/stickycanary-golden.wasm (feature golden-export: the same
 # code plus the `stickycanary_bucket` export that filter/tests/wasm_golden.rs calls).
+# Both are post-optimised by scripts/wasm-opt.sh (binaryen's wasm-opt -O3).
 # `build-filter.sh --production-only` skips the second build.
 # `build-filter.sh --clippy` instead runs clippy (-D warnings) on the wasm32 build of both, so
 # the data plane's deny-unwrap/expect/panic lints also cover `filter/src/wasm.rs`, which only
@@ -54,7 +55,7 @@ cargo_wasm() {
 build() { # $1: extra cargo args (features), $2: output file
   local features=$1 dest=$2
   cargo_wasm build "$features" ""
-  cp "target/wasm/$target/$profile/stickycanary_filter.wasm" "$dest.tmp"
+  scripts/wasm-opt.sh "target/wasm/$target/$profile/stickycanary_filter.wasm" "$dest.tmp"
   mv "$dest.tmp" "$dest"
   echo "build-filter: wrote $dest ($(stat -c %s "$dest") bytes)"
 }

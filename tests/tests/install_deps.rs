@@ -91,6 +91,7 @@ const ALL: &[&str] = &[
     "rust-web-clippy",
     "lld-22",
     "wasi-libc",
+    "binaryen",
     "prometheus",
     "wrk",
     "hey",
