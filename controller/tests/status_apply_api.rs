@@ -75,11 +75,15 @@ fn rollout_spec() -> Value {
 /// Creates the rollout as a user would (so it has managedFields from its creation, as every
 /// object on a real cluster does), carrying the finalizer already.
 async fn create_rollout(api: &FakeApi) -> Api<CanaryRollout> {
+    create_rollout_with(api, &["stickycanary.dev/cleanup"]).await
+}
+
+async fn create_rollout_with(api: &FakeApi, finalizers: &[&str]) -> Api<CanaryRollout> {
     let rollouts: Api<CanaryRollout> = Api::namespaced(api.client_as(admin()), "shop");
     let object: CanaryRollout = serde_json::from_value(json!({
         "apiVersion": "stickycanary.dev/v1alpha1", "kind": "CanaryRollout",
         "metadata": {"name": "checkout", "namespace": "shop", "uid": "u-1",
-                     "finalizers": ["stickycanary.dev/cleanup"]},
+                     "finalizers": finalizers},
         "spec": rollout_spec(),
     }))
     .unwrap();
@@ -281,7 +285,11 @@ async fn the_status_is_applied_a_passed_gate_disappears_and_an_approval_made_mea
 /// under `stickycanary` (an Update entry on /status), waiting at a gate, and an approval
 /// recorded by the CLI.
 async fn rollout_written_by_merge_patches(api: &FakeApi) {
-    let rollouts = create_rollout(api).await;
+    rollout_written_by_merge_patches_with(api, &["stickycanary.dev/cleanup"]).await
+}
+
+async fn rollout_written_by_merge_patches_with(api: &FakeApi, finalizers: &[&str]) {
+    let rollouts = create_rollout_with(api, finalizers).await;
     let old_controller = PatchParams {
         field_manager: Some("stickycanary".into()),
         ..PatchParams::default()
@@ -379,6 +387,41 @@ async fn the_first_apply_takes_over_the_merge_patch_ownership_so_a_stale_gate_go
     let sent = writes(&api);
     assert_eq!(sent.len(), 1, "{sent:#?}");
     assert_status_apply(&sent[0]);
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn the_ownership_move_in_a_reconcile_that_adds_the_finalizer_is_conditional_on_that_writes_version(
+) {
+    // A rollout without the finalizer: the reconcile's first write (the finalizer) moves
+    // the resourceVersion on, so the move must name the version that write returned, not
+    // the one read (that would be a 409 and a failed reconcile after the weight was set).
+    let (client, api) = FakeApi::start();
+    rollout_written_by_merge_patches_with(&api, &[]).await;
+    seed_world(&api);
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_with(&ctx, typed(stored(&api))).await;
+    let sent = writes(&api);
+    let paths: Vec<&str> = sent.iter().map(|s| s.path.as_str()).collect();
+    let status_path = format!("{ROLLOUT_PATH}/status");
+    assert_eq!(
+        paths,
+        [ROLLOUT_PATH, ROLLOUT_PATH, status_path.as_str()],
+        "finalizer, ownership move, apply"
+    );
+    assert!(sent[0].body["metadata"].get("finalizers").is_some());
+    assert!(sent[1].body["metadata"].get("managedFields").is_some());
+    assert_ne!(
+        sent[1].body["metadata"]["resourceVersion"], sent[0].body["metadata"]["resourceVersion"],
+        "the version the finalizer write returned, not the one read"
+    );
+    let object = stored(&api);
+    assert!(owned(&object, "stickycanary", "Update", "status").is_empty());
+    assert_eq!(
+        object["status"]["approvals"]["confirmRollout"]["revision"],
+        "v2"
+    );
     api.finish().await;
 }
 

@@ -58,22 +58,28 @@ pub fn finalizers_patch(rollout: &CanaryRollout, finalizers: &[String]) -> serde
 }
 
 /// Adds the finalizer to a live rollout that does not have it yet (every rollout gets it:
-/// its metrics and state must be dropped on deletion, whatever its spec).
-pub async fn ensure(ctx: &Context, rollout: &CanaryRollout) -> Result<(), Error> {
+/// its metrics and state must be dropped on deletion, whatever its spec). Returns the object
+/// as written when it wrote one: later writes of this reconcile that are conditional on a
+/// resourceVersion (the status's ownership move) must name the new one.
+pub async fn ensure(
+    ctx: &Context,
+    rollout: &CanaryRollout,
+) -> Result<Option<CanaryRollout>, Error> {
     if has_ours(rollout) || rollout.metadata.deletion_timestamp.is_some() {
-        return Ok(());
+        return Ok(None);
     }
     let mut finalizers = rollout.finalizers().to_vec();
     finalizers.push(FINALIZER.to_string());
     let api: Api<CanaryRollout> =
         Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
-    api.patch(
-        &rollout.name_any(),
-        &params(),
-        &Patch::Merge(finalizers_patch(rollout, &finalizers)),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch(
+            &rollout.name_any(),
+            &params(),
+            &Patch::Merge(finalizers_patch(rollout, &finalizers)),
+        )
+        .await?;
+    Ok(Some(written))
 }
 
 /// A deleted rollout: revert the weight when asked, forget it, remove the finalizer.

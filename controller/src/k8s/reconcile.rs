@@ -166,7 +166,9 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
     if rollout.metadata.deletion_timestamp.is_some() {
         return finalizer::clean_up(ctx, rollout, &key).await;
     }
-    finalizer::ensure(ctx, rollout).await?;
+    // The object as last written, for the status write's conditional ownership move.
+    let written = finalizer::ensure(ctx, rollout).await?;
+    let latest = written.as_ref().unwrap_or(rollout);
     let spec = &rollout.spec;
     let interval = spec.analysis.interval.as_std().max(Duration::from_secs(1));
     let manual = manual_input(rollout);
@@ -207,7 +209,7 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
     let rollout_key = rollout.rollout_key();
     let view = match target.current(&rollout_key).await {
         Ok(view) => view,
-        Err(e) => return Err(degraded(ctx, rollout, e.into()).await),
+        Err(e) => return Err(degraded(ctx, latest, e.into()).await),
     };
     let workloads = match &spec.stable {
         Some(_) => Some(read_workloads(ctx, rollout, &namespace).await?),
@@ -257,13 +259,13 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
         }
         Err(failed) => {
             warn!(action = %failed.action, "action failed; the status keeps the last applied state");
-            return Err(degraded(ctx, rollout, failed.error).await);
+            return Err(degraded(ctx, latest, failed.error).await);
         }
     }
 
     // 2. The status, applied whole (see `super::status`).
     let api: Api<CanaryRollout> = Api::namespaced(ctx.client.clone(), &namespace);
-    status::write(&api, rollout, &new_status).await?;
+    status::write(&api, latest, &new_status).await?;
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PatchParams::default()
