@@ -214,3 +214,24 @@ fn with_shards_a_doubled_error_rate_is_still_caught_within_the_rollout() {
     let by_shard = run("errors 1% -> 2%", Variant::ClusterRobust, 20);
     assert!(by_shard.rollback_rate() >= 0.9, "{by_shard:?}");
 }
+
+#[test]
+fn with_shards_a_doubled_p99_is_caught_within_two_minutes_as_often_as_request_level() {
+    // The shard test reads stable's p99 bucket from the histograms, as the request-level
+    // test does; the filter's fixed 500ms `slow` outcome alone caught only half of these
+    // within two minutes.
+    let by_shard = run("p99 +100%", Variant::ClusterRobust, 40);
+    let request_level = run("p99 +100%", Variant::Comparative, 40);
+    assert!(
+        by_shard.rollback_within_rate(FAST_DETECTION_S) >= 0.9,
+        "{by_shard:?}"
+    );
+    assert!(
+        by_shard.rollback_within_rate(FAST_DETECTION_S)
+            >= request_level.rollback_within_rate(FAST_DETECTION_S) - 0.05,
+        "by shard {by_shard:?}, request level {request_level:?}"
+    );
+    assert!(by_shard
+        .rollback_reasons
+        .contains_key("comparative-latency"));
+}
