@@ -201,7 +201,19 @@ fn with_shards_independent_errors_still_give_no_false_rollbacks() {
 
 #[test]
 fn with_shards_a_five_fold_error_rate_is_still_caught_within_two_minutes() {
-    let by_shard = run("errors 1% -> 5%", Variant::ClusterRobust, 60);
+    // The goal (>= 95%) on 1000 runs of BENCHMARKS.md's seed (a few seconds in a debug
+    // build): with 60 runs, capping the top shards whether or not they stood out passed
+    // as well, at 94.1% over 2000 runs.
+    let (index, scenario) = scenario("errors 1% -> 5%");
+    let by_shard = simulate(
+        index,
+        &scenario,
+        Variant::ClusterRobust,
+        &Options {
+            seed: 20261126,
+            ..options(1000)
+        },
+    );
     assert!(
         by_shard.rollback_within_rate(FAST_DETECTION_S) >= 0.95,
         "{by_shard:?}"
