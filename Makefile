@@ -32,9 +32,11 @@ bench: deps ## Benchmarks in one run: data plane vs peers (~13 min), rollout tim
 # The filter's hostcalls for a hash-routed request with a user id (bench/noop-filter/src/probe.rs);
 # the twin, paired with the probe itself, shows the comparison's own spread (1.00 ideally).
 SAME_HOSTCALLS = rawpairs,set,split,clock,code,counter,histogram,shard
-SAME_HOSTCALLS_PROBES = --probe same=$(SAME_HOSTCALLS) --probe same-twin=$(SAME_HOSTCALLS)
-bench-filter: deps ## The filter against no filter, a no-op Wasm filter, and paired with a probe making its exact hostcalls (~9 min)
-	scripts/bench.sh --cases noop-wasm,sc-1 $(SAME_HOSTCALLS_PROBES) --pair sc-1/probe:same --pair probe:same-twin/probe:same
+# `spread`: the same hostcalls, each stat update on the object the filter's labels pick (per
+# version and user shard) rather than on one object: what the distinct stats cost Envoy.
+SAME_HOSTCALLS_PROBES = --probe same=$(SAME_HOSTCALLS) --probe same-twin=$(SAME_HOSTCALLS) --probe spread=$(SAME_HOSTCALLS),spread
+bench-filter: deps ## The filter against no filter, a no-op Wasm filter, and paired with a probe making its exact hostcalls (~12 min)
+	scripts/bench.sh --cases noop-wasm,sc-1 $(SAME_HOSTCALLS_PROBES) --pair sc-1/probe:same --pair probe:same-twin/probe:same --pair probe:spread/probe:same
 
 fuzz: ## Fuzz the filter's config, matching, cookie/identity and override code for FUZZ_SECONDS (default 30) each
 	scripts/fuzz.sh
@@ -52,9 +54,10 @@ crd: ## Regenerate the CanaryRollout CRD in the Helm chart from the Rust types
 e2e-kind: ## On a machine with kind, helm and istioctl: install everything and run a promotion and a rollback
 	scripts/e2e-kind.sh
 
-lint: ## rustfmt and clippy (data-plane panics are denied)
+lint: deps ## rustfmt and clippy, native and on the wasm32 filter build (data-plane panics are denied)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	scripts/build-filter.sh --clippy
 
 clean: ## Remove build output and the scratch folder
 	rm -rf target .scratch

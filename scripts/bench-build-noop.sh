@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the benchmark's no-op proxy-wasm peer (bench/noop-filter) to target/stickycanary-noop.wasm,
-# with the same toolchain route, target and profile as scripts/build-filter.sh uses for the
-# filter, so the two modules differ only in what they do.
+# with the same toolchain route, target, profile and wasm-opt pass as scripts/build-filter.sh
+# uses for the filter, so the modules differ only in what they do.
 # `bench-build-noop.sh probe` builds the hostcall probe (feature `probe`) to
 # target/stickycanary-probe.wasm instead.
 set -euo pipefail
@@ -31,6 +31,6 @@ else
   echo "bench-build-noop: no wasm toolchain found; run 'make deps'" >&2
   exit 1
 fi
-cp "target/wasm/$target/$profile/$artifact" "$out.tmp"
+scripts/wasm-opt.sh "target/wasm/$target/$profile/$artifact" "$out.tmp"
 mv "$out.tmp" "$out"
 echo "bench-build-noop: wrote $out ($(stat -c %s "$out") bytes)"

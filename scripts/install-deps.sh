@@ -11,7 +11,9 @@ have() { command -v "$1" >/dev/null 2>&1; }
 want_pkg() { dpkg -s "$1" >/dev/null 2>&1 || need_apt+=("$1"); }
 
 # The wasm toolchain (Debian's rustc-web route; see scripts/build-filter.sh).
-for p in rustc-web cargo-web rust-web-src lld-22 wasi-libc; do want_pkg "$p"; done
+# rust-web-clippy: `make lint` runs clippy on the wasm32 build (scripts/build-filter.sh --clippy).
+# binaryen: wasm-opt, the last step of every .wasm build (scripts/wasm-opt.sh).
+for p in rustc-web cargo-web rust-web-src rust-web-clippy lld-22 wasi-libc binaryen; do want_pkg "$p"; done
 # Real Prometheus and promtool, load generators, OCI tooling, JSON on the shell, and curl
 # (the release hooks of `make demo` and the lifecycle e2e test call the backends with it).
 for p in prometheus wrk hey nghttp2-client skopeo jq curl; do want_pkg "$p"; done

@@ -66,7 +66,7 @@ pub struct Cli {
     /// Add a hostcall-probe case (target/stickycanary-probe.wasm, built by
     /// scripts/bench-build-noop.sh probe) doing OPS per request, from: authority, path, user,
     /// pairs, rawpairs, remove, set, split, clear, clock, code, duration, counter, histogram,
-    /// shard (case id: probe:NAME); repeatable
+    /// shard, spread (case id: probe:NAME); repeatable
     #[arg(long, value_name = "NAME=OP,OP", value_parser = probe)]
     probe: Vec<(String, String)>,
     /// Every round, also load cases A and B at the same time (both Envoys on one CPU, one wrk

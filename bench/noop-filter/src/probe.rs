@@ -18,7 +18,11 @@
 //!   `on_log` (the filter's latency measurement);
 //! - `code`, `duration`: read the `response.code` / `request.duration` properties in `on_log`;
 //! - `counter`, `histogram`: increment a counter / record into a histogram in `on_log`;
-//! - `shard`: increment a second counter in `on_log` (the filter's user-shard counter).
+//! - `shard`: increment a second counter in `on_log` (the filter's user-shard counter);
+//! - `spread`: with `counter`, `histogram` and `shard`, update a *different* stat object per
+//!   version and user shard, as the filter does (its stats carry those labels): a counter and
+//!   a histogram per version, a shard counter per version and one of 16 shards (taken from a
+//!   hash of the request's sequence number), instead of the same three objects every time.
 //!
 //! The filter's own request path is `rawpairs,set,split,clock,code,counter,histogram,shard` for a
 //! hash-routed request with a user id: the probe with exactly those is the "same hostcalls"
@@ -55,9 +59,38 @@ struct Plan {
     clock: bool,
     code: bool,
     duration: bool,
-    counter: Option<u32>,
-    histogram: Option<u32>,
-    shard: Option<u32>,
+    spread: bool,
+    /// Stat ids: one each, or with `spread` one per version (counter, histogram) and per
+    /// version and shard (shard counter), indexed by [`stat_slot`].
+    counter: Vec<u32>,
+    histogram: Vec<u32>,
+    shard: Vec<u32>,
+}
+
+/// Shards per version with `spread` (the filter's `assign::SHARDS`).
+const SHARDS: u64 = 16;
+
+/// Defines `count` stats of `kind` named `name_<i>` (just `name` for one); empty if the proxy
+/// refuses one.
+fn define(kind: MetricType, name: &str, count: u64) -> Vec<u32> {
+    (0..count)
+        .map(|i| {
+            let name = if count == 1 { name.to_string() } else { format!("{name}_{i}") };
+            hostcalls::define_metric(kind, &name).ok()
+        })
+        .collect::<Option<Vec<u32>>>()
+        .unwrap_or_default()
+}
+
+/// The id in `ids` for this request's version and shard (`ids` holds 1, 2 or 32 ids).
+fn stat_slot(ids: &[u32], canary: bool, shard: u64) -> Option<u32> {
+    let version = u64::from(canary);
+    let index = match ids.len() {
+        1 => 0,
+        2 => version,
+        _ => version * SHARDS + shard,
+    };
+    ids.get(usize::try_from(index).ok()?).copied()
 }
 
 struct ProbeRoot {
@@ -76,6 +109,8 @@ impl RootContext for ProbeRoot {
             .unwrap_or_default();
         let text = String::from_utf8_lossy(&text);
         let mut plan = Plan::default();
+        // counter, histogram, shard: defined once every op is read (`spread` changes how many).
+        let mut wanted = (false, false, false);
         for op in text.split(',').map(str::trim).filter(|op| !op.is_empty()) {
             match op {
                 "authority" => plan.authority = true,
@@ -90,21 +125,22 @@ impl RootContext for ProbeRoot {
                 "clock" => plan.clock = true,
                 "code" => plan.code = true,
                 "duration" => plan.duration = true,
-                "counter" => {
-                    plan.counter =
-                        hostcalls::define_metric(MetricType::Counter, "probe_requests_total").ok()
-                }
-                "histogram" => {
-                    plan.histogram =
-                        hostcalls::define_metric(MetricType::Histogram, "probe_duration_ms").ok()
-                }
-                "shard" => {
-                    plan.shard =
-                        hostcalls::define_metric(MetricType::Counter, "probe_shard_requests_total")
-                            .ok()
-                }
+                "counter" => wanted.0 = true,
+                "histogram" => wanted.1 = true,
+                "shard" => wanted.2 = true,
+                "spread" => plan.spread = true,
                 _ => return false,
             }
+        }
+        let (versions, shards) = if plan.spread { (2, 2 * SHARDS) } else { (1, 1) };
+        if wanted.0 {
+            plan.counter = define(MetricType::Counter, "probe_requests_total", versions);
+        }
+        if wanted.1 {
+            plan.histogram = define(MetricType::Histogram, "probe_duration_ms", versions);
+        }
+        if wanted.2 {
+            plan.shard = define(MetricType::Counter, "probe_shard_requests_total", shards);
         }
         self.plan = Rc::new(plan);
         true
@@ -112,9 +148,12 @@ impl RootContext for ProbeRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         self.requests.set(self.requests.get().wrapping_add(1));
+        let sequence = self.requests.get();
         Some(Box::new(ProbeRequest {
             plan: Rc::clone(&self.plan),
-            canary: self.plan.split && self.requests.get().is_multiple_of(10),
+            canary: self.plan.split && sequence.is_multiple_of(10),
+            // Fibonacci hashing: the top 4 bits of sequence × 2^64/φ, spread like user hashes.
+            shard: sequence.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60,
         }))
     }
 
@@ -127,6 +166,8 @@ struct ProbeRequest {
     plan: Rc<Plan>,
     /// `split`: this request is set to `canary`.
     canary: bool,
+    /// `spread`: this request's shard in 0..SHARDS.
+    shard: u64,
 }
 
 impl Context for ProbeRequest {}
@@ -247,16 +288,16 @@ impl HttpContext for ProbeRequest {
         if plan.duration {
             seen += property(&["request", "duration"]);
         }
-        if let Some(id) = plan.counter {
+        if let Some(id) = stat_slot(&plan.counter, self.canary, self.shard) {
             let _ = hostcalls::increment_metric(id, 1);
         }
         if plan.clock {
             seen += clock_ns();
         }
-        if let Some(id) = plan.histogram {
+        if let Some(id) = stat_slot(&plan.histogram, self.canary, self.shard) {
             let _ = hostcalls::record_metric(id, 3);
         }
-        if let Some(id) = plan.shard {
+        if let Some(id) = stat_slot(&plan.shard, self.canary, self.shard) {
             let _ = hostcalls::increment_metric(id, 1);
         }
         std::hint::black_box(seen);
