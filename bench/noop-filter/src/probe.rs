@@ -75,7 +75,11 @@ const SHARDS: u64 = 16;
 fn define(kind: MetricType, name: &str, count: u64) -> Vec<u32> {
     (0..count)
         .map(|i| {
-            let name = if count == 1 { name.to_string() } else { format!("{name}_{i}") };
+            let name = if count == 1 {
+                name.to_string()
+            } else {
+                format!("{name}_{i}")
+            };
             hostcalls::define_metric(kind, &name).ok()
         })
         .collect::<Option<Vec<u32>>>()
