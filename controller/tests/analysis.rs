@@ -533,13 +533,14 @@ fn one_heavy_user_on_canary_fails_the_request_level_test_but_never_the_shard_tes
 
 #[test]
 fn evidence_resting_on_two_shards_is_inconclusive_not_a_failure() {
-    // Two error-prone users (shards 2 and 9) and, elsewhere, canary a quarter above stable:
-    // all shards together would fail; without the two, the rest lean the same way (half-way
-    // to failing) but have not made the case.
+    // Two error-prone users (shards 2 and 9, far above canary's rate in the other shards)
+    // and, elsewhere, canary half again above stable: all shards together would fail;
+    // without the two, the rest lean the same way (half-way to failing) but have not made
+    // the case.
     let canary: Vec<(f64, f64)> = (0..16)
         .map(|shard| match shard {
-            2 | 9 => (300.0, 5.0),
-            _ => (300.0, 3.75),
+            2 | 9 => (300.0, 12.0),
+            _ => (300.0, 4.5),
         })
         .collect();
     let stable: Vec<(f64, f64)> = (0..16).map(|_| (2700.0, 27.0)).collect();
@@ -674,4 +675,141 @@ fn the_shard_test_rejects_independent_errors_no_more_often_than_alpha_however_of
         rate <= alpha_per_test,
         "{rejected} of {streams} null streams rejected ({rate}), alpha' {alpha_per_test}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Latency by shard: the histogram's evidence, the shards' breadth (issue 17, second pass).
+// ---------------------------------------------------------------------------------------
+
+/// A version's window with 16 even shards of `requests / 16` requests, `slow_p99` requests
+/// above 300ms in the histogram and, per shard, the filter's `slow` outcome (above its
+/// 500ms slowThresholdMs) from `slow_per_shard`.
+fn latency_version(requests: f64, slow_p99: f64, slow_per_shard: &[f64; 16]) -> VersionWindow {
+    let slow_filter: f64 = slow_per_shard.iter().sum();
+    let shards: Vec<ShardCounts> = slow_per_shard
+        .iter()
+        .map(|slow| ShardCounts {
+            requests: requests / 16.0,
+            errors: 0.0,
+            slow: *slow,
+        })
+        .collect();
+    VersionWindow {
+        requests,
+        errors: 0.0,
+        p99_ms: None,
+        latency_buckets: vec![
+            (100.0, requests - 5.0 * slow_p99),
+            (300.0, requests - slow_p99),
+            (500.0, requests - slow_filter),
+            (1000.0, requests),
+            (f64::INFINITY, requests),
+        ],
+        shards,
+    }
+}
+
+/// Stable: 2700 requests a window, 1% above 300ms (its p99 boundary), 0.15% above 500ms.
+fn latency_stable() -> VersionWindow {
+    latency_version(2700.0, 27.0, &[0.25; 16])
+}
+
+#[test]
+fn by_shard_the_latency_test_reads_stables_p99_bucket_not_the_filters_slow_threshold() {
+    // A broad slow-down: canary 5x stable's share above 300ms, but no more often above the
+    // filter's 500ms slowThresholdMs. The shards' `slow` outcome cannot see it; the
+    // histograms can, and the shards do not stand in the way of a broad excess.
+    let canary = latency_version(300.0, 15.0, &[0.03; 16]);
+    let stable = latency_stable();
+    let mut ticker = Ticker::new(no_warmup());
+    let failed_at = (1..=8).find(|tick| {
+        let [_, latency] = ticker.tick(tick * 30, &canary, &stable);
+        latency.decision == Decision::Fail
+    });
+    assert!(
+        failed_at.is_some_and(|tick| tick <= 6),
+        "failed at tick {failed_at:?}"
+    );
+    let state = ticker.state.as_ref().unwrap();
+    assert_eq!(state.latency_threshold_ms, Some(300.0));
+    let shards = state.slow_requests.shards.as_ref().unwrap();
+    assert_eq!(shards.shards_with_traffic, 16);
+    assert!(shards.trimmed.is_empty(), "{shards:?}");
+}
+
+#[test]
+fn a_heavy_user_slower_than_the_filters_threshold_cannot_fail_the_latency_test_by_shard() {
+    // One user in canary's shard 5 sends 20 requests a window, all slower than 500ms (so
+    // slower than 300ms too); everyone else is as fast as on stable.
+    let mut slow = [0.03; 16];
+    slow[5] += 20.0;
+    let canary = latency_version(300.0, 3.0 + 20.0, &slow);
+    let stable = latency_stable();
+    let bare = |window: &VersionWindow| VersionWindow {
+        shards: Vec::new(),
+        ..window.clone()
+    };
+    let mut by_shard = Ticker::new(no_warmup());
+    let mut request_level = Ticker::new(no_warmup());
+    let mut request_level_failed = false;
+    for tick in 1..=90 {
+        let [_, latency] = by_shard.tick(tick * 30, &canary, &stable);
+        assert_ne!(
+            latency.decision,
+            Decision::Fail,
+            "tick {tick}: {}",
+            latency.message
+        );
+        let [_, plain] = request_level.tick(tick * 30, &bare(&canary), &bare(&stable));
+        request_level_failed |= plain.decision == Decision::Fail;
+    }
+    assert!(request_level_failed, "the request-level test is fooled");
+    let state = by_shard.state.as_ref().unwrap();
+    let shards = state.slow_requests.shards.as_ref().unwrap();
+    assert_eq!(shards.trimmed, vec![5], "{shards:?}");
+}
+
+#[test]
+fn top_shards_in_line_with_the_others_count_in_full() {
+    // A broad regression (canary 5x in every shard) with the top shards only a little
+    // above the rest: nothing stands out, so nothing is capped.
+    let shards: Vec<SplitCounts> = (0..16)
+        .map(|shard| SplitCounts {
+            canary_requests: 300.0,
+            canary_events: if shard < 2 { 20.0 } else { 15.0 },
+            stable_requests: 2700.0,
+            stable_events: 27.0,
+        })
+        .collect();
+    let grid = sequential::alternatives(0.5);
+    let evidence = sharded::evidence(&shards, &grid);
+    assert!(evidence.trimmed.is_empty(), "{evidence:?}");
+    for (capped, full) in evidence.log_lr.iter().zip(&evidence.untrimmed_log_lr) {
+        assert!((capped - full).abs() < 1e-9, "{evidence:?}");
+    }
+    // One shard far above the rest stands out and is capped.
+    let mut one_user = shards.clone();
+    one_user[7].canary_events = 120.0;
+    let evidence = sharded::evidence(&one_user, &grid);
+    assert_eq!(evidence.trimmed, vec![7], "{evidence:?}");
+    assert!(evidence.log_lr[0] < evidence.untrimmed_log_lr[0]);
+}
+
+#[test]
+fn the_poisson_tail_is_exact() {
+    // P(X >= 1) = 1 - e^-2; P(X >= 3) for mean 0.5 = 1 - e^-0.5 (1 + 0.5 + 0.125).
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12 * b.max(1e-300);
+    assert!(close(
+        sharded::poisson_upper_tail(2.0, 1.0),
+        1.0 - (-2.0f64).exp()
+    ));
+    assert!(close(
+        sharded::poisson_upper_tail(0.5, 3.0),
+        1.0 - (-0.5f64).exp() * 1.625
+    ));
+    // Far in the tail: P(X >= 20) for mean 1 is about e^-1 / 20! (1 + 1/21 + ...).
+    let tail = sharded::poisson_upper_tail(1.0, 20.0);
+    assert!(tail > 1.5e-19 && tail < 1.6e-19, "{tail}");
+    assert_eq!(sharded::poisson_upper_tail(3.0, 0.0), 1.0);
+    assert_eq!(sharded::poisson_upper_tail(0.0, 1.0), 0.0);
 }

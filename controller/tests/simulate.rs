@@ -201,7 +201,19 @@ fn with_shards_independent_errors_still_give_no_false_rollbacks() {
 
 #[test]
 fn with_shards_a_five_fold_error_rate_is_still_caught_within_two_minutes() {
-    let by_shard = run("errors 1% -> 5%", Variant::ClusterRobust, 60);
+    // The goal (>= 95%) on 1000 runs of BENCHMARKS.md's seed (a few seconds in a debug
+    // build): with 60 runs, capping the top shards whether or not they stood out passed
+    // as well, at 94.1% over 2000 runs.
+    let (index, scenario) = scenario("errors 1% -> 5%");
+    let by_shard = simulate(
+        index,
+        &scenario,
+        Variant::ClusterRobust,
+        &Options {
+            seed: 20261126,
+            ..options(1000)
+        },
+    );
     assert!(
         by_shard.rollback_within_rate(FAST_DETECTION_S) >= 0.95,
         "{by_shard:?}"
@@ -213,4 +225,25 @@ fn with_shards_a_five_fold_error_rate_is_still_caught_within_two_minutes() {
 fn with_shards_a_doubled_error_rate_is_still_caught_within_the_rollout() {
     let by_shard = run("errors 1% -> 2%", Variant::ClusterRobust, 20);
     assert!(by_shard.rollback_rate() >= 0.9, "{by_shard:?}");
+}
+
+#[test]
+fn with_shards_a_doubled_p99_is_caught_within_two_minutes_as_often_as_request_level() {
+    // The shard test reads stable's p99 bucket from the histograms, as the request-level
+    // test does; the filter's fixed 500ms `slow` outcome alone caught only half of these
+    // within two minutes.
+    let by_shard = run("p99 +100%", Variant::ClusterRobust, 40);
+    let request_level = run("p99 +100%", Variant::Comparative, 40);
+    assert!(
+        by_shard.rollback_within_rate(FAST_DETECTION_S) >= 0.9,
+        "{by_shard:?}"
+    );
+    assert!(
+        by_shard.rollback_within_rate(FAST_DETECTION_S)
+            >= request_level.rollback_within_rate(FAST_DETECTION_S) - 0.05,
+        "by shard {by_shard:?}, request level {request_level:?}"
+    );
+    assert!(by_shard
+        .rollback_reasons
+        .contains_key("comparative-latency"));
 }

@@ -1,6 +1,9 @@
 //! The comparative check: canary against stable on the same traffic, with the sequential
 //! test of [`super::sequential`] applied to two kinds of event: 5xx responses, and requests
-//! slower than a latency threshold taken from the per-version histograms.
+//! slower than a latency threshold taken from the per-version histograms. With the filter's
+//! user-shard series the error test judges shards ([`super::sharded::evidence`]) and the
+//! latency test keeps the histograms' events, the shards saying only whether the excess is
+//! broad ([`super::sharded::latency_evidence`]).
 //!
 //! Windowing. The engine sees a sliding window (`analysis.window`, 1m by default) every
 //! `analysis.interval` (30s), so consecutive windows overlap. An always-valid test needs
@@ -176,8 +179,9 @@ pub struct ShardStatistic {
     /// independent units; at most 16).
     #[schemars(extend("format" = "int32", "minimum" = 0))]
     pub shards_with_traffic: u32,
-    /// The shards left out (largest canary excess first): one or two users cannot fail the
-    /// test.
+    /// Of the two shards with the largest canary excess, the ones that stand out from the
+    /// others (largest excess first): capped (errors) or their excess taken out (latency),
+    /// so one or two users cannot fail the test. Empty when the excess is broad.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trimmed: Vec<i32>,
     /// The kept shards' dispersion `φ` (1 = no sign that errors cluster by user).
@@ -245,9 +249,12 @@ pub fn step(
     });
     let grid = sequential::alternatives(spec.minimum_detectable_increase);
     if state.segment_weight != input.weight {
-        for test in [&mut state.errors, &mut state.slow_requests] {
-            close_segment(test, &grid);
-        }
+        close_segment(&mut state.errors, &grid, Evidence::Split);
+        close_segment(
+            &mut state.slow_requests,
+            &grid,
+            Evidence::HistogramWithShards,
+        );
         state.segment_weight = input.weight;
         state.segment_started_at = Some(
             input
@@ -292,23 +299,16 @@ pub fn step(
     let threshold = spec.rejection_threshold();
     let error_shards = shard_counts(input, |shard| shard.errors);
     let slow_shards = shard_counts(input, |shard| shard.slow);
-    // With shard series, slow means the filter's `outcome="slow"` (its slowThresholdMs);
-    // without them, the histogram above the chosen boundary.
-    let (slow_window, slow_label) = if let Some(shards) = &slow_shards {
-        (
-            Some(sum_shards(shards)),
-            "slow (filter's slowThresholdMs)".to_string(),
-        )
-    } else {
-        (
-            state
-                .latency_threshold_ms
-                .and_then(|le| slow_counts(input, le)),
-            match state.latency_threshold_ms {
-                Some(le) => format!("slower than {le}ms"),
-                None => "slow".to_string(),
-            },
-        )
+    // Slow means above the chosen histogram boundary (stable's p99 bucket by default), with
+    // or without shard series: the shards' own `slow` outcome is fixed at the filter's
+    // slowThresholdMs, far in stable's tail, and serves only to see whether the excess is
+    // broad (see `sharded::latency_evidence`).
+    let slow_window = state
+        .latency_threshold_ms
+        .and_then(|le| slow_counts(input, le));
+    let slow_label = match state.latency_threshold_ms {
+        Some(le) => format!("slower than {le}ms"),
+        None => "slow".to_string(),
     };
 
     let error_report = judge(
@@ -317,6 +317,7 @@ pub fn step(
         Window {
             total: Some(&error_window),
             shards: error_shards.as_deref(),
+            kind: Evidence::Split,
         },
         error_fraction,
         &grid,
@@ -329,6 +330,7 @@ pub fn step(
         Window {
             total: slow_window.as_ref(),
             shards: slow_shards.as_deref(),
+            kind: Evidence::HistogramWithShards,
         },
         latency_fraction,
         &grid,
@@ -344,6 +346,7 @@ pub fn step(
 struct Window<'a> {
     total: Option<&'a SplitCounts>,
     shards: Option<&'a [SplitCounts]>,
+    kind: Evidence,
 }
 
 /// Per shard split counts with `events` of each shard, when both versions have shard
@@ -373,16 +376,30 @@ fn shard_counts(
     )
 }
 
-fn sum_shards(shards: &[SplitCounts]) -> SplitCounts {
-    let mut total = SplitCounts::default();
-    for shard in shards {
-        total.add_scaled(shard, 1.0);
+/// How a test reads its shards, when the filter exports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Evidence {
+    /// The events are counted per shard (5xx): the split test by shard,
+    /// [`sharded::evidence`].
+    Split,
+    /// The events come from the histograms, the shards only say whether the excess is
+    /// broad: [`sharded::latency_evidence`].
+    HistogramWithShards,
+}
+
+impl Evidence {
+    fn of(self, test: &SplitTest, grid: &[f64]) -> sharded::ShardEvidence {
+        match self {
+            Evidence::Split => sharded::evidence(&test.segment_shards, grid),
+            Evidence::HistogramWithShards => {
+                sharded::latency_evidence(&test.segment, &test.segment_shards, grid)
+            }
+        }
     }
-    total
 }
 
 /// Fold the segment's evidence into the per-alternative carried sums and start afresh.
-fn close_segment(test: &mut SplitTest, grid: &[f64]) {
+fn close_segment(test: &mut SplitTest, grid: &[f64], kind: Evidence) {
     test.carried_log_lr.resize(grid.len(), 0.0);
     test.carried_untrimmed_log_lr.resize(grid.len(), 0.0);
     let (trimmed, untrimmed) = if test.segment_shards.is_empty() {
@@ -392,7 +409,7 @@ fn close_segment(test: &mut SplitTest, grid: &[f64]) {
             .collect();
         (request_level.clone(), request_level)
     } else {
-        let evidence = sharded::evidence(&test.segment_shards, grid);
+        let evidence = kind.of(test, grid);
         (evidence.log_lr, evidence.untrimmed_log_lr)
     };
     for (carried, value) in test.carried_log_lr.iter_mut().zip(trimmed) {
@@ -476,12 +493,18 @@ fn judge(
     threshold: f64,
     event: &str,
 ) -> TestReport {
+    let kind = window.kind;
     let baseline = test.total.stable_rate();
     if let Some(total) = window.total.filter(|_| fraction > 0.0) {
         test.segment.add_scaled(total, fraction);
         test.total.add_scaled(total, fraction);
     }
-    if let Some(shards) = window.shards.filter(|_| fraction > 0.0) {
+    // Shards are counted over the same spans as the totals (a latency window without a
+    // histogram counts neither).
+    if let Some(shards) = window
+        .shards
+        .filter(|_| fraction > 0.0 && window.total.is_some())
+    {
         if test.segment_shards.len() < shards.len() {
             test.segment_shards
                 .resize(shards.len(), SplitCounts::default());
@@ -492,7 +515,7 @@ fn judge(
     }
     let mut narrow = None;
     if window.shards.is_some() && !test.segment_shards.is_empty() {
-        let evidence = sharded::evidence(&test.segment_shards, grid);
+        let evidence = kind.of(test, grid);
         test.log_e_value = sharded::log_e_value(&test.carried_log_lr, &evidence.log_lr);
         let untrimmed =
             sharded::log_e_value(&test.carried_untrimmed_log_lr, &evidence.untrimmed_log_lr);
