@@ -281,6 +281,63 @@ async fn the_status_is_applied_a_passed_gate_disappears_and_an_approval_made_mea
     api.finish().await;
 }
 
+#[tokio::test]
+async fn a_failed_reconcile_from_a_stale_read_records_degraded_without_writing_the_old_status_back()
+{
+    let (client, api) = FakeApi::start();
+    create_rollout(&api).await;
+    seed_world(&api);
+    let ctx = context(client);
+    // Read before the controller's first status apply (a watch cache lagging behind it).
+    let stale = typed(stored(&api));
+    reconcile_with(&ctx, typed(stored(&api))).await;
+    let applied = stored(&api)["status"].clone();
+    assert_eq!(applied["gate"]["gate"], "confirm-rollout", "{applied}");
+
+    // The next reconcile works from the stale read and cannot reach the WasmPlugin.
+    api.fail("get", "wasmplugins", 500, 1);
+    api.clear_seen();
+    ctx.last_tick.lock().unwrap().clear();
+    let error = reconcile::reconcile(Arc::new(stale), ctx.clone()).await;
+    assert!(error.is_err());
+    let sent = writes(&api);
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(
+        sent[0].param("fieldManager").as_deref(),
+        Some("stickycanary-degraded")
+    );
+    let status = stored(&api)["status"].clone();
+    // Everything the controller applied is still there; only the conditions changed.
+    for field in ["phase", "canaryRevision", "gate", "salt"] {
+        assert_eq!(status[field], applied[field], "{field}: {status}");
+    }
+    let degraded = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap();
+    assert_eq!(degraded["status"], "True", "{status}");
+    assert_eq!(degraded["reason"], "WasmPluginUnavailable", "{status}");
+
+    // The next full apply takes the conditions back: Degraded is False again, and the
+    // second manager owns nothing.
+    reconcile_with(&ctx, typed(stored(&api))).await;
+    let object = stored(&api);
+    let degraded = object["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap()
+        .clone();
+    assert_eq!(degraded["status"], "False", "{object}");
+    assert!(
+        owned(&object, "stickycanary-degraded", "Apply", "status").is_empty(),
+        "{object}"
+    );
+}
+
 /// The rollout as the merge-patch controller left it: its status written by merge patches
 /// under `stickycanary` (an Update entry on /status), waiting at a gate, and an approval
 /// recorded by the CLI.

@@ -120,8 +120,8 @@ pub fn degraded_conditions(
 /// the error policy retries with backoff. Nothing else in the status changes: no weight is
 /// recorded that was not applied.
 ///
-/// An apply states the whole status (what it omits and owned before is removed), so this
-/// applies the status as read with the condition added.
+/// Only the conditions are applied, under their own field manager (see
+/// `status::write_conditions`): the rest of the status is left as the API server has it.
 async fn degraded(ctx: &Context, rollout: &CanaryRollout, error: Error) -> Error {
     let reason = match &error {
         Error::Target(crate::target::TargetError::NotFound { .. }) => "WasmPluginNotFound",
@@ -131,13 +131,13 @@ async fn degraded(ctx: &Context, rollout: &CanaryRollout, error: Error) -> Error
         Error::Workload(_) => "DeploymentUnavailable",
         _ => "WasmPluginUnavailable",
     };
-    let mut status = rollout.status.clone().unwrap_or_default();
-    status.conditions = degraded_conditions(&status, reason, &error.to_string());
+    let status = rollout.status.clone().unwrap_or_default();
+    let conditions = degraded_conditions(&status, reason, &error.to_string());
     let api: Api<CanaryRollout> = Api::namespaced(
         ctx.client.clone(),
         &rollout.namespace().unwrap_or_else(|| "default".to_string()),
     );
-    if let Err(e) = status::write(&api, rollout, &status).await {
+    if let Err(e) = status::write_conditions(&api, &rollout.name_any(), &conditions).await {
         warn!(error = %e, "could not record the Degraded condition");
     }
     error
@@ -209,7 +209,7 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
     let rollout_key = rollout.rollout_key();
     let view = match target.current(&rollout_key).await {
         Ok(view) => view,
-        Err(e) => return Err(degraded(ctx, latest, e.into()).await),
+        Err(e) => return Err(degraded(ctx, rollout, e.into()).await),
     };
     let workloads = match &spec.stable {
         Some(_) => Some(read_workloads(ctx, rollout, &namespace).await?),
@@ -259,7 +259,7 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
         }
         Err(failed) => {
             warn!(action = %failed.action, "action failed; the status keeps the last applied state");
-            return Err(degraded(ctx, latest, failed.error).await);
+            return Err(degraded(ctx, rollout, failed.error).await);
         }
     }
 

@@ -38,7 +38,7 @@
 //! apiextensions-apiserver `registry/customresource/status_strategy.go`, "we have already
 //! checked that new object and old object have the same resourceVersion").
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, FieldsV1, ManagedFieldsEntry};
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{json, Value};
@@ -48,6 +48,11 @@ use crate::error::Error;
 use crate::target::wasmplugin::FIELD_MANAGER;
 
 const STATUS: &str = "status";
+/// The field manager of the `Degraded` condition a failed reconcile records on its own
+/// (`write_conditions`): a second manager, so that its apply of the conditions alone removes
+/// nothing the controller's full applies own. The next full apply (forced, always with the
+/// conditions) takes the list back.
+pub const DEGRADED_MANAGER: &str = "stickycanary-degraded";
 /// The fieldsV1 key of `status.approvals` (written by `stickycanary approve`).
 const APPROVALS_KEY: &str = "f:approvals";
 
@@ -167,6 +172,31 @@ pub async fn write(
     api.patch_status(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Applies only `status.conditions`, under [`DEGRADED_MANAGER`], forced. Used when a
+/// reconcile fails before its status write: the rest of the status stays as the API server
+/// has it. Applying the whole status as read instead would write back a stale read (the
+/// watch cache may lag the controller's own last write), and a status weight older than
+/// the WasmPlugin's would then be "restored" there.
+pub async fn write_conditions(
+    api: &Api<CanaryRollout>,
+    name: &str,
+    conditions: &[Condition],
+) -> Result<(), Error> {
+    let body = json!({
+        "apiVersion": CanaryRollout::api_version(&()),
+        "kind": CanaryRollout::kind(&()),
+        "metadata": { "name": name },
+        "status": { "conditions": conditions },
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(DEGRADED_MANAGER).force(),
         &Patch::Apply(&body),
     )
     .await?;
