@@ -17,30 +17,7 @@ use serde_json::{json, Value};
 use stickycanary::crd::CanaryRollout;
 use stickycanary::k8s::reconcile::{self, Context};
 use support::api::FakeApi;
-
-const ROLLOUT_PATH: &str =
-    "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts/checkout";
-const PLUGIN_PATH: &str =
-    "/apis/extensions.istio.io/v1alpha1/namespaces/istio-system/wasmplugins/stickycanary";
-const CANARY_PATH: &str = "/apis/apps/v1/namespaces/shop/deployments/checkout-canary";
-const STABLE_PATH: &str = "/apis/apps/v1/namespaces/shop/deployments/checkout-stable";
-
-fn deployment(name: &str, track: &str, image: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "shop", "generation": 4},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": "checkout", "version": track}},
-            "template": {
-                "metadata": {"labels": {"app": "checkout", "version": track}},
-                "spec": {"containers": [{"name": "app", "image": image}]}
-            }
-        },
-        "status": {"observedGeneration": 4, "replicas": replicas, "updatedReplicas": replicas,
-                   "readyReplicas": replicas, "availableReplicas": replicas}
-    })
-}
+use support::shop::{deployment, CANARY_PATH, PLUGIN_PATH, ROLLOUT_PATH, STABLE_PATH};
 
 fn seed(api: &FakeApi) {
     api.insert(

@@ -20,13 +20,8 @@ use stickycanary::k8s::reconcile::{self, Context};
 use stickycanary::observation::WorkloadState;
 use support::api::{Authorizer, FakeApi, Seen};
 use support::rbac::Mode;
+use support::shop::{CANARY_PATH, PLUGIN_PATH, ROLLOUT_PATH, STABLE_PATH};
 
-const ROLLOUT_PATH: &str =
-    "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts/checkout";
-const PLUGIN_PATH: &str =
-    "/apis/extensions.istio.io/v1alpha1/namespaces/istio-system/wasmplugins/stickycanary";
-const CANARY_PATH: &str = "/apis/apps/v1/namespaces/shop/deployments/checkout-canary";
-const STABLE_PATH: &str = "/apis/apps/v1/namespaces/shop/deployments/checkout-stable";
 const SCALED_OBJECT_PATH: &str =
     "/apis/keda.sh/v1alpha1/namespaces/shop/scaledobjects/checkout-canary";
 

@@ -25,6 +25,7 @@ use stickycanary::target::{TargetError, WeightTarget};
 
 use support::api::{api_status, finish, Authorizer, FakeApi, ScriptedServer, Seen};
 use support::rbac::{ChartRules, Mode};
+use support::shop::assert_status_apply;
 
 const PLUGIN_PATH: &str =
     "/apis/extensions.istio.io/v1alpha1/namespaces/istio-system/wasmplugins/stickycanary";
@@ -441,22 +442,6 @@ fn assert_degraded_only(seen: &Seen, reason: &str) {
         .unwrap();
     assert_eq!(degraded["status"], "True");
     assert_eq!(degraded["reason"], reason);
-}
-
-/// A server-side apply of the status under the stickycanary field manager, forced, naming
-/// the object, without approvals (they belong to `stickycanary approve`).
-fn assert_status_apply(seen: &Seen) {
-    assert_eq!(seen.content_type, "application/apply-patch+yaml");
-    assert_eq!(seen.param("fieldManager").as_deref(), Some("stickycanary"));
-    assert_eq!(seen.param("force").as_deref(), Some("true"));
-    assert_eq!(seen.body["apiVersion"], "stickycanary.dev/v1alpha1");
-    assert_eq!(seen.body["kind"], "CanaryRollout");
-    assert_eq!(seen.body["metadata"], json!({"name": "checkout"}));
-    assert!(
-        seen.body["status"].get("approvals").is_none(),
-        "{}",
-        seen.body
-    );
 }
 
 const LEASE_PATH: &str =

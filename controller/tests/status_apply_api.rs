@@ -30,14 +30,10 @@ use stickycanary::k8s::reconcile::{self, Context};
 use stickycanary::k8s::status;
 use support::api::{Authorizer, FakeApi, Seen};
 use support::rbac::Rule;
+use support::shop::{
+    assert_status_apply, deployment, CANARY_PATH, PLUGIN_PATH, ROLLOUT_PATH, STABLE_PATH,
+};
 use support::ssa::owned;
-
-const ROLLOUT_PATH: &str =
-    "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts/checkout";
-const PLUGIN_PATH: &str =
-    "/apis/extensions.istio.io/v1alpha1/namespaces/istio-system/wasmplugins/stickycanary";
-const CANARY_PATH: &str = "/apis/apps/v1/namespaces/shop/deployments/checkout-canary";
-const STABLE_PATH: &str = "/apis/apps/v1/namespaces/shop/deployments/checkout-stable";
 
 fn rule(group: &str, resource: &str, verbs: &[&str]) -> Rule {
     Rule {
@@ -93,23 +89,6 @@ async fn create_rollout_with(api: &FakeApi, finalizers: &[&str]) -> Api<CanaryRo
     };
     rollouts.create(&params, &object).await.unwrap();
     rollouts
-}
-
-fn deployment(name: &str, track: &str, image: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "shop", "generation": 4},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": "checkout", "version": track}},
-            "template": {
-                "metadata": {"labels": {"app": "checkout", "version": track}},
-                "spec": {"containers": [{"name": "app", "image": image}]}
-            }
-        },
-        "status": {"observedGeneration": 4, "replicas": replicas, "updatedReplicas": replicas,
-                   "readyReplicas": replicas, "availableReplicas": replicas}
-    })
 }
 
 fn seed_world(api: &FakeApi) {
@@ -169,23 +148,6 @@ fn gate_fields(fields: &BTreeSet<String>) -> Vec<&String> {
         .iter()
         .filter(|p| p.starts_with("status.gate"))
         .collect()
-}
-
-/// The one status write: a forced apply under `stickycanary`, naming the object, no approvals.
-fn assert_status_apply(seen: &Seen) {
-    assert_eq!(seen.method, Method::PATCH);
-    assert_eq!(seen.path, format!("{ROLLOUT_PATH}/status"));
-    assert_eq!(seen.content_type, "application/apply-patch+yaml");
-    assert_eq!(seen.param("fieldManager").as_deref(), Some("stickycanary"));
-    assert_eq!(seen.param("force").as_deref(), Some("true"));
-    assert_eq!(seen.body["apiVersion"], "stickycanary.dev/v1alpha1");
-    assert_eq!(seen.body["kind"], "CanaryRollout");
-    assert_eq!(seen.body["metadata"], json!({"name": "checkout"}));
-    assert!(
-        seen.body["status"].get("approvals").is_none(),
-        "{}",
-        seen.body
-    );
 }
 
 #[tokio::test]

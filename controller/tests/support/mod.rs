@@ -26,6 +26,7 @@
 
 pub mod api;
 pub mod rbac;
+pub mod shop;
 pub mod ssa;
 
 use std::collections::HashMap;
