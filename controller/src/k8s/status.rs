@@ -68,16 +68,22 @@ pub fn apply_body(
     if let Some(fields) = status.as_object_mut() {
         fields.remove("approvals");
     }
-    let mut metadata = json!({ "name": name });
+    let mut body = status_body(name, status);
     if let Some(version) = resource_version {
-        metadata["resourceVersion"] = json!(version);
+        body["metadata"]["resourceVersion"] = json!(version);
     }
-    Ok(json!({
+    Ok(body)
+}
+
+/// An apply body for the status subresource: `apiVersion`, `kind`, `metadata.name` (an
+/// apply names the object it is for) and `status`.
+fn status_body(name: &str, status: Value) -> Value {
+    json!({
         "apiVersion": CanaryRollout::api_version(&()),
         "kind": CanaryRollout::kind(&()),
-        "metadata": metadata,
+        "metadata": { "name": name },
         "status": status,
-    }))
+    })
 }
 
 fn ours(entry: &ManagedFieldsEntry, operation: &str) -> bool {
@@ -188,12 +194,7 @@ pub async fn write_conditions(
     name: &str,
     conditions: &[Condition],
 ) -> Result<(), Error> {
-    let body = json!({
-        "apiVersion": CanaryRollout::api_version(&()),
-        "kind": CanaryRollout::kind(&()),
-        "metadata": { "name": name },
-        "status": { "conditions": conditions },
-    });
+    let body = status_body(name, json!({ "conditions": conditions }));
     api.patch_status(
         name,
         &PatchParams::apply(DEGRADED_MANAGER).force(),
