@@ -267,36 +267,13 @@ fn run(opts: &Options) -> Result<()> {
         }
     }
 
-    let mut running = Vec::new();
-    for case in cases {
-        let envoy = PeerEnvoy::start(&case, backends[0].addr, backends[1].addr, envoy_cpu)?;
-        eprintln!(
-            "bench: started {} (pid {}, {})",
-            case.id,
-            envoy.pid(),
-            envoy.listener
-        );
-        let result = CaseResult {
-            id: case.id.clone(),
-            label: case.label.clone(),
-            sanity: String::new(),
-            samples: Vec::new(),
-            paired: Vec::new(),
-            rss: Vec::new(),
-            total_requests: 0,
-        };
-        running.push(Running {
-            case,
-            envoy,
-            result,
-        });
-    }
+    // Each pair by the positions of its two cases, checked before any Envoy starts.
     let mut pairs = Vec::new();
     for (a, b) in &opts.pairs {
         let find = |id: &str| {
-            running
+            cases
                 .iter()
-                .position(|r: &Running| r.case.id == id)
+                .position(|case| case.id == id)
                 .ok_or_else(|| failed(format!("--pair: no case {id:?} in this run")))
         };
         pairs.push((
@@ -304,93 +281,51 @@ fn run(opts: &Options) -> Result<()> {
             CasePair {
                 a: a.clone(),
                 b: b.clone(),
-                a_of_b: Vec::new(),
+                runs: Vec::new(),
             },
         ));
     }
-    let rejected: Vec<String> = running
-        .iter()
-        .flat_map(|r| r.envoy.log_lines_with("rejected config"))
+    let mut measured: Vec<(Case, CaseResult)> = cases
+        .into_iter()
+        .map(|case| {
+            let result = CaseResult {
+                id: case.id.clone(),
+                label: case.label.clone(),
+                sanity: String::new(),
+                samples: Vec::new(),
+                paired: Vec::new(),
+                rss: Vec::new(),
+                total_requests: 0,
+            };
+            (case, result)
+        })
         .collect();
-    if !rejected.is_empty() {
-        return Err(failed(format!(
-            "a filter rejected its config: {}",
-            rejected.join(" | ")
-        )));
-    }
-
-    for r in &mut running {
-        r.rss_point("idle")?;
-        r.result.sanity = sanity::check(&r.case, r.envoy.listener)?;
-        r.result.total_requests += 2000;
-        eprintln!("bench: sanity {}: {}", r.case.id, r.result.sanity);
-    }
-
-    if opts.warmup_secs > 0 {
-        for r in &mut running {
-            r.load(&wrk, "warmup", Duration::from_secs(opts.warmup_secs))?;
-            r.rss_point("warm")?;
+    let mut reload_ms = Vec::new();
+    for run in 1..=opts.runs {
+        if opts.runs > 1 {
+            eprintln!("bench: run {run} of {}, with fresh Envoys", opts.runs);
         }
-    }
-
-    let duration = Duration::from_secs(opts.duration_secs);
-    for round in 1..=opts.rounds {
-        for r in &mut running {
-            let (run, cpu_us, cores) = r.load(&wrk, &format!("r{round}"), duration)?;
-            eprintln!(
-                "bench: round {round} {:<10} {:>8.0} req/s  p50 {:.3} ms  p99 {:.3} ms  envoy {:.1} us/req ({:.2} cores){}",
-                r.case.id,
-                run.requests_per_second,
-                run.p50_ms,
-                run.p99_ms,
-                cpu_us,
-                cores,
-                if run.errors > 0 { format!("  {} errors", run.errors) } else { String::new() }
-            );
-            r.result.samples.push(Sample {
-                round,
-                run,
-                envoy_cpu_us_per_request: cpu_us,
-                envoy_cores: cores,
-            });
-            r.rss_point(&format!("round {round}"))?;
+        let mut running = start_envoys(measured, &backends, envoy_cpu)?;
+        for (_, pair) in &mut pairs {
+            pair.runs.push(Vec::new());
         }
-        if opts.paired {
-            paired_round(&mut running, &wrk, round, duration)?;
+        let first_round = (run - 1) * opts.rounds + 1;
+        measure(&mut running, &mut pairs, &wrk, opts, first_round)?;
+        if run == opts.runs {
+            soak_and_last_rss(&mut running, &wrk, opts)?;
+            if let Some(r) = running.iter().find(|r| r.case.id == "sc-1") {
+                reload_ms = reload::measure(&r.envoy, &filter_wasm, opts.reloads)?;
+            }
         }
-        for (indices, pair) in &mut pairs {
-            let ratio = case_pair_round(&mut running, &wrk, round, duration, *indices)?;
-            pair.a_of_b.push(ratio);
-        }
+        // Dropping each Envoy stops it: the next run starts its own.
+        measured = running.into_iter().map(|r| (r.case, r.result)).collect();
     }
-
-    // Top every Envoy up towards the soak target before the last RSS point, within a budget.
-    for r in &mut running {
-        let missing = opts.soak_requests.saturating_sub(r.result.total_requests);
-        let rps = report::summarize(&r.result).rps;
-        if missing == 0 || opts.soak_max_secs == 0 || !rps.is_finite() || rps <= 0.0 {
-            continue;
-        }
-        let secs = ((missing as f64 / rps).ceil() as u64).clamp(1, opts.soak_max_secs);
-        r.load(&wrk, "soak", Duration::from_secs(secs))?;
-        eprintln!(
-            "bench: soak {} to {} requests",
-            r.case.id, r.result.total_requests
-        );
-    }
-    for r in &mut running {
-        r.rss_point("end")?;
-    }
-
-    let reload_ms = match running.iter().find(|r| r.case.id == "sc-1") {
-        Some(r) => reload::measure(&r.envoy, &filter_wasm, opts.reloads)?,
-        None => Vec::new(),
-    };
 
     let results = Results {
         machine,
         settings: Settings {
             rounds: opts.rounds,
+            runs: opts.runs,
             duration_secs: opts.duration_secs,
             warmup_secs: opts.warmup_secs,
             connections: opts.connections,
@@ -404,11 +339,10 @@ fn run(opts: &Options) -> Result<()> {
         filter_wasm_bytes: file_size(&filter_wasm),
         noop_wasm_bytes: file_size(&noop_wasm),
         reload_ms,
-        cases: running.iter().map(|r| r.result.clone()).collect(),
+        cases: measured.into_iter().map(|(_, result)| result).collect(),
         pairs: pairs.into_iter().map(|(_, pair)| pair).collect(),
     };
-    // Stop every Envoy and backend before writing files: nothing outlives the measurement.
-    drop(running);
+    // Stop every backend before writing files: nothing outlives the measurement.
     drop(backends);
 
     print!("{}", report::terminal_table(&results));
@@ -441,6 +375,123 @@ fn run(opts: &Options) -> Result<()> {
         json_path.display(),
         results.load_average_after[0]
     );
+    Ok(())
+}
+
+/// Starts one Envoy per case (a fresh process each `--runs` run), checks that each does its
+/// job, and records its idle RSS. The RSS and request count start over with the process.
+fn start_envoys(
+    measured: Vec<(Case, CaseResult)>,
+    backends: &[Backend],
+    envoy_cpu: Option<usize>,
+) -> Result<Vec<Running>> {
+    let [stable, canary] = backends else {
+        return Err(failed("expected two backends: stable and canary"));
+    };
+    let mut running = Vec::new();
+    for (case, mut result) in measured {
+        let envoy = PeerEnvoy::start(&case, stable.addr, canary.addr, envoy_cpu)?;
+        eprintln!(
+            "bench: started {} (pid {}, {})",
+            case.id,
+            envoy.pid(),
+            envoy.listener
+        );
+        result.rss.clear();
+        result.total_requests = 0;
+        running.push(Running {
+            case,
+            envoy,
+            result,
+        });
+    }
+    let rejected: Vec<String> = running
+        .iter()
+        .flat_map(|r| r.envoy.log_lines_with("rejected config"))
+        .collect();
+    if !rejected.is_empty() {
+        return Err(failed(format!(
+            "a filter rejected its config: {}",
+            rejected.join(" | ")
+        )));
+    }
+    for r in &mut running {
+        r.rss_point("idle")?;
+        r.result.sanity = sanity::check(&r.case, r.envoy.listener)?;
+        r.result.total_requests += 2000;
+        eprintln!("bench: sanity {}: {}", r.case.id, r.result.sanity);
+    }
+    Ok(running)
+}
+
+/// One run's warm-up and rounds (numbered from `first_round` on): every case alone, every
+/// case with peer 1, every `--pair`; the pairs' ratios go to their newest run.
+fn measure(
+    running: &mut [Running],
+    pairs: &mut [((usize, usize), CasePair)],
+    wrk: &Wrk,
+    opts: &Options,
+    first_round: usize,
+) -> Result<()> {
+    if opts.warmup_secs > 0 {
+        for r in running.iter_mut() {
+            r.load(wrk, "warmup", Duration::from_secs(opts.warmup_secs))?;
+            r.rss_point("warm")?;
+        }
+    }
+    let duration = Duration::from_secs(opts.duration_secs);
+    for round in first_round..first_round + opts.rounds {
+        for r in running.iter_mut() {
+            let (run, cpu_us, cores) = r.load(wrk, &format!("r{round}"), duration)?;
+            eprintln!(
+                "bench: round {round} {:<10} {:>8.0} req/s  p50 {:.3} ms  p99 {:.3} ms  envoy {:.1} us/req ({:.2} cores){}",
+                r.case.id,
+                run.requests_per_second,
+                run.p50_ms,
+                run.p99_ms,
+                cpu_us,
+                cores,
+                if run.errors > 0 { format!("  {} errors", run.errors) } else { String::new() }
+            );
+            r.result.samples.push(Sample {
+                round,
+                run,
+                envoy_cpu_us_per_request: cpu_us,
+                envoy_cores: cores,
+            });
+            r.rss_point(&format!("round {}", round + 1 - first_round))?;
+        }
+        if opts.paired {
+            paired_round(running, wrk, round, duration)?;
+        }
+        for (indices, pair) in pairs.iter_mut() {
+            let ratio = case_pair_round(running, wrk, round, duration, *indices)?;
+            if let Some(rounds) = pair.runs.last_mut() {
+                rounds.push(ratio);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Tops every Envoy up towards the soak target before the last RSS point, within a budget.
+fn soak_and_last_rss(running: &mut [Running], wrk: &Wrk, opts: &Options) -> Result<()> {
+    for r in running.iter_mut() {
+        let missing = opts.soak_requests.saturating_sub(r.result.total_requests);
+        let rps = report::summarize(&r.result).rps;
+        if missing == 0 || opts.soak_max_secs == 0 || !rps.is_finite() || rps <= 0.0 {
+            continue;
+        }
+        let secs = ((missing as f64 / rps).ceil() as u64).clamp(1, opts.soak_max_secs);
+        r.load(wrk, "soak", Duration::from_secs(secs))?;
+        eprintln!(
+            "bench: soak {} to {} requests",
+            r.case.id, r.result.total_requests
+        );
+    }
+    for r in running.iter_mut() {
+        r.rss_point("end")?;
+    }
     Ok(())
 }
 

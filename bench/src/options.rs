@@ -19,6 +19,11 @@ pub struct Cli {
     /// Measured rounds per case [default: 6; 2 with --quick]
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     rounds: Option<usize>,
+    /// Repeat the whole measurement N times, each with freshly started Envoys, and report
+    /// the `--pair` ratios per run: a ratio can differ more between two Envoy processes than
+    /// between rounds of one (the soak top-up and reload timing run only in the last run)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
+    runs: usize,
     /// wrk run length per case and round, in seconds [default: 8; 2 with --quick]
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     duration: Option<u64>,
@@ -104,6 +109,8 @@ fn pair(spec: &str) -> Result<(String, String), String> {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub rounds: usize,
+    /// Whole measurements, each with fresh Envoys.
+    pub runs: usize,
     pub duration_secs: u64,
     pub warmup_secs: u64,
     pub connections: usize,
@@ -141,6 +148,7 @@ impl Cli {
         let q = self.quick;
         Options {
             rounds: self.rounds.unwrap_or(pick(q, 6, 2)),
+            runs: self.runs,
             duration_secs: self.duration.unwrap_or(pick(q, 8, 2)),
             warmup_secs: self.warmup.unwrap_or(pick(q, 2, 1)),
             connections: self.connections,
@@ -183,8 +191,8 @@ mod tests {
             (6, 8, 2, 32, 100_000)
         );
         assert_eq!(
-            (o.soak_requests, o.soak_max_secs, o.reloads),
-            (1_000_000, 25, 5)
+            (o.soak_requests, o.soak_max_secs, o.reloads, o.runs),
+            (1_000_000, 25, 5, 1)
         );
         assert_eq!(o.out_dir, PathBuf::from("default-out"));
         assert!(o.pin && o.paired && !o.high_priority && o.cases.is_none());
@@ -246,6 +254,7 @@ mod tests {
     fn malformed_values_are_rejected() {
         for bad in [
             &["--rounds", "0"][..],
+            &["--runs", "0"],
             &["--duration", "x"],
             &["--pair", "sc-1/sc-1"],
             &["--variant", "=x.wasm"],

@@ -40,39 +40,57 @@ impl PairedSample {
 pub struct CasePair {
     pub a: String,
     pub b: String,
-    /// Per round: B's CPU time per request over A's, i.e. A's throughput relative to B.
-    pub a_of_b: Vec<f64>,
+    /// Per `--runs` run (fresh Envoys), per round: B's CPU time per request over A's, i.e.
+    /// A's throughput relative to B.
+    pub runs: Vec<Vec<f64>>,
 }
 
 impl CasePair {
+    /// The median of the runs' medians: two Envoy processes can differ more than two rounds
+    /// of one, so each run counts once however many rounds it had.
     pub fn median(&self) -> f64 {
-        median(&self.a_of_b)
+        median(&self.run_medians())
+    }
+
+    pub fn run_medians(&self) -> Vec<f64> {
+        self.runs.iter().map(|rounds| median(rounds)).collect()
     }
 }
 
-/// The `--pair` results as lines: `A vs B: median (min–max over N rounds)`.
+/// The `--pair` results as lines: `A vs B: median`, each run's median, then every round
+/// (runs separated by `|`).
 pub fn pair_lines(pairs: &[CasePair]) -> String {
+    let list = |values: &[f64]| {
+        values
+            .iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let mut out = String::new();
     for pair in pairs {
-        let min = pair.a_of_b.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = pair
-            .a_of_b
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max);
+        let rounds: Vec<f64> = pair.runs.iter().flatten().copied().collect();
+        let min = rounds.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let runs = pair.runs.len();
         out.push_str(&format!(
-            "pair {} vs {}: {:.3}x (min {:.3}, max {:.3}, {} rounds; {})\n",
+            "pair {} vs {}: {:.3}x ({}; rounds min {min:.3}, max {max:.3}: {})\n",
             pair.a,
             pair.b,
             pair.median(),
-            min,
-            max,
-            pair.a_of_b.len(),
-            pair.a_of_b
+            if runs == 1 {
+                "1 run".to_string()
+            } else {
+                format!(
+                    "median of {runs} runs with fresh Envoys: {}",
+                    list(&pair.run_medians())
+                )
+            },
+            pair.runs
                 .iter()
-                .map(|r| format!("{r:.3}"))
+                .map(|run| list(run))
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join(" | ")
         ));
     }
     out
@@ -101,6 +119,7 @@ pub struct CaseResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
     pub rounds: usize,
+    pub runs: usize,
     pub duration_secs: u64,
     pub warmup_secs: u64,
     pub connections: usize,
@@ -394,7 +413,7 @@ pub fn markdown(results: &Results) -> String {
          Setup: one Envoy per case, `--concurrency 1`{}; two `sc-backend` upstreams; \
          `wrk -t1 -c{}` for {} s per run with every request carrying a different `x-user-id` \
          (rotating over {} ids; none in the anonymous case); {} s unrecorded warm-up per case; \
-         {} rounds, cases interleaved (A B C … A B C …); medians shown. \
+         {} rounds, cases interleaved (A B C … A B C …); medians shown{}. \
          All cases route 10% to canary.\n\n",
         m.machine.date_utc,
         m.machine.cpus,
@@ -418,6 +437,15 @@ pub fn markdown(results: &Results) -> String {
         st.users,
         st.warmup_secs,
         st.rounds,
+        if st.runs > 1 {
+            format!(
+                "; all of it repeated in {} runs, each with freshly started Envoys (the RSS \
+                 column and the reloads are the last run's)",
+                st.runs
+            )
+        } else {
+            String::new()
+        },
     ));
     // The run itself keeps both CPUs busy (load 2-3 after it), so only the load before it
     // says whether other work shared the machine.
