@@ -70,7 +70,7 @@ pub struct Cli {
     variant: Vec<(String, PathBuf)>,
     /// Add a hostcall-probe case (target/stickycanary-probe.wasm, built by
     /// scripts/bench-build-noop.sh probe) doing OPS per request, from: authority, path, user,
-    /// pairs, rawpairs, remove, set, split, clear, clock, code, duration, counter, histogram,
+    /// pairs, rawpairs, remove, set, split, scatter, clear, clock, code, duration, counter, histogram,
     /// shard, spread (case id: probe:NAME); repeatable
     #[arg(long, value_name = "NAME=OP,OP", value_parser = probe)]
     probe: Vec<(String, String)>,

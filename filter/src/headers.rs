@@ -71,11 +71,26 @@ impl HeaderSnapshot {
     }
 
     /// The `(name, value)` pairs in order.
-    pub fn pairs(&self) -> Pairs<'_> {
+    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.spans()
+            .map_while(|span| Some((self.bytes.get(span.name())?, self.bytes.get(span.value())?)))
+    }
+
+    /// Whether `span` is named `name`: a name of another length is skipped without reading
+    /// it, so a lookup costs little more than walking the length table.
+    fn is_named(&self, span: &Span, name: &str) -> bool {
+        span.name_len == name.len()
+            && self
+                .bytes
+                .get(span.name())
+                .is_some_and(|key| key.eq_ignore_ascii_case(name.as_bytes()))
+    }
+
+    fn spans(&self) -> Spans<'_> {
         let count = word(&self.bytes, 0).unwrap_or(0);
         // Each pair needs 8 bytes of lengths and 2 NULs: a count beyond that is a lie.
         let count = count.min(self.bytes.len() / 10);
-        Pairs {
+        Spans {
             bytes: &self.bytes,
             remaining: count,
             sizes_at: 4,
@@ -84,18 +99,36 @@ impl HeaderSnapshot {
     }
 }
 
-/// Iterator over a [`HeaderSnapshot`]'s pairs.
-pub struct Pairs<'a> {
+/// Where one pair lies in a [`HeaderSnapshot`]'s buffer; always within it.
+struct Span {
+    name_at: usize,
+    name_len: usize,
+    value_len: usize,
+}
+
+impl Span {
+    fn name(&self) -> std::ops::Range<usize> {
+        self.name_at..self.name_at + self.name_len
+    }
+    fn value(&self) -> std::ops::Range<usize> {
+        let value_at = self.name_at + self.name_len + 1;
+        value_at..value_at + self.value_len
+    }
+}
+
+/// Iterator over a [`HeaderSnapshot`]'s pairs as [`Span`]s; ends at the first pair that
+/// does not fit the buffer.
+struct Spans<'a> {
     bytes: &'a [u8],
     remaining: usize,
     sizes_at: usize,
     data_at: usize,
 }
 
-impl<'a> Iterator for Pairs<'a> {
-    type Item = (&'a [u8], &'a [u8]);
+impl Iterator for Spans<'_> {
+    type Item = Span;
 
-    fn next(&mut self) -> Option<Self::Item> {
+    fn next(&mut self) -> Option<Span> {
         if self.remaining == 0 {
             return None;
         }
@@ -103,13 +136,22 @@ impl<'a> Iterator for Pairs<'a> {
         let name_len = word(self.bytes, self.sizes_at)?;
         let value_len = word(self.bytes, self.sizes_at + 4)?;
         self.sizes_at += 8;
-        let name_end = self.data_at.checked_add(name_len)?;
-        let name = self.bytes.get(self.data_at..name_end)?;
-        let value_at = name_end.checked_add(1)?;
-        let value_end = value_at.checked_add(value_len)?;
-        let value = self.bytes.get(value_at..value_end)?;
-        self.data_at = value_end.checked_add(1)?;
-        Some((name, value))
+        let name_at = self.data_at;
+        // name, NUL, value, NUL
+        let end = name_at
+            .checked_add(name_len)?
+            .checked_add(value_len)?
+            .checked_add(2)?;
+        if end > self.bytes.len() {
+            self.remaining = 0;
+            return None;
+        }
+        self.data_at = end;
+        Some(Span {
+            name_at,
+            name_len,
+            value_len,
+        })
     }
 }
 
@@ -120,15 +162,14 @@ fn word(bytes: &[u8], at: usize) -> Option<usize> {
 
 impl RequestHeaders for HeaderSnapshot {
     fn header(&self, name: &str) -> Option<&[u8]> {
-        self.pairs()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, value)| value)
+        let span = self.spans().find(|span| self.is_named(span, name))?;
+        self.bytes.get(span.value())
     }
 
     fn header_values(&self, name: &str) -> Vec<&[u8]> {
-        self.pairs()
-            .filter(|(key, _)| key.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, value)| value)
+        self.spans()
+            .filter(|span| self.is_named(span, name))
+            .map_while(|span| self.bytes.get(span.value()))
             .collect()
     }
 }

@@ -113,12 +113,13 @@ impl Host for ProxyWasmHost {
         let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
     }
     fn response_code(&self) -> Option<u64> {
-        property_u64(&["response", "code"])
+        property_u64(RESPONSE_CODE_PATH)
     }
     fn now_ns(&self) -> Option<u64> {
-        let now = hostcalls::get_current_time().ok()?;
-        let since_epoch = now.duration_since(std::time::UNIX_EPOCH).ok()?;
-        u64::try_from(since_epoch.as_nanos()).ok()
+        let mut now: u64 = 0;
+        // SAFETY: the out-pointer is valid for a write of a u64.
+        let status = unsafe { proxy_get_current_time_nanoseconds(&mut now) };
+        (status == 0).then_some(now)
     }
     fn increment_counter(&self, metric_id: u32) {
         let _ = hostcalls::increment_metric(metric_id, 1);
@@ -128,9 +129,15 @@ impl Host for ProxyWasmHost {
     }
 }
 
-// The raw hostcall behind the SDK's `get_map_bytes`, which would decode every header into
-// its own `String` and `Vec`; the filter scans the buffer in place instead (`HeaderSnapshot`).
-// Declared with the SDK's signature, hence the allowed clash.
+// The raw hostcalls behind three SDK wrappers, for the request path:
+// - `get_map_bytes` would decode every header into its own `String` and `Vec`; the filter
+//   scans the buffer in place instead (`HeaderSnapshot`);
+// - `get_property` allocates and serializes its path on every call; the filter's one path
+//   is a constant;
+// - `get_current_time` builds a `SystemTime` that the filter would turn straight back
+//   into nanoseconds.
+// Each wrapper also panics on a status it does not expect; these return it instead, and a
+// failed call reads as "unknown". Declared with the SDK's signatures, hence the allowed clash.
 #[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -139,30 +146,48 @@ extern "C" {
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
 }
+
+/// `response.code`, serialized as proxy-wasm paths are: the segments joined by NUL.
+const RESPONSE_CODE_PATH: &[u8] = b"response\0code";
 
 /// Every request header in proxy-wasm's serialized form, or `None` when the call fails.
 fn request_header_pairs() -> Option<Vec<u8>> {
+    // SAFETY: both out-pointers are valid for writes; the host fills them in.
+    host_buffer(|data, size| unsafe {
+        proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, data, size)
+    })
+}
+
+/// An integer property at a serialized `path`; Envoy encodes them as 8 little-endian bytes.
+fn property_u64(path: &[u8]) -> Option<u64> {
+    // SAFETY: `path` is valid for `path.len()` reads; both out-pointers are valid for writes.
+    let bytes = host_buffer(|data, size| unsafe {
+        proxy_get_property(path.as_ptr(), path.len(), data, size)
+    })?;
+    let array: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    u64::try_from(i64::from_le_bytes(array)).ok()
+}
+
+/// The buffer a hostcall returns through its two out-pointers, or `None` when it fails
+/// (any status but Ok) or returns nothing.
+fn host_buffer(call: impl FnOnce(*mut *mut u8, *mut usize) -> u32) -> Option<Vec<u8>> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
-    // SAFETY: both out-pointers are valid for writes; the host fills them in.
-    let status = unsafe {
-        proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size)
-    };
-    if status != 0 || data.is_null() {
+    if call(&mut data, &mut size) != 0 || data.is_null() {
         return None;
     }
     // SAFETY: the host allocated `size` bytes at `data` through this module's allocator
     // (`proxy_on_memory_allocate`, a `Vec` with capacity `size`, as the SDK's own
-    // `get_map_bytes` relies on); the `Vec` takes them back and frees them.
+    // `get_map_bytes` and `get_property` rely on); the `Vec` takes them back and frees them.
     Some(unsafe { Vec::from_raw_parts(data, size, size) })
-}
-
-/// An integer property; Envoy encodes them as 8 little-endian bytes.
-fn property_u64(path: &[&str]) -> Option<u64> {
-    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
-    let array: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
-    u64::try_from(i64::from_le_bytes(array)).ok()
 }
 
 struct Request {

@@ -13,6 +13,9 @@
 //! - `split`: with `set`, every 10th request is set to `canary` instead, so the upstream
 //!   traffic splits 90/10 like the filter's at the bench's 10% weight (two clusters in use,
 //!   not one);
+//! - `scatter`: with `split`, the 10% of requests set to `canary` are picked at random (a
+//!   hash of the request's sequence number) rather than every 10th, as user hashes pick
+//!   them;
 //! - `clear`: the `clear_route_cache` foreign function;
 //! - `clock`: read the proxy's clock once when the request headers arrive and once in
 //!   `on_log` (the filter's latency measurement);
@@ -55,6 +58,7 @@ struct Plan {
     remove: bool,
     set: bool,
     split: bool,
+    scatter: bool,
     clear: bool,
     clock: bool,
     code: bool,
@@ -125,6 +129,7 @@ impl RootContext for ProbeRoot {
                 "remove" => plan.remove = true,
                 "set" => plan.set = true,
                 "split" => plan.split = true,
+                "scatter" => plan.scatter = true,
                 "clear" => plan.clear = true,
                 "clock" => plan.clock = true,
                 "code" => plan.code = true,
@@ -153,9 +158,14 @@ impl RootContext for ProbeRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         self.requests.set(self.requests.get().wrapping_add(1));
         let sequence = self.requests.get();
+        let canary = if self.plan.scatter {
+            splitmix64(sequence).is_multiple_of(10)
+        } else {
+            sequence.is_multiple_of(10)
+        };
         Some(Box::new(ProbeRequest {
             plan: Rc::clone(&self.plan),
-            canary: self.plan.split && sequence.is_multiple_of(10),
+            canary: self.plan.split && canary,
             // Fibonacci hashing: the top 4 bits of sequence × 2^64/φ, spread like user hashes.
             shard: sequence.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60,
         }))
@@ -164,6 +174,16 @@ impl RootContext for ProbeRoot {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+/// SplitMix64's output function: consecutive inputs give unrelated outputs, so a test on
+/// them picks requests as independently as distinct users' hashes do (Fibonacci hashing
+/// would spread them evenly instead).
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 struct ProbeRequest {
