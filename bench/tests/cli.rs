@@ -17,6 +17,8 @@ fn help_documents_every_flag_with_its_default() {
     for flag in [
         "--rounds",
         "[default: 6",
+        "--runs",
+        "[default: 1]",
         "--duration",
         "--warmup",
         "--connections",
