@@ -3,7 +3,7 @@
 // lines of JavaScript, and prints the median nanoseconds per request of each module over
 // interleaved rounds, and each module's ratio to the last one.
 //
-// Usage: node module-cost.mjs [--requests N] [--rounds N] NAME=PATH.wasm=PLUGIN_CONFIG ...
+// Usage: node module-cost.mjs [--requests N] [--rounds N] [--pollute KIB] NAME=PATH.wasm=PLUGIN_CONFIG ...
 //
 // Each request is one full HTTP context as Envoy drives it: create, request headers (the
 // headers this benchmark's wrk sends, plus those Envoy adds before filters run), response
@@ -14,15 +14,21 @@
 // module's own code, its allocator and the SDK's dispatch. It complements the paired
 // Envoy comparison of `make bench-filter`, which this cannot replace: the hostcalls
 // themselves are free here.
+//
+// `--pollute KIB` walks a buffer of that size before every request (untimed), so each
+// request finds the caches as cold as inside Envoy, whose own work on a request evicts the
+// module's code and data: a lookup that is cheap hot can be dear cold. Noisier.
 import { readFileSync } from "node:fs";
 
 const args = process.argv.slice(2);
 let requests = 200_000;
 let rounds = 7;
+let polluteKib = 0;
 const modules = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === "--requests") requests = Number(args[++i]);
   else if (args[i] === "--rounds") rounds = Number(args[++i]);
+  else if (args[i] === "--pollute") polluteKib = Number(args[++i]);
   else {
     const [name, path, ...config] = args[i].split("=");
     if (!name || !path) {
@@ -32,8 +38,8 @@ for (let i = 0; i < args.length; i++) {
     modules.push({ name, path, config: config.join("=") });
   }
 }
-if (modules.length === 0 || !(requests > 0) || !(rounds > 0)) {
-  console.error("usage: node module-cost.mjs [--requests N] [--rounds N] NAME=PATH.wasm=PLUGIN_CONFIG ...");
+if (modules.length === 0 || !(requests > 0) || !(rounds > 0) || !(polluteKib >= 0)) {
+  console.error("usage: node module-cost.mjs [--requests N] [--rounds N] [--pollute KIB] NAME=PATH.wasm=PLUGIN_CONFIG ...");
   process.exit(2);
 }
 
@@ -161,10 +167,20 @@ try {
   console.error(`module-cost: ${err.message}`);
   process.exit(1);
 }
+const junk = new Int32Array((polluteKib * 1024) / 4);
+let sink = 0;
+const pollute = () => {
+  for (let i = 0; i < junk.length; i += 16) sink += junk[i]++;
+};
 const run = (m, n) => {
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < n; i++) m.one();
-  return Number(process.hrtime.bigint() - start) / n;
+  let total = 0n;
+  for (let i = 0; i < n; i++) {
+    if (polluteKib) pollute();
+    const start = process.hrtime.bigint();
+    m.one();
+    total += process.hrtime.bigint() - start;
+  }
+  return Number(total) / n;
 };
 // Warm-up: enough calls for V8 to tier every hot function up to its optimizing compiler.
 for (const m of loaded) run(m, requests);

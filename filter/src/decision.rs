@@ -67,7 +67,7 @@ pub fn decide(config: &CompiledConfig, headers: &dyn RequestHeaders, ids: &IdMin
     } else {
         b"/"
     };
-    let Some(index) = config.find_rollout(authority, path) else {
+    let Some(index) = config.rollout_for(authority, path) else {
         return Decision::PassThrough;
     };
     let Some(rollout) = config.rollouts.get(index) else {

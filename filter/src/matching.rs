@@ -3,8 +3,11 @@
 //! The config is compiled once into hash maps keyed by normalised host, so a request
 //! costs one exact lookup plus one lookup per dot in its host, whatever the number of
 //! rollouts. Candidate lists are pre-sorted, so the answer never depends on map order.
+//! The request path asks [`CompiledConfig::rollout_for`], which also remembers the answer
+//! for the last `:authority` it saw.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use std::hash::{BuildHasherDefault, Hasher};
@@ -86,7 +89,20 @@ pub struct CompiledConfig {
     /// Whether any rollout narrows by path. When none does, `:path` cannot change the
     /// outcome and the filter saves the hostcall that reads it.
     pub needs_path: bool,
+    /// The last answer of [`CompiledConfig::rollout_for`].
+    last_host: RefCell<LastHost>,
 }
+
+/// One `:authority`, as the client sent it, and the rollout that owns it.
+#[derive(Debug, Clone, Default)]
+struct LastHost {
+    authority: Vec<u8>,
+    rollout: Option<usize>,
+}
+
+/// Longer authorities are looked up every time: a host name has at most 253 bytes, plus a
+/// port, and a client's oversized header should not stay in memory.
+const LAST_HOST_MAX_LEN: usize = 270;
 
 impl CompiledConfig {
     /// Parses, validates and compiles a `pluginConfig` document.
@@ -153,7 +169,34 @@ impl CompiledConfig {
             exact_hosts,
             wildcard_suffixes,
             needs_path,
+            last_host: RefCell::default(),
         }
+    }
+
+    /// [`find_rollout`](Self::find_rollout), remembering the answer for the last
+    /// `:authority` when no rollout narrows by path (the answer then depends on the
+    /// authority alone). A proxy sees the same host request after request, and then the
+    /// lookup is one comparison. Measured in Envoy, paired with the filter without it:
+    /// 1.3% more requests per CPU second (BENCHMARKS.md), because the lookup it skips runs
+    /// against caches that Envoy's own work on each request has emptied.
+    ///
+    /// The memory lives in the compiled config, so a new config starts empty; a proxy-wasm
+    /// VM runs one callback at a time, so the `RefCell` is never contended.
+    pub fn rollout_for(&self, authority: &[u8], path: &[u8]) -> Option<usize> {
+        if self.needs_path || authority.is_empty() || authority.len() > LAST_HOST_MAX_LEN {
+            return self.find_rollout(authority, path);
+        }
+        let Ok(mut last) = self.last_host.try_borrow_mut() else {
+            return self.find_rollout(authority, path);
+        };
+        if last.authority == authority {
+            return last.rollout;
+        }
+        let rollout = self.find_rollout(authority, path);
+        last.authority.clear();
+        last.authority.extend_from_slice(authority);
+        last.rollout = rollout;
+        rollout
     }
 
     /// The index of the rollout that owns this request, if any. An exact host beats a

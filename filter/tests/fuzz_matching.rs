@@ -1,5 +1,6 @@
 //! Fuzz target: host and path matching. Random configs (exact, wildcard, IPv6 hosts, several
-//! path prefixes) against random `:authority` / `:path` values: `find_rollout` never panics and
+//! path prefixes) against random `:authority` / `:path` values: `find_rollout`, and `rollout_for`
+//! (which remembers the last host), never panic and
 //! agrees with a brute-force reading of contract 1 written here (exact beats wildcard, then the
 //! longest `pathPrefix`, then the more specific wildcard, then rollout-name order).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -138,16 +139,23 @@ fn fuzz_matching_against_the_contract() {
         let text = json!({ "rollouts": map }).to_string();
         let config = CompiledConfig::from_json(text.as_bytes())
             .map_err(|e| TestCaseError::fail(format!("generated config rejected: {e}")))?;
-        for (authority, path) in &requests {
-            let got = config.find_rollout(authority, path);
+        // Each request twice in a row (the second answer comes from `rollout_for`'s memory
+        // of the last host), and the sequence through one config, as a proxy sees them.
+        for (authority, path) in requests.iter().flat_map(|request| [request, request]) {
             let want = expected(&rollouts, authority, path);
-            prop_assert_eq!(
-                got,
-                want,
-                "authority {:?} path {:?}",
-                String::from_utf8_lossy(authority),
-                String::from_utf8_lossy(path)
-            );
+            for (how, got) in [
+                ("find_rollout", config.find_rollout(authority, path)),
+                ("rollout_for", config.rollout_for(authority, path)),
+            ] {
+                prop_assert_eq!(
+                    got,
+                    want,
+                    "{} authority {:?} path {:?}",
+                    how,
+                    String::from_utf8_lossy(authority),
+                    String::from_utf8_lossy(path)
+                );
+            }
         }
         Ok(())
     });

@@ -173,3 +173,45 @@ fn compile_precomputes_salt_threshold_and_route_header() {
     assert_eq!(config.rollouts[0].salt, "a");
     assert_eq!(config.rollouts[0].canary_threshold, 1234);
 }
+
+#[test]
+fn the_remembered_host_answers_only_for_the_same_authority() {
+    let config = compiled(
+        r#"{"rollouts": {"checkout": {"hosts": ["checkout", "*.shop.example.com"], "weight": 10},
+                          "search": {"hosts": ["search"], "weight": 10}}}"#,
+    );
+    let index = |name: &str| config.rollouts.iter().position(|r| r.name == name);
+    for (authority, owner) in [
+        ("checkout", index("checkout")),
+        ("checkout", index("checkout")),
+        ("search", index("search")),
+        ("Search:8080", index("search")),
+        ("unknown", None),
+        ("unknown", None),
+        ("a.shop.example.com", index("checkout")),
+        ("checkout", index("checkout")),
+        ("", None),
+    ] {
+        assert_eq!(
+            config.rollout_for(authority.as_bytes(), b"/"),
+            owner,
+            "{authority:?}"
+        );
+    }
+}
+
+#[test]
+fn with_path_prefixes_the_same_host_is_looked_up_for_each_path() {
+    let config = compiled(
+        r#"{"rollouts": {"api": {"hosts": ["shop"], "pathPrefix": "/api", "weight": 10},
+                          "web": {"hosts": ["shop"], "weight": 10}}}"#,
+    );
+    let name = |path: &str| {
+        config
+            .rollout_for(b"shop", path.as_bytes())
+            .map(|index| config.rollouts[index].name.clone())
+    };
+    assert_eq!(name("/api/orders").as_deref(), Some("api"));
+    assert_eq!(name("/").as_deref(), Some("web"));
+    assert_eq!(name("/api").as_deref(), Some("api"));
+}
