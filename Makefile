@@ -40,7 +40,7 @@ BENCH_FILTER_CONFIG = {"rollouts":{"checkout":{"hosts":["checkout"],"weight":10}
 # Three runs, each with freshly started Envoys: the filter-to-probe ratio differs more between
 # two Envoy processes than between the rounds of one (BENCHMARKS.md), so each run counts once.
 # Then bench/module-cost.mjs: each module's own time per request in V8 (Node), hostcalls stubbed.
-bench-filter: deps ## The filter against no filter, a no-op Wasm filter, and paired with a probe making its exact hostcalls (~13 min)
+bench-filter: deps ## The filter against no filter, a no-op Wasm filter, and paired with a probe making its exact hostcalls (~14 min)
 	scripts/bench.sh --cases noop-wasm,sc-1 $(SAME_HOSTCALLS_PROBES) --pair sc-1/probe:same --pair probe:same-twin/probe:same --pair probe:spread/probe:same --runs 3 --rounds 2 --duration 6
 	node bench/module-cost.mjs 'stickycanary=target/stickycanary.wasm=$(BENCH_FILTER_CONFIG)' "noop=target/stickycanary-noop.wasm=" "probe=target/stickycanary-probe.wasm=$(SAME_HOSTCALLS)"
 
