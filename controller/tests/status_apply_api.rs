@@ -452,14 +452,7 @@ async fn without_the_ownership_move_an_apply_would_leave_the_stale_gate() {
     rollout_written_by_merge_patches(&api).await;
     let rollouts: Api<CanaryRollout> = Api::namespaced(client, "shop");
     let body = status::apply_body("checkout", &status_after_the_gate(), None).unwrap();
-    rollouts
-        .patch_status(
-            "checkout",
-            &PatchParams::apply("stickycanary").force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .unwrap();
+    apply_status(&rollouts, &body, true).await.unwrap();
     let object = stored(&api);
     assert_eq!(object["status"]["gate"]["gate"], "confirm-rollout");
     api.finish().await;
@@ -501,6 +494,19 @@ async fn phase_edited_by_hand(api: &FakeApi, client: Client) -> Api<CanaryRollou
     rollouts
 }
 
+/// `PATCH .../canaryrollouts/checkout/status` as the controller's field manager applies it.
+async fn apply_status(
+    rollouts: &Api<CanaryRollout>,
+    body: &Value,
+    force: bool,
+) -> kube::Result<CanaryRollout> {
+    let params = PatchParams::apply("stickycanary");
+    let params = if force { params.force() } else { params };
+    rollouts
+        .patch_status("checkout", &params, &Patch::Apply(body))
+        .await
+}
+
 fn progressing_body() -> Value {
     let status = CanaryRolloutStatus {
         phase: Phase::Progressing,
@@ -514,12 +520,7 @@ fn progressing_body() -> Value {
 async fn a_forced_apply_takes_a_field_another_manager_set() {
     let (client, api) = FakeApi::start();
     let rollouts = phase_edited_by_hand(&api, client).await;
-    rollouts
-        .patch_status(
-            "checkout",
-            &PatchParams::apply("stickycanary").force(),
-            &Patch::Apply(&progressing_body()),
-        )
+    apply_status(&rollouts, &progressing_body(), true)
         .await
         .unwrap();
     let object = stored(&api);
@@ -537,12 +538,7 @@ async fn an_apply_without_force_over_another_managers_value_gets_409_and_changes
     let (client, api) = FakeApi::start();
     let rollouts = phase_edited_by_hand(&api, client).await;
     let before = stored(&api);
-    let error = rollouts
-        .patch_status(
-            "checkout",
-            &PatchParams::apply("stickycanary"),
-            &Patch::Apply(&progressing_body()),
-        )
+    let error = apply_status(&rollouts, &progressing_body(), false)
         .await
         .unwrap_err();
     let kube::Error::Api(status) = error else {
@@ -557,14 +553,7 @@ async fn an_apply_without_force_over_another_managers_value_gets_409_and_changes
     // The same value another manager set is no conflict: both own it.
     let mut paused = progressing_body();
     paused["status"]["phase"] = json!("Paused");
-    rollouts
-        .patch_status(
-            "checkout",
-            &PatchParams::apply("stickycanary"),
-            &Patch::Apply(&paused),
-        )
-        .await
-        .unwrap();
+    apply_status(&rollouts, &paused, false).await.unwrap();
     let object = stored(&api);
     assert!(owned(&object, "stickycanary", "Apply", "status").contains("status.phase"));
     assert!(owned(&object, "kubectl-edit", "Update", "status").contains("status.phase"));
@@ -602,12 +591,7 @@ async fn the_fake_server_refuses_applies_a_real_one_refuses() {
             .to_string()
     };
     let before_write = read_version(&api);
-    rollouts
-        .patch_status(
-            "checkout",
-            &PatchParams::apply("stickycanary"),
-            &Patch::Apply(&progressing_body()),
-        )
+    apply_status(&rollouts, &progressing_body(), false)
         .await
         .unwrap();
     let current = read_version(&api);
@@ -615,41 +599,18 @@ async fn the_fake_server_refuses_applies_a_real_one_refuses() {
     let pending = CanaryRolloutStatus::default();
     let stale = status::apply_body("checkout", &pending, Some(&before_write)).unwrap();
     assert_eq!(
-        api_code(
-            rollouts
-                .patch_status(
-                    "checkout",
-                    &PatchParams::apply("stickycanary"),
-                    &Patch::Apply(&stale)
-                )
-                .await
-        ),
+        api_code(apply_status(&rollouts, &stale, false).await),
         (409, "Conflict".to_string())
     );
     assert_eq!(stored(&api)["status"]["phase"], "Progressing");
     let fresh = status::apply_body("checkout", &pending, Some(&current)).unwrap();
-    rollouts
-        .patch_status(
-            "checkout",
-            &PatchParams::apply("stickycanary"),
-            &Patch::Apply(&fresh),
-        )
-        .await
-        .unwrap();
+    apply_status(&rollouts, &fresh, false).await.unwrap();
     assert_eq!(stored(&api)["status"]["phase"], "Pending");
     // An apply that names another object: 400.
     let mut other = progressing_body();
     other["metadata"]["name"] = json!("search");
     assert_eq!(
-        api_code(
-            rollouts
-                .patch_status(
-                    "checkout",
-                    &PatchParams::apply("stickycanary"),
-                    &Patch::Apply(&other)
-                )
-                .await
-        ),
+        api_code(apply_status(&rollouts, &other, false).await),
         (400, "BadRequest".to_string())
     );
     // An apply to /status changes the status only: spec, labels and generation stay.
@@ -657,14 +618,7 @@ async fn the_fake_server_refuses_applies_a_real_one_refuses() {
     let mut wider = progressing_body();
     wider["spec"] = json!({"paused": true});
     wider["metadata"]["labels"] = json!({"team": "checkout"});
-    rollouts
-        .patch_status(
-            "checkout",
-            &PatchParams::apply("stickycanary"),
-            &Patch::Apply(&wider),
-        )
-        .await
-        .unwrap();
+    apply_status(&rollouts, &wider, false).await.unwrap();
     let after = stored(&api);
     assert_eq!(after["spec"], before["spec"]);
     assert_eq!(after["metadata"].get("labels"), None);
@@ -677,14 +631,7 @@ async fn the_fake_server_refuses_applies_a_real_one_refuses() {
         .iter()
         .any(|p| p.starts_with("spec.")));
     // The same apply again is a no-op: no new resourceVersion.
-    rollouts
-        .patch_status(
-            "checkout",
-            &PatchParams::apply("stickycanary"),
-            &Patch::Apply(&wider),
-        )
-        .await
-        .unwrap();
+    apply_status(&rollouts, &wider, false).await.unwrap();
     assert_eq!(
         stored(&api)["metadata"]["resourceVersion"],
         after["metadata"]["resourceVersion"]
