@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use stickycanary::crd::CanaryRollout;
 use stickycanary::k8s::reconcile::{self, Context};
 use support::api::FakeApi;
-use support::shop::{deployment, CANARY_PATH, PLUGIN_PATH, ROLLOUT_PATH, STABLE_PATH};
+use support::shop::{self, CANARY_PATH, ROLLOUT_PATH};
 
 fn seed(api: &FakeApi) {
     api.insert(
@@ -36,23 +36,7 @@ fn seed(api: &FakeApi) {
             }
         }),
     );
-    api.insert(
-        PLUGIN_PATH,
-        json!({
-            "apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
-            "metadata": {"name": "stickycanary", "namespace": "istio-system"},
-            "spec": {"url": "oci://example/stickycanary:1", "pluginConfig": {
-                "rollouts": {"checkout": {"hosts": ["checkout"], "weight": 0}}}}
-        }),
-    );
-    api.insert(
-        STABLE_PATH,
-        deployment("checkout-stable", "stable", "shop/checkout:v1", 2),
-    );
-    api.insert(
-        CANARY_PATH,
-        deployment("checkout-canary", "canary", "shop/checkout:v2", 0),
-    );
+    shop::seed_plugin_and_deployments(api);
 }
 
 fn context(client: Client) -> Arc<Context> {

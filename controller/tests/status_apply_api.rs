@@ -30,9 +30,7 @@ use stickycanary::k8s::reconcile::{self, Context};
 use stickycanary::k8s::status;
 use support::api::{Authorizer, FakeApi, Seen};
 use support::rbac::Rule;
-use support::shop::{
-    assert_status_apply, deployment, CANARY_PATH, PLUGIN_PATH, ROLLOUT_PATH, STABLE_PATH,
-};
+use support::shop::{self, assert_status_apply, CANARY_PATH, ROLLOUT_PATH};
 use support::ssa::owned;
 
 fn rule(group: &str, resource: &str, verbs: &[&str]) -> Rule {
@@ -92,23 +90,7 @@ async fn create_rollout_with(api: &FakeApi, finalizers: &[&str]) -> Api<CanaryRo
 }
 
 fn seed_world(api: &FakeApi) {
-    api.insert(
-        PLUGIN_PATH,
-        json!({
-            "apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
-            "metadata": {"name": "stickycanary", "namespace": "istio-system"},
-            "spec": {"url": "oci://example/stickycanary:1", "pluginConfig": {
-                "rollouts": {"checkout": {"hosts": ["checkout"], "weight": 0}}}}
-        }),
-    );
-    api.insert(
-        STABLE_PATH,
-        deployment("checkout-stable", "stable", "shop/checkout:v1", 2),
-    );
-    api.insert(
-        CANARY_PATH,
-        deployment("checkout-canary", "canary", "shop/checkout:v2", 0),
-    );
+    shop::seed_plugin_and_deployments(api);
 }
 
 fn context(client: Client) -> Arc<Context> {

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::api::Seen;
+use super::api::{FakeApi, Seen};
 
 pub const ROLLOUT_PATH: &str =
     "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts/checkout";
@@ -12,6 +12,28 @@ pub const PLUGIN_PATH: &str =
     "/apis/extensions.istio.io/v1alpha1/namespaces/istio-system/wasmplugins/stickycanary";
 pub const CANARY_PATH: &str = "/apis/apps/v1/namespaces/shop/deployments/checkout-canary";
 pub const STABLE_PATH: &str = "/apis/apps/v1/namespaces/shop/deployments/checkout-stable";
+
+/// The WasmPlugin (rollout `checkout` at weight 0) and the two Deployments a reconcile reads:
+/// stable at v1 with 2 replicas, canary at v2 scaled to 0.
+pub fn seed_plugin_and_deployments(api: &FakeApi) {
+    api.insert(
+        PLUGIN_PATH,
+        json!({
+            "apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
+            "metadata": {"name": "stickycanary", "namespace": "istio-system"},
+            "spec": {"url": "oci://example/stickycanary:1", "pluginConfig": {
+                "rollouts": {"checkout": {"hosts": ["checkout"], "weight": 0}}}}
+        }),
+    );
+    api.insert(
+        STABLE_PATH,
+        deployment("checkout-stable", "stable", "shop/checkout:v1", 2),
+    );
+    api.insert(
+        CANARY_PATH,
+        deployment("checkout-canary", "canary", "shop/checkout:v2", 0),
+    );
+}
 
 /// A Deployment named `name` selecting `version: <track>`, running `image`, fully rolled out
 /// at generation 4.
