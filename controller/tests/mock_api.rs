@@ -434,12 +434,7 @@ fn assert_degraded_only(seen: &Seen, reason: &str) {
         "{}",
         seen.body
     );
-    let degraded = status["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Degraded")
-        .unwrap();
+    let degraded = support::shop::condition(&seen.body["status"], "Degraded");
     assert_eq!(degraded["status"], "True");
     assert_eq!(degraded["reason"], reason);
 }

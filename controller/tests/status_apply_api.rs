@@ -255,12 +255,7 @@ async fn a_failed_reconcile_from_a_stale_read_records_degraded_without_writing_t
     for field in ["phase", "canaryRevision", "gate", "salt"] {
         assert_eq!(status[field], applied[field], "{field}: {status}");
     }
-    let degraded = status["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Degraded")
-        .unwrap();
+    let degraded = shop::condition(&status, "Degraded");
     assert_eq!(degraded["status"], "True", "{status}");
     assert_eq!(degraded["reason"], "WasmPluginUnavailable", "{status}");
 
@@ -268,13 +263,7 @@ async fn a_failed_reconcile_from_a_stale_read_records_degraded_without_writing_t
     // second manager owns nothing.
     reconcile_with(&ctx, typed(stored(&api))).await;
     let object = stored(&api);
-    let degraded = object["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Degraded")
-        .unwrap()
-        .clone();
+    let degraded = shop::condition(&object["status"], "Degraded").clone();
     assert_eq!(degraded["status"], "False", "{object}");
     assert!(
         owned(&object, "stickycanary-degraded", "Apply", "status").is_empty(),

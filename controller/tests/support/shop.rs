@@ -13,6 +13,14 @@ pub const PLUGIN_PATH: &str =
 pub const CANARY_PATH: &str = "/apis/apps/v1/namespaces/shop/deployments/checkout-canary";
 pub const STABLE_PATH: &str = "/apis/apps/v1/namespaces/shop/deployments/checkout-stable";
 
+/// The condition of type `kind` in a stored status; fails the test when there is none.
+pub fn condition<'a>(status: &'a Value, kind: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|conditions| conditions.iter().find(|c| c["type"] == kind))
+        .unwrap_or_else(|| panic!("no {kind} condition in {status}"))
+}
+
 /// The WasmPlugin (rollout `checkout` at weight 0) and the two Deployments a reconcile reads:
 /// stable at v1 with 2 replicas, canary at v2 scaled to 0.
 pub fn seed_plugin_and_deployments(api: &FakeApi) {
