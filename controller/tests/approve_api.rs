@@ -202,7 +202,7 @@ fn the_controllers_status_apply_never_carries_approvals() {
     )
     .status;
     assert_eq!(new.approvals, old.approvals);
-    let body = apply_body("checkout", &new, None).unwrap();
+    let body = apply_body("checkout", &new).unwrap();
     // Never part of the controller's apply, so never its field: an approval written after
     // this read (status_apply_api.rs runs that race) is neither removed nor overwritten.
     assert!(body["status"].get("approvals").is_none(), "{body}");

@@ -422,7 +422,7 @@ async fn without_the_ownership_move_an_apply_would_leave_the_stale_gate() {
     let (client, api) = FakeApi::start();
     rollout_written_by_merge_patches(&api).await;
     let rollouts: Api<CanaryRollout> = Api::namespaced(client, "shop");
-    let body = status::apply_body("checkout", &status_after_the_gate(), None).unwrap();
+    let body = status::apply_body("checkout", &status_after_the_gate()).unwrap();
     apply_status(&rollouts, &body, true).await.unwrap();
     let object = stored(&api);
     assert_eq!(object["status"]["gate"]["gate"], "confirm-rollout");
@@ -484,7 +484,7 @@ fn progressing_body() -> Value {
         weight: 10.0,
         ..CanaryRolloutStatus::default()
     };
-    status::apply_body("checkout", &status, None).unwrap()
+    status::apply_body("checkout", &status).unwrap()
 }
 
 #[tokio::test]
@@ -568,13 +568,19 @@ async fn the_fake_server_refuses_applies_a_real_one_refuses() {
     let current = read_version(&api);
     assert_ne!(current, before_write);
     let pending = CanaryRolloutStatus::default();
-    let stale = status::apply_body("checkout", &pending, Some(&before_write)).unwrap();
+    // An apply may carry a resourceVersion precondition (the controller's never does).
+    let with_version = |version: &str| {
+        let mut body = status::apply_body("checkout", &pending).unwrap();
+        body["metadata"]["resourceVersion"] = json!(version);
+        body
+    };
+    let stale = with_version(&before_write);
     assert_eq!(
         api_code(apply_status(&rollouts, &stale, false).await),
         (409, "Conflict".to_string())
     );
     assert_eq!(stored(&api)["status"]["phase"], "Progressing");
-    let fresh = status::apply_body("checkout", &pending, Some(&current)).unwrap();
+    let fresh = with_version(&current);
     apply_status(&rollouts, &fresh, false).await.unwrap();
     assert_eq!(stored(&api)["status"]["phase"], "Pending");
     // An apply that names another object: 400.

@@ -58,21 +58,13 @@ const APPROVALS_KEY: &str = "f:approvals";
 
 /// The apply body: `apiVersion`, `kind` and `metadata.name` (an apply names the object
 /// it is for) and the status without `approvals`.
-pub fn apply_body(
-    name: &str,
-    status: &CanaryRolloutStatus,
-    resource_version: Option<&str>,
-) -> Result<Value, Error> {
+pub fn apply_body(name: &str, status: &CanaryRolloutStatus) -> Result<Value, Error> {
     let mut status =
         serde_json::to_value(status).map_err(|e| Error::Invalid(format!("status: {e}")))?;
     if let Some(fields) = status.as_object_mut() {
         fields.remove("approvals");
     }
-    let mut body = status_body(name, status);
-    if let Some(version) = resource_version {
-        body["metadata"]["resourceVersion"] = json!(version);
-    }
-    Ok(body)
+    Ok(status_body(name, status))
 }
 
 /// An apply body for the status subresource: `apiVersion`, `kind`, `metadata.name` (an
@@ -174,7 +166,7 @@ pub async fn write(
         };
         api.patch(&name, &params, &Patch::Merge(&patch)).await?;
     }
-    let body = apply_body(&name, status, None)?;
+    let body = apply_body(&name, status)?;
     api.patch_status(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
