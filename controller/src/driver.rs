@@ -48,6 +48,9 @@ pub trait Executor: Send + Sync {
         revision: &str,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
+    /// Sets the rollout's `slowThresholdMs` in the filter's config.
+    fn set_slow_threshold(&self, ms: f64) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
     /// Rolls `revision` out on stable.
     fn promote_stable(
         &self,
@@ -137,6 +140,10 @@ pub async fn carry_out<E: Executor>(
             Action::PromoteStable { revision } => (
                 format!("roll {revision} out on stable"),
                 executor.promote_stable(revision).await,
+            ),
+            Action::SetSlowThreshold(ms) => (
+                format!("set slowThresholdMs {ms}"),
+                executor.set_slow_threshold(*ms).await,
             ),
             Action::Event { .. } | Action::Notify(_) => continue,
         };

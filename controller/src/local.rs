@@ -405,6 +405,10 @@ impl<S: MetricsSource, T: WeightTarget> Executor for LocalRunner<S, T> {
         result
     }
 
+    async fn set_slow_threshold(&self, ms: f64) -> Result<(), TargetError> {
+        self.target.set_slow_threshold(&self.key, ms).await
+    }
+
     async fn scale_canary_up(&self, revision: &str) -> Result<(), TargetError> {
         self.run_hook(HookKind::ScaleUp, revision).await;
         Ok(())

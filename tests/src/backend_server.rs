@@ -14,6 +14,10 @@
 //! `POST /__release` with `{"version":"v2"}` and/or `{"stopped":true}` changes it (what a
 //! deployment tool would do); a stopped backend answers 503 `stopped`.
 //!
+//! Paths with a behaviour of their own: `/__fail` fails on either backend; `/__fails-on/<name>`
+//! fails only on the backend called `<name>`; `/__sleep/<ms>` answers after `<ms>` (at most
+//! 10 s) on either backend.
+//!
 //! Control plane (not counted as traffic): `POST /__control` with any subset of
 //! `{"errorRatio":0.2,"errorStatus":503,"delayMs":800}` changes behaviour and resets the request
 //! counter; `GET /__stats` returns `{"name","requests","errors","errorRatio","errorStatus","delayMs"}`.
@@ -236,9 +240,21 @@ fn serve_traffic(request: &http1::Request, state: &State) -> (u16, Vec<(String, 
     if behaviour.delay_ms > 0 {
         std::thread::sleep(Duration::from_millis(behaviour.delay_ms));
     }
+    let path = request.path.split('?').next().unwrap_or("");
+    // `/__sleep/<ms>` takes that long on either version: a healthy but slow client (a batch
+    // job, a heavy report), as in the slow-user e2e.
+    if let Some(ms) = path
+        .strip_prefix("/__sleep/")
+        .and_then(|ms| ms.parse::<u64>().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms.min(10_000)));
+    }
     // `/__fail` always fails, on either version: a client whose requests fail whichever
     // version serves them (a bot retrying a bad request), as in the clustered-user e2e.
-    let always_fails = request.path.split('?').next() == Some("/__fail");
+    // `/__fails-on/<name>` fails only on the backend called `<name>`: a code path that one
+    // version broke, used by only the users who call it.
+    let always_fails =
+        path == "/__fail" || path.strip_prefix("/__fails-on/") == Some(state.name.as_str());
     let failed = always_fails || is_error(k, behaviour.error_ratio);
     if failed {
         state.errors.fetch_add(1, Ordering::SeqCst);
@@ -255,7 +271,6 @@ fn serve_traffic(request: &http1::Request, state: &State) -> (u16, Vec<(String, 
     if let Some(user) = request.header("x-user-id") {
         headers.push(("x-seen-user-id".into(), user.to_string()));
     }
-    let path = request.path.split('?').next().unwrap_or("");
     let body = if path == "/__echo" {
         let all: Vec<serde_json::Value> = request
             .headers

@@ -130,12 +130,21 @@ impl ComparativeCheck {
 pub struct ComparativeState {
     /// The weight of the current segment; a different weight starts a new one.
     pub segment_weight: f64,
+    /// The weight of the run's first segment: heavy users that stable never showed have
+    /// been on canary since then (see `sharded::History`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_weight: Option<f64>,
     /// When the current segment began (the latency warm-up runs from here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_started_at: Option<Time>,
     /// The histogram boundary (ms) above which a request is slow, once chosen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_threshold_ms: Option<f64>,
+    /// The `slowThresholdMs` this run wrote into the filter's config: once it equals
+    /// `latencyThresholdMs`, the shards' `slow` outcome counts exactly the latency test's
+    /// events and the latency test judges shards as the error test does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_slow_threshold_ms: Option<f64>,
     pub errors: SplitTest,
     pub slow_requests: SplitTest,
 }
@@ -166,6 +175,10 @@ pub struct SplitTest {
     /// Per alternative, the finished segments' log LR over all shards (not trimmed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub carried_untrimmed_log_lr: Vec<f64>,
+    /// Shards that stable showed as outlying (a heavy user on stable) in a finished segment
+    /// of this run: a canary outlier there later is a user seen to be heavy on stable too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stable_outlying_shards: Vec<i32>,
     /// The latest tick's shard statistic (see [`super::sharded`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<ShardStatistic>,
@@ -239,6 +252,7 @@ pub fn step(
     let now = Time(input.now);
     let mut state = previous.cloned().unwrap_or_else(|| ComparativeState {
         segment_weight: input.weight,
+        first_weight: Some(input.weight),
         segment_started_at: Some(
             input
                 .stage_started_at
@@ -248,13 +262,11 @@ pub fn step(
         ..ComparativeState::default()
     });
     let grid = sequential::alternatives(spec.minimum_detectable_increase);
+    let first_weight = *state.first_weight.get_or_insert(state.segment_weight);
     if state.segment_weight != input.weight {
-        close_segment(&mut state.errors, &grid, Evidence::Split);
-        close_segment(
-            &mut state.slow_requests,
-            &grid,
-            Evidence::HistogramWithShards,
-        );
+        close_segment(&mut state.errors, &grid, Evidence::Split, first_weight);
+        let kind = state.latency_evidence();
+        close_segment(&mut state.slow_requests, &grid, kind, first_weight);
         state.segment_weight = input.weight;
         state.segment_started_at = Some(
             input
@@ -299,13 +311,18 @@ pub fn step(
     let threshold = spec.rejection_threshold();
     let error_shards = shard_counts(input, |shard| shard.errors);
     let slow_shards = shard_counts(input, |shard| shard.slow);
-    // Slow means above the chosen histogram boundary (stable's p99 bucket by default), with
-    // or without shard series: the shards' own `slow` outcome is fixed at the filter's
-    // slowThresholdMs, far in stable's tail, and serves only to see whether the excess is
-    // broad (see `sharded::latency_evidence`).
-    let slow_window = state
-        .latency_threshold_ms
-        .and_then(|le| slow_counts(input, le));
+    // Slow means above the chosen histogram boundary (stable's p99 bucket by default). Once
+    // the filter counts its shards' `slow` outcome at that boundary, the shards are the
+    // evidence, as for errors. Until then (or without shard series) the events are the
+    // histograms', and the shards, slow above another threshold, only say whether the
+    // excess is broad (see `sharded::latency_evidence`).
+    let latency_kind = state.latency_evidence();
+    let slow_window = match (latency_kind, slow_shards.as_deref()) {
+        (Evidence::Split, Some(shards)) => Some(summed(shards)),
+        _ => state
+            .latency_threshold_ms
+            .and_then(|le| slow_counts(input, le)),
+    };
     let slow_label = match state.latency_threshold_ms {
         Some(le) => format!("slower than {le}ms"),
         None => "slow".to_string(),
@@ -318,6 +335,7 @@ pub fn step(
             total: Some(&error_window),
             shards: error_shards.as_deref(),
             kind: Evidence::Split,
+            first_weight,
         },
         error_fraction,
         &grid,
@@ -330,7 +348,8 @@ pub fn step(
         Window {
             total: slow_window.as_ref(),
             shards: slow_shards.as_deref(),
-            kind: Evidence::HistogramWithShards,
+            kind: latency_kind,
+            first_weight,
         },
         latency_fraction,
         &grid,
@@ -340,6 +359,46 @@ pub fn step(
     (state, [error_report, latency_report])
 }
 
+impl ComparativeState {
+    /// How the latency test reads its shards: as its events once the filter counts them at
+    /// the test's threshold.
+    fn latency_evidence(&self) -> Evidence {
+        match (self.latency_threshold_ms, self.shard_slow_threshold_ms) {
+            (Some(test), Some(filter)) if test == filter => Evidence::Split,
+            _ => Evidence::HistogramWithShards,
+        }
+    }
+
+    /// The `slowThresholdMs` the filter should count its shards' `slow` outcome at for this
+    /// run, when it does not yet: the latency test's threshold, once chosen.
+    pub fn filter_threshold_to_write(&self) -> Option<f64> {
+        self.latency_threshold_ms
+            .filter(|ms| self.shard_slow_threshold_ms != Some(*ms))
+    }
+
+    /// Record that the filter now counts `slow` at `ms` (the write is carried out before
+    /// this status is saved). The latency evidence so far, read the old way, is carried as
+    /// a finished segment, and counting starts again from `now`: earlier windows hold
+    /// `slow` counts at the old threshold.
+    pub fn filter_threshold_written(&mut self, spec: &ComparativeCheck, ms: f64, now: Timestamp) {
+        let grid = sequential::alternatives(spec.minimum_detectable_increase);
+        let kind = self.latency_evidence();
+        let first_weight = self.first_weight.unwrap_or(self.segment_weight);
+        close_segment(&mut self.slow_requests, &grid, kind, first_weight);
+        self.shard_slow_threshold_ms = Some(ms);
+        self.slow_requests.counted_until = Some(Time(now));
+    }
+}
+
+/// The version totals of per-shard counts.
+fn summed(shards: &[SplitCounts]) -> SplitCounts {
+    let mut total = SplitCounts::default();
+    for shard in shards {
+        total.add_scaled(shard, 1.0);
+    }
+    total
+}
+
 /// One tick's window for one test: the version totals, and per shard when the filter
 /// exports shard series.
 #[derive(Clone, Copy)]
@@ -347,6 +406,8 @@ struct Window<'a> {
     total: Option<&'a SplitCounts>,
     shards: Option<&'a [SplitCounts]>,
     kind: Evidence,
+    /// The run's first weight (see `sharded::History`).
+    first_weight: f64,
 }
 
 /// Per shard split counts with `events` of each shard, when both versions have shard
@@ -388,18 +449,27 @@ enum Evidence {
 }
 
 impl Evidence {
-    fn of(self, test: &SplitTest, grid: &[f64]) -> sharded::ShardEvidence {
+    fn of(self, test: &SplitTest, first_weight: f64, grid: &[f64]) -> sharded::ShardEvidence {
+        let known: Vec<usize> = test
+            .stable_outlying_shards
+            .iter()
+            .filter_map(|index| usize::try_from(*index).ok())
+            .collect();
+        let history = sharded::History {
+            stable_outlying: &known,
+            first_share: (first_weight / 100.0).clamp(0.0, 1.0),
+        };
         match self {
-            Evidence::Split => sharded::evidence(&test.segment_shards, grid),
+            Evidence::Split => sharded::evidence(&test.segment_shards, &history, grid),
             Evidence::HistogramWithShards => {
-                sharded::latency_evidence(&test.segment, &test.segment_shards, grid)
+                sharded::latency_evidence(&test.segment, &test.segment_shards, &history, grid)
             }
         }
     }
 }
 
 /// Fold the segment's evidence into the per-alternative carried sums and start afresh.
-fn close_segment(test: &mut SplitTest, grid: &[f64], kind: Evidence) {
+fn close_segment(test: &mut SplitTest, grid: &[f64], kind: Evidence, first_weight: f64) {
     test.carried_log_lr.resize(grid.len(), 0.0);
     test.carried_untrimmed_log_lr.resize(grid.len(), 0.0);
     let (trimmed, untrimmed) = if test.segment_shards.is_empty() {
@@ -409,7 +479,7 @@ fn close_segment(test: &mut SplitTest, grid: &[f64], kind: Evidence) {
             .collect();
         (request_level.clone(), request_level)
     } else {
-        let evidence = kind.of(test, grid);
+        let evidence = kind.of(test, first_weight, grid);
         (evidence.log_lr, evidence.untrimmed_log_lr)
     };
     for (carried, value) in test.carried_log_lr.iter_mut().zip(trimmed) {
@@ -418,6 +488,13 @@ fn close_segment(test: &mut SplitTest, grid: &[f64], kind: Evidence) {
     for (carried, value) in test.carried_untrimmed_log_lr.iter_mut().zip(untrimmed) {
         *carried += value;
     }
+    for index in sharded::stable_outliers(&test.segment_shards) {
+        let index = i32::try_from(index).unwrap_or(i32::MAX);
+        if !test.stable_outlying_shards.contains(&index) {
+            test.stable_outlying_shards.push(index);
+        }
+    }
+    test.stable_outlying_shards.sort_unstable();
     test.segment = SplitCounts::default();
     test.segment_shards.clear();
 }
@@ -515,7 +592,7 @@ fn judge(
     }
     let mut narrow = None;
     if window.shards.is_some() && !test.segment_shards.is_empty() {
-        let evidence = kind.of(test, grid);
+        let evidence = kind.of(test, window.first_weight, grid);
         test.log_e_value = sharded::log_e_value(&test.carried_log_lr, &evidence.log_lr);
         let untrimmed =
             sharded::log_e_value(&test.carried_untrimmed_log_lr, &evidence.untrimmed_log_lr);
@@ -567,7 +644,7 @@ fn judge(
         significant(threshold)
     );
     let kept_too_few = test.shards.as_ref().is_some_and(|shards| {
-        (shards.shards_with_traffic as usize) < sharded::TRIMMED_SHARDS + sharded::MIN_KEPT_SHARDS
+        (shards.shards_with_traffic as usize) < sharded::MIN_KEPT_SHARDS
     });
     let (decision, message) = if test.rejected {
         (
@@ -596,7 +673,7 @@ fn judge(
             Decision::Inconclusive,
             format!(
                 "too few shards with traffic on both versions to judge (need {}); {evidence}; {tally}",
-                sharded::TRIMMED_SHARDS + sharded::MIN_KEPT_SHARDS
+                sharded::MIN_KEPT_SHARDS
             ),
         )
     } else if let Some(incident) = window

@@ -58,256 +58,303 @@
 
 use super::sequential::{log_mean_exp, SplitCounts};
 
-/// Shards with the largest canary excess examined as possible outliers (one or two users).
-pub const TRIMMED_SHARDS: usize = 2;
-/// Each trimmed shard's log-likelihood ratio counts at most this multiple of the largest
-/// kept shard's (winsorising rather than dropping keeps most of a broad regression's
-/// evidence: dropping cost 5 points of detection within 2 minutes in the simulation).
-pub const TOP_SHARD_CAP: f64 = 1.5;
-/// Family-wise level of the "does a top shard stand out" test, split over the shards with
+/// At most this many shards are set aside as outlying (a few heavy, slow or error-prone
+/// users): the test then judges the rest. Six of sixteen: any five users, however heavy,
+/// cannot carry a verdict, while a regression that reaches a share of the users still shows
+/// in most shards.
+pub const MAX_OUTLYING_SHARDS: usize = 6;
+/// Family-wise level of the "does the top shard stand out" test, split over the shards with
 /// traffic (Bonferroni): among the shards of a broad regression, a top shard is taken for
 /// one user's by chance in at most about 5% of looks.
 pub const OUTLIER_FAMILY_ALPHA: f64 = 0.05;
-/// Fewer shards with traffic on both versions than this, after trimming, give no verdict.
-pub const MIN_KEPT_SHARDS: usize = 4;
-/// χ² standard errors allowed before the spread between shards counts as clustering.
-pub const DISPERSION_NOISE_ALLOWANCE: f64 = 2.0;
+/// Fewer shards with traffic on both versions than this, after setting outliers aside, give
+/// no verdict.
+pub const MIN_KEPT_SHARDS: usize = 6;
+/// χ² standard errors allowed before the spread between stable's shards counts as
+/// clustering.
+pub const DISPERSION_NOISE_ALLOWANCE: f64 = 0.0;
 
 /// What one segment's shards say.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShardEvidence {
-    /// Per alternative: the trimmed (capped, or for latency with the outlying excess taken
-    /// out), dispersion-scaled log-likelihood ratio.
+    /// Per alternative: the log-likelihood ratio of the kept shards, divided by the
+    /// dispersion.
     pub log_lr: Vec<f64>,
-    /// Per alternative: the same over all shards (for the "rests on 1-2 shards" verdict).
+    /// Per alternative: the same over all shards (for the "rests on a few shards" verdict).
     pub untrimmed_log_lr: Vec<f64>,
-    /// Shards with traffic on both versions, before trimming.
+    /// Shards with traffic on both versions, before setting any aside.
     pub shards_with_traffic: usize,
-    /// The top shards that stand out (capped or taken out), largest excess first.
+    /// The shards set aside as outlying, in the order they were found.
     pub trimmed: Vec<usize>,
-    /// `φ` of the kept shards (1 = no sign of clustering).
+    /// `φ` from stable's shards (1 = no sign of clustering).
     pub dispersion: f64,
-    /// `φ` of all shards.
+    /// The same `φ` (kept for the status's shape).
     pub untrimmed_dispersion: f64,
 }
 
-/// One segment's shards, ordered for trimming: the top shards (largest canary excess),
-/// the kept ones, and whether each top shard stands out from the rest.
-struct Ranked {
-    shards_with_traffic: usize,
+/// One segment's shards: all with traffic on both versions, the ones set aside as outlying
+/// and the kept ones.
+struct Peeled {
     all: Vec<SplitCounts>,
-    /// Largest excess first.
-    top: Vec<TopShard>,
+    outlying: Vec<(usize, SplitCounts)>,
     kept: Vec<SplitCounts>,
 }
 
-/// What a top shard is compared with when deciding whether it stands out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Baseline {
-    /// The kept shards only (both top shards left out). For errors: two error-prone users
-    /// on canary, each in a top shard, can be most of canary's errors (5 req/s, 5 heavy
-    /// users); judged against each other's shard included, each would mask the other.
-    Kept,
-    /// Every other shard (the other top shard included). For the latency test's `slow`
-    /// outcome, a few events per shard far in the tail: leaving out the two shards with the
-    /// largest excess biases the baseline low at such counts, and a broad slow-down's top
-    /// shards then look like outliers.
-    Others,
-}
-
-/// One of the [`TRIMMED_SHARDS`] shards with the largest canary excess.
-struct TopShard {
-    index: usize,
-    counts: SplitCounts,
-    /// Whether its events are more canary's than the other shards explain.
-    stands_out: bool,
-    /// The other shards' common canary/stable ratio, when it can be told.
-    others_ratio: Option<f64>,
-}
-
-fn rank(shards: &[SplitCounts], baseline: Baseline) -> Ranked {
-    let mut usable: Vec<(usize, SplitCounts, f64)> = shards
-        .iter()
-        .enumerate()
-        .filter_map(|(index, counts)| {
-            let counts = cleaned(counts);
-            let share = counts.canary_share()?;
-            let excess =
-                counts.canary_events - share * (counts.canary_events + counts.stable_events);
-            Some((index, counts, excess))
-        })
-        .collect();
-    let shards_with_traffic = usable.len();
-    let all: Vec<SplitCounts> = usable.iter().map(|(_, counts, _)| *counts).collect();
-    // Largest excess first; ties by index so the choice is deterministic.
-    usable.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
-    let kept: Vec<SplitCounts> = usable
-        .iter()
-        .skip(TRIMMED_SHARDS)
-        .map(|(_, counts, _)| *counts)
-        .collect();
-    // Bonferroni over the shards: the top shard is the largest of them.
-    let level = OUTLIER_FAMILY_ALPHA / shards_with_traffic.max(1) as f64;
-    let top = usable
-        .iter()
-        .take(TRIMMED_SHARDS)
-        .map(|(index, counts, _)| {
-            let others: Vec<SplitCounts> = match baseline {
-                Baseline::Kept => kept.clone(),
-                Baseline::Others => usable
-                    .iter()
-                    .filter(|(other, _, _)| other != index)
-                    .map(|(_, counts, _)| *counts)
-                    .collect(),
-            };
-            TopShard {
-                index: *index,
-                counts: *counts,
-                stands_out: stands_out(counts, &others, level),
-                others_ratio: common_ratio(&others),
-            }
-        })
-        .collect();
-    Ranked {
-        shards_with_traffic,
-        all,
-        top,
-        kept,
-    }
-}
-
-impl Ranked {
-    /// The indices of the top shards that stand out (the ones set aside), largest first.
-    fn trimmed(&self) -> Vec<usize> {
-        self.top
-            .iter()
-            .filter(|top| top.stands_out)
-            .map(|top| top.index)
-            .collect()
-    }
-
+impl Peeled {
     fn enough(&self) -> bool {
         self.kept.len() >= MIN_KEPT_SHARDS
     }
 
-    /// `φ` of the kept shards or of all, whichever is larger: clustering is a property of
-    /// the users, not of the shards kept (a broad regression leaves both near 1).
-    fn dispersions(&self) -> (f64, f64) {
-        let untrimmed = dispersion(&self.all);
-        (dispersion(&self.kept).max(untrimmed), untrimmed)
+    fn trimmed(&self) -> Vec<usize> {
+        self.outlying.iter().map(|(index, _)| *index).collect()
     }
 }
 
+/// Sets aside, one at a time, the shard whose canary events are most in excess of canary's
+/// rate in the other remaining shards, while that excess is improbable ([`stands_out`]),
+/// up to [`MAX_OUTLYING_SHARDS`] and never below [`MIN_KEPT_SHARDS`] kept. A shard that
+/// stands out but is not `allowed` stays in (and the next one is looked at).
+///
+/// A regression on canary's code path raises canary's rate in every shard alike, so its
+/// top shards are the upper tail of one rate and are kept; a few heavy users each lift one
+/// shard far above the rest and are set aside, however many requests they send.
+fn peel(shards: &[SplitCounts], allowed: &dyn Fn(usize, usize) -> bool) -> Peeled {
+    let mut remaining: Vec<(usize, SplitCounts)> = shards
+        .iter()
+        .enumerate()
+        .map(|(index, counts)| (index, cleaned(counts)))
+        .filter(|(_, counts)| counts.canary_share().is_some())
+        .collect();
+    let all: Vec<SplitCounts> = remaining.iter().map(|(_, counts)| *counts).collect();
+    let level = OUTLIER_FAMILY_ALPHA / remaining.len().max(1) as f64;
+    let mut outlying = Vec::new();
+    let mut refused: Vec<usize> = Vec::new();
+    while outlying.len() < MAX_OUTLYING_SHARDS && remaining.len() > MIN_KEPT_SHARDS {
+        let Some(position) = most_in_excess(&remaining, &refused) else {
+            break;
+        };
+        let (index, top) = remaining[position];
+        let others: Vec<SplitCounts> = remaining
+            .iter()
+            .filter(|(other, _)| *other != index)
+            .map(|(_, counts)| *counts)
+            .collect();
+        if !stands_out(&top, &others, level) {
+            break;
+        }
+        if allowed(index, outlying.len()) {
+            outlying.push(remaining.remove(position));
+        } else {
+            refused.push(index);
+        }
+    }
+    Peeled {
+        all,
+        outlying,
+        kept: remaining.into_iter().map(|(_, counts)| counts).collect(),
+    }
+}
+
+/// Every outlier may be set aside.
+fn any(_: usize, _: usize) -> bool {
+    true
+}
+
+/// The position of the row whose canary events exceed most what canary's rate in the other
+/// rows predicts (ties: the lower shard index).
+fn most_in_excess(rows: &[(usize, SplitCounts)], skip: &[usize]) -> Option<usize> {
+    let (requests, events) = rows.iter().fold((0.0, 0.0), |(n, x), (_, c)| {
+        (n + c.canary_requests, x + c.canary_events)
+    });
+    let excess = |(_, counts): &(usize, SplitCounts)| {
+        let others_requests = requests - counts.canary_requests;
+        let others_rate = if others_requests > 0.0 {
+            (events - counts.canary_events) / others_requests
+        } else {
+            0.0
+        };
+        counts.canary_events - counts.canary_requests * others_rate
+    };
+    (0..rows.len())
+        .filter(|position| !skip.contains(&rows[*position].0))
+        .max_by(|a, b| {
+        excess(&rows[*a])
+            .total_cmp(&excess(&rows[*b]))
+            .then(rows[*b].0.cmp(&rows[*a].0))
+    })
+}
+
+/// Canary shards that one or two users unseen on stable may explain, whatever stable shows
+/// (a bot that happens to be on canary alone).
+pub const ALWAYS_OUTLYING: usize = 2;
+
+
+/// Chance, per look, that more of the population's outlying users land on canary than the
+/// bound of [`unexplained_allowed`] sets aside.
+pub const OUTLIER_SPLIT_LEVEL: f64 = 0.001;
+
+/// Stable's outlying shards in one segment (heavy users on stable), for the run's history.
+pub fn stable_outliers(shards: &[SplitCounts]) -> Vec<usize> {
+    peel(&swapped(shards), &any).trimmed()
+}
+
+fn swapped(shards: &[SplitCounts]) -> Vec<SplitCounts> {
+    shards
+        .iter()
+        .map(|s| SplitCounts {
+            canary_requests: s.stable_requests,
+            canary_events: s.stable_events,
+            stable_requests: s.canary_requests,
+            stable_events: s.canary_events,
+        })
+        .collect()
+}
+
+/// How many canary shards that stable never showed as outlying may be set aside: as many as
+/// the run's heavy users could have put on canary from its first stage by chance, and at
+/// least [`ALWAYS_OUTLYING`].
+///
+/// Each outlying shard is about one heavy user. A heavy user that stable never showed in
+/// this run has been on canary since the first stage (users only move from stable to
+/// canary), and the hash put it there with probability `first_share` (the first stage's
+/// share of the users), whatever the user does. With `k_c` outlying shards on canary now,
+/// `k_s` on stable now and `k_h` seen on stable earlier, the bound is the
+/// `1 − OUTLIER_SPLIT_LEVEL` quantile of Binomial(`k_c + k_s + k_h`, `first_share`).
+fn unexplained_allowed(shards: &[SplitCounts], known: usize, first_share: f64) -> usize {
+    let on_stable = stable_outliers(shards).len();
+    let on_canary = peel(shards, &any).outlying.len();
+    let population = on_canary + on_stable + known;
+    binomial_quantile(population, first_share, OUTLIER_SPLIT_LEVEL).max(ALWAYS_OUTLYING)
+}
+
+/// What the run showed before this segment.
+#[derive(Debug, Clone, Copy)]
+pub struct History<'a> {
+    /// Shards that stable showed as outlying in an earlier segment.
+    pub stable_outlying: &'a [usize],
+    /// Canary's share of the users at the run's first stage (0 to 1).
+    pub first_share: f64,
+}
+
+/// The canary shards that may be set aside in this segment: any that stable showed as
+/// outlying in an earlier segment of the run (`known`), and up to [`unexplained_allowed`]
+/// others.
+///
+/// Why the history: users only ever move from stable to canary during a run, and each keeps
+/// its shard. A user that is heavy on canary at 50% was on stable at 10% and 25%: if it is
+/// heavy whichever version serves it, stable's shard showed it then. A canary bug that breaks
+/// a few percent of the users makes canary outliers where stable never had one: those stay
+/// in the test (setting six aside regardless promoted 20% of the "3% of users broken"
+/// rollouts in simulation).
+fn peel_canary(shards: &[SplitCounts], history: &History<'_>) -> Peeled {
+    let known = history.stable_outlying;
+    let unexplained = unexplained_allowed(shards, known.len(), history.first_share);
+    let taken = std::cell::Cell::new(0);
+    let allowed = |index: usize, _: usize| {
+        if known.contains(&index) {
+            return true;
+        }
+        if taken.get() < unexplained {
+            taken.set(taken.get() + 1);
+            return true;
+        }
+        false
+    };
+    peel(shards, &allowed)
+}
+
+/// The smallest `a` with `P(Binomial(n, p) > a) ≤ level`.
+fn binomial_quantile(n: usize, p: f64, level: f64) -> usize {
+    let p = p.clamp(0.0, 1.0);
+    let mut cumulative = 0.0;
+    let mut pmf = (1.0 - p).powi(n as i32);
+    for a in 0..=n {
+        cumulative += pmf;
+        if 1.0 - cumulative <= level {
+            return a;
+        }
+        // pmf(a + 1) from pmf(a).
+        if p >= 1.0 {
+            return n;
+        }
+        pmf *= (n - a) as f64 / (a + 1) as f64 * p / (1.0 - p);
+    }
+    n
+}
+
 /// Evaluate one segment's per-shard counts (index = shard) for every alternative in `grid`:
-/// the error test's evidence.
-pub fn evidence(shards: &[SplitCounts], grid: &[f64]) -> ShardEvidence {
-    let ranked = rank(shards, Baseline::Kept);
-    let (kept_dispersion, untrimmed_dispersion) = ranked.dispersions();
+/// the split test stratified by shard over the kept shards, divided by stable's dispersion.
+pub fn evidence(shards: &[SplitCounts], history: &History<'_>, grid: &[f64]) -> ShardEvidence {
+    let peeled = peel_canary(shards, history);
+    let dispersion = dispersion(&peeled.all);
     let log_lr = grid
         .iter()
         .map(|ratio| {
-            if !ranked.enough() {
-                return 0.0;
-            }
-            // Winsorised: each top shard that stands out counts at most TOP_SHARD_CAP times
-            // the largest kept one, so it can only add to evidence the kept shards already
-            // show. A top shard in line with the others is the upper tail of a broad
-            // difference and counts in full.
-            let per_shard: Vec<f64> = ranked
-                .kept
-                .iter()
-                .map(|counts| super::sequential::split_log_lr(counts, *ratio))
-                .collect();
-            let max_kept = per_shard.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let cap = if max_kept > 0.0 {
-                max_kept * TOP_SHARD_CAP
+            if peeled.enough() {
+                stratified_log_lr(&peeled.kept, *ratio) / dispersion
             } else {
-                max_kept
-            };
-            let top: f64 = ranked
-                .top
-                .iter()
-                .map(|top| {
-                    let value = super::sequential::split_log_lr(&top.counts, *ratio);
-                    if top.stands_out {
-                        value.min(cap)
-                    } else {
-                        value
-                    }
-                })
-                .sum();
-            (per_shard.iter().sum::<f64>() + top) / kept_dispersion
+                0.0
+            }
         })
         .collect();
     ShardEvidence {
         log_lr,
         untrimmed_log_lr: grid
             .iter()
-            .map(|ratio| stratified_log_lr(&ranked.all, *ratio) / untrimmed_dispersion)
+            .map(|ratio| stratified_log_lr(&peeled.all, *ratio) / dispersion)
             .collect(),
-        shards_with_traffic: ranked.shards_with_traffic,
-        trimmed: ranked.trimmed(),
-        dispersion: kept_dispersion,
-        untrimmed_dispersion,
+        shards_with_traffic: peeled.all.len(),
+        trimmed: peeled.trimmed(),
+        dispersion,
+        untrimmed_dispersion: dispersion,
     }
 }
 
-/// The latency test's evidence: the request-level split of `histogram` (requests slower
-/// than the histogram threshold, stable's p99 bucket by default), with the shards' slow
-/// counts (above the filter's `slowThresholdMs`) used only for what they can show: the
-/// canary excess of the top shards that stand out is taken out of canary's slow count, and
-/// the dispersion `φ` between shards divides the log-likelihood ratio.
-///
-/// Why not the shards' own split: they count only requests above `slowThresholdMs`
-/// (500 ms by default), far in stable's tail, so a broad slow-down shows there later and
-/// weaker than above stable's p99 (issue 17: p99 +100% caught within 2 minutes in 50% of
-/// simulated rollouts by shard, 96% from the histograms).
-///
-/// What it protects against: a heavy user whose requests are slower than `slowThresholdMs`
-/// on both versions (its excess is in one shard, stands out, and is removed), and latency
-/// that clusters by user above `slowThresholdMs` (raises `φ`). What it cannot see: a user
-/// slow *between* the histogram threshold and `slowThresholdMs`; such a user counts as
-/// independent evidence, as in the request-level test. Setting `slowThresholdMs` near
-/// stable's p99 closes that gap (at the cost of the p99 guard rail's breadth rule, which
-/// reads the same `slow` outcome as "p99 above `slowThresholdMs`").
+/// The latency test's evidence while the shards' `slow` outcome is not counted at the test's
+/// threshold (before the filter has it, or with a filter that cannot take it): the
+/// request-level split of `histogram` (requests slower than the test's threshold), with the
+/// shards' slow counts (above the filter's `slowThresholdMs`) used only for what they can
+/// show: the canary excess of the outlying shards is taken out of canary's slow count, and
+/// stable's dispersion divides the log-likelihood ratio. A user slow between the two
+/// thresholds is invisible to the shards here, which is why the comparative check writes
+/// its threshold into the filter for each run (`analysis::comparative`).
 pub fn latency_evidence(
     histogram: &SplitCounts,
     shards: &[SplitCounts],
+    history: &History<'_>,
     grid: &[f64],
 ) -> ShardEvidence {
-    let ranked = rank(shards, Baseline::Others);
-    let (kept_dispersion, untrimmed_dispersion) = ranked.dispersions();
+    let peeled = peel_canary(shards, history);
+    let dispersion = dispersion(&peeled.all);
     let histogram = cleaned(histogram);
-    // A request slower than slowThresholdMs is slower than the histogram threshold too
-    // (the threshold is at most slowThresholdMs in practice), so an outlying shard's excess
-    // above slowThresholdMs is at least that many of canary's histogram events.
-    let removed: f64 = ranked
-        .top
+    let others_ratio = common_ratio(&peeled.kept).unwrap_or(1.0);
+    let removed: f64 = peeled
+        .outlying
         .iter()
-        .filter(|top| top.stands_out)
-        .map(|top| excess_over(&top.counts, top.others_ratio.unwrap_or(1.0)))
+        .map(|(_, counts)| excess_over(counts, others_ratio))
         .sum();
     let mut adjusted = histogram;
     adjusted.canary_events = (adjusted.canary_events - removed).max(0.0);
     let log_lr = grid
         .iter()
         .map(|ratio| {
-            if !ranked.enough() {
-                return 0.0;
+            if peeled.enough() {
+                super::sequential::split_log_lr(&adjusted, *ratio) / dispersion
+            } else {
+                0.0
             }
-            super::sequential::split_log_lr(&adjusted, *ratio) / kept_dispersion
         })
         .collect();
     ShardEvidence {
         log_lr,
         untrimmed_log_lr: grid
             .iter()
-            .map(|ratio| super::sequential::split_log_lr(&histogram, *ratio) / untrimmed_dispersion)
+            .map(|ratio| super::sequential::split_log_lr(&histogram, *ratio) / dispersion)
             .collect(),
-        shards_with_traffic: ranked.shards_with_traffic,
-        trimmed: ranked.trimmed(),
-        dispersion: kept_dispersion,
-        untrimmed_dispersion,
+        shards_with_traffic: peeled.all.len(),
+        trimmed: peeled.trimmed(),
+        dispersion,
+        untrimmed_dispersion: dispersion,
     }
 }
 
@@ -396,21 +443,22 @@ pub fn poisson_upper_tail(mean: f64, k: f64) -> f64 {
     total.min(1.0)
 }
 
-/// The larger of the two versions' χ²/df (each less the noise allowance), at least 1.
-/// Under a healthy canary both versions' users cluster alike, and stable, with most of the
-/// users, shows it most reliably even when canary's few users happen to hold no heavy one.
+/// Stable's χ²/df across the shards (less the noise allowance), at least 1: how much the
+/// events cluster by user, read where the canary's own regression cannot be.
+///
+/// Why stable alone: a canary regression that reaches a share of users (a bug for 3% of
+/// accounts) makes canary's shards disagree as fast as its evidence grows, so a dispersion
+/// that took canary's reading discounted the very regression it measured (issue 22: 31% of
+/// such rollouts promoted). Clustering is a property of the users, and both versions draw
+/// theirs from one population by a hash that ignores behaviour, so stable (which holds most
+/// of them until the last stage) shows it for both. One or two heavy users that happen to be
+/// on canary are not in stable's reading: those the outlier rule takes out.
 pub fn dispersion(shards: &[SplitCounts]) -> f64 {
-    let canary: Vec<(f64, f64)> = shards
-        .iter()
-        .map(|s| (s.canary_requests, s.canary_events))
-        .collect();
     let stable: Vec<(f64, f64)> = shards
         .iter()
         .map(|s| (s.stable_requests, s.stable_events))
         .collect();
-    version_dispersion(&canary)
-        .max(version_dispersion(&stable))
-        .max(1.0)
+    version_dispersion(&stable).max(1.0)
 }
 
 /// Pearson's χ²/df of `(requests, events)` per shard against the pooled rate, less the
@@ -466,26 +514,29 @@ fn cleaned(counts: &SplitCounts) -> SplitCounts {
     clean
 }
 
-/// Canary's rate over all shards but the `TRIMMED_SHARDS` with the most events, and the
-/// trimmed shards: the guard rails' "broad" reading. `None` when no requests remain.
-pub fn trimmed_rate(shards: &[(f64, f64)]) -> Option<(f64, Vec<usize>)> {
-    let mut order: Vec<(usize, f64, f64)> = shards
+/// One version's rate over its shards with the outlying ones set aside: the guard rails'
+/// "broad" reading, and the shards set aside. `None` without requests.
+///
+/// The same peeling as the comparative test's ([`MAX_OUTLYING_SHARDS`], [`stands_out`]) on
+/// the version's own counts. A broad breach raises every shard alike, so its top shards
+/// rarely stand out and its rate is read almost unbiased (dropping the top two shards
+/// always, as before, read a canary at 5% as well under 5%: issue 22 point 4); a few heavy
+/// users lift their shards far above the rest and are set aside.
+pub fn broad_rate(shards: &[(f64, f64)]) -> Option<(f64, Vec<usize>)> {
+    // One version's counts, held as canary's, against a stand-in stable side (peeling
+    // only needs shards with traffic and canary's own rates).
+    let rows: Vec<SplitCounts> = shards
         .iter()
-        .enumerate()
-        .filter(|(_, (requests, _))| requests.is_finite() && *requests > 0.0)
-        .map(|(index, (requests, events))| (index, *requests, events.max(0.0)))
+        .map(|(requests, events)| SplitCounts {
+            canary_requests: *requests,
+            canary_events: *events,
+            stable_requests: 1.0,
+            stable_events: 0.0,
+        })
         .collect();
-    order.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
-    let trimmed: Vec<usize> = order
-        .iter()
-        .take(TRIMMED_SHARDS)
-        .map(|(index, _, _)| *index)
-        .collect();
-    let (requests, events) = order
-        .iter()
-        .skip(TRIMMED_SHARDS)
-        .fold((0.0, 0.0), |(n, x), (_, requests, events)| {
-            (n + requests, x + events)
-        });
-    (requests > 0.0).then(|| (events / requests, trimmed))
+    let peeled = peel(&rows, &any);
+    let (requests, events) = peeled.kept.iter().fold((0.0, 0.0), |(n, x), c| {
+        (n + c.canary_requests, x + c.canary_events)
+    });
+    (requests > 0.0).then(|| (events / requests, peeled.trimmed()))
 }

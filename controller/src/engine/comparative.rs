@@ -47,7 +47,15 @@ pub(super) fn judge(
         window: analysis.effective_window(),
         now: tick.now,
     };
-    let (state, reports) = comparative::step(check, tick.status.comparative.as_ref(), &input);
+    let (mut state, reports) = comparative::step(check, tick.status.comparative.as_ref(), &input);
+    // With shard series, have the filter count its shards' `slow` outcome at the latency
+    // test's threshold, so that the latency test can judge shards as the error test does.
+    if !canary.shards.is_empty() {
+        if let Some(ms) = state.filter_threshold_to_write() {
+            tick.actions.push(super::Action::SetSlowThreshold(ms));
+            state.filter_threshold_written(check, ms, tick.now);
+        }
+    }
     tick.status.comparative = Some(state);
     reports
         .into_iter()

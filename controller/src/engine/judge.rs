@@ -41,8 +41,12 @@ pub(super) fn analyse(
         .comparative
         .as_ref()
         .is_some_and(|check| check.enabled);
+    // The stateful comparative check keeps its evidence in the status; it runs first so
+    // that a guard-rail breach can be read against it.
+    let comparative = super::comparative::judge(analysis, observations, tick);
     // A check whose `fromStage` is still ahead is not judged at all.
     let stage_index = tick.status.stage_index;
+    let explained_by_users = |name: &str| explained_by_users(tick, name);
     let mut judged: Vec<Judged> = checks
         .iter()
         .filter(|check| super::stage_gate::applies(analysis, &check.name(), stage_index))
@@ -51,10 +55,19 @@ pub(super) fn analyse(
             let shared = (excuse_shared && evaluation.outcome == Outcome::Fail)
                 .then(|| check.stable_breach(&input))
                 .flatten();
+            let explained = (excuse_shared && evaluation.outcome == Outcome::Fail && shared.is_none())
+                .then(|| explained_by_users(&check.name()))
+                .flatten();
             if let Some(stable) = &shared {
                 evaluation.outcome = Outcome::Inconclusive;
                 evaluation.message = format!(
                     "{}, and {stable} too: the service is failing, not the canary; holding",
+                    evaluation.message
+                );
+            } else if let Some(comparison) = &explained {
+                evaluation.outcome = Outcome::Inconclusive;
+                evaluation.message = format!(
+                    "{}, but {comparison}: the excess is which users canary holds, not its code; holding",
                     evaluation.message
                 );
             }
@@ -62,12 +75,11 @@ pub(super) fn analyse(
                 name: check.name(),
                 breach_for: check.breach_for(),
                 evaluation,
-                shared_with_stable: shared.is_some(),
+                shared_with_stable: shared.is_some() || explained.is_some(),
             }
         })
         .collect();
-    // The stateful comparative check keeps its evidence in the status.
-    judged.extend(super::comparative::judge(analysis, observations, tick));
+    judged.extend(comparative);
 
     let thin_window = match &observations.metrics {
         MetricsObservation::Window { canary, .. }
@@ -117,6 +129,28 @@ pub(super) fn analyse(
         track_inconclusive(spec, &judged, thin_window, tick);
     }
     advance_if_passed(spec, &judged, tick);
+}
+
+/// With shard series, a guard-rail breach (`error-rate`, `latency`) whose own comparison with
+/// stable by user shard leans towards "no worse" (e-value below 1) is not the canary's code:
+/// under sticky assignment a canary that happens to hold more of the error-prone (or slow)
+/// users than its share crosses an absolute limit that stable, holding the rest of them,
+/// stays under (issue 22: 20 users erring 30% of the time rolled back 3% of healthy
+/// canaries). `None` when the comparison cannot tell or leans against canary.
+fn explained_by_users(tick: &Tick, name: &str) -> Option<String> {
+    let state = tick.status.comparative.as_ref()?;
+    let test = match name {
+        "error-rate" => &state.errors,
+        "latency" => &state.slow_requests,
+        _ => return None,
+    };
+    test.shards.as_ref()?;
+    (!test.rejected && test.log_e_value < 0.0).then(|| {
+        format!(
+            "canary is no worse than stable by user shard (e-value {:.2})",
+            test.log_e_value.exp()
+        )
+    })
 }
 
 /// Starts, keeps or ends each check's breach timer; returns the rollback reason and

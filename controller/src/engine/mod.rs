@@ -93,6 +93,9 @@ pub enum Action {
     ScaleCanaryDown { revision: String },
     /// Roll `revision` out on stable (copy the canary's pod template, `--on-promote`).
     PromoteStable { revision: String },
+    /// Set the rollout's `slowThresholdMs` in the filter's config: the comparative latency
+    /// test's threshold for this run, so that the user shards count its slow requests.
+    SetSlowThreshold(f64),
 }
 
 impl Action {
@@ -100,6 +103,14 @@ impl Action {
     pub fn weight(&self) -> Option<f64> {
         match self {
             Action::SetWeight(weight) | Action::SetWeightWithSalt { weight, .. } => Some(*weight),
+            _ => None,
+        }
+    }
+
+    /// The filter `slowThresholdMs` this action writes, if it writes one.
+    pub fn slow_threshold_ms(&self) -> Option<f64> {
+        match self {
+            Action::SetSlowThreshold(ms) => Some(*ms),
             _ => None,
         }
     }

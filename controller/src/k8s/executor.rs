@@ -78,6 +78,12 @@ impl Executor for KubeExecutor<'_> {
         Ok(())
     }
 
+    async fn set_slow_threshold(&self, ms: f64) -> Result<(), Error> {
+        self.target.set_slow_threshold(&self.rollout_key, ms).await?;
+        info!(ms, "slowThresholdMs set for the latency test");
+        Ok(())
+    }
+
     async fn scale_canary_up(&self, revision: &str) -> Result<(), Error> {
         self.scale_canary(true).await?;
         info!(revision, "canary scaled up");

@@ -44,6 +44,8 @@ fn default_threads() -> usize {
 
 /// A detection within this many seconds counts toward the "within 2 minutes" goal.
 pub const FAST_DETECTION_S: f64 = 120.0;
+/// ... and within this many toward the "within 5 minutes" goal.
+pub const FIVE_MINUTES_S: f64 = 300.0;
 
 /// One scenario under one variant.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,6 +197,7 @@ pub fn simulate_all(options: &Options) -> Vec<ScenarioResult> {
     for (index, scenario) in scenario::catalog().iter().enumerate() {
         for variant in [
             Variant::Thresholds,
+            Variant::ThresholdsByShard,
             Variant::Comparative,
             Variant::ClusterRobust,
         ] {
@@ -252,16 +255,18 @@ pub fn render_markdown(results: &[ScenarioResult], options: &Options) -> String 
             reasons(result)
         ));
     }
-    out.push_str("\n| regression (10% weight, 50 req/s) | checks | runs | detected in the rollout | detected within 2m | median time to detection | rollbacks by check |\n");
-    out.push_str("|---|---|---:|---:|---:|---:|---|\n");
+    out.push_str("\n| regression (10% weight, 50 req/s) | checks | runs | detected in the rollout | detected within 2m | within 5m | promoted | median time to detection | rollbacks by check |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|\n");
     for result in results.iter().filter(|r| !r.scenario.healthy) {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             result.scenario.name,
             result.variant.label(),
             result.runs,
             percent(result.rollback_rate()),
             percent(result.rollback_within_rate(FAST_DETECTION_S)),
+            percent(result.rollback_within_rate(FIVE_MINUTES_S)),
+            result.promoted,
             minutes(result.median_rollback_s()),
             reasons(result)
         ));

@@ -6,7 +6,7 @@ use rand::{RngExt, SeedableRng};
 
 use super::scenario::Scenario;
 use super::traffic::{self, Slice, VersionLoad};
-use super::users::{CellRates, Population, SHARDS};
+use super::users::{CellRates, Moment, Population, SHARDS};
 use crate::analysis::ComparativeCheck;
 use crate::crd::{
     default_stages, Analysis, CanaryRolloutSpec, CanaryRolloutStatus, CanaryWorkload, Phase,
@@ -30,6 +30,9 @@ pub const GIVE_UP_AFTER_S: u64 = 3 * 3600;
 pub enum Variant {
     /// The seed's absolute thresholds only (error rate > 5% for 2m, p99 > 500ms for 3m).
     Thresholds,
+    /// The same thresholds (the CRD's defaults, no comparative check) with the filter's
+    /// per-user-shard series: the guard rails need a broad breach.
+    ThresholdsByShard,
     /// The same thresholds as guard rails plus `analysis.comparative` (defaults), with
     /// request-level statistics: a filter without shard series.
     Comparative,
@@ -42,6 +45,7 @@ impl Variant {
     pub fn label(&self) -> &'static str {
         match self {
             Variant::Thresholds => "thresholds",
+            Variant::ThresholdsByShard => "thresholds, by shard",
             Variant::Comparative => "thresholds + comparative, request-level",
             Variant::ClusterRobust => "thresholds + comparative, by shard",
         }
@@ -49,7 +53,12 @@ impl Variant {
 
     /// Whether the engine sees per-shard series.
     pub fn with_shards(&self) -> bool {
-        *self == Variant::ClusterRobust
+        matches!(self, Variant::ClusterRobust | Variant::ThresholdsByShard)
+    }
+
+    /// Whether the spec has `analysis.comparative`.
+    pub fn comparative(&self) -> bool {
+        matches!(self, Variant::Comparative | Variant::ClusterRobust)
     }
 }
 
@@ -67,7 +76,7 @@ pub fn spec_for(scenario: &Scenario, variant: Variant) -> CanaryRolloutSpec {
         interval: Duration::from_secs(INTERVAL_S),
         window: Some(Duration::from_secs(WINDOW_S)),
         min_requests: scenario.min_requests,
-        comparative: (variant != Variant::Thresholds).then(ComparativeCheck::default),
+        comparative: variant.comparative().then(ComparativeCheck::default),
         ..Analysis::default()
     };
     CanaryRolloutSpec {
@@ -104,17 +113,33 @@ struct World {
     diurnal_phase: f64,
     burst_start_s: f64,
     population: Population,
-    /// Per shard (canary, stable) rates at `cells_weight`.
+    /// Per shard (canary, stable) rates at `cells_weight` and `cells_moment`.
     cells: [(CellRates, CellRates); SHARDS],
     cells_weight: f64,
+    cells_moment: Moment,
+    /// The filter's `slowThresholdMs` in effect (what the controller last wrote).
+    slow_threshold_ms: f64,
 }
 
 impl World {
-    fn cells_at(&mut self, scenario: &Scenario, weight: f64) -> &[(CellRates, CellRates); SHARDS] {
-        if self.cells_weight != weight {
+    fn cells_at(
+        &mut self,
+        scenario: &Scenario,
+        weight: f64,
+        middle_s: f64,
+    ) -> &[(CellRates, CellRates); SHARDS] {
+        let moment = Moment {
+            started: middle_s >= 0.0,
+            bot_failing: self
+                .population
+                .bot_starts_failing_at_s()
+                .is_none_or(|at| middle_s >= at),
+        };
+        if self.cells_weight != weight || self.cells_moment != moment {
             let extra = scenario.canary_error_rate - scenario.stable_error_rate;
-            self.cells = self.population.cells(weight, extra);
+            self.cells = self.population.cells(weight, extra, moment);
             self.cells_weight = weight;
+            self.cells_moment = moment;
         }
         &self.cells
     }
@@ -129,17 +154,19 @@ pub fn run(scenario: &Scenario, variant: Variant, seed: u64) -> End {
     let population = Population::draw(
         scenario.total_rps,
         scenario.stable_error_rate,
-        scenario.error_prone,
-        scenario.bot,
+        &scenario.extras(),
         &mut rng,
     );
     let extra = scenario.canary_error_rate - scenario.stable_error_rate;
+    let moment = Moment::default();
     let mut world = World {
         diurnal_phase,
         burst_start_s,
-        cells: population.cells(0.0, extra),
+        cells: population.cells(0.0, extra, moment),
         cells_weight: 0.0,
+        cells_moment: moment,
         population,
+        slow_threshold_ms: traffic::SLOW_THRESHOLD_MS,
     };
     let spec = spec_for(scenario, variant);
     let start = Timestamp::from_second(1_800_000_000).unwrap_or(Timestamp::UNIX_EPOCH);
@@ -169,7 +196,19 @@ pub fn run(scenario: &Scenario, variant: Variant, seed: u64) -> End {
             canary_health: CanaryHealth::Healthy,
             manual: None,
         };
-        status = engine::decide(&spec, &status, now, &observations).status;
+        let decision = engine::decide(&spec, &status, now, &observations);
+        if let Some(ms) = decision.actions.iter().find_map(engine::Action::slow_threshold_ms) {
+            world.slow_threshold_ms = ms;
+        }
+        status = decision.status;
+        if std::env::var_os("SC_TRACE").is_some() {
+            if let Some(c) = &status.comparative {
+                eprintln!(
+                    "t={elapsed_s} w={} phase={:?} err logE={:.2} shards={:?}",
+                    status.weight, status.phase, c.errors.log_e_value, c.errors.shards
+                );
+            }
+        }
         match status.phase {
             Phase::Promoted => {
                 return End::Promoted {
@@ -227,7 +266,8 @@ fn draw_slice(
         .map(|warm| 1.0 + warm.extra * (-middle_s.max(0.0) / warm.time_constant_s).exp())
         .unwrap_or(1.0);
     let median_ms = traffic::median_for_p99(scenario.stable_p99_ms);
-    let cells = world.cells_at(scenario, weight);
+    let slow_threshold_ms = world.slow_threshold_ms;
+    let cells = world.cells_at(scenario, weight, middle_s);
     let canary_cells: [CellRates; SHARDS] = std::array::from_fn(|shard| cells[shard].0);
     let stable_cells: [CellRates; SHARDS] = std::array::from_fn(|shard| cells[shard].1);
     let canary = VersionLoad {
@@ -235,12 +275,14 @@ fn draw_slice(
         seconds,
         extra_error_rate: burst,
         median_ms: median_ms * scenario.canary_latency_factor * warm_up,
+        slow_threshold_ms,
     };
     let stable = VersionLoad {
         cells: &stable_cells,
         seconds,
         extra_error_rate: burst,
         median_ms,
+        slow_threshold_ms,
     };
     (traffic::draw(&canary, rng), traffic::draw(&stable, rng))
 }

@@ -1,7 +1,7 @@
 //! The simulated worlds: traffic shape, users, noise, and what (if anything) is wrong with
 //! canary.
 
-use super::users::{Bot, ErrorProne};
+use super::users::{AffectedUsers, Bot, ErrorProne, Extras, SlowUser};
 
 /// A shared error burst: both versions' 5xx rate rises by `extra_error_rate` for
 /// `duration_s`, starting at a random time in the rollout.
@@ -42,6 +42,10 @@ pub struct Scenario {
     pub error_prone: Option<ErrorProne>,
     /// One client with its own traffic and error rate.
     pub bot: Option<Bot>,
+    /// One healthy user slow on both versions, placed on canary.
+    pub slow_user: Option<SlowUser>,
+    /// A canary bug that hits only these users (a regression).
+    pub affected: Option<AffectedUsers>,
     /// `analysis.minRequests` an operator would set for this traffic.
     pub min_requests: u64,
 }
@@ -66,7 +70,21 @@ fn base(name: &'static str, healthy: bool) -> Scenario {
         }),
         error_prone: None,
         bot: None,
+        slow_user: None,
+        affected: None,
         min_requests: 100,
+    }
+}
+
+impl Scenario {
+    /// The users beyond the ordinary ones.
+    pub fn extras(&self) -> Extras {
+        Extras {
+            error_prone: self.error_prone,
+            bot: self.bot,
+            slow_user: self.slow_user,
+            affected: self.affected,
+        }
     }
 }
 
@@ -95,6 +113,13 @@ pub fn catalog() -> Vec<Scenario> {
     let bot = Bot {
         rps: 1.0,
         error_rate: 0.5,
+        starts_failing_at_s: None,
+    };
+    // Between stable's p99 (300 ms) and the filter's default slow threshold (500 ms).
+    let slow_user = |rps: f64, present_before: bool| SlowUser {
+        rps,
+        latency_ms: (410.0, 490.0),
+        present_before,
     };
     vec![
         Scenario {
@@ -173,6 +198,72 @@ pub fn catalog() -> Vec<Scenario> {
         Scenario {
             canary_latency_factor: 2.0,
             ..regression("p99 +100% (300 -> 600ms)")
+        },
+        // Issue 22's scenarios: what sticky traffic does that independent noise does not.
+        Scenario {
+            slow_user: Some(slow_user(1.0, false)),
+            ..base("healthy, one slow user (450ms, 1 req/s) on canary from the start", true)
+        },
+        Scenario {
+            slow_user: Some(slow_user(0.1, false)),
+            ..base("healthy, one slow user (450ms, 0.1 req/s) on canary from the start", true)
+        },
+        Scenario {
+            slow_user: Some(slow_user(1.0, true)),
+            ..base("healthy, one slow user (450ms, 1 req/s), present before, moves to canary", true)
+        },
+        Scenario {
+            slow_user: Some(slow_user(0.1, true)),
+            ..base("healthy, one slow user (450ms, 0.1 req/s), present before, moves to canary", true)
+        },
+        Scenario {
+            error_prone: Some(ErrorProne {
+                users: 20,
+                rps_each: 0.2,
+                error_rate: 0.3,
+            }),
+            ..base("healthy, 50 req/s, 20 users at 0.2 req/s with 30% errors", true)
+        },
+        Scenario {
+            error_prone: Some(ErrorProne {
+                users: 5,
+                rps_each: 1.0,
+                error_rate: 0.1,
+            }),
+            ..base("healthy, 50 req/s, 5 heavy users at 1 req/s each (5 req/s) with 10% errors", true)
+        },
+        Scenario {
+            error_prone: Some(ErrorProne {
+                users: 50,
+                rps_each: 0.01,
+                error_rate: 1.0,
+            }),
+            ..base("healthy, 50 req/s, 50 light users at 0.01 req/s, all errors", true)
+        },
+        Scenario {
+            bot: Some(Bot {
+                starts_failing_at_s: Some(900.0),
+                ..bot
+            }),
+            ..base("healthy, 50 req/s, a bot (1 req/s) starts failing 50% at 15m", true)
+        },
+        Scenario {
+            affected: Some(AffectedUsers {
+                share: 0.10,
+                extra_error_rate: 0.40,
+            }),
+            ..regression("10% of users get 40% errors")
+        },
+        Scenario {
+            affected: Some(AffectedUsers {
+                share: 0.03,
+                extra_error_rate: 1.0,
+            }),
+            ..regression("3% of users broken (100% errors)")
+        },
+        Scenario {
+            canary_error_rate: 0.06,
+            ..regression("errors 1% -> 6%")
         },
     ]
 }

@@ -62,6 +62,8 @@ pub struct VersionLoad<'a> {
     pub extra_error_rate: f64,
     /// Median latency in ms.
     pub median_ms: f64,
+    /// The filter's `slowThresholdMs` in effect: the shards' `slow` outcome.
+    pub slow_threshold_ms: f64,
 }
 
 /// Draw one slice: per shard, Poisson 5xx and non-5xx counts and Binomial slow requests
@@ -69,18 +71,35 @@ pub struct VersionLoad<'a> {
 /// chain of conditional binomials), from the same latency distribution.
 pub fn draw(load: &VersionLoad<'_>, rng: &mut StdRng) -> Slice {
     let mut slice = Slice::default();
-    let slow_probability = 1.0 - lognormal_cdf(SLOW_THRESHOLD_MS, load.median_ms);
+    let slow_probability = 1.0 - lognormal_cdf(load.slow_threshold_ms, load.median_ms);
+    let mut pinned_total = [0.0; 16];
     for (shard, cell) in slice.shards.iter_mut().zip(load.cells) {
         let error_rate = (cell.errors + load.extra_error_rate * cell.requests).min(cell.requests);
         let errors = poisson(error_rate * load.seconds, rng);
-        let ok = poisson((cell.requests - error_rate).max(0.0) * load.seconds, rng);
+        let ok_rate = (cell.requests - error_rate).max(0.0);
+        let pinned_ok_rate = if cell.requests > 0.0 {
+            cell.pinned_requests * ok_rate / cell.requests
+        } else {
+            0.0
+        };
+        let ok = poisson((ok_rate - pinned_ok_rate).max(0.0) * load.seconds, rng);
+        let pinned_ok = poisson(pinned_ok_rate * load.seconds, rng);
+        let band = cell.pinned_latency_ms;
         shard.errors = errors as f64;
-        shard.slow = binomial(ok, slow_probability, rng) as f64;
-        shard.requests = (errors + ok) as f64;
+        shard.slow = (binomial(ok, slow_probability, rng)
+            + binomial(pinned_ok, band_above(band, load.slow_threshold_ms), rng))
+            as f64;
+        shard.requests = (errors + ok + pinned_ok) as f64;
         slice.requests += shard.requests;
         slice.errors += shard.errors;
+        if pinned_ok > 0 {
+            for (sum, share) in pinned_total.iter_mut().zip(band_buckets(band)) {
+                *sum += pinned_ok as f64 * share;
+            }
+        }
     }
-    let requests = slice.requests as u64;
+    let pinned: f64 = pinned_total.iter().sum();
+    let requests = (slice.requests - pinned).max(0.0) as u64;
     let probabilities = bucket_probabilities(load.median_ms);
     let mut remaining = requests;
     let mut mass_left = 1.0;
@@ -97,7 +116,30 @@ pub fn draw(load: &VersionLoad<'_>, rng: &mut StdRng) -> Slice {
         remaining -= count;
         mass_left -= probability;
     }
+    for (bucket, count) in slice.buckets.iter_mut().zip(pinned_total) {
+        *bucket += count;
+    }
     slice
+}
+
+/// Share of a uniform latency band above `ms`.
+fn band_above((low, high): (f64, f64), ms: f64) -> f64 {
+    if high <= low {
+        return if low > ms { 1.0 } else { 0.0 };
+    }
+    ((high - ms) / (high - low)).clamp(0.0, 1.0)
+}
+
+/// Share of a uniform latency band in each histogram bucket (not cumulative).
+fn band_buckets(band: (f64, f64)) -> [f64; 16] {
+    let mut shares = [0.0; 16];
+    let mut below = 0.0;
+    for (index, le) in BUCKETS_MS.iter().enumerate() {
+        let at_or_below = 1.0 - band_above(band, *le);
+        shares[index] = (at_or_below - below).max(0.0);
+        below = at_or_below.max(below);
+    }
+    shares
 }
 
 fn lognormal_cdf(ms: f64, median_ms: f64) -> f64 {

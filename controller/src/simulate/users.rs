@@ -46,6 +46,31 @@ pub struct ErrorProne {
 pub struct Bot {
     pub rps: f64,
     pub error_rate: f64,
+    /// Seconds after the rollout's start at which the bot starts failing (`error_rate`);
+    /// before, it errs at the base rate. `None`: failing from the start.
+    pub starts_failing_at_s: Option<f64>,
+}
+
+/// One healthy user whose requests are all slow on both versions (a batch client, a heavy
+/// report endpoint): latency uniform in `latency_ms`, between stable's p99 and the filter's
+/// default slow threshold. It is placed on canary (hash bucket 0, the first user to move).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlowUser {
+    pub rps: f64,
+    pub latency_ms: (f64, f64),
+    /// Whether it already sent traffic (to stable) before the rollout started; otherwise it
+    /// arrives with the rollout.
+    pub present_before: bool,
+}
+
+/// A canary bug that hits only some users, chosen by something the hash does not see (an
+/// account setting, a client version): spread over every shard and both sides of the cut.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AffectedUsers {
+    /// Share of the ordinary users affected.
+    pub share: f64,
+    /// Added to an affected user's 5xx propensity while it is on canary.
+    pub extra_error_rate: f64,
 }
 
 /// One simulated user.
@@ -53,14 +78,33 @@ pub struct Bot {
 struct User {
     rps: f64,
     error_rate: f64,
+    /// Added on canary only (a bug that hits this user).
+    canary_extra_error_rate: f64,
     bucket: f64,
     shard: usize,
+    /// The bot: its propensity before it starts failing is the base rate.
+    is_bot: bool,
+    /// All requests at this latency band (ms), on both versions.
+    pinned_latency_ms: Option<(f64, f64)>,
+    /// Sends traffic only once the rollout has started.
+    arrives_with_rollout: bool,
 }
 
 /// The population of one rollout.
 #[derive(Debug, Clone)]
 pub struct Population {
     users: Vec<User>,
+    bot_starts_failing_at_s: Option<f64>,
+    base_error_rate: f64,
+}
+
+/// The users beyond the ordinary ones, and the canary bug that hits some users.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Extras {
+    pub error_prone: Option<ErrorProne>,
+    pub bot: Option<Bot>,
+    pub slow_user: Option<SlowUser>,
+    pub affected: Option<AffectedUsers>,
 }
 
 /// Request and 5xx rates (per second, before the diurnal swing) of one version in one shard.
@@ -69,6 +113,19 @@ pub struct CellRates {
     pub requests: f64,
     /// Errors from the users' own propensities.
     pub errors: f64,
+    /// Of `requests`, those of a user with a pinned latency band (the slow user), and that
+    /// band; the rest follow the version's latency distribution.
+    pub pinned_requests: f64,
+    pub pinned_latency_ms: (f64, f64),
+}
+
+/// What changes the cells over a rollout besides the weight.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Moment {
+    /// The rollout has started (users that arrive with it send traffic).
+    pub started: bool,
+    /// The bot has started failing.
+    pub bot_failing: bool,
 }
 
 impl Population {
@@ -77,21 +134,38 @@ impl Population {
     pub fn draw(
         total_rps: f64,
         base_error_rate: f64,
-        error_prone: Option<ErrorProne>,
-        bot: Option<Bot>,
+        extras: &Extras,
         rng: &mut StdRng,
     ) -> Population {
+        let plain = User {
+            rps: 0.0,
+            error_rate: base_error_rate,
+            canary_extra_error_rate: 0.0,
+            bucket: 0.0,
+            shard: 0,
+            is_bot: false,
+            pinned_latency_ms: None,
+            arrives_with_rollout: false,
+        };
         let mut users: Vec<User> = (0..USERS)
             .map(|_| {
                 let normal: f64 = StandardNormal.sample(rng);
                 User {
                     rps: (ACTIVITY_SIGMA * normal).exp(),
-                    error_rate: base_error_rate,
                     bucket: rng.random::<f64>(),
                     shard: rng.random_range(0..SHARDS),
+                    ..plain
                 }
             })
             .collect();
+        if let Some(affected) = extras.affected {
+            // Drawn apart from the bucket and shard: the bug does not follow the hash.
+            for user in &mut users {
+                if rng.random::<f64>() < affected.share {
+                    user.canary_extra_error_rate = affected.extra_error_rate;
+                }
+            }
+        }
         let activity: f64 = users.iter().map(|user| user.rps).sum();
         if activity > 0.0 {
             for user in &mut users {
@@ -103,18 +177,40 @@ impl Population {
             error_rate,
             bucket: rng.random::<f64>(),
             shard: rng.random_range(0..SHARDS),
+            ..plain
         };
-        if let Some(prone) = error_prone {
+        if let Some(prone) = extras.error_prone {
             for _ in 0..prone.users {
                 let user = special(prone.rps_each, prone.error_rate, rng);
                 users.push(user);
             }
         }
-        if let Some(bot) = bot {
+        if let Some(bot) = extras.bot {
             let user = special(bot.rps, bot.error_rate, rng);
-            users.push(user);
+            users.push(User {
+                is_bot: true,
+                ..user
+            });
         }
-        Population { users }
+        if let Some(slow) = extras.slow_user {
+            let user = special(slow.rps, base_error_rate, rng);
+            users.push(User {
+                bucket: 0.0,
+                pinned_latency_ms: Some(slow.latency_ms),
+                arrives_with_rollout: !slow.present_before,
+                ..user
+            });
+        }
+        Population {
+            users,
+            bot_starts_failing_at_s: extras.bot.and_then(|bot| bot.starts_failing_at_s),
+            base_error_rate,
+        }
+    }
+
+    /// When the bot starts failing, if it does so mid-rollout.
+    pub fn bot_starts_failing_at_s(&self) -> Option<f64> {
+        self.bot_starts_failing_at_s
     }
 
     /// Per shard, (canary, stable) rates at `weight` percent; `canary_extra_error_rate` is
@@ -123,18 +219,35 @@ impl Population {
         &self,
         weight: f64,
         canary_extra_error_rate: f64,
+        moment: Moment,
     ) -> [(CellRates, CellRates); SHARDS] {
         let mut cells = [(CellRates::default(), CellRates::default()); SHARDS];
         let cut = (weight / 100.0).clamp(0.0, 1.0);
         for user in &self.users {
+            if user.arrives_with_rollout && !moment.started {
+                continue;
+            }
+            let own = if user.is_bot && self.bot_starts_failing_at_s.is_some() && !moment.bot_failing
+            {
+                self.base_error_rate
+            } else {
+                user.error_rate
+            };
             let (canary, stable) = &mut cells[user.shard];
             let (cell, error_rate) = if user.bucket < cut {
-                (canary, (user.error_rate + canary_extra_error_rate).min(1.0))
+                (
+                    canary,
+                    (own + canary_extra_error_rate + user.canary_extra_error_rate).min(1.0),
+                )
             } else {
-                (stable, user.error_rate)
+                (stable, own)
             };
             cell.requests += user.rps;
             cell.errors += user.rps * error_rate;
+            if let Some(band) = user.pinned_latency_ms {
+                cell.pinned_requests += user.rps;
+                cell.pinned_latency_ms = band;
+            }
         }
         cells
     }

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::{
-    apply_weight_and_salt, parse_plugin_config, view_of, RolloutView, TargetError, WeightTarget,
+    apply_rollout_fields, apply_weight_and_salt, parse_plugin_config, slow_threshold_field,
+    view_of, RolloutView, TargetError, WeightTarget,
 };
 
 /// An ECDS file (the format in the project brief) holding the stickycanary Wasm config.
@@ -95,11 +96,29 @@ impl EcdsFileTarget {
         weight: f64,
         salt: Option<&str>,
     ) -> Result<(), TargetError> {
-        let (mut document, plugin_config) = self.read()?;
+        let (_, plugin_config) = self.read()?;
         let updated =
             apply_weight_and_salt(&plugin_config, rollout_key, weight, salt, &self.name())?;
+        self.write_plugin_config(&updated)
+    }
+
+    fn set_slow_threshold_sync(&self, rollout_key: &str, ms: f64) -> Result<(), TargetError> {
+        let (_, plugin_config) = self.read()?;
+        let updated = apply_rollout_fields(
+            &plugin_config,
+            rollout_key,
+            slow_threshold_field(ms),
+            &self.name(),
+        )?;
+        self.write_plugin_config(&updated)
+    }
+
+    /// Replaces the plugin config in the file (re-read, so the rest of the document is
+    /// what is there now).
+    fn write_plugin_config(&self, updated: &Value) -> Result<(), TargetError> {
+        let (mut document, _) = self.read()?;
         let encoded =
-            serde_json::to_string(&updated).map_err(|e| self.io_error("cannot encode", e))?;
+            serde_json::to_string(updated).map_err(|e| self.io_error("cannot encode", e))?;
         match configuration_value_mut(&mut document) {
             Some(slot) => *slot = Value::String(encoded),
             None => return Err(self.io_error("cannot update", "configuration.value vanished")),
@@ -145,6 +164,14 @@ fn configuration_value_mut(document: &mut Value) -> Option<&mut Value> {
 }
 
 impl WeightTarget for EcdsFileTarget {
+    async fn set_slow_threshold(&self, rollout_key: &str, ms: f64) -> Result<(), TargetError> {
+        let this = self.clone();
+        let key = rollout_key.to_string();
+        tokio::task::spawn_blocking(move || this.set_slow_threshold_sync(&key, ms))
+            .await
+            .map_err(|e| self.io_error("writer task failed", e))?
+    }
+
     async fn current(&self, rollout_key: &str) -> Result<RolloutView, TargetError> {
         let this = self.clone();
         let key = rollout_key.to_string();

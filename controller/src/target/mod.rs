@@ -101,6 +101,22 @@ pub trait WeightTarget: Send + Sync {
             }
         }
     }
+
+    /// Sets `rollouts.<rollout_key>.slowThresholdMs` (the comparative latency test's
+    /// threshold for a run). Targets that cannot write it refuse.
+    fn set_slow_threshold(
+        &self,
+        rollout_key: &str,
+        ms: f64,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send {
+        let _ = rollout_key;
+        async move {
+            Err(TargetError::InvalidConfig {
+                target: "weight target".to_string(),
+                reason: format!("cannot write slowThresholdMs {ms} here"),
+            })
+        }
+    }
 }
 
 /// JSON for a weight: whole numbers stay integers so configs read naturally (`10`, not `10.0`).
@@ -131,6 +147,22 @@ pub fn apply_weight_and_salt(
     salt: Option<&str>,
     target: &str,
 ) -> Result<Value, TargetError> {
+    let mut fields = serde_json::Map::new();
+    fields.insert("weight".to_string(), weight_json(weight));
+    if let Some(salt) = salt {
+        fields.insert("salt".to_string(), Value::from(salt));
+    }
+    apply_rollout_fields(plugin_config, key, fields, target)
+}
+
+/// Sets `fields` in `rollouts.<key>` of a plugin config held as JSON, and checks the result
+/// with the filter's schema. The returned value is what would be deployed.
+pub fn apply_rollout_fields(
+    plugin_config: &Value,
+    key: &str,
+    fields: serde_json::Map<String, Value>,
+    target: &str,
+) -> Result<Value, TargetError> {
     let mut updated = plugin_config.clone();
     let rollout = updated
         .get_mut("rollouts")
@@ -140,12 +172,18 @@ pub fn apply_weight_and_salt(
             target: target.to_string(),
             key: key.to_string(),
         })?;
-    rollout.insert("weight".to_string(), weight_json(weight));
-    if let Some(salt) = salt {
-        rollout.insert("salt".to_string(), Value::from(salt));
-    }
+    rollout.extend(fields);
     parse_plugin_config(&updated, target)?;
     Ok(updated)
+}
+
+/// The `slowThresholdMs` field for a threshold in ms: whole milliseconds within the
+/// filter's range (1 to 600000), so a histogram boundary such as 300 is written as `300`.
+pub fn slow_threshold_field(ms: f64) -> serde_json::Map<String, Value> {
+    let whole = if ms.is_finite() { ms.ceil().clamp(1.0, 600_000.0) } else { 600_000.0 };
+    let mut fields = serde_json::Map::new();
+    fields.insert("slowThresholdMs".to_string(), Value::from(whole as u64));
+    fields
 }
 
 /// Parses a plugin config with the filter's schema.

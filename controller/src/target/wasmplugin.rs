@@ -16,8 +16,8 @@ use kube::Client;
 use serde_json::{json, Value};
 
 use super::{
-    apply_weight_and_salt, parse_plugin_config, view_of, weight_json, RolloutView, TargetError,
-    WeightTarget,
+    apply_rollout_fields, apply_weight_and_salt, parse_plugin_config, slow_threshold_field,
+    view_of, weight_json, RolloutView, TargetError, WeightTarget,
 };
 
 /// The field manager named on every write.
@@ -141,6 +141,24 @@ impl<O: PatchOutcomes> WasmPluginTarget<O> {
         let (current, resource_version) = self.read().await?;
         // Refuse before writing anything if the filter would reject the result.
         apply_weight_and_salt(&current, rollout_key, weight, salt, &self.target())?;
+        self.merge_patch(weight_and_salt_patch(rollout_key, weight, salt), resource_version)
+            .await
+    }
+
+    async fn slow_threshold_once(&self, rollout_key: &str, ms: f64) -> Result<(), TargetError> {
+        let (current, resource_version) = self.read().await?;
+        let field = slow_threshold_field(ms);
+        apply_rollout_fields(&current, rollout_key, field.clone(), &self.target())?;
+        let body = json!({"spec": {"pluginConfig": {"rollouts": {rollout_key: field}}}});
+        self.merge_patch(body, resource_version).await
+    }
+
+    /// Sends a merge patch of the plugin, conditional on the resourceVersion that was read.
+    async fn merge_patch(
+        &self,
+        mut body: Value,
+        resource_version: Option<String>,
+    ) -> Result<(), TargetError> {
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..PatchParams::default()
@@ -148,7 +166,6 @@ impl<O: PatchOutcomes> WasmPluginTarget<O> {
         // The resourceVersion that was read makes the patch conditional: if anyone wrote
         // the plugin since, the API server answers 409 and we read and check again, so
         // the config that was validated is the one that gets changed.
-        let mut body = weight_and_salt_patch(rollout_key, weight, salt);
         if let Some(rv) = resource_version {
             body["metadata"] = json!({ "resourceVersion": rv });
         }
@@ -190,6 +207,11 @@ fn pointer_escape(token: &str) -> String {
 pub use crate::error::one_line;
 
 impl<O: PatchOutcomes> WeightTarget for WasmPluginTarget<O> {
+    async fn set_slow_threshold(&self, rollout_key: &str, ms: f64) -> Result<(), TargetError> {
+        self.with_conflict_retries(|| self.slow_threshold_once(rollout_key, ms))
+            .await
+    }
+
     async fn current(&self, rollout_key: &str) -> Result<RolloutView, TargetError> {
         let config = self.plugin_config().await?;
         let parsed = parse_plugin_config(&config, &self.target())?;
@@ -206,9 +228,21 @@ impl<O: PatchOutcomes> WeightTarget for WasmPluginTarget<O> {
         weight: f64,
         salt: Option<&str>,
     ) -> Result<(), TargetError> {
+        self.with_conflict_retries(|| self.patch_once(rollout_key, weight, salt))
+            .await
+    }
+}
+
+impl<O: PatchOutcomes> WasmPluginTarget<O> {
+    /// Runs one read-check-patch until it is not refused by a conflict (a few times).
+    async fn with_conflict_retries<F, Fut>(&self, mut patch: F) -> Result<(), TargetError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), TargetError>>,
+    {
         let mut attempt = 0;
         loop {
-            let result = self.patch_once(rollout_key, weight, salt).await;
+            let result = patch().await;
             match result {
                 Ok(()) => {
                     self.outcomes.record("success");

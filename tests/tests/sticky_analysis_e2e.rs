@@ -1,0 +1,177 @@
+//! Issue 22 through the real stack: Envoy running the built filter, Prometheus scraping it, the
+//! `sc-backend` upstreams and `stickycanary local` driving a rollout compressed to seconds,
+//! with the recommended comparative check on. Under sticky assignment every request of a user
+//! lands on one version, so one user is one piece of evidence, however many requests it sends:
+//!
+//! - one slow but healthy user (about 450 ms on both versions, far above stable's p99 and below
+//!   the filter's default 500 ms slow threshold) sits on canary from the first stage: the
+//!   rollout is promoted;
+//! - a code path that fails on canary only, used by about 5% of the users (spread over every
+//!   user shard, since the path has nothing to do with the hash): the rollout is rolled back.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use stickycanary_e2e::load::{self, LoadHandle, LoadOptions};
+use stickycanary_e2e::stack::{RolloutPlan, Stack, StackOptions, ROLLOUT};
+use stickycanary_filter::assign;
+
+const USERS: u64 = 20_000;
+
+/// The recommended checks, with the latency warm-up shortened to the compressed stages (the
+/// default minute would skip the whole stage).
+const COMPARATIVE: &str = "    comparative: {warmup: 1s}\n";
+
+fn options() -> StackOptions {
+    StackOptions {
+        plan: RolloutPlan {
+            extra_spec: COMPARATIVE.to_string(),
+            ..RolloutPlan::default()
+        },
+        ..StackOptions::default()
+    }
+}
+
+/// Ordinary users on `/` at a steady 300 req/s: about 30 req/s on canary at the first stage.
+fn background(stack: &Stack) -> LoadHandle {
+    let mut opts: LoadOptions = stack.load_options();
+    opts.users = USERS;
+    opts.connections = 4;
+    opts.rate = Some(300.0);
+    opts.track_users = false;
+    opts.duration = Some(Duration::from_secs(150));
+    load::start(opts)
+}
+
+fn phase_of(status: &Value) -> &str {
+    status.get("phase").and_then(Value::as_str).unwrap_or("")
+}
+
+fn run_to_final(stack: &mut Stack, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = stack.status().expect("status file") {
+            if matches!(phase_of(&status), "Promoted" | "RolledBack" | "Failed") {
+                return status;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no final phase within {timeout:?}; status {:?}\ncontroller log:\n{}",
+            stack.status(),
+            stack.controller_log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The status's last analysis, one line per check, for failure messages.
+fn checks(status: &Value) -> String {
+    status["lastAnalysis"]["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|check| format!("{}: {}", check["name"], check["message"]))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_healthy_canary_with_one_slow_user_on_it_is_promoted() {
+    let mut stack = Stack::start(&options()).expect("stack");
+    let ordinary = background(&stack);
+    // The slow user: the first id on canary from the first stage, 4 req/s, each answered after
+    // 450 ms by whichever version serves it. It is about an eighth of canary's traffic.
+    let slow_user = (0..USERS)
+        .find(|i| assign::is_canary(assign::bucket(ROLLOUT, &format!("u{i}")), 10.0))
+        .expect("some user on canary at 10%");
+    let mut opts: LoadOptions = stack.load_options();
+    opts.users = 1;
+    opts.first_user = slow_user;
+    opts.connections = 3;
+    opts.rate = Some(4.0);
+    opts.path = "/__sleep/450".to_string();
+    opts.track_users = false;
+    opts.duration = Some(Duration::from_secs(150));
+    let slow = load::start(opts);
+    stack.start_controller().expect("controller");
+    let status = run_to_final(&mut stack, Duration::from_secs(120));
+    let slow_summary = slow.stop();
+    ordinary.stop();
+
+    assert_eq!(
+        phase_of(&status),
+        "Promoted",
+        "status: {status}\nchecks:\n{}\ncontroller log:\n{}",
+        checks(&status),
+        stack.controller_log()
+    );
+    // The user really was slow on canary: its requests were served by canary and took
+    // at least the 450 ms the backend waits.
+    let on_canary = slow_summary.by_version.get("canary").copied().unwrap_or(0);
+    assert!(
+        on_canary >= 40,
+        "the slow user should be on canary: {slow_summary:?}"
+    );
+    assert!(
+        slow_summary.latency_ms_p50 >= 440.0,
+        "the slow user's requests should take about 450 ms: {slow_summary:?}"
+    );
+    // The latency test judged shards counted at its own threshold (the controller wrote it
+    // into the filter's config for this run), below the user's 450 ms.
+    let threshold = status["comparative"]["shardSlowThresholdMs"]
+        .as_f64()
+        .expect("shardSlowThresholdMs in the status");
+    assert!(threshold < 450.0, "threshold {threshold}: {status}");
+}
+
+#[test]
+fn a_canary_path_failing_for_five_percent_of_users_is_rolled_back() {
+    let mut stack = Stack::start(&options()).expect("stack");
+    let ordinary = background(&stack);
+    // 1,000 further users (5% of all) call a path that only canary breaks, each at the
+    // ordinary users' rate. Their ids are not related to the hash, so they land in every
+    // shard, about a tenth of them on canary at the first stage.
+    let mut opts: LoadOptions = stack.load_options();
+    opts.users = USERS / 20;
+    opts.first_user = USERS;
+    opts.connections = 1;
+    opts.rate = Some(15.0);
+    opts.path = "/__fails-on/canary".to_string();
+    opts.track_users = false;
+    opts.duration = Some(Duration::from_secs(150));
+    let affected = load::start(opts);
+    stack.start_controller().expect("controller");
+    let status = run_to_final(&mut stack, Duration::from_secs(120));
+    let affected_summary = affected.stop();
+    ordinary.stop();
+
+    assert_eq!(
+        phase_of(&status),
+        "RolledBack",
+        "status: {status}\nchecks:\n{}",
+        checks(&status)
+    );
+    // Caught by the comparison with stable (or by the seed's 5% guard rail, which a canary
+    // error rate of about 5% may also cross): not by anything else.
+    let reason = status["rollbackReason"].as_str().unwrap_or("");
+    assert!(
+        matches!(reason, "comparative-errors" | "error-rate"),
+        "status: {status}"
+    );
+    // The failures were canary's alone: stable served the same path without an error.
+    let stable_errors = affected_summary
+        .non_2xx_by_version
+        .get("stable")
+        .copied()
+        .unwrap_or(0);
+    let canary_errors = affected_summary
+        .non_2xx_by_version
+        .get("canary")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(stable_errors, 0, "{affected_summary:?}");
+    assert!(canary_errors > 0, "{affected_summary:?}");
+}
