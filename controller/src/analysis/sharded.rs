@@ -72,7 +72,7 @@ pub const OUTLIER_FAMILY_ALPHA: f64 = 0.05;
 pub const MIN_KEPT_SHARDS: usize = 6;
 /// χ² standard errors allowed before the spread between stable's shards counts as
 /// clustering.
-pub const DISPERSION_NOISE_ALLOWANCE: f64 = 0.0;
+pub const DISPERSION_NOISE_ALLOWANCE: f64 = 1.0;
 
 /// What one segment's shards say.
 #[derive(Debug, Clone, PartialEq)]
