@@ -5,8 +5,8 @@
 pub mod backoff;
 pub mod batch;
 pub mod deployments;
-pub mod executor;
 pub mod finalizer;
+pub mod front;
 pub mod lease;
 pub mod manual;
 pub mod pods;

@@ -28,6 +28,7 @@ pub mod api;
 pub mod rbac;
 pub mod shop;
 pub mod ssa;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
