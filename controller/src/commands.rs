@@ -165,7 +165,7 @@ pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
         rollout.rollout_key()
     );
     // Valid in a cluster, but `local` would refuse it: say so now, not at the first run.
-    if let Some(note) = crate::resources::local_mode_refusal(&rollout.spec) {
+    if let Some(note) = crate::validate::local_mode_refusal(&rollout.spec) {
         valid.push_str(&format!("\n{name}: note: {note}"));
     }
     Ok(valid)

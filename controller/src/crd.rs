@@ -1,4 +1,7 @@
-//! The `CanaryRollout` custom resource (contract 5): `stickycanary.dev/v1alpha1`.
+//! The `CanaryRollout` custom resource (contract 5): `stickycanary.dev/v1alpha1`. Every type
+//! of the resource lives in this module (the spec and the status here, [`gates`] and
+//! [`resources`] below it), and it depends on nothing but `duration` and the comparative
+//! check's settings: validation, the engine and the clients sit above it (STYLE 21).
 //!
 //! The OpenAPI schema in the CRD is generated from these types (`stickycanary crd`), so the
 //! structural checks (ranges, patterns) live here as schemars attributes. Checks that span
@@ -12,6 +15,16 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
+
+pub mod gates;
+pub mod resources;
+
+pub use gates::{
+    revision_is_valid, ApprovalMode, ApprovalRecord, Approvals, GateWait, RolloutWindow, Schedule,
+    Webhook, WebhookType, DEFAULT_WEBHOOK_FOR, MAX_WEBHOOK_TIMEOUT, REVISION_PATTERN, UNVERSIONED,
+    WEBHOOK_URL_PATTERN,
+};
+pub use resources::{IncreaseCheck, ResourceChecks, ThrottlingCheck};
 
 /// DNS-1123 label: what Kubernetes object names, rollout keys and check names must be.
 pub const DNS1123_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
@@ -82,7 +95,7 @@ pub struct CanaryRolloutSpec {
     /// The stable Deployment. With it, the controller runs the whole release cycle: a new
     /// canary revision starts a run, a promotion copies the canary's pod template here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stable: Option<StableWorkload>,
+    pub stable: Option<WorkloadRef>,
     /// How long a scale-up or a stable rollout may take before the run fails.
     #[serde(default = "default_progress_deadline")]
     pub progress_deadline: Duration,
@@ -102,19 +115,20 @@ pub struct CanaryRolloutSpec {
     // --- Gates (contract 5, "Gates") ---------------------------------------------------
     /// Webhooks called at fixed points of a run (load tests, approvals, notifications).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub webhooks: Vec<crate::gates::spec::Webhook>,
+    pub webhooks: Vec<Webhook>,
     /// When a run may start and the weight may rise (rollbacks always happen).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<crate::gates::spec::Schedule>,
+    pub schedule: Option<Schedule>,
 }
 
-/// The Deployment the controller copies a promoted canary's pod template onto.
+/// A Deployment by name: `spec.stable` (the one a promotion copies the canary's pod
+/// template onto) and `spec.analysis.resources.stable` (the baseline of the resource checks).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct StableWorkload {
+pub struct WorkloadRef {
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL_PATTERN))]
     pub deployment: String,
-    /// Defaults to the CanaryRollout's namespace.
+    /// Defaults to the canary's namespace (itself defaulting to the CanaryRollout's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL_PATTERN))]
     pub namespace: Option<String>,
@@ -271,7 +285,7 @@ pub struct Analysis {
     /// Optional: the canary's CPU throttling, and its memory and CPU per pod against
     /// stable's, from cAdvisor's container metrics (see `resources`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<crate::resources::ResourceChecks>,
+    pub resources: Option<ResourceChecks>,
     /// How long Prometheus may be unreachable before the rollout fails safe (rolls back).
     #[serde(default = "default_unavailable_grace")]
     pub unavailable_grace: Duration,
@@ -611,13 +625,10 @@ pub struct CanaryRolloutStatus {
     // --- Gates ------------------------------------------------------------------------
     /// Set while the run waits at a gate or outside a rollout window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gate: Option<crate::gates::spec::GateWait>,
+    pub gate: Option<GateWait>,
     /// Manual approvals (`stickycanary approve`), one per gate, each for one revision.
-    #[serde(
-        default,
-        skip_serializing_if = "crate::gates::spec::Approvals::is_empty"
-    )]
-    pub approvals: crate::gates::spec::Approvals,
+    #[serde(default, skip_serializing_if = "Approvals::is_empty")]
+    pub approvals: Approvals,
 }
 
 fn is_zero(value: &u32) -> bool {

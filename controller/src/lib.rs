@@ -6,6 +6,7 @@ pub mod duration;
 pub mod engine;
 pub mod gates;
 pub mod observation;
+pub mod redact;
 pub mod resources;
 pub mod validate;
 

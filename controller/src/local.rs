@@ -106,7 +106,7 @@ pub fn load_rollout(path: &Path) -> Result<CanaryRollout, Error> {
     if let Err(invalid) = crate::validate::validate_rollout(&rollout) {
         errors.extend(invalid);
     }
-    errors.extend(crate::resources::local_mode_refusal(&rollout.spec));
+    errors.extend(crate::validate::local_mode_refusal(&rollout.spec));
     if !errors.is_empty() {
         return Err(err(errors
             .iter()
@@ -202,7 +202,7 @@ pub async fn run(options: &LocalOptions, out: &mut (dyn Write + Send)) -> Result
     });
     local.rollout_file = std::fs::canonicalize(&options.rollout_file).ok();
     local.envoy_ecds = std::fs::canonicalize(&options.envoy_ecds).ok();
-    local.prometheus = Some(crate::prometheus::redacted(&prometheus));
+    local.prometheus = Some(crate::redact::redacted(&prometheus));
     let runner = LocalRunner::new(
         rollout,
         &options.envoy_ecds,

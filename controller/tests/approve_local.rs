@@ -6,10 +6,10 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use stickycanary::commands::describe_status;
 use stickycanary::crd::{CanaryRolloutStatus, Phase};
+use stickycanary::crd::{GateWait, WebhookType};
 use stickycanary::gates::approve::{
     approve_local, command_hint, parse_gate, request_path, take_local,
 };
-use stickycanary::gates::spec::{GateWait, WebhookType};
 use stickycanary::local::state::{self, LocalState};
 
 fn waiting_status() -> CanaryRolloutStatus {

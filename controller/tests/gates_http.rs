@@ -16,10 +16,10 @@ use axum::http::{StatusCode, Uri};
 use axum::Router;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{json, Value};
+use stickycanary::crd::Webhook;
 use stickycanary::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
 use stickycanary::engine::gates::CallOutcome;
 use stickycanary::engine::{decide_gated, reasons, Action};
-use stickycanary::gates::spec::Webhook;
 use stickycanary::gates::webhook::{Caller, Subject};
 use stickycanary::observation::{CanaryHealth, MetricsObservation, Observations, VersionWindow};
 

@@ -391,7 +391,7 @@ fn a_failing_webhook_is_logged_without_its_url() {
 
 /// Credentials in `spec.prometheus.address` (`http://user:password@host`) are used but never
 /// printed: not in the start line, not in the "metrics unavailable" reason, not in the local
-/// status file (SECURITY.md §7; this was an open finding until `prometheus::redacted`).
+/// status file (SECURITY.md §7; this was an open finding until `redact::redacted`).
 #[test]
 fn prometheus_credentials_in_the_url_are_not_echoed() {
     let dir = tempfile::tempdir().unwrap();

@@ -18,8 +18,8 @@
 use super::record::Tick;
 use super::{lifecycle::roll_back, reasons, stages};
 use crate::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
+use crate::crd::{GateWait, Webhook, WebhookType, UNVERSIONED};
 use crate::gates::schedule::{self, WindowState};
-use crate::gates::spec::{GateWait, Webhook, WebhookType, UNVERSIONED};
 use crate::observation::{ReleaseObservation, WorkloadState};
 
 /// `status.gate.gate` of a wait for a rollout window.

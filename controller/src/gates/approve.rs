@@ -17,7 +17,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::spec::{revision_is_valid, Approvals, WebhookType};
+use crate::crd::{revision_is_valid, Approvals, WebhookType};
 use crate::crd::{CanaryRollout, CanaryRolloutStatus};
 use crate::engine::gates::run_revision;
 use crate::error::Error;

@@ -1,7 +1,7 @@
 //! Gates (contract 5, "Gates"): webhooks at fixed points of a run, manual approvals that
 //! live on the resource (or in local mode's status file), and rollout windows.
 //!
-//! - [`spec`]: the resource's fields.
+//! - `crd::gates`: the resource's fields; `validate::gates`: their cross-field checks.
 //! - [`schedule`]: rollout windows (pure).
 //! - [`webhook`]: the HTTP side: which webhooks to call this tick, the calls themselves
 //!   (timeout, body-size limit, no URL in any message), Events and post-rollout after it.
@@ -10,6 +10,4 @@
 
 pub mod approve;
 pub mod schedule;
-pub mod spec;
-pub mod validate;
 pub mod webhook;

@@ -13,8 +13,8 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use super::spec::{Webhook, WebhookType};
 use crate::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
+use crate::crd::{Webhook, WebhookType};
 use crate::engine::gates::{due, CallOutcome, GateInput, WebhookCall};
 use crate::engine::{Action, Decision};
 use crate::observation::ReleaseObservation;

@@ -15,9 +15,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::observation::{PodUsage, ResourceObservation};
-use super::spec::ResourceChecks;
 use crate::crd::CanaryRolloutSpec;
+use crate::crd::ResourceChecks;
+use crate::observation::{PodUsage, ResourceObservation};
 use crate::prometheus::promql_range;
 
 /// The pods of one Deployment.
