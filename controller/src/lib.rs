@@ -15,6 +15,7 @@ pub mod cli;
 pub mod commands;
 pub mod driver;
 pub mod error;
+pub mod field_managers;
 pub mod k8s;
 pub mod local;
 pub mod metrics;

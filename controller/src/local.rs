@@ -8,6 +8,7 @@
 //! when the rollout is Promoted or RolledBack, or on Ctrl-C.
 //! With `--metrics-addr` it also serves the controller's `/metrics` (see [`serve`]).
 
+pub mod approve;
 pub mod direct;
 pub mod front;
 pub mod hooks;
@@ -309,7 +310,7 @@ async fn drive(
         );
     }
     let request_file = state::request_path(&options.status_file);
-    let approve_file = crate::gates::approve::request_path(&options.status_file);
+    let approve_file = approve::request_path(&options.status_file);
     loop {
         let started = Instant::now();
         let manual = match state::take_request(&options.status_file, name) {
@@ -321,7 +322,7 @@ async fn drive(
         };
         reload_rollout(options, runner, out);
         // An approval queued by `stickycanary approve` while this loop runs.
-        match crate::gates::approve::take_local(&options.status_file, name, &mut status) {
+        match approve::take_local(&options.status_file, name, &mut status) {
             Ok(Some((gate, revision))) => {
                 let _ = writeln!(out, "    approved: {gate} for revision {revision}");
             }

@@ -12,7 +12,7 @@ use kube::client::Body;
 use serde_json::{json, Value};
 use stickycanary::crd::CanaryRollout;
 use stickycanary::crd::WebhookType;
-use stickycanary::gates::approve::{approval_patch, approve_in_cluster};
+use stickycanary::k8s::approve::{approval_patch, approve_in_cluster};
 use support::rbac::Attributes;
 
 const PATH: &str = "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts/checkout";

@@ -8,8 +8,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use stickycanary::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
 use stickycanary::crd::{RolloutWindow, Schedule, WebhookType};
 use stickycanary::engine::gates::{due, CallOutcome, GateInput, WebhookCall};
+use stickycanary::engine::schedule::{self, WindowState};
 use stickycanary::engine::{decide_gated, reasons, Action, Decision};
-use stickycanary::gates::schedule::{self, WindowState};
 use stickycanary::observation::{
     CanaryHealth, MetricsObservation, Observations, ReleaseObservation, VersionWindow,
     WorkloadState,

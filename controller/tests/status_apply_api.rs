@@ -25,7 +25,7 @@ use kube::Client;
 use serde_json::{json, Value};
 use stickycanary::crd::WebhookType;
 use stickycanary::crd::{CanaryRollout, CanaryRolloutStatus, Phase};
-use stickycanary::gates::approve::approve_in_cluster;
+use stickycanary::k8s::approve::approve_in_cluster;
 use stickycanary::k8s::reconcile::{self, Context};
 use stickycanary::k8s::status;
 use support::api::{Authorizer, FakeApi, Seen};

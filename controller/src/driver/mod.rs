@@ -27,8 +27,8 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::crd::{CanaryRolloutSpec, CanaryRolloutStatus};
+use crate::engine::approve::ApproveTarget;
 use crate::engine::{self, Decision};
-use crate::gates::approve::ApproveTarget;
 use crate::gates::webhook::{Caller, Subject};
 use crate::observation::{ManualAction, Observations, ReleaseObservation};
 

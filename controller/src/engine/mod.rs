@@ -28,6 +28,7 @@
 //! rollback scales the canary down after a drain delay; terminal phases wait for the next
 //! revision instead of ending the rollout.
 
+pub mod approve;
 pub mod checks;
 mod comparative;
 pub mod gates;
@@ -36,6 +37,7 @@ mod lifecycle;
 mod record;
 pub mod release;
 pub mod resources;
+pub mod schedule;
 pub mod stage_gate;
 pub mod stages;
 

@@ -32,7 +32,8 @@ use tracing::{info, warn};
 use super::reconcile::Context;
 use crate::crd::CanaryRollout;
 use crate::error::Error;
-use crate::target::wasmplugin::{WasmPluginTarget, FIELD_MANAGER};
+use crate::field_managers;
+use crate::target::wasmplugin::WasmPluginTarget;
 use crate::target::{TargetError, WeightTarget};
 
 pub const FINALIZER: &str = "stickycanary.dev/cleanup";
@@ -44,7 +45,7 @@ pub fn has_ours(rollout: &CanaryRollout) -> bool {
 
 fn params() -> PatchParams {
     PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
+        field_manager: Some(field_managers::CONTROLLER.to_string()),
         ..PatchParams::default()
     }
 }

@@ -18,13 +18,14 @@ use super::reconcile::Context;
 use super::status;
 use crate::crd::{CanaryRollout, CanaryRolloutSpec, CanaryRolloutStatus};
 use crate::driver::{self, Executor, FrontEnd};
+use crate::engine::approve::ApproveTarget;
 use crate::error::Error;
-use crate::gates::approve::ApproveTarget;
+use crate::field_managers;
 use crate::gates::webhook::Subject;
 use crate::metrics::Metrics;
 use crate::observation::{ManualAction, Observations, ReleaseObservation};
 use crate::prometheus::RolloutSeries;
-use crate::target::wasmplugin::{WasmPluginTarget, FIELD_MANAGER};
+use crate::target::wasmplugin::WasmPluginTarget;
 use crate::target::{RolloutView, WeightTarget};
 
 /// The two Deployments as read this tick (release lifecycle only).
@@ -193,7 +194,7 @@ impl FrontEnd for KubeFront<'_> {
         status::write(&api, self.latest, &new).await?;
         if let Some(value) = &self.manual.consumed {
             let params = PatchParams {
-                field_manager: Some(FIELD_MANAGER.to_string()),
+                field_manager: Some(field_managers::CONTROLLER.to_string()),
                 ..PatchParams::default()
             };
             let annotations = json!({"metadata": {"annotations": {HANDLED_ANNOTATION: value}}});

@@ -2,6 +2,7 @@
 //! CanaryRollouts, leader election over a Lease, Events, canary pod health, and the
 //! `/metrics`, `/healthz`, `/readyz` server.
 
+pub mod approve;
 pub mod backoff;
 pub mod batch;
 pub mod deployments;

@@ -14,9 +14,9 @@ use super::hooks::{self, HookKind, HookRun, Hooks};
 use super::state::{self, LocalState};
 use crate::crd::{CanaryRollout, CanaryRolloutSpec, CanaryRolloutStatus};
 use crate::driver::{self, Carried, Executor, FrontEnd, TickError};
+use crate::engine::approve::ApproveTarget;
 use crate::engine::{Action, Decision};
 use crate::error::Error;
-use crate::gates::approve::ApproveTarget;
 use crate::gates::webhook::Subject;
 use crate::metrics::Metrics;
 use crate::observation::{

@@ -20,9 +20,6 @@ use super::{
     WeightTarget,
 };
 
-/// The field manager named on every write.
-pub const FIELD_MANAGER: &str = "stickycanary";
-
 /// How often a 409 Conflict is retried before giving up.
 const CONFLICT_RETRIES: u32 = 3;
 
@@ -142,7 +139,7 @@ impl<O: PatchOutcomes> WasmPluginTarget<O> {
         // Refuse before writing anything if the filter would reject the result.
         apply_weight_and_salt(&current, rollout_key, weight, salt, &self.target())?;
         let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
+            field_manager: Some(crate::field_managers::CONTROLLER.to_string()),
             ..PatchParams::default()
         };
         // The resourceVersion that was read makes the patch conditional: if anyone wrote

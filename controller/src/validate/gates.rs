@@ -8,7 +8,7 @@ use stickycanary_filter::config::validate_label;
 
 use super::ValidationError;
 use crate::crd::{Schedule, Webhook, WebhookType, MAX_WEBHOOK_TIMEOUT};
-use crate::gates::schedule;
+use crate::engine::schedule;
 
 /// The most metadata a webhook may carry (it goes into every payload).
 pub const MAX_METADATA_BYTES: usize = 4096;
