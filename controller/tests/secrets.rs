@@ -138,7 +138,7 @@ fn rejected_plugin_configs_never_carry_the_token_into_conditions() {
         let parsed = parse_plugin_config(&config, "istio-system/stickycanary");
         let error = parsed.expect_err(what).to_string();
         assert_no_secret(&error, what);
-        let patched = apply_weight(&config, "checkout", 25.0, "istio-system/stickycanary");
+        let patched = apply_weight(&config, "checkout", 25.0, None, "istio-system/stickycanary");
         assert_no_secret(&patched.expect_err(what).to_string(), what);
     }
     // The weight patch keeps the token (it touches nothing but the weight) and says nothing.
@@ -146,6 +146,7 @@ fn rejected_plugin_configs_never_carry_the_token_into_conditions() {
         &plugin_config(json!(10)),
         "checkout",
         25.0,
+        None,
         "istio-system/stickycanary",
     )
     .unwrap();

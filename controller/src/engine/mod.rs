@@ -6,7 +6,8 @@
 //! in the status, a restarted controller continues exactly where the last one stopped.
 //!
 //! Rules, in the order they are applied each tick:
-//! 1. `Promoted` and `RolledBack` are final: nothing happens.
+//! 1. Without a revision source, `Promoted` and `RolledBack` are final: nothing happens.
+//!    With one ([`decide_release`]) they wait for the next revision instead.
 //! 2. A manual abort, then a crashing canary pod, roll back at once.
 //! 3. An invalid spec moves to `Failed` and holds the weight until the spec is fixed;
 //!    otherwise a manual promote goes to 100%.

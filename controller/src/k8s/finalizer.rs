@@ -100,7 +100,7 @@ pub async fn clean_up(ctx: &Context, rollout: &CanaryRollout, key: &str) -> Resu
             &rollout.spec.wasm_plugin.name,
             ctx.patch_timeout,
         );
-        match target.set_weight(&rollout.rollout_key(), 0.0).await {
+        match target.set_weight(&rollout.rollout_key(), 0.0, None).await {
             Ok(()) => info!(%name, "rollout deleted: weight set to 0 (revertOnDeletion)"),
             // Nothing left to revert: the deletion must not hang on it.
             Err(e @ (TargetError::NotFound { .. } | TargetError::MissingKey { .. })) => {

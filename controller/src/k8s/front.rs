@@ -92,7 +92,7 @@ impl Executor for KubeFront<'_> {
 
     async fn set_weight(&self, weight: f64, salt: Option<&str>) -> Result<(), Error> {
         self.target
-            .set_weight_and_salt(&self.subject.rollout_key, weight, salt)
+            .set_weight(&self.subject.rollout_key, weight, salt)
             .await?;
         info!(weight, salt, "weight set");
         Ok(())

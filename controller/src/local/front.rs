@@ -287,7 +287,7 @@ impl<S: MetricsSource, T: WeightTarget> Executor for LocalRunner<S, T> {
     async fn set_weight(&self, weight: f64, salt: Option<&str>) -> Result<(), Error> {
         let result = self
             .target
-            .set_weight_and_salt(&self.subject.rollout_key, weight, salt)
+            .set_weight(&self.subject.rollout_key, weight, salt)
             .await;
         if let Some(metrics) = &self.metrics {
             metrics.record(match &result {

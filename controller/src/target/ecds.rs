@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{
-    apply_weight_and_salt, parse_plugin_config, view_of, RolloutView, TargetError, WeightTarget,
-};
+use super::{apply_weight, parse_plugin_config, view_of, RolloutView, TargetError, WeightTarget};
 
 /// An ECDS file (the format in the project brief) holding the stickycanary Wasm config.
 #[derive(Clone, Debug)]
@@ -96,8 +94,7 @@ impl EcdsFileTarget {
         salt: Option<&str>,
     ) -> Result<(), TargetError> {
         let (mut document, plugin_config) = self.read()?;
-        let updated =
-            apply_weight_and_salt(&plugin_config, rollout_key, weight, salt, &self.name())?;
+        let updated = apply_weight(&plugin_config, rollout_key, weight, salt, &self.name())?;
         let encoded =
             serde_json::to_string(&updated).map_err(|e| self.io_error("cannot encode", e))?;
         match configuration_value_mut(&mut document) {
@@ -153,11 +150,7 @@ impl WeightTarget for EcdsFileTarget {
             .map_err(|e| self.io_error("reader task failed", e))?
     }
 
-    async fn set_weight(&self, rollout_key: &str, weight: f64) -> Result<(), TargetError> {
-        self.set_weight_and_salt(rollout_key, weight, None).await
-    }
-
-    async fn set_weight_and_salt(
+    async fn set_weight(
         &self,
         rollout_key: &str,
         weight: f64,

@@ -16,8 +16,7 @@ use kube::Client;
 use serde_json::{json, Value};
 
 use super::{
-    apply_weight_and_salt, parse_plugin_config, view_of, weight_json, RolloutView, TargetError,
-    WeightTarget,
+    apply_weight, parse_plugin_config, view_of, weight_json, RolloutView, TargetError, WeightTarget,
 };
 
 /// How often a 409 Conflict is retried before giving up.
@@ -137,7 +136,7 @@ impl<O: PatchOutcomes> WasmPluginTarget<O> {
     ) -> Result<(), TargetError> {
         let (current, resource_version) = self.read().await?;
         // Refuse before writing anything if the filter would reject the result.
-        apply_weight_and_salt(&current, rollout_key, weight, salt, &self.target())?;
+        apply_weight(&current, rollout_key, weight, salt, &self.target())?;
         let params = PatchParams {
             field_manager: Some(crate::field_managers::CONTROLLER.to_string()),
             ..PatchParams::default()
@@ -145,7 +144,7 @@ impl<O: PatchOutcomes> WasmPluginTarget<O> {
         // The resourceVersion that was read makes the patch conditional: if anyone wrote
         // the plugin since, the API server answers 409 and we read and check again, so
         // the config that was validated is the one that gets changed.
-        let mut body = weight_and_salt_patch(rollout_key, weight, salt);
+        let mut body = weight_patch(rollout_key, weight, salt);
         if let Some(rv) = resource_version {
             body["metadata"] = json!({ "resourceVersion": rv });
         }
@@ -156,15 +155,11 @@ impl<O: PatchOutcomes> WasmPluginTarget<O> {
     }
 }
 
-/// The merge patch body: the one weight field and nothing else.
-pub fn weight_patch(rollout_key: &str, weight: f64) -> Value {
-    json!({"spec": {"pluginConfig": {"rollouts": {rollout_key: {"weight": weight_json(weight)}}}}})
-}
-
-/// The merge patch body of a run's first weight: the weight and the cohort salt together,
-/// so the filter never sees the new salt with the old weight or the other way round.
-pub fn weight_and_salt_patch(rollout_key: &str, weight: f64, salt: Option<&str>) -> Value {
-    let mut patch = weight_patch(rollout_key, weight);
+/// The merge patch body: the one weight field and nothing else, plus the cohort salt on a
+/// run's first weight, so the filter never sees the new salt with the old weight or the
+/// other way round.
+pub fn weight_patch(rollout_key: &str, weight: f64, salt: Option<&str>) -> Value {
+    let mut patch = json!({"spec": {"pluginConfig": {"rollouts": {rollout_key: {"weight": weight_json(weight)}}}}});
     if let (Some(salt), Some(rollout)) = (
         salt,
         patch
@@ -193,11 +188,7 @@ impl<O: PatchOutcomes> WeightTarget for WasmPluginTarget<O> {
         view_of(&parsed, rollout_key, &self.target())
     }
 
-    async fn set_weight(&self, rollout_key: &str, weight: f64) -> Result<(), TargetError> {
-        self.set_weight_and_salt(rollout_key, weight, None).await
-    }
-
-    async fn set_weight_and_salt(
+    async fn set_weight(
         &self,
         rollout_key: &str,
         weight: f64,
