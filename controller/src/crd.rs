@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
 
+pub mod conditions;
 pub mod gates;
 pub mod resources;
 

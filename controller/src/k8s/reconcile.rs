@@ -25,6 +25,7 @@ use super::finalizer;
 use super::front::{read_workloads, subject_of, KubeFront};
 use super::manual::manual_input;
 use super::status;
+use crate::crd::conditions::{set_condition, DEGRADED};
 use crate::crd::{CanaryRollout, CanaryRolloutStatus, Phase, Verdict};
 use crate::driver::{self, TickError};
 use crate::error::Error;
@@ -87,27 +88,16 @@ pub fn degraded_conditions(
     reason: &str,
     message: &str,
 ) -> Vec<Condition> {
-    let now = Time(Timestamp::now());
-    let mut conditions: Vec<Condition> = status
-        .conditions
-        .iter()
-        .filter(|c| c.type_ != "Degraded")
-        .cloned()
-        .collect();
-    let last_transition_time = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded" && c.status == "True")
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or(now);
-    conditions.push(Condition {
-        type_: "Degraded".to_string(),
+    let mut conditions = status.conditions.clone();
+    let degraded = Condition {
+        type_: DEGRADED.to_string(),
         status: "True".to_string(),
         reason: reason.to_string(),
         message: message.chars().take(1000).collect(),
-        last_transition_time,
+        last_transition_time: Time(Timestamp::now()),
         observed_generation: status.observed_generation,
-    });
+    };
+    set_condition(&mut conditions, degraded);
     conditions
 }
 

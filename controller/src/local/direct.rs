@@ -14,6 +14,7 @@ use std::path::Path;
 use k8s_openapi::jiff::Timestamp;
 
 use super::{load_rollout, state, LocalRunner};
+use crate::crd::conditions::{set_condition, DEGRADED};
 use crate::crd::CanaryRolloutStatus;
 use crate::driver::FrontEnd;
 use crate::engine::{self, reasons, Action, Decision};
@@ -21,9 +22,6 @@ use crate::error::Error;
 use crate::observation::{
     CanaryHealth, ManualAction, MetricsObservation, Observations, VersionWindow,
 };
-
-/// The condition that tracks metrics outages (besides rollbacks and invalid specs).
-const DEGRADED: &str = "Degraded";
 
 /// Puts back the status fields the analysis of the empty window changed. Only for a
 /// rollout still in flight: promote and abort end the rollout before any analysis runs,
@@ -41,8 +39,7 @@ pub fn keep_observed_state(before: &CanaryRolloutStatus, after: &mut CanaryRollo
         // Degraded said so (with its original transition time) before the empty window
         // flipped it; an in-flight rollout's Degraded follows the outage alone.
         if let Some(degraded) = before.conditions.iter().find(|c| c.type_ == DEGRADED) {
-            after.conditions.retain(|c| c.type_ != DEGRADED);
-            after.conditions.push(degraded.clone());
+            set_condition(&mut after.conditions, degraded.clone());
         }
     }
 }
