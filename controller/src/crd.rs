@@ -461,7 +461,7 @@ pub struct Notification {
 // Status
 // ---------------------------------------------------------------------------------------
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Phase {
     /// Not started: weight untouched.
     #[default]
@@ -489,8 +489,24 @@ pub enum Phase {
     /// Release lifecycle: the stable rollout failed or missed its deadline; the weight
     /// stays at 100 so users stay on the working canary.
     PromotionFailed,
-    /// The spec is invalid; holds the weight until the spec is fixed.
-    Failed,
+    /// The spec is invalid; holds the weight until the spec is fixed. (It was called
+    /// `Failed`; a status saved under that name still reads.)
+    #[serde(alias = "Failed")]
+    InvalidSpec,
+}
+
+// The schema also accepts `Failed`, the old name of `InvalidSpec`, so an object whose status
+// still holds it stays valid (and editable) until the controller next writes the status.
+impl JsonSchema for Phase {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Phase".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut names: Vec<&str> = Phase::ALL.iter().map(Phase::as_str).collect();
+        names.push("Failed");
+        schemars::json_schema!({"type": "string", "enum": names})
+    }
 }
 
 impl Phase {
@@ -507,7 +523,7 @@ impl Phase {
         Phase::Promoted,
         Phase::RolledBack,
         Phase::PromotionFailed,
-        Phase::Failed,
+        Phase::InvalidSpec,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -523,7 +539,7 @@ impl Phase {
             Phase::Promoted => "Promoted",
             Phase::RolledBack => "RolledBack",
             Phase::PromotionFailed => "PromotionFailed",
-            Phase::Failed => "Failed",
+            Phase::InvalidSpec => "InvalidSpec",
         }
     }
 

@@ -803,7 +803,7 @@ fn invalid_spec_fails_holding_the_weight_until_fixed() {
     sim.run_until(3 * MIN, &healthy());
     sim.spec.stages[2].weight = 20.0; // goes down after 25
     let decision = sim.tick(&healthy());
-    assert_eq!(decision.status.phase, Phase::Failed);
+    assert_eq!(decision.status.phase, Phase::InvalidSpec);
     assert_eq!(decision.new_weight(), None);
     let (_, message) = &sim.events(reasons::INVALID_SPEC)[0];
     assert!(
@@ -915,7 +915,7 @@ fn abort_and_crash_roll_back_even_while_the_spec_is_invalid() {
         sim.run_until(2 * MIN, &healthy());
         sim.spec.stages.clear();
         sim.tick(&healthy());
-        assert_eq!(sim.status.phase, Phase::Failed);
+        assert_eq!(sim.status.phase, Phase::InvalidSpec);
         let decision = sim.tick(&observations);
         assert_eq!(decision.status.phase, Phase::RolledBack);
         assert_eq!(decision.new_weight(), Some(0.0));

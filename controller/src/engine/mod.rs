@@ -9,7 +9,7 @@
 //! 1. Without a revision source, `Promoted` and `RolledBack` are final: nothing happens.
 //!    With one ([`decide_release`]) they wait for the next revision instead.
 //! 2. A manual abort, then a crashing canary pod, roll back at once.
-//! 3. An invalid spec moves to `Failed` and holds the weight until the spec is fixed;
+//! 3. An invalid spec moves to `InvalidSpec` and holds the weight until the spec is fixed;
 //!    otherwise a manual promote goes to 100%.
 //! 4. Pause (manual or `spec.paused`) holds the weight and freezes the stage timer; resume
 //!    moves the stage start forward by the time spent paused. Checks keep guarding a

@@ -141,7 +141,7 @@ fn degraded(status: &CanaryRolloutStatus, spec_error: Option<&str>) -> (bool, St
                 .clone()
                 .unwrap_or_else(|| "the stable rollout failed".to_string()),
         ),
-        Phase::Failed => (
+        Phase::InvalidSpec => (
             true,
             "InvalidSpec".to_string(),
             spec_error.unwrap_or("the spec is invalid").to_string(),
