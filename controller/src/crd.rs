@@ -673,19 +673,39 @@ pub struct VersionSummary {
     pub p99_ms: Option<f64>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum Verdict {
+/// What one check concluded at one tick: the one outcome vocabulary of the engine's checks
+/// and of `status.lastAnalysis.checks[].verdict`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
     Pass,
+    /// Breached: counts toward the check's `for` window.
     Fail,
+    /// Not enough data to say: holds the stage, neither passes nor fails it.
     Inconclusive,
+    /// The data source failed: holds the stage and counts toward `unavailableGrace`. The
+    /// status records it as `Inconclusive`, so its schema does not list it.
+    Unavailable,
 }
+
+impl JsonSchema for Outcome {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Outcome".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "enum": ["Pass", "Fail", "Inconclusive"]})
+    }
+}
+
+/// The name `engine::judge` knows the outcome by (until its rewrite lands).
+pub type Verdict = Outcome;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckResult {
     /// `error-rate`, `latency`, `compare-stable` or `custom:<name>`.
     pub name: String,
-    pub verdict: Verdict,
+    pub verdict: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,7 +6,7 @@
 
 use k8s_openapi::jiff::Timestamp;
 use stickycanary::crd::{
-    CanaryRolloutSpec, CanaryRolloutStatus, CompareStableCheck, CustomCheck, Phase, Verdict,
+    CanaryRolloutSpec, CanaryRolloutStatus, CompareStableCheck, CustomCheck, Outcome, Phase,
     HISTORY_LIMIT,
 };
 use stickycanary::duration::Duration;
@@ -457,7 +457,7 @@ fn custom_check_without_data_holds_and_with_an_error_counts_as_unavailable() {
         .iter()
         .find(|c| c.name == "custom:conversion")
         .unwrap();
-    assert_eq!(custom.verdict, Verdict::Inconclusive);
+    assert_eq!(custom.verdict, Outcome::Inconclusive);
 
     let mut sim = Sim::started(spec);
     sim.run_until(MIN, &with_custom(healthy(), "conversion", Ok(Some(3.0))));
@@ -518,7 +518,7 @@ fn thin_window_holds_and_never_promotes() {
         inconclusive[0].1
     );
     let checks = &sim.status.last_analysis.as_ref().unwrap().checks;
-    assert!(checks.iter().all(|c| c.verdict == Verdict::Inconclusive));
+    assert!(checks.iter().all(|c| c.verdict == Outcome::Inconclusive));
 
     // Enough traffic again: the long-finished stage advances at the first passing window.
     let resumed_at = sim.now;
@@ -877,14 +877,14 @@ fn last_analysis_records_both_versions_and_every_check() {
     assert_eq!(analysis.canary.requests, 1000.0);
     assert_eq!(analysis.canary.error_rate_percent, Some(8.0));
     assert_eq!(analysis.stable.requests, 9000.0);
-    let verdicts: Vec<(&str, Verdict)> = analysis
+    let verdicts: Vec<(&str, Outcome)> = analysis
         .checks
         .iter()
         .map(|c| (c.name.as_str(), c.verdict))
         .collect();
     assert_eq!(
         verdicts,
-        [("error-rate", Verdict::Fail), ("latency", Verdict::Pass)]
+        [("error-rate", Outcome::Fail), ("latency", Outcome::Pass)]
     );
     assert_eq!(analysis.checks[0].threshold, Some(5.0));
     assert!(decision.status.breach_started_at.contains_key("error-rate"));
@@ -973,7 +973,7 @@ fn a_guard_rail_breach_stable_shares_holds_with_the_comparative_check_and_rolls_
         .iter()
         .find(|c| c.name == "error-rate")
         .unwrap();
-    assert_eq!(check.verdict, Verdict::Inconclusive);
+    assert_eq!(check.verdict, Outcome::Inconclusive);
     assert!(
         check.message.contains("stable error rate 10%"),
         "{}",

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use k8s_openapi::jiff::Timestamp;
-use stickycanary::crd::{CanaryRollout, CanaryRolloutSpec, CanaryRolloutStatus, Phase, Verdict};
+use stickycanary::crd::{CanaryRollout, CanaryRolloutSpec, CanaryRolloutStatus, Outcome, Phase};
 use stickycanary::engine::{checks, decide, reasons, stage_gate, Action, Decision};
 use stickycanary::observation::{CanaryHealth, MetricsObservation, Observations, VersionWindow};
 use stickycanary::resources::{PodUsage, ResourceObservation};
@@ -131,7 +131,7 @@ impl Sim {
             .unwrap_or_default()
     }
 
-    fn verdict(&self, name: &str) -> Option<Verdict> {
+    fn verdict(&self, name: &str) -> Option<Outcome> {
         self.status
             .last_analysis
             .as_ref()?
@@ -165,7 +165,7 @@ fn a_check_from_stage_2_is_ignored_at_stage_1_and_judged_from_stage_2() {
     assert_eq!(sim.advances(), [(10 * MIN, 1)]);
     // From stage 2 it is judged: Fail from 10m30s, rolled back once that lasted 1m.
     sim.run_until(20 * MIN, &failing);
-    assert_eq!(sim.verdict("error-rate"), Some(Verdict::Fail));
+    assert_eq!(sim.verdict("error-rate"), Some(Outcome::Fail));
     assert_eq!(
         sim.rolled_back(),
         Some((11 * MIN + 30, "error-rate".to_string()))
@@ -320,7 +320,7 @@ fn throttling_within_the_limit_passes_and_the_stage_advances() {
         "resources:memory",
         "resources:cpu",
     ] {
-        assert_eq!(sim.verdict(name), Some(Verdict::Pass), "{name}");
+        assert_eq!(sim.verdict(name), Some(Outcome::Pass), "{name}");
     }
 }
 
@@ -346,7 +346,7 @@ fn memory_80_percent_above_stable_rolls_back() {
         .find(|c| c.name == "resources:memory")
         .unwrap()
         .clone();
-    assert_eq!(memory.verdict, Verdict::Fail);
+    assert_eq!(memory.verdict, Outcome::Fail);
     assert_eq!(memory.threshold, Some(50.0));
     assert!((memory.value.unwrap() - 80.0).abs() < 1e-9, "{memory:?}");
     assert_eq!(
@@ -398,7 +398,7 @@ fn missing_series_are_inconclusive_and_never_a_breach() {
         ] {
             assert_eq!(
                 sim.verdict(name),
-                Some(Verdict::Inconclusive),
+                Some(Outcome::Inconclusive),
                 "{case}: {name}"
             );
         }

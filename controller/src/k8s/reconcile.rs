@@ -26,7 +26,7 @@ use super::front::{read_workloads, subject_of, KubeFront};
 use super::manual::manual_input;
 use super::status;
 use crate::crd::conditions::{set_condition, DEGRADED};
-use crate::crd::{CanaryRollout, CanaryRolloutStatus, Phase, Verdict};
+use crate::crd::{CanaryRollout, CanaryRolloutStatus, Outcome, Phase};
 use crate::driver::{self, TickError};
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -72,9 +72,9 @@ pub fn analysis_result(metrics: &MetricsObservation, status: &CanaryRolloutStatu
         .as_ref()
         .map(|a| a.checks.as_slice())
         .unwrap_or_default();
-    if checks.iter().any(|c| c.verdict == Verdict::Fail) {
+    if checks.iter().any(|c| c.verdict == Outcome::Fail) {
         "fail"
-    } else if checks.iter().any(|c| c.verdict == Verdict::Inconclusive) {
+    } else if checks.iter().any(|c| c.verdict == Outcome::Inconclusive) {
         "inconclusive"
     } else {
         "pass"
