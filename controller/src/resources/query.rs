@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::crd::CanaryRolloutSpec;
 use crate::crd::ResourceChecks;
 use crate::observation::{PodUsage, ResourceObservation};
-use crate::prometheus::promql_range;
+use crate::prometheus::queries::promql_range;
 
 /// The pods of one Deployment.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
