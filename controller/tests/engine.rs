@@ -4,7 +4,8 @@
 // Test helpers outside #[test] fns may unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use k8s_openapi::jiff::Timestamp;
+mod support;
+
 use stickycanary::crd::{
     CanaryRolloutSpec, CanaryRolloutStatus, CompareStableCheck, CustomCheck, Outcome, Phase,
     HISTORY_LIMIT,
@@ -12,72 +13,35 @@ use stickycanary::crd::{
 use stickycanary::duration::Duration;
 use stickycanary::engine::{decide, reasons, Action, Decision};
 use stickycanary::observation::{
-    CanaryHealth, CustomObservation, ManualAction, MetricsObservation, Observations, VersionWindow,
+    CanaryHealth, CustomObservation, ManualAction, MetricsObservation, Observations,
 };
+use support::engine::{at, traffic, window_p99};
 
 // ---------------------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------------------
 
 fn spec() -> CanaryRolloutSpec {
-    serde_yaml::from_str(
-        r#"
-wasmPlugin: {name: stickycanary, namespace: istio-system}
-canary: {deployment: checkout-canary}
-prometheus: {address: "http://127.0.0.1:9090"}
-"#,
-    )
-    .unwrap()
-}
-
-fn t0() -> Timestamp {
-    "2026-11-26T06:00:00Z".parse().unwrap()
-}
-
-fn at(seconds: i64) -> Timestamp {
-    t0() + k8s_openapi::jiff::SignedDuration::from_secs(seconds)
+    support::engine::spec("")
 }
 
 const MIN: i64 = 60;
 
-fn window(requests: f64, error_percent: f64, p99_ms: f64) -> VersionWindow {
-    VersionWindow {
-        requests,
-        errors: requests * error_percent / 100.0,
-        p99_ms: (requests > 0.0).then_some(p99_ms),
-        latency_buckets: Vec::new(),
-        shards: Vec::new(),
-    }
-}
-
-fn traffic(canary: VersionWindow) -> Observations {
-    Observations {
-        metrics: MetricsObservation::Window {
-            canary,
-            stable: window(9000.0, 1.0, 120.0),
-        },
-        custom: Vec::new(),
-        resources: Default::default(),
-        canary_health: CanaryHealth::Healthy,
-        manual: None,
-    }
-}
-
 /// 1000 canary requests, 1% errors, p99 120ms: comfortably inside the seed's thresholds.
 fn healthy() -> Observations {
-    traffic(window(1000.0, 1.0, 120.0))
+    traffic(window_p99(1000.0, 1.0, 120.0))
 }
 
 fn erroring(percent: f64) -> Observations {
-    traffic(window(1000.0, percent, 120.0))
+    traffic(window_p99(1000.0, percent, 120.0))
 }
 
 fn slow(p99_ms: f64) -> Observations {
-    traffic(window(1000.0, 1.0, p99_ms))
+    traffic(window_p99(1000.0, 1.0, p99_ms))
 }
 
 fn thin(requests: f64) -> Observations {
-    traffic(window(requests, 1.0, 120.0))
+    traffic(window_p99(requests, 1.0, 120.0))
 }
 
 fn prometheus_down() -> Observations {
@@ -208,7 +172,7 @@ fn pending_starts_the_first_stage() {
     assert_eq!(decision.event_reasons(), [reasons::STAGE_ADVANCED]);
     assert_eq!(
         decision.status.stage_started_at.as_ref().map(|t| t.0),
-        Some(t0())
+        Some(at(0))
     );
 }
 
@@ -943,8 +907,8 @@ fn comparative_check_keeps_its_evidence_in_status_and_rolls_back_a_worse_canary(
 fn both_erroring(percent: f64) -> Observations {
     Observations {
         metrics: MetricsObservation::Window {
-            canary: window(1000.0, percent, 120.0),
-            stable: window(9000.0, percent, 120.0),
+            canary: window_p99(1000.0, percent, 120.0),
+            stable: window_p99(9000.0, percent, 120.0),
         },
         ..healthy()
     }
@@ -1003,8 +967,8 @@ fn a_guard_rail_breach_stable_shares_holds_with_the_comparative_check_and_rolls_
 fn both_slow(p99_ms: f64) -> Observations {
     Observations {
         metrics: MetricsObservation::Window {
-            canary: window(1000.0, 1.0, p99_ms),
-            stable: window(9000.0, 1.0, p99_ms),
+            canary: window_p99(1000.0, 1.0, p99_ms),
+            stable: window_p99(9000.0, 1.0, p99_ms),
         },
         ..healthy()
     }

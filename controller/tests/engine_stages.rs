@@ -3,53 +3,26 @@
 //! that ticks every analysis interval (30s).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use k8s_openapi::jiff::Timestamp;
+mod support;
+
 use stickycanary::crd::{CanaryRollout, CanaryRolloutSpec, CanaryRolloutStatus, Outcome, Phase};
 use stickycanary::engine::{checks, decide, reasons, stage_gate, Action, Decision};
-use stickycanary::observation::{CanaryHealth, MetricsObservation, Observations, VersionWindow};
+use stickycanary::observation::Observations;
 use stickycanary::resources::{PodUsage, ResourceObservation};
+use support::engine::{at, window};
 
 const MIN: i64 = 60;
 const MIB: f64 = 1024.0 * 1024.0;
 
 fn spec(analysis_yaml: &str) -> CanaryRolloutSpec {
-    serde_yaml::from_str(&format!(
-        r#"
-wasmPlugin: {{name: stickycanary, namespace: istio-system}}
-canary: {{deployment: checkout-canary}}
-prometheus: {{address: "http://127.0.0.1:9090"}}
-analysis:
-{analysis_yaml}
-"#
-    ))
-    .unwrap()
-}
-
-fn at(seconds: i64) -> Timestamp {
-    let t0: Timestamp = "2026-11-26T06:00:00Z".parse().unwrap();
-    t0 + k8s_openapi::jiff::SignedDuration::from_secs(seconds)
-}
-
-fn window(requests: f64, error_percent: f64) -> VersionWindow {
-    VersionWindow {
-        requests,
-        errors: requests * error_percent / 100.0,
-        p99_ms: Some(120.0),
-        ..VersionWindow::default()
-    }
+    support::engine::spec(&format!("analysis:\n{analysis_yaml}"))
 }
 
 /// Enough traffic on both versions, canary at `canary_error_percent`, stable at 1%.
 fn traffic(canary_error_percent: f64, resources: ResourceObservation) -> Observations {
     Observations {
-        metrics: MetricsObservation::Window {
-            canary: window(1000.0, canary_error_percent),
-            stable: window(9000.0, 1.0),
-        },
-        custom: Vec::new(),
         resources,
-        canary_health: CanaryHealth::Healthy,
-        manual: None,
+        ..support::engine::traffic(window(1000.0, canary_error_percent))
     }
 }
 

@@ -9,6 +9,8 @@
 //! a rejected plugin config, and the engine's Event messages and notifications.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -18,10 +20,9 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
 use stickycanary::crd::{CanaryRolloutSpec, CanaryRolloutStatus};
 use stickycanary::engine::{decide, Action};
-use stickycanary::observation::{
-    CanaryHealth, ManualAction, MetricsObservation, Observations, VersionWindow,
-};
+use stickycanary::observation::{ManualAction, MetricsObservation};
 use stickycanary::target::{apply_weight, parse_plugin_config};
+use support::engine::{observe, window};
 
 const TOKEN: &str = "s3cr3t-0verride-T0KEN-9f1c";
 const WEBHOOK_SECRET: &str = "hook-S3CRET-4d7e";
@@ -260,26 +261,6 @@ stages:
 "#
     ))
     .unwrap()
-}
-
-fn window(requests: f64, error_percent: f64) -> VersionWindow {
-    VersionWindow {
-        requests,
-        errors: requests * error_percent / 100.0,
-        p99_ms: Some(120.0),
-        latency_buckets: Vec::new(),
-        shards: Vec::new(),
-    }
-}
-
-fn observe(metrics: MetricsObservation, manual: Option<ManualAction>) -> Observations {
-    Observations {
-        metrics,
-        custom: Vec::new(),
-        resources: Default::default(),
-        canary_health: CanaryHealth::Healthy,
-        manual,
-    }
 }
 
 #[test]

@@ -25,6 +25,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod api;
+pub mod engine;
 pub mod rbac;
 pub mod shop;
 pub mod ssa;
