@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 use tracing::warn;
 
-use super::FrontEnd;
+use super::front::FrontEnd;
 use crate::engine::{Action, Decision};
 use crate::gates::webhook::Subject;
 

@@ -29,7 +29,7 @@ use kube::ResourceExt;
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::reconcile::Context;
+use super::context::Context;
 use crate::crd::CanaryRollout;
 use crate::error::Error;
 use crate::field_managers;

@@ -11,10 +11,10 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::context::Context;
 use super::deployments::{revision_of, workload_state, Deployments};
 use super::manual::{ManualInput, HANDLED_ANNOTATION};
 use super::pods::canary_health;
-use super::reconcile::Context;
 use super::status;
 use crate::crd::{CanaryRollout, CanaryRolloutSpec, CanaryRolloutStatus};
 use crate::driver::{self, Executor, FrontEnd};

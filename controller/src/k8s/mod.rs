@@ -5,6 +5,7 @@
 pub mod approve;
 pub mod backoff;
 pub mod batch;
+pub mod context;
 pub mod deployments;
 pub mod finalizer;
 pub mod front;

@@ -7,20 +7,17 @@
 //! the error policy retries with backoff, so the status never records a weight Envoy did not
 //! get.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::Recorder;
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
 use tracing::{instrument, warn};
 
-use super::batch::MetricsBatcher;
 use super::finalizer;
 use super::front::{read_workloads, subject_of, KubeFront};
 use super::manual::manual_input;
@@ -29,27 +26,11 @@ use crate::crd::conditions::{set_condition, DEGRADED};
 use crate::crd::{CanaryRollout, CanaryRolloutStatus, Outcome, Phase};
 use crate::driver::{self, TickError};
 use crate::error::Error;
-use crate::metrics::Metrics;
 use crate::observation::{MetricsObservation, Observations};
 use crate::target::wasmplugin::WasmPluginTarget;
 use crate::target::WeightTarget;
 
-/// Everything a reconcile needs (shared by all of them).
-pub struct Context {
-    pub client: Client,
-    pub recorder: Recorder,
-    pub metrics: Metrics,
-    pub batcher: MetricsBatcher,
-    /// Only the Lease holder acts; followers requeue.
-    pub leader: Arc<AtomicBool>,
-    pub patch_timeout: Duration,
-    pub webhook: reqwest::Client,
-    /// When each rollout was last analysed. Our own status writes trigger the watch again;
-    /// this keeps the analysis at one tick per interval regardless.
-    pub last_tick: Mutex<HashMap<String, Instant>>,
-    /// Consecutive reconcile failures per rollout, for the error policy's backoff.
-    pub backoff: super::backoff::ErrorBackoff,
-}
+pub use super::context::Context;
 
 /// How long a follower waits before checking leadership again.
 const FOLLOWER_REQUEUE: Duration = Duration::from_secs(5);

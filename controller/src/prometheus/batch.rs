@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use prometheus_http_query::response::InstantVector;
 
-use super::RolloutSeries;
+use super::source::RolloutSeries;
 use crate::observation::{MetricsObservation, ShardCounts, VersionWindow};
 
 /// Shard labels at or above this are ignored (the filter uses 16; a bound keeps a bad

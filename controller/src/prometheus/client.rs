@@ -11,7 +11,7 @@ use prometheus_http_query::Client;
 
 use super::batch::{finite, unavailable_for_all, Batch};
 use super::queries::{buckets_query, p99_query, requests_query, shards_query};
-use super::{MetricsSource, RolloutSeries};
+use super::source::{MetricsSource, RolloutSeries};
 use crate::observation::MetricsObservation;
 use crate::redact::redacted;
 

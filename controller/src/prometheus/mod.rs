@@ -13,58 +13,15 @@
 //! - [`batch`]: splitting the batched results per rollout and version;
 //! - [`resources`]: the cAdvisor batch of the resource checks.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::time::Duration;
-
-use crate::observation::MetricsObservation;
-
 pub mod batch;
 pub mod client;
 pub mod queries;
 pub mod resources;
+pub mod source;
 
 pub use batch::{split_batch, Batch, MAX_SHARDS};
 pub use client::{PrometheusSource, SourceError};
 pub use queries::{
     buckets_query, p99_query, promql_range, render_check_query, requests_query, shards_query,
 };
-
-/// What the source needs to know about one rollout to pick its series out of a batch.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RolloutSeries {
-    /// The rollout key in the plugin config; the `rollout` label of the series.
-    pub rollout: String,
-    /// The `version` label value of stable traffic.
-    pub stable_version: String,
-    /// The `version` label value of canary traffic.
-    pub canary_version: String,
-}
-
-impl RolloutSeries {
-    /// A rollout using the filter's default version names.
-    pub fn with_default_versions(rollout: &str) -> Self {
-        RolloutSeries {
-            rollout: rollout.to_string(),
-            stable_version: "stable".to_string(),
-            canary_version: "canary".to_string(),
-        }
-    }
-}
-
-/// Where per-version windows and custom check values come from.
-pub trait MetricsSource: Send + Sync {
-    /// Per-rollout windows over the last `window` for every rollout in `rollouts`, using one
-    /// query per metric for the whole batch.
-    fn windows(
-        &self,
-        rollouts: &[RolloutSeries],
-        window: Duration,
-    ) -> impl Future<Output = HashMap<String, MetricsObservation>> + Send;
-
-    /// A custom PromQL check: `Ok(None)` is no data, `Err` is unavailable.
-    fn scalar(&self, promql: &str) -> impl Future<Output = Result<Option<f64>, String>> + Send;
-
-    /// How many queries this source has sent since it was created.
-    fn queries_issued(&self) -> u64;
-}
+pub use source::{MetricsSource, RolloutSeries};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use prometheus_http_query::response::InstantVector;
 
 use super::batch::{finite, label};
-use super::PrometheusSource;
+use super::client::PrometheusSource;
 use crate::resources::query::{queries, PerPod, PodSelector, ResourceBatch};
 
 fn per_pod(samples: &[InstantVector]) -> PerPod {
