@@ -22,6 +22,7 @@ use stickycanary::crd::{CanaryRollout, CanaryRolloutStatus};
 use stickycanary::local::hooks::Hooks;
 use stickycanary::local::state::LocalState;
 use stickycanary::local::LocalRunner;
+use stickycanary::observation::ManualAction;
 use support::api::FakeApi;
 use support::shop::{self, PLUGIN_PATH, ROLLOUT_PATH};
 use support::webhook::{receiver, Received};
@@ -49,6 +50,9 @@ enum Fault {
 
 struct Row {
     name: &'static str,
+    /// The rollout is at stage 1 (weight 10) and a manual abort is asked for; otherwise it
+    /// has not started.
+    abort_at_stage_one: bool,
     fault: Fault,
     expected: Outcome,
 }
@@ -57,6 +61,7 @@ fn rows() -> Vec<Row> {
     vec![
         Row {
             name: "the first stage is saved before it is announced",
+            abort_at_stage_one: false,
             fault: Fault::None,
             expected: Outcome {
                 weight: 10.0,
@@ -70,11 +75,26 @@ fn rows() -> Vec<Row> {
         },
         Row {
             name: "a failed weight write saves nothing and announces nothing",
+            abort_at_stage_one: false,
             fault: Fault::WeightWrite,
             expected: Outcome {
                 weight: 0.0,
                 saved_phase: Value::Null,
                 notified: Vec::new(),
+            },
+        },
+        Row {
+            name: "a manual abort rolls back to 0, saved before it is announced",
+            abort_at_stage_one: true,
+            fault: Fault::None,
+            expected: Outcome {
+                weight: 0.0,
+                saved_phase: json!("RolledBack"),
+                notified: vec![Notified {
+                    body: json!({"rollout": "checkout", "namespace": "shop", "key": "checkout",
+                                 "text": "RollingBack: rolling back to 0% (aborted): aborted by an operator"}),
+                    saved_phase: json!("RolledBack"),
+                }],
             },
         },
     ]
@@ -90,6 +110,16 @@ fn spec(url: &str) -> Value {
         "prometheus": {"address": "http://127.0.0.1:9"},
         "notification": {"webhook": url}
     })
+}
+
+/// At stage 1 (weight 10) since a minute ago.
+fn at_stage_one() -> CanaryRolloutStatus {
+    let started = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(60);
+    serde_json::from_value(json!({
+        "phase": "Progressing", "stageIndex": 0, "weight": 10.0,
+        "stageStartedAt": started.to_string(), "observedGeneration": 1
+    }))
+    .unwrap()
 }
 
 fn rollout(url: &str) -> Value {
@@ -115,7 +145,7 @@ async fn notifications(
 }
 
 /// The tick through the reconciler; also returns its requeue.
-async fn in_the_cluster(fault: &Fault) -> (Outcome, Requeue) {
+async fn in_the_cluster(row: &Row) -> (Outcome, Requeue) {
     let (client, api) = FakeApi::start();
     let api = Arc::new(api);
     shop::seed_plugin_and_deployments(&api);
@@ -123,8 +153,16 @@ async fn in_the_cluster(fault: &Fault) -> (Outcome, Requeue) {
     let saved: SavedPhase =
         Arc::new(move || reader.get(ROLLOUT_PATH).unwrap()["status"]["phase"].clone());
     let (url, notified, server) = notifications(saved.clone()).await;
-    api.insert(ROLLOUT_PATH, rollout(&url));
-    if let Fault::WeightWrite = fault {
+    let mut object = rollout(&url);
+    if row.abort_at_stage_one {
+        object["status"] = serde_json::to_value(at_stage_one()).unwrap();
+        object["metadata"]["annotations"] = json!({"stickycanary.dev/request": "abort@1"});
+        let mut plugin = api.get(PLUGIN_PATH).unwrap();
+        plugin["spec"]["pluginConfig"]["rollouts"]["checkout"]["weight"] = json!(10);
+        api.insert(PLUGIN_PATH, plugin);
+    }
+    api.insert(ROLLOUT_PATH, object);
+    if let Fault::WeightWrite = row.fault {
         api.fail("patch", "wasmplugins", 500, 100);
     }
     let ctx = support::context(client, Duration::from_secs(2));
@@ -169,11 +207,15 @@ fn ecds_weight(path: &std::path::Path) -> f64 {
 }
 
 /// The tick through local mode's runner.
-async fn in_local_mode(fault: &Fault) -> Outcome {
+async fn in_local_mode(row: &Row) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let ecds_path = dir.path().join("filter.ecds.json");
     let status_path = dir.path().join("checkout.status.json");
-    fs::write(&ecds_path, ecds(Some(0.0)).to_string()).unwrap();
+    let (status, manual, weight) = match row.abort_at_stage_one {
+        true => (at_stage_one(), Some(ManualAction::Abort), 10.0),
+        false => (CanaryRolloutStatus::default(), None, 0.0),
+    };
+    fs::write(&ecds_path, ecds(Some(weight)).to_string()).unwrap();
     let file = status_path.clone();
     let saved: SavedPhase = Arc::new(move || match fs::read(&file) {
         Ok(bytes) => serde_json::from_slice::<Value>(&bytes).unwrap()["status"]["phase"].clone(),
@@ -186,7 +228,7 @@ async fn in_local_mode(fault: &Fault) -> Outcome {
         rollout_file: None,
         envoy_ecds: None,
         prometheus: None,
-        status: CanaryRolloutStatus::default(),
+        status: status.clone(),
     };
     let runner = LocalRunner::new(
         rollout,
@@ -198,17 +240,17 @@ async fn in_local_mode(fault: &Fault) -> Outcome {
         state,
     )
     .unwrap();
-    if let Fault::WeightWrite = fault {
+    if let Fault::WeightWrite = row.fault {
         // The rollout key is gone from the plugin config: the weight write fails.
         fs::write(&ecds_path, ecds(None).to_string()).unwrap();
     }
     let report = runner
-        .tick(&CanaryRolloutStatus::default(), None, Timestamp::now())
+        .tick(&status, manual, Timestamp::now())
         .await
         .unwrap();
     assert_eq!(
         report.weight_error.is_some(),
-        matches!(fault, Fault::WeightWrite)
+        matches!(row.fault, Fault::WeightWrite)
     );
     let outcome = Outcome {
         weight: ecds_weight(&ecds_path),
@@ -222,11 +264,11 @@ async fn in_local_mode(fault: &Fault) -> Outcome {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_tick_gives_the_same_result_in_the_cluster_and_in_local_mode() {
     for row in rows() {
-        let (cluster, requeue) = in_the_cluster(&row.fault).await;
-        let local = in_local_mode(&row.fault).await;
+        let (cluster, requeue) = in_the_cluster(&row).await;
+        let local = in_local_mode(&row).await;
         assert_eq!(cluster, row.expected, "cluster: {}", row.name);
         assert_eq!(local, row.expected, "local mode: {}", row.name);
-        if let Fault::None = row.fault {
+        if let (Fault::None, false) = (&row.fault, row.abort_at_stage_one) {
             // A 300ms interval: one tick a second at most, in both front ends (the local
             // loop waits `driver::interval` too; `tests/local.rs` counts its ticks).
             assert_eq!(
