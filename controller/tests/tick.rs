@@ -57,21 +57,31 @@ struct Row {
     expected: Outcome,
 }
 
+/// A tick that left `weight` and saved `phase`, then announced `text` once, the status
+/// already saved when the notification arrived.
+fn announced(weight: f64, phase: &str, text: &str) -> Outcome {
+    Outcome {
+        weight,
+        saved_phase: json!(phase),
+        notified: vec![Notified {
+            body: json!({"rollout": "checkout", "namespace": "shop", "key": "checkout",
+                         "text": text}),
+            saved_phase: json!(phase),
+        }],
+    }
+}
+
 fn rows() -> Vec<Row> {
     vec![
         Row {
             name: "the first stage is saved before it is announced",
             abort_at_stage_one: false,
             fault: Fault::None,
-            expected: Outcome {
-                weight: 10.0,
-                saved_phase: json!("Progressing"),
-                notified: vec![Notified {
-                    body: json!({"rollout": "checkout", "namespace": "shop", "key": "checkout",
-                                 "text": "StageAdvanced: stage 1/2 (10%): weight set to 10% for 1m"}),
-                    saved_phase: json!("Progressing"),
-                }],
-            },
+            expected: announced(
+                10.0,
+                "Progressing",
+                "StageAdvanced: stage 1/2 (10%): weight set to 10% for 1m",
+            ),
         },
         Row {
             name: "a failed weight write saves nothing and announces nothing",
@@ -87,15 +97,11 @@ fn rows() -> Vec<Row> {
             name: "a manual abort rolls back to 0, saved before it is announced",
             abort_at_stage_one: true,
             fault: Fault::None,
-            expected: Outcome {
-                weight: 0.0,
-                saved_phase: json!("RolledBack"),
-                notified: vec![Notified {
-                    body: json!({"rollout": "checkout", "namespace": "shop", "key": "checkout",
-                                 "text": "RollingBack: rolling back to 0% (aborted): aborted by an operator"}),
-                    saved_phase: json!("RolledBack"),
-                }],
-            },
+            expected: announced(
+                0.0,
+                "RolledBack",
+                "RollingBack: rolling back to 0% (aborted): aborted by an operator",
+            ),
         },
     ]
 }
