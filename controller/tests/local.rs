@@ -852,12 +852,9 @@ async fn a_sub_second_interval_ticks_at_most_once_a_second_as_in_the_cluster() {
     .await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let ticks = progress(&run);
-    // At 1s: the first interval and 2 more (3 at 300ms would be 9).
-    assert!(
-        (3..=4).contains(&ticks),
-        "{ticks} intervals in 2.5s:\n{}",
-        run.output()
-    );
+    // At 1s: the first interval and at most 3 more (at 300ms there were 8 or 9). A loaded
+    // machine may run fewer; only more would break the floor.
+    assert!(ticks <= 4, "{ticks} intervals in 2.5s:\n{}", run.output());
 }
 
 /// A scene in the release lifecycle: `spec.canary.revision` set, hooks that log their calls.
