@@ -138,6 +138,24 @@ pub struct ControllerArgs {
     /// Timeout of each WasmPlugin read or patch, in seconds
     #[arg(long, default_value_t = 10)]
     pub patch_timeout_seconds: u64,
+    /// Timeout of each Prometheus query, in seconds (default: the patch timeout, which set
+    /// both before this flag existed)
+    #[arg(long)]
+    pub prometheus_timeout_seconds: Option<u64>,
+}
+
+impl ControllerArgs {
+    /// The timeout of each WasmPlugin read or patch.
+    pub fn patch_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.patch_timeout_seconds.max(1))
+    }
+
+    /// The timeout of each Prometheus query.
+    pub fn prometheus_timeout(&self) -> std::time::Duration {
+        self.prometheus_timeout_seconds
+            .map(|seconds| std::time::Duration::from_secs(seconds.max(1)))
+            .unwrap_or_else(|| self.patch_timeout())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -280,4 +298,40 @@ pub struct SimulateArgs {
     /// Worker threads (default: all cores; the figures do not depend on it)
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    fn controller(args: &[&str]) -> super::ControllerArgs {
+        let argv = ["stickycanary", "controller"].iter().chain(args);
+        match Cli::try_parse_from(argv).map(|cli| cli.command) {
+            Ok(Command::Controller(args)) => args,
+            other => panic!("not a controller command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_prometheus_timeout_follows_the_patch_timeout_unless_it_is_given() {
+        let old_style = controller(&["--patch-timeout-seconds", "30"]);
+        assert_eq!(old_style.patch_timeout(), Duration::from_secs(30));
+        assert_eq!(old_style.prometheus_timeout(), Duration::from_secs(30));
+        let split = controller(&[
+            "--patch-timeout-seconds",
+            "30",
+            "--prometheus-timeout-seconds",
+            "4",
+        ]);
+        assert_eq!(split.patch_timeout(), Duration::from_secs(30));
+        assert_eq!(split.prometheus_timeout(), Duration::from_secs(4));
+        assert_eq!(
+            controller(&[]).prometheus_timeout(),
+            Duration::from_secs(10)
+        );
+    }
 }

@@ -13,6 +13,7 @@ use stickycanary_filter::config::PluginConfig;
 
 use crate::cli::{ActionArgs, AssignArgs, SimulateArgs, StatusArgs, ValidateArgs};
 use crate::crd::{CanaryRollout, CanaryRolloutStatus};
+use crate::engine::approve::{ApproveTarget, Place};
 use crate::error::Error;
 use crate::k8s::manual::{request_value, REQUEST_ANNOTATION};
 use crate::local::state;
@@ -165,7 +166,7 @@ pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
         rollout.rollout_key()
     );
     // Valid in a cluster, but `local` would refuse it: say so now, not at the first run.
-    if let Some(note) = crate::resources::local_mode_refusal(&rollout.spec) {
+    if let Some(note) = crate::validate::local_mode_refusal(&rollout.spec) {
         valid.push_str(&format!("\n{name}: note: {note}"));
     }
     Ok(valid)
@@ -272,8 +273,8 @@ fn local_status(path: &Path, name: Option<&str>) -> Result<String, Error> {
         "{}{running}",
         describe_status(&local.rollout, &local.status)
     );
-    let place = format!(" --status-file {}", path.display());
-    if let Some(hint) = crate::gates::approve::command_hint(&local.rollout, &local.status, &place) {
+    let target = ApproveTarget::local(&local.rollout, path);
+    if let Some(hint) = target.hint(&local.status) {
         text.push_str(&format!("\n  to approve: {hint}"));
     }
     Ok(text)
@@ -296,12 +297,13 @@ async fn cluster_status(args: &StatusArgs) -> Result<String, Error> {
             let rollout = api.get(name).await?;
             let status = rollout.status.unwrap_or_default();
             let mut text = describe_status(name, &status);
-            let place = rollout
-                .metadata
-                .namespace
-                .map(|ns| format!(" -n {ns}"))
-                .unwrap_or_default();
-            if let Some(hint) = crate::gates::approve::command_hint(name, &status, &place) {
+            let target = ApproveTarget {
+                name: name.clone(),
+                place: Place::Cluster {
+                    namespace: rollout.metadata.namespace,
+                },
+            };
+            if let Some(hint) = target.hint(&status) {
                 text.push_str(&format!("\n  to approve: {hint}"));
             }
             Ok(text)
@@ -369,7 +371,7 @@ pub async fn manual(args: &ActionArgs, action: ManualAction) -> Result<String, E
     }
     let api = cluster_api(args.namespace.as_deref()).await?;
     let params = PatchParams {
-        field_manager: Some("stickycanary-cli".to_string()),
+        field_manager: Some(crate::field_managers::CLI.to_string()),
         ..PatchParams::default()
     };
     let patch = match action {
@@ -387,9 +389,9 @@ pub async fn manual(args: &ActionArgs, action: ManualAction) -> Result<String, E
 
 /// `stickycanary approve`.
 pub async fn approve(args: &crate::cli::ApproveArgs) -> Result<String, Error> {
-    let gate = crate::gates::approve::parse_gate(&args.gate)?;
+    let gate = crate::engine::approve::parse_gate(&args.gate).map_err(Error::Invalid)?;
     if let Some(path) = &args.status_file {
-        return crate::gates::approve::approve_local(
+        return crate::local::approve::approve_local(
             path,
             &args.name,
             gate,
@@ -397,8 +399,7 @@ pub async fn approve(args: &crate::cli::ApproveArgs) -> Result<String, Error> {
         );
     }
     let api = cluster_api(args.namespace.as_deref()).await?;
-    crate::gates::approve::approve_in_cluster(&api, &args.name, gate, args.revision.as_deref())
-        .await
+    crate::k8s::approve::approve_in_cluster(&api, &args.name, gate, args.revision.as_deref()).await
 }
 
 /// `stickycanary simulate`: the analysis simulation's Markdown tables; progress on stderr.

@@ -1,4 +1,7 @@
-//! The `CanaryRollout` custom resource (contract 5): `stickycanary.dev/v1alpha1`.
+//! The `CanaryRollout` custom resource (contract 5): `stickycanary.dev/v1alpha1`. Every type
+//! of the resource lives in this module (the spec and the status here, [`gates`] and
+//! [`resources`] below it), and it depends on nothing but `duration` and the comparative
+//! check's settings: validation, the engine and the clients sit above it (STYLE 21).
 //!
 //! The OpenAPI schema in the CRD is generated from these types (`stickycanary crd`), so the
 //! structural checks (ranges, patterns) live here as schemars attributes. Checks that span
@@ -12,6 +15,17 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
+
+pub mod conditions;
+pub mod gates;
+pub mod resources;
+
+pub use gates::{
+    revision_is_valid, ApprovalMode, ApprovalRecord, Approvals, GateWait, RolloutWindow, Schedule,
+    Webhook, WebhookType, DEFAULT_WEBHOOK_FOR, MAX_WEBHOOK_TIMEOUT, REVISION_PATTERN, UNVERSIONED,
+    WEBHOOK_URL_PATTERN,
+};
+pub use resources::{IncreaseCheck, ResourceChecks, ThrottlingCheck};
 
 /// DNS-1123 label: what Kubernetes object names, rollout keys and check names must be.
 pub const DNS1123_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
@@ -82,7 +96,7 @@ pub struct CanaryRolloutSpec {
     /// The stable Deployment. With it, the controller runs the whole release cycle: a new
     /// canary revision starts a run, a promotion copies the canary's pod template here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stable: Option<StableWorkload>,
+    pub stable: Option<WorkloadRef>,
     /// How long a scale-up or a stable rollout may take before the run fails.
     #[serde(default = "default_progress_deadline")]
     pub progress_deadline: Duration,
@@ -102,19 +116,20 @@ pub struct CanaryRolloutSpec {
     // --- Gates (contract 5, "Gates") ---------------------------------------------------
     /// Webhooks called at fixed points of a run (load tests, approvals, notifications).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub webhooks: Vec<crate::gates::spec::Webhook>,
+    pub webhooks: Vec<Webhook>,
     /// When a run may start and the weight may rise (rollbacks always happen).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<crate::gates::spec::Schedule>,
+    pub schedule: Option<Schedule>,
 }
 
-/// The Deployment the controller copies a promoted canary's pod template onto.
+/// A Deployment by name: `spec.stable` (the one a promotion copies the canary's pod
+/// template onto) and `spec.analysis.resources.stable` (the baseline of the resource checks).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct StableWorkload {
+pub struct WorkloadRef {
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL_PATTERN))]
     pub deployment: String,
-    /// Defaults to the CanaryRollout's namespace.
+    /// Defaults to the canary's namespace (itself defaulting to the CanaryRollout's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL_PATTERN))]
     pub namespace: Option<String>,
@@ -271,7 +286,7 @@ pub struct Analysis {
     /// Optional: the canary's CPU throttling, and its memory and CPU per pod against
     /// stable's, from cAdvisor's container metrics (see `resources`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<crate::resources::ResourceChecks>,
+    pub resources: Option<ResourceChecks>,
     /// How long Prometheus may be unreachable before the rollout fails safe (rolls back).
     #[serde(default = "default_unavailable_grace")]
     pub unavailable_grace: Duration,
@@ -446,7 +461,7 @@ pub struct Notification {
 // Status
 // ---------------------------------------------------------------------------------------
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Phase {
     /// Not started: weight untouched.
     #[default]
@@ -474,8 +489,24 @@ pub enum Phase {
     /// Release lifecycle: the stable rollout failed or missed its deadline; the weight
     /// stays at 100 so users stay on the working canary.
     PromotionFailed,
-    /// The spec is invalid; holds the weight until the spec is fixed.
-    Failed,
+    /// The spec is invalid; holds the weight until the spec is fixed. (It was called
+    /// `Failed`; a status saved under that name still reads.)
+    #[serde(alias = "Failed")]
+    InvalidSpec,
+}
+
+// The schema also accepts `Failed`, the old name of `InvalidSpec`, so an object whose status
+// still holds it stays valid (and editable) until the controller next writes the status.
+impl JsonSchema for Phase {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Phase".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut names: Vec<&str> = Phase::ALL.iter().map(Phase::as_str).collect();
+        names.push("Failed");
+        schemars::json_schema!({"type": "string", "enum": names})
+    }
 }
 
 impl Phase {
@@ -492,7 +523,7 @@ impl Phase {
         Phase::Promoted,
         Phase::RolledBack,
         Phase::PromotionFailed,
-        Phase::Failed,
+        Phase::InvalidSpec,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -508,7 +539,7 @@ impl Phase {
             Phase::Promoted => "Promoted",
             Phase::RolledBack => "RolledBack",
             Phase::PromotionFailed => "PromotionFailed",
-            Phase::Failed => "Failed",
+            Phase::InvalidSpec => "InvalidSpec",
         }
     }
 
@@ -611,13 +642,10 @@ pub struct CanaryRolloutStatus {
     // --- Gates ------------------------------------------------------------------------
     /// Set while the run waits at a gate or outside a rollout window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gate: Option<crate::gates::spec::GateWait>,
+    pub gate: Option<GateWait>,
     /// Manual approvals (`stickycanary approve`), one per gate, each for one revision.
-    #[serde(
-        default,
-        skip_serializing_if = "crate::gates::spec::Approvals::is_empty"
-    )]
-    pub approvals: crate::gates::spec::Approvals,
+    #[serde(default, skip_serializing_if = "Approvals::is_empty")]
+    pub approvals: Approvals,
 }
 
 fn is_zero(value: &u32) -> bool {
@@ -645,19 +673,39 @@ pub struct VersionSummary {
     pub p99_ms: Option<f64>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum Verdict {
+/// What one check concluded at one tick: the one outcome vocabulary of the engine's checks
+/// and of `status.lastAnalysis.checks[].verdict`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
     Pass,
+    /// Breached: counts toward the check's `for` window.
     Fail,
+    /// Not enough data to say: holds the stage, neither passes nor fails it.
     Inconclusive,
+    /// The data source failed: holds the stage and counts toward `unavailableGrace`. The
+    /// status records it as `Inconclusive`, so its schema does not list it.
+    Unavailable,
 }
+
+impl JsonSchema for Outcome {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Outcome".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "enum": ["Pass", "Fail", "Inconclusive"]})
+    }
+}
+
+/// The name `engine::judge` knows the outcome by (until its rewrite lands).
+pub type Verdict = Outcome;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckResult {
     /// `error-rate`, `latency`, `compare-stable` or `custom:<name>`.
     pub name: String,
-    pub verdict: Verdict,
+    pub verdict: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,6 +6,7 @@ pub mod duration;
 pub mod engine;
 pub mod gates;
 pub mod observation;
+pub mod redact;
 pub mod resources;
 pub mod validate;
 
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod commands;
 pub mod driver;
 pub mod error;
+pub mod field_managers;
 pub mod k8s;
 pub mod local;
 pub mod metrics;

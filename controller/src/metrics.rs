@@ -310,7 +310,7 @@ mod tests {
                 | Phase::Promoted
                 | Phase::RolledBack
                 | Phase::PromotionFailed
-                | Phase::Failed => {}
+                | Phase::InvalidSpec => {}
             }
         }
         let m = Metrics::new();

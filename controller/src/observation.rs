@@ -2,6 +2,10 @@
 //! the spec, the stored status and the clock. The I/O side (Prometheus, pod watcher,
 //! CLI) fills these in; the engine never does I/O itself.
 
+mod resources;
+
+pub use resources::{PodUsage, ResourceObservation};
+
 /// One version's traffic over the analysis window.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VersionWindow {
@@ -161,7 +165,7 @@ pub struct Observations {
     pub metrics: MetricsObservation,
     pub custom: Vec<CustomObservation>,
     /// The pods' resource figures (`spec.analysis.resources`); `NotQueried` without them.
-    pub resources: crate::resources::ResourceObservation,
+    pub resources: ResourceObservation,
     pub canary_health: CanaryHealth,
     pub manual: Option<ManualAction>,
 }

@@ -5,6 +5,7 @@
 //! The schema's own bounds are checked again here because local mode reads the spec from
 //! a file, without an API server in front of it. Every error is one line naming the field.
 
+pub mod gates;
 mod stages_and_resources;
 pub mod unknown_fields;
 
@@ -107,8 +108,8 @@ fn spec_errors(spec: &CanaryRolloutSpec) -> Vec<ValidationError> {
     analysis_errors(spec, &mut errors);
     stages_and_resources::errors(spec, &mut errors);
     url_errors(spec, &mut errors);
-    crate::gates::validate::webhook_errors(&spec.webhooks, &mut errors);
-    crate::gates::validate::schedule_errors(spec.schedule.as_ref(), &mut errors);
+    gates::webhook_errors(&spec.webhooks, &mut errors);
+    gates::schedule_errors(spec.schedule.as_ref(), &mut errors);
     errors
 }
 
@@ -289,7 +290,7 @@ fn url_errors(spec: &CanaryRolloutSpec, errors: &mut Vec<ValidationError>) {
             "spec.prometheus.address",
             format!(
                 "must be an http:// or https:// URL (got {:?})",
-                crate::prometheus::redacted(address)
+                crate::redact::redacted(address)
             ),
         ));
     }
@@ -319,3 +320,14 @@ pub fn check_promql(query: &str) -> Result<(), String> {
             format!("invalid PromQL: {one_line}")
         })
 }
+
+/// Why `stickycanary local` cannot run a rollout with resource checks, or `None`.
+pub fn local_mode_refusal(spec: &CanaryRolloutSpec) -> Option<ValidationError> {
+    spec.analysis.resources.as_ref().map(|_| ValidationError {
+        field: "spec.analysis.resources".to_string(),
+        message: LOCAL_MODE_NOTE.to_string(),
+    })
+}
+
+/// The one line `validate` and `local` print about resource checks outside a cluster.
+pub const LOCAL_MODE_NOTE: &str = "resource checks read cAdvisor's container metrics, which only a cluster's Prometheus has (the kubelet serves them); local mode has none, so they would hold the rollout forever: remove analysis.resources to run it with `stickycanary local`";

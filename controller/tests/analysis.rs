@@ -618,7 +618,7 @@ fn too_few_shards_with_traffic_give_no_verdict() {
 }
 
 #[test]
-fn clustered_errors_raise_the_dispersion_and_independent_ones_do_not() {
+fn errors_clustered_on_stable_raise_the_dispersion_and_canarys_own_do_not() {
     let even: Vec<SplitCounts> = (0..14)
         .map(|_| SplitCounts {
             canary_requests: 300.0,
@@ -628,10 +628,16 @@ fn clustered_errors_raise_the_dispersion_and_independent_ones_do_not() {
         })
         .collect();
     assert_eq!(sharded::dispersion(&even), 1.0);
-    let mut clustered = even.clone();
-    clustered[3].canary_events = 33.0;
-    clustered[7].canary_events = 23.0;
-    assert!(sharded::dispersion(&clustered) > 5.0);
+    // Clustering is read from stable: canary's own excess (possibly its regression) is not
+    // taken for clustering.
+    let mut on_canary = even.clone();
+    on_canary[3].canary_events = 33.0;
+    on_canary[7].canary_events = 23.0;
+    assert_eq!(sharded::dispersion(&on_canary), 1.0);
+    let mut on_stable = even.clone();
+    on_stable[3].stable_events = 297.0;
+    on_stable[7].stable_events = 207.0;
+    assert!(sharded::dispersion(&on_stable) > 5.0);
 }
 
 #[test]
@@ -782,15 +788,19 @@ fn top_shards_in_line_with_the_others_count_in_full() {
         })
         .collect();
     let grid = sequential::alternatives(0.5);
-    let evidence = sharded::evidence(&shards, &grid);
+    let none = sharded::History {
+        stable_outlying: &[],
+        first_share: 0.1,
+    };
+    let evidence = sharded::evidence(&shards, &none, &grid);
     assert!(evidence.trimmed.is_empty(), "{evidence:?}");
     for (capped, full) in evidence.log_lr.iter().zip(&evidence.untrimmed_log_lr) {
         assert!((capped - full).abs() < 1e-9, "{evidence:?}");
     }
-    // One shard far above the rest stands out and is capped.
+    // One shard far above the rest stands out and is set aside.
     let mut one_user = shards.clone();
     one_user[7].canary_events = 120.0;
-    let evidence = sharded::evidence(&one_user, &grid);
+    let evidence = sharded::evidence(&one_user, &none, &grid);
     assert_eq!(evidence.trimmed, vec![7], "{evidence:?}");
     assert!(evidence.log_lr[0] < evidence.untrimmed_log_lr[0]);
 }

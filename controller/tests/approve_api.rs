@@ -11,8 +11,8 @@ use kube::api::Api;
 use kube::client::Body;
 use serde_json::{json, Value};
 use stickycanary::crd::CanaryRollout;
-use stickycanary::gates::approve::{approval_patch, approve_in_cluster};
-use stickycanary::gates::spec::WebhookType;
+use stickycanary::crd::WebhookType;
+use stickycanary::k8s::approve::{approval_patch, approve_in_cluster};
 use support::rbac::Attributes;
 
 const PATH: &str = "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts/checkout";

@@ -6,10 +6,9 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use stickycanary::commands::describe_status;
 use stickycanary::crd::{CanaryRolloutStatus, Phase};
-use stickycanary::gates::approve::{
-    approve_local, command_hint, parse_gate, request_path, take_local,
-};
-use stickycanary::gates::spec::{GateWait, WebhookType};
+use stickycanary::crd::{GateWait, WebhookType};
+use stickycanary::engine::approve::{parse_gate, ApproveTarget};
+use stickycanary::local::approve::{approve_local, request_path, take_local};
 use stickycanary::local::state::{self, LocalState};
 
 fn waiting_status() -> CanaryRolloutStatus {
@@ -55,7 +54,9 @@ fn without_a_loop_the_approval_goes_into_the_status_file_for_the_waiting_revisio
     );
     let place = format!(" --status-file {}", path.display());
     assert_eq!(
-        command_hint("checkout", &waiting_status(), &place).unwrap(),
+        ApproveTarget::local("checkout", &path)
+            .hint(&waiting_status())
+            .unwrap(),
         format!("stickycanary approve checkout --gate confirm-promotion --revision v2{place}")
     );
     let said = approve_local(&path, "checkout", WebhookType::ConfirmPromotion, None).unwrap();

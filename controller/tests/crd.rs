@@ -227,3 +227,19 @@ fn schema_uses_only_integer_formats_kubernetes_knows_with_a_minimum_for_unsigned
         assert_eq!(field["type"], "integer", "{field}");
     }
 }
+
+#[test]
+fn a_status_saved_with_the_old_name_of_invalid_spec_still_reads_and_validates() {
+    let status: CanaryRolloutStatus =
+        serde_json::from_value(serde_json::json!({"phase": "Failed"})).unwrap();
+    assert_eq!(status.phase, Phase::InvalidSpec);
+    assert_eq!(
+        serde_json::to_value(status.phase).unwrap(),
+        serde_json::json!("InvalidSpec")
+    );
+    let crd = crd_yaml();
+    assert!(
+        crd.contains("- InvalidSpec\n") && crd.contains("- Failed\n"),
+        "the schema takes both names"
+    );
+}

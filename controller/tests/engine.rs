@@ -4,80 +4,44 @@
 // Test helpers outside #[test] fns may unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use k8s_openapi::jiff::Timestamp;
+mod support;
+
 use stickycanary::crd::{
-    CanaryRolloutSpec, CanaryRolloutStatus, CompareStableCheck, CustomCheck, Phase, Verdict,
+    CanaryRolloutSpec, CanaryRolloutStatus, CompareStableCheck, CustomCheck, Outcome, Phase,
     HISTORY_LIMIT,
 };
 use stickycanary::duration::Duration;
 use stickycanary::engine::{decide, reasons, Action, Decision};
 use stickycanary::observation::{
-    CanaryHealth, CustomObservation, ManualAction, MetricsObservation, Observations, VersionWindow,
+    CanaryHealth, CustomObservation, ManualAction, MetricsObservation, Observations,
 };
+use support::engine::{at, traffic, window_p99};
 
 // ---------------------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------------------
 
 fn spec() -> CanaryRolloutSpec {
-    serde_yaml::from_str(
-        r#"
-wasmPlugin: {name: stickycanary, namespace: istio-system}
-canary: {deployment: checkout-canary}
-prometheus: {address: "http://127.0.0.1:9090"}
-"#,
-    )
-    .unwrap()
-}
-
-fn t0() -> Timestamp {
-    "2026-11-26T06:00:00Z".parse().unwrap()
-}
-
-fn at(seconds: i64) -> Timestamp {
-    t0() + k8s_openapi::jiff::SignedDuration::from_secs(seconds)
+    support::engine::spec("")
 }
 
 const MIN: i64 = 60;
 
-fn window(requests: f64, error_percent: f64, p99_ms: f64) -> VersionWindow {
-    VersionWindow {
-        requests,
-        errors: requests * error_percent / 100.0,
-        p99_ms: (requests > 0.0).then_some(p99_ms),
-        latency_buckets: Vec::new(),
-        shards: Vec::new(),
-    }
-}
-
-fn traffic(canary: VersionWindow) -> Observations {
-    Observations {
-        metrics: MetricsObservation::Window {
-            canary,
-            stable: window(9000.0, 1.0, 120.0),
-        },
-        custom: Vec::new(),
-        resources: Default::default(),
-        canary_health: CanaryHealth::Healthy,
-        manual: None,
-    }
-}
-
 /// 1000 canary requests, 1% errors, p99 120ms: comfortably inside the seed's thresholds.
 fn healthy() -> Observations {
-    traffic(window(1000.0, 1.0, 120.0))
+    traffic(window_p99(1000.0, 1.0, 120.0))
 }
 
 fn erroring(percent: f64) -> Observations {
-    traffic(window(1000.0, percent, 120.0))
+    traffic(window_p99(1000.0, percent, 120.0))
 }
 
 fn slow(p99_ms: f64) -> Observations {
-    traffic(window(1000.0, 1.0, p99_ms))
+    traffic(window_p99(1000.0, 1.0, p99_ms))
 }
 
 fn thin(requests: f64) -> Observations {
-    traffic(window(requests, 1.0, 120.0))
+    traffic(window_p99(requests, 1.0, 120.0))
 }
 
 fn prometheus_down() -> Observations {
@@ -208,7 +172,7 @@ fn pending_starts_the_first_stage() {
     assert_eq!(decision.event_reasons(), [reasons::STAGE_ADVANCED]);
     assert_eq!(
         decision.status.stage_started_at.as_ref().map(|t| t.0),
-        Some(t0())
+        Some(at(0))
     );
 }
 
@@ -457,7 +421,7 @@ fn custom_check_without_data_holds_and_with_an_error_counts_as_unavailable() {
         .iter()
         .find(|c| c.name == "custom:conversion")
         .unwrap();
-    assert_eq!(custom.verdict, Verdict::Inconclusive);
+    assert_eq!(custom.verdict, Outcome::Inconclusive);
 
     let mut sim = Sim::started(spec);
     sim.run_until(MIN, &with_custom(healthy(), "conversion", Ok(Some(3.0))));
@@ -518,7 +482,7 @@ fn thin_window_holds_and_never_promotes() {
         inconclusive[0].1
     );
     let checks = &sim.status.last_analysis.as_ref().unwrap().checks;
-    assert!(checks.iter().all(|c| c.verdict == Verdict::Inconclusive));
+    assert!(checks.iter().all(|c| c.verdict == Outcome::Inconclusive));
 
     // Enough traffic again: the long-finished stage advances at the first passing window.
     let resumed_at = sim.now;
@@ -803,7 +767,7 @@ fn invalid_spec_fails_holding_the_weight_until_fixed() {
     sim.run_until(3 * MIN, &healthy());
     sim.spec.stages[2].weight = 20.0; // goes down after 25
     let decision = sim.tick(&healthy());
-    assert_eq!(decision.status.phase, Phase::Failed);
+    assert_eq!(decision.status.phase, Phase::InvalidSpec);
     assert_eq!(decision.new_weight(), None);
     let (_, message) = &sim.events(reasons::INVALID_SPEC)[0];
     assert!(
@@ -877,14 +841,14 @@ fn last_analysis_records_both_versions_and_every_check() {
     assert_eq!(analysis.canary.requests, 1000.0);
     assert_eq!(analysis.canary.error_rate_percent, Some(8.0));
     assert_eq!(analysis.stable.requests, 9000.0);
-    let verdicts: Vec<(&str, Verdict)> = analysis
+    let verdicts: Vec<(&str, Outcome)> = analysis
         .checks
         .iter()
         .map(|c| (c.name.as_str(), c.verdict))
         .collect();
     assert_eq!(
         verdicts,
-        [("error-rate", Verdict::Fail), ("latency", Verdict::Pass)]
+        [("error-rate", Outcome::Fail), ("latency", Outcome::Pass)]
     );
     assert_eq!(analysis.checks[0].threshold, Some(5.0));
     assert!(decision.status.breach_started_at.contains_key("error-rate"));
@@ -915,7 +879,7 @@ fn abort_and_crash_roll_back_even_while_the_spec_is_invalid() {
         sim.run_until(2 * MIN, &healthy());
         sim.spec.stages.clear();
         sim.tick(&healthy());
-        assert_eq!(sim.status.phase, Phase::Failed);
+        assert_eq!(sim.status.phase, Phase::InvalidSpec);
         let decision = sim.tick(&observations);
         assert_eq!(decision.status.phase, Phase::RolledBack);
         assert_eq!(decision.new_weight(), Some(0.0));
@@ -943,8 +907,8 @@ fn comparative_check_keeps_its_evidence_in_status_and_rolls_back_a_worse_canary(
 fn both_erroring(percent: f64) -> Observations {
     Observations {
         metrics: MetricsObservation::Window {
-            canary: window(1000.0, percent, 120.0),
-            stable: window(9000.0, percent, 120.0),
+            canary: window_p99(1000.0, percent, 120.0),
+            stable: window_p99(9000.0, percent, 120.0),
         },
         ..healthy()
     }
@@ -973,7 +937,7 @@ fn a_guard_rail_breach_stable_shares_holds_with_the_comparative_check_and_rolls_
         .iter()
         .find(|c| c.name == "error-rate")
         .unwrap();
-    assert_eq!(check.verdict, Verdict::Inconclusive);
+    assert_eq!(check.verdict, Outcome::Inconclusive);
     assert!(
         check.message.contains("stable error rate 10%"),
         "{}",
@@ -1003,8 +967,8 @@ fn a_guard_rail_breach_stable_shares_holds_with_the_comparative_check_and_rolls_
 fn both_slow(p99_ms: f64) -> Observations {
     Observations {
         metrics: MetricsObservation::Window {
-            canary: window(1000.0, 1.0, p99_ms),
-            stable: window(9000.0, 1.0, p99_ms),
+            canary: window_p99(1000.0, 1.0, p99_ms),
+            stable: window_p99(9000.0, 1.0, p99_ms),
         },
         ..healthy()
     }

@@ -4,6 +4,8 @@
 // Test helpers outside #[test] fns may unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use k8s_openapi::jiff::Timestamp;
 use stickycanary::crd::{
     Analysis, CanaryRolloutSpec, CanaryRolloutStatus, CompareStableCheck, CustomCheck,
@@ -19,7 +21,7 @@ use stickycanary::observation::{
 };
 
 fn now() -> Timestamp {
-    "2026-11-26T07:00:00Z".parse().unwrap()
+    support::engine::at(3600)
 }
 
 fn version(requests: f64, errors: f64, p99_ms: Option<f64>) -> VersionWindow {
@@ -33,13 +35,7 @@ fn version(requests: f64, errors: f64, p99_ms: Option<f64>) -> VersionWindow {
 }
 
 fn observed(canary: VersionWindow, stable: VersionWindow) -> Observations {
-    Observations {
-        metrics: MetricsObservation::Window { canary, stable },
-        custom: Vec::new(),
-        resources: Default::default(),
-        canary_health: CanaryHealth::Healthy,
-        manual: None,
-    }
+    support::engine::observe(MetricsObservation::Window { canary, stable }, None)
 }
 
 fn unavailable() -> Observations {

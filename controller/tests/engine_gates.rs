@@ -4,22 +4,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+mod support;
+
+use k8s_openapi::jiff::Timestamp;
 use stickycanary::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
+use stickycanary::crd::{RolloutWindow, Schedule, WebhookType};
 use stickycanary::engine::gates::{due, CallOutcome, GateInput, WebhookCall};
+use stickycanary::engine::schedule::{self, WindowState};
 use stickycanary::engine::{decide_gated, reasons, Action, Decision};
-use stickycanary::gates::schedule::{self, WindowState};
-use stickycanary::gates::spec::{RolloutWindow, Schedule, WebhookType};
-use stickycanary::observation::{
-    CanaryHealth, MetricsObservation, Observations, ReleaseObservation, VersionWindow,
-    WorkloadState,
-};
+use stickycanary::observation::{Observations, ReleaseObservation, WorkloadState};
+use support::engine::window;
 
 const BASE: &str = r#"
-wasmPlugin: {name: stickycanary}
 rolloutKey: checkout
-canary: {deployment: checkout-canary}
-prometheus: {address: "http://127.0.0.1:9090"}
 analysis: {errorRate: {maxPercent: 5, for: 1m}}
 stages:
   - {weight: 10, duration: 1m}
@@ -28,34 +25,15 @@ stages:
 "#;
 
 fn spec(extra: &str) -> CanaryRolloutSpec {
-    serde_yaml::from_str(&format!("{BASE}{extra}")).unwrap()
+    support::engine::spec(&format!("{BASE}{extra}"))
 }
 
 fn at(seconds: i64) -> Timestamp {
-    "2026-11-30T10:00:00Z".parse::<Timestamp>().unwrap() + SignedDuration::from_secs(seconds)
-}
-
-fn window(requests: f64, error_percent: f64) -> VersionWindow {
-    VersionWindow {
-        requests,
-        errors: requests * error_percent / 100.0,
-        p99_ms: Some(120.0),
-        latency_buckets: Vec::new(),
-        shards: Vec::new(),
-    }
+    support::engine::at_from("2026-11-30T10:00:00Z", seconds)
 }
 
 fn traffic(error_percent: f64) -> Observations {
-    Observations {
-        metrics: MetricsObservation::Window {
-            canary: window(1000.0, error_percent),
-            stable: window(9000.0, 1.0),
-        },
-        custom: Vec::new(),
-        resources: Default::default(),
-        canary_health: CanaryHealth::Healthy,
-        manual: None,
-    }
+    support::engine::traffic(window(1000.0, error_percent))
 }
 
 fn passed(name: &str, kind: WebhookType) -> WebhookCall {

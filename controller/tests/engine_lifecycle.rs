@@ -4,22 +4,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use k8s_openapi::jiff::Timestamp;
 use stickycanary::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
 use stickycanary::engine::{decide_release, reasons, Action, Decision};
 use stickycanary::observation::{
-    CanaryHealth, ManualAction, MetricsObservation, Observations, ReleaseObservation,
-    VersionWindow, WorkloadState,
+    ManualAction, MetricsObservation, Observations, ReleaseObservation, WorkloadState,
 };
+use support::engine::window;
 
 fn spec() -> CanaryRolloutSpec {
-    serde_yaml::from_str(
+    support::engine::spec(
         r#"
-wasmPlugin: {name: stickycanary}
 rolloutKey: checkout
-canary: {deployment: checkout-canary}
 stable: {deployment: checkout-stable}
-prometheus: {address: "http://127.0.0.1:9090"}
 stages:
   - {weight: 10, duration: 1m}
   - {weight: 100}
@@ -27,35 +26,18 @@ progressDeadline: 2m
 scaleDownDelay: 30s
 "#,
     )
-    .unwrap()
 }
 
 fn at(seconds: i64) -> Timestamp {
-    "2026-11-30T06:00:00Z".parse::<Timestamp>().unwrap()
-        + k8s_openapi::jiff::SignedDuration::from_secs(seconds)
-}
-
-fn window(requests: f64, error_percent: f64) -> VersionWindow {
-    VersionWindow {
-        requests,
-        errors: requests * error_percent / 100.0,
-        p99_ms: (requests > 0.0).then_some(120.0),
-        latency_buckets: Vec::new(),
-        shards: Vec::new(),
-    }
+    support::engine::at_from("2026-11-30T06:00:00Z", seconds)
 }
 
 fn traffic(error_percent: f64, manual: Option<ManualAction>) -> Observations {
-    Observations {
-        metrics: MetricsObservation::Window {
-            canary: window(1000.0, error_percent),
-            stable: window(9000.0, 1.0),
-        },
-        custom: Vec::new(),
-        resources: Default::default(),
-        canary_health: CanaryHealth::Healthy,
-        manual,
-    }
+    let metrics = MetricsObservation::Window {
+        canary: window(1000.0, error_percent),
+        stable: window(9000.0, 1.0),
+    };
+    support::engine::observe(metrics, manual)
 }
 
 fn healthy() -> Observations {

@@ -3,53 +3,26 @@
 //! that ticks every analysis interval (30s).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use k8s_openapi::jiff::Timestamp;
-use stickycanary::crd::{CanaryRollout, CanaryRolloutSpec, CanaryRolloutStatus, Phase, Verdict};
+mod support;
+
+use stickycanary::crd::{CanaryRollout, CanaryRolloutSpec, CanaryRolloutStatus, Outcome, Phase};
 use stickycanary::engine::{checks, decide, reasons, stage_gate, Action, Decision};
-use stickycanary::observation::{CanaryHealth, MetricsObservation, Observations, VersionWindow};
+use stickycanary::observation::Observations;
 use stickycanary::resources::{PodUsage, ResourceObservation};
+use support::engine::{at, window};
 
 const MIN: i64 = 60;
 const MIB: f64 = 1024.0 * 1024.0;
 
 fn spec(analysis_yaml: &str) -> CanaryRolloutSpec {
-    serde_yaml::from_str(&format!(
-        r#"
-wasmPlugin: {{name: stickycanary, namespace: istio-system}}
-canary: {{deployment: checkout-canary}}
-prometheus: {{address: "http://127.0.0.1:9090"}}
-analysis:
-{analysis_yaml}
-"#
-    ))
-    .unwrap()
-}
-
-fn at(seconds: i64) -> Timestamp {
-    let t0: Timestamp = "2026-11-26T06:00:00Z".parse().unwrap();
-    t0 + k8s_openapi::jiff::SignedDuration::from_secs(seconds)
-}
-
-fn window(requests: f64, error_percent: f64) -> VersionWindow {
-    VersionWindow {
-        requests,
-        errors: requests * error_percent / 100.0,
-        p99_ms: Some(120.0),
-        ..VersionWindow::default()
-    }
+    support::engine::spec(&format!("analysis:\n{analysis_yaml}"))
 }
 
 /// Enough traffic on both versions, canary at `canary_error_percent`, stable at 1%.
 fn traffic(canary_error_percent: f64, resources: ResourceObservation) -> Observations {
     Observations {
-        metrics: MetricsObservation::Window {
-            canary: window(1000.0, canary_error_percent),
-            stable: window(9000.0, 1.0),
-        },
-        custom: Vec::new(),
         resources,
-        canary_health: CanaryHealth::Healthy,
-        manual: None,
+        ..support::engine::traffic(window(1000.0, canary_error_percent))
     }
 }
 
@@ -131,7 +104,7 @@ impl Sim {
             .unwrap_or_default()
     }
 
-    fn verdict(&self, name: &str) -> Option<Verdict> {
+    fn verdict(&self, name: &str) -> Option<Outcome> {
         self.status
             .last_analysis
             .as_ref()?
@@ -165,7 +138,7 @@ fn a_check_from_stage_2_is_ignored_at_stage_1_and_judged_from_stage_2() {
     assert_eq!(sim.advances(), [(10 * MIN, 1)]);
     // From stage 2 it is judged: Fail from 10m30s, rolled back once that lasted 1m.
     sim.run_until(20 * MIN, &failing);
-    assert_eq!(sim.verdict("error-rate"), Some(Verdict::Fail));
+    assert_eq!(sim.verdict("error-rate"), Some(Outcome::Fail));
     assert_eq!(
         sim.rolled_back(),
         Some((11 * MIN + 30, "error-rate".to_string()))
@@ -320,7 +293,7 @@ fn throttling_within_the_limit_passes_and_the_stage_advances() {
         "resources:memory",
         "resources:cpu",
     ] {
-        assert_eq!(sim.verdict(name), Some(Verdict::Pass), "{name}");
+        assert_eq!(sim.verdict(name), Some(Outcome::Pass), "{name}");
     }
 }
 
@@ -346,7 +319,7 @@ fn memory_80_percent_above_stable_rolls_back() {
         .find(|c| c.name == "resources:memory")
         .unwrap()
         .clone();
-    assert_eq!(memory.verdict, Verdict::Fail);
+    assert_eq!(memory.verdict, Outcome::Fail);
     assert_eq!(memory.threshold, Some(50.0));
     assert!((memory.value.unwrap() - 80.0).abs() < 1e-9, "{memory:?}");
     assert_eq!(
@@ -398,7 +371,7 @@ fn missing_series_are_inconclusive_and_never_a_breach() {
         ] {
             assert_eq!(
                 sim.verdict(name),
-                Some(Verdict::Inconclusive),
+                Some(Outcome::Inconclusive),
                 "{case}: {name}"
             );
         }

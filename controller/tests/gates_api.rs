@@ -147,7 +147,7 @@ async fn a_manual_confirm_rollout_gate_holds_the_scale_up_until_the_runs_revisio
 
 #[test]
 fn the_approve_command_names_the_rollout_and_where_it_lives() {
-    use stickycanary::gates::approve::ApproveTarget;
+    use stickycanary::engine::approve::ApproveTarget;
     assert_eq!(
         ApproveTarget::in_cluster("checkout", "shop").command("confirm-promotion", "7f3a9c"),
         "stickycanary approve checkout --gate confirm-promotion --revision 7f3a9c -n shop"

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -16,12 +18,13 @@ use axum::http::{StatusCode, Uri};
 use axum::Router;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{json, Value};
+use stickycanary::crd::Webhook;
 use stickycanary::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
 use stickycanary::engine::gates::CallOutcome;
 use stickycanary::engine::{decide_gated, reasons, Action};
-use stickycanary::gates::spec::Webhook;
 use stickycanary::gates::webhook::{Caller, Subject};
-use stickycanary::observation::{CanaryHealth, MetricsObservation, Observations, VersionWindow};
+use stickycanary::observation::{MetricsObservation, Observations};
+use support::engine::{observe, window_p99};
 
 const SECRET: &str = "s3cr3t-token-4711";
 
@@ -171,23 +174,11 @@ fn subject() -> Subject {
 }
 
 fn healthy() -> Observations {
-    let window = |requests: f64| VersionWindow {
-        requests,
-        errors: requests / 100.0,
-        p99_ms: Some(100.0),
-        latency_buckets: Vec::new(),
-        shards: Vec::new(),
+    let metrics = MetricsObservation::Window {
+        canary: window_p99(1000.0, 1.0, 100.0),
+        stable: window_p99(9000.0, 1.0, 100.0),
     };
-    Observations {
-        metrics: MetricsObservation::Window {
-            canary: window(1000.0),
-            stable: window(9000.0),
-        },
-        custom: Vec::new(),
-        resources: Default::default(),
-        canary_health: CanaryHealth::Healthy,
-        manual: None,
-    }
+    observe(metrics, None)
 }
 
 fn webhook(spec: &CanaryRolloutSpec, name: &str) -> Webhook {

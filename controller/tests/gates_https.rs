@@ -21,8 +21,8 @@ use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
+use stickycanary::crd::Webhook;
 use stickycanary::engine::gates::CallOutcome;
-use stickycanary::gates::spec::Webhook;
 use stickycanary::gates::webhook::Caller;
 
 const SECRET: &str = "tls-s3cr3t-0815";

@@ -3,9 +3,10 @@
 //! a real status file. Stage durations are in seconds so each test takes a few seconds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use axum::http::{header, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
+use support::webhook::{receiver, serve_on_loopback, Received};
 
 /// What the scripted Prometheus reports for rollout `checkout` (per window).
 #[derive(Clone, Copy, Debug)]
@@ -108,13 +110,7 @@ async fn fake_prometheus(initial: Traffic) -> FakePrometheus {
     let app = Router::new()
         .route("/api/v1/query", get(query).post(query))
         .with_state(traffic.clone());
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let (url, server) = serve_on_loopback(app).await;
     FakePrometheus {
         url,
         traffic,
@@ -213,7 +209,7 @@ spec:
 /// Kills and reaps the local loop even when the test fails.
 struct Running {
     child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+    lines: Received<String>,
 }
 
 impl Running {
@@ -740,31 +736,9 @@ async fn a_direct_pause_or_resume_keeps_the_last_analysis_and_the_outage_clock()
     assert_eq!(scene.weight(), 0.0);
 }
 
-/// A webhook receiver on loopback that keeps every posted `text`.
-async fn webhook() -> (String, Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
-    let texts: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
-    let sink = texts.clone();
-    let app = Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: String| {
-            let sink = sink.clone();
-            async move {
-                let value: Value = serde_json::from_str(&body).unwrap_or_default();
-                sink.lock()
-                    .unwrap()
-                    .push(value["text"].as_str().unwrap_or_default().to_string());
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (url, texts, server)
+/// A webhook receiver that keeps every posted `text`.
+async fn webhook() -> (String, Received<String>, tokio::task::JoinHandle<()>) {
+    receiver(|body| body["text"].as_str().unwrap_or_default().to_string()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -790,7 +764,7 @@ async fn a_failed_weight_write_notifies_nobody_and_the_write_that_works_notifies
         run.output().matches("weight NOT applied").count() >= 3
     })
     .await;
-    let advanced = |texts: &Arc<Mutex<Vec<String>>>| {
+    let advanced = |texts: &Received<String>| {
         texts
             .lock()
             .unwrap()
@@ -812,6 +786,75 @@ async fn a_failed_weight_write_notifies_nobody_and_the_write_that_works_notifies
     assert_eq!(advanced(&texts), 1, "{:?}", texts.lock().unwrap());
     drop(run);
     server.abort();
+}
+
+/// A notification receiver that keeps each body with the status file's phase at the moment
+/// it arrived.
+async fn status_reading_webhook(
+    status_file: PathBuf,
+) -> (
+    String,
+    Received<(Value, Value)>,
+    tokio::task::JoinHandle<()>,
+) {
+    receiver(move |body| {
+        let saved_phase = fs::read(&status_file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .map(|saved| saved["status"]["phase"].clone())
+            .unwrap_or(Value::Null);
+        (body, saved_phase)
+    })
+    .await
+}
+
+/// Drift fixes (issue 25): local mode announced before it saved the status, and its payload
+/// named the key where the controller's names the namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_goes_out_after_the_status_is_saved_with_the_controllers_payload() {
+    let scene = Scene::new(30);
+    let (url, seen, server) = status_reading_webhook(scene.path("status.json")).await;
+    let rollout = fs::read_to_string(scene.path("rollout.yaml")).unwrap();
+    fs::write(
+        scene.path("rollout.yaml"),
+        format!("{rollout}  notification: {{webhook: \"{url}\"}}\n"),
+    )
+    .unwrap();
+    let output = run_to_end(&mut scene.command("http://127.0.0.1:9", &["--once"]));
+    assert!(output.status.success(), "{output:?}");
+    let seen = seen.lock().unwrap().clone();
+    server.abort();
+    assert_eq!(
+        seen,
+        vec![(
+            json!({"rollout": "checkout", "namespace": "default", "key": "checkout",
+                   "text": "StageAdvanced: stage 1/3 (10%): weight set to 10% for 30s"}),
+            json!("Progressing"),
+        )],
+        "one notification, sent once the status file says what it announces"
+    );
+}
+
+/// Drift fix (issue 25): local mode ticked every 100ms at most, the controller every second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_second_interval_ticks_at_most_once_a_second_as_in_the_cluster() {
+    let scene = Scene::new(30);
+    let run = Running::start(scene.command("http://127.0.0.1:9", &[]));
+    let progress = |run: &Running| {
+        run.output()
+            .lines()
+            .filter(|line| line.starts_with(|c: char| c.is_ascii_digit()))
+            .count()
+    };
+    poll_until("the first interval", Duration::from_secs(10), || {
+        progress(&run) >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let ticks = progress(&run);
+    // At 1s: the first interval and at most 3 more (at 300ms there were 8 or 9). A loaded
+    // machine may run fewer; only more would break the floor.
+    assert!(ticks <= 4, "{ticks} intervals in 2.5s:\n{}", run.output());
 }
 
 /// A scene in the release lifecycle: `spec.canary.revision` set, hooks that log their calls.

@@ -507,7 +507,7 @@ async fn weight_change_is_a_merge_patch_of_exactly_one_field() {
     let (client, server) = start(Scenario::WeightPatched);
     let outcomes = Arc::new(Outcomes::default());
     target(client, &outcomes, Duration::from_secs(5))
-        .set_weight("checkout", 25.0)
+        .set_weight("checkout", 25.0, None)
         .await
         .unwrap();
     finish(server).await;
@@ -519,7 +519,7 @@ async fn a_concurrent_plugin_edit_gives_409_and_the_patch_is_retried_on_the_new_
     let (client, server) = start(Scenario::ConflictThenPatched);
     let outcomes = Arc::new(Outcomes::default());
     target(client, &outcomes, Duration::from_secs(5))
-        .set_weight("checkout", 25.0)
+        .set_weight("checkout", 25.0, None)
         .await
         .unwrap();
     finish(server).await;
@@ -531,7 +531,7 @@ async fn a_5xx_is_an_error_and_not_retried_as_success() {
     let (client, server) = start(Scenario::ServerError);
     let outcomes = Arc::new(Outcomes::default());
     let err = target(client, &outcomes, Duration::from_secs(5))
-        .set_weight("checkout", 25.0)
+        .set_weight("checkout", 25.0, None)
         .await
         .unwrap_err();
     finish(server).await;
@@ -545,7 +545,7 @@ async fn an_unanswered_patch_times_out_as_an_error() {
     let (client, server) = start(Scenario::PatchNeverAnswered);
     let outcomes = Arc::new(Outcomes::default());
     let err = target(client, &outcomes, Duration::from_millis(300))
-        .set_weight("checkout", 25.0)
+        .set_weight("checkout", 25.0, None)
         .await
         .unwrap_err();
     assert!(matches!(err, TargetError::Timeout { .. }), "{err}");
@@ -561,7 +561,7 @@ async fn a_weight_the_filter_would_reject_is_never_patched() {
     });
     let outcomes = Arc::new(Outcomes::default());
     let err = target(client, &outcomes, Duration::from_secs(5))
-        .set_weight("checkout", 150.0)
+        .set_weight("checkout", 150.0, None)
         .await
         .unwrap_err();
     finish(server).await;
@@ -580,7 +580,7 @@ async fn a_rollout_key_missing_from_the_plugin_is_refused() {
     });
     let outcomes = Arc::new(Outcomes::default());
     let err = target(client, &outcomes, Duration::from_secs(5))
-        .set_weight("payments", 25.0)
+        .set_weight("payments", 25.0, None)
         .await
         .unwrap_err();
     finish(server).await;
@@ -595,7 +595,7 @@ async fn a_deleted_wasmplugin_is_not_found() {
     });
     let outcomes = Arc::new(Outcomes::default());
     let err = target(client, &outcomes, Duration::from_secs(5))
-        .set_weight("checkout", 25.0)
+        .set_weight("checkout", 25.0, None)
         .await
         .unwrap_err();
     finish(server).await;

@@ -9,6 +9,8 @@
 //! a rejected plugin config, and the engine's Event messages and notifications.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -18,10 +20,9 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
 use stickycanary::crd::{CanaryRolloutSpec, CanaryRolloutStatus};
 use stickycanary::engine::{decide, Action};
-use stickycanary::observation::{
-    CanaryHealth, ManualAction, MetricsObservation, Observations, VersionWindow,
-};
+use stickycanary::observation::{ManualAction, MetricsObservation};
 use stickycanary::target::{apply_weight, parse_plugin_config};
+use support::engine::{observe, window};
 
 const TOKEN: &str = "s3cr3t-0verride-T0KEN-9f1c";
 const WEBHOOK_SECRET: &str = "hook-S3CRET-4d7e";
@@ -138,7 +139,7 @@ fn rejected_plugin_configs_never_carry_the_token_into_conditions() {
         let parsed = parse_plugin_config(&config, "istio-system/stickycanary");
         let error = parsed.expect_err(what).to_string();
         assert_no_secret(&error, what);
-        let patched = apply_weight(&config, "checkout", 25.0, "istio-system/stickycanary");
+        let patched = apply_weight(&config, "checkout", 25.0, None, "istio-system/stickycanary");
         assert_no_secret(&patched.expect_err(what).to_string(), what);
     }
     // The weight patch keeps the token (it touches nothing but the weight) and says nothing.
@@ -146,6 +147,7 @@ fn rejected_plugin_configs_never_carry_the_token_into_conditions() {
         &plugin_config(json!(10)),
         "checkout",
         25.0,
+        None,
         "istio-system/stickycanary",
     )
     .unwrap();
@@ -261,26 +263,6 @@ stages:
     .unwrap()
 }
 
-fn window(requests: f64, error_percent: f64) -> VersionWindow {
-    VersionWindow {
-        requests,
-        errors: requests * error_percent / 100.0,
-        p99_ms: Some(120.0),
-        latency_buckets: Vec::new(),
-        shards: Vec::new(),
-    }
-}
-
-fn observe(metrics: MetricsObservation, manual: Option<ManualAction>) -> Observations {
-    Observations {
-        metrics,
-        custom: Vec::new(),
-        resources: Default::default(),
-        canary_health: CanaryHealth::Healthy,
-        manual,
-    }
-}
-
 #[test]
 fn engine_events_notifications_and_status_never_carry_the_webhook_url() {
     let spec = spec_with_webhook();
@@ -391,7 +373,7 @@ fn a_failing_webhook_is_logged_without_its_url() {
 
 /// Credentials in `spec.prometheus.address` (`http://user:password@host`) are used but never
 /// printed: not in the start line, not in the "metrics unavailable" reason, not in the local
-/// status file (SECURITY.md §7; this was an open finding until `prometheus::redacted`).
+/// status file (SECURITY.md §7; this was an open finding until `redact::redacted`).
 #[test]
 fn prometheus_credentials_in_the_url_are_not_echoed() {
     let dir = tempfile::tempdir().unwrap();

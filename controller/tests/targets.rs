@@ -63,7 +63,7 @@ async fn setting_a_weight_changes_only_that_rollouts_weight() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_ecds(dir.path(), &plugin_config());
     let target = EcdsFileTarget::new(&path);
-    target.set_weight("checkout", 25.0).await.unwrap();
+    target.set_weight("checkout", 25.0, None).await.unwrap();
     let mut expected = plugin_config();
     expected["rollouts"]["checkout"]["weight"] = json!(25);
     assert_eq!(read_plugin_config(&path), expected);
@@ -84,7 +84,7 @@ async fn fractional_weights_keep_their_hundredths() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_ecds(dir.path(), &plugin_config());
     let target = EcdsFileTarget::new(&path);
-    target.set_weight("checkout", 12.34).await.unwrap();
+    target.set_weight("checkout", 12.34, None).await.unwrap();
     assert_eq!(
         read_plugin_config(&path)["rollouts"]["checkout"]["weight"],
         json!(12.34)
@@ -98,7 +98,7 @@ async fn the_update_is_renamed_into_place_and_leaves_no_temporary_file() {
     let path = write_ecds(dir.path(), &plugin_config());
     let before = inode(&path);
     EcdsFileTarget::new(&path)
-        .set_weight("checkout", 10.0)
+        .set_weight("checkout", 10.0, None)
         .await
         .unwrap();
     assert_ne!(
@@ -138,7 +138,7 @@ async fn an_out_of_range_weight_is_refused_and_the_file_is_unchanged() {
     let path = write_ecds(dir.path(), &plugin_config());
     let before = fs::read(&path).unwrap();
     let err = EcdsFileTarget::new(&path)
-        .set_weight("checkout", 150.0)
+        .set_weight("checkout", 150.0, None)
         .await
         .unwrap_err();
     assert!(matches!(err, TargetError::InvalidConfig { .. }), "{err}");
@@ -154,7 +154,7 @@ async fn an_unknown_rollout_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_ecds(dir.path(), &plugin_config());
     let err = EcdsFileTarget::new(&path)
-        .set_weight("payments", 10.0)
+        .set_weight("payments", 10.0, None)
         .await
         .unwrap_err();
     assert!(matches!(err, TargetError::MissingKey { .. }), "{err}");
@@ -169,7 +169,7 @@ async fn a_config_the_filter_rejects_is_not_rewritten() {
     let path = write_ecds(dir.path(), &bad);
     let before = fs::read(&path).unwrap();
     let err = EcdsFileTarget::new(&path)
-        .set_weight("checkout", 10.0)
+        .set_weight("checkout", 10.0, None)
         .await
         .unwrap_err();
     assert!(matches!(err, TargetError::InvalidConfig { .. }), "{err}");
@@ -181,7 +181,7 @@ async fn a_missing_or_malformed_file_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
     let missing = EcdsFileTarget::new(dir.path().join("nope.json"));
     let err = missing
-        .set_weight("checkout", 10.0)
+        .set_weight("checkout", 10.0, None)
         .await
         .unwrap_err()
         .to_string();

@@ -56,7 +56,7 @@ fn run_to_final(stack: &mut Stack, timeout: Duration) -> Value {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = stack.status().expect("status file") {
-            if matches!(phase_of(&status), "Promoted" | "RolledBack" | "Failed") {
+            if matches!(phase_of(&status), "Promoted" | "RolledBack" | "InvalidSpec") {
                 return status;
             }
         }

@@ -35,7 +35,7 @@ fn phase_of(status: &Value) -> &str {
 }
 
 fn is_final(status: &Value) -> bool {
-    matches!(phase_of(status), "Promoted" | "RolledBack" | "Failed")
+    matches!(phase_of(status), "Promoted" | "RolledBack" | "InvalidSpec")
 }
 
 /// No request failed: no transport error and nothing but 2xx (no backend injects errors here).

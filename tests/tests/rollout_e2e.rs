@@ -30,7 +30,7 @@ fn phase_of(status: &Value) -> &str {
 }
 
 fn is_final(status: &Value) -> bool {
-    matches!(phase_of(status), "Promoted" | "RolledBack" | "Failed")
+    matches!(phase_of(status), "Promoted" | "RolledBack" | "InvalidSpec")
 }
 
 /// Sample the load and the ECDS weight until the rollout reaches a final phase.

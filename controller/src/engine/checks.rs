@@ -12,17 +12,7 @@ use crate::crd::{Analysis, CompareStableCheck, CustomCheck, ErrorRateCheck, Late
 use crate::duration::Duration;
 use crate::observation::{MetricsObservation, Observations, VersionWindow};
 
-/// What one check concluded at one tick.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Pass,
-    /// Breached: counts toward the check's `for` window.
-    Fail,
-    /// Not enough data to say: holds the stage, neither passes nor fails it.
-    Inconclusive,
-    /// The data source failed: holds the stage and counts toward `unavailableGrace`.
-    Unavailable,
-}
+pub use crate::crd::Outcome;
 
 /// A check's result with the numbers behind it (shown in `status.lastAnalysis.checks`).
 #[derive(Debug, Clone, PartialEq)]

@@ -15,11 +15,12 @@
 //! only ever keep a canary from going further. While a window is closed mid-stage the
 //! stage clock stops, as with `pause`.
 
+use super::approve::run_revision;
 use super::record::Tick;
+use super::schedule::{self, WindowState};
 use super::{lifecycle::roll_back, reasons, stages};
 use crate::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
-use crate::gates::schedule::{self, WindowState};
-use crate::gates::spec::{GateWait, Webhook, WebhookType, UNVERSIONED};
+use crate::crd::{GateWait, Webhook, WebhookType};
 use crate::observation::{ReleaseObservation, WorkloadState};
 
 /// `status.gate.gate` of a wait for a rollout window.
@@ -31,7 +32,7 @@ pub struct GateInput {
     pub calls: Vec<WebhookCall>,
     /// Who the rollout is for `stickycanary approve`, so a manual gate's Event gives the
     /// command to run (`None`, e.g. in simulations: the Event names no command).
-    pub approve_target: Option<crate::gates::approve::ApproveTarget>,
+    pub approve_target: Option<super::approve::ApproveTarget>,
 }
 
 impl GateInput {
@@ -82,14 +83,6 @@ impl CallOutcome {
             CallOutcome::Failed { summary, .. } => summary.clone(),
         }
     }
-}
-
-/// The revision a run's approvals must name.
-pub fn run_revision(status: &CanaryRolloutStatus) -> String {
-    status
-        .canary_revision
-        .clone()
-        .unwrap_or_else(|| UNVERSIONED.to_string())
 }
 
 /// The webhooks (with a `url`) of the types to call before this tick, in spec order.

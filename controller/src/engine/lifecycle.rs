@@ -15,15 +15,15 @@ pub(super) fn spec_is_usable(spec: &CanaryRolloutSpec, tick: &mut Tick) -> bool 
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
-        if tick.status.phase != Phase::Failed {
-            tick.transition(Phase::Failed, "invalid-spec");
+        if tick.status.phase != Phase::InvalidSpec {
+            tick.transition(Phase::InvalidSpec, "invalid-spec");
             let message = format!("holding weight {}%: {text}", tick.status.weight);
             tick.event(reasons::INVALID_SPEC, message, true);
         }
         tick.spec_error = Some(text);
         return false;
     }
-    if tick.status.phase == Phase::Failed {
+    if tick.status.phase == Phase::InvalidSpec {
         let status = &mut tick.status;
         status.stage_index = stages::clamp_index(spec, status.stage_index);
         let to = if status.paused_at.is_some() {

@@ -6,9 +6,10 @@
 //! in the status, a restarted controller continues exactly where the last one stopped.
 //!
 //! Rules, in the order they are applied each tick:
-//! 1. `Promoted` and `RolledBack` are final: nothing happens.
+//! 1. Without a revision source, `Promoted` and `RolledBack` are final: nothing happens.
+//!    With one ([`decide_release`]) they wait for the next revision instead.
 //! 2. A manual abort, then a crashing canary pod, roll back at once.
-//! 3. An invalid spec moves to `Failed` and holds the weight until the spec is fixed;
+//! 3. An invalid spec moves to `InvalidSpec` and holds the weight until the spec is fixed;
 //!    otherwise a manual promote goes to 100%.
 //! 4. Pause (manual or `spec.paused`) holds the weight and freezes the stage timer; resume
 //!    moves the stage start forward by the time spent paused. Checks keep guarding a
@@ -28,6 +29,7 @@
 //! rollback scales the canary down after a drain delay; terminal phases wait for the next
 //! revision instead of ending the rollout.
 
+pub mod approve;
 pub mod checks;
 mod comparative;
 pub mod gates;
@@ -36,6 +38,7 @@ mod lifecycle;
 mod record;
 pub mod release;
 pub mod resources;
+pub mod schedule;
 pub mod stage_gate;
 pub mod stages;
 

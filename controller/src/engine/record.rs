@@ -4,6 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use super::Action;
+use crate::crd::conditions::{set_condition, DEGRADED, READY};
 use crate::crd::{CanaryRolloutStatus, Phase, Transition, HISTORY_LIMIT};
 
 /// The decision being built: a copy of the status plus the actions to run.
@@ -88,23 +89,21 @@ impl Tick {
         let degraded = degraded(status, self.spec_error.as_deref());
         let generation = status.observed_generation;
         let now = self.now_time();
-        let previous = std::mem::take(&mut self.status.conditions);
-        for (kind, (is_true, reason, message)) in [("Ready", ready), ("Degraded", degraded)] {
-            let status_text = if is_true { "True" } else { "False" };
-            let last_transition_time = previous
-                .iter()
-                .find(|c| c.type_ == kind && c.status == status_text)
-                .map(|c| c.last_transition_time.clone())
-                .unwrap_or_else(|| now.clone());
-            self.status.conditions.push(Condition {
+        // The engine owns these two; any other condition is dropped, as it always was.
+        let mut conditions = std::mem::take(&mut self.status.conditions);
+        conditions.retain(|c| c.type_ == READY || c.type_ == DEGRADED);
+        for (kind, (is_true, reason, message)) in [(READY, ready), (DEGRADED, degraded)] {
+            let condition = Condition {
                 type_: kind.to_string(),
-                status: status_text.to_string(),
+                status: if is_true { "True" } else { "False" }.to_string(),
                 reason,
                 message,
-                last_transition_time,
+                last_transition_time: now.clone(),
                 observed_generation: generation,
-            });
+            };
+            set_condition(&mut conditions, condition);
         }
+        self.status.conditions = conditions;
     }
 }
 
@@ -142,7 +141,7 @@ fn degraded(status: &CanaryRolloutStatus, spec_error: Option<&str>) -> (bool, St
                 .clone()
                 .unwrap_or_else(|| "the stable rollout failed".to_string()),
         ),
-        Phase::Failed => (
+        Phase::InvalidSpec => (
             true,
             "InvalidSpec".to_string(),
             spec_error.unwrap_or("the spec is invalid").to_string(),

@@ -5,8 +5,9 @@
 
 use super::checks::{Check, CheckInput, Evaluation, Outcome};
 use crate::crd::Analysis;
+use crate::crd::{IncreaseCheck, ResourceChecks};
 use crate::duration::Duration;
-use crate::resources::{IncreaseCheck, PodUsage, ResourceChecks, ResourceObservation};
+use crate::resources::{PodUsage, ResourceObservation};
 
 /// Check names, which are also the rollback reasons.
 pub const CPU_THROTTLING: &str = "resources:cpu-throttling";

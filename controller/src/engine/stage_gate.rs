@@ -12,7 +12,7 @@ use super::resources;
 
 /// The `fromStage` the spec sets for the check named `name`, if any.
 pub fn from_stage(analysis: &Analysis, name: &str) -> Option<u32> {
-    let resource = |pick: fn(&crate::resources::ResourceChecks) -> Option<u32>| {
+    let resource = |pick: fn(&crate::crd::ResourceChecks) -> Option<u32>| {
         analysis.resources.as_ref().and_then(pick)
     };
     match name {

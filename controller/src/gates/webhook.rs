@@ -3,7 +3,7 @@
 //!
 //! A webhook URL may carry a token (`https://hooks.example/run?token=...`), so it never
 //! appears in what this module returns or logs: failures are described by status code or
-//! by kind (`timeout after 10s`, `connection failed`), never with reqwest's error text
+//! by kind (`timeout after 10s`, `connection failed`), never with the HTTP client's error text
 //! (which names the URL), and an answer body that echoes the URL has it blanked out.
 
 use std::sync::OnceLock;
@@ -13,8 +13,8 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use super::spec::{Webhook, WebhookType};
 use crate::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
+use crate::crd::{Webhook, WebhookType};
 use crate::engine::gates::{due, CallOutcome, GateInput, WebhookCall};
 use crate::engine::{Action, Decision};
 use crate::observation::ReleaseObservation;

@@ -11,8 +11,8 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchP
 use kube::Client;
 use serde_json::{json, Map, Value};
 
+use crate::field_managers;
 use crate::observation::WorkloadState;
-use crate::target::wasmplugin::FIELD_MANAGER;
 
 /// Our annotations start with this; they never count toward a revision.
 pub const ANNOTATION_PREFIX: &str = "stickycanary.dev/";
@@ -239,7 +239,7 @@ pub struct Deployments {
 
 fn params() -> PatchParams {
     PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
+        field_manager: Some(field_managers::CONTROLLER.to_string()),
         ..PatchParams::default()
     }
 }

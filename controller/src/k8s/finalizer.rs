@@ -29,10 +29,11 @@ use kube::ResourceExt;
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::reconcile::Context;
+use super::context::Context;
 use crate::crd::CanaryRollout;
 use crate::error::Error;
-use crate::target::wasmplugin::{WasmPluginTarget, FIELD_MANAGER};
+use crate::field_managers;
+use crate::target::wasmplugin::WasmPluginTarget;
 use crate::target::{TargetError, WeightTarget};
 
 pub const FINALIZER: &str = "stickycanary.dev/cleanup";
@@ -44,7 +45,7 @@ pub fn has_ours(rollout: &CanaryRollout) -> bool {
 
 fn params() -> PatchParams {
     PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
+        field_manager: Some(field_managers::CONTROLLER.to_string()),
         ..PatchParams::default()
     }
 }
@@ -99,7 +100,7 @@ pub async fn clean_up(ctx: &Context, rollout: &CanaryRollout, key: &str) -> Resu
             &rollout.spec.wasm_plugin.name,
             ctx.patch_timeout,
         );
-        match target.set_weight(&rollout.rollout_key(), 0.0).await {
+        match target.set_weight(&rollout.rollout_key(), 0.0, None).await {
             Ok(()) => info!(%name, "rollout deleted: weight set to 0 (revertOnDeletion)"),
             // Nothing left to revert: the deletion must not hang on it.
             Err(e @ (TargetError::NotFound { .. } | TargetError::MissingKey { .. })) => {

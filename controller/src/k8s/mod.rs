@@ -2,11 +2,13 @@
 //! CanaryRollouts, leader election over a Lease, Events, canary pod health, and the
 //! `/metrics`, `/healthz`, `/readyz` server.
 
+pub mod approve;
 pub mod backoff;
 pub mod batch;
+pub mod context;
 pub mod deployments;
-pub mod executor;
 pub mod finalizer;
+pub mod front;
 pub mod lease;
 pub mod manual;
 pub mod pods;
@@ -81,14 +83,16 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         controller: CONTROLLER_NAME.to_string(),
         instance: Some(identity.clone()),
     };
-    let patch_timeout = Duration::from_secs(args.patch_timeout_seconds.max(1));
     let context = Arc::new(reconcile::Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
-        batcher: batch::MetricsBatcher::new(patch_timeout, metrics.prometheus_queries.clone()),
+        batcher: batch::MetricsBatcher::new(
+            args.prometheus_timeout(),
+            metrics.prometheus_queries.clone(),
+        ),
         leader: leader.clone(),
-        patch_timeout,
+        patch_timeout: args.patch_timeout(),
         webhook: reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()

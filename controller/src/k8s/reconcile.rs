@@ -1,59 +1,36 @@
-//! The CanaryRollout reconciler (controller-rs shape): read the world, let the pure engine
-//! decide, apply its weight to the WasmPlugin, then record the status, Events and metrics.
+//! The CanaryRollout reconciler (controller-rs shape): the cluster's adapter of the shared
+//! tick ([`driver::tick`]). It handles what only the cluster has (leadership, the finalizer,
+//! one tick per interval although our own writes trigger the watch), reads the WasmPlugin and
+//! the Deployments, and hands the tick a [`KubeFront`]; then it records the metrics.
 //!
-//! Ordering matters for crash safety: the weight is written before the status that claims
-//! it. If the weight write fails, the status is not written and the error policy retries
-//! with backoff, so the status never records a weight Envoy did not get.
+//! A failed action leaves the status as it was (the driver's rule) and records `Degraded`;
+//! the error policy retries with backoff, so the status never records a weight Envoy did not
+//! get.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::Recorder;
-use kube::{Client, ResourceExt};
-use serde_json::json;
+use kube::ResourceExt;
 use tracing::{instrument, warn};
 
-use super::batch::MetricsBatcher;
-use super::deployments::{revision_of, workload_state, Deployments};
-use super::executor::{KubeExecutor, Workloads};
 use super::finalizer;
-use super::manual::{manual_input, HANDLED_ANNOTATION};
-use super::pods::canary_health;
+use super::front::{read_workloads, subject_of, KubeFront};
+use super::manual::manual_input;
 use super::status;
-use crate::crd::{CanaryRollout, CanaryRolloutStatus, Phase, Verdict};
-use crate::driver;
-use crate::engine;
+use crate::crd::conditions::{set_condition, DEGRADED};
+use crate::crd::{CanaryRollout, CanaryRolloutStatus, Outcome, Phase};
+use crate::driver::{self, TickError};
 use crate::error::Error;
-use crate::gates::approve::ApproveTarget;
-use crate::metrics::Metrics;
-use crate::observation::{ManualAction, MetricsObservation, Observations, ReleaseObservation};
-use crate::prometheus::RolloutSeries;
-use crate::target::wasmplugin::{WasmPluginTarget, FIELD_MANAGER};
-use crate::target::{RolloutView, WeightTarget};
+use crate::observation::{MetricsObservation, Observations};
+use crate::target::wasmplugin::WasmPluginTarget;
+use crate::target::WeightTarget;
 
-/// Everything a reconcile needs (shared by all of them).
-pub struct Context {
-    pub client: Client,
-    pub recorder: Recorder,
-    pub metrics: Metrics,
-    pub batcher: MetricsBatcher,
-    /// Only the Lease holder acts; followers requeue.
-    pub leader: Arc<AtomicBool>,
-    pub patch_timeout: Duration,
-    pub webhook: reqwest::Client,
-    /// When each rollout was last analysed. Our own status writes trigger the watch again;
-    /// this keeps the analysis at one tick per interval regardless.
-    pub last_tick: Mutex<HashMap<String, Instant>>,
-    /// Consecutive reconcile failures per rollout, for the error policy's backoff.
-    pub backoff: super::backoff::ErrorBackoff,
-}
+pub use super::context::Context;
 
 /// How long a follower waits before checking leadership again.
 const FOLLOWER_REQUEUE: Duration = Duration::from_secs(5);
@@ -76,9 +53,9 @@ pub fn analysis_result(metrics: &MetricsObservation, status: &CanaryRolloutStatu
         .as_ref()
         .map(|a| a.checks.as_slice())
         .unwrap_or_default();
-    if checks.iter().any(|c| c.verdict == Verdict::Fail) {
+    if checks.iter().any(|c| c.verdict == Outcome::Fail) {
         "fail"
-    } else if checks.iter().any(|c| c.verdict == Verdict::Inconclusive) {
+    } else if checks.iter().any(|c| c.verdict == Outcome::Inconclusive) {
         "inconclusive"
     } else {
         "pass"
@@ -92,27 +69,16 @@ pub fn degraded_conditions(
     reason: &str,
     message: &str,
 ) -> Vec<Condition> {
-    let now = Time(Timestamp::now());
-    let mut conditions: Vec<Condition> = status
-        .conditions
-        .iter()
-        .filter(|c| c.type_ != "Degraded")
-        .cloned()
-        .collect();
-    let last_transition_time = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded" && c.status == "True")
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or(now);
-    conditions.push(Condition {
-        type_: "Degraded".to_string(),
+    let mut conditions = status.conditions.clone();
+    let degraded = Condition {
+        type_: DEGRADED.to_string(),
         status: "True".to_string(),
         reason: reason.to_string(),
         message: message.chars().take(1000).collect(),
-        last_transition_time,
+        last_transition_time: Time(Timestamp::now()),
         observed_generation: status.observed_generation,
-    });
+    };
+    set_condition(&mut conditions, degraded);
     conditions
 }
 
@@ -160,17 +126,15 @@ pub async fn reconcile(rollout: Arc<CanaryRollout>, ctx: Arc<Context>) -> Result
 }
 
 async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requeue, Error> {
-    let namespace = rollout.namespace().unwrap_or_else(|| "default".to_string());
-    let name = rollout.name_any();
+    let subject = subject_of(rollout);
     let key = object_key(rollout);
     if rollout.metadata.deletion_timestamp.is_some() {
         return finalizer::clean_up(ctx, rollout, &key).await;
     }
     // The object as last written, for the status write's conditional ownership move.
     let written = finalizer::ensure(ctx, rollout).await?;
-    let latest = written.as_ref().unwrap_or(rollout);
     let spec = &rollout.spec;
-    let interval = spec.analysis.interval.as_std().max(Duration::from_secs(1));
+    let interval = driver::interval(spec);
     let manual = manual_input(rollout);
     let status = rollout.status.clone().unwrap_or_default();
     let spec_changed = status.observed_generation != rollout.metadata.generation;
@@ -189,8 +153,12 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
     // Without a revision source a final phase is the end. With one, a new canary revision
     // (a Deployment change, which does not touch this object) must be noticed: keep polling.
     if status.phase.is_terminal() && manual.consumed.is_none() && !spec_changed && !lifecycle {
-        ctx.metrics
-            .set_rollout(&namespace, &name, status.weight, status.phase);
+        ctx.metrics.set_rollout(
+            &subject.namespace,
+            &subject.name,
+            status.weight,
+            status.phase,
+        );
         return Ok(Requeue::await_change());
     }
 
@@ -198,7 +166,7 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
         .wasm_plugin
         .namespace
         .clone()
-        .unwrap_or_else(|| namespace.clone());
+        .unwrap_or_else(|| subject.namespace.clone());
     let target = WasmPluginTarget::with_outcomes(
         ctx.client.clone(),
         &plugin_namespace,
@@ -206,84 +174,39 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
         ctx.patch_timeout,
         ctx.metrics.clone(),
     );
-    let rollout_key = rollout.rollout_key();
-    let view = match target.current(&rollout_key).await {
+    let view = match target.current(&subject.rollout_key).await {
         Ok(view) => view,
         Err(e) => return Err(degraded(ctx, rollout, e.into()).await),
     };
     let workloads = match &spec.stable {
-        Some(_) => Some(read_workloads(ctx, rollout, &namespace).await?),
+        Some(_) => Some(read_workloads(ctx, rollout, &subject.namespace).await?),
         None => None,
     };
-    let release = workloads
-        .as_ref()
-        .map(|w| release_observation(&w.canary, &w.stable, &status, &rollout_key));
-    let observations = observe(ctx, rollout, &rollout_key, &view, &namespace, manual.action).await;
-    // Gates: the webhooks due at this point of the run are asked first.
-    let now = Timestamp::now();
-    let subject = crate::gates::webhook::Subject {
-        name: name.clone(),
-        namespace: namespace.clone(),
-        rollout_key: rollout_key.clone(),
-    };
-    let gate_caller = crate::gates::webhook::shared();
-    let mut gate_input = gate_caller
-        .before_decision(&subject, spec, &status, release.as_ref(), now)
-        .await;
-    gate_input.approve_target = Some(ApproveTarget::in_cluster(&name, &namespace));
-    let decision = engine::decide_gated(
-        spec,
-        &status,
-        now,
-        &observations,
-        release.as_ref(),
-        &gate_input,
-    );
-    let mut new_status = decision.status.clone();
-    new_status.observed_generation = rollout.metadata.generation;
-
-    // 1. The world (weight, salt, scale, stable template), before any record of it.
-    let executor = KubeExecutor {
+    let action = manual.action;
+    let front = KubeFront {
         ctx,
         rollout,
+        latest: written.as_ref().unwrap_or(rollout),
         target: &target,
-        rollout_key: rollout_key.clone(),
-        observed_weight: view.weight,
+        subject,
+        view,
         workloads,
+        manual,
     };
-    match driver::carry_out(&executor, &decision).await {
-        Ok(carried) => {
-            if let Some((found, weight)) = carried.restored_drift {
-                warn!(found, weight, "weight drifted; restored");
-            }
-        }
-        Err(failed) => {
+    let ticked = driver::tick(&front, &status, action, Timestamp::now()).await;
+    let carried = match ticked.outcome {
+        Ok(carried) => carried,
+        Err(TickError::Action(failed)) => {
             warn!(action = %failed.action, "action failed; the status keeps the last applied state");
             return Err(degraded(ctx, rollout, failed.error).await);
         }
-    }
-
-    // 2. The status, applied whole (see `super::status`).
-    let api: Api<CanaryRollout> = Api::namespaced(ctx.client.clone(), &namespace);
-    status::write(&api, latest, &new_status).await?;
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PatchParams::default()
+        Err(TickError::Save(error)) => return Err(error),
     };
-
-    // 3. The manual request is handled only once the status says so.
-    if let Some(value) = &manual.consumed {
-        let annotations = json!({"metadata": {"annotations": {HANDLED_ANNOTATION: value}}});
-        api.patch(&name, &params, &Patch::Merge(&annotations))
-            .await?;
+    if let Some((found, weight)) = carried.restored_drift {
+        warn!(found, weight, "weight drifted; restored");
     }
-
-    // 4. Events, notifications and metrics: best effort.
-    driver::announce(&executor, &decision).await;
-    gate_caller
-        .after_decision(&subject, spec, &status, &decision)
-        .await;
-    record_metrics(ctx, rollout, &observations, &status, &new_status);
+    let new_status = &ticked.decision.status;
+    record_metrics(ctx, rollout, &ticked.observations, &status, new_status);
     if let Ok(mut ticks) = ctx.last_tick.lock() {
         ticks.insert(key, Instant::now());
     }
@@ -292,108 +215,6 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
     } else {
         Requeue::requeue(interval)
     })
-}
-
-/// Reads the canary and stable Deployments of the release lifecycle.
-async fn read_workloads(
-    ctx: &Context,
-    rollout: &CanaryRollout,
-    namespace: &str,
-) -> Result<Workloads, Error> {
-    let spec = &rollout.spec;
-    let canary_namespace = spec.canary.namespace.as_deref().unwrap_or(namespace);
-    let stable = spec
-        .stable
-        .as_ref()
-        .ok_or_else(|| Error::Invalid("spec.stable is not set".into()))?;
-    let stable_namespace = stable.namespace.as_deref().unwrap_or(namespace);
-    if stable_namespace != canary_namespace {
-        return Err(Error::Invalid(format!(
-            "spec.stable.namespace {stable_namespace} differs from the canary's {canary_namespace}: both Deployments must share a namespace"
-        )));
-    }
-    let deployments = Deployments::new(ctx.client.clone(), canary_namespace);
-    let workload = |e| Error::Workload(Box::new(e));
-    let canary = deployments
-        .get(&spec.canary.deployment)
-        .await
-        .map_err(workload)?;
-    let stable = deployments
-        .get(&stable.deployment)
-        .await
-        .map_err(workload)?;
-    Ok(Workloads {
-        deployments,
-        canary,
-        stable,
-    })
-}
-
-/// The lifecycle's view of the two Deployments: the canary on its own revision, stable on
-/// the run's revision (the one a promotion copies onto it).
-pub fn release_observation(
-    canary: &Deployment,
-    stable: &Deployment,
-    status: &CanaryRolloutStatus,
-    rollout_key: &str,
-) -> ReleaseObservation {
-    let canary_revision = revision_of(canary);
-    let run_revision = status
-        .canary_revision
-        .clone()
-        .unwrap_or_else(|| canary_revision.clone());
-    ReleaseObservation {
-        rollout_key: rollout_key.to_string(),
-        canary: workload_state(canary, &canary_revision),
-        stable: workload_state(stable, &run_revision),
-        stable_revision: Some(revision_of(stable)),
-        canary_revision,
-    }
-}
-
-/// The engine's input besides the release: metrics, custom checks, pod health, manual.
-async fn observe(
-    ctx: &Context,
-    rollout: &CanaryRollout,
-    rollout_key: &str,
-    view: &RolloutView,
-    namespace: &str,
-    manual: Option<ManualAction>,
-) -> Observations {
-    let spec = &rollout.spec;
-    let interval = spec.analysis.interval.as_std().max(Duration::from_secs(1));
-    let series = RolloutSeries {
-        rollout: rollout_key.to_string(),
-        stable_version: view.stable_version.clone(),
-        canary_version: view.canary_version.clone(),
-    };
-    let address = &spec.prometheus.address;
-    let window = spec.analysis.effective_window().as_std();
-    let metrics = ctx
-        .batcher
-        .observation(address, window, &series, interval / 2)
-        .await;
-    let custom = driver::custom_observations(spec, rollout_key, |query| async move {
-        ctx.batcher.scalar(address, &query).await
-    })
-    .await;
-    let resources = match crate::resources::ResourceSelectors::for_spec(spec, namespace) {
-        Some(selectors) => {
-            ctx.batcher
-                .resources(address, window, &selectors, interval / 2)
-                .await
-        }
-        None => crate::resources::ResourceObservation::NotQueried,
-    };
-    let canary_namespace = spec.canary.namespace.as_deref().unwrap_or(namespace);
-    let canary_health = canary_health(&ctx.client, canary_namespace, &spec.canary.deployment).await;
-    Observations {
-        metrics,
-        custom,
-        resources,
-        canary_health,
-        manual,
-    }
 }
 
 fn record_metrics(

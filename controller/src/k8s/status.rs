@@ -45,14 +45,9 @@ use serde_json::{json, Value};
 
 use crate::crd::{CanaryRollout, CanaryRolloutStatus};
 use crate::error::Error;
-use crate::target::wasmplugin::FIELD_MANAGER;
+use crate::field_managers;
 
 const STATUS: &str = "status";
-/// The field manager of the `Degraded` condition a failed reconcile records on its own
-/// (`write_conditions`): a second manager, so that its apply of the conditions alone removes
-/// nothing the controller's full applies own. The next full apply (forced, always with the
-/// conditions) takes the list back.
-pub const DEGRADED_MANAGER: &str = "stickycanary-degraded";
 /// The fieldsV1 key of `status.approvals` (written by `stickycanary approve`).
 const APPROVALS_KEY: &str = "f:approvals";
 
@@ -79,7 +74,7 @@ fn status_body(name: &str, status: Value) -> Value {
 }
 
 fn ours(entry: &ManagedFieldsEntry, operation: &str) -> bool {
-    entry.manager.as_deref() == Some(FIELD_MANAGER)
+    entry.manager.as_deref() == Some(field_managers::CONTROLLER)
         && entry.operation.as_deref() == Some(operation)
         && entry.subresource.as_deref() == Some(STATUS)
 }
@@ -161,7 +156,7 @@ pub async fn write(
             "managedFields": managed_fields,
         }});
         let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
+            field_manager: Some(field_managers::CONTROLLER.to_string()),
             ..PatchParams::default()
         };
         api.patch(&name, &params, &Patch::Merge(&patch)).await?;
@@ -169,14 +164,14 @@ pub async fn write(
     let body = apply_body(&name, status)?;
     api.patch_status(
         &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
+        &PatchParams::apply(field_managers::CONTROLLER).force(),
         &Patch::Apply(&body),
     )
     .await?;
     Ok(())
 }
 
-/// Applies only `status.conditions`, under [`DEGRADED_MANAGER`], forced. Used when a
+/// Applies only `status.conditions`, under [`field_managers::DEGRADED`], forced. Used when a
 /// reconcile fails before its status write: the rest of the status stays as the API server
 /// has it. Applying the whole status as read instead would write back a stale read (the
 /// watch cache may lag the controller's own last write), and a status weight older than
@@ -189,7 +184,7 @@ pub async fn write_conditions(
     let body = status_body(name, json!({ "conditions": conditions }));
     api.patch_status(
         name,
-        &PatchParams::apply(DEGRADED_MANAGER).force(),
+        &PatchParams::apply(field_managers::DEGRADED).force(),
         &Patch::Apply(&body),
     )
     .await?;

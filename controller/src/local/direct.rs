@@ -13,16 +13,15 @@ use std::path::Path;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::{build_runner, load_rollout, state};
+use super::{load_rollout, state, LocalRunner};
+use crate::crd::conditions::{set_condition, DEGRADED};
 use crate::crd::CanaryRolloutStatus;
+use crate::driver::FrontEnd;
 use crate::engine::{self, reasons, Action, Decision};
 use crate::error::Error;
 use crate::observation::{
     CanaryHealth, ManualAction, MetricsObservation, Observations, VersionWindow,
 };
-
-/// The condition that tracks metrics outages (besides rollbacks and invalid specs).
-const DEGRADED: &str = "Degraded";
 
 /// Puts back the status fields the analysis of the empty window changed. Only for a
 /// rollout still in flight: promote and abort end the rollout before any analysis runs,
@@ -40,8 +39,7 @@ pub fn keep_observed_state(before: &CanaryRolloutStatus, after: &mut CanaryRollo
         // Degraded said so (with its original transition time) before the empty window
         // flipped it; an in-flight rollout's Degraded follows the outage alone.
         if let Some(degraded) = before.conditions.iter().find(|c| c.type_ == DEGRADED) {
-            after.conditions.retain(|c| c.type_ != DEGRADED);
-            after.conditions.push(degraded.clone());
+            set_condition(&mut after.conditions, degraded.clone());
         }
     }
 }
@@ -60,7 +58,8 @@ pub fn action_only(before: &CanaryRolloutStatus, mut decision: Decision) -> Deci
 
 /// Applies a manual action when no local loop is running: loads the spec and ECDS path
 /// recorded in the status file, runs the engine once with the action (and an empty window
-/// whose traces are removed), sets the weight, and saves the result.
+/// whose traces are removed), and concludes the tick as the loop would (weight, status
+/// file, announcements).
 pub async fn apply_directly(
     status_file: &Path,
     name: &str,
@@ -70,7 +69,7 @@ pub async fn apply_directly(
         path: status_file.display().to_string(),
         reason,
     };
-    let mut local = state::load(status_file)?.ok_or_else(|| {
+    let local = state::load(status_file)?.ok_or_else(|| {
         status_error("does not exist; start `stickycanary local` first".to_string())
     })?;
     if local.rollout != name {
@@ -88,12 +87,15 @@ pub async fn apply_directly(
     };
     let rollout = load_rollout(&rollout_file)?;
     let prometheus = local.prometheus.clone().unwrap_or_default();
-    let runner = build_runner(
+    let before = local.status.clone();
+    let runner = LocalRunner::new(
         rollout,
         &envoy_ecds,
         &prometheus,
         None,
         super::hooks::Hooks::default(),
+        status_file,
+        local,
     )?;
     let metrics = MetricsObservation::Window {
         canary: VersionWindow::default(),
@@ -106,20 +108,15 @@ pub async fn apply_directly(
         canary_health: CanaryHealth::Unknown,
         manual: Some(action),
     };
-    let release = runner.release(&local.status);
+    let release = runner.release(&before);
     let decision = engine::decide_release(
         &runner.rollout.spec,
-        &local.status,
+        &before,
         Timestamp::now(),
         &observations,
         release.as_ref(),
     );
-    let decision = action_only(&local.status, decision);
-    let report = runner.carry_out(&local.status, decision, metrics).await;
-    if let Some(e) = report.weight_error {
-        return Err(Error::Io(e));
-    }
-    local.status = report.status;
-    state::save(status_file, &local)?;
-    Ok(local.status)
+    let decision = action_only(&before, decision);
+    let report = runner.conclude(&before, decision, metrics).await?;
+    Ok(report.status)
 }

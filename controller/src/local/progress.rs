@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::crd::{CanaryRolloutSpec, CanaryRolloutStatus, CheckResult, Verdict};
+use crate::crd::{CanaryRolloutSpec, CanaryRolloutStatus, CheckResult, Outcome};
 use crate::observation::{MetricsObservation, VersionWindow};
 
 fn version_part(name: &str, window: &VersionWindow, seconds: f64) -> String {
@@ -80,7 +80,7 @@ pub fn decision_part(
         .unwrap_or_default();
     let failing: Vec<String> = checks
         .iter()
-        .filter(|c| c.verdict == Verdict::Fail)
+        .filter(|c| c.verdict == Outcome::Fail)
         .map(check_part)
         .collect();
     if !failing.is_empty() {
@@ -88,7 +88,7 @@ pub fn decision_part(
     }
     let inconclusive: Vec<String> = checks
         .iter()
-        .filter(|c| c.verdict == Verdict::Inconclusive)
+        .filter(|c| c.verdict == Outcome::Inconclusive)
         .map(check_part)
         .collect();
     if !inconclusive.is_empty() {

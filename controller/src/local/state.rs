@@ -130,18 +130,30 @@ pub fn queue_request(status_path: &Path, rollout: &str, action: ManualAction) ->
     write_atomically(&path, &bytes).map_err(|e| status_error(&path, format!("cannot write: {e}")))
 }
 
+/// Takes (reads, removes and parses) a queued JSON file, if there is one. A file that does
+/// not parse is removed too (so it does not repeat) and is an error naming `what` it held.
+pub fn take_queued<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+) -> Result<Option<T>, Error> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(status_error(path, e)),
+    };
+    let _ = fs::remove_file(path);
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| status_error(path, format!("ignored a corrupt {what}: {e}")))
+}
+
 /// Takes (reads and removes) the queued request, if any. A request for another rollout or
 /// with an unknown action is an error, and is removed so it does not repeat.
 pub fn take_request(status_path: &Path, rollout: &str) -> Result<Option<ManualAction>, Error> {
     let path = request_path(status_path);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(status_error(&path, e)),
+    let Some(request) = take_queued::<Request>(&path, "request")? else {
+        return Ok(None);
     };
-    let _ = fs::remove_file(&path);
-    let request: Request = serde_json::from_slice(&bytes)
-        .map_err(|e| status_error(&path, format!("ignored a corrupt request: {e}")))?;
     if request.rollout != rollout {
         return Err(status_error(
             &path,

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use prometheus_http_query::response::InstantVector;
 
-use super::{finite, label, PrometheusSource};
+use super::batch::{finite, label};
+use super::client::PrometheusSource;
 use crate::resources::query::{queries, PerPod, PodSelector, ResourceBatch};
 
 fn per_pod(samples: &[InstantVector]) -> PerPod {
@@ -32,7 +33,7 @@ impl PrometheusSource {
         selectors: &BTreeSet<PodSelector>,
         window: Duration,
     ) -> Result<ResourceBatch, String> {
-        let unavailable = |e: String| format!("prometheus {}: {e}", self.url);
+        let unavailable = |e: String| format!("prometheus {}: {e}", self.url());
         let promql = queries(selectors, window);
         let mut batch = ResourceBatch::default();
         for (query, into) in [

@@ -15,10 +15,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::observation::{PodUsage, ResourceObservation};
-use super::spec::ResourceChecks;
 use crate::crd::CanaryRolloutSpec;
-use crate::prometheus::promql_range;
+use crate::crd::ResourceChecks;
+use crate::observation::{PodUsage, ResourceObservation};
+use crate::prometheus::queries::promql_range;
 
 /// The pods of one Deployment.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

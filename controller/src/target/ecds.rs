@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::{
-    apply_rollout_fields, apply_weight_and_salt, parse_plugin_config, slow_threshold_field,
-    view_of, RolloutView, TargetError, WeightTarget,
+    apply_rollout_fields, apply_weight, parse_plugin_config, slow_threshold_field, view_of,
+    RolloutView, TargetError, WeightTarget,
 };
 
 /// An ECDS file (the format in the project brief) holding the stickycanary Wasm config.
@@ -98,7 +98,7 @@ impl EcdsFileTarget {
     ) -> Result<(), TargetError> {
         let (_, plugin_config) = self.read()?;
         let updated =
-            apply_weight_and_salt(&plugin_config, rollout_key, weight, salt, &self.name())?;
+            apply_weight(&plugin_config, rollout_key, weight, salt, &self.name())?;
         self.write_plugin_config(&updated)
     }
 
@@ -180,11 +180,7 @@ impl WeightTarget for EcdsFileTarget {
             .map_err(|e| self.io_error("reader task failed", e))?
     }
 
-    async fn set_weight(&self, rollout_key: &str, weight: f64) -> Result<(), TargetError> {
-        self.set_weight_and_salt(rollout_key, weight, None).await
-    }
-
-    async fn set_weight_and_salt(
+    async fn set_weight(
         &self,
         rollout_key: &str,
         weight: f64,

@@ -75,32 +75,14 @@ pub trait WeightTarget: Send + Sync {
         async move { self.current(rollout_key).await.map(|view| view.weight) }
     }
 
-    /// Sets `rollouts.<rollout_key>.weight` and nothing else.
+    /// Sets `rollouts.<rollout_key>.weight` and, when given, `rollouts.<rollout_key>.salt`
+    /// in the same write (a new run's cohort), and nothing else.
     fn set_weight(
         &self,
         rollout_key: &str,
         weight: f64,
-    ) -> impl Future<Output = Result<(), TargetError>> + Send;
-
-    /// Sets the weight and, when given, `rollouts.<rollout_key>.salt` in the same write (a
-    /// new run's cohort). Targets that cannot write a salt refuse one.
-    fn set_weight_and_salt(
-        &self,
-        rollout_key: &str,
-        weight: f64,
         salt: Option<&str>,
-    ) -> impl Future<Output = Result<(), TargetError>> + Send {
-        let refused = salt.map(|salt| TargetError::InvalidConfig {
-            target: "weight target".to_string(),
-            reason: format!("cannot write salt {salt:?} here"),
-        });
-        async move {
-            match refused {
-                Some(error) => Err(error),
-                None => self.set_weight(rollout_key, weight).await,
-            }
-        }
-    }
+    ) -> impl Future<Output = Result<(), TargetError>> + Send;
 
     /// Sets `rollouts.<rollout_key>.slowThresholdMs` (the comparative latency test's
     /// threshold for a run). Targets that cannot write it refuse.
@@ -128,19 +110,10 @@ pub fn weight_json(weight: f64) -> Value {
     }
 }
 
-/// Applies `weight` to `rollouts.<key>` of a plugin config held as JSON, and checks the
-/// result with the filter's schema. The returned value is what would be deployed.
+/// Applies `weight` (and `salt`, when given) to `rollouts.<key>` of a plugin config held
+/// as JSON, and checks the result with the filter's schema. The returned value is what
+/// would be deployed.
 pub fn apply_weight(
-    plugin_config: &Value,
-    key: &str,
-    weight: f64,
-    target: &str,
-) -> Result<Value, TargetError> {
-    apply_weight_and_salt(plugin_config, key, weight, None, target)
-}
-
-/// [`apply_weight`], also setting `rollouts.<key>.salt` when given.
-pub fn apply_weight_and_salt(
     plugin_config: &Value,
     key: &str,
     weight: f64,

@@ -16,12 +16,9 @@ use kube::Client;
 use serde_json::{json, Value};
 
 use super::{
-    apply_rollout_fields, apply_weight_and_salt, parse_plugin_config, slow_threshold_field,
-    view_of, weight_json, RolloutView, TargetError, WeightTarget,
+    apply_rollout_fields, apply_weight, parse_plugin_config, slow_threshold_field, view_of,
+    weight_json, RolloutView, TargetError, WeightTarget,
 };
-
-/// The field manager named on every write.
-pub const FIELD_MANAGER: &str = "stickycanary";
 
 /// How often a 409 Conflict is retried before giving up.
 const CONFLICT_RETRIES: u32 = 3;
@@ -140,8 +137,8 @@ impl<O: PatchOutcomes> WasmPluginTarget<O> {
     ) -> Result<(), TargetError> {
         let (current, resource_version) = self.read().await?;
         // Refuse before writing anything if the filter would reject the result.
-        apply_weight_and_salt(&current, rollout_key, weight, salt, &self.target())?;
-        self.merge_patch(weight_and_salt_patch(rollout_key, weight, salt), resource_version)
+        apply_weight(&current, rollout_key, weight, salt, &self.target())?;
+        self.merge_patch(weight_patch(rollout_key, weight, salt), resource_version)
             .await
     }
 
@@ -160,7 +157,7 @@ impl<O: PatchOutcomes> WasmPluginTarget<O> {
         resource_version: Option<String>,
     ) -> Result<(), TargetError> {
         let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
+            field_manager: Some(crate::field_managers::CONTROLLER.to_string()),
             ..PatchParams::default()
         };
         // The resourceVersion that was read makes the patch conditional: if anyone wrote
@@ -176,15 +173,11 @@ impl<O: PatchOutcomes> WasmPluginTarget<O> {
     }
 }
 
-/// The merge patch body: the one weight field and nothing else.
-pub fn weight_patch(rollout_key: &str, weight: f64) -> Value {
-    json!({"spec": {"pluginConfig": {"rollouts": {rollout_key: {"weight": weight_json(weight)}}}}})
-}
-
-/// The merge patch body of a run's first weight: the weight and the cohort salt together,
-/// so the filter never sees the new salt with the old weight or the other way round.
-pub fn weight_and_salt_patch(rollout_key: &str, weight: f64, salt: Option<&str>) -> Value {
-    let mut patch = weight_patch(rollout_key, weight);
+/// The merge patch body: the one weight field and nothing else, plus the cohort salt on a
+/// run's first weight, so the filter never sees the new salt with the old weight or the
+/// other way round.
+pub fn weight_patch(rollout_key: &str, weight: f64, salt: Option<&str>) -> Value {
+    let mut patch = json!({"spec": {"pluginConfig": {"rollouts": {rollout_key: {"weight": weight_json(weight)}}}}});
     if let (Some(salt), Some(rollout)) = (
         salt,
         patch
@@ -218,11 +211,7 @@ impl<O: PatchOutcomes> WeightTarget for WasmPluginTarget<O> {
         view_of(&parsed, rollout_key, &self.target())
     }
 
-    async fn set_weight(&self, rollout_key: &str, weight: f64) -> Result<(), TargetError> {
-        self.set_weight_and_salt(rollout_key, weight, None).await
-    }
-
-    async fn set_weight_and_salt(
+    async fn set_weight(
         &self,
         rollout_key: &str,
         weight: f64,

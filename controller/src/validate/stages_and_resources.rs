@@ -4,7 +4,7 @@ use stickycanary_filter::config::validate_label;
 
 use super::ValidationError;
 use crate::crd::CanaryRolloutSpec;
-use crate::resources::ResourceChecks;
+use crate::crd::ResourceChecks;
 
 pub(super) fn errors(spec: &CanaryRolloutSpec, errors: &mut Vec<ValidationError>) {
     from_stage_errors(spec, errors);

@@ -25,9 +25,11 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod api;
+pub mod engine;
 pub mod rbac;
 pub mod shop;
 pub mod ssa;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;

@@ -1,16 +1,5 @@
-//! The one place that carries out the engine's actions, for the cluster reconciler and for
-//! local mode alike. Each side implements [`Executor`] (a Kubernetes one and a local one);
-//! the order and the failure rules live here once:
-//!
-//! 1. [`custom_observations`]: every `analysis.custom` query, rendered for the rollout key.
-//! 2. [`carry_out`]: the world-changing actions (weight, salt, scale, stable rollout), in the
-//!    engine's order, *before* the status that claims them is written. The first failure
-//!    stops the tick: the caller keeps the old status, raises nothing and notifies nobody,
-//!    so the next tick decides again and announces once, when it worked.
-//!    A weight that drifted (someone edited the plugin, Envoy restarted from a fresh ECDS
-//!    file) is put back when the decision did not write one itself.
-//! 3. The caller writes the status.
-//! 4. [`announce`]: Events and webhook notifications, best effort, after the status.
+//! The world-changing half of a tick: the engine's actions in order, then a drifted weight
+//! put back (see the parent module for where this sits in the tick).
 
 use std::future::Future;
 
@@ -56,17 +45,6 @@ pub trait Executor: Send + Sync {
         &self,
         revision: &str,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
-
-    /// Raises an Event (best effort).
-    fn event(
-        &self,
-        reason: &'static str,
-        message: &str,
-        warning: bool,
-    ) -> impl Future<Output = ()> + Send;
-
-    /// Posts a notification (best effort).
-    fn notify(&self, message: &str) -> impl Future<Output = ()> + Send;
 }
 
 /// What [`carry_out`] did besides the engine's own actions.
@@ -186,19 +164,4 @@ async fn restore_drift<E: Executor>(
             error,
         })?;
     Ok(Some((found, status.weight)))
-}
-
-/// Raises the decision's Events and posts its notifications, in order (after the status).
-pub async fn announce<E: Executor>(executor: &E, decision: &Decision) {
-    for action in &decision.actions {
-        match action {
-            Action::Event {
-                reason,
-                message,
-                warning,
-            } => executor.event(reason, message, *warning).await,
-            Action::Notify(message) => executor.notify(message).await,
-            _ => {}
-        }
-    }
 }

@@ -11,7 +11,7 @@ use croner::Cron;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
-use super::spec::{RolloutWindow, Schedule};
+use crate::crd::{RolloutWindow, Schedule};
 
 /// Why a window cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

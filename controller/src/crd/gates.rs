@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::crd::DNS1123_LABEL_PATTERN;
+use super::DNS1123_LABEL_PATTERN;
 use crate::duration::Duration;
 
 /// What a webhook URL must look like. Plain http(s) only: no `file:`, no `gopher:`.

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 
 use stickycanary_filter::config::validate_label;
 
-use super::schedule;
-use super::spec::{Schedule, Webhook, WebhookType, MAX_WEBHOOK_TIMEOUT};
-use crate::validate::ValidationError;
+use super::ValidationError;
+use crate::crd::{Schedule, Webhook, WebhookType, MAX_WEBHOOK_TIMEOUT};
+use crate::engine::schedule;
 
 /// The most metadata a webhook may carry (it goes into every payload).
 pub const MAX_METADATA_BYTES: usize = 4096;

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::crd::DNS1123_LABEL_PATTERN;
+use super::WorkloadRef;
 use crate::duration::Duration;
 
 /// Resource checks on the canary's pods. Each of the three is optional; the block needs at
@@ -30,17 +30,6 @@ pub struct ResourceChecks {
 
 fn default_resources_for() -> Duration {
     Duration::from_mins(5)
-}
-
-/// A Deployment by name; the namespace defaults to the canary's.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct WorkloadRef {
-    #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL_PATTERN))]
-    pub deployment: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL_PATTERN))]
-    pub namespace: Option<String>,
 }
 
 /// Roll back when the canary's containers are throttled in more than `maxPercent` of

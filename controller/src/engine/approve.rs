@@ -1,0 +1,102 @@
+//! Manual gates, the pure part: which gate a name means, which revision an approval is for,
+//! and the exact `stickycanary approve` command a waiting gate's Event and `status` print.
+//! Recording an approval is I/O: `k8s::approve` (the status subresource) and
+//! `local::approve` (the status file).
+
+use std::path::PathBuf;
+
+use crate::crd::{revision_is_valid, CanaryRolloutStatus, WebhookType, UNVERSIONED};
+
+/// Where a rollout lives, as `stickycanary approve` is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// In the cluster, in this namespace (`None`: the kubeconfig's).
+    Cluster { namespace: Option<String> },
+    /// In local mode, in this status file.
+    StatusFile(PathBuf),
+}
+
+/// How `stickycanary approve` finds one rollout: its name and where it lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApproveTarget {
+    pub name: String,
+    pub place: Place,
+}
+
+impl ApproveTarget {
+    pub fn in_cluster(name: &str, namespace: &str) -> ApproveTarget {
+        ApproveTarget {
+            name: name.to_string(),
+            place: Place::Cluster {
+                namespace: Some(namespace.to_string()),
+            },
+        }
+    }
+
+    pub fn local(name: &str, status_file: impl Into<PathBuf>) -> ApproveTarget {
+        ApproveTarget {
+            name: name.to_string(),
+            place: Place::StatusFile(status_file.into()),
+        }
+    }
+
+    /// The exact command that approves `gate` for `revision`.
+    pub fn command(&self, gate: &str, revision: &str) -> String {
+        let place = match &self.place {
+            Place::Cluster { namespace: None } => String::new(),
+            Place::Cluster {
+                namespace: Some(namespace),
+            } => format!(" -n {namespace}"),
+            Place::StatusFile(path) => format!(" --status-file {}", path.display()),
+        };
+        format!(
+            "stickycanary approve {} --gate {gate} --revision {revision}{place}",
+            self.name
+        )
+    }
+
+    /// The command that opens the gate `status` waits at, if it is a manual one.
+    pub fn hint(&self, status: &CanaryRolloutStatus) -> Option<String> {
+        let wait = status.gate.as_ref().filter(|wait| wait.manual)?;
+        Some(self.command(&wait.gate, &wait.revision))
+    }
+}
+
+/// A gate name as the CLI takes it (`confirm-promotion`), checked to be a gate.
+pub fn parse_gate(text: &str) -> Result<WebhookType, String> {
+    match WebhookType::parse(text) {
+        Some(kind) if kind.is_gate() => Ok(kind),
+        _ => Err(format!(
+            "--gate: {text:?} is not a gate (confirm-rollout, confirm-traffic-increase or confirm-promotion)"
+        )),
+    }
+}
+
+/// The revision to approve: `--revision`, else the one the rollout waits at, else its run's.
+pub fn choose_revision(
+    status: &CanaryRolloutStatus,
+    explicit: Option<&str>,
+) -> Result<String, String> {
+    let revision = match explicit {
+        Some(revision) => revision.to_string(),
+        None => status
+            .gate
+            .as_ref()
+            .map(|wait| wait.revision.clone())
+            .unwrap_or_else(|| run_revision(status)),
+    };
+    if !revision_is_valid(&revision) {
+        return Err(format!(
+            "--revision: {revision:?} is not a revision (letters, digits and ._:+-, at most 128)"
+        ));
+    }
+    Ok(revision)
+}
+
+/// The revision a run's approvals must name.
+pub fn run_revision(status: &CanaryRolloutStatus) -> String {
+    status
+        .canary_revision
+        .clone()
+        .unwrap_or_else(|| UNVERSIONED.to_string())
+}

@@ -1,0 +1,31 @@
+//! What every reconcile shares: the client, the recorder, the metrics, the batcher, the
+//! leadership flag and the per-rollout clocks.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube::runtime::events::Recorder;
+use kube::Client;
+
+use super::backoff::ErrorBackoff;
+use super::batch::MetricsBatcher;
+use crate::metrics::Metrics;
+
+/// Everything a reconcile needs (shared by all of them).
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    pub batcher: MetricsBatcher,
+    /// Only the Lease holder acts; followers requeue.
+    pub leader: Arc<AtomicBool>,
+    pub patch_timeout: Duration,
+    pub webhook: reqwest::Client,
+    /// When each rollout was last analysed. Our own status writes trigger the watch again;
+    /// this keeps the analysis at one tick per interval regardless.
+    pub last_tick: Mutex<HashMap<String, Instant>>,
+    /// Consecutive reconcile failures per rollout, for the error policy's backoff.
+    pub backoff: ErrorBackoff,
+}

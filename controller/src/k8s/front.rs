@@ -1,0 +1,302 @@
+//! The cluster's side of a tick ([`FrontEnd`]): the weight on the WasmPlugin, the canary's
+//! scale, the stable template copy, the status subresource (and the manual request marked
+//! handled once the status says so), Events on the CanaryRollout.
+
+use std::borrow::Cow;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::context::Context;
+use super::deployments::{revision_of, workload_state, Deployments};
+use super::manual::{ManualInput, HANDLED_ANNOTATION};
+use super::pods::canary_health;
+use super::status;
+use crate::crd::{CanaryRollout, CanaryRolloutSpec, CanaryRolloutStatus};
+use crate::driver::{self, Executor, FrontEnd};
+use crate::engine::approve::ApproveTarget;
+use crate::error::Error;
+use crate::field_managers;
+use crate::gates::webhook::Subject;
+use crate::metrics::Metrics;
+use crate::observation::{ManualAction, Observations, ReleaseObservation};
+use crate::prometheus::RolloutSeries;
+use crate::target::wasmplugin::WasmPluginTarget;
+use crate::target::{RolloutView, WeightTarget};
+
+/// The two Deployments as read this tick (release lifecycle only).
+pub struct Workloads {
+    pub deployments: Deployments,
+    pub canary: Deployment,
+    pub stable: Deployment,
+}
+
+/// One rollout's tick in the cluster, over what the reconciler read before it.
+pub struct KubeFront<'a> {
+    pub ctx: &'a Context,
+    pub rollout: &'a CanaryRollout,
+    /// The object as last written (by the finalizer), for the status write.
+    pub latest: &'a CanaryRollout,
+    pub target: &'a WasmPluginTarget<Metrics>,
+    pub subject: Subject,
+    /// The plugin's view of the rollout, read at the start of this tick.
+    pub view: RolloutView,
+    pub workloads: Option<Workloads>,
+    pub manual: ManualInput,
+}
+
+impl KubeFront<'_> {
+    fn namespace(&self) -> &str {
+        &self.subject.namespace
+    }
+
+    fn workloads(&self) -> Result<&Workloads, Error> {
+        self.workloads
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("spec.stable is not set: no Deployment to act on".into()))
+    }
+
+    async fn scale_canary(&self, up: bool) -> Result<(), Error> {
+        let workloads = self.workloads()?;
+        let canary = &self.rollout.spec.canary;
+        let result = match &canary.scaled_object {
+            Some(scaled_object) => {
+                let paused = (!up).then_some(0);
+                workloads
+                    .deployments
+                    .pause_scaled_object(scaled_object, paused)
+                    .await
+            }
+            None => {
+                let replicas = if up { canary.replicas.max(1) } else { 0 };
+                workloads
+                    .deployments
+                    .scale(&canary.deployment, replicas)
+                    .await
+            }
+        };
+        result.map_err(|e| Error::Workload(Box::new(e)))
+    }
+}
+
+impl Executor for KubeFront<'_> {
+    type Error = Error;
+
+    async fn current_weight(&self) -> Result<f64, Error> {
+        Ok(self.view.weight)
+    }
+
+    async fn set_weight(&self, weight: f64, salt: Option<&str>) -> Result<(), Error> {
+        self.target
+            .set_weight(&self.subject.rollout_key, weight, salt)
+            .await?;
+        info!(weight, salt, "weight set");
+        Ok(())
+    }
+
+    async fn set_slow_threshold(&self, ms: f64) -> Result<(), Error> {
+        self.target
+            .set_slow_threshold(&self.subject.rollout_key, ms)
+            .await?;
+        info!(ms, "slowThresholdMs set for the comparative latency test");
+        Ok(())
+    }
+
+    async fn scale_canary_up(&self, revision: &str) -> Result<(), Error> {
+        self.scale_canary(true).await?;
+        info!(revision, "canary scaled up");
+        Ok(())
+    }
+
+    async fn scale_canary_down(&self, revision: &str) -> Result<(), Error> {
+        self.scale_canary(false).await?;
+        info!(revision, "canary scaled down");
+        Ok(())
+    }
+
+    async fn promote_stable(&self, revision: &str) -> Result<(), Error> {
+        let workloads = self.workloads()?;
+        workloads
+            .deployments
+            .copy_template(&workloads.stable, &workloads.canary, revision)
+            .await
+            .map_err(|e| Error::Workload(Box::new(e)))?;
+        info!(revision, "canary pod template copied onto stable");
+        Ok(())
+    }
+}
+
+impl FrontEnd for KubeFront<'_> {
+    fn spec(&self) -> Cow<'_, CanaryRolloutSpec> {
+        Cow::Borrowed(&self.rollout.spec)
+    }
+
+    fn subject(&self) -> &Subject {
+        &self.subject
+    }
+
+    fn approve_target(&self) -> ApproveTarget {
+        ApproveTarget::in_cluster(&self.subject.name, self.namespace())
+    }
+
+    async fn observe(&self, manual: Option<ManualAction>) -> Observations {
+        let (ctx, spec) = (self.ctx, &self.rollout.spec);
+        let rollout_key = self.subject.rollout_key.as_str();
+        let timeout = driver::interval(spec) / 2;
+        let series = RolloutSeries {
+            rollout: rollout_key.to_string(),
+            stable_version: self.view.stable_version.clone(),
+            canary_version: self.view.canary_version.clone(),
+        };
+        let address = &spec.prometheus.address;
+        let window = spec.analysis.effective_window().as_std();
+        let metrics = ctx
+            .batcher
+            .observation(address, window, &series, timeout)
+            .await;
+        let custom = driver::custom_observations(spec, rollout_key, |query| async move {
+            ctx.batcher.scalar(address, &query).await
+        })
+        .await;
+        let resources = match crate::resources::ResourceSelectors::for_spec(spec, self.namespace())
+        {
+            Some(selectors) => {
+                ctx.batcher
+                    .resources(address, window, &selectors, timeout)
+                    .await
+            }
+            None => crate::resources::ResourceObservation::NotQueried,
+        };
+        let canary_namespace = spec.canary.namespace.as_deref().unwrap_or(self.namespace());
+        let canary_health =
+            canary_health(&ctx.client, canary_namespace, &spec.canary.deployment).await;
+        Observations {
+            metrics,
+            custom,
+            resources,
+            canary_health,
+            manual,
+        }
+    }
+
+    fn release(&self, status: &CanaryRolloutStatus) -> Option<ReleaseObservation> {
+        let workloads = self.workloads.as_ref()?;
+        Some(release_observation(
+            &workloads.canary,
+            &workloads.stable,
+            status,
+            &self.subject.rollout_key,
+        ))
+    }
+
+    /// The status, applied whole (see [`status`]); then the manual request is marked
+    /// handled, only once the status says it was.
+    async fn save_status(&self, new: &CanaryRolloutStatus) -> Result<(), Error> {
+        let mut new = new.clone();
+        new.observed_generation = self.rollout.metadata.generation;
+        let api: Api<CanaryRollout> = Api::namespaced(self.ctx.client.clone(), self.namespace());
+        status::write(&api, self.latest, &new).await?;
+        if let Some(value) = &self.manual.consumed {
+            let params = PatchParams {
+                field_manager: Some(field_managers::CONTROLLER.to_string()),
+                ..PatchParams::default()
+            };
+            let annotations = json!({"metadata": {"annotations": {HANDLED_ANNOTATION: value}}});
+            api.patch(&self.subject.name, &params, &Patch::Merge(&annotations))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn event(&self, reason: &'static str, message: &str, warning: bool) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            note: Some(message.chars().take(1000).collect()),
+            action: reason.to_string(),
+            secondary: None,
+        };
+        let reference = self.rollout.object_ref(&());
+        if let Err(e) = self.ctx.recorder.publish(&event, &reference).await {
+            warn!(error = %e, reason, "could not publish event");
+        }
+    }
+
+    fn notification_client(&self) -> Option<&reqwest::Client> {
+        Some(&self.ctx.webhook)
+    }
+}
+
+/// Reads the canary and stable Deployments of the release lifecycle.
+pub async fn read_workloads(
+    ctx: &Context,
+    rollout: &CanaryRollout,
+    namespace: &str,
+) -> Result<Workloads, Error> {
+    let spec = &rollout.spec;
+    let canary_namespace = spec.canary.namespace.as_deref().unwrap_or(namespace);
+    let stable = spec
+        .stable
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("spec.stable is not set".into()))?;
+    let stable_namespace = stable.namespace.as_deref().unwrap_or(namespace);
+    if stable_namespace != canary_namespace {
+        return Err(Error::Invalid(format!(
+            "spec.stable.namespace {stable_namespace} differs from the canary's {canary_namespace}: both Deployments must share a namespace"
+        )));
+    }
+    let deployments = Deployments::new(ctx.client.clone(), canary_namespace);
+    let workload = |e| Error::Workload(Box::new(e));
+    let canary = deployments
+        .get(&spec.canary.deployment)
+        .await
+        .map_err(workload)?;
+    let stable = deployments
+        .get(&stable.deployment)
+        .await
+        .map_err(workload)?;
+    Ok(Workloads {
+        deployments,
+        canary,
+        stable,
+    })
+}
+
+/// The lifecycle's view of the two Deployments: the canary on its own revision, stable on
+/// the run's revision (the one a promotion copies onto it).
+pub fn release_observation(
+    canary: &Deployment,
+    stable: &Deployment,
+    status: &CanaryRolloutStatus,
+    rollout_key: &str,
+) -> ReleaseObservation {
+    let canary_revision = revision_of(canary);
+    let run_revision = status
+        .canary_revision
+        .clone()
+        .unwrap_or_else(|| canary_revision.clone());
+    ReleaseObservation {
+        rollout_key: rollout_key.to_string(),
+        canary: workload_state(canary, &canary_revision),
+        stable: workload_state(stable, &run_revision),
+        stable_revision: Some(revision_of(stable)),
+        canary_revision,
+    }
+}
+
+/// The rollout as the gate webhooks and notifications name it.
+pub fn subject_of(rollout: &CanaryRollout) -> Subject {
+    Subject {
+        name: rollout.name_any(),
+        namespace: rollout.namespace().unwrap_or_else(|| "default".to_string()),
+        rollout_key: rollout.rollout_key(),
+    }
+}
