@@ -26,4 +26,5 @@ pub mod analysis;
 pub mod simulate;
 
 // integrations: the one outbound HTTP client stack, and alert providers on top of it.
+pub mod alerts;
 pub mod http;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_yaml::Value as Yaml;
+use stickycanary::alerts::validate::{is_dns1123_label, is_dns1123_subdomain};
 use stickycanary_e2e::paths::workspace_root;
 use stickycanary_e2e::promql_exprs;
 
@@ -543,16 +544,6 @@ fn rendered_object_names(release: &str, overrides: &[(&str, &str)]) -> Vec<Rende
     objects
 }
 
-/// RFC 1123 label: lower-case alphanumerics and '-', alphanumeric at both ends, 1-63 long.
-fn is_dns1123_label(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-}
-
 /// Why the API server would refuse `name` for `kind`, or None. The rules are apimachinery's
 /// per kind: a Service name is a DNS-1035 label (a DNS-1123 label starting with a letter);
 /// Deployment, ServiceAccount, NetworkPolicy and ServiceMonitor names are DNS-1123
@@ -563,10 +554,11 @@ fn name_problem(kind: &str, name: &str) -> Option<String> {
         "Service" => (is_dns1123_label(name) && name.starts_with(|c: char| c.is_ascii_lowercase()))
             .then_some(())
             .ok_or("not a DNS-1035 label"),
-        "Deployment" | "ServiceAccount" | "NetworkPolicy" | "ServiceMonitor" => (name.len() <= 253
-            && name.split('.').all(is_dns1123_label))
-        .then_some(())
-        .ok_or("not a DNS-1123 subdomain"),
+        "Deployment" | "ServiceAccount" | "NetworkPolicy" | "ServiceMonitor" => {
+            is_dns1123_subdomain(name)
+                .then_some(())
+                .ok_or("not a DNS-1123 subdomain")
+        }
         "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => {
             (!name.is_empty() && name != "." && name != ".." && !name.contains(['/', '%']))
                 .then_some(())

@@ -4,7 +4,7 @@
 //! Secret or ConfigMap). All on rustls with the ring provider, which the Kubernetes client
 //! already links: no aws-lc, no openssl, no process-wide provider to install.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
@@ -30,12 +30,19 @@ pub fn parse_ca_bundle(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error
     Ok(certificates)
 }
 
-/// The host's roots (`SSL_CERT_FILE`/`SSL_CERT_DIR` when set) and `extra_ca_pem`.
+/// The host's CA certificates (`SSL_CERT_FILE`/`SSL_CERT_DIR` when set), read once per
+/// process: reading and parsing them takes tens of milliseconds, and a client is built per
+/// Prometheus source and per alert provider.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
+}
+
+/// The host's roots and `extra_ca_pem`.
 fn root_store(extra_ca_pem: Option<&[u8]>) -> Result<RootCertStore, Error> {
     let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
     // Unparsable system certificates are skipped, as every TLS client does.
-    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    let (added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
     if let Some(pem) = extra_ca_pem {
         for certificate in parse_ca_bundle(pem)? {
             roots.add(certificate).map_err(|e| Error::CaBundle {
