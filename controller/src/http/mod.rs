@@ -15,8 +15,10 @@
 //! - **Secrets**: userinfo in a URL becomes a Basic `Authorization` header; every
 //!   configured header is marked sensitive; errors ([`Error`]) never hold the URL or a
 //!   header value.
+//! - **Per source** ([`source`]): the options a Prometheus source adds to its address.
 
 mod error;
+pub mod source;
 pub mod tls;
 
 use std::time::Duration;
