@@ -330,3 +330,94 @@ async fn a_provider_that_recovers_gets_the_alert_on_a_later_attempt() {
     let bodies: Vec<Value> = server.received().iter().map(Received::json).collect();
     assert!(bodies.iter().all(|b| *b == expected_rollback("googlechat")));
 }
+
+#[tokio::test]
+async fn dispatch_sends_to_the_providers_that_want_the_severity() {
+    let everything = serve(None, ok).await;
+    let errors_only = serve(None, ok).await;
+    let alerts: Vec<stickycanary::alerts::RolloutAlert> = serde_json::from_value(json!([
+        {"providerRef": {"name": "everything"}, "severity": "info"},
+        {"providerRef": {"name": "errors-only", "namespace": "platform"}, "severity": "error"},
+        {"providerRef": {"name": "missing"}, "severity": "warn"},
+    ]))
+    .unwrap();
+    // The "everything" provider links its own dashboard.
+    let mut spec = provider_spec("webhook");
+    spec.dashboard_url = Some("https://grafana.example/d/x?ns={namespace}&r={rollout}".into());
+    let everything_provider = Arc::new(
+        Provider::new(
+            "shop",
+            "everything",
+            spec,
+            format!("{}/hook", everything.base),
+            None,
+        )
+        .unwrap(),
+    );
+    let errors_provider = provider("webhook", &errors_only.base);
+    let lookups = Arc::new(Mutex::new(Vec::new()));
+    let lookup = |namespace: &str, reference: &stickycanary::alerts::ProviderRef| {
+        lookups
+            .lock()
+            .unwrap()
+            .push(format!("{namespace}/{}", reference.name));
+        match reference.name.as_str() {
+            "everything" => Some(everything_provider.clone()),
+            "errors-only" => Some(errors_provider.clone()),
+            _ => None,
+        }
+    };
+    let sink = Arc::new(Recorded::default());
+    let sink_dyn: Arc<dyn OutcomeSink> = sink.clone();
+    let paused = AlertMessage {
+        reason: "Paused".into(),
+        severity: Severity::Warn,
+        dashboard: None,
+        ..rollback()
+    };
+    let unresolved = deliver::dispatch(&alerts, &paused, lookup, fast_retries(), &sink_dyn);
+    assert_eq!(unresolved.len(), 1);
+    assert_eq!(unresolved[0].name, "missing");
+    assert_eq!(
+        *lookups.lock().unwrap(),
+        vec!["shop/everything", "shop/missing"]
+    );
+
+    // Delivered in the background: wait (bounded) for the one outcome.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sink.0.lock().unwrap().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sink.0.lock().unwrap().len(), 1);
+    assert!(
+        errors_only.received().is_empty(),
+        "a warning is not an error"
+    );
+    let received = everything.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].json(),
+        json!({"rollout": "checkout", "namespace": "shop", "text": "Paused: rolling back to 0% (error-rate): canary <5xx> 7% & rising"})
+    );
+    // The webhook JSON has no link; the chat formats get the provider's own.
+    let slack_spec = AlertProviderSpec {
+        dashboard_url: Some("https://grafana.example/d/x?ns={namespace}&r={rollout}".into()),
+        ..provider_spec("slack")
+    };
+    let slack = serve(None, ok).await;
+    let slack_provider = Provider::new(
+        "shop",
+        "s",
+        slack_spec,
+        format!("{}/hook", slack.base),
+        None,
+    )
+    .unwrap();
+    deliver::deliver(&slack_provider, &paused, fast_retries()).await;
+    let body = slack.received()[0].json();
+    let actions = body["blocks"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        actions["elements"][0]["url"],
+        "https://grafana.example/d/x?ns=shop&r=checkout"
+    );
+}

@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::message::AlertMessage;
+use super::message::{dashboard_link, AlertMessage};
 use super::payload::render;
 use super::spec::{AlertProviderSpec, ProviderType};
+use super::spec::{ProviderRef, RolloutAlert};
 use crate::http::{Client, ClientConfig, Error};
 
 /// An AlertProvider ready to send: its spec, its address (read from its Secret) and a
@@ -147,8 +148,49 @@ pub fn spawn(
     })
 }
 
-/// Sends `message`, retrying what may heal, and says how it ended.
+/// Sends `message` to every provider of `alerts` that wants its severity, each in the
+/// background, and returns at once. `provider` looks a reference up (resolved from the
+/// AlertProvider and its Secrets, in `namespace` unless the reference names another);
+/// the references it cannot resolve are returned, for the caller to report.
+pub fn dispatch(
+    alerts: &[RolloutAlert],
+    message: &AlertMessage,
+    provider: impl Fn(&str, &ProviderRef) -> Option<Arc<Provider>>,
+    policy: RetryPolicy,
+    sink: &Arc<dyn OutcomeSink>,
+) -> Vec<ProviderRef> {
+    let mut unresolved = Vec::new();
+    for alert in alerts.iter().filter(|alert| alert.wants(message.severity)) {
+        let namespace = alert.provider_namespace(&message.namespace);
+        match provider(namespace, &alert.provider_ref) {
+            Some(found) => {
+                spawn(found, message.clone(), policy, sink.clone());
+            }
+            None => unresolved.push(alert.provider_ref.clone()),
+        }
+    }
+    unresolved
+}
+
+/// Sends `message`, retrying what may heal, and says how it ended. A provider with a
+/// `dashboardUrl` template links its own dashboard.
 pub async fn deliver(provider: &Provider, message: &AlertMessage, policy: RetryPolicy) -> Outcome {
+    let linked;
+    let message = match &provider.spec.dashboard_url {
+        Some(template) => {
+            linked = AlertMessage {
+                dashboard: Some(dashboard_link(
+                    template,
+                    &message.namespace,
+                    &message.rollout,
+                    message.revision.as_deref(),
+                )),
+                ..message.clone()
+            };
+            &linked
+        }
+        None => message,
+    };
     let body = render(&provider.spec, message);
     let started = Instant::now();
     let mut attempts = 0;

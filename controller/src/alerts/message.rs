@@ -2,6 +2,7 @@
 //! renders in its own format.
 
 use super::spec::Severity;
+use crate::crd::{CanaryRolloutStatus, Verdict};
 use crate::engine::reasons;
 
 /// How loud an Event (by its reason) is:
@@ -55,6 +56,46 @@ pub struct AlertMessage {
 }
 
 impl AlertMessage {
+    /// The alert for one Event (`reason`, `text`) of rollout `name` in `namespace`, from the
+    /// status the tick saved. The breached check is the last analysis's first failed check
+    /// with a value and a threshold. `approve`: the approve command when the rollout waits
+    /// at a manual gate. The dashboard link is left to each provider's template.
+    pub fn from_event(
+        name: &str,
+        namespace: &str,
+        status: &CanaryRolloutStatus,
+        reason: &str,
+        text: &str,
+        approve: Option<&str>,
+    ) -> AlertMessage {
+        let breach = status.last_analysis.as_ref().and_then(|analysis| {
+            analysis
+                .checks
+                .iter()
+                .filter(|check| check.verdict == Verdict::Fail)
+                .find_map(|check| {
+                    Some(Breach {
+                        check: check.name.clone(),
+                        value: check.value?,
+                        threshold: check.threshold?,
+                    })
+                })
+        });
+        AlertMessage {
+            reason: reason.to_string(),
+            severity: severity_of(reason),
+            rollout: name.to_string(),
+            namespace: namespace.to_string(),
+            revision: status.canary_revision.clone(),
+            phase: status.phase.as_str().to_string(),
+            weight: status.weight,
+            text: text.to_string(),
+            breach,
+            command: suggested_command(reason, name, namespace, approve),
+            dashboard: None,
+        }
+    }
+
     /// `[ERROR] shop/checkout: RollingBack`: the title every format leads with.
     pub fn title(&self) -> String {
         format!(
@@ -173,6 +214,46 @@ mod tests {
         ] {
             assert_eq!(severity_of(reason), severity, "{reason}");
         }
+    }
+
+    #[test]
+    fn a_message_takes_the_status_and_the_failed_check() {
+        let status: CanaryRolloutStatus = serde_json::from_value(serde_json::json!({
+            "phase": "RolledBack",
+            "weight": 0.0,
+            "canaryRevision": "v2",
+            "lastAnalysis": {
+                "at": "2026-12-06T03:39:40Z",
+                "canary": {"requests": 120.0},
+                "stable": {"requests": 980.0},
+                "checks": [
+                    {"name": "latency", "verdict": "Pass", "value": 120.0, "threshold": 500.0},
+                    {"name": "error-rate", "verdict": "Fail", "value": 7.5, "threshold": 5.0},
+                ],
+            },
+        }))
+        .unwrap();
+        let message = AlertMessage::from_event(
+            "checkout",
+            "shop",
+            &status,
+            "RollingBack",
+            "rolling back",
+            None,
+        );
+        assert_eq!(message.severity, Severity::Error);
+        assert_eq!(message.revision.as_deref(), Some("v2"));
+        assert_eq!(message.phase, "RolledBack");
+        assert_eq!(
+            message.breach,
+            Some(Breach {
+                check: "error-rate".into(),
+                value: 7.5,
+                threshold: 5.0
+            })
+        );
+        assert_eq!(message.command, None);
+        assert_eq!(message.line(), "RollingBack: rolling back");
     }
 
     #[test]

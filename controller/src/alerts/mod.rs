@@ -8,6 +8,7 @@
 //!   weight, the breached check, the command to run, the dashboard link).
 //! - [`payload`]: each service's incoming-webhook JSON.
 //! - [`deliver`]: sending in the background with retries and backoff; outcomes to a sink.
+//! - [`report`]: the outcome sink the controller installs (a metric, an Event on failure).
 //! - [`validate`]: one-line checks of both API types.
 //!
 //! Nothing here reads Kubernetes: the caller resolves a provider's Secrets and builds a
@@ -16,6 +17,7 @@
 pub mod deliver;
 pub mod message;
 pub mod payload;
+pub mod report;
 pub mod spec;
 pub mod validate;
 
