@@ -8,16 +8,18 @@
 //!   weight, the breached check, the command to run, the dashboard link).
 //! - [`payload`]: each service's incoming-webhook JSON.
 //! - [`deliver`]: sending in the background with retries and backoff; outcomes to a sink.
+//! - [`resolve`]: from a `providerRef` to a ready provider (AlertProvider, Secrets, a cache).
 //! - [`report`]: the outcome sink the controller installs (a metric, an Event on failure).
 //! - [`validate`]: one-line checks of both API types.
 //!
-//! Nothing here reads Kubernetes: the caller resolves a provider's Secrets and builds a
-//! [`deliver::Provider`]; `docs/alerts-and-prometheus.md` shows the resources.
+//! Only [`resolve::KubeObjects`] reads Kubernetes (an AlertProvider and its Secrets); the
+//! rest is pure or talks HTTP. `docs/alerts-and-prometheus.md` shows the resources.
 
 pub mod deliver;
 pub mod message;
 pub mod payload;
 pub mod report;
+pub mod resolve;
 pub mod spec;
 pub mod validate;
 
