@@ -309,3 +309,62 @@ async fn an_answer_over_the_size_cap_is_an_error() {
         .unwrap_err();
     assert_eq!(error, Error::ResponseTooLarge(1024));
 }
+
+#[tokio::test]
+async fn an_instant_query_goes_through_the_client_and_decodes_prometheus_answers() {
+    use stickycanary::http::promql::{instant_query, QueryError};
+    let vector = r#"{"status":"success","data":{"resultType":"vector","result":[
+        {"metric":{"version":"canary"},"value":[1765000000.0,"0.07"]}]}}"#;
+    let answers = |r: &Received| -> loopback::Answer {
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        match body.as_str() {
+            "query=up" => (200, vec![], vector.to_string()),
+            "query=bad%28" => (
+                400,
+                vec![],
+                r#"{"status":"error","errorType":"bad_data","error":"parse error:\n unclosed"}"#
+                    .into(),
+            ),
+            "query=down" => (503, vec![], "<html>maintenance</html>".into()),
+            _ => (200, vec![], "not json".into()),
+        }
+    };
+    // Behind a path, as with a SigV4 proxy for AMP (`/workspaces/<id>`), over trusted TLS.
+    let server = serve(Some(trusted_ca().server_identity()), answers).await;
+    let address = format!("{}/workspaces/ws-1/", server.base);
+    let client = client();
+
+    let result = instant_query(&client, &address, "up").await.unwrap();
+    let samples = result.data().clone().into_vector().unwrap();
+    assert_eq!(samples.len(), 1);
+    assert_eq!(samples[0].sample().value(), 0.07);
+    assert_eq!(
+        samples[0].metric().get("version").map(String::as_str),
+        Some("canary")
+    );
+    let request = &server.received()[0];
+    assert_eq!(
+        (request.method.as_str(), request.target.as_str()),
+        ("POST", "/workspaces/ws-1/api/v1/query")
+    );
+    assert_eq!(
+        request.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+
+    assert_eq!(
+        instant_query(&client, &address, "bad(").await.unwrap_err(),
+        QueryError::Prometheus {
+            kind: "bad_data".into(),
+            message: "parse error: unclosed".into()
+        }
+    );
+    assert_eq!(
+        instant_query(&client, &address, "down").await.unwrap_err(),
+        QueryError::Http(Error::Status(503))
+    );
+    assert_eq!(
+        instant_query(&client, &address, "other").await.unwrap_err(),
+        QueryError::Undecodable { status: 200 }
+    );
+}

@@ -15,9 +15,11 @@
 //! - **Secrets**: userinfo in a URL becomes a Basic `Authorization` header; every
 //!   configured header is marked sensitive; errors ([`Error`]) never hold the URL or a
 //!   header value.
-//! - **Per source** ([`source`]): the options a Prometheus source adds to its address.
+//! - **Per source** ([`source`]): the options a Prometheus source adds to its address;
+//!   [`promql`] runs an instant query through this client.
 
 mod error;
+pub mod promql;
 pub mod source;
 pub mod tls;
 
