@@ -13,6 +13,10 @@
 //!   dashboard as the title's link), `allowed_mentions` empty so no text pings anyone.
 //! - **googlechat**: a `cardsV2` card (header, a text paragraph, decorated-text facts, a
 //!   dashboard button); its text is HTML-escaped.
+//!
+//! Texts are cut to each service's documented limits (Slack: a header 150 characters, a
+//! section 3000, a field 2000; Discord: a title 256, a description 4096, a field 1024), so a
+//! long name or message never gets the whole alert refused.
 //! - **webhook**: today's notification JSON, unchanged: `{"rollout", "namespace", "text"}`
 //!   with `text` = `<Reason>: <message>`.
 
@@ -45,11 +49,13 @@ fn slack(provider: &AlertProviderSpec, message: &AlertMessage) -> Value {
     let fields: Vec<Value> = message
         .facts()
         .into_iter()
-        .map(|(name, value)| json!({"type": "mrkdwn", "text": format!("*{name}*\n{}", escape(&value))}))
+        .map(|(name, value)| {
+            json!({"type": "mrkdwn", "text": cut(&format!("*{name}*\n{}", escape(&value)), 2000)})
+        })
         .collect();
     let mut blocks = vec![
-        json!({"type": "header", "text": {"type": "plain_text", "text": message.title()}}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": escape(&message.text)}}),
+        json!({"type": "header", "text": {"type": "plain_text", "text": cut(&message.title(), 150)}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(&escape(&message.text), 3000)}}),
         json!({"type": "section", "fields": fields}),
     ];
     if let Some(command) = &message.command {
@@ -127,14 +133,14 @@ fn discord(provider: &AlertProviderSpec, message: &AlertMessage) -> Value {
     let mut fields: Vec<Value> = message
         .facts()
         .into_iter()
-        .map(|(name, value)| json!({"name": name, "value": value, "inline": true}))
+        .map(|(name, value)| json!({"name": name, "value": cut(&value, 1024), "inline": true}))
         .collect();
     if let Some(command) = &message.command {
         fields.push(json!({"name": "Command", "value": format!("`{command}`"), "inline": false}));
     }
     let mut embed = json!({
-        "title": message.title(),
-        "description": message.text,
+        "title": cut(&message.title(), 256),
+        "description": cut(&message.text, 4096),
         "color": colour,
         "fields": fields,
     });
@@ -175,4 +181,61 @@ fn google_chat(message: &AlertMessage) -> Value {
             },
         }],
     })
+}
+
+/// `text` cut to at most `max` characters, ending in `…` when cut.
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_are_cut_to_the_services_limits() {
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(cut("abcd", 3), "ab…");
+        let message = AlertMessage {
+            reason: "RollingBack".into(),
+            severity: Severity::Error,
+            // Object names may be up to 253 characters.
+            rollout: "r".repeat(200),
+            namespace: "n".repeat(63),
+            revision: None,
+            phase: "RolledBack".into(),
+            weight: 0.0,
+            text: "x".repeat(5000),
+            breach: None,
+            command: None,
+            dashboard: None,
+        };
+        let spec: AlertProviderSpec =
+            serde_json::from_value(json!({"type": "slack", "secretRef": {"name": "s"}})).unwrap();
+        let slack = render(&spec, &message);
+        let header = slack["blocks"][0]["text"]["text"].as_str().unwrap();
+        assert_eq!(header.chars().count(), 150);
+        let section = slack["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert_eq!(section.chars().count(), 3000);
+        let discord = render(
+            &AlertProviderSpec {
+                kind: ProviderType::Discord,
+                ..spec
+            },
+            &message,
+        );
+        assert_eq!(
+            discord["embeds"][0]["description"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .count(),
+            4096
+        );
+    }
 }

@@ -199,7 +199,15 @@ impl Client {
                 let bytes = Limited::new(response.into_body(), self.max_response_bytes)
                     .collect()
                     .await
-                    .map_err(|_| Error::ResponseTooLarge(self.max_response_bytes))?
+                    .map_err(|e| {
+                        if e.is::<http_body_util::LengthLimitError>() {
+                            Error::ResponseTooLarge(self.max_response_bytes)
+                        } else {
+                            Error::Request {
+                                reason: "the answer broke off".to_string(),
+                            }
+                        }
+                    })?
                     .to_bytes();
                 return Ok(Response {
                     status: status.as_u16(),
