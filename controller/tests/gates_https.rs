@@ -14,7 +14,7 @@ mod loopback;
 use std::sync::Once;
 
 use loopback::{ok, serve, Received, TestCa};
-use serde_json::json;
+use serde_json::{json, Value};
 use stickycanary::engine::gates::CallOutcome;
 use stickycanary::gates::spec::Webhook;
 use stickycanary::gates::webhook::Caller;
@@ -65,7 +65,7 @@ async fn an_https_webhook_signed_by_a_trusted_ca_passes_and_others_fail_without_
     let good = serve(Some(trusted.server_identity()), ok).await;
     let outcome = caller.call(&webhook(&hook_url(&good.base)), &body).await;
     assert_eq!(outcome, CallOutcome::Passed { status: 200 });
-    let delivered: Vec<_> = good.received().iter().map(Received::json).collect();
+    let delivered: Vec<Value> = good.received().iter().map(Received::json).collect();
     assert_eq!(delivered, vec![body.clone()]);
 
     // Signed by a CA nobody trusts: the client refuses the certificate, nothing is sent.
