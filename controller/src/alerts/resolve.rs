@@ -26,21 +26,26 @@ pub struct Versioned<T> {
     pub resource_version: String,
 }
 
-/// Reads AlertProviders and Secret keys. `Ok(None)`: the object or key does not exist.
-/// `Err`: one line saying why the read failed.
+/// An AlertProvider's spec as read: `Ok(None)` when it does not exist, `Err` one line
+/// saying why the read failed.
+pub type ProviderRead = Result<Option<Versioned<AlertProviderSpec>>, String>;
+/// A Secret key's value as read: `Ok(None)` when the Secret or the key does not exist.
+pub type SecretRead = Result<Option<Versioned<Vec<u8>>>, String>;
+
+/// Reads AlertProviders and Secret keys.
 pub trait Objects: Send + Sync {
     fn alert_provider(
         &self,
         namespace: &str,
         name: &str,
-    ) -> impl Future<Output = Result<Option<Versioned<AlertProviderSpec>>, String>> + Send;
+    ) -> impl Future<Output = ProviderRead> + Send;
 
     fn secret_value(
         &self,
         namespace: &str,
         name: &str,
         key: &str,
-    ) -> impl Future<Output = Result<Option<Versioned<Vec<u8>>>, String>> + Send;
+    ) -> impl Future<Output = SecretRead> + Send;
 }
 
 /// Why a provider reference cannot be used; one line, never a Secret's content.
@@ -182,11 +187,7 @@ pub struct KubeObjects {
 }
 
 impl Objects for KubeObjects {
-    async fn alert_provider(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<Versioned<AlertProviderSpec>>, String> {
+    async fn alert_provider(&self, namespace: &str, name: &str) -> ProviderRead {
         let api: Api<AlertProvider> = Api::namespaced(self.client.clone(), namespace);
         let found = api.get_opt(name).await.map_err(|e| api_error(&e))?;
         Ok(found.map(|provider| Versioned {
@@ -195,12 +196,7 @@ impl Objects for KubeObjects {
         }))
     }
 
-    async fn secret_value(
-        &self,
-        namespace: &str,
-        name: &str,
-        key: &str,
-    ) -> Result<Option<Versioned<Vec<u8>>>, String> {
+    async fn secret_value(&self, namespace: &str, name: &str, key: &str) -> SecretRead {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         let Some(secret) = api.get_opt(name).await.map_err(|e| api_error(&e))? else {
             return Ok(None);
@@ -238,23 +234,14 @@ mod tests {
     }
 
     impl Objects for Memory {
-        async fn alert_provider(
-            &self,
-            namespace: &str,
-            name: &str,
-        ) -> Result<Option<Versioned<AlertProviderSpec>>, String> {
+        async fn alert_provider(&self, namespace: &str, name: &str) -> ProviderRead {
             Ok(self
                 .providers
                 .get(&(namespace.into(), name.into()))
                 .cloned())
         }
 
-        async fn secret_value(
-            &self,
-            namespace: &str,
-            name: &str,
-            key: &str,
-        ) -> Result<Option<Versioned<Vec<u8>>>, String> {
+        async fn secret_value(&self, namespace: &str, name: &str, key: &str) -> SecretRead {
             Ok(self
                 .secrets
                 .get(&(namespace.into(), name.into(), key.into()))
