@@ -26,3 +26,7 @@ pub mod target;
 // analysis: the canary-vs-stable statistics and the simulation harness that measures them.
 pub mod analysis;
 pub mod simulate;
+
+// integrations: the one outbound HTTP client stack, and alert providers on top of it.
+pub mod alerts;
+pub mod http;

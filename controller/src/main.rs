@@ -8,11 +8,23 @@ use stickycanary::cli::{Cli, Command, LogFormat};
 use stickycanary::observation::ManualAction;
 use stickycanary::{commands, k8s, local};
 
+/// Colour codes only for a person at a terminal: never when stderr goes to a pipe, a file or
+/// a log collector, and never when `NO_COLOR` is set to anything non-empty (no-color.org).
+fn log_colours(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|value| value.is_empty())
+}
+
 fn init_tracing(format: LogFormat, default_level: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let colours = log_colours(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR"),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colours)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -126,6 +138,19 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn log_colours_only_on_a_terminal_without_no_color() {
+        use super::log_colours;
+        assert!(log_colours(true, None));
+        assert!(
+            log_colours(true, Some("".into())),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(!log_colours(true, Some("1".into())));
+        assert!(!log_colours(false, None));
+        assert!(!log_colours(false, Some("1".into())));
+    }
 
     #[test]
     fn a_panic_prints_one_line_with_its_file_and_line() {

@@ -338,3 +338,61 @@ fn assign_from_a_rollout_without_a_cluster_is_one_line() {
         stderr(&out)
     );
 }
+
+/// The `controller` command without a cluster, logging at trace: kube's config inference
+/// logs a line before the one-line error. `terminal`: run it under a pseudo-terminal
+/// (util-linux `script`), as a person at a shell would; otherwise stderr is a pipe.
+fn controller_log_output(terminal: bool, no_color: Option<&str>) -> String {
+    let binary = env!("CARGO_BIN_EXE_stickycanary");
+    let mut command = if terminal {
+        let mut script = Command::new("script");
+        script.args(["-qec", &format!("'{binary}' controller"), "/dev/null"]);
+        script
+    } else {
+        let mut direct = Command::new(binary);
+        direct.arg("controller");
+        direct
+    };
+    command
+        .env("RUST_LOG", "trace")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("NO_COLOR")
+        .env_remove("STICKYCANARY_LOG_FORMAT");
+    if let Some(value) = no_color {
+        command.env("NO_COLOR", value);
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    // Under `script` the program's stderr arrives on script's stdout.
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(text.contains("TRACE"), "no log line was written: {text}");
+    text
+}
+
+#[test]
+fn piped_logs_carry_no_colour_codes() {
+    let text = controller_log_output(false, None);
+    assert!(!text.contains("\x1b["), "colour codes on a pipe: {text:?}");
+}
+
+#[test]
+fn terminal_logs_are_coloured_unless_no_color_is_set() {
+    let coloured = controller_log_output(true, None);
+    assert!(
+        coloured.contains("\x1b["),
+        "a terminal gets colours: {coloured:?}"
+    );
+    let plain = controller_log_output(true, Some("1"));
+    assert!(
+        !plain.contains("\x1b["),
+        "NO_COLOR=1 on a terminal: {plain:?}"
+    );
+    // An empty NO_COLOR counts as unset (no-color.org).
+    let empty = controller_log_output(true, Some(""));
+    assert!(
+        empty.contains("\x1b["),
+        "NO_COLOR= on a terminal: {empty:?}"
+    );
+}

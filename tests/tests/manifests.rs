@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_yaml::Value as Yaml;
+use stickycanary::alerts::validate::{is_dns1123_label, is_dns1123_subdomain};
 use stickycanary_e2e::paths::workspace_root;
 use stickycanary_e2e::promql_exprs;
+
+mod chart_render;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -474,6 +477,197 @@ fn controller_pod_runs_non_root_read_only_without_capabilities() {
             "deployment.yaml lacks {needle:?}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helm chart: object names as the API server checks them
+// ---------------------------------------------------------------------------------------
+
+/// An object of the chart: its kind, its rendered metadata.name, and for a binding the
+/// (kind, name) of the role it refers to.
+#[derive(Debug)]
+struct RenderedObject {
+    template: String,
+    kind: String,
+    name: String,
+    role_ref: Option<(String, String)>,
+}
+
+/// The `  name:` (or `  kind:`) value of the top-level `section:` block of a YAML document.
+fn block_value<'a>(document: &'a str, section: &str, key: &str) -> Option<&'a str> {
+    let mut lines = document.lines().skip_while(|l| *l != format!("{section}:"));
+    lines.next()?;
+    lines
+        .take_while(|l| l.starts_with(' ') || l.starts_with("{{"))
+        .find_map(|l| l.strip_prefix(&format!("  {key}: ")))
+}
+
+/// Every object of every template, its names rendered by chart_render (a renderer for the
+/// subset of Helm's template language the name helpers use) against values.yaml with
+/// `overrides` on top, for Helm release `release`. Every object counts, whatever `if` or
+/// `range` it sits in: the worst case, as if all were installed in one namespace.
+fn rendered_object_names(release: &str, overrides: &[(&str, &str)]) -> Vec<RenderedObject> {
+    let mut values = yaml_one(&helm_chart().join("values.yaml"));
+    for (key, value) in overrides {
+        values[*key] = Yaml::String(value.to_string());
+    }
+    let chart_meta = yaml_one(&helm_chart().join("Chart.yaml"));
+    let context = chart_render::context(values, &chart_meta, release, "stickycanary-system");
+    let helpers = read(&helm_chart().join("templates/_helpers.tpl"));
+    let chart = chart_render::Chart::new(&helpers, context).unwrap();
+    let render = |template: &Path, text: &str| {
+        chart
+            .render(text)
+            .unwrap_or_else(|e| panic!("{}: rendering {text:?}: {e}", template.display()))
+    };
+    let mut objects = Vec::new();
+    for template in files_with(&helm_chart().join("templates"), &[".yaml"]) {
+        for document in read(&template).split("\n---\n") {
+            let Some(kind) = document.lines().find_map(|l| l.strip_prefix("kind: ")) else {
+                continue;
+            };
+            let name = block_value(document, "metadata", "name").unwrap_or_else(|| {
+                panic!("{}: a {kind} without metadata.name", template.display())
+            });
+            let role_ref = block_value(document, "roleRef", "kind").map(|role_kind| {
+                let role_name = block_value(document, "roleRef", "name").unwrap();
+                (role_kind.to_string(), render(&template, role_name))
+            });
+            objects.push(RenderedObject {
+                template: template.file_name().unwrap().to_string_lossy().into_owned(),
+                kind: kind.to_string(),
+                name: render(&template, name),
+                role_ref,
+            });
+        }
+    }
+    objects
+}
+
+/// Why the API server would refuse `name` for `kind`, or None. The rules are apimachinery's
+/// per kind: a Service name is a DNS-1035 label (a DNS-1123 label starting with a letter);
+/// Deployment, ServiceAccount, NetworkPolicy and ServiceMonitor names are DNS-1123
+/// subdomains; RBAC names are path segments. On top, the chart's own promise: no name is
+/// longer than 63 characters, so a name is also a valid label value and Service name.
+fn name_problem(kind: &str, name: &str) -> Option<String> {
+    let rule = match kind {
+        "Service" => (is_dns1123_label(name) && name.starts_with(|c: char| c.is_ascii_lowercase()))
+            .then_some(())
+            .ok_or("not a DNS-1035 label"),
+        "Deployment" | "ServiceAccount" | "NetworkPolicy" | "ServiceMonitor" => {
+            is_dns1123_subdomain(name)
+                .then_some(())
+                .ok_or("not a DNS-1123 subdomain")
+        }
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => {
+            (!name.is_empty() && name != "." && name != ".." && !name.contains(['/', '%']))
+                .then_some(())
+                .ok_or("not a path segment name")
+        }
+        other => return Some(format!("no naming rule known for kind {other}")),
+    };
+    match rule {
+        Err(rule) => Some(format!("{kind} {name:?}: {rule}")),
+        Ok(()) if name.len() > 63 => {
+            Some(format!("{kind} {name:?}: {} > 63 characters", name.len()))
+        }
+        Ok(()) => None,
+    }
+}
+
+/// A valid Helm release name of `length` characters (Helm allows up to 53).
+fn release_name(length: usize) -> String {
+    let mut name: String = "payments-eu-".chars().cycle().take(length).collect();
+    if name.ends_with('-') {
+        name.pop();
+        name.push('x');
+    }
+    name
+}
+
+#[test]
+fn every_object_name_is_valid_for_its_kind_with_the_longest_release_names() {
+    // 63 characters, a `-` where the leader-election name cuts the full name (47).
+    let long_override = "o".repeat(46) + "-" + &"p".repeat(16);
+    let mut cases: Vec<(String, Vec<(&str, &str)>)> = (1..=53)
+        .map(|length| (release_name(length), vec![]))
+        .collect();
+    cases.push(("stickycanary".to_string(), vec![]));
+    cases.push((format!("{}-stickycanary", release_name(40)), vec![]));
+    cases.push((
+        "rel".to_string(),
+        vec![("fullnameOverride", long_override.as_str())],
+    ));
+    cases.push((
+        "rel".to_string(),
+        vec![("nameOverride", long_override.as_str())],
+    ));
+    for (release, overrides) in &cases {
+        assert!(
+            release.len() <= 53 && is_dns1123_label(release),
+            "{release}"
+        );
+        let objects = rendered_object_names(release, overrides);
+        assert!(
+            objects.len() >= 12,
+            "{release}: objects missing: {objects:?}"
+        );
+        let mut seen = BTreeSet::new();
+        for object in &objects {
+            if let Some(problem) = name_problem(&object.kind, &object.name) {
+                panic!(
+                    "release {release:?} {overrides:?}, {}: {problem}",
+                    object.template
+                );
+            }
+            // Two objects of one kind must not collide, even all in one namespace.
+            assert!(
+                seen.insert((object.kind.clone(), object.name.clone())),
+                "release {release:?} {overrides:?}: two {} named {:?}",
+                object.kind,
+                object.name
+            );
+        }
+        for object in &objects {
+            if let Some((role_kind, role_name)) = &object.role_ref {
+                assert!(
+                    seen.contains(&(role_kind.clone(), role_name.clone())),
+                    "{} {:?} refers to a {role_kind} {role_name:?} the chart does not make",
+                    object.kind,
+                    object.name
+                );
+            }
+        }
+    }
+
+    // With the 53-character release the full name is cut and every suffix survives.
+    let objects = rendered_object_names(&release_name(53), &[]);
+    let names: BTreeSet<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+    for suffix in ["-metrics", "-wasmplugins", "-leader-election"] {
+        assert!(
+            names.iter().any(|n| n.ends_with(suffix) && n.len() <= 63),
+            "no name ends with {suffix}: {names:?}"
+        );
+    }
+}
+
+#[test]
+fn name_check_refuses_the_uncut_suffixed_name_a_long_release_used_to_get() {
+    let values = yaml_one(&helm_chart().join("values.yaml"));
+    let chart_meta = yaml_one(&helm_chart().join("Chart.yaml"));
+    let context = chart_render::context(values, &chart_meta, &release_name(53), "ns");
+    let helpers = read(&helm_chart().join("templates/_helpers.tpl"));
+    let chart = chart_render::Chart::new(&helpers, context).unwrap();
+    // service.yaml's old name: the suffix added after the full name was cut.
+    let old = chart
+        .render("{{ include \"stickycanary.fullname\" . }}-metrics")
+        .unwrap();
+    assert_eq!(old.len(), 71);
+    assert!(name_problem("Service", &old).is_some());
+    assert!(name_problem("Service", "9-starts-with-a-digit").is_some());
+    assert!(name_problem("Deployment", "Upper").is_some());
+    assert!(name_problem("Role", "a/b").is_some());
+    assert!(name_problem("Service", "stickycanary-metrics").is_none());
 }
 
 #[test]

@@ -14,6 +14,27 @@
 {{- end }}
 {{- end }}
 
+{{/*
+Names with a suffix. Every name here is at most 63 characters once its suffix is on, and
+keeps the suffix: the full name is first cut to 63 minus the suffix, then the whole name gets
+the usual `trunc 63 | trimSuffix "-"`. Cutting only the joined name would not do: with a
+63-character full name, `<fullname>-leader-election` would come out as `<fullname>`, the
+name of the watched-namespace Role, and the two Roles would collide when the release
+namespace is the watched one. tests/tests/manifests.rs renders these with a 53-character
+release name and checks every metadata.name.
+*/}}
+{{- define "stickycanary.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "stickycanary.fullname" . | trunc 55 | trimSuffix "-") | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "stickycanary.wasmPluginRoleName" -}}
+{{- printf "%s-wasmplugins" (include "stickycanary.fullname" . | trunc 51 | trimSuffix "-") | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "stickycanary.leaderElectionName" -}}
+{{- printf "%s-leader-election" (include "stickycanary.fullname" . | trunc 47 | trimSuffix "-") | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "stickycanary.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "stickycanary.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}

@@ -1,0 +1,30 @@
+//! Alerts: reusable providers (Slack, Microsoft Teams, Discord, Google Chat, or a plain
+//! JSON webhook) that a platform team defines once as `AlertProvider` resources and many
+//! CanaryRollouts reference with `alerts: [{providerRef, severity}]`.
+//!
+//! The pieces, bottom up:
+//! - [`spec`]: the API types (the `AlertProvider` CRD, a rollout's `alerts` entries).
+//! - [`message`]: each Event's severity, the message (rollout, namespace, revision, phase,
+//!   weight, the breached check, the command to run, the dashboard link).
+//! - [`payload`]: each service's incoming-webhook JSON.
+//! - [`deliver`]: sending in the background with retries and backoff; outcomes to a sink.
+//! - [`resolve`]: from a `providerRef` to a ready provider (AlertProvider, Secrets, a cache).
+//! - [`report`]: the outcome sink the controller installs (a metric, an Event on failure).
+//! - [`validate`]: one-line checks of both API types.
+//!
+//! Only [`resolve::KubeObjects`] reads Kubernetes (an AlertProvider and its Secrets); the
+//! rest is pure or talks HTTP. `docs/alerts-and-prometheus.md` shows the resources.
+
+pub mod deliver;
+pub mod message;
+pub mod payload;
+pub mod report;
+pub mod resolve;
+pub mod spec;
+pub mod validate;
+
+pub use deliver::{Outcome, OutcomeSink, Provider, RetryPolicy};
+pub use message::{severity_of, AlertMessage, Breach};
+pub use spec::{
+    AlertProvider, AlertProviderSpec, ProviderRef, ProviderType, RolloutAlert, Severity,
+};

@@ -1,0 +1,152 @@
+//! The [`OutcomeSink`] the controller installs: each delivery counted in
+//! `stickycanary_alerts_total{provider, type, outcome}`, each failure handed to a callback
+//! that raises the `AlertFailed` Warning Event on the rollout.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use super::deliver::{Outcome, OutcomeSink};
+
+/// The Event reason of a failed delivery.
+pub const ALERT_FAILED: &str = "AlertFailed";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    /// `<namespace>/<name>` of the AlertProvider.
+    pub provider: String,
+    pub r#type: String,
+    /// `delivered`, or the failure's kind (`timeout`, `status`, `certificate`, ...).
+    pub outcome: String,
+}
+
+/// The delivery counter (cheap to clone: an `Arc` inside).
+#[derive(Clone, Debug, Default)]
+pub struct AlertCounter {
+    pub deliveries: Family<AlertLabels, Counter>,
+}
+
+impl AlertCounter {
+    /// Adds `stickycanary_alerts_total` to the controller's registry.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "stickycanary_alerts",
+            "Alert deliveries by provider, type and outcome (delivered or the kind of failure)",
+            self.deliveries.clone(),
+        );
+    }
+
+    pub fn count(&self, outcome: &Outcome) {
+        self.deliveries
+            .get_or_create(&AlertLabels {
+                provider: format!("{}/{}", outcome.provider_namespace, outcome.provider),
+                r#type: outcome.kind.as_str().to_string(),
+                outcome: outcome.label().to_string(),
+            })
+            .inc();
+    }
+}
+
+/// The Event message of a failed delivery: the provider and the one-line error (never the
+/// address), e.g. `alert RollingBack to platform/team-slack (slack) failed after 5
+/// attempts: HTTP 503`. None for a delivery that succeeded.
+pub fn failure_event(outcome: &Outcome) -> Option<String> {
+    let error = outcome.result.as_ref().err()?;
+    let attempts = match outcome.attempts {
+        1 => "1 attempt".to_string(),
+        n => format!("{n} attempts"),
+    };
+    Some(format!(
+        "alert {} to {}/{} ({}) failed after {attempts}: {error}",
+        outcome.reason,
+        outcome.provider_namespace,
+        outcome.provider,
+        outcome.kind.as_str()
+    ))
+}
+
+/// Counts every outcome and calls `on_failure(outcome, event message)` for each failure
+/// (the controller publishes the Event with [`ALERT_FAILED`] on the outcome's rollout).
+pub struct Report<F> {
+    pub counter: AlertCounter,
+    pub on_failure: F,
+}
+
+impl<F> OutcomeSink for Report<F>
+where
+    F: Fn(&Outcome, String) + Send + Sync + 'static,
+{
+    fn record(&self, outcome: Outcome) {
+        self.counter.count(&outcome);
+        if let Some(message) = failure_event(&outcome) {
+            (self.on_failure)(&outcome, message);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::alerts::ProviderType;
+    use crate::http::Error;
+
+    fn outcome(result: Result<(), Error>, attempts: u32) -> Outcome {
+        Outcome {
+            provider_namespace: "platform".into(),
+            provider: "team-slack".into(),
+            kind: ProviderType::Slack,
+            rollout_namespace: "shop".into(),
+            rollout: "checkout".into(),
+            reason: "RollingBack".into(),
+            attempts,
+            result,
+        }
+    }
+
+    #[test]
+    fn outcomes_are_counted_and_failures_reported_as_an_event() {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = events.clone();
+        let report = Report {
+            counter: AlertCounter::default(),
+            on_failure: move |outcome: &Outcome, message: String| {
+                seen.lock()
+                    .unwrap()
+                    .push((outcome.rollout.clone(), message));
+            },
+        };
+        let mut registry = Registry::default();
+        report.counter.register(&mut registry);
+        report.record(outcome(Ok(()), 1));
+        report.record(outcome(Err(Error::Status(503)), 5));
+        report.record(outcome(Err(Error::Status(503)), 5));
+
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(
+                "stickycanary_alerts_total{provider=\"platform/team-slack\",type=\"slack\",outcome=\"delivered\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "stickycanary_alerts_total{provider=\"platform/team-slack\",type=\"slack\",outcome=\"status\"} 2"
+            ),
+            "{text}"
+        );
+        let events = events.lock().unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            events[0],
+            (
+                "checkout".to_string(),
+                "alert RollingBack to platform/team-slack (slack) failed after 5 attempts: HTTP 503"
+                    .to_string()
+            )
+        );
+    }
+}

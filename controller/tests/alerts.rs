@@ -1,0 +1,423 @@
+//! Alert providers against loopback servers: each provider type's request, as its
+//! service's incoming webhook receives it (the exact JSON), delivery retries and their
+//! bounds, the caller never waiting, and the address (a secret) never in an outcome.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod loopback;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use loopback::{ok, serve, Received};
+use serde_json::{json, Value};
+use stickycanary::alerts::deliver::{self, Outcome, OutcomeSink, Provider, RetryPolicy};
+use stickycanary::alerts::message::{abort_command, dashboard_link};
+use stickycanary::alerts::{AlertMessage, AlertProviderSpec, Breach, Severity};
+use stickycanary::http::Error;
+
+/// The secret part of every provider address here (as in a Slack webhook URL).
+const ADDRESS_SECRET: &str = "T0001/B0002/XXXXsecretXXXX";
+
+fn provider_spec(kind: &str) -> AlertProviderSpec {
+    let mut spec = json!({"type": kind, "secretRef": {"name": "alerts-webhook"}, "timeout": "2s"});
+    if kind == "slack" {
+        spec["channel"] = json!("#deploys");
+    }
+    if kind == "slack" || kind == "discord" {
+        spec["username"] = json!("stickycanary");
+    }
+    serde_json::from_value(spec).unwrap()
+}
+
+fn provider(kind: &str, base: &str) -> Arc<Provider> {
+    let address = format!("{base}/hooks/{ADDRESS_SECRET}");
+    Arc::new(Provider::new("platform", "team-chat", provider_spec(kind), address, None).unwrap())
+}
+
+/// A rollback after a breach, with a dashboard link.
+fn rollback() -> AlertMessage {
+    AlertMessage {
+        reason: "RollingBack".into(),
+        severity: Severity::Error,
+        rollout: "checkout".into(),
+        namespace: "shop".into(),
+        revision: Some("v2".into()),
+        phase: "RolledBack".into(),
+        weight: 0.0,
+        text: "rolling back to 0% (error-rate): canary <5xx> 7% & rising".into(),
+        breach: Some(Breach {
+            check: "error-rate".into(),
+            value: 0.07,
+            threshold: 0.05,
+        }),
+        command: None,
+        dashboard: Some(dashboard_link(
+            "https://grafana.example/d/sc?var-namespace={namespace}&var-rollout={rollout}",
+            "shop",
+            "checkout",
+            Some("v2"),
+        )),
+    }
+}
+
+const DASHBOARD: &str = "https://grafana.example/d/sc?var-namespace=shop&var-rollout=checkout";
+
+/// What each service's webhook must receive for [`rollback`].
+fn expected_rollback(kind: &str) -> Value {
+    let facts = [
+        ("Rollout", "checkout"),
+        ("Namespace", "shop"),
+        ("Revision", "v2"),
+        ("Phase", "RolledBack"),
+        ("Weight", "0%"),
+        ("Check", "error-rate: 0.07 (threshold 0.05)"),
+    ];
+    let title = "[ERROR] shop/checkout: RollingBack";
+    match kind {
+        "slack" => json!({
+            "text": "[ERROR] shop/checkout: RollingBack rolling back to 0% (error-rate): canary &lt;5xx&gt; 7% &amp; rising",
+            "channel": "#deploys",
+            "username": "stickycanary",
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": title}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": "rolling back to 0% (error-rate): canary &lt;5xx&gt; 7% &amp; rising"}},
+                {"type": "section", "fields": facts.iter().map(|(n, v)| json!({"type": "mrkdwn", "text": format!("*{n}*\n{v}")})).collect::<Vec<_>>()},
+                {"type": "actions", "elements": [{"type": "button", "text": {"type": "plain_text", "text": "Dashboard"}, "url": DASHBOARD}]},
+            ],
+        }),
+        "msteams" => json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": null,
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "body": [
+                        {"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium", "color": "Attention", "wrap": true},
+                        {"type": "TextBlock", "text": "rolling back to 0% (error-rate): canary <5xx> 7% & rising", "wrap": true},
+                        {"type": "FactSet", "facts": facts.iter().map(|(n, v)| json!({"title": n, "value": v})).collect::<Vec<_>>()},
+                    ],
+                    "actions": [{"type": "Action.OpenUrl", "title": "Dashboard", "url": DASHBOARD}],
+                },
+            }],
+        }),
+        "discord" => json!({
+            "username": "stickycanary",
+            "allowed_mentions": {"parse": []},
+            "embeds": [{
+                "title": title,
+                "description": "rolling back to 0% (error-rate): canary <5xx> 7% & rising",
+                "color": 0xE74C3C,
+                "url": DASHBOARD,
+                "fields": facts.iter().map(|(n, v)| json!({"name": n, "value": v, "inline": true})).collect::<Vec<_>>(),
+            }],
+        }),
+        "googlechat" => {
+            let mut widgets = vec![
+                json!({"textParagraph": {"text": "rolling back to 0% (error-rate): canary &lt;5xx&gt; 7% &amp; rising"}}),
+            ];
+            widgets.extend(
+                facts
+                    .iter()
+                    .map(|(n, v)| json!({"decoratedText": {"topLabel": n, "text": v}})),
+            );
+            widgets.push(json!({"buttonList": {"buttons": [{"text": "Dashboard", "onClick": {"openLink": {"url": DASHBOARD}}}]}}));
+            json!({"cardsV2": [{
+                "cardId": "stickycanary",
+                "card": {
+                    "header": {"title": title, "subtitle": "0% on the canary, phase RolledBack"},
+                    "sections": [{"widgets": widgets}],
+                },
+            }]})
+        }
+        // Today's notification webhook JSON, unchanged.
+        "webhook" => json!({
+            "rollout": "checkout",
+            "namespace": "shop",
+            "text": "RollingBack: rolling back to 0% (error-rate): canary <5xx> 7% & rising",
+        }),
+        other => panic!("no expectation for {other}"),
+    }
+}
+
+/// Outcomes, as the controller's metric and Event hook would get them.
+#[derive(Default)]
+struct Recorded(Mutex<Vec<Outcome>>);
+
+impl OutcomeSink for Recorded {
+    fn record(&self, outcome: Outcome) {
+        self.0.lock().unwrap().push(outcome);
+    }
+}
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 4,
+        first_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        total: Duration::from_secs(5),
+    }
+}
+
+const TYPES: [&str; 5] = ["slack", "msteams", "discord", "googlechat", "webhook"];
+
+#[tokio::test]
+async fn each_provider_type_posts_its_services_documented_json() {
+    for kind in TYPES {
+        let server = serve(None, ok).await;
+        let outcome =
+            deliver::deliver(&provider(kind, &server.base), &rollback(), fast_retries()).await;
+        assert_eq!(outcome.result, Ok(()), "{kind}");
+        assert_eq!(outcome.attempts, 1);
+        let received: Vec<Received> = server.received();
+        assert_eq!(received.len(), 1, "{kind}");
+        assert_eq!(received[0].method, "POST");
+        assert_eq!(received[0].target, format!("/hooks/{ADDRESS_SECRET}"));
+        assert_eq!(received[0].header("content-type"), Some("application/json"));
+        assert_eq!(received[0].json(), expected_rollback(kind), "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn the_command_to_run_is_in_every_chat_format() {
+    let command = abort_command("checkout", "shop");
+    let paused = AlertMessage {
+        reason: "Paused".into(),
+        severity: Severity::Warn,
+        phase: "Paused".into(),
+        weight: 25.0,
+        text: "holding at 25%".into(),
+        breach: None,
+        dashboard: None,
+        command: Some(command.clone()),
+        ..rollback()
+    };
+    let expected_fragment = |kind: &str| match kind {
+        "slack" => {
+            json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("`{command}`")}})
+        }
+        "msteams" => {
+            json!({"type": "TextBlock", "text": command, "fontType": "Monospace", "wrap": true})
+        }
+        "discord" => json!({"name": "Command", "value": format!("`{command}`"), "inline": false}),
+        "googlechat" => {
+            json!({"decoratedText": {"topLabel": "Command", "text": format!("<code>{command}</code>")}})
+        }
+        _ => Value::Null,
+    };
+    for kind in ["slack", "msteams", "discord", "googlechat"] {
+        let body = stickycanary::alerts::payload::render(&provider_spec(kind), &paused);
+        let last = match kind {
+            "slack" => body["blocks"].as_array().unwrap().last().cloned(),
+            "msteams" => body["attachments"][0]["content"]["body"]
+                .as_array()
+                .unwrap()
+                .last()
+                .cloned(),
+            "discord" => body["embeds"][0]["fields"]
+                .as_array()
+                .unwrap()
+                .last()
+                .cloned(),
+            _ => body["cardsV2"][0]["card"]["sections"][0]["widgets"]
+                .as_array()
+                .unwrap()
+                .last()
+                .cloned(),
+        };
+        assert_eq!(last.unwrap(), expected_fragment(kind), "{kind}");
+        assert!(
+            !body.to_string().contains("Dashboard"),
+            "{kind}: no link without a template"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failing_provider_is_retried_then_given_up_without_holding_the_caller() {
+    let server = serve(None, |_: &Received| (500, vec![], "down".into())).await;
+    let sink = Arc::new(Recorded::default());
+    let slack = provider("slack", &server.base);
+    let started = Instant::now();
+    let handle = deliver::spawn(slack, rollback(), fast_retries(), sink.clone());
+    // The caller (a rollout's tick) goes on at once.
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "{:?}",
+        started.elapsed()
+    );
+    tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .unwrap()
+        .unwrap();
+    // 4 attempts, 50 + 100 + 200 ms apart: given up well inside the policy's total.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(350) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    assert_eq!(server.received().len(), 4);
+    let outcomes = sink.0.lock().unwrap().clone();
+    assert_eq!(outcomes.len(), 1);
+    let outcome = &outcomes[0];
+    assert_eq!(outcome.result, Err(Error::Status(500)));
+    assert_eq!(outcome.attempts, 4);
+    assert_eq!(outcome.label(), "status");
+    assert_eq!(
+        (outcome.provider.as_str(), outcome.rollout.as_str()),
+        ("team-chat", "checkout")
+    );
+    // The address is a secret: not in the outcome, however it is printed.
+    assert!(!format!("{outcome:?}").contains("secret"), "{outcome:?}");
+    assert!(!format!("{:?}", provider("slack", &server.base)).contains("secret"));
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_total_time_and_on_failures_that_will_not_heal() {
+    // The total bound: backoffs of 200 ms and more, 300 ms in all, allow 2 attempts.
+    let server = serve(None, |_: &Received| (503, vec![], String::new())).await;
+    let slow = RetryPolicy {
+        max_attempts: 10,
+        first_backoff: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(1),
+        total: Duration::from_millis(300),
+    };
+    let outcome = deliver::deliver(&provider("discord", &server.base), &rollback(), slow).await;
+    assert_eq!(
+        (outcome.attempts, outcome.result),
+        (2, Err(Error::Status(503)))
+    );
+
+    // A 404 (a deleted webhook) is not retried.
+    let gone = serve(None, |_: &Received| (404, vec![], String::new())).await;
+    let outcome = deliver::deliver(
+        &provider("discord", &gone.base),
+        &rollback(),
+        fast_retries(),
+    )
+    .await;
+    assert_eq!(
+        (outcome.attempts, outcome.result),
+        (1, Err(Error::Status(404)))
+    );
+}
+
+#[tokio::test]
+async fn a_provider_that_recovers_gets_the_alert_on_a_later_attempt() {
+    let calls = Arc::new(Mutex::new(0));
+    let counter = calls.clone();
+    let server = serve(None, move |_: &Received| {
+        let mut calls = counter.lock().unwrap();
+        *calls += 1;
+        if *calls < 3 {
+            (429, vec![], String::new())
+        } else {
+            (200, vec![], String::new())
+        }
+    })
+    .await;
+    let outcome = deliver::deliver(
+        &provider("googlechat", &server.base),
+        &rollback(),
+        fast_retries(),
+    )
+    .await;
+    assert_eq!((outcome.attempts, outcome.result.clone()), (3, Ok(())));
+    assert_eq!(outcome.label(), "delivered");
+    // Every attempt carried the same body.
+    let bodies: Vec<Value> = server.received().iter().map(Received::json).collect();
+    assert!(bodies.iter().all(|b| *b == expected_rollback("googlechat")));
+}
+
+#[tokio::test]
+async fn dispatch_sends_to_the_providers_that_want_the_severity() {
+    let everything = serve(None, ok).await;
+    let errors_only = serve(None, ok).await;
+    let alerts: Vec<stickycanary::alerts::RolloutAlert> = serde_json::from_value(json!([
+        {"providerRef": {"name": "everything"}, "severity": "info"},
+        {"providerRef": {"name": "errors-only", "namespace": "platform"}, "severity": "error"},
+        {"providerRef": {"name": "missing"}, "severity": "warn"},
+    ]))
+    .unwrap();
+    // The "everything" provider links its own dashboard.
+    let mut spec = provider_spec("webhook");
+    spec.dashboard_url = Some("https://grafana.example/d/x?ns={namespace}&r={rollout}".into());
+    let everything_provider = Arc::new(
+        Provider::new(
+            "shop",
+            "everything",
+            spec,
+            format!("{}/hook", everything.base),
+            None,
+        )
+        .unwrap(),
+    );
+    let errors_provider = provider("webhook", &errors_only.base);
+    let lookups = Arc::new(Mutex::new(Vec::new()));
+    let lookup = |namespace: &str, reference: &stickycanary::alerts::ProviderRef| {
+        lookups
+            .lock()
+            .unwrap()
+            .push(format!("{namespace}/{}", reference.name));
+        match reference.name.as_str() {
+            "everything" => Some(everything_provider.clone()),
+            "errors-only" => Some(errors_provider.clone()),
+            _ => None,
+        }
+    };
+    let sink = Arc::new(Recorded::default());
+    let sink_dyn: Arc<dyn OutcomeSink> = sink.clone();
+    let paused = AlertMessage {
+        reason: "Paused".into(),
+        severity: Severity::Warn,
+        dashboard: None,
+        ..rollback()
+    };
+    let unresolved = deliver::dispatch(&alerts, &paused, lookup, fast_retries(), &sink_dyn);
+    assert_eq!(unresolved.len(), 1);
+    assert_eq!(unresolved[0].name, "missing");
+    assert_eq!(
+        *lookups.lock().unwrap(),
+        vec!["shop/everything", "shop/missing"]
+    );
+
+    // Delivered in the background: wait (bounded) for the one outcome.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sink.0.lock().unwrap().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sink.0.lock().unwrap().len(), 1);
+    assert!(
+        errors_only.received().is_empty(),
+        "a warning is not an error"
+    );
+    let received = everything.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].json(),
+        json!({"rollout": "checkout", "namespace": "shop", "text": "Paused: rolling back to 0% (error-rate): canary <5xx> 7% & rising"})
+    );
+    // The webhook JSON has no link; the chat formats get the provider's own.
+    let slack_spec = AlertProviderSpec {
+        dashboard_url: Some("https://grafana.example/d/x?ns={namespace}&r={rollout}".into()),
+        ..provider_spec("slack")
+    };
+    let slack = serve(None, ok).await;
+    let slack_provider = Provider::new(
+        "shop",
+        "s",
+        slack_spec,
+        format!("{}/hook", slack.base),
+        None,
+    )
+    .unwrap();
+    deliver::deliver(&slack_provider, &paused, fast_retries()).await;
+    let body = slack.received()[0].json();
+    let actions = body["blocks"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        actions["elements"][0]["url"],
+        "https://grafana.example/d/x?ns=shop&r=checkout"
+    );
+}
