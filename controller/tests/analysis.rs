@@ -540,7 +540,7 @@ fn evidence_resting_on_two_shards_is_inconclusive_not_a_failure() {
     let canary: Vec<(f64, f64)> = (0..16)
         .map(|shard| match shard {
             2 | 9 => (300.0, 12.0),
-            _ => (300.0, 4.5),
+            _ => (300.0, 3.9),
         })
         .collect();
     let stable: Vec<(f64, f64)> = (0..16).map(|_| (2700.0, 27.0)).collect();

@@ -66,7 +66,7 @@ pub const MAX_OUTLYING_SHARDS: usize = 6;
 /// Family-wise level of the "does the top shard stand out" test, split over the shards with
 /// traffic (Bonferroni): among the shards of a broad regression, a top shard is taken for
 /// one user's by chance in at most about 5% of looks.
-pub const OUTLIER_FAMILY_ALPHA: f64 = 0.05;
+pub const OUTLIER_FAMILY_ALPHA: f64 = 0.01;
 /// Fewer shards with traffic on both versions than this, after setting outliers aside, give
 /// no verdict.
 pub const MIN_KEPT_SHARDS: usize = 6;

@@ -201,15 +201,6 @@ pub fn run(scenario: &Scenario, variant: Variant, seed: u64) -> End {
             world.slow_threshold_ms = ms;
         }
         status = decision.status;
-        if std::env::var_os("SC_TRACE").is_some() {
-            if let Some(c) = &status.comparative {
-                eprintln!(
-                    "t={elapsed_s} w={} phase={:?} err logE={:.2} shards={:?} known={:?}\n   lat T={:?} filterT={:?} logE={:.2} shards={:?} seg={:?}",
-                    status.weight, status.phase, c.errors.log_e_value, c.errors.shards, c.errors.stable_outlying_shards,
-                    c.latency_threshold_ms, c.shard_slow_threshold_ms, c.slow_requests.log_e_value, c.slow_requests.shards, c.slow_requests.segment
-                );
-            }
-        }
         match status.phase {
             Phase::Promoted => {
                 return End::Promoted {
