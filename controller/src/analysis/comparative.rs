@@ -643,9 +643,10 @@ fn judge(
         significant(e_value),
         significant(threshold)
     );
-    let kept_too_few = test.shards.as_ref().is_some_and(|shards| {
-        (shards.shards_with_traffic as usize) < sharded::MIN_KEPT_SHARDS
-    });
+    let kept_too_few = test
+        .shards
+        .as_ref()
+        .is_some_and(|shards| (shards.shards_with_traffic as usize) < sharded::MIN_KEPT_SHARDS);
     let (decision, message) = if test.rejected {
         (
             Decision::Fail,

@@ -178,16 +178,15 @@ fn most_in_excess(rows: &[(usize, SplitCounts)], skip: &[usize]) -> Option<usize
     (0..rows.len())
         .filter(|position| !skip.contains(&rows[*position].0))
         .max_by(|a, b| {
-        excess(&rows[*a])
-            .total_cmp(&excess(&rows[*b]))
-            .then(rows[*b].0.cmp(&rows[*a].0))
-    })
+            excess(&rows[*a])
+                .total_cmp(&excess(&rows[*b]))
+                .then(rows[*b].0.cmp(&rows[*a].0))
+        })
 }
 
 /// Canary shards that one or two users unseen on stable may explain, whatever stable shows
 /// (a bot that happens to be on canary alone).
 pub const ALWAYS_OUTLYING: usize = 2;
-
 
 /// Chance, per look, that more of the population's outlying users land on canary than the
 /// bound of [`unexplained_allowed`] sets aside.

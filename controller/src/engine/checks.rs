@@ -195,10 +195,7 @@ fn error_rate_breadth(window: &VersionWindow, max_percent: f64) -> Option<Breadt
     let percent = rate * 100.0;
     Some(Breadth {
         broad: percent > max_percent,
-        detail: format!(
-            "{}% without outlying shards {set_aside:?}",
-            round2(percent)
-        ),
+        detail: format!("{}% without outlying shards {set_aside:?}", round2(percent)),
     })
 }
 
@@ -227,7 +224,9 @@ fn p99_breadth(window: &VersionWindow, max_ms: f64) -> Option<Breadth> {
         .and_then(|(slow, total)| (total > 0.0).then(|| slow / total))?;
     let (requests, slow) = per_shard
         .iter()
-        .fold((0.0, 0.0), |(n, x), (requests, slow)| (n + requests, x + slow));
+        .fold((0.0, 0.0), |(n, x), (requests, slow)| {
+            (n + requests, x + slow)
+        });
     let (broad_slow, set_aside) = sharded::broad_rate(&per_shard)?;
     let overall = if requests > 0.0 { slow / requests } else { 0.0 };
     let broad_share = if overall > 0.0 {

@@ -197,7 +197,11 @@ pub fn run(scenario: &Scenario, variant: Variant, seed: u64) -> End {
             manual: None,
         };
         let decision = engine::decide(&spec, &status, now, &observations);
-        if let Some(ms) = decision.actions.iter().find_map(engine::Action::slow_threshold_ms) {
+        if let Some(ms) = decision
+            .actions
+            .iter()
+            .find_map(engine::Action::slow_threshold_ms)
+        {
             world.slow_threshold_ms = ms;
         }
         status = decision.status;

@@ -202,19 +202,31 @@ pub fn catalog() -> Vec<Scenario> {
         // Issue 22's scenarios: what sticky traffic does that independent noise does not.
         Scenario {
             slow_user: Some(slow_user(1.0, false)),
-            ..base("healthy, one slow user (450ms, 1 req/s) on canary from the start", true)
+            ..base(
+                "healthy, one slow user (450ms, 1 req/s) on canary from the start",
+                true,
+            )
         },
         Scenario {
             slow_user: Some(slow_user(0.1, false)),
-            ..base("healthy, one slow user (450ms, 0.1 req/s) on canary from the start", true)
+            ..base(
+                "healthy, one slow user (450ms, 0.1 req/s) on canary from the start",
+                true,
+            )
         },
         Scenario {
             slow_user: Some(slow_user(1.0, true)),
-            ..base("healthy, one slow user (450ms, 1 req/s), present before, moves to canary", true)
+            ..base(
+                "healthy, one slow user (450ms, 1 req/s), present before, moves to canary",
+                true,
+            )
         },
         Scenario {
             slow_user: Some(slow_user(0.1, true)),
-            ..base("healthy, one slow user (450ms, 0.1 req/s), present before, moves to canary", true)
+            ..base(
+                "healthy, one slow user (450ms, 0.1 req/s), present before, moves to canary",
+                true,
+            )
         },
         Scenario {
             error_prone: Some(ErrorProne {
@@ -222,7 +234,10 @@ pub fn catalog() -> Vec<Scenario> {
                 rps_each: 0.2,
                 error_rate: 0.3,
             }),
-            ..base("healthy, 50 req/s, 20 users at 0.2 req/s with 30% errors", true)
+            ..base(
+                "healthy, 50 req/s, 20 users at 0.2 req/s with 30% errors",
+                true,
+            )
         },
         Scenario {
             error_prone: Some(ErrorProne {
@@ -230,7 +245,10 @@ pub fn catalog() -> Vec<Scenario> {
                 rps_each: 1.0,
                 error_rate: 0.1,
             }),
-            ..base("healthy, 50 req/s, 5 heavy users at 1 req/s each (5 req/s) with 10% errors", true)
+            ..base(
+                "healthy, 50 req/s, 5 heavy users at 1 req/s each (5 req/s) with 10% errors",
+                true,
+            )
         },
         Scenario {
             error_prone: Some(ErrorProne {
@@ -238,14 +256,20 @@ pub fn catalog() -> Vec<Scenario> {
                 rps_each: 0.01,
                 error_rate: 1.0,
             }),
-            ..base("healthy, 50 req/s, 50 light users at 0.01 req/s, all errors", true)
+            ..base(
+                "healthy, 50 req/s, 50 light users at 0.01 req/s, all errors",
+                true,
+            )
         },
         Scenario {
             bot: Some(Bot {
                 starts_failing_at_s: Some(900.0),
                 ..bot
             }),
-            ..base("healthy, 50 req/s, a bot (1 req/s) starts failing 50% at 15m", true)
+            ..base(
+                "healthy, 50 req/s, a bot (1 req/s) starts failing 50% at 15m",
+                true,
+            )
         },
         Scenario {
             affected: Some(AffectedUsers {

@@ -227,12 +227,12 @@ impl Population {
             if user.arrives_with_rollout && !moment.started {
                 continue;
             }
-            let own = if user.is_bot && self.bot_starts_failing_at_s.is_some() && !moment.bot_failing
-            {
-                self.base_error_rate
-            } else {
-                user.error_rate
-            };
+            let own =
+                if user.is_bot && self.bot_starts_failing_at_s.is_some() && !moment.bot_failing {
+                    self.base_error_rate
+                } else {
+                    user.error_rate
+                };
             let (canary, stable) = &mut cells[user.shard];
             let (cell, error_rate) = if user.bucket < cut {
                 (

@@ -97,8 +97,7 @@ impl EcdsFileTarget {
         salt: Option<&str>,
     ) -> Result<(), TargetError> {
         let (_, plugin_config) = self.read()?;
-        let updated =
-            apply_weight(&plugin_config, rollout_key, weight, salt, &self.name())?;
+        let updated = apply_weight(&plugin_config, rollout_key, weight, salt, &self.name())?;
         self.write_plugin_config(&updated)
     }
 

@@ -153,7 +153,11 @@ pub fn apply_rollout_fields(
 /// The `slowThresholdMs` field for a threshold in ms: whole milliseconds within the
 /// filter's range (1 to 600000), so a histogram boundary such as 300 is written as `300`.
 pub fn slow_threshold_field(ms: f64) -> serde_json::Map<String, Value> {
-    let whole = if ms.is_finite() { ms.ceil().clamp(1.0, 600_000.0) } else { 600_000.0 };
+    let whole = if ms.is_finite() {
+        ms.ceil().clamp(1.0, 600_000.0)
+    } else {
+        600_000.0
+    };
     let mut fields = serde_json::Map::new();
     fields.insert("slowThresholdMs".to_string(), Value::from(whole as u64));
     fields
