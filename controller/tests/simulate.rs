@@ -247,3 +247,27 @@ fn with_shards_a_doubled_p99_is_caught_within_two_minutes_as_often_as_request_le
         .rollback_reasons
         .contains_key("comparative-latency"));
 }
+
+#[test]
+fn one_slow_healthy_user_on_canary_does_not_roll_it_back() {
+    // Issue 22: a client whose every request takes 410-490 ms on both versions (stable's p99
+    // is 300 ms, the filter's default slow threshold 500 ms) sat on canary and rolled back
+    // every such canary: its requests counted as independent slow events. Now the filter
+    // counts `slow` at the test's own threshold and the user's one shard is set aside.
+    let by_shard = run(
+        "healthy, one slow user (450ms, 1 req/s) on canary",
+        Variant::ClusterRobust,
+        60,
+    );
+    assert!(by_shard.rolled_back() <= 1, "{by_shard:?}");
+}
+
+#[test]
+fn a_bug_that_breaks_three_percent_of_users_is_never_promoted() {
+    // Issue 22: 3% of the users (chosen by something the hash does not see) get only 5xx on
+    // canary. The old dispersion, read from canary's own shards, discounted the regression
+    // as fast as it grew: 31% of such rollouts were promoted.
+    let by_shard = run("3% of users broken", Variant::ClusterRobust, 60);
+    assert_eq!(by_shard.promoted, 0, "{by_shard:?}");
+    assert!(by_shard.rollback_rate() >= 0.95, "{by_shard:?}");
+}
