@@ -20,7 +20,8 @@
 //!
 //! Control plane (not counted as traffic): `POST /__control` with any subset of
 //! `{"errorRatio":0.2,"errorStatus":503,"delayMs":800}` changes behaviour and resets the request
-//! counter; `GET /__stats` returns `{"name","requests","errors","errorRatio","errorStatus","delayMs"}`.
+//! counter; `GET /__stats` returns `{"name","pid","requests","errors","errorRatio","errorStatus",
+//! "delayMs"}` (`pid` lets the harness tell its own backend from anything else on the port).
 
 use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
@@ -208,6 +209,7 @@ fn respond(request: &http1::Request, state: &State) -> (u16, Vec<(String, String
             let behaviour = *state.behaviour.lock().unwrap_or_else(|e| e.into_inner());
             json_response(serde_json::json!({
                 "name": state.name,
+                "pid": std::process::id(),
                 "requests": state.requests.load(Ordering::SeqCst),
                 "errors": state.errors.load(Ordering::SeqCst),
                 "errorRatio": behaviour.error_ratio,

@@ -147,9 +147,14 @@ impl Prometheus {
         let mut child =
             ChildGuard::spawn("prometheus", cmd, &self.dir.path().join("prometheus.log"))?;
         let addr = self.addr;
+        // Ready means *this* Prometheus (its TSDB is our data directory) answers, not any
+        // Prometheus that took the port between the probe and our bind: that one would scrape
+        // another stack, and ours would exit with a bind failure that `start` retries.
+        let data_dir = self.data_dir().display().to_string();
         child.wait_ready(self.opts.ready_timeout, || {
             http1::request(addr, "GET", "/-/ready", &[], &[], Duration::from_secs(2))
                 .is_ok_and(|r| r.status == 200)
+                && tsdb_path(addr).as_deref() == Some(data_dir.as_str())
         })?;
         self.child = Some(child);
         Ok(())
@@ -247,4 +252,21 @@ impl Prometheus {
                 std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
             })
     }
+}
+
+/// The `--storage.tsdb.path` of the Prometheus answering on `addr`.
+fn tsdb_path(addr: SocketAddr) -> Option<String> {
+    let resp = http1::request(
+        addr,
+        "GET",
+        "/api/v1/status/flags",
+        &[],
+        &[],
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    let body: Value = serde_json::from_slice(&resp.body).ok()?;
+    body["data"]["storage.tsdb.path"]
+        .as_str()
+        .map(str::to_string)
 }

@@ -194,6 +194,12 @@ impl Stack {
         if controller_metrics.is_none() {
             prometheus.wait_targets_up(Duration::from_secs(60))?;
         }
+        // Last, right before the caller sends traffic: both upstreams Envoy routes to are
+        // still our running backends (issue 22: a canary upstream that is not there turns every
+        // canary request into an Envoy 503, which reads as a 100% canary error rate).
+        let (mut stable, mut canary) = (stable, canary);
+        stable.check_serving()?;
+        canary.check_serving()?;
         let rollout_file = dir.path().join("rollout.yaml");
         std::fs::write(&rollout_file, opts.plan.rollout_yaml(&prometheus.url()))
             .ctx(|| format!("write {}", rollout_file.display()))?;
@@ -365,6 +371,36 @@ impl Stack {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Whether each backend is still running and answering on its port, one line each, plus
+    /// Envoy's canary-cluster connection counters: for failure messages, so a canary error
+    /// rate says whether the canary backend answered or Envoy could not reach it.
+    pub fn upstreams_report(&mut self) -> String {
+        let counters = self
+            .envoy
+            .stats()
+            .map(|stats| {
+                stats
+                    .into_iter()
+                    .filter(|(name, _)| {
+                        name.starts_with("cluster.canary.")
+                            && (name.ends_with(".upstream_cx_connect_fail")
+                                || name.ends_with(".upstream_cx_total")
+                                || name.ends_with(".upstream_rq_503")
+                                || name.ends_with(".upstream_rq_completed"))
+                            && !name.contains(".external.")
+                    })
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_else(|e| format!("envoy stats unavailable: {e}"));
+        format!(
+            "{}\n{}\nenvoy: {counters}",
+            self.stable.health(),
+            self.canary.health()
+        )
     }
 
     /// Load options aimed at this stack's Envoy and rollout host.

@@ -89,10 +89,22 @@ fn one_heavy_error_prone_user_on_canary_does_not_roll_it_back() {
     let heavy = heavy_user(&stack);
     stack.start_controller().expect("controller");
     let status = run_to_final(&mut stack, Duration::from_secs(90));
+    let upstreams = stack.upstreams_report();
     let heavy_summary = heavy.stop();
-    ordinary.stop();
+    let ordinary_summary = ordinary.stop();
 
-    assert_eq!(phase_of(&status), "Promoted", "status: {status}");
+    // On a failure, say where canary's errors came from: the canary backend (`canary` in
+    // non_2xx_by_version) or Envoy's own replies when it could not reach it (`none`).
+    assert_eq!(
+        phase_of(&status),
+        "Promoted",
+        "status: {status}\nupstreams:\n{upstreams}\nordinary users: non-2xx by version {:?}, \
+         by version {:?}\nheavy user: non-2xx by version {:?}\ncontroller log:\n{}",
+        ordinary_summary.non_2xx_by_version,
+        ordinary_summary.by_version,
+        heavy_summary.non_2xx_by_version,
+        stack.controller_log()
+    );
     // The heavy user really was on canary and really failed: canary's error rate over all
     // its traffic was far above the seed's 5% while it was at 10-50%.
     let canary_errors = heavy_summary
@@ -121,10 +133,15 @@ fn a_broad_canary_regression_is_still_rolled_back_with_the_heavy_user_there() {
     let heavy = heavy_user(&stack);
     stack.start_controller().expect("controller");
     let status = run_to_final(&mut stack, Duration::from_secs(90));
+    let upstreams = stack.upstreams_report();
     heavy.stop();
     ordinary.stop();
 
-    assert_eq!(phase_of(&status), "RolledBack", "status: {status}");
+    assert_eq!(
+        phase_of(&status),
+        "RolledBack",
+        "status: {status}\nupstreams:\n{upstreams}"
+    );
     assert_eq!(status["rollbackReason"], "error-rate", "status: {status}");
     let messages = error_rate_messages(&status);
     assert!(

@@ -194,3 +194,41 @@ fn load_paces_to_a_target_rate_and_sc_load_prints_one_json_summary() {
         "one-line error"
     );
 }
+
+/// Issue 22: "ready" means our backend answers on its port, and a stack re-checks it before
+/// traffic. A port someone else listens on used to pass the readiness check (a TCP connect)
+/// while the backend exited with "address in use"; Envoy then had no canary to reach and
+/// every canary request became a 503 of Envoy's own.
+#[test]
+fn a_backend_is_ready_only_when_it_answers_itself_and_a_dead_one_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    // Something else (not an sc-backend) already listens on the port.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = squatter.local_addr().unwrap();
+    let err = Backend::start_at(
+        Path::new(BACKEND),
+        "canary",
+        Behaviour::default(),
+        dir.path(),
+        taken,
+    )
+    .err()
+    .expect("a backend that could not bind its port must not be reported ready");
+    assert!(
+        err.to_string()
+            .to_ascii_lowercase()
+            .contains("address already in use")
+            || format!("{err:?}")
+                .to_ascii_lowercase()
+                .contains("address already in use"),
+        "{err:?}"
+    );
+    drop(squatter);
+
+    let mut b = backend("canary", dir.path());
+    b.check_serving().unwrap();
+    assert!(b.health().ends_with(": serving"), "{}", b.health());
+    b.child_mut().kill();
+    assert!(b.check_serving().is_err());
+    assert!(b.health().contains("NOT serving"), "{}", b.health());
+}
