@@ -91,6 +91,11 @@ impl MetricsBatcher {
         }
     }
 
+    /// `address` with no other options (the host's CAs, the controller's timeout).
+    pub fn plain(&self, address: &str) -> Endpoint {
+        self.endpoint(address, &SourceOutbound::default(), None, None)
+    }
+
     /// The source for `endpoint` (one HTTP client per Prometheus and options).
     pub fn source(&self, endpoint: &Endpoint) -> Result<PrometheusSource, String> {
         let key = endpoint.key();
