@@ -166,9 +166,28 @@ pub struct LocalArgs {
     /// Envoy's ECDS file (filter.ecds.json); rewritten through a temporary file and a rename
     #[arg(long)]
     pub envoy_ecds: PathBuf,
-    /// Prometheus base URL (overrides spec.prometheus.address)
+    /// Prometheus base URL (overrides spec.prometheus.address); user:password@ in it is sent
+    /// as Basic auth
     #[arg(long)]
     pub prometheus: Option<String>,
+    /// File holding a bearer token for Prometheus (stands in for
+    /// spec.prometheus.bearerTokenSecretRef, which local mode cannot read)
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "STICKYCANARY_PROMETHEUS_BEARER_TOKEN_FILE"
+    )]
+    pub prometheus_bearer_token_file: Option<PathBuf>,
+    /// PEM CA bundle trusted for Prometheus besides the host's (stands in for
+    /// spec.prometheus.ca)
+    #[arg(long, value_name = "FILE", env = "STICKYCANARY_PROMETHEUS_CA_FILE")]
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// Header sent with every Prometheus query, e.g. 'X-Scope-OrgID: t1' (repeatable)
+    #[arg(long, value_name = "'NAME: VALUE'", value_parser = crate::local::prometheus::parse_header)]
+    pub prometheus_header: Vec<(String, String)>,
+    /// Do not verify Prometheus's TLS certificate (test setups only; warns)
+    #[arg(long)]
+    pub prometheus_insecure_skip_verify: bool,
     /// Where the status is kept (default: <rollout name>.status.json next to the rollout
     /// file; never in the ECDS file's directory, which Envoy watches)
     #[arg(long)]

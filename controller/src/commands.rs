@@ -165,6 +165,9 @@ pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
         rollout.spec.stages.len(),
         rollout.rollout_key()
     );
+    for warning in crate::validate::warnings(&rollout.spec) {
+        valid.push_str(&format!("\n{name}: warning: {warning}"));
+    }
     // Valid in a cluster, but `local` would refuse it: say so now, not at the first run.
     if let Some(note) = crate::validate::local_mode_refusal(&rollout.spec) {
         valid.push_str(&format!("\n{name}: note: {note}"));

@@ -436,6 +436,9 @@ pub struct PrometheusSource {
     /// Base URL of the Prometheus HTTP API.
     #[schemars(length(min = 1))]
     pub address: String,
+    /// How to reach it: CA, bearer token, `insecureSkipVerify`, timeout.
+    #[serde(flatten)]
+    pub outbound: crate::http::source::SourceOutbound,
 }
 
 /// Istio's bundled Prometheus, the usual place for the sidecar stats.
@@ -445,6 +448,7 @@ impl Default for PrometheusSource {
     fn default() -> Self {
         PrometheusSource {
             address: DEFAULT_PROMETHEUS_ADDRESS.to_string(),
+            outbound: Default::default(),
         }
     }
 }

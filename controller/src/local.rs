@@ -13,6 +13,7 @@ pub mod direct;
 pub mod front;
 pub mod hooks;
 pub mod progress;
+pub mod prometheus;
 pub mod serve;
 pub mod state;
 
@@ -42,6 +43,9 @@ pub struct LocalOptions {
     pub envoy_ecds: PathBuf,
     /// Overrides `spec.prometheus.address`.
     pub prometheus: Option<String>,
+    /// The `--prometheus-*` flags' client options (token and CA files, headers, no
+    /// verification); their `address` is not used (`prometheus` or the spec's is).
+    pub prometheus_access: prometheus::PrometheusAccess,
     pub status_file: PathBuf,
     /// Run one interval and exit.
     pub once: bool,
@@ -180,6 +184,12 @@ pub async fn run(options: &LocalOptions, out: &mut (dyn Write + Send)) -> Result
         .prometheus
         .clone()
         .unwrap_or_else(|| rollout.spec.prometheus.address.clone());
+    for warning in options
+        .prometheus_access
+        .check(&rollout.spec.prometheus.outbound)?
+    {
+        tracing::warn!("{warning}");
+    }
     let saved = state::load(&options.status_file)?;
     if let Some(saved) = &saved {
         if saved.rollout != name {
@@ -204,10 +214,14 @@ pub async fn run(options: &LocalOptions, out: &mut (dyn Write + Send)) -> Result
     local.rollout_file = std::fs::canonicalize(&options.rollout_file).ok();
     local.envoy_ecds = std::fs::canonicalize(&options.envoy_ecds).ok();
     local.prometheus = Some(crate::redact::redacted(&prometheus));
+    let access = prometheus::PrometheusAccess {
+        address: prometheus.clone(),
+        ..options.prometheus_access.clone()
+    };
     let runner = LocalRunner::new(
         rollout,
         &options.envoy_ecds,
-        &prometheus,
+        &access,
         server.as_ref().map(MetricsServer::metrics),
         options.hooks.clone(),
         &options.status_file,

@@ -53,6 +53,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rollout_file: args.rollout,
                 envoy_ecds: args.envoy_ecds,
                 prometheus: args.prometheus,
+                prometheus_access: local::prometheus::PrometheusAccess {
+                    address: String::new(),
+                    bearer_token_file: args.prometheus_bearer_token_file,
+                    ca_file: args.prometheus_ca_file,
+                    headers: args.prometheus_header,
+                    insecure_skip_verify: args.prometheus_insecure_skip_verify,
+                },
                 status_file,
                 once: args.once,
                 metrics_addr: args.metrics_addr,

@@ -108,6 +108,12 @@ fn spec_errors(spec: &CanaryRolloutSpec) -> Vec<ValidationError> {
     analysis_errors(spec, &mut errors);
     stages_and_resources::errors(spec, &mut errors);
     url_errors(spec, &mut errors);
+    for problem in spec.prometheus.outbound.check("spec.prometheus") {
+        let (field, message) = problem
+            .split_once(": ")
+            .unwrap_or(("spec.prometheus", &problem));
+        errors.push(ValidationError::new(field, message));
+    }
     gates::webhook_errors(&spec.webhooks, &mut errors);
     gates::schedule_errors(spec.schedule.as_ref(), &mut errors);
     errors
@@ -319,6 +325,18 @@ pub fn check_promql(query: &str) -> Result<(), String> {
             let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
             format!("invalid PromQL: {one_line}")
         })
+}
+
+/// What is valid but unsafe in `spec`, one line each (`validate` prints them as warnings).
+pub fn warnings(spec: &CanaryRolloutSpec) -> Vec<ValidationError> {
+    let mut warnings = Vec::new();
+    if spec.prometheus.outbound.insecure_skip_verify {
+        warnings.push(ValidationError::new(
+            "spec.prometheus.insecureSkipVerify",
+            "Prometheus's TLS certificate is not verified: anyone on the path can read the bearer token and forge the metrics the rollout is judged on (test clusters only; trust a CA with spec.prometheus.ca instead)",
+        ));
+    }
+    warnings
 }
 
 /// Why `stickycanary local` cannot run a rollout with resource checks, or `None`.

@@ -396,3 +396,58 @@ fn terminal_logs_are_coloured_unless_no_color_is_set() {
         "NO_COLOR= on a terminal: {empty:?}"
     );
 }
+
+#[test]
+fn validate_warns_about_prometheus_without_verification_and_names_an_unknown_field() {
+    let with = |prometheus: &str| GOOD_ROLLOUT.to_string() + "  prometheus:\n" + prometheus;
+    let (_d, insecure) = scratch_file(
+        "rollout.yaml",
+        &with("    address: https://prom.example:9090\n    insecureSkipVerify: true\n"),
+    );
+    let out = stickycanary(&["validate", insecure.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("valid CanaryRollout checkout"), "{text}");
+    assert!(
+        text.contains("rollout.yaml: warning: spec.prometheus.insecureSkipVerify: Prometheus's TLS certificate is not verified"),
+        "{text}"
+    );
+
+    // The new options validate: a token Secret, a CA from a ConfigMap, a timeout.
+    let (_d, options) = scratch_file(
+        "rollout.yaml",
+        &with(
+            "    address: https://prom.example:9090\n    bearerTokenSecretRef: {name: prom, key: token}\n    \
+             ca: {configMapKeyRef: {name: corp-ca, key: ca.crt}}\n    timeout: 5s\n",
+        ),
+    );
+    let out = stickycanary(&["validate", options.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("warning"), "{}", stdout(&out));
+
+    let (_d, typo) = scratch_file(
+        "rollout.yaml",
+        &with("    address: https://prom.example:9090\n    bearerToken: s3cr3t\n"),
+    );
+    let err = assert_one_line_error(&stickycanary(&["validate", typo.to_str().unwrap()]));
+    assert!(
+        err.contains("rollout.yaml: spec.prometheus.bearerToken: unknown field (expected one of: "),
+        "{err}"
+    );
+    assert!(err.contains("bearerTokenSecretRef"), "{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
+
+    // A CA with verification off is a contradiction, named by field.
+    let (_d, both) = scratch_file(
+        "rollout.yaml",
+        &with(
+            "    address: https://prom.example:9090\n    insecureSkipVerify: true\n    \
+             ca: {secretKeyRef: {name: ca, key: ca.crt}}\n",
+        ),
+    );
+    let err = assert_one_line_error(&stickycanary(&["validate", both.to_str().unwrap()]));
+    assert!(
+        err.contains("spec.prometheus.insecureSkipVerify: verification is off"),
+        "{err}"
+    );
+}

@@ -686,13 +686,7 @@ async fn every_lifecycle_request_is_allowed_by_the_chart_and_every_lifecycle_rul
     reconcile_once(&api, &context(client)).await.unwrap();
     api.finish().await;
     authorizer.assert_nothing_denied();
-    let used: std::collections::BTreeSet<_> = authorizer
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|a| a.triple())
-        .collect();
+    let used = authorizer.used();
     for (group, resource, verb) in [
         ("apps", "deployments", "get"),
         ("apps", "deployments", "patch"),

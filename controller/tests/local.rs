@@ -53,7 +53,8 @@ fn reply(status: StatusCode, body: Value) -> Reply {
     )
 }
 
-async fn query(State(traffic): State<Shared>, RawQuery(raw): RawQuery) -> Reply {
+/// GET with the query in the URL, or POST with it as a form body (as the controller sends it).
+async fn query(State(traffic): State<Shared>, RawQuery(raw): RawQuery, form: String) -> Reply {
     let t = *traffic.lock().unwrap();
     if t.down {
         return reply(
@@ -61,7 +62,7 @@ async fn query(State(traffic): State<Shared>, RawQuery(raw): RawQuery) -> Reply 
             json!({"status": "error", "errorType": "unavailable", "error": "scripted outage"}),
         );
     }
-    let raw = raw.unwrap_or_default();
+    let raw = raw.unwrap_or_default() + &form;
     let result = if raw.contains("histogram_quantile") {
         vec![
             sample(

@@ -8,6 +8,7 @@
 //! the code actually sends, not against a list written next to it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod loopback;
 mod support;
 
 use std::sync::atomic::AtomicBool;
@@ -1156,18 +1157,16 @@ async fn every_request_of_a_controller_lifetime_is_allowed_by_the_chart_and_ever
     both.assert_nothing_denied();
     cluster.assert_nothing_denied();
     // Least privilege: every permission the chart grants was needed by some request.
-    let used: std::collections::BTreeSet<_> = both
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .chain(cluster.log.lock().unwrap().iter())
-        .map(|a| a.triple())
-        .collect();
+    let used: std::collections::BTreeSet<_> =
+        both.used().into_iter().chain(cluster.used()).collect();
     let granted = ChartRules::load().all_triples();
     // The release lifecycle's writes (Deployments, their scale, KEDA's ScaledObjects) are
     // proven used, and allowed, by lifecycle_api.rs's own lifetime test.
+    // Reading spec.prometheus's Secret and ConfigMap is proven used, and allowed, by
+    // prometheus_token_and_ca_are_read_from_the_rollouts_namespace below.
     let lifecycle_only = [
+        ("", "secrets", "get"),
+        ("", "configmaps", "get"),
         ("apps", "deployments", "patch"),
         ("apps", "deployments/scale", "patch"),
         ("keda.sh", "scaledobjects", "patch"),
@@ -1698,13 +1697,7 @@ async fn assign_reads_the_salt_and_weight_from_the_rollouts_status_with_only_get
     assert!(!err.contains('\n'), "{err}");
 
     user.assert_nothing_denied();
-    let asked: std::collections::BTreeSet<_> = user
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|a| a.triple())
-        .collect();
+    let asked = user.used();
     assert_eq!(
         asked,
         [(
@@ -1714,5 +1707,98 @@ async fn assign_reads_the_salt_and_weight_from_the_rollouts_status_with_only_get
         )]
         .into()
     );
+    api.finish().await;
+}
+
+/// `spec.prometheus`'s references are read in the rollout's namespace (one `get` on the
+/// Secret, one on the ConfigMap, allowed by the chart in both install modes) and used: the
+/// token as a bearer header, the CA bundle to trust an https Prometheus. A missing Secret
+/// makes the metrics unavailable with one line naming the field, and nothing is queried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_token_and_ca_are_read_from_the_rollouts_namespace() {
+    let ca = loopback::TestCa::new("prometheus CA in a ConfigMap");
+    let prometheus = loopback::serve(Some(ca.server_identity()), |_| {
+        (
+            200,
+            vec![("content-type".into(), "application/json".into())],
+            r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#.into(),
+        )
+    })
+    .await;
+    let authorizer = Authorizer::both_modes();
+    let (client, api) = FakeApi::start_with(authorizer.clone());
+    seed(&api, None);
+    let mut rollout = api.get(ROLLOUT_PATH).unwrap();
+    rollout["spec"]["prometheus"] = json!({
+        "address": prometheus.base,
+        "bearerTokenSecretRef": {"name": "prom-reader", "key": "token"},
+        "ca": {"configMapKeyRef": {"name": "corp-ca", "key": "ca.crt"}},
+    });
+    api.insert(ROLLOUT_PATH, rollout);
+    api.insert(
+        "/api/v1/namespaces/shop/secrets/prom-reader",
+        // "t0k\n", base64: the token is trimmed.
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "prom-reader", "namespace": "shop"},
+               "data": {"token": "dDBrCg=="}}),
+    );
+    api.insert(
+        "/api/v1/namespaces/shop/configmaps/corp-ca",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "corp-ca", "namespace": "shop"},
+               "data": {"ca.crt": ca.pem()}}),
+    );
+    let ctx = context(client.clone());
+    reconcile::reconcile(stored_rollout(&api), ctx.clone())
+        .await
+        .unwrap();
+    let queries = prometheus.received();
+    assert!(!queries.is_empty(), "Prometheus was never asked");
+    for query in &queries {
+        assert_eq!(query.header("authorization"), Some("Bearer t0k"));
+        assert_eq!(query.target, "/api/v1/query");
+    }
+    let status = &api.get(ROLLOUT_PATH).unwrap()["status"];
+    assert!(status["prometheusUnavailableSince"].is_null(), "{status}");
+    authorizer.assert_nothing_denied();
+    let used = authorizer.used();
+    for resource in ["secrets", "configmaps"] {
+        let triple = (String::new(), resource.to_string(), "get".to_string());
+        assert!(used.contains(&triple), "{triple:?} unused in {used:?}");
+    }
+    api.finish().await;
+
+    // The Secret is gone: unavailable, one line naming the field and the object, no query.
+    let (client, api) = FakeApi::start_with(Authorizer::both_modes());
+    seed(&api, None);
+    let mut rollout = api.get(ROLLOUT_PATH).unwrap();
+    rollout["spec"]["prometheus"] = json!({
+        "address": prometheus.base,
+        "bearerTokenSecretRef": {"name": "prom-reader", "key": "token"},
+    });
+    api.insert(ROLLOUT_PATH, rollout);
+    let before = prometheus.received().len();
+    let ctx = context(client.clone());
+    reconcile::reconcile(stored_rollout(&api), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        prometheus.received().len(),
+        before,
+        "queried without its token"
+    );
+    let status = &api.get(ROLLOUT_PATH).unwrap()["status"];
+    assert!(status["prometheusUnavailableSince"].is_string(), "{status}");
+    // The PrometheusUnavailable Event says why.
+    let notes: Vec<String> = api
+        .seen()
+        .iter()
+        .filter(|s| s.method == Method::POST && s.attributes.rbac_resource() == "events")
+        .map(|s| s.body["note"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let why =
+        "spec.prometheus.bearerTokenSecretRef: Secret shop/prom-reader key token: no such Secret";
+    assert!(notes.iter().any(|note| note.contains(why)), "{notes:?}");
+    assert!(notes.iter().all(|note| !note.contains("t0k")), "{notes:?}");
     api.finish().await;
 }

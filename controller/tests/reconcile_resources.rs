@@ -65,7 +65,7 @@ fn answer(query: &str) -> Value {
 }
 
 /// A one-request-per-connection HTTP stub of the Prometheus query API on 127.0.0.1; records
-/// the (percent-encoded) request targets it was asked. Stopped on drop.
+/// the (percent-encoded) request targets it was asked, with a POSTed form as their query. Stopped on drop.
 struct StubPrometheus {
     address: String,
     asked: Arc<Mutex<Vec<String>>>,
@@ -95,16 +95,37 @@ impl StubPrometheus {
                         _ => break,
                     }
                 }
+                // The query is in the URL (GET) or a form body (POST, as the controller sends it).
+                let head_end = request
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map_or(request.len(), |at| at + 4);
+                let head = String::from_utf8_lossy(&request[..head_end]).to_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while request.len() < head_end + length {
+                    match stream.read(&mut buf) {
+                        Ok(n) if n > 0 => request.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
                 let line = String::from_utf8_lossy(&request)
                     .lines()
                     .next()
                     .unwrap_or_default()
                     .to_string();
-                let target = line
+                let mut target = line
                     .split_whitespace()
                     .nth(1)
                     .unwrap_or_default()
                     .to_string();
+                if length > 0 {
+                    target.push('?');
+                    target.push_str(&String::from_utf8_lossy(&request[head_end..]));
+                }
                 record.lock().unwrap().push(target.clone());
                 let body = answer(&target).to_string();
                 let _ = write!(

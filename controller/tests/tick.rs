@@ -239,7 +239,7 @@ async fn in_local_mode(row: &Row) -> Outcome {
     let runner = LocalRunner::new(
         rollout,
         &ecds_path,
-        "http://127.0.0.1:9",
+        &"http://127.0.0.1:9".into(),
         None,
         Hooks::default(),
         &status_path,

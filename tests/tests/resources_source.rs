@@ -116,7 +116,7 @@ async fn per_version_resource_figures_come_from_one_batch_for_every_rollout() {
     // The controller's own entry point, counting its queries on its /metrics counter.
     let metrics = Metrics::new();
     let batcher = MetricsBatcher::new(Duration::from_secs(10), metrics.prometheus_queries.clone());
-    let address = prometheus.url();
+    let address = batcher.plain(&prometheus.url());
     let window = Duration::from_secs(10);
     // A batch older than this is fetched again.
     let max_age = Duration::from_millis(500);

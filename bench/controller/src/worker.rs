@@ -88,7 +88,8 @@ pub async fn run(args: &WorkerArgs) -> Result<WorkerResult, String> {
         prometheus_client::metrics::counter::Counter::default(),
     );
     // The source the batcher queries through; it counts every query it sends.
-    let source = batcher.source(&args.prometheus)?;
+    let endpoint = batcher.plain(&args.prometheus);
+    let source = batcher.source(&endpoint)?;
     let rss_before_kib = probe::status_kib("VmRSS").unwrap_or(0);
 
     let mut samples = Vec::with_capacity(args.intervals);
@@ -113,7 +114,7 @@ pub async fn run(args: &WorkerArgs) -> Result<WorkerResult, String> {
             let window = spec.analysis.effective_window().as_std();
             let (before, started) = (source.queries_issued(), Instant::now());
             let metrics = batcher
-                .observation(&args.prometheus, window, series, args.interval / 2)
+                .observation(&endpoint, window, series, args.interval / 2)
                 .await;
             if source.queries_issued() > before {
                 sample.fetches += 1;

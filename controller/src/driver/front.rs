@@ -41,7 +41,7 @@ pub trait FrontEnd: Executor {
     ) -> impl Future<Output = ()> + Send;
 
     /// The HTTP client for `spec.notification` (`None`: notifications are not sent).
-    fn notification_client(&self) -> Option<&reqwest::Client>;
+    fn notification_client(&self) -> Option<&crate::http::Client>;
 
     /// The gate webhooks' caller.
     fn gates(&self) -> &Caller {

@@ -19,7 +19,7 @@ mod announce;
 mod front;
 
 pub use actions::{carry_out, custom_observations, ActionFailed, Carried, Executor};
-pub use announce::{announce, notification_body};
+pub use announce::{announce, notification_body, notification_client};
 pub use front::FrontEnd;
 
 use std::time::Duration;

@@ -10,10 +10,38 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
+use crate::http::source::SourceOutbound;
+use crate::http::ClientConfig;
 use crate::observation::MetricsObservation;
 use crate::prometheus::{Batch, MetricsSource, PrometheusSource, RolloutSeries};
 
 type BatchKey = (String, u64);
+
+/// A Prometheus as one rollout reaches it: the address and the client options (with the
+/// values its Secrets hold). Rollouts share a client and batches only when both match.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub address: String,
+    pub config: ClientConfig,
+}
+
+impl Endpoint {
+    /// The address, and a fingerprint of the options (never shown: it covers the token).
+    fn key(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let config = &self.config;
+        (
+            config.timeout,
+            config.connect_timeout,
+            config.max_response_bytes,
+        )
+            .hash(&mut hasher);
+        (&config.extra_ca_pem, config.insecure_skip_verify).hash(&mut hasher);
+        config.default_headers.hash(&mut hasher);
+        format!("{}#{:016x}", self.address, hasher.finish())
+    }
+}
 
 struct Slot {
     fetched: Option<(Instant, Result<Arc<Batch>, String>)>,
@@ -43,19 +71,52 @@ impl MetricsBatcher {
         }
     }
 
-    /// The source for `address` (one HTTP client per Prometheus).
-    pub fn source(&self, address: &str) -> Result<PrometheusSource, String> {
+    /// `address` with `outbound`'s options and the values its references point at; the
+    /// query timeout is the controller's (`--prometheus-timeout-seconds`) unless the source
+    /// sets its own.
+    pub fn endpoint(
+        &self,
+        address: &str,
+        outbound: &SourceOutbound,
+        ca_pem: Option<Vec<u8>>,
+        bearer_token: Option<&str>,
+    ) -> Endpoint {
+        let mut config = outbound.client_config(ca_pem, bearer_token);
+        if outbound.timeout.is_none() {
+            config.timeout = self.timeout;
+        }
+        Endpoint {
+            address: address.to_string(),
+            config,
+        }
+    }
+
+    /// `address` with no other options (the host's CAs, the controller's timeout).
+    pub fn plain(&self, address: &str) -> Endpoint {
+        self.endpoint(address, &SourceOutbound::default(), None, None)
+    }
+
+    /// The source for `endpoint` (one HTTP client per Prometheus and options).
+    pub fn source(&self, endpoint: &Endpoint) -> Result<PrometheusSource, String> {
+        let key = endpoint.key();
         let mut sources = self
             .sources
             .lock()
             .map_err(|_| "source table poisoned".to_string())?;
-        if let Some(s) = sources.get(address) {
+        if let Some(s) = sources.get(&key) {
             return Ok(s.clone());
         }
-        let source = PrometheusSource::new(address, self.timeout)
+        if endpoint.config.insecure_skip_verify {
+            tracing::warn!(
+                prometheus = %crate::redact::redacted(&endpoint.address),
+                "spec.prometheus.insecureSkipVerify: Prometheus's TLS certificate is not verified (test clusters only)"
+            );
+        }
+        let source = PrometheusSource::with_config(&endpoint.address, &endpoint.config)
             .map_err(|e| e.to_string())?
-            .with_query_counter(self.query_counter.clone());
-        sources.insert(address.to_string(), source.clone());
+            .with_query_counter(self.query_counter.clone())
+            .with_cache_key(key.clone());
+        sources.insert(key, source.clone());
         Ok(source)
     }
 
@@ -72,16 +133,16 @@ impl MetricsBatcher {
     /// `series`' window, from a batch no older than `max_age`.
     pub async fn observation(
         &self,
-        address: &str,
+        endpoint: &Endpoint,
         window: Duration,
         series: &RolloutSeries,
         max_age: Duration,
     ) -> MetricsObservation {
-        let source = match self.source(address) {
+        let source = match self.source(endpoint) {
             Ok(s) => s,
             Err(reason) => return MetricsObservation::Unavailable { reason },
         };
-        let Some(slot) = self.slot((address.to_string(), window.as_secs())) else {
+        let Some(slot) = self.slot((source.cache_key().to_string(), window.as_secs())) else {
             return MetricsObservation::Unavailable {
                 reason: "batch table poisoned".to_string(),
             };
@@ -109,12 +170,12 @@ impl MetricsBatcher {
     /// `selectors`' resource figures, from a shared batch no older than `max_age`.
     pub async fn resources(
         &self,
-        address: &str,
+        endpoint: &Endpoint,
         window: Duration,
         selectors: &crate::resources::ResourceSelectors,
         max_age: Duration,
     ) -> crate::resources::ResourceObservation {
-        match self.source(address) {
+        match self.source(endpoint) {
             Ok(source) => {
                 self.resources
                     .observation(&source, window, selectors, max_age)
@@ -125,7 +186,7 @@ impl MetricsBatcher {
     }
 
     /// A custom check's value (per rollout, not batched).
-    pub async fn scalar(&self, address: &str, promql: &str) -> Result<Option<f64>, String> {
-        self.source(address)?.scalar(promql).await
+    pub async fn scalar(&self, endpoint: &Endpoint, promql: &str) -> Result<Option<f64>, String> {
+        self.source(endpoint)?.scalar(promql).await
     }
 }

@@ -22,7 +22,8 @@ pub struct Context {
     /// Only the Lease holder acts; followers requeue.
     pub leader: Arc<AtomicBool>,
     pub patch_timeout: Duration,
-    pub webhook: reqwest::Client,
+    /// The notification webhook's client (https with the host's CA certificates).
+    pub webhook: crate::http::Client,
     /// When each rollout was last analysed. Our own status writes trigger the watch again;
     /// this keeps the analysis at one tick per interval regardless.
     pub last_tick: Mutex<HashMap<String, Instant>>,

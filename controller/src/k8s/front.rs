@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::field_managers;
 use crate::gates::webhook::Subject;
 use crate::metrics::Metrics;
-use crate::observation::{ManualAction, Observations, ReleaseObservation};
+use crate::observation::{ManualAction, MetricsObservation, Observations, ReleaseObservation};
 use crate::prometheus::RolloutSeries;
 use crate::target::wasmplugin::WasmPluginTarget;
 use crate::target::{RolloutView, WeightTarget};
@@ -152,24 +152,45 @@ impl FrontEnd for KubeFront<'_> {
             stable_version: self.view.stable_version.clone(),
             canary_version: self.view.canary_version.clone(),
         };
-        let address = &spec.prometheus.address;
         let window = spec.analysis.effective_window().as_std();
-        let metrics = ctx
-            .batcher
-            .observation(address, window, &series, timeout)
-            .await;
-        let custom = driver::custom_observations(spec, rollout_key, |query| async move {
-            ctx.batcher.scalar(address, &query).await
-        })
+        let endpoint = super::source_refs::endpoint(
+            &ctx.client,
+            self.namespace(),
+            &ctx.batcher,
+            &spec.prometheus,
+        )
         .await;
-        let resources = match crate::resources::ResourceSelectors::for_spec(spec, self.namespace())
-        {
-            Some(selectors) => {
+        let endpoint = &endpoint;
+        let metrics = match endpoint {
+            Ok(endpoint) => {
                 ctx.batcher
-                    .resources(address, window, &selectors, timeout)
+                    .observation(endpoint, window, &series, timeout)
                     .await
             }
-            None => crate::resources::ResourceObservation::NotQueried,
+            Err(reason) => MetricsObservation::Unavailable {
+                reason: reason.clone(),
+            },
+        };
+        let custom = driver::custom_observations(spec, rollout_key, |query| async move {
+            match endpoint {
+                Ok(endpoint) => ctx.batcher.scalar(endpoint, &query).await,
+                Err(reason) => Err(reason.clone()),
+            }
+        })
+        .await;
+        let resources = match (
+            crate::resources::ResourceSelectors::for_spec(spec, self.namespace()),
+            endpoint,
+        ) {
+            (Some(selectors), Ok(endpoint)) => {
+                ctx.batcher
+                    .resources(endpoint, window, &selectors, timeout)
+                    .await
+            }
+            (Some(_), Err(reason)) => crate::resources::ResourceObservation::Unavailable {
+                reason: reason.clone(),
+            },
+            (None, _) => crate::resources::ResourceObservation::NotQueried,
         };
         let canary_namespace = spec.canary.namespace.as_deref().unwrap_or(self.namespace());
         let canary_health =
@@ -230,7 +251,7 @@ impl FrontEnd for KubeFront<'_> {
         }
     }
 
-    fn notification_client(&self) -> Option<&reqwest::Client> {
+    fn notification_client(&self) -> Option<&crate::http::Client> {
         Some(&self.ctx.webhook)
     }
 }

@@ -14,6 +14,7 @@ pub mod manual;
 pub mod pods;
 pub mod reconcile;
 pub mod resource_batch;
+pub mod source_refs;
 pub mod status;
 
 use std::collections::HashMap;
@@ -93,10 +94,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         ),
         leader: leader.clone(),
         patch_timeout: args.patch_timeout(),
-        webhook: reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| Error::Io(e.to_string()))?,
+        webhook: crate::driver::notification_client().map_err(|e| Error::Io(e.to_string()))?,
         last_tick: Mutex::new(HashMap::new()),
         backoff: backoff::ErrorBackoff::default(),
     });

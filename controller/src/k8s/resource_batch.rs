@@ -58,7 +58,7 @@ impl ResourceBatcher {
         selectors: &ResourceSelectors,
         max_age: Duration,
     ) -> ResourceObservation {
-        let Some(slot) = self.slot((source.url().to_string(), window.as_secs())) else {
+        let Some(slot) = self.slot((source.cache_key().to_string(), window.as_secs())) else {
             return ResourceObservation::Unavailable {
                 reason: "resource batch table poisoned".to_string(),
             };

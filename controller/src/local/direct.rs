@@ -91,7 +91,7 @@ pub async fn apply_directly(
     let runner = LocalRunner::new(
         rollout,
         &envoy_ecds,
-        &prometheus,
+        &super::prometheus::PrometheusAccess::from(prometheus.as_str()),
         None,
         super::hooks::Hooks::default(),
         status_file,

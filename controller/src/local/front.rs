@@ -57,7 +57,7 @@ pub struct LocalRunner<S: MetricsSource, T: WeightTarget> {
     pub series: RolloutSeries,
     pub source: S,
     pub target: T,
-    pub webhook: Option<reqwest::Client>,
+    pub webhook: Option<crate::http::Client>,
     /// Weight writes are counted here (`stickycanary_weight_patch_total{outcome}`).
     pub metrics: Option<Metrics>,
     pub hooks: Hooks,
@@ -75,7 +75,7 @@ impl LocalRunner<PrometheusSource, EcdsFileTarget> {
     pub fn new(
         rollout: CanaryRollout,
         envoy_ecds: &Path,
-        prometheus: &str,
+        prometheus: &super::prometheus::PrometheusAccess,
         metrics: Option<&Metrics>,
         hooks: Hooks,
         status_file: &Path,
@@ -90,15 +90,14 @@ impl LocalRunner<PrometheusSource, EcdsFileTarget> {
             .interval
             .as_std()
             .clamp(Duration::from_secs(2), Duration::from_secs(10));
-        let mut source = PrometheusSource::new(prometheus, timeout)
+        let config = prometheus.client_config(&rollout.spec.prometheus.outbound, timeout)?;
+        let mut source = PrometheusSource::with_config(&prometheus.address, &config)
             .map_err(|e| Error::Invalid(e.to_string()))?;
         if let Some(metrics) = metrics {
             source = source.with_query_counter(metrics.prometheus_queries.clone());
         }
-        let webhook = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .ok();
+        let webhook =
+            Some(driver::notification_client().map_err(|e| Error::Invalid(e.to_string()))?);
         Ok(LocalRunner {
             subject: Subject {
                 name: rollout.metadata.name.clone().unwrap_or_default(),
@@ -413,7 +412,7 @@ impl<S: MetricsSource, T: WeightTarget> FrontEnd for LocalRunner<S, T> {
         // Local mode prints Events on its progress line instead.
     }
 
-    fn notification_client(&self) -> Option<&reqwest::Client> {
+    fn notification_client(&self) -> Option<&crate::http::Client> {
         self.webhook.as_ref()
     }
 }

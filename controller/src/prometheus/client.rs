@@ -1,5 +1,6 @@
-//! [`MetricsSource`] over the Prometheus HTTP API: instant queries with a timeout, errors as
-//! one line without the URL (which repeats the whole query) or its credentials.
+//! [`MetricsSource`] over the Prometheus HTTP API: instant queries through the one outbound
+//! client ([`crate::http`]: https, extra CA, bearer token, timeouts), errors as one line
+//! without the URL (which repeats the whole query) or its credentials.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_http_query::response::{Data, InstantVector};
-use prometheus_http_query::Client;
 
 use super::batch::{finite, unavailable_for_all, Batch};
 use super::queries::{buckets_query, p99_query, requests_query, shards_query};
 use super::source::{MetricsSource, RolloutSeries};
+use crate::http::promql::{instant_query, QueryError};
+use crate::http::{Client, ClientConfig, Error as HttpError};
 use crate::observation::MetricsObservation;
 use crate::redact::redacted;
 
@@ -19,12 +21,17 @@ use crate::redact::redacted;
 #[derive(Clone)]
 pub struct PrometheusSource {
     client: Client,
+    /// The address as given (it may hold userinfo, sent as Basic auth): never shown.
+    address: String,
     url: String,
+    /// What batches from this source are shared under (the address and the client options'
+    /// fingerprint in the controller, so rollouts with other credentials never share one).
+    cache_key: String,
     queries: Arc<AtomicU64>,
     on_query: Option<prometheus_client::metrics::counter::Counter>,
 }
 
-/// The source could not be built (bad URL).
+/// The source could not be built (bad URL, unreadable CA bundle, bad header).
 #[derive(Debug, thiserror::Error)]
 #[error("prometheus address {url:?}: {reason}")]
 pub struct SourceError {
@@ -34,22 +41,29 @@ pub struct SourceError {
 
 impl PrometheusSource {
     /// A source for `url` (for example `http://127.0.0.1:9090`) whose queries time out after
-    /// `timeout`.
+    /// `timeout`, trusting the host's CA certificates.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, SourceError> {
+        let config = ClientConfig {
+            timeout,
+            ..ClientConfig::default()
+        };
+        Self::with_config(url, &config)
+    }
+
+    /// A source for `url` with its own client options (CA bundle, `Authorization` and
+    /// other headers, verification, timeout): see [`crate::http::source::SourceOutbound`].
+    pub fn with_config(url: &str, config: &ClientConfig) -> Result<Self, SourceError> {
         let err = |reason: String| SourceError {
             url: redacted(url),
             reason,
         };
-        // Proxies from the environment must not redirect loopback Prometheus traffic.
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| err(e.to_string()))?;
-        let client = Client::from(http, url).map_err(|e| err(e.to_string()))?;
+        check_address(url).map_err(err)?;
+        let client = Client::new(config).map_err(|e| err(e.to_string()))?;
         Ok(PrometheusSource {
             client,
+            address: url.to_string(),
             url: redacted(url),
+            cache_key: url.to_string(),
             queries: Arc::new(AtomicU64::new(0)),
             on_query: None,
         })
@@ -64,6 +78,17 @@ impl PrometheusSource {
         self
     }
 
+    /// Shares batches under `key` instead of the address.
+    pub fn with_cache_key(mut self, key: String) -> Self {
+        self.cache_key = key;
+        self
+    }
+
+    /// What batches from this source are shared under.
+    pub fn cache_key(&self) -> &str {
+        &self.cache_key
+    }
+
     /// The address this source queries, without credentials (see [`redacted`]).
     pub fn url(&self) -> &str {
         &self.url
@@ -74,9 +99,9 @@ impl PrometheusSource {
         if let Some(counter) = &self.on_query {
             counter.inc();
         }
-        match self.client.query(promql).get().await {
+        match instant_query(&self.client, &self.address, promql).await {
             Ok(result) => Ok(result.into_inner().0),
-            Err(e) => Err(error_chain(&e)),
+            Err(e) => Err(query_error_line(&e)),
         }
     }
 
@@ -110,46 +135,27 @@ impl PrometheusSource {
     }
 }
 
-/// `e` and its sources on one line: the top-level message of the HTTP client alone
-/// ("failed to send request") does not say why.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut line = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        line.push_str(": ");
-        line.push_str(&inner.to_string());
-        source = inner.source();
+/// An absolute http or https URL with a host, checked when the source is built so a typo
+/// is reported once, not at every query.
+fn check_address(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| "not a URL (it must be an absolute http or https URL)".to_string())?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(()),
+        _ => Err("it must be an absolute http or https URL".to_string()),
     }
-    without_url(&line)
 }
 
-/// Drops the HTTP client's ` for url (...)` parts: the URL repeats the whole PromQL query
-/// and buries the reason (connection refused, timeout) in a very long line.
-fn without_url(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut rest = line;
-    while let Some(start) = rest.find(" for url (") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + " for url (".len()..];
-        let mut depth = 1usize;
-        let mut end = after.len();
-        for (i, c) in after.char_indices() {
-            match c {
-                '(' => depth += 1,
-                ')' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = i + 1;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        rest = &after[end.min(after.len())..];
+/// One line for a failed query. The client's errors never hold the URL or a header value;
+/// a refused credential says which setting to look at.
+fn query_error_line(error: &QueryError) -> String {
+    match error {
+        QueryError::Http(HttpError::Status(status @ (401 | 403))) => format!(
+            "HTTP {status}: Prometheus refused the request's credentials (check the bearer token or the address's user and password)"
+        ),
+        other => other.to_string(),
     }
-    out.push_str(rest);
-    out
 }
 
 impl MetricsSource for PrometheusSource {
@@ -195,11 +201,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn transport_errors_keep_the_reason_and_drop_the_url() {
-        let line = "failed to send request: error sending request for url (http://h/api?q=sum(x)): connection refused";
+    fn an_address_must_be_an_absolute_http_url() {
+        assert!(check_address("http://127.0.0.1:9090").is_ok());
+        assert!(check_address("https://user:pw@prom.example/ws-1/").is_ok());
+        for bad in ["127.0.0.1:9090", "ftp://h", "not a url", "/api"] {
+            let err = PrometheusSource::new(bad, Duration::from_secs(1)).err();
+            assert!(err.is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_refused_credential_is_named_without_its_value() {
+        let line = query_error_line(&QueryError::Http(HttpError::Status(401)));
+        assert!(line.starts_with("HTTP 401: Prometheus refused"), "{line}");
         assert_eq!(
-            without_url(line),
-            "failed to send request: error sending request: connection refused"
+            query_error_line(&QueryError::Http(HttpError::Status(502))),
+            "HTTP 502"
         );
     }
 

@@ -117,6 +117,16 @@ impl Authorizer {
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Every (group, resource, verb) asked for so far.
+    pub fn used(&self) -> std::collections::BTreeSet<super::rbac::Triple> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|a| a.triple())
+            .collect()
+    }
+
     /// Fails the test if anything was refused.
     pub fn assert_nothing_denied(&self) {
         let denied = self.denied.lock().unwrap();

@@ -59,7 +59,7 @@ pub fn context(client: Client, prometheus_timeout: Duration) -> Arc<Context> {
         metrics,
         leader: Arc::new(AtomicBool::new(true)),
         patch_timeout: Duration::from_secs(5),
-        webhook: reqwest::Client::new(),
+        webhook: stickycanary::http::Client::new(&Default::default()).expect("client"),
         last_tick: Mutex::new(HashMap::new()),
         backoff: Default::default(),
     })

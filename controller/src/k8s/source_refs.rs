@@ -1,0 +1,114 @@
+//! The values a rollout's `spec.prometheus` refers to: the bearer token and the CA bundle,
+//! read from Secrets and ConfigMaps in the rollout's namespace (`get` only) at every tick,
+//! so a rotated token is used from the next interval on. Errors are one line naming the
+//! field and the object, never a value.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use kube::Client;
+
+use super::batch::{Endpoint, MetricsBatcher};
+use crate::crd::PrometheusSource;
+use crate::http::source::KeyRef;
+
+/// The rollout's Prometheus endpoint, with its Secrets' and ConfigMaps' values read.
+pub async fn endpoint(
+    client: &Client,
+    namespace: &str,
+    batcher: &MetricsBatcher,
+    prometheus: &PrometheusSource,
+) -> Result<Endpoint, String> {
+    let outbound = &prometheus.outbound;
+    let token = match &outbound.bearer_token_secret_ref {
+        Some(key) => {
+            let bytes = secret_key(client, namespace, key, "bearerTokenSecretRef").await?;
+            let token = String::from_utf8(bytes).map_err(|_| {
+                format!(
+                    "spec.prometheus.bearerTokenSecretRef: Secret {namespace}/{} key {}: not UTF-8 text",
+                    key.name, key.key
+                )
+            })?;
+            Some(token)
+        }
+        None => None,
+    };
+    let ca = match &outbound.ca {
+        Some(ca) => match (&ca.secret_key_ref, &ca.config_map_key_ref) {
+            (Some(key), _) => Some(secret_key(client, namespace, key, "ca.secretKeyRef").await?),
+            (None, Some(key)) => Some(config_map_key(client, namespace, key).await?),
+            (None, None) => None,
+        },
+        None => None,
+    };
+    Ok(batcher.endpoint(&prometheus.address, outbound, ca, token.as_deref()))
+}
+
+async fn secret_key(
+    client: &Client,
+    namespace: &str,
+    key: &KeyRef,
+    field: &str,
+) -> Result<Vec<u8>, String> {
+    let at = format!(
+        "spec.prometheus.{field}: Secret {namespace}/{} key {}",
+        key.name, key.key
+    );
+    let secret: Secret = get(client, namespace, &key.name, &at, "Secret").await?;
+    secret
+        .data
+        .and_then(|mut data| data.remove(&key.key))
+        .map(|bytes| bytes.0)
+        .ok_or_else(|| format!("{at}: no such key"))
+}
+
+async fn config_map_key(client: &Client, namespace: &str, key: &KeyRef) -> Result<Vec<u8>, String> {
+    let at = format!(
+        "spec.prometheus.ca.configMapKeyRef: ConfigMap {namespace}/{} key {}",
+        key.name, key.key
+    );
+    let config_map: ConfigMap = get(client, namespace, &key.name, &at, "ConfigMap").await?;
+    let text = config_map
+        .data
+        .and_then(|mut data| data.remove(&key.key))
+        .map(String::into_bytes);
+    let binary = || {
+        config_map
+            .binary_data
+            .and_then(|mut data| data.remove(&key.key))
+            .map(|bytes| bytes.0)
+    };
+    text.or_else(binary)
+        .ok_or_else(|| format!("{at}: no such key"))
+}
+
+/// `name` in `namespace`; a missing object or a refused read is one line starting with `at`.
+async fn get<K>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    at: &str,
+    kind: &str,
+) -> Result<K, String>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("{at}: cannot read it ({})", kube_reason(&e)))?
+        .ok_or_else(|| format!("{at}: no such {kind}"))
+}
+
+/// The API server's reason (e.g. `Forbidden`) and message, on one line.
+fn kube_reason(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{}: {}", status.reason, status.message),
+        other => other.to_string(),
+    }
+    .split_whitespace()
+    .collect::<Vec<_>>()
+    .join(" ")
+}
