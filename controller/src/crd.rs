@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
 
+pub mod comparative;
 pub mod conditions;
 pub mod gates;
 pub mod resources;
@@ -282,7 +283,7 @@ pub struct Analysis {
     /// window holds the rollout (the service is failing, not the canary) instead of rolling
     /// it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comparative: Option<crate::analysis::ComparativeCheck>,
+    pub comparative: Option<comparative::ComparativeCheck>,
     /// Optional: the canary's CPU throttling, and its memory and CPU per pod against
     /// stable's, from cAdvisor's container metrics (see `resources`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -602,7 +603,7 @@ pub struct CanaryRolloutStatus {
     pub prometheus_unavailable_since: Option<Time>,
     /// The comparative check's cumulative evidence, so a restart keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comparative: Option<crate::analysis::ComparativeState>,
+    pub comparative: Option<comparative::ComparativeState>,
     /// `error-rate`, `latency`, `compare-stable`, `custom:<name>`, `crash:<reason>`,
     /// `aborted` or `prometheus-unavailable`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -700,9 +701,6 @@ impl JsonSchema for Outcome {
         schemars::json_schema!({"type": "string", "enum": ["Pass", "Fail", "Inconclusive"]})
     }
 }
-
-/// The name `engine::judge` knows the outcome by (until its rewrite lands).
-pub type Verdict = Outcome;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -7,12 +7,11 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Binomial, Distribution};
-use stickycanary::analysis::comparative::{
-    self, ComparativeCheck, ComparativeState, Decision, WindowInput,
-};
+use stickycanary::analysis::comparative::{self, ComparativeCheck, ComparativeState, WindowInput};
 use stickycanary::analysis::histogram;
 use stickycanary::analysis::sequential::{self, SplitCounts};
 use stickycanary::analysis::sharded;
+use stickycanary::crd::Outcome;
 use stickycanary::duration::Duration;
 use stickycanary::observation::{ShardCounts, VersionWindow};
 
@@ -171,10 +170,10 @@ fn a_canary_with_five_times_the_errors_fails_within_two_minutes_of_traffic() {
         let [errors, latency] = ticker.tick(tick * 30, &canary, &stable);
         assert_eq!(
             latency.decision,
-            Decision::Pass,
+            Outcome::Pass,
             "latency is the same on both"
         );
-        if errors.decision == Decision::Fail {
+        if errors.decision == Outcome::Fail {
             failed_at = Some(tick * 30);
             assert!(errors.e_value >= errors.threshold);
             assert!(
@@ -184,7 +183,7 @@ fn a_canary_with_five_times_the_errors_fails_within_two_minutes_of_traffic() {
             );
             break;
         }
-        assert_eq!(errors.decision, Decision::Pass);
+        assert_eq!(errors.decision, Outcome::Pass);
     }
     assert!(
         failed_at.is_some_and(|second| second <= 120),
@@ -203,7 +202,7 @@ fn a_healthy_canary_passes_and_reports_its_sample_sizes() {
         assert!(
             reports
                 .iter()
-                .all(|report| report.decision == Decision::Pass),
+                .all(|report| report.decision == Outcome::Pass),
             "{reports:?}"
         );
         last = Some(reports);
@@ -228,24 +227,19 @@ fn the_same_error_burst_on_both_versions_is_inconclusive_not_a_failure() {
     let canary_burst = version(300.0, 60.0, 3.0);
     for tick in 11..=13 {
         let [errors, latency] = ticker.tick(tick * 30, &canary_burst, &stable_burst);
-        assert_eq!(
-            errors.decision,
-            Decision::Inconclusive,
-            "{}",
-            errors.message
-        );
+        assert_eq!(errors.decision, Outcome::Inconclusive, "{}", errors.message);
         assert!(
             errors.message.contains("stable's rate in this window"),
             "{}",
             errors.message
         );
         assert!(errors.e_value < errors.threshold);
-        assert_eq!(latency.decision, Decision::Pass);
+        assert_eq!(latency.decision, Outcome::Pass);
     }
     let [errors, _] = ticker.tick(14 * 30, &canary, &stable);
     assert_eq!(
         errors.decision,
-        Decision::Pass,
+        Outcome::Pass,
         "back to normal: {}",
         errors.message
     );
@@ -259,7 +253,7 @@ fn a_burst_on_canary_alone_still_fails() {
         ticker.tick(tick * 30, &version(300.0, 3.0, 3.0), &stable);
     }
     let [errors, _] = ticker.tick(11 * 30, &version(300.0, 60.0, 3.0), &stable);
-    assert_eq!(errors.decision, Decision::Fail, "{}", errors.message);
+    assert_eq!(errors.decision, Outcome::Fail, "{}", errors.message);
 }
 
 #[test]
@@ -270,12 +264,12 @@ fn latency_waits_out_the_warm_up_after_a_weight_change_but_errors_count_at_once(
     let [errors, latency] = ticker.tick(30, &slow_canary, &stable);
     assert_eq!(
         latency.decision,
-        Decision::Inconclusive,
+        Outcome::Inconclusive,
         "{}",
         latency.message
     );
     assert_eq!(latency.counts.canary_requests, 0.0);
-    assert_eq!(errors.decision, Decision::Pass);
+    assert_eq!(errors.decision, Outcome::Pass);
     assert_eq!(
         errors.counts.canary_requests, 150.0,
         "errors count from the stage start"
@@ -285,7 +279,7 @@ fn latency_waits_out_the_warm_up_after_a_weight_change_but_errors_count_at_once(
     // After the warm-up, the next window counts for the 30s since it ended.
     let [_, latency] = ticker.tick(90, &version(300.0, 3.0, 3.0), &stable);
     assert_eq!(latency.counts.canary_requests, 150.0);
-    assert_eq!(latency.decision, Decision::Pass);
+    assert_eq!(latency.decision, Outcome::Pass);
     // A stage change (new weight) starts a new warm-up.
     ticker.weight = 25.0;
     ticker.stage_started = Time(at(90));
@@ -294,7 +288,7 @@ fn latency_waits_out_the_warm_up_after_a_weight_change_but_errors_count_at_once(
         latency.counts.canary_requests, 150.0,
         "nothing new counted in the new warm-up"
     );
-    assert_eq!(latency.decision, Decision::Pass);
+    assert_eq!(latency.decision, Outcome::Pass);
 }
 
 #[test]
@@ -368,8 +362,8 @@ fn a_canary_slower_in_the_tail_fails_the_latency_test_not_the_error_test() {
     let mut failed = false;
     for tick in 1..=6 {
         let [errors, latency] = ticker.tick(tick * 30, &canary, &stable);
-        assert_ne!(errors.decision, Decision::Fail);
-        failed |= latency.decision == Decision::Fail;
+        assert_ne!(errors.decision, Outcome::Fail);
+        failed |= latency.decision == Outcome::Fail;
     }
     assert!(failed);
 }
@@ -407,8 +401,8 @@ fn without_histograms_the_latency_test_is_inconclusive() {
         shards: Vec::new(),
     };
     let [errors, latency] = ticker.tick(30, &bare(300.0, 3.0), &bare(2700.0, 27.0));
-    assert_eq!(errors.decision, Decision::Pass);
-    assert_eq!(latency.decision, Decision::Inconclusive);
+    assert_eq!(errors.decision, Outcome::Pass);
+    assert_eq!(latency.decision, Outcome::Inconclusive);
 }
 
 #[test]
@@ -517,12 +511,12 @@ fn one_heavy_user_on_canary_fails_the_request_level_test_but_never_the_shard_tes
         let [errors, _] = sharded.tick(tick * 30, &canary, &stable);
         assert_ne!(
             errors.decision,
-            Decision::Fail,
+            Outcome::Fail,
             "tick {tick}: {}",
             errors.message
         );
         let [plain, _] = request_level.tick(tick * 30, &bare(&canary), &bare(&stable));
-        request_level_failed |= plain.decision == Decision::Fail;
+        request_level_failed |= plain.decision == Outcome::Fail;
     }
     assert!(request_level_failed, "the request-level test is fooled");
     let state = sharded.state.as_ref().unwrap();
@@ -551,15 +545,10 @@ fn evidence_resting_on_two_shards_is_inconclusive_not_a_failure() {
             &sharded_version(&canary),
             &sharded_version(&stable),
         );
-        (errors.decision != Decision::Pass).then_some(errors)
+        (errors.decision != Outcome::Pass).then_some(errors)
     });
     let errors = first_verdict.expect("some verdict other than Pass");
-    assert_eq!(
-        errors.decision,
-        Decision::Inconclusive,
-        "{}",
-        errors.message
-    );
+    assert_eq!(errors.decision, Outcome::Inconclusive, "{}", errors.message);
     assert!(
         errors.message.contains("rests on shards [2, 9]"),
         "{}",
@@ -579,7 +568,7 @@ fn a_broad_regression_fails_the_shard_test_within_two_minutes_of_traffic() {
             &sharded_version(&canary),
             &sharded_version(&stable),
         );
-        errors.decision == Decision::Fail
+        errors.decision == Outcome::Fail
     });
     assert!(
         failed_at.is_some_and(|tick| tick <= 4),
@@ -604,12 +593,7 @@ fn too_few_shards_with_traffic_give_no_verdict() {
     let stable: Vec<(f64, f64)> = (0..16).map(|_| (2700.0, 27.0)).collect();
     let mut ticker = Ticker::new(no_warmup());
     let [errors, _] = ticker.tick(30, &sharded_version(&canary), &sharded_version(&stable));
-    assert_eq!(
-        errors.decision,
-        Decision::Inconclusive,
-        "{}",
-        errors.message
-    );
+    assert_eq!(errors.decision, Outcome::Inconclusive, "{}", errors.message);
     assert!(
         errors.message.contains("too few shards"),
         "{}",
@@ -670,7 +654,7 @@ fn the_shard_test_rejects_independent_errors_no_more_often_than_alpha_however_of
                 &sharded_version(&canary),
                 &sharded_version(&stable),
             );
-            if errors.decision == Decision::Fail {
+            if errors.decision == Outcome::Fail {
                 rejected += 1;
                 break;
             }
@@ -730,7 +714,7 @@ fn by_shard_the_latency_test_reads_stables_p99_bucket_not_the_filters_slow_thres
     let mut ticker = Ticker::new(no_warmup());
     let failed_at = (1..=8).find(|tick| {
         let [_, latency] = ticker.tick(tick * 30, &canary, &stable);
-        latency.decision == Decision::Fail
+        latency.decision == Outcome::Fail
     });
     assert!(
         failed_at.is_some_and(|tick| tick <= 6),
@@ -762,12 +746,12 @@ fn a_heavy_user_slower_than_the_filters_threshold_cannot_fail_the_latency_test_b
         let [_, latency] = by_shard.tick(tick * 30, &canary, &stable);
         assert_ne!(
             latency.decision,
-            Decision::Fail,
+            Outcome::Fail,
             "tick {tick}: {}",
             latency.message
         );
         let [_, plain] = request_level.tick(tick * 30, &bare(&canary), &bare(&stable));
-        request_level_failed |= plain.decision == Decision::Fail;
+        request_level_failed |= plain.decision == Outcome::Fail;
     }
     assert!(request_level_failed, "the request-level test is fooled");
     let state = by_shard.state.as_ref().unwrap();

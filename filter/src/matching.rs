@@ -73,7 +73,8 @@ impl CompiledRollout {
     }
 }
 
-/// The immutable, compiled form of a [`PluginConfig`].
+/// The compiled form of a [`PluginConfig`]: fixed once built, except for the one-entry
+/// memory of the last `:authority` looked up (`last_host`), which only saves a lookup.
 #[derive(Debug, Clone)]
 pub struct CompiledConfig {
     /// Lower-case, as Envoy stores header names.

@@ -109,6 +109,11 @@ impl RolloutPlan {
     }
 }
 
+/// The phase a rollout status holds (empty when it has none).
+pub fn phase_of(status: &Value) -> &str {
+    status.get("phase").and_then(Value::as_str).unwrap_or("")
+}
+
 /// The filter config the stack starts with: one rollout at weight 0.
 pub fn initial_plugin_config() -> String {
     serde_json::json!({
@@ -216,6 +221,28 @@ impl Stack {
             controller_starts: 0,
             dir,
         })
+    }
+
+    /// Polls the status file until the rollout reaches a final phase (`Promoted`,
+    /// `RolledBack`, `InvalidSpec`) and returns that status; after `timeout`, an error with the
+    /// last status and the controller's log.
+    pub fn wait_final(&mut self, timeout: Duration) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.status()? {
+                if matches!(phase_of(&status), "Promoted" | "RolledBack" | "InvalidSpec") {
+                    return Ok(status);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Other(format!(
+                    "no final phase within {timeout:?}; status {:?}\ncontroller log:\n{}",
+                    self.status(),
+                    self.controller_log()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 
     pub fn dir(&self) -> &Path {

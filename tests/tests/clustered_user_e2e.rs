@@ -7,12 +7,12 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use stickycanary_e2e::backend_server::Behaviour;
 use stickycanary_e2e::load::{self, LoadHandle, LoadOptions};
-use stickycanary_e2e::stack::{Stack, StackOptions, ROLLOUT};
+use stickycanary_e2e::stack::{phase_of, Stack, StackOptions, ROLLOUT};
 use stickycanary_filter::assign;
 
 const USERS: u64 = 20_000;
@@ -48,28 +48,6 @@ fn heavy_user(stack: &Stack) -> LoadHandle {
     load::start(opts)
 }
 
-fn phase_of(status: &Value) -> &str {
-    status.get("phase").and_then(Value::as_str).unwrap_or("")
-}
-
-fn run_to_final(stack: &mut Stack, timeout: Duration) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = stack.status().expect("status file") {
-            if matches!(phase_of(&status), "Promoted" | "RolledBack" | "InvalidSpec") {
-                return status;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no final phase within {timeout:?}; status {:?}\ncontroller log:\n{}",
-            stack.status(),
-            stack.controller_log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 /// Every error-rate message recorded in the status history and the last analysis.
 fn error_rate_messages(status: &Value) -> String {
     status["lastAnalysis"]["checks"]
@@ -88,7 +66,9 @@ fn one_heavy_error_prone_user_on_canary_does_not_roll_it_back() {
     let ordinary = background(&stack);
     let heavy = heavy_user(&stack);
     stack.start_controller().expect("controller");
-    let status = run_to_final(&mut stack, Duration::from_secs(90));
+    let status = stack
+        .wait_final(Duration::from_secs(90))
+        .expect("final phase");
     let upstreams = stack.upstreams_report();
     let heavy_summary = heavy.stop();
     let ordinary_summary = ordinary.stop();
@@ -132,7 +112,9 @@ fn a_broad_canary_regression_is_still_rolled_back_with_the_heavy_user_there() {
     let ordinary = background(&stack);
     let heavy = heavy_user(&stack);
     stack.start_controller().expect("controller");
-    let status = run_to_final(&mut stack, Duration::from_secs(90));
+    let status = stack
+        .wait_final(Duration::from_secs(90))
+        .expect("final phase");
     let upstreams = stack.upstreams_report();
     heavy.stop();
     ordinary.stop();

@@ -11,11 +11,11 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use stickycanary_e2e::load::{self, LoadHandle, LoadOptions};
-use stickycanary_e2e::stack::{RolloutPlan, Stack, StackOptions, ROLLOUT};
+use stickycanary_e2e::stack::{phase_of, RolloutPlan, Stack, StackOptions, ROLLOUT};
 use stickycanary_filter::assign;
 
 const USERS: u64 = 20_000;
@@ -43,28 +43,6 @@ fn background(stack: &Stack) -> LoadHandle {
     opts.track_users = false;
     opts.duration = Some(Duration::from_secs(150));
     load::start(opts)
-}
-
-fn phase_of(status: &Value) -> &str {
-    status.get("phase").and_then(Value::as_str).unwrap_or("")
-}
-
-fn run_to_final(stack: &mut Stack, timeout: Duration) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = stack.status().expect("status file") {
-            if matches!(phase_of(&status), "Promoted" | "RolledBack" | "Failed") {
-                return status;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no final phase within {timeout:?}; status {:?}\ncontroller log:\n{}",
-            stack.status(),
-            stack.controller_log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// The status's last analysis, one line per check, for failure messages.
@@ -97,7 +75,9 @@ fn a_healthy_canary_with_one_slow_user_on_it_is_promoted() {
     opts.duration = Some(Duration::from_secs(150));
     let slow = load::start(opts);
     stack.start_controller().expect("controller");
-    let status = run_to_final(&mut stack, Duration::from_secs(120));
+    let status = stack
+        .wait_final(Duration::from_secs(120))
+        .expect("final phase");
     let slow_summary = slow.stop();
     ordinary.stop();
 
@@ -150,7 +130,9 @@ fn a_canary_path_failing_for_five_percent_of_users_is_rolled_back() {
     let light = affected(980, USERS, 5.0);
     let heavy = affected(20, USERS + 980, 10.0);
     stack.start_controller().expect("controller");
-    let status = run_to_final(&mut stack, Duration::from_secs(120));
+    let status = stack
+        .wait_final(Duration::from_secs(120))
+        .expect("final phase");
     let mut affected_summary = light.stop();
     let heavy_summary = heavy.stop();
     ordinary.stop();

@@ -2,7 +2,7 @@
 //! renders in its own format.
 
 use super::spec::Severity;
-use crate::crd::{CanaryRolloutStatus, Verdict};
+use crate::crd::{CanaryRolloutStatus, Outcome};
 use crate::engine::reasons;
 
 /// How loud an Event (by its reason) is:
@@ -72,7 +72,7 @@ impl AlertMessage {
             analysis
                 .checks
                 .iter()
-                .filter(|check| check.verdict == Verdict::Fail)
+                .filter(|check| check.verdict == Outcome::Fail)
                 .find_map(|check| {
                     Some(Breach {
                         check: check.name.clone(),

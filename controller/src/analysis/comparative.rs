@@ -25,12 +25,12 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
 use super::histogram;
 use super::sequential::{self, SplitCounts};
 use super::sharded;
+pub use crate::crd::comparative::{ComparativeCheck, ComparativeState, ShardStatistic, SplitTest};
+use crate::crd::Outcome;
 use crate::duration::Duration;
 use crate::observation::{ShardCounts, VersionWindow};
 
@@ -46,181 +46,16 @@ pub const SHARED_INCIDENT_FACTOR: f64 = 2.0;
 /// ... and only when it has at least this many stable events (not a blip).
 pub const SHARED_INCIDENT_MIN_EVENTS: f64 = 10.0;
 
-/// `spec.analysis.comparative`: the opt-in statistical comparison with stable.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ComparativeCheck {
-    /// Set false to keep the block but switch the check off.
-    #[serde(default = "default_enabled")]
-    pub enabled: bool,
-    /// Bound on the chance that a canary no worse than stable is ever failed by this check
-    /// during the whole rollout, however often it runs. Split evenly between the error and
-    /// the latency test.
-    #[serde(default = "default_alpha")]
-    #[schemars(range(min = 0.000001, max = 0.5))]
-    pub alpha: f64,
-    /// The smallest relative increase of canary's error (or slow-request) rate over
-    /// stable's that the test is tuned to catch: 0.5 means 1.5× stable's rate. Larger
-    /// increases are caught sooner; smaller ones later or not at all.
-    #[serde(default = "default_minimum_detectable_increase")]
-    #[schemars(range(min = 0.05, max = 10.0))]
-    pub minimum_detectable_increase: f64,
-    /// Requests slower than this count as slow (rounded up to a histogram bucket
-    /// boundary). Default: stable's p99 bucket boundary, chosen once from the first window
-    /// with enough stable traffic and kept for the whole rollout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.0))]
-    pub latency_threshold_ms: Option<f64>,
-    /// Latency right after each weight change is not counted: canary pods scaled up for
-    /// the new weight are slow while they warm up. (Errors always count.)
-    #[serde(default = "default_warmup")]
-    pub warmup: Duration,
-}
-
-fn default_enabled() -> bool {
-    true
-}
-
-fn default_alpha() -> f64 {
-    0.01
-}
-
-fn default_minimum_detectable_increase() -> f64 {
-    0.5
-}
-
-fn default_warmup() -> Duration {
-    Duration::from_mins(1)
-}
-
-impl Default for ComparativeCheck {
-    fn default() -> Self {
-        ComparativeCheck {
-            enabled: true,
-            alpha: default_alpha(),
-            minimum_detectable_increase: default_minimum_detectable_increase(),
-            latency_threshold_ms: None,
-            warmup: default_warmup(),
-        }
-    }
-}
-
-impl ComparativeCheck {
-    /// α of each of the two tests: half of `alpha` (Bonferroni), so the whole check's
-    /// false-failure chance stays within `alpha`.
-    pub fn alpha_per_test(&self) -> f64 {
-        let alpha = if self.alpha.is_finite() && self.alpha > 0.0 {
-            self.alpha.min(0.5)
-        } else {
-            default_alpha()
-        };
-        alpha / 2.0
-    }
-
-    /// The e-value at which a test fails: `1 / alpha_per_test`.
-    pub fn rejection_threshold(&self) -> f64 {
-        1.0 / self.alpha_per_test()
-    }
-}
-
-/// `status.comparative`: the cumulative state of both tests, so that a restarted
-/// controller carries on with the evidence gathered so far.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ComparativeState {
-    /// The weight of the current segment; a different weight starts a new one.
-    pub segment_weight: f64,
-    /// The weight of the run's first segment: heavy users that stable never showed have
-    /// been on canary since then (see `sharded::History`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_weight: Option<f64>,
-    /// When the current segment began (the latency warm-up runs from here).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub segment_started_at: Option<Time>,
-    /// The histogram boundary (ms) above which a request is slow, once chosen.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_threshold_ms: Option<f64>,
-    /// The `slowThresholdMs` this run wrote into the filter's config: once it equals
-    /// `latencyThresholdMs`, the shards' `slow` outcome counts exactly the latency test's
-    /// events and the latency test judges shards as the error test does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shard_slow_threshold_ms: Option<f64>,
-    pub errors: SplitTest,
-    pub slow_requests: SplitTest,
-}
-
-/// One sequential test's evidence.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SplitTest {
-    /// Traffic up to here has been counted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub counted_until: Option<Time>,
-    /// Counted requests and events since the rollout started: the sample sizes.
-    pub total: SplitCounts,
-    /// Counted since the weight last changed.
-    pub segment: SplitCounts,
-    /// Per alternative rate ratio, the log-likelihood ratio of the finished segments.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub carried_log_lr: Vec<f64>,
-    /// Natural log of the e-value (the mixture likelihood ratio) so far.
-    pub log_e_value: f64,
-    /// Set once the e-value reached the rejection threshold; never unset.
-    #[serde(default)]
-    pub rejected: bool,
-    // --- Cluster-robust (per user shard) evidence, when the filter exports shard series. ---
-    /// Per shard (index = shard), counted since the weight last changed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub segment_shards: Vec<SplitCounts>,
-    /// Per alternative, the finished segments' log LR over all shards (not trimmed).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub carried_untrimmed_log_lr: Vec<f64>,
-    /// Shards that stable showed as outlying (a heavy user on stable) in a finished segment
-    /// of this run: a canary outlier there later is a user seen to be heavy on stable too.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub stable_outlying_shards: Vec<i32>,
-    /// The latest tick's shard statistic (see [`super::sharded`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shards: Option<ShardStatistic>,
-}
-
-/// `status.comparative.<test>.shards`: what the cluster-robust test read at the last tick.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ShardStatistic {
-    /// Shards with traffic on both versions in the current segment (the sample size in
-    /// independent units; at most 16).
-    #[schemars(extend("format" = "int32", "minimum" = 0))]
-    pub shards_with_traffic: u32,
-    /// Of the two shards with the largest canary excess, the ones that stand out from the
-    /// others (largest excess first): capped (errors) or their excess taken out (latency),
-    /// so one or two users cannot fail the test. Empty when the excess is broad.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub trimmed: Vec<i32>,
-    /// The kept shards' dispersion `φ` (1 = no sign that errors cluster by user).
-    pub dispersion: f64,
-    /// Natural log of the e-value over all shards (trimming none); when it would fail and
-    /// the trimmed one does not, the evidence rests on one or two shards: Inconclusive.
-    pub untrimmed_log_e_value: f64,
-}
-
-/// What a test concluded at one tick.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// No evidence that canary is worse (the stage durations fix the sample size).
-    Pass,
-    /// The e-value reached `1/α`: canary's rate is higher than stable's.
-    Fail,
-    /// Nothing counted yet, warming up, no histogram, or an incident shared by both versions.
-    Inconclusive,
-}
-
 /// One test's verdict with the numbers behind it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TestReport {
     /// [`ERRORS_CHECK`] or [`LATENCY_CHECK`].
     pub check: &'static str,
-    pub decision: Decision,
+    /// Pass: no evidence that canary is worse (the stage durations fix the sample size).
+    /// Fail: the e-value reached `1/α`. Inconclusive: nothing counted yet, warming up, no
+    /// histogram, evidence resting on a few shards, or an incident shared by both versions.
+    /// (A test never reports Unavailable: the engine does, when the metrics are.)
+    pub decision: Outcome,
     /// The e-value (capped at 1e12 so it stays printable).
     pub e_value: f64,
     pub threshold: f64,
@@ -649,29 +484,29 @@ fn judge(
         .is_some_and(|shards| (shards.shards_with_traffic as usize) < sharded::MIN_KEPT_SHARDS);
     let (decision, message) = if test.rejected {
         (
-            Decision::Fail,
+            Outcome::Fail,
             format!("canary's rate is higher than stable's: {evidence}; {tally}"),
         )
     } else if window.total.is_none() {
         (
-            Decision::Inconclusive,
+            Outcome::Inconclusive,
             format!("no latency histogram to compare; {evidence}"),
         )
     } else if counts.canary_requests <= 0.0 || counts.stable_requests <= 0.0 {
         (
-            Decision::Inconclusive,
+            Outcome::Inconclusive,
             format!("nothing counted yet (warm-up or no traffic); {evidence}"),
         )
     } else if let Some(shards) = narrow {
         (
-            Decision::Inconclusive,
+            Outcome::Inconclusive,
             format!(
                 "canary's excess rests on shards {shards:?} (one or two users, not the canary's code path): holding; {evidence}; {tally}"
             ),
         )
     } else if kept_too_few {
         (
-            Decision::Inconclusive,
+            Outcome::Inconclusive,
             format!(
                 "too few shards with traffic on both versions to judge (need {}); {evidence}; {tally}",
                 sharded::MIN_KEPT_SHARDS
@@ -682,12 +517,12 @@ fn judge(
         .and_then(|window| shared_incident(window, baseline))
     {
         (
-            Decision::Inconclusive,
+            Outcome::Inconclusive,
             format!("{incident}: holding; {evidence}; {tally}"),
         )
     } else {
         (
-            Decision::Pass,
+            Outcome::Pass,
             format!("no evidence canary is worse: {evidence}; {tally}"),
         )
     };

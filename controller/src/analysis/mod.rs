@@ -15,4 +15,4 @@ pub mod histogram;
 pub mod sequential;
 pub mod sharded;
 
-pub use comparative::{ComparativeCheck, ComparativeState, Decision, TestReport, WindowInput};
+pub use comparative::{ComparativeCheck, ComparativeState, TestReport, WindowInput};

@@ -20,51 +20,7 @@
 //! - Rule: Fail as soon as `E ≥ 1/α`. Stage changes (new `π`) multiply in a new factor per
 //!   alternative, which keeps the martingale property across the whole rollout.
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-/// Requests and events per version over some span (fractional: Prometheus `increase()`
-/// extrapolates, and overlapping windows are counted pro rata).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SplitCounts {
-    pub canary_requests: f64,
-    pub canary_events: f64,
-    pub stable_requests: f64,
-    pub stable_events: f64,
-}
-
-impl SplitCounts {
-    /// `self + scale × other`, ignoring negative or non-finite inputs (counter resets).
-    pub fn add_scaled(&mut self, other: &SplitCounts, scale: f64) {
-        let clean = |value: f64| {
-            if value.is_finite() && value > 0.0 {
-                value * scale
-            } else {
-                0.0
-            }
-        };
-        self.canary_requests += clean(other.canary_requests);
-        self.canary_events += clean(other.canary_events);
-        self.stable_requests += clean(other.stable_requests);
-        self.stable_events += clean(other.stable_events);
-    }
-
-    /// Canary's share of the requests (`π`), when both versions saw traffic.
-    pub fn canary_share(&self) -> Option<f64> {
-        let total = self.canary_requests + self.stable_requests;
-        (self.canary_requests > 0.0 && self.stable_requests > 0.0)
-            .then(|| self.canary_requests / total)
-    }
-
-    pub fn canary_rate(&self) -> Option<f64> {
-        (self.canary_requests > 0.0).then(|| self.canary_events / self.canary_requests)
-    }
-
-    pub fn stable_rate(&self) -> Option<f64> {
-        (self.stable_requests > 0.0).then(|| self.stable_events / self.stable_requests)
-    }
-}
+pub use crate::crd::comparative::SplitCounts;
 
 /// The largest rate ratio the grid reaches; beyond it the guard rails catch the regression
 /// anyway, and more points would only dilute the mixture.

@@ -5,7 +5,7 @@
 use super::checks::{Evaluation, Outcome};
 use super::judge::Judged;
 use super::record::Tick;
-use crate::analysis::comparative::{self, Decision, WindowInput, ERRORS_CHECK, LATENCY_CHECK};
+use crate::analysis::comparative::{self, WindowInput, ERRORS_CHECK, LATENCY_CHECK};
 use crate::crd::Analysis;
 use crate::duration::Duration;
 use crate::observation::{MetricsObservation, Observations};
@@ -63,11 +63,7 @@ pub(super) fn judge(
             name: report.check.to_string(),
             breach_for: Duration::ZERO,
             evaluation: Evaluation::new(
-                match report.decision {
-                    Decision::Pass => Outcome::Pass,
-                    Decision::Fail => Outcome::Fail,
-                    Decision::Inconclusive => Outcome::Inconclusive,
-                },
+                report.decision,
                 Some(report.e_value),
                 Some(report.threshold),
                 report.message,

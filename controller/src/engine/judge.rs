@@ -7,7 +7,7 @@ use super::checks::{Check, CheckInput, Evaluation, Outcome};
 use super::lifecycle::{enter_stage, promote, roll_back};
 use super::record::Tick;
 use super::{reasons, stages};
-use crate::crd::{AnalysisRecord, CanaryRolloutSpec, CheckResult, Phase, Verdict, VersionSummary};
+use crate::crd::{AnalysisRecord, CanaryRolloutSpec, CheckResult, Phase, VersionSummary};
 use crate::duration::Duration;
 use crate::observation::{MetricsObservation, Observations, VersionWindow};
 
@@ -293,10 +293,10 @@ fn check_result(check: &Judged) -> CheckResult {
     let evaluation = &check.evaluation;
     CheckResult {
         name: check.name.clone(),
+        // The status records an unavailable source as Inconclusive (see `crd::Outcome`).
         verdict: match evaluation.outcome {
-            Outcome::Pass => Verdict::Pass,
-            Outcome::Fail => Verdict::Fail,
-            Outcome::Inconclusive | Outcome::Unavailable => Verdict::Inconclusive,
+            Outcome::Unavailable => Outcome::Inconclusive,
+            outcome => outcome,
         },
         value: evaluation.value,
         threshold: evaluation.threshold,
