@@ -223,6 +223,18 @@ impl Stack {
         })
     }
 
+    /// `users` ordinary users (ids `u0`…) on `/` at a steady `rate` req/s over 4 connections
+    /// for `seconds`, without per-user tracking: the background of the clustered-traffic tests.
+    pub fn steady_users(&self, users: u64, rate: f64, seconds: u64) -> crate::load::LoadHandle {
+        let mut opts = self.load_options();
+        opts.users = users;
+        opts.connections = 4;
+        opts.rate = Some(rate);
+        opts.track_users = false;
+        opts.duration = Some(Duration::from_secs(seconds));
+        crate::load::start(opts)
+    }
+
     /// Polls the status file until the rollout reaches a final phase (`Promoted`,
     /// `RolledBack`, `InvalidSpec`) and returns that status; after `timeout`, an error with the
     /// last status and the controller's log.

@@ -19,13 +19,7 @@ const USERS: u64 = 20_000;
 
 /// Ordinary users at a steady 300 req/s: about 30 req/s on canary at the first stage.
 fn background(stack: &Stack) -> LoadHandle {
-    let mut opts: LoadOptions = stack.load_options();
-    opts.users = USERS;
-    opts.connections = 4;
-    opts.rate = Some(300.0);
-    opts.track_users = false;
-    opts.duration = Some(Duration::from_secs(120));
-    load::start(opts)
+    stack.steady_users(USERS, 300.0, 120)
 }
 
 /// The first ordinary user id that is on canary from the first stage (10%) on.

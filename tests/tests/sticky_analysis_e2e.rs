@@ -34,15 +34,9 @@ fn options() -> StackOptions {
     }
 }
 
-/// Ordinary users on `/` at a steady 300 req/s: about 30 req/s on canary at the first stage.
+/// Ordinary users at a steady 300 req/s: about 30 req/s on canary at the first stage.
 fn background(stack: &Stack) -> LoadHandle {
-    let mut opts: LoadOptions = stack.load_options();
-    opts.users = USERS;
-    opts.connections = 4;
-    opts.rate = Some(300.0);
-    opts.track_users = false;
-    opts.duration = Some(Duration::from_secs(150));
-    load::start(opts)
+    stack.steady_users(USERS, 300.0, 150)
 }
 
 /// The status's last analysis, one line per check, for failure messages.
