@@ -63,20 +63,7 @@ pub fn kube_label(e: &kube::Error) -> &'static str {
     }
 }
 
-/// Whether a Kubernetes error is a 409 Conflict (status code, not message text).
-pub fn is_conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(status) if status.code == 409)
-}
-
-/// A kube error on one line (API errors carry code, reason and message).
-pub fn one_line(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => {
-            format!("{} {}: {}", status.code, status.reason, status.message).replace('\n', " ")
-        }
-        other => other.to_string().replace('\n', " "),
-    }
-}
+pub use crate::kube_error::{is_conflict, one_line};
 
 impl From<kube::Error> for Error {
     fn from(source: kube::Error) -> Self {

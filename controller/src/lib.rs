@@ -17,6 +17,7 @@ pub mod driver;
 pub mod error;
 pub mod field_managers;
 pub mod k8s;
+pub mod kube_error;
 pub mod local;
 pub mod metrics;
 pub mod prometheus;

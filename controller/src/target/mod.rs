@@ -20,7 +20,10 @@ pub enum TargetError {
     InvalidConfig { target: String, reason: String },
     #[error("{target}: {reason}")]
     Io { target: String, reason: String },
-    #[error("{target}: kubernetes API error: {}", crate::error::one_line(source))]
+    #[error(
+        "{target}: kubernetes API error: {}",
+        crate::kube_error::one_line(source)
+    )]
     Api {
         target: String,
         #[source]
@@ -35,7 +38,7 @@ pub enum TargetError {
 impl TargetError {
     /// Whether this is a 409 Conflict from the API server (by status code).
     pub fn is_conflict(&self) -> bool {
-        matches!(self, TargetError::Api { source, .. } if crate::error::is_conflict(source))
+        matches!(self, TargetError::Api { source, .. } if crate::kube_error::is_conflict(source))
     }
 
     /// A short label for metrics (`stickycanary_weight_patch_total{outcome}`), from a fixed set.

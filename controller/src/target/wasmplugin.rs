@@ -197,7 +197,7 @@ fn pointer_escape(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
-pub use crate::error::one_line;
+pub use crate::kube_error::one_line;
 
 impl<O: PatchOutcomes> WeightTarget for WasmPluginTarget<O> {
     async fn set_slow_threshold(&self, rollout_key: &str, ms: f64) -> Result<(), TargetError> {
