@@ -9,52 +9,45 @@
 //! independent of the version choice, so each shard is a random slice of users, on both
 //! versions). A user's errors stay in one shard, which lets the test see and discount them.
 //!
-//! The rule, per segment (one weight), for each alternative rate ratio `θ`:
+//! The rule, per segment (one weight), for each alternative rate ratio `θ` (contract 5 has
+//! it with a worked example):
 //!
-//! 1. Per shard `s` with traffic on both versions: canary events `c_s`, stable events `t_s`,
-//!    canary's share of the shard's requests `π_s`, and the *excess*
-//!    `x_s = c_s − π_s (c_s + t_s)` (canary events beyond its share).
-//! 2. **Trim what stands out**: of the [`TRIMMED_SHARDS`] shards with the largest excess,
-//!    each one whose canary events are improbable at canary's event rate in the other
-//!    (kept) shards — exact Poisson tail below [`OUTLIER_FAMILY_ALPHA`] / shards, Bonferroni
-//!    over the shards — counts at most [`TOP_SHARD_CAP`] times the largest log-likelihood
-//!    ratio among the kept shards (winsorised). One or two users, however heavy, sit in at
-//!    most two shards and lift canary's rate there far above the rest, so they can only add
-//!    to evidence the other shards already show, never make it. A top shard in line with
-//!    the others is the upper tail of a broad difference (a regression on canary's code
-//!    path raises canary's rate in every shard alike) and counts in full: capping it
-//!    regardless cost about 2 points of 1%→5% detection within 2 minutes (94.1% against
-//!    95.9% in 2000 simulated rollouts).
-//! 3. **Dispersion** `φ`: per version, Pearson's χ² of its events across shards against
-//!    its own pooled rate, divided by the degrees of freedom, less
-//!    [`DISPERSION_NOISE_ALLOWANCE`] standard errors (for Poisson counts each term has
-//!    variance `2 + 1/μ`), at least 1. For independent errors it is about 1 whatever the
-//!    rates are (a broad regression raises canary's rate in every shard alike); errors that
-//!    cluster by user push it up by about the clusters' size. `φ` is the larger version's
-//!    reading, over the kept shards or over all, whichever is larger.
-//! 4. The segment's log-likelihood ratio is the stratified split test's (per shard `π_s`)
-//!    over the kept shards plus the top shards (capped where they stand out), divided by
-//!    `φ`: the quasi-likelihood for overdispersed counts, which turns "errors" into about
-//!    "independent clusters of errors".
+//! 1. Per shard `s` with traffic on both versions: canary events `c_s`, stable events `t_s`
+//!    and canary's share of the shard's requests `π_s`.
+//! 2. **Set aside what stands out** (`peel`): one at a time, the shard whose canary events
+//!    are most in excess of canary's rate in the other remaining shards, while that excess is
+//!    improbable (exact Poisson tail below [`OUTLIER_FAMILY_ALPHA`] / shards, Bonferroni), up
+//!    to [`MAX_OUTLYING_SHARDS`] and never below [`MIN_KEPT_SHARDS`] kept. A regression on
+//!    canary's code path raises every shard alike, so its top shards stay; a heavy user lifts
+//!    its one shard far above the rest.
+//! 3. **Only as many as the run explains** (`peel_canary`): a shard stable showed as
+//!    outlying in an earlier segment may be set aside (users move only stable → canary and
+//!    keep their shard, so a user heavy whichever version serves it showed there first);
+//!    others only up to a binomial bound on how many heavy users the first stage could have
+//!    put on canary (`unexplained_allowed`, at least [`ALWAYS_OUTLYING`]). A bug that
+//!    breaks a few percent of the users makes canary outliers that stable never had: those
+//!    stay in the test.
+//! 4. **Dispersion** `φ` ([`dispersion`]): stable's Pearson χ²/df across shards, less
+//!    [`DISPERSION_NOISE_ALLOWANCE`] standard errors, at least 1. Read from stable alone so
+//!    that canary's own regression cannot discount itself.
+//! 5. The segment's log-likelihood ratio is the stratified split test's (per shard `π_s`)
+//!    over the kept shards, divided by `φ`: the quasi-likelihood for overdispersed counts,
+//!    which turns "errors" into about "independent clusters of errors".
 //!
 //! The e-value mixes the alternatives and carries finished segments exactly as the
 //! request-level test does, and the test fails when it reaches `1/α'`. With independent
 //! errors (`φ = 1`) it is at most the stratified split test, so its false-failure rate
-//! stays below α' however often it is read, as the request-level test's does (the
-//! outlier rule only decides how much *less* than that test it counts). Under clustering
-//! the `1/φ` scaling and the outlier rule are a calibration, not a theorem: they are
-//! checked by simulation (`tests/analysis.rs`, `tests/simulate.rs`, BENCHMARKS.md). The
-//! same statistic over all shards, uncapped, is kept beside it: when that one would fail,
-//! the capped one does not, and the capped one is at least half-way there (log scale),
-//! the evidence rests on one or two shards and the verdict is Inconclusive, not Fail.
+//! stays below α' however often it is read (setting shards aside only lowers it): a
+//! theorem. Under clustering the `1/φ` scaling, the outlier rule and the history are a
+//! calibration, checked by simulation (`tests/analysis.rs`, `tests/simulate.rs`,
+//! BENCHMARKS.md). The same statistic over all shards is kept beside it: when that one
+//! would fail, the kept one does not, and the kept one is at least half-way there (log
+//! scale), the evidence rests on a few shards and the verdict is Inconclusive, not Fail.
 //!
-//! **Latency** ([`latency_evidence`]) differs: the filter's `slow` outcome is fixed at its
-//! `slowThresholdMs` (500 ms by default), far in stable's tail, so the events judged are
-//! the histograms' (slower than stable's p99 bucket, as without shards), and the shards'
-//! `slow` counts say only whether the excess is broad: the canary excess of top shards that
-//! stand out is taken out of canary's count, `φ` from the shards divides the log-likelihood
-//! ratio, and the same Inconclusive rule applies. See that function for what it does not
-//! see.
+//! **Latency**: once the filter counts its shards' `slow` outcome at the latency test's
+//! threshold (the comparative check writes it as the run's `slowThresholdMs`), the latency
+//! test is this same rule on `slow`. Before that, [`latency_evidence`] judges the
+//! histograms' events with the outlying shards' excess taken out.
 
 use super::sequential::{log_mean_exp, SplitCounts};
 
