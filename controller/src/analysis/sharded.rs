@@ -182,7 +182,7 @@ fn most_in_excess(rows: &[(usize, SplitCounts)], skip: &[usize]) -> Option<usize
 pub const ALWAYS_OUTLYING: usize = 2;
 
 /// Chance, per look, that more of the population's outlying users land on canary than the
-/// bound of [`unexplained_allowed`] sets aside.
+/// bound of `unexplained_allowed` sets aside.
 pub const OUTLIER_SPLIT_LEVEL: f64 = 0.001;
 
 /// Stable's outlying shards in one segment (heavy users on stable), for the run's history.

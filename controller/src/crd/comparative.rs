@@ -142,7 +142,7 @@ pub struct SplitTest {
     /// of this run: a canary outlier there later is a user seen to be heavy on stable too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stable_outlying_shards: Vec<i32>,
-    /// The latest tick's shard statistic (see [`super::sharded`]).
+    /// The latest tick's shard statistic (see `crate::analysis::sharded`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<ShardStatistic>,
 }
