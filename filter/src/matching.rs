@@ -73,8 +73,7 @@ impl CompiledRollout {
     }
 }
 
-/// The compiled form of a [`PluginConfig`]: fixed once built, except for the one-entry
-/// memory of the last `:authority` looked up (`last_host`), which only saves a lookup.
+/// The compiled form of a [`PluginConfig`], fixed once built but for `last_host` (a lookup cache).
 #[derive(Debug, Clone)]
 pub struct CompiledConfig {
     /// Lower-case, as Envoy stores header names.
