@@ -77,6 +77,29 @@ async fn run(mut server: ScriptedServer, scenario: Scenario) {
                 .await;
             assert_weight_patch(&seen, json!(25));
         }
+        Scenario::SlowThresholdPatched => {
+            server
+                .expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
+                .await;
+            let seen = server
+                .expect(Method::PATCH, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
+                .await;
+            // The same shape as the weight patch: a JSON merge patch of the one field, under
+            // the stickycanary field manager, conditional on the resourceVersion read (a real
+            // API server answers 409 when it is stale, and applies the rest of pluginConfig
+            // untouched: merge patch replaces only the keys it names).
+            assert_eq!(seen.content_type, "application/merge-patch+json");
+            assert!(
+                seen.query.contains("fieldManager=stickycanary"),
+                "{}",
+                seen.query
+            );
+            assert_eq!(
+                seen.body,
+                json!({"metadata": {"resourceVersion": "7"},
+                       "spec": {"pluginConfig": {"rollouts": {"checkout": {"slowThresholdMs": 300}}}}})
+            );
+        }
         Scenario::ConflictThenPatched => {
             server
                 .expect(Method::GET, PLUGIN_PATH, StatusCode::OK, plugin(10.0))
@@ -454,6 +477,7 @@ fn lease(holder: &str, renew: &str, transitions: i32) -> Value {
 
 enum Scenario {
     WeightPatched,
+    SlowThresholdPatched,
     ConflictThenPatched,
     ServerError,
     PatchNeverAnswered,
@@ -509,6 +533,18 @@ async fn weight_change_is_a_merge_patch_of_exactly_one_field() {
     let outcomes = Arc::new(Outcomes::default());
     target(client, &outcomes, Duration::from_secs(5))
         .set_weight("checkout", 25.0, None)
+        .await
+        .unwrap();
+    finish(server).await;
+    assert_eq!(*outcomes.0.lock().unwrap(), vec!["success"]);
+}
+
+#[tokio::test]
+async fn the_latency_threshold_is_written_as_one_conditional_merge_patch_field() {
+    let (client, server) = start(Scenario::SlowThresholdPatched);
+    let outcomes = Arc::new(Outcomes::default());
+    target(client, &outcomes, Duration::from_secs(5))
+        .set_slow_threshold("checkout", 300.0)
         .await
         .unwrap();
     finish(server).await;
