@@ -81,8 +81,6 @@ pub struct ShardEvidence {
     pub trimmed: Vec<usize>,
     /// `φ` from stable's shards (1 = no sign of clustering).
     pub dispersion: f64,
-    /// The same `φ` (kept for the status's shape).
-    pub untrimmed_dispersion: f64,
 }
 
 /// One segment's shards: all with traffic on both versions, the ones set aside as outlying
@@ -298,7 +296,6 @@ pub fn evidence(shards: &[SplitCounts], history: &History<'_>, grid: &[f64]) -> 
         shards_with_traffic: peeled.all.len(),
         trimmed: peeled.trimmed(),
         dispersion,
-        untrimmed_dispersion: dispersion,
     }
 }
 
@@ -346,7 +343,6 @@ pub fn latency_evidence(
         shards_with_traffic: peeled.all.len(),
         trimmed: peeled.trimmed(),
         dispersion,
-        untrimmed_dispersion: dispersion,
     }
 }
 

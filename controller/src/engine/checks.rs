@@ -118,10 +118,10 @@ fn round2(value: f64) -> f64 {
 /// is shared ([`Check::stable_breach`]).
 ///
 /// With shard series (contract 4's `stickycanary_shard_requests_total`) a breach must also
-/// be *broad*: it must still hold after leaving out the [`sharded::TRIMMED_SHARDS`] shards
-/// with the most bad requests (errors for the error rate, slow requests for the p99). One
-/// heavy user sits in one shard, so one user cannot trip a guard rail. A breach that is not
-/// broad passes, with a message that says so.
+/// be *broad*: it must still hold with the outlying shards set aside ([`sharded::broad_rate`];
+/// errors for the error rate, slow requests for the p99). A few heavy users sit in a few
+/// shards, so they cannot trip a guard rail. A breach that is not broad passes, with a
+/// message that says so.
 struct GuardRail {
     /// The measure's name in messages: `error rate`, `p99`.
     what: &'static str,
