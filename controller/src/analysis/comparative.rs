@@ -119,6 +119,9 @@ pub fn step(
         if test.carried_untrimmed_log_lr.len() != grid.len() {
             test.carried_untrimmed_log_lr = test.carried_log_lr.clone();
         }
+        if test.carried_without_top_log_lr.len() != grid.len() {
+            test.carried_without_top_log_lr = test.carried_log_lr.clone();
+        }
     }
     if state.latency_threshold_ms.is_none() {
         state.latency_threshold_ms = choose_latency_threshold(spec, input);
@@ -307,16 +310,24 @@ impl Evidence {
 fn close_segment(test: &mut SplitTest, grid: &[f64], kind: Evidence, first_weight: f64) {
     test.carried_log_lr.resize(grid.len(), 0.0);
     test.carried_untrimmed_log_lr.resize(grid.len(), 0.0);
-    let (trimmed, untrimmed) = if test.segment_shards.is_empty() {
+    test.carried_without_top_log_lr.resize(grid.len(), 0.0);
+    let (trimmed, untrimmed, without_top) = if test.segment_shards.is_empty() {
         let request_level: Vec<f64> = grid
             .iter()
             .map(|ratio| sequential::split_log_lr(&test.segment, *ratio))
             .collect();
-        (request_level.clone(), request_level)
+        (request_level.clone(), request_level.clone(), request_level)
     } else {
         let evidence = kind.of(test, first_weight, grid);
-        (evidence.log_lr, evidence.untrimmed_log_lr)
+        (
+            evidence.log_lr,
+            evidence.untrimmed_log_lr,
+            evidence.without_top_log_lr,
+        )
     };
+    for (carried, value) in test.carried_without_top_log_lr.iter_mut().zip(without_top) {
+        *carried += value;
+    }
     for (carried, value) in test.carried_log_lr.iter_mut().zip(trimmed) {
         *carried += value;
     }
@@ -426,6 +437,7 @@ fn judge(
         }
     }
     let mut narrow = None;
+    let mut one_shard = None;
     if window.shards.is_some() && !test.segment_shards.is_empty() {
         let evidence = kind.of(test, window.first_weight, grid);
         test.log_e_value = sharded::log_e_value(&test.carried_log_lr, &evidence.log_lr);
@@ -441,6 +453,16 @@ fn judge(
         {
             narrow = Some(evidence.trimmed.clone());
         }
+        // A failure must survive losing the kept shard most in excess (any one user's):
+        // with few events clustering cannot be measured, and one user's errors would
+        // otherwise carry the verdict (issue 22: a heavy user at 5 req/s).
+        let without_top = sharded::log_e_value(
+            &test.carried_without_top_log_lr,
+            &evidence.without_top_log_lr,
+        );
+        if test.log_e_value >= threshold.ln() && without_top < 0.5 * threshold.ln() {
+            one_shard = Some(without_top);
+        }
         test.shards = Some(ShardStatistic {
             shards_with_traffic: evidence.shards_with_traffic as u32,
             trimmed: evidence
@@ -450,12 +472,13 @@ fn judge(
                 .collect(),
             dispersion: round2(evidence.dispersion),
             untrimmed_log_e_value: round2(untrimmed),
+            without_top_log_e_value: round2(without_top),
         });
     } else {
         test.log_e_value = sequential::log_e_value(grid, &test.carried_log_lr, &test.segment);
         test.shards = None;
     }
-    if test.log_e_value >= threshold.ln() {
+    if test.log_e_value >= threshold.ln() && one_shard.is_none() {
         test.rejected = true;
     }
     let e_value = test.log_e_value.min(12.0 * std::f64::consts::LN_10).exp();
@@ -496,6 +519,14 @@ fn judge(
         (
             Outcome::Inconclusive,
             format!("nothing counted yet (warm-up or no traffic); {evidence}"),
+        )
+    } else if let Some(without_top) = one_shard {
+        (
+            Outcome::Inconclusive,
+            format!(
+                "canary's excess rests on one shard (one user, not the canary's code path): without it the e-value is {}: holding; {evidence}; {tally}",
+                significant(without_top.exp())
+            ),
         )
     } else if let Some(shards) = narrow {
         (

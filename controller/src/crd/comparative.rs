@@ -138,6 +138,10 @@ pub struct SplitTest {
     /// Per alternative, the finished segments' log LR over all shards (not trimmed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub carried_untrimmed_log_lr: Vec<f64>,
+    /// Per alternative, the finished segments' log LR over the kept shards without each
+    /// segment's top shard (a failure needs the evidence to survive losing one user's shard).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carried_without_top_log_lr: Vec<f64>,
     /// Shards that stable showed as outlying (a heavy user on stable) in a finished segment
     /// of this run: a canary outlier there later is a user seen to be heavy on stable too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -155,16 +159,21 @@ pub struct ShardStatistic {
     /// independent units; at most 16).
     #[schemars(extend("format" = "int32", "minimum" = 0))]
     pub shards_with_traffic: u32,
-    /// Of the two shards with the largest canary excess, the ones that stand out from the
-    /// others (largest excess first): capped (errors) or their excess taken out (latency),
-    /// so one or two users cannot fail the test. Empty when the excess is broad.
+    /// The shards set aside as outlying (a few heavy users), in the order they were found:
+    /// left out (errors) or their excess taken out (latency). Empty when the excess is broad.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trimmed: Vec<i32>,
-    /// The kept shards' dispersion `φ` (1 = no sign that errors cluster by user).
+    /// Stable's dispersion `φ` across the shards (1 = no sign that events cluster by user).
     pub dispersion: f64,
     /// Natural log of the e-value over all shards (trimming none); when it would fail and
     /// the trimmed one does not, the evidence rests on one or two shards: Inconclusive.
     pub untrimmed_log_e_value: f64,
+    /// Natural log of the e-value over the kept shards without each segment's top shard
+    /// (the one most in excess on canary). A failure needs it at least half-way to the
+    /// threshold: evidence that one user's shard carries holds the rollout (Inconclusive)
+    /// instead, and a guard-rail breach is held while it leans "no worse" (below 0).
+    #[serde(default)]
+    pub without_top_log_e_value: f64,
 }
 
 /// Requests and events per version over some span (fractional: Prometheus `increase()`
