@@ -641,6 +641,10 @@ pub struct CanaryRolloutStatus {
     /// When set, the canary is scaled to 0 at this time (after a rollback's drain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down_at: Option<Time>,
+    /// Set while `phase` is `InvalidSpec`: the phase the rollout left, and returns to once
+    /// the spec is valid again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_before_invalid_spec: Option<Phase>,
     /// Why the last run failed to scale up or to promote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,

@@ -6,7 +6,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use stickycanary::commands::describe_status;
 use stickycanary::crd::{CanaryRolloutStatus, Phase};
-use stickycanary::crd::{GateWait, WebhookType};
+use stickycanary::crd::{ApprovalRecord, GateWait, WebhookType};
 use stickycanary::engine::approve::{parse_gate, ApproveTarget};
 use stickycanary::local::approve::{approve_local, request_path, take_local};
 use stickycanary::local::state::{self, LocalState};
@@ -23,6 +23,8 @@ fn waiting_status() -> CanaryRolloutStatus {
             revision: "v2".to_string(),
             manual: true,
             next_window: None,
+            attempt: None,
+            stage: None,
         }),
         ..Default::default()
     }
@@ -68,11 +70,11 @@ fn without_a_loop_the_approval_goes_into_the_status_file_for_the_waiting_revisio
     assert!(stored
         .status
         .approvals
-        .approves(WebhookType::ConfirmPromotion, "v2"));
+        .approves(WebhookType::ConfirmPromotion, &ApprovalRecord::for_revision("v2")));
     assert!(!stored
         .status
         .approvals
-        .approves(WebhookType::ConfirmPromotion, "v3"));
+        .approves(WebhookType::ConfirmPromotion, &ApprovalRecord::for_revision("v3")));
     // Another rollout's file, a gate that is not one, a revision the schema refuses: refused.
     assert!(approve_local(&path, "payments", WebhookType::ConfirmPromotion, None).is_err());
     assert!(parse_gate("rollback").is_err());
@@ -104,6 +106,6 @@ fn with_a_loop_running_the_approval_is_queued_and_taken_once() {
     );
     assert!(status
         .approvals
-        .approves(WebhookType::ConfirmPromotion, "v2"));
+        .approves(WebhookType::ConfirmPromotion, &ApprovalRecord::for_revision("v2")));
     assert_eq!(take_local(&path, "checkout", &mut status).unwrap(), None);
 }

@@ -8,12 +8,14 @@
 //! Rules, in the order they are applied each tick:
 //! 1. Without a revision source, `Promoted` and `RolledBack` are final: nothing happens.
 //!    With one ([`decide_release`]) they wait for the next revision instead.
-//! 2. A manual abort, then a crashing canary pod, roll back at once.
+//! 2. A manual action the phase cannot take is refused with an `ActionRefused` Event
+//!    ([`manual`]). A manual abort, then a crashing canary pod, roll back at once.
 //! 3. An invalid spec moves to `InvalidSpec` and holds the weight until the spec is fixed;
 //!    otherwise a manual promote goes to 100%.
 //! 4. Pause (manual or `spec.paused`) holds the weight and freezes the stage timer; resume
 //!    moves the stage start forward by the time spent paused. Checks keep guarding a
-//!    paused rollout: a breach still rolls back.
+//!    paused rollout: a breach still rolls back. A run paused before its first weight
+//!    (`ScalingUp`) resumes its scale-up.
 //! 5. `Pending` starts the first stage.
 //! 6. Each check gives Pass, Fail, Inconclusive or Unavailable. A window with fewer than
 //!    `minRequests` canary requests makes every check Inconclusive. A Fail that lasts
@@ -35,6 +37,7 @@ mod comparative;
 pub mod gates;
 mod judge;
 mod lifecycle;
+mod manual;
 mod record;
 pub mod release;
 pub mod resources;
@@ -70,6 +73,8 @@ pub mod reasons {
     pub const PROMOTION_FAILED: &str = "PromotionFailed";
     pub const SCALED_DOWN: &str = "ScaledDown";
     pub const RETRY_IGNORED: &str = "RetryIgnored";
+    /// A manual action the rollout's phase cannot take (Warning): it is not carried out.
+    pub const ACTION_REFUSED: &str = "ActionRefused";
     pub const GATE_WAITING: &str = "GateWaiting";
     pub const GATE_OPENED: &str = "GateOpened";
 }
@@ -257,14 +262,15 @@ fn step(
             return;
         }
     }
+    // A manual action the phase cannot take is refused with an Event, never dropped.
+    let manual = manual::admit(spec, observations.manual, tick);
     if tick.status.phase.is_terminal() {
         return;
     }
-    // Promoting and Finalising are past the analysis: stable is taking over.
-    let handing_over = matches!(tick.status.phase, Phase::Promoting | Phase::Finalising);
     // Abort and a crashing canary roll back whatever else is going on, even with a spec
     // that no longer validates: getting users off a broken canary needs no stages.
-    if observations.manual == Some(ManualAction::Abort) && !handing_over {
+    // (An abort in Promoting or Finalising was refused above: stable is taking over.)
+    if manual == Some(ManualAction::Abort) {
         roll_back(
             tick,
             "aborted".to_string(),
@@ -272,6 +278,8 @@ fn step(
         );
         return;
     }
+    // Promoting and Finalising are past the analysis: stable is taking over.
+    let handing_over = matches!(tick.status.phase, Phase::Promoting | Phase::Finalising);
     if let (CanaryHealth::Crashing { pod, reason }, false) =
         (&observations.canary_health, handing_over)
     {
@@ -288,12 +296,7 @@ fn step(
     if !spec_is_usable(spec, tick) {
         return;
     }
-    if let Some(release) = release {
-        if release::during(spec, release, tick) {
-            return;
-        }
-    }
-    if observations.manual == Some(ManualAction::Promote) {
+    if manual == Some(ManualAction::Promote) {
         promote(
             tick,
             spec,
@@ -302,7 +305,14 @@ fn step(
         );
         return;
     }
-    apply_pause_intent(spec, observations.manual, tick);
+    // Pause comes before the lifecycle's own phases, so that it holds a run from its first
+    // tick: a paused ScalingUp never writes the first weight.
+    apply_pause_intent(spec, manual, tick);
+    if let Some(release) = release {
+        if release::during(spec, release, tick) {
+            return;
+        }
+    }
     if tick.status.phase == Phase::Pending {
         start(spec, tick);
         return;

@@ -94,6 +94,9 @@ pub(super) fn during(
 fn new_revision(spec: &CanaryRolloutSpec, release: &ReleaseObservation, tick: &mut Tick) {
     let revision = release.canary_revision.clone();
     let previous = tick.status.canary_revision.clone();
+    // Users on the canary now, or a drain already under way, mean a revert must drain.
+    let had_users = tick.status.weight != 0.0;
+    let draining = tick.status.scale_down_at.clone();
     if tick.status.weight != 0.0 {
         // Users leave the old revision before anything else happens.
         tick.set_weight(0.0);
@@ -113,15 +116,31 @@ fn new_revision(spec: &CanaryRolloutSpec, release: &ReleaseObservation, tick: &m
     status.scale_down_at = None;
     status.phase_started_at = None;
     status.attempt = 0;
+    status.phase_before_invalid_spec = None;
     if status.stable_revision.as_deref() == Some(revision.as_str()) {
         status.canary_revision = Some(revision.clone());
         status.salt = None;
-        tick.actions.push(Action::ScaleCanaryDown {
-            revision: revision.clone(),
-        });
+        // The weight went to 0 above; Envoy takes a moment to get it, and until then the
+        // canary's cohort still reaches the canary. So, as after a rollback, the canary is
+        // scaled down only after the drain delay (`scaleDownAt`, which survives a restart).
+        let scale_down = if had_users {
+            Some(stages::shifted(&tick.now_time(), spec.scale_down_delay))
+        } else {
+            draining
+        };
+        let when = match &scale_down {
+            Some(at) => format!("scaled down at {} (after the drain)", at.0),
+            None => {
+                tick.actions.push(Action::ScaleCanaryDown {
+                    revision: revision.clone(),
+                });
+                "scaled down (no user was on it)".to_string()
+            }
+        };
+        tick.status.scale_down_at = scale_down;
         tick.transition(Phase::WaitingForRelease, "revert");
         let message = format!(
-            "the canary is back on the stable revision {revision}: no run; weight 0 and the canary is scaled down"
+            "the canary is back on the stable revision {revision}: no run; weight 0 and the canary is {when}"
         );
         tick.event(reasons::REVERTED, message, false);
         return;
@@ -146,6 +165,11 @@ fn begin_run(
     reason: &str,
 ) {
     let revision = release.canary_revision.clone();
+    if tick.status.weight != 0.0 {
+        // A retry after PromotionFailed (weight 100): every run starts at 0, so its first
+        // weight leaves 0 with the new cohort's salt.
+        tick.set_weight(0.0);
+    }
     let now = tick.now_time();
     let status = &mut tick.status;
     status.canary_revision = Some(revision.clone());
@@ -162,6 +186,10 @@ fn begin_run(
     status.failure_reason = None;
     status.breach_started_at.clear();
     status.comparative = None;
+    status.inconclusive_since = None;
+    status.prometheus_unavailable_since = None;
+    status.paused_at = None;
+    status.phase_before_invalid_spec = None;
     tick.transition(Phase::ScalingUp, reason);
     let cohort = match &tick.status.salt {
         Some(salt) => format!("new cohort (salt {salt})"),
@@ -171,6 +199,11 @@ fn begin_run(
         "run {attempt} of revision {revision} with {cohort}: weight 0 until the canary has ready pods"
     );
     tick.event(reasons::RELEASE_STARTED, message, false);
+    // `spec.paused` holds a run from its first tick: not even the canary is scaled up.
+    super::lifecycle::apply_pause_intent(spec, None, tick);
+    if tick.status.phase == Phase::Paused {
+        return;
+    }
     // Only ask when needed: a canary already up on this revision (a retry before the
     // scale-down) goes straight on at the next tick.
     if release.canary != WorkloadState::Ready

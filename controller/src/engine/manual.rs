@@ -1,0 +1,95 @@
+//! Which manual actions a phase can take (contract 5, "Decision rules", rule 2a).
+//!
+//! An operator's one-shot request is consumed on the tick it is seen, in the cluster by
+//! marking the request annotation handled. A request the phase cannot take must not vanish
+//! without a word: it is refused with a Warning `ActionRefused` Event that names the phase
+//! and what happens instead, and the tick goes on as if it had not been asked.
+//!
+//! `retry` is the release lifecycle's own (see [`super::release`]); without a revision
+//! source there is no run to repeat, so it is refused here.
+
+use super::record::Tick;
+use super::{reasons, schedule};
+use crate::crd::{CanaryRolloutSpec, Phase};
+use crate::observation::ManualAction;
+
+/// The action this tick may act on: `manual` itself, or `None` after an `ActionRefused`
+/// Event when the phase cannot take it.
+pub(super) fn admit(
+    spec: &CanaryRolloutSpec,
+    manual: Option<ManualAction>,
+    tick: &mut Tick,
+) -> Option<ManualAction> {
+    let action = manual?;
+    let Some(why) = refusal(spec, action, tick) else {
+        return Some(action);
+    };
+    let message = format!("{action} refused: the rollout is {}: {why}", tick.status.phase);
+    tick.event(reasons::ACTION_REFUSED, message, true);
+    None
+}
+
+/// Why the current phase cannot take `action` (`None`: it can).
+fn refusal(spec: &CanaryRolloutSpec, action: ManualAction, tick: &Tick) -> Option<String> {
+    use ManualAction::*;
+    let status = &tick.status;
+    let revision = status.canary_revision.as_deref().unwrap_or("the canary");
+    let lifecycle = tick.scale_down_delay.is_some();
+    if action == Retry && !lifecycle {
+        return Some(
+            "retry reruns a failed revision, and this rollout has no revision source \
+             (spec.stable, or spec.canary.revision in local mode)"
+                .to_string(),
+        );
+    }
+    match (status.phase, action) {
+        (Phase::Promoting, _) => Some(format!(
+            "stable is taking over revision {revision} and the hand-over completes: users stay \
+             on the canary at {}% until stable is ready, then go back to stable (stopping now \
+             would leave stable half rolled out; to undo the release, set the canary \
+             Deployment back to the stable revision)",
+            status.weight
+        )),
+        (Phase::Finalising, _) => Some(format!(
+            "stable runs revision {revision} and users are back on it; the canary is scaled \
+             down after scaleDownDelay {}",
+            spec.scale_down_delay
+        )),
+        (Phase::RolledBack, _) if lifecycle => Some(format!(
+            "the run of {revision} rolled back to 0%; `retry` runs it again with a new cohort"
+        )),
+        (Phase::PromotionFailed, _) => Some(format!(
+            "the stable rollout of {revision} failed and users stay on the canary at {}%; \
+             `retry` runs the revision again from weight 0, a new revision replaces it",
+            status.weight
+        )),
+        (Phase::WaitingForRelease | Phase::Succeeded, _) => Some(match action {
+            Pause => "no run is in progress (set spec.paused to hold the next one)".to_string(),
+            _ => "no run is in progress".to_string(),
+        }),
+        (Phase::Promoted | Phase::RolledBack, _) => {
+            Some("the rollout is over (a new one starts with a new CanaryRollout)".to_string())
+        }
+        (Phase::InvalidSpec, Promote | Pause | Resume) => Some(
+            "the spec is invalid and the weight is held; fix the spec first (abort still rolls back)"
+                .to_string(),
+        ),
+        (Phase::ScalingUp, Promote) => Some(format!(
+            "the canary has no ready pods of {revision} yet; nothing can be promoted"
+        )),
+        (Phase::Pending | Phase::ScalingUp | Phase::Progressing, Resume) => {
+            Some("it is not paused".to_string())
+        }
+        (Phase::Pending | Phase::Progressing | Phase::Paused, Promote) => {
+            let window = schedule::state(spec.schedule.as_ref(), tick.now);
+            (!window.is_open()).then(|| {
+                format!(
+                    "{}; a promotion is a weight increase, which waits for the schedule \
+                     (abort still rolls back)",
+                    window.describe()
+                )
+            })
+        }
+        _ => None,
+    }
+}
