@@ -241,14 +241,9 @@ async fn a_traffic_increase_approval_names_the_run_and_the_stage_the_rollout_wai
         );
         answer(send, StatusCode::OK, &waiting);
     });
-    let message = approve_in_cluster(
-        &api,
-        "checkout",
-        WebhookType::ConfirmTrafficIncrease,
-        None,
-    )
-    .await
-    .unwrap();
+    let message = approve_in_cluster(&api, "checkout", WebhookType::ConfirmTrafficIncrease, None)
+        .await
+        .unwrap();
     assert_eq!(
         message,
         "approved confirm-traffic-increase of checkout for revision 7f3a9c, run 2, the raise into stage 3"

@@ -5,8 +5,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use stickycanary::commands::describe_status;
-use stickycanary::crd::{CanaryRolloutStatus, Phase};
 use stickycanary::crd::{ApprovalRecord, GateWait, WebhookType};
+use stickycanary::crd::{CanaryRolloutStatus, Phase};
 use stickycanary::engine::approve::{parse_gate, ApproveTarget};
 use stickycanary::local::approve::{approve_local, request_path, take_local};
 use stickycanary::local::state::{self, LocalState};
@@ -67,14 +67,14 @@ fn without_a_loop_the_approval_goes_into_the_status_file_for_the_waiting_revisio
         "{said}"
     );
     let stored = state::load(&path).unwrap().unwrap();
-    assert!(stored
-        .status
-        .approvals
-        .approves(WebhookType::ConfirmPromotion, &ApprovalRecord::for_revision("v2")));
-    assert!(!stored
-        .status
-        .approvals
-        .approves(WebhookType::ConfirmPromotion, &ApprovalRecord::for_revision("v3")));
+    assert!(stored.status.approvals.approves(
+        WebhookType::ConfirmPromotion,
+        &ApprovalRecord::for_revision("v2")
+    ));
+    assert!(!stored.status.approvals.approves(
+        WebhookType::ConfirmPromotion,
+        &ApprovalRecord::for_revision("v3")
+    ));
     // Another rollout's file, a gate that is not one, a revision the schema refuses: refused.
     assert!(approve_local(&path, "payments", WebhookType::ConfirmPromotion, None).is_err());
     assert!(parse_gate("rollback").is_err());
@@ -104,8 +104,9 @@ fn with_a_loop_running_the_approval_is_queued_and_taken_once() {
         take_local(&path, "checkout", &mut status).unwrap(),
         Some((WebhookType::ConfirmPromotion, "v2".to_string()))
     );
-    assert!(status
-        .approvals
-        .approves(WebhookType::ConfirmPromotion, &ApprovalRecord::for_revision("v2")));
+    assert!(status.approvals.approves(
+        WebhookType::ConfirmPromotion,
+        &ApprovalRecord::for_revision("v2")
+    ));
     assert_eq!(take_local(&path, "checkout", &mut status).unwrap(), None);
 }

@@ -651,7 +651,11 @@ fn a_freeze_holds_a_last_stage_with_a_duration_and_promoting_waits_for_the_thaw(
     let mut sim = Sim::new(bake);
     let none = GateInput::default();
     let ready = release("r2", WorkloadState::Ready);
-    sim.tick_with(&traffic(1.0), Some(&release("r2", WorkloadState::Stopped)), &none); // t=0
+    sim.tick_with(
+        &traffic(1.0),
+        Some(&release("r2", WorkloadState::Stopped)),
+        &none,
+    ); // t=0
     while sim.status.weight < 100.0 {
         sim.tick_with(&traffic(1.0), Some(&ready), &none);
         assert!(sim.now < 600, "never reached the last stage");
@@ -665,7 +669,8 @@ fn a_freeze_holds_a_last_stage_with_a_duration_and_promoting_waits_for_the_thaw(
         all.extend(decision.actions);
     }
     assert!(
-        !all.iter().any(|a| matches!(a, Action::PromoteStable { .. })),
+        !all.iter()
+            .any(|a| matches!(a, Action::PromoteStable { .. })),
         "no promotion while frozen: {all:?}"
     );
     assert_eq!(sim.status.phase, Phase::Progressing);
@@ -688,7 +693,12 @@ fn a_freeze_holds_a_last_stage_with_a_duration_and_promoting_waits_for_the_thaw(
         }
         assert!(sim.now < thawed + 600, "never promoted after the thaw");
     };
-    assert_eq!(promoted_at - thawed, 90, "the frozen {}s did not count", thawed - last_started - 30);
+    assert_eq!(
+        promoted_at - thawed,
+        90,
+        "the frozen {}s did not count",
+        thawed - last_started - 30
+    );
     assert_eq!(sim.status.phase, Phase::Promoting);
 }
 
@@ -699,7 +709,11 @@ fn a_manual_promote_while_frozen_is_refused_with_an_event() {
     sim.tick(&none);
     assert_eq!(sim.status.weight, 10.0);
     sim.spec.schedule = frozen();
-    let decision = sim.tick_with(&with_manual(traffic(1.0), ManualAction::Promote), None, &none);
+    let decision = sim.tick_with(
+        &with_manual(traffic(1.0), ManualAction::Promote),
+        None,
+        &none,
+    );
     assert_eq!(sim.status.weight, 10.0);
     assert_eq!(sim.status.phase, Phase::Progressing);
     assert!(
@@ -714,12 +728,23 @@ fn a_freeze_still_lets_a_rollback_and_its_drain_happen() {
     let mut sim = Sim::new(spec("stable: {deployment: checkout-stable}\n"));
     let none = GateInput::default();
     let ready = release("r2", WorkloadState::Ready);
-    sim.tick_with(&traffic(1.0), Some(&release("r2", WorkloadState::Stopped)), &none);
+    sim.tick_with(
+        &traffic(1.0),
+        Some(&release("r2", WorkloadState::Stopped)),
+        &none,
+    );
     sim.tick_with(&traffic(1.0), Some(&ready), &none);
     assert_eq!(sim.status.weight, 10.0);
     sim.spec.schedule = frozen();
-    sim.tick_with(&with_manual(traffic(1.0), ManualAction::Abort), Some(&ready), &none);
-    assert_eq!((sim.status.phase, sim.status.weight), (Phase::RolledBack, 0.0));
+    sim.tick_with(
+        &with_manual(traffic(1.0), ManualAction::Abort),
+        Some(&ready),
+        &none,
+    );
+    assert_eq!(
+        (sim.status.phase, sim.status.weight),
+        (Phase::RolledBack, 0.0)
+    );
     let decision = sim.tick_with(&traffic(1.0), Some(&ready), &none);
     assert!(decision
         .actions
@@ -737,26 +762,51 @@ fn an_approval_does_not_outlive_its_run_so_a_retry_waits_at_the_gate_again() {
     )));
     let none = GateInput::default();
     let ready = release("r2", WorkloadState::Ready);
-    sim.tick_with(&traffic(1.0), Some(&release("r2", WorkloadState::Stopped)), &none);
-    assert_eq!(sim.waiting(), "waiting for confirm-rollout (manual approval)");
+    sim.tick_with(
+        &traffic(1.0),
+        Some(&release("r2", WorkloadState::Stopped)),
+        &none,
+    );
+    assert_eq!(
+        sim.waiting(),
+        "waiting for confirm-rollout (manual approval)"
+    );
     approve(
         &mut sim.status,
         "confirmRollout",
         serde_json::json!({"revision": "r2", "attempt": 1}),
     );
-    sim.tick_with(&traffic(1.0), Some(&release("r2", WorkloadState::Stopped)), &none);
+    sim.tick_with(
+        &traffic(1.0),
+        Some(&release("r2", WorkloadState::Stopped)),
+        &none,
+    );
     sim.tick_with(&traffic(1.0), Some(&ready), &none);
     assert_eq!(sim.status.weight, 10.0);
-    sim.tick_with(&with_manual(traffic(1.0), ManualAction::Abort), Some(&ready), &none);
+    sim.tick_with(
+        &with_manual(traffic(1.0), ManualAction::Abort),
+        Some(&ready),
+        &none,
+    );
     assert_eq!(sim.status.phase, Phase::RolledBack);
 
-    sim.tick_with(&with_manual(traffic(1.0), ManualAction::Retry), Some(&ready), &none);
+    sim.tick_with(
+        &with_manual(traffic(1.0), ManualAction::Retry),
+        Some(&ready),
+        &none,
+    );
     assert_eq!(sim.status.attempt, 2);
     for _ in 0..4 {
         sim.tick_with(&traffic(1.0), Some(&ready), &none);
-        assert_eq!(sim.status.weight, 0.0, "run 1's approval does not open run 2");
+        assert_eq!(
+            sim.status.weight, 0.0,
+            "run 1's approval does not open run 2"
+        );
     }
-    assert_eq!(sim.waiting(), "waiting for confirm-rollout (manual approval)");
+    assert_eq!(
+        sim.waiting(),
+        "waiting for confirm-rollout (manual approval)"
+    );
     approve(
         &mut sim.status,
         "confirmRollout",
@@ -789,7 +839,10 @@ fn one_traffic_increase_approval_opens_one_raise() {
     for _ in 0..6 {
         sim.tick(&none);
     }
-    assert_eq!(sim.status.weight, 10.0, "the approval of 10% does not open 50%");
+    assert_eq!(
+        sim.status.weight, 10.0,
+        "the approval of 10% does not open 50%"
+    );
     assert_eq!(
         sim.waiting(),
         "waiting for confirm-traffic-increase (manual approval)"
@@ -804,5 +857,8 @@ fn one_traffic_increase_approval_opens_one_raise() {
     for _ in 0..6 {
         sim.tick(&none);
     }
-    assert_eq!(sim.status.weight, 50.0, "nor does the approval of 50% open 100%");
+    assert_eq!(
+        sim.status.weight, 50.0,
+        "nor does the approval of 50% open 100%"
+    );
 }

@@ -753,14 +753,54 @@ fn a_manual_action_the_phase_cannot_take_is_refused_with_an_event_and_changes_no
     };
     let starting = release("r2", "r1", WorkloadState::Starting);
     let cases: Vec<(&str, Sim, ManualAction, ReleaseObservation)> = vec![
-        ("promote while scaling up", scaling_up(), ManualAction::Promote, starting.clone()),
-        ("resume while not paused", progressing(), ManualAction::Resume, ready.clone()),
-        ("abort while promoting", in_promotion(), ManualAction::Abort, promoting.clone()),
-        ("pause while promoting", in_promotion(), ManualAction::Pause, promoting.clone()),
-        ("promote while promoting", in_promotion(), ManualAction::Promote, promoting.clone()),
-        ("abort after a rollback", rolled_back(), ManualAction::Abort, ready.clone()),
-        ("pause after a rollback", rolled_back(), ManualAction::Pause, ready.clone()),
-        ("promote after a rollback", rolled_back(), ManualAction::Promote, ready.clone()),
+        (
+            "promote while scaling up",
+            scaling_up(),
+            ManualAction::Promote,
+            starting.clone(),
+        ),
+        (
+            "resume while not paused",
+            progressing(),
+            ManualAction::Resume,
+            ready.clone(),
+        ),
+        (
+            "abort while promoting",
+            in_promotion(),
+            ManualAction::Abort,
+            promoting.clone(),
+        ),
+        (
+            "pause while promoting",
+            in_promotion(),
+            ManualAction::Pause,
+            promoting.clone(),
+        ),
+        (
+            "promote while promoting",
+            in_promotion(),
+            ManualAction::Promote,
+            promoting.clone(),
+        ),
+        (
+            "abort after a rollback",
+            rolled_back(),
+            ManualAction::Abort,
+            ready.clone(),
+        ),
+        (
+            "pause after a rollback",
+            rolled_back(),
+            ManualAction::Pause,
+            ready.clone(),
+        ),
+        (
+            "promote after a rollback",
+            rolled_back(),
+            ManualAction::Promote,
+            ready.clone(),
+        ),
     ];
     for (what, mut sim, action, observed) in cases {
         let before = sim.status.clone();
@@ -782,7 +822,8 @@ fn a_manual_action_the_phase_cannot_take_is_refused_with_an_event_and_changes_no
             .unwrap();
         assert!(refused.1, "{what}: a Warning");
         assert!(
-            refused.0.starts_with(&format!("{action} refused")) && refused.0.contains(before.phase.as_str()),
+            refused.0.starts_with(&format!("{action} refused"))
+                && refused.0.contains(before.phase.as_str()),
             "{what}: the Event names the action and the phase: {}",
             refused.0
         );
@@ -839,7 +880,11 @@ fn a_revert_sets_weight_zero_first_and_scales_the_canary_down_only_after_the_dra
     assert_eq!(sim.status.weight, 10.0);
     let reverted = release("r1", "r1", WorkloadState::Ready);
     let decision = sim.tick(&healthy(), &reverted); // t = 60
-    assert_eq!(world(&decision), vec![Action::SetWeight(0.0)], "drain first");
+    assert_eq!(
+        world(&decision),
+        vec![Action::SetWeight(0.0)],
+        "drain first"
+    );
     assert_eq!(sim.status.phase, Phase::WaitingForRelease);
     assert_eq!(decision.event_reasons(), vec![reasons::REVERTED]);
     assert!(sim.status.scale_down_at.is_some());
@@ -890,7 +935,11 @@ fn a_spec_made_invalid_while_finalising_then_fixed_finishes_the_run_and_never_ra
     );
     decisions.push(sim.tick(&healthy(), &done));
     assert_eq!(sim.status.phase, Phase::Succeeded);
-    assert_eq!(weights(&decisions), vec![0.0], "users never go back to the canary");
+    assert_eq!(
+        weights(&decisions),
+        vec![0.0],
+        "users never go back to the canary"
+    );
     assert!(world(decisions.last().unwrap()).contains(&scale_down("r2")));
 }
 

@@ -5,7 +5,9 @@
 
 use std::path::PathBuf;
 
-use crate::crd::{revision_is_valid, ApprovalRecord, CanaryRolloutStatus, WebhookType, UNVERSIONED};
+use crate::crd::{
+    revision_is_valid, ApprovalRecord, CanaryRolloutStatus, WebhookType, UNVERSIONED,
+};
 
 /// Where a rollout lives, as `stickycanary approve` is told.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,8 +19,8 @@ use super::approve::run_revision;
 use super::record::Tick;
 use super::schedule::{self, WindowState};
 use super::{lifecycle::roll_back, reasons, stages};
-use crate::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
 use crate::crd::{ApprovalRecord, GateWait, Webhook, WebhookType};
+use crate::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
 use crate::observation::{ReleaseObservation, WorkloadState};
 
 /// `status.gate.gate` of a wait for a rollout window.

@@ -68,7 +68,10 @@ pub(super) fn apply_pause_intent(
     }
     let want_paused = spec.paused || tick.status.manual_pause;
     let phase = tick.status.phase;
-    let pausable = matches!(phase, Phase::Pending | Phase::ScalingUp | Phase::Progressing);
+    let pausable = matches!(
+        phase,
+        Phase::Pending | Phase::ScalingUp | Phase::Progressing
+    );
     if want_paused && pausable {
         // A closed window's frozen span is given back now, so that resuming does not
         // count it twice.
@@ -86,7 +89,10 @@ pub(super) fn apply_pause_intent(
                 tick.status.weight
             )
         } else {
-            format!("holding weight {}% before the first stage: {why}", tick.status.weight)
+            format!(
+                "holding weight {}% before the first stage: {why}",
+                tick.status.weight
+            )
         };
         tick.event(reasons::PAUSED, message, false);
     } else if !want_paused && phase == Phase::Paused {

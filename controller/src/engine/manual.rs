@@ -24,7 +24,10 @@ pub(super) fn admit(
     let Some(why) = refusal(spec, action, tick) else {
         return Some(action);
     };
-    let message = format!("{action} refused: the rollout is {}: {why}", tick.status.phase);
+    let message = format!(
+        "{action} refused: the rollout is {}: {why}",
+        tick.status.phase
+    );
     tick.event(reasons::ACTION_REFUSED, message, true);
     None
 }

@@ -53,7 +53,12 @@ pub async fn approve_in_cluster(
         let record = choose_approval(&status, gate, explicit).map_err(Error::Invalid)?;
         let patch = approval_patch(gate, &record, rollout.metadata.resource_version.as_deref());
         match api.patch_status(name, &params, &Patch::Merge(&patch)).await {
-            Ok(_) => return Ok(format!("approved {gate} of {name} for {}", describe(&record))),
+            Ok(_) => {
+                return Ok(format!(
+                    "approved {gate} of {name} for {}",
+                    describe(&record)
+                ))
+            }
             Err(kube::Error::Api(status)) if status.code == 409 && attempts < 3 => continue,
             Err(e) => return Err(e.into()),
         }
