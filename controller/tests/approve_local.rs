@@ -110,3 +110,40 @@ fn with_a_loop_running_the_approval_is_queued_and_taken_once() {
     ));
     assert_eq!(take_local(&path, "checkout", &mut status).unwrap(), None);
 }
+
+#[test]
+fn an_approval_no_run_can_take_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checkout.status.json");
+    let rolled_back = CanaryRolloutStatus {
+        phase: Phase::RolledBack,
+        canary_revision: Some("v2".to_string()),
+        attempt: 1,
+        ..Default::default()
+    };
+    save(&path, rolled_back);
+    let error = approve_local(&path, "checkout", WebhookType::ConfirmRollout, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("the rollout is RolledBack: no run waits at confirm-rollout"),
+        "{error}"
+    );
+    assert!(state::load(&path)
+        .unwrap()
+        .unwrap()
+        .status
+        .approvals
+        .is_empty());
+    // A coming revision may be approved ahead of its run, for its first run.
+    approve_local(&path, "checkout", WebhookType::ConfirmRollout, Some("v3")).unwrap();
+    let stored = state::load(&path).unwrap().unwrap();
+    assert_eq!(
+        stored.status.approvals.confirm_rollout,
+        Some(ApprovalRecord {
+            revision: "v3".to_string(),
+            attempt: Some(1),
+            stage: None
+        })
+    );
+}

@@ -862,3 +862,35 @@ fn one_traffic_increase_approval_opens_one_raise() {
         "nor does the approval of 50% open 100%"
     );
 }
+
+#[test]
+fn a_pause_during_a_freeze_does_not_count_the_stopped_time_twice() {
+    let mut sim = Sim::new(spec(""));
+    let none = GateInput::default();
+    sim.tick(&none); // t=0: 10%, the 1m stage starts
+    sim.spec.schedule = frozen();
+    while sim.now < 180 {
+        sim.tick(&none); // t=30..150: frozen 30s into the stage
+    }
+    sim.tick_with(&with_manual(traffic(1.0), ManualAction::Pause), None, &none); // t=180
+    assert_eq!(sim.status.phase, Phase::Paused);
+    while sim.now < 300 {
+        sim.tick(&none);
+    }
+    sim.spec.schedule = None;
+    sim.tick_with(
+        &with_manual(traffic(1.0), ManualAction::Resume),
+        None,
+        &none,
+    ); // t=300
+    assert_eq!(
+        sim.status.weight, 10.0,
+        "30s ran before the freeze: 30s to go"
+    );
+    let raised = sim.now;
+    sim.tick(&none); // t=330: 60s of running time
+    assert_eq!(
+        sim.status.weight, 50.0,
+        "the stage ran 30s + 30s; frozen and paused time counted once, not twice (at t={raised})"
+    );
+}

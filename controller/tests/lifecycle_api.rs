@@ -727,3 +727,54 @@ async fn a_failed_scale_up_writes_no_status_and_the_next_reconcile_asks_again() 
     assert_eq!(status_of(&api)["phase"], "ScalingUp");
     api.finish().await;
 }
+
+#[tokio::test]
+async fn an_abort_while_promoting_is_refused_with_a_warning_event_and_the_request_is_answered() {
+    let (client, api) = FakeApi::start();
+    seed(&api, json!({}), None, "shop/checkout:v2", 1, 100.0);
+    let canary_rev = revision(&api, CANARY_PATH);
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
+    object["metadata"]["annotations"] = json!({"stickycanary.dev/request": "abort@1"});
+    object["status"] = json!({"phase": "Promoting", "stageIndex": 1, "weight": 100.0,
+        "canaryRevision": canary_rev, "stableRevision": "old", "observedGeneration": 1,
+        "phaseStartedAt": k8s_openapi::jiff::Timestamp::now().to_string()});
+    api.insert(ROLLOUT_PATH, object);
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
+    // The hand-over goes on (stable gets the template); users stay where they are.
+    assert!(
+        !sent
+            .iter()
+            .any(|s| s.path == PLUGIN_PATH || s.path == format!("{CANARY_PATH}/scale")),
+        "no weight change, no scale-down: {:?}",
+        paths(&sent)
+    );
+    let events: Vec<Value> = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == Method::POST && s.path.ends_with("/events"))
+        .map(|s| s.body)
+        .collect();
+    let refused: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["reason"] == "ActionRefused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{events:?}");
+    assert_eq!(refused[0]["type"], "Warning");
+    let note = refused[0]["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("abort refused: the rollout is Promoting: stable is taking over"),
+        "{note}"
+    );
+    let stored = api.get(ROLLOUT_PATH).unwrap();
+    assert_eq!(
+        stored["metadata"]["annotations"]["stickycanary.dev/request-handled"], "abort@1",
+        "answered once, not repeated every reconcile"
+    );
+    assert_eq!(stored["status"]["phase"], "Promoting");
+    assert_eq!(stored["status"]["weight"], 100.0);
+    api.finish().await;
+}

@@ -109,6 +109,13 @@ pub fn choose_approval(
         .gate
         .as_ref()
         .filter(|wait| wait.manual && wait.gate == gate.as_str() && wait.revision == revision);
+    if waiting.is_none() && explicit.is_none() && status.phase.is_terminal() {
+        // Nothing can take the approval: the run is over, and a `retry` is another run.
+        return Err(format!(
+            "the rollout is {}: no run waits at {gate} (to approve a revision ahead of its run, name it with --revision)",
+            status.phase
+        ));
+    }
     let traffic = gate == WebhookType::ConfirmTrafficIncrease;
     let (attempt, stage) = match waiting {
         Some(wait) => (wait.attempt.unwrap_or(1), wait.stage),

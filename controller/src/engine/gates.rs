@@ -21,6 +21,7 @@ use super::schedule::{self, WindowState};
 use super::{lifecycle::roll_back, reasons, stages};
 use crate::crd::{ApprovalRecord, GateWait, Webhook, WebhookType};
 use crate::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
+use crate::duration::Duration;
 use crate::observation::{ReleaseObservation, WorkloadState};
 
 /// `status.gate.gate` of a wait for a rollout window.
@@ -85,6 +86,24 @@ impl CallOutcome {
     }
 }
 
+/// How long the current stage's clock has run at `now` (`None` before the first stage).
+/// The clock stops while a rollout window is closed or a freeze lasts (`status.gate` is a
+/// `schedule` wait): that span is taken off here, and given back to `stageStartedAt` for
+/// good when the wait ends. Both live in the status, so a restart counts the same.
+pub fn clock_elapsed(status: &CanaryRolloutStatus, now: jiff::Timestamp) -> Option<Duration> {
+    let started = status.stage_started_at.as_ref()?;
+    let ran = stages::elapsed(now, started);
+    let stopped = status
+        .gate
+        .as_ref()
+        .filter(|wait| wait.gate == SCHEDULE)
+        .map(|wait| stages::elapsed(now, &wait.since).min(ran))
+        .unwrap_or(Duration::ZERO);
+    Some(Duration::from(
+        ran.as_std().saturating_sub(stopped.as_std()),
+    ))
+}
+
 /// The webhooks (with a `url`) of the types to call before this tick, in spec order.
 pub fn due<'a>(
     spec: &'a CanaryRolloutSpec,
@@ -127,7 +146,7 @@ fn due_types(
         Phase::Progressing => {
             let mut kinds = vec![Rollout, Rollback];
             let index = status.stage_index;
-            let elapsed = stages::clock_elapsed(status, now).is_some_and(|ran| {
+            let elapsed = clock_elapsed(status, now).is_some_and(|ran| {
                 stages::stage(spec, index).is_some_and(|stage| ran >= stages::hold_for(stage))
             });
             if elapsed && !stages::is_last(spec, index) {

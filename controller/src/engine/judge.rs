@@ -258,7 +258,7 @@ fn advance_if_passed(spec: &CanaryRolloutSpec, judged: &[Judged], tick: &mut Tic
         .iter()
         .all(|check| check.evaluation.outcome == Outcome::Pass);
     // The stage clock stops while a window is closed or a freeze lasts.
-    let Some(ran) = stages::clock_elapsed(&tick.status, tick.now) else {
+    let Some(ran) = super::gates::clock_elapsed(&tick.status, tick.now) else {
         return;
     };
     let hold_for = stages::hold_for(stage);

@@ -3,7 +3,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Stage};
+use crate::crd::{CanaryRolloutSpec, Stage};
 use crate::duration::Duration;
 
 /// The stage at `index`, clamped to the last one (the spec may have lost stages since
@@ -34,24 +34,6 @@ pub fn elapsed(now: Timestamp, since: &Time) -> Duration {
     std::time::Duration::try_from(span)
         .map(Duration::from)
         .unwrap_or(Duration::ZERO)
-}
-
-/// How long the current stage's clock has run at `now` (`None` before the first stage).
-/// The clock stops while a rollout window is closed or a freeze lasts (`status.gate` is a
-/// `schedule` wait): that span is taken off here, and given back to `stageStartedAt` for
-/// good when the wait ends. Both live in the status, so a restart counts the same.
-pub fn clock_elapsed(status: &CanaryRolloutStatus, now: Timestamp) -> Option<Duration> {
-    let started = status.stage_started_at.as_ref()?;
-    let ran = elapsed(now, started);
-    let stopped = status
-        .gate
-        .as_ref()
-        .filter(|wait| wait.gate == super::gates::SCHEDULE)
-        .map(|wait| elapsed(now, &wait.since).min(ran))
-        .unwrap_or(Duration::ZERO);
-    Some(Duration::from(
-        ran.as_std().saturating_sub(stopped.as_std()),
-    ))
 }
 
 /// `time` moved later by `by` (saturating at the end of jiff's range).
