@@ -9,7 +9,7 @@
 //! 1. Without a revision source, `Promoted` and `RolledBack` are final: nothing happens.
 //!    With one ([`decide_release`]) they wait for the next revision instead.
 //! 2. A manual action the phase cannot take is refused with an `ActionRefused` Event
-//!    ([`manual`]). A manual abort, then a crashing canary pod, roll back at once.
+//!    (`engine/manual.rs`). A manual abort, then a crashing canary pod, roll back at once.
 //! 3. An invalid spec moves to `InvalidSpec` and holds the weight until the spec is fixed;
 //!    otherwise a manual promote goes to 100%.
 //! 4. Pause (manual or `spec.paused`) holds the weight and freezes the stage timer; resume
