@@ -959,3 +959,34 @@ fn a_spec_made_invalid_while_paused_before_the_first_weight_returns_to_paused() 
     assert_eq!(sim.status.phase, Phase::Paused);
     assert_eq!(world(&decision), vec![]);
 }
+
+#[test]
+fn spec_paused_during_the_hand_over_says_once_that_the_hand_over_completes() {
+    let mut sim = Sim::new(spec());
+    sim.walk_to_promoting();
+    let ready = release("r2", "r1", WorkloadState::Ready);
+    sim.spec.paused = true;
+    let decision = sim.tick(
+        &healthy(),
+        &with_stable(ready.clone(), WorkloadState::Starting),
+    );
+    assert_eq!(decision.event_reasons(), vec![reasons::PAUSED]);
+    let warned = decision.actions.iter().any(|a| {
+        matches!(a, Action::Event { message, warning: true, .. }
+            if message.contains("the hand-over to stable completes"))
+    });
+    assert!(warned, "{decision:?}");
+    // Said once; the hand-over goes on: Finalising, then Succeeded.
+    let done = with_stable(ready, WorkloadState::Ready);
+    let decision = sim.tick(&healthy(), &done);
+    assert_eq!(sim.status.phase, Phase::Finalising);
+    assert_eq!(decision.event_reasons(), vec![reasons::FINALISING]);
+    let decision = sim.tick(&healthy(), &done);
+    assert_eq!(sim.status.phase, Phase::Succeeded);
+    assert_eq!(decision.event_reasons(), vec![reasons::SUCCEEDED]);
+    assert!(sim.status.paused_at.is_none());
+    // The next run starts paused.
+    let decision = sim.tick(&healthy(), &release("r3", "r2", WorkloadState::Stopped));
+    assert_eq!(sim.status.phase, Phase::Paused);
+    assert_eq!(world(&decision), vec![]);
+}

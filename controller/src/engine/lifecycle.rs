@@ -68,6 +68,10 @@ pub(super) fn apply_pause_intent(
     }
     let want_paused = spec.paused || tick.status.manual_pause;
     let phase = tick.status.phase;
+    if matches!(phase, Phase::Promoting | Phase::Finalising) {
+        hand_over_despite_pause(spec, tick);
+        return;
+    }
     let pausable = matches!(
         phase,
         Phase::Pending | Phase::ScalingUp | Phase::Progressing
@@ -129,6 +133,25 @@ pub(super) fn apply_pause_intent(
         let message = "resume ignored: spec.paused is true (set it to false)".to_string();
         tick.event(reasons::PAUSED, message, true);
     }
+}
+
+/// `spec.paused` set during the hand-over to stable is not honoured (stopping would leave
+/// stable half rolled out): one Warning says so, `pausedAt` marking that it was said.
+fn hand_over_despite_pause(spec: &CanaryRolloutSpec, tick: &mut Tick) {
+    if !spec.paused {
+        tick.status.paused_at = None;
+        return;
+    }
+    if tick.status.paused_at.is_some() {
+        return;
+    }
+    tick.status.paused_at = Some(tick.now_time());
+    let message = format!(
+        "spec.paused is true, but the rollout is {}: the hand-over to stable completes \
+         (stopping it would leave stable half rolled out); the next run starts paused",
+        tick.status.phase
+    );
+    tick.event(reasons::PAUSED, message, true);
 }
 
 pub(super) fn start(spec: &CanaryRolloutSpec, tick: &mut Tick) {

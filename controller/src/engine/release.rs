@@ -293,6 +293,7 @@ fn finalising(spec: &CanaryRolloutSpec, tick: &mut Tick) {
     });
     let status = &mut tick.status;
     status.phase_started_at = None;
+    status.paused_at = None;
     status.stable_revision = Some(revision.clone());
     status.last_promoted_revision = Some(revision.clone());
     tick.transition(Phase::Succeeded, "succeeded");
@@ -304,6 +305,7 @@ fn promotion_failed(tick: &mut Tick, why: String) {
     tick.status.failure_reason = Some(why.clone());
     tick.status.failed_revision = tick.status.canary_revision.clone();
     tick.status.phase_started_at = None;
+    tick.status.paused_at = None;
     tick.transition(Phase::PromotionFailed, "promotion-failed");
     let message = format!(
         "holding weight {}% on the canary: {why}",
