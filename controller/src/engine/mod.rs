@@ -35,6 +35,7 @@ mod comparative;
 pub mod gates;
 mod judge;
 mod lifecycle;
+mod observed;
 mod record;
 pub mod release;
 pub mod resources;
@@ -72,6 +73,7 @@ pub mod reasons {
     pub const RETRY_IGNORED: &str = "RetryIgnored";
     pub const GATE_WAITING: &str = "GateWaiting";
     pub const GATE_OPENED: &str = "GateOpened";
+    pub const STABLE_DRIFTED: &str = "StableDrifted";
 }
 
 /// Something the caller must do to carry out a decision.
@@ -99,6 +101,10 @@ pub enum Action {
     /// Set the rollout's `slowThresholdMs` in the filter's config: the comparative latency
     /// test's threshold for this run, so that the user shards count its slow requests.
     SetSlowThreshold(f64),
+    /// Record on the canary workload that `revision`'s run failed (best effort; the
+    /// `stickycanary.dev/failed-revision` annotation), so a wiped status does not run it
+    /// again on the same cohort.
+    RecordFailedRevision { revision: String },
 }
 
 impl Action {
@@ -235,8 +241,12 @@ fn run_with_gates(
         scale_down_delay: release.map(|_| spec.scale_down_delay),
         finalize: release.is_some() && spec.promotion.finalize,
         gates: gate_input,
+        stable_drift: None,
     };
     step(spec, observations, release, checks, &mut tick);
+    if release.is_some() {
+        observed::after(status, &mut tick);
+    }
     gates::finish(&mut tick);
     tick.refresh_conditions();
     Decision {
@@ -253,7 +263,10 @@ fn step(
     tick: &mut Tick,
 ) {
     if let Some(release) = release {
-        if release::before(spec, observations.manual, release, tick) {
+        observed::observe(release, tick);
+        if observed::undo_promotion(release, tick)
+            || release::before(spec, observations.manual, release, tick)
+        {
             return;
         }
     }
