@@ -885,3 +885,61 @@ async fn a_rollback_records_the_failed_revision_on_the_canary_deployment() {
     assert_eq!(status_of(&api)["phase"], "RolledBack");
     api.finish().await;
 }
+
+#[tokio::test]
+async fn a_canary_deployment_on_a_new_revision_wakes_its_rollout_before_the_interval() {
+    use futures::StreamExt;
+    let (client, api) = FakeApi::start();
+    seed(&api, json!({"analysis": {"interval": "1h"}}), None, "shop/checkout:v1", 0, 0.0);
+    // The canary runs stable's revision; the rollout waits for a release and was ticked just
+    // now: without the Deployment watch, nothing would happen for an hour.
+    let mut canary = api.get(CANARY_PATH).unwrap();
+    canary["spec"]["template"]["metadata"]["labels"]["team"] = json!("team-stable");
+    api.insert(CANARY_PATH, canary.clone());
+    let v1 = revision(&api, CANARY_PATH);
+    assert_eq!(v1, revision(&api, STABLE_PATH));
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
+    object["status"] = json!({"phase": "WaitingForRelease", "weight": 0.0,
+        "canaryRevision": v1, "stableRevision": v1, "observedGeneration": 1});
+    api.insert(ROLLOUT_PATH, object);
+    let ctx = context(client.clone());
+    ctx.last_tick
+        .lock()
+        .unwrap()
+        .insert("shop/checkout".to_string(), std::time::Instant::now());
+    let controller = stickycanary::k8s::controller(
+        kube::Api::namespaced(client.clone(), "shop"),
+        stickycanary::k8s::deployments_api(client.clone(), Some("shop")),
+        ctx.clone(),
+    )
+    .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+    .for_each(|_| std::future::ready(()));
+    let deployments = "/apis/apps/v1/namespaces/shop/deployments";
+    let rollouts = "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts";
+    let started = tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::pin!(controller);
+        let mut released = false;
+        loop {
+            tokio::select! {
+                () = &mut controller => return false,
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+            if !released && api.watching(deployments) && api.watching(rollouts) {
+                // Git changes the canary's image.
+                canary["spec"]["template"]["spec"]["containers"][0]["image"] =
+                    json!("shop/checkout:v2");
+                canary["metadata"]["generation"] = json!(5);
+                api.modify(CANARY_PATH, canary.clone());
+                released = true;
+            }
+            if status_of(&api)["phase"] == "ScalingUp" {
+                return true;
+            }
+        }
+    })
+    .await;
+    assert_eq!(started, Ok(true), "the run started within seconds");
+    assert_eq!(api.get(CANARY_PATH).unwrap()["spec"]["replicas"], 1);
+    api.finish().await;
+}
