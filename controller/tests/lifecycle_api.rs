@@ -943,3 +943,130 @@ async fn a_canary_deployment_on_a_new_revision_wakes_its_rollout_before_the_inte
     assert_eq!(api.get(CANARY_PATH).unwrap()["spec"]["replicas"], 1);
     api.finish().await;
 }
+
+/// A rollout being deleted (`revertOnDeletion`: `revert`, our finalizer only) whose run is
+/// in `phase` at `weight`.
+fn deleting(api: &FakeApi, extra_spec: Value, phase: &str, weight: f64) {
+    seed(api, extra_spec, None, "shop/checkout:v2", 1, weight);
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
+    object["metadata"]["deletionTimestamp"] = json!(k8s_openapi::jiff::Timestamp::now().to_string());
+    object["status"] = json!({"phase": phase, "weight": weight});
+    api.insert(ROLLOUT_PATH, object);
+}
+
+fn plugin_weight(api: &FakeApi) -> Value {
+    api.get(PLUGIN_PATH).unwrap()["spec"]["pluginConfig"]["rollouts"]["checkout"]["weight"].clone()
+}
+
+#[tokio::test]
+async fn deleting_a_rolled_back_rollout_hands_the_canary_back_to_keda() {
+    let (client, api) = FakeApi::start();
+    deleting(
+        &api,
+        json!({"canary": {"scaledObject": "checkout-canary"}}),
+        "RolledBack",
+        0.0,
+    );
+    api.insert(SCALED_OBJECT_PATH, scaled_object());
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
+    assert_eq!(
+        paths(&sent),
+        vec![
+            (Method::PATCH, SCALED_OBJECT_PATH.to_string()),
+            (Method::PATCH, ROLLOUT_PATH.to_string()),
+        ],
+        "KEDA's pause lifted, then the finalizer removed"
+    );
+    assert_eq!(
+        sent[0].body,
+        json!({"metadata": {"annotations": {"autoscaling.keda.sh/paused-replicas": null}}})
+    );
+    assert!(api.get(SCALED_OBJECT_PATH).unwrap()["metadata"]
+        .get("annotations")
+        .is_none_or(|a| a.get("autoscaling.keda.sh/paused-replicas").is_none()));
+    assert!(api.get(ROLLOUT_PATH).is_none());
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn deleting_during_promoting_with_revert_on_deletion_finishes_the_promotion_before_users_move_to_stable(
+) {
+    let (client, api) = FakeApi::start();
+    deleting(&api, json!({"revertOnDeletion": true}), "Promoting", 100.0);
+    // The promotion's copy is on stable, which is still rolling it out.
+    promoted_stable(&api, "shop/checkout:v2");
+    let mut stable = api.get(STABLE_PATH).unwrap();
+    stable["metadata"]["generation"] = json!(5);
+    api.insert(STABLE_PATH, stable);
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(
+        paths(&writes(&api)),
+        vec![],
+        "no weight write, the finalizer stays"
+    );
+    assert_eq!(plugin_weight(&api), 100.0, "users stay on the canary");
+    assert!(api.get(ROLLOUT_PATH).is_some());
+    // Stable rolled out: now users go to it, then the finalizer goes.
+    let mut stable = api.get(STABLE_PATH).unwrap();
+    stable["status"] = rolled_out(5, 2);
+    api.insert(STABLE_PATH, stable);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(
+        paths(&writes(&api)),
+        vec![
+            (Method::PATCH, PLUGIN_PATH.to_string()),
+            (Method::PATCH, ROLLOUT_PATH.to_string()),
+        ]
+    );
+    assert_eq!(plugin_weight(&api), 0.0);
+    assert!(api.get(ROLLOUT_PATH).is_none());
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn deleting_with_revert_on_deletion_keeps_users_on_the_canary_when_stable_failed() {
+    let (client, api) = FakeApi::start();
+    deleting(&api, json!({"revertOnDeletion": true}), "PromotionFailed", 100.0);
+    let mut stable = api.get(STABLE_PATH).unwrap();
+    stable["status"]["conditions"] = json!([{"type": "Progressing", "status": "False",
+        "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet timed out"}]);
+    api.insert(STABLE_PATH, stable);
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(
+        paths(&writes(&api)),
+        vec![(Method::PATCH, ROLLOUT_PATH.to_string())],
+        "no weight write: stable does not serve"
+    );
+    assert_eq!(plugin_weight(&api), 100.0);
+    assert_eq!(event_reasons(&api), vec!["DeletionKeptWeight".to_string()]);
+    assert!(api.get(ROLLOUT_PATH).is_none());
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn deleting_during_promoting_without_revert_on_deletion_leaves_the_weight_and_both_deployments(
+) {
+    let (client, api) = FakeApi::start();
+    deleting(&api, json!({}), "Promoting", 100.0);
+    promoted_stable(&api, "shop/checkout:v2");
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(
+        paths(&writes(&api)),
+        vec![(Method::PATCH, ROLLOUT_PATH.to_string())],
+        "only the finalizer goes: stable's Deployment controller finishes the copy's rollout"
+    );
+    assert_eq!(plugin_weight(&api), 100.0);
+    assert_eq!(api.get(CANARY_PATH).unwrap()["spec"]["replicas"], 1, "the canary serving users stays up");
+    api.finish().await;
+}

@@ -25,6 +25,13 @@ pub const FAILED_REVISION_ANNOTATION: &str = "stickycanary.dev/failed-revision";
 /// <https://keda.sh/docs/2.16/concepts/scaling-deployments/#pause-autoscaling>
 pub const KEDA_PAUSED_REPLICAS: &str = "autoscaling.keda.sh/paused-replicas";
 
+impl WorkloadError {
+    /// The object is not there (a 404 from the API server).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, WorkloadError::Api { source, .. } if crate::kube_error::is_not_found(source))
+    }
+}
+
 /// Errors of the Deployment side, one line each.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
