@@ -130,6 +130,10 @@ pub struct ReleaseObservation {
     /// What the controller recorded on the Deployments themselves, so that a wiped status
     /// loses nothing it needs.
     pub recorded: RecordedRevisions,
+    /// Why the two workloads cannot run a release lifecycle together (selectors on
+    /// different label keys, or pods the subsets cannot tell apart), naming the field: the
+    /// rollout holds in `InvalidSpec` until it is fixed.
+    pub problem: Option<String>,
 }
 
 /// Revisions the controller wrote on the Deployments (annotations), re-read every tick.

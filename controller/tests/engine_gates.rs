@@ -137,6 +137,7 @@ fn release(revision: &str, canary: WorkloadState) -> ReleaseObservation {
         canary,
         stable: WorkloadState::Stopped,
         recorded: Default::default(),
+        problem: None,
     }
 }
 

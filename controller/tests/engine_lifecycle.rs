@@ -52,6 +52,7 @@ fn release(canary: &str, stable: &str, canary_state: WorkloadState) -> ReleaseOb
         canary: canary_state,
         stable: WorkloadState::Stopped,
         recorded: Default::default(),
+        problem: None,
     }
 }
 

@@ -58,6 +58,7 @@ fn world_is(
             promoted: promoted.map(str::to_string),
             failed: None,
         },
+        problem: None,
     }
 }
 
@@ -341,4 +342,32 @@ fn a_failed_run_asks_for_its_revision_to_be_recorded_on_the_canary_once() {
     assert!(world(&decision).contains(&recorded));
     let decision = sim.tick(&ready);
     assert!(!world(&decision).contains(&recorded));
+}
+
+#[test]
+fn deployments_that_cannot_run_a_lifecycle_hold_the_rollout_in_invalid_spec_until_fixed() {
+    let mut sim = Sim::new();
+    sim.tick(&world_is("r1", Stopped, "r1", Ready, None));
+    assert_eq!(sim.status.phase, Phase::WaitingForRelease);
+    let mut broken = world_is("r2", Stopped, "r1", Ready, None);
+    broken.problem = Some("spec.stable.deployment: selects on other keys".into());
+    let decision = sim.tick(&broken);
+    assert_eq!(sim.status.phase, Phase::InvalidSpec);
+    assert_eq!(world(&decision), vec![], "no run starts");
+    assert_eq!(decision.event_reasons(), vec![reasons::INVALID_SPEC]);
+    let degraded = sim
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(degraded.reason, "InvalidSpec");
+    assert_eq!(degraded.message, "spec.stable.deployment: selects on other keys");
+    let decision = sim.tick(&broken);
+    assert_eq!(decision.event_reasons(), Vec::<&str>::new(), "one Event");
+    // Fixed: back where it was, and the new revision starts its run.
+    sim.tick(&world_is("r1", Stopped, "r1", Ready, None));
+    assert_eq!(sim.status.phase, Phase::WaitingForRelease);
+    sim.tick(&world_is("r2", Stopped, "r1", Ready, None));
+    assert_eq!(sim.status.phase, Phase::ScalingUp);
 }

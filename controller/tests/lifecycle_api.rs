@@ -1070,3 +1070,36 @@ async fn deleting_during_promoting_without_revert_on_deletion_leaves_the_weight_
     assert_eq!(api.get(CANARY_PATH).unwrap()["spec"]["replicas"], 1, "the canary serving users stays up");
     api.finish().await;
 }
+
+#[tokio::test]
+async fn deployments_selecting_on_different_keys_hold_the_rollout_in_invalid_spec_naming_the_field() {
+    let (client, api) = FakeApi::start();
+    seed(&api, json!({}), None, "shop/checkout:v2", 0, 0.0);
+    // The canary selects on `app` only: a template copied onto stable would never match.
+    let mut canary = api.get(CANARY_PATH).unwrap();
+    canary["spec"]["selector"]["matchLabels"] = json!({"app": "checkout"});
+    api.insert(CANARY_PATH, canary);
+    let ctx = context(client);
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(
+        paths(&writes(&api)),
+        vec![
+            (Method::PATCH, ROLLOUT_PATH.to_string()),
+            (Method::PATCH, format!("{ROLLOUT_PATH}/status")),
+        ],
+        "the finalizer and the status: no scale-up"
+    );
+    let status = status_of(&api);
+    assert_eq!(status["phase"], "InvalidSpec");
+    let degraded = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap()
+        .clone();
+    let message = degraded["message"].as_str().unwrap();
+    assert!(message.starts_with("spec.stable.deployment: checkout-stable selects on {app=checkout, version=stable} but the canary checkout-canary on {app=checkout}"), "{message}");
+    assert!(!message.contains('\n'));
+    api.finish().await;
+}

@@ -264,9 +264,15 @@ fn step(
 ) {
     if let Some(release) = release {
         observed::observe(release, tick);
-        if observed::undo_promotion(release, tick)
-            || release::before(spec, observations.manual, release, tick)
-        {
+        if observed::undo_promotion(release, tick) {
+            return;
+        }
+        // No user on the canary: nothing to roll back, so no run starts on workloads that
+        // cannot run one.
+        if tick.status.weight == 0.0 && !observed::workloads_are_usable(release, tick) {
+            return;
+        }
+        if release::before(spec, observations.manual, release, tick) {
             return;
         }
     }
@@ -296,6 +302,9 @@ fn step(
         return;
     }
     if !handing_over && gates::rollback_requested(spec, tick) {
+        return;
+    }
+    if release.is_some_and(|release| !observed::workloads_are_usable(release, tick)) {
         return;
     }
     if !spec_is_usable(spec, tick) {

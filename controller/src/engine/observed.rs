@@ -13,6 +13,9 @@ use super::{reasons, Action};
 use crate::crd::{CanaryRolloutStatus, Phase};
 use crate::observation::ReleaseObservation;
 
+/// The transition reason of a rollout held in `InvalidSpec` by its Deployments.
+const HELD: &str = "invalid-workloads";
+
 /// Stable is taking the run's revision over (or failed to): a revert must undo the copy.
 fn handing_over(phase: Phase) -> bool {
     matches!(
@@ -68,6 +71,33 @@ fn was_drifted(status: &CanaryRolloutStatus) -> bool {
             && c.status == "True"
             && c.reason == reasons::STABLE_DRIFTED
     })
+}
+
+/// The two Deployments cannot run a release lifecycle (`release.problem`): hold the weight
+/// in `InvalidSpec` with the one-line reason, as an invalid spec does. Returns false then.
+/// Fixed, the rollout goes back to the phase it was held in (the history's last entry).
+pub(super) fn workloads_are_usable(release: &ReleaseObservation, tick: &mut Tick) -> bool {
+    let Some(problem) = &release.problem else {
+        let held = tick
+            .status
+            .history
+            .last()
+            .filter(|t| t.reason == HELD && tick.status.phase == Phase::InvalidSpec)
+            .map(|t| t.from);
+        if let Some(from) = held {
+            tick.transition(from, "workloads-fixed");
+            let message = format!("the Deployments can run the release lifecycle again; continuing as {from}");
+            tick.event(reasons::RESUMED, message, false);
+        }
+        return true;
+    };
+    if tick.status.phase != Phase::InvalidSpec {
+        tick.transition(Phase::InvalidSpec, HELD);
+        let message = format!("holding weight {}%: {problem}", tick.status.weight);
+        tick.event(reasons::INVALID_SPEC, message, true);
+    }
+    tick.spec_error = Some(problem.clone());
+    false
 }
 
 /// The canary went back to the revision stable ran before the promotion, while stable is

@@ -340,6 +340,9 @@ pub fn release_observation(
             promoted: annotation(stable, REVISION_ANNOTATION),
             failed: annotation(canary, FAILED_REVISION_ANNOTATION),
         },
+        problem: crate::validate::workloads::check_pair(canary, stable)
+            .err()
+            .map(|e| e.to_string()),
     }
 }
 

@@ -403,6 +403,7 @@ impl<S: MetricsSource, T: WeightTarget> FrontEnd for LocalRunner<S, T> {
             stable_revision: memory.stable_on.clone(),
             canary_revision: revision,
             recorded: crate::observation::RecordedRevisions::default(),
+            problem: None,
         })
     }
 
