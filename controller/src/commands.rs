@@ -133,7 +133,11 @@ fn split_documents(
     if documents.len() < 2 {
         return Ok((text.to_string(), Vec::new()));
     }
-    let kind = |d: &serde_yaml::Value| d.get("kind").and_then(serde_yaml::Value::as_str).map(str::to_string);
+    let kind = |d: &serde_yaml::Value| {
+        d.get("kind")
+            .and_then(serde_yaml::Value::as_str)
+            .map(str::to_string)
+    };
     let rollout = documents
         .iter()
         .find(|d| kind(d).as_deref() == Some("CanaryRollout"))

@@ -7,7 +7,6 @@
 
 mod support;
 
-use k8s_openapi::jiff::Timestamp;
 use stickycanary::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
 use stickycanary::engine::{decide_release, reasons, Action, Decision};
 use stickycanary::observation::{
@@ -317,9 +316,10 @@ fn a_status_wiped_after_a_rollback_does_not_rerun_the_failed_revision_on_the_sam
     assert_eq!(sim.status.phase, Phase::RolledBack);
     assert_eq!(sim.status.failed_revision.as_deref(), Some("r2"));
     assert!(
-        !world(&decision)
-            .iter()
-            .any(|a| matches!(a, Action::ScaleCanaryUp { .. } | Action::SetWeightWithSalt { .. })),
+        !world(&decision).iter().any(|a| matches!(
+            a,
+            Action::ScaleCanaryUp { .. } | Action::SetWeightWithSalt { .. }
+        )),
         "{decision:?}"
     );
     let decision = sim.tick(&release);
@@ -362,7 +362,10 @@ fn deployments_that_cannot_run_a_lifecycle_hold_the_rollout_in_invalid_spec_unti
         .find(|c| c.type_ == "Degraded")
         .unwrap();
     assert_eq!(degraded.reason, "InvalidSpec");
-    assert_eq!(degraded.message, "spec.stable.deployment: selects on other keys");
+    assert_eq!(
+        degraded.message,
+        "spec.stable.deployment: selects on other keys"
+    );
     let decision = sim.tick(&broken);
     assert_eq!(decision.event_reasons(), Vec::<&str>::new(), "one Event");
     // Fixed: back where it was, and the new revision starts its run.

@@ -795,7 +795,11 @@ async fn a_revert_during_promoting_copies_the_reverted_template_back_onto_stable
         sent[0].body["metadata"]["annotations"]["stickycanary.dev/revision"],
         json!(r1)
     );
-    assert_eq!(revision(&api, STABLE_PATH), r1, "stable's template is v1 again");
+    assert_eq!(
+        revision(&api, STABLE_PATH),
+        r1,
+        "stable's template is v1 again"
+    );
     assert_eq!(event_reasons(&api), vec!["Reverted".to_string()]);
     let status = status_of(&api);
     assert_eq!(status["phase"], "Promoting");
@@ -890,7 +894,14 @@ async fn a_rollback_records_the_failed_revision_on_the_canary_deployment() {
 async fn a_canary_deployment_on_a_new_revision_wakes_its_rollout_before_the_interval() {
     use futures::StreamExt;
     let (client, api) = FakeApi::start();
-    seed(&api, json!({"analysis": {"interval": "1h"}}), None, "shop/checkout:v1", 0, 0.0);
+    seed(
+        &api,
+        json!({"analysis": {"interval": "1h"}}),
+        None,
+        "shop/checkout:v1",
+        0,
+        0.0,
+    );
     // The canary runs stable's revision; the rollout waits for a release and was ticked just
     // now: without the Deployment watch, nothing would happen for an hour.
     let mut canary = api.get(CANARY_PATH).unwrap();
@@ -950,7 +961,8 @@ fn deleting(api: &FakeApi, extra_spec: Value, phase: &str, weight: f64) {
     seed(api, extra_spec, None, "shop/checkout:v2", 1, weight);
     let mut object = api.get(ROLLOUT_PATH).unwrap();
     object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
-    object["metadata"]["deletionTimestamp"] = json!(k8s_openapi::jiff::Timestamp::now().to_string());
+    object["metadata"]["deletionTimestamp"] =
+        json!(k8s_openapi::jiff::Timestamp::now().to_string());
     object["status"] = json!({"phase": phase, "weight": weight});
     api.insert(ROLLOUT_PATH, object);
 }
@@ -1033,7 +1045,12 @@ async fn deleting_during_promoting_with_revert_on_deletion_finishes_the_promotio
 #[tokio::test]
 async fn deleting_with_revert_on_deletion_keeps_users_on_the_canary_when_stable_failed() {
     let (client, api) = FakeApi::start();
-    deleting(&api, json!({"revertOnDeletion": true}), "PromotionFailed", 100.0);
+    deleting(
+        &api,
+        json!({"revertOnDeletion": true}),
+        "PromotionFailed",
+        100.0,
+    );
     let mut stable = api.get(STABLE_PATH).unwrap();
     stable["status"]["conditions"] = json!([{"type": "Progressing", "status": "False",
         "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet timed out"}]);
@@ -1067,12 +1084,17 @@ async fn deleting_during_promoting_without_revert_on_deletion_leaves_the_weight_
         "only the finalizer goes: stable's Deployment controller finishes the copy's rollout"
     );
     assert_eq!(plugin_weight(&api), 100.0);
-    assert_eq!(api.get(CANARY_PATH).unwrap()["spec"]["replicas"], 1, "the canary serving users stays up");
+    assert_eq!(
+        api.get(CANARY_PATH).unwrap()["spec"]["replicas"],
+        1,
+        "the canary serving users stays up"
+    );
     api.finish().await;
 }
 
 #[tokio::test]
-async fn deployments_selecting_on_different_keys_hold_the_rollout_in_invalid_spec_naming_the_field() {
+async fn deployments_selecting_on_different_keys_hold_the_rollout_in_invalid_spec_naming_the_field()
+{
     let (client, api) = FakeApi::start();
     seed(&api, json!({}), None, "shop/checkout:v2", 0, 0.0);
     // The canary selects on `app` only: a template copied onto stable would never match.

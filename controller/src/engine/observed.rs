@@ -86,7 +86,9 @@ pub(super) fn workloads_are_usable(release: &ReleaseObservation, tick: &mut Tick
             .map(|t| t.from);
         if let Some(from) = held {
             tick.transition(from, "workloads-fixed");
-            let message = format!("the Deployments can run the release lifecycle again; continuing as {from}");
+            let message = format!(
+                "the Deployments can run the release lifecycle again; continuing as {from}"
+            );
             tick.event(reasons::RESUMED, message, false);
         }
         return true;
@@ -146,6 +148,10 @@ pub(super) fn undo_promotion(release: &ReleaseObservation, tick: &mut Tick) -> b
 /// Deployment (so a wiped status does not run it again on the same cohort).
 pub(super) fn after(old: &CanaryRolloutStatus, tick: &mut Tick) {
     let status = &mut tick.status;
+    if status.phase == Phase::ScalingUp {
+        // A new run (or a retry) is not the undo of an earlier promotion any more.
+        status.reverted_from = None;
+    }
     if status.phase == Phase::Promoting
         && status.promoted_from.is_none()
         && status.stable_revision != status.canary_revision

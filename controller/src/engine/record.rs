@@ -88,7 +88,10 @@ impl Tick {
             status.phase.as_str().to_string(),
             ready_message(status),
         );
-        let degraded = match (degraded(status, self.spec_error.as_deref()), &self.stable_drift) {
+        let degraded = match (
+            degraded(status, self.spec_error.as_deref()),
+            &self.stable_drift,
+        ) {
             ((false, _, _), Some(drift)) => (
                 true,
                 super::reasons::STABLE_DRIFTED.to_string(),

@@ -35,10 +35,10 @@ use tracing::{info, warn};
 
 use super::context::Context;
 use super::deployments::{revision_of, workload_state, Deployments};
-use crate::observation::WorkloadState;
 use crate::crd::CanaryRollout;
 use crate::error::Error;
 use crate::field_managers;
+use crate::observation::WorkloadState;
 use crate::target::wasmplugin::WasmPluginTarget;
 use crate::target::{TargetError, WeightTarget};
 
@@ -159,7 +159,12 @@ enum Serving {
 /// The canary's Deployments, when the rollout has a release lifecycle.
 fn deployments(ctx: &Context, rollout: &CanaryRollout, namespace: &str) -> Option<Deployments> {
     rollout.spec.stable.as_ref()?;
-    let canary_namespace = rollout.spec.canary.namespace.as_deref().unwrap_or(namespace);
+    let canary_namespace = rollout
+        .spec
+        .canary
+        .namespace
+        .as_deref()
+        .unwrap_or(namespace);
     Some(Deployments::new(ctx.client.clone(), canary_namespace))
 }
 
@@ -177,7 +182,10 @@ async fn resume_autoscaler(
     };
     match deployments.pause_scaled_object(scaled_object, None).await {
         Ok(()) => {
-            info!(scaled_object, "rollout deleted: KEDA's pause lifted from the canary");
+            info!(
+                scaled_object,
+                "rollout deleted: KEDA's pause lifted from the canary"
+            );
             Ok(())
         }
         Err(e) if e.is_not_found() => Ok(()),
@@ -217,17 +225,16 @@ async fn stable_serves(
         .unwrap_or_default();
     Ok(match state {
         WorkloadState::Ready => Serving::Yes,
-        WorkloadState::Starting if waited <= rollout.spec.progress_deadline => Serving::NotYet(
-            format!("stable {} is still rolling out", stable.deployment),
-        ),
+        WorkloadState::Starting if waited <= rollout.spec.progress_deadline => {
+            Serving::NotYet(format!("stable {} is still rolling out", stable.deployment))
+        }
         WorkloadState::Starting => Serving::No(format!(
             "stable {} did not roll out within progressDeadline {}",
             stable.deployment, rollout.spec.progress_deadline
         )),
-        WorkloadState::Stopped => Serving::No(format!(
-            "stable {} has no replicas",
-            stable.deployment
-        )),
+        WorkloadState::Stopped => {
+            Serving::No(format!("stable {} has no replicas", stable.deployment))
+        }
         WorkloadState::Failed(why) => Serving::No(format!(
             "stable {}'s rollout failed: {why}",
             stable.deployment
@@ -236,7 +243,11 @@ async fn stable_serves(
 }
 
 /// Weight 0 on the plugin (a missing plugin or key is skipped: nothing to revert).
-async fn revert_weight(ctx: &Context, rollout: &CanaryRollout, namespace: &str) -> Result<(), Error> {
+async fn revert_weight(
+    ctx: &Context,
+    rollout: &CanaryRollout,
+    namespace: &str,
+) -> Result<(), Error> {
     let name = rollout.name_any();
     let plugin_namespace = rollout
         .spec

@@ -132,7 +132,10 @@ impl Executor for KubeFront<'_> {
             .record_failed_revision(canary, revision)
             .await
         {
-            Ok(()) => info!(revision, "failed revision recorded on the canary Deployment"),
+            Ok(()) => info!(
+                revision,
+                "failed revision recorded on the canary Deployment"
+            ),
             Err(e) => warn!(revision, error = %e, "could not record the failed revision"),
         }
     }

@@ -152,9 +152,7 @@ pub fn controller(
             let woken = watch::rollouts_to_wake(&store.state(), &deployment);
             for rollout in &woken {
                 let namespace = rollout.namespace.clone().unwrap_or_default();
-                context
-                    .wakes
-                    .mark(format!("{namespace}/{}", rollout.name));
+                context.wakes.mark(format!("{namespace}/{}", rollout.name));
             }
             woken
         },

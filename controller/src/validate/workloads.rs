@@ -97,6 +97,9 @@ mod tests {
         let stable = deployment("s", json!({"app": "shop"}));
         let error = check_pair(&canary, &stable).unwrap_err();
         assert_eq!(error.field, "spec.canary.deployment");
-        assert!(error.message.contains("cannot tell their pods apart"), "{error}");
+        assert!(
+            error.message.contains("cannot tell their pods apart"),
+            "{error}"
+        );
     }
 }

@@ -844,7 +844,11 @@ impl FakeApi {
         let watches = std::mem::take(&mut store.watches);
         for (watched, send) in watches {
             if watched == collection || watched == across_namespaces {
-                respond(send, StatusCode::OK, &json!({"type": "MODIFIED", "object": object}));
+                respond(
+                    send,
+                    StatusCode::OK,
+                    &json!({"type": "MODIFIED", "object": object}),
+                );
             } else {
                 store.watches.push((watched, send));
             }
