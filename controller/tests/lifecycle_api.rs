@@ -1125,3 +1125,37 @@ async fn deployments_selecting_on_different_keys_hold_the_rollout_in_invalid_spe
     assert!(!message.contains('\n'));
     api.finish().await;
 }
+
+#[tokio::test]
+async fn a_status_wiped_after_a_promotion_drains_and_scales_down_the_canary_left_up() {
+    let (client, api) = FakeApi::start();
+    // Wiped while Finalising: both Deployments on v2, the canary still up, weight 0.
+    seed(
+        &api,
+        json!({"scaleDownDelay": "1s"}),
+        None,
+        "shop/checkout:v2",
+        1,
+        0.0,
+    );
+    promoted_stable(&api, "shop/checkout:v2");
+    let v2 = revision(&api, CANARY_PATH);
+    let ctx = context(client);
+    reconcile_once(&api, &ctx).await.unwrap();
+    let status = status_of(&api);
+    assert_eq!(status["phase"], "WaitingForRelease");
+    assert_eq!(
+        status["lastPromotedRevision"],
+        json!(v2),
+        "read back from stable"
+    );
+    assert_eq!(
+        api.get(CANARY_PATH).unwrap()["spec"]["replicas"],
+        1,
+        "the drain first"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(api.get(CANARY_PATH).unwrap()["spec"]["replicas"], 0);
+    api.finish().await;
+}
