@@ -111,7 +111,8 @@ pub struct CanaryRolloutSpec {
     /// What happens after the last stage passed.
     #[serde(default)]
     pub promotion: Promotion,
-    /// Set the weight to 0 before the CanaryRollout is deleted.
+    /// Set the weight to 0 before the CanaryRollout is deleted, once stable is rolled out (a
+    /// deletion during a promotion waits for it, up to `progressDeadline`).
     #[serde(default)]
     pub revert_on_deletion: bool,
     // --- Gates (contract 5, "Gates") ---------------------------------------------------
