@@ -120,6 +120,59 @@ fn read_input(path: &Path) -> Result<Vec<u8>, Error> {
     }
 }
 
+/// A file of several YAML documents (`---`): the CanaryRollout's document as text, and the
+/// Deployments beside it. A single document is returned as it is, with no Deployments.
+fn split_documents(
+    text: &str,
+) -> Result<(String, Vec<k8s_openapi::api::apps::v1::Deployment>), serde_yaml::Error> {
+    use serde::Deserialize;
+    let documents = serde_yaml::Deserializer::from_str(text)
+        .map(serde_yaml::Value::deserialize)
+        .filter(|d| !matches!(d, Ok(serde_yaml::Value::Null)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if documents.len() < 2 {
+        return Ok((text.to_string(), Vec::new()));
+    }
+    let kind = |d: &serde_yaml::Value| {
+        d.get("kind")
+            .and_then(serde_yaml::Value::as_str)
+            .map(str::to_string)
+    };
+    let rollout = documents
+        .iter()
+        .find(|d| kind(d).as_deref() == Some("CanaryRollout"))
+        .map(serde_yaml::to_string)
+        .transpose()?
+        .unwrap_or_default();
+    let deployments = documents
+        .into_iter()
+        .filter(|d| kind(d).as_deref() == Some("Deployment"))
+        .map(serde_yaml::from_value)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((rollout, deployments))
+}
+
+/// With both of the rollout's Deployments in the file: the check the controller runs on
+/// them every tick (see `validate::workloads`).
+fn check_deployments(
+    rollout: &CanaryRollout,
+    deployments: &[k8s_openapi::api::apps::v1::Deployment],
+) -> Result<(), crate::validate::ValidationError> {
+    let spec = &rollout.spec;
+    let Some(stable) = &spec.stable else {
+        return Ok(());
+    };
+    let named = |name: &str| {
+        deployments
+            .iter()
+            .find(|d| d.metadata.name.as_deref() == Some(name))
+    };
+    match (named(&spec.canary.deployment), named(&stable.deployment)) {
+        (Some(canary), Some(stable)) => crate::validate::workloads::check_pair(canary, stable),
+        _ => Ok(()),
+    }
+}
+
 /// `stickycanary validate`: a pluginConfig (JSON object with `rollouts`) or a CanaryRollout.
 pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
     let bytes = read_input(&args.file)?;
@@ -149,11 +202,17 @@ pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
     }
     let text =
         String::from_utf8(bytes).map_err(|_| Error::Invalid(format!("{name}: not UTF-8 text")))?;
-    let rollout: CanaryRollout = serde_yaml::from_str(&text)
-        .map_err(|e| Error::Invalid(format!("{name}: {}", e.to_string().replace('\n', " "))))?;
+    let yaml_error = |e: serde_yaml::Error| {
+        Error::Invalid(format!("{name}: {}", e.to_string().replace('\n', " ")))
+    };
+    let (text, deployments) = split_documents(&text).map_err(yaml_error)?;
+    let rollout: CanaryRollout = serde_yaml::from_str(&text).map_err(yaml_error)?;
     let mut errors = unknown_fields_in_yaml(&text);
     if let Err(invalid) = crate::validate::validate_rollout(&rollout) {
         errors.extend(invalid);
+    }
+    if let Err(invalid) = check_deployments(&rollout, &deployments) {
+        errors.push(invalid);
     }
     if !errors.is_empty() {
         let lines: Vec<String> = errors.iter().map(|e| format!("{name}: {e}")).collect();

@@ -111,7 +111,8 @@ pub struct CanaryRolloutSpec {
     /// What happens after the last stage passed.
     #[serde(default)]
     pub promotion: Promotion,
-    /// Set the weight to 0 before the CanaryRollout is deleted.
+    /// Set the weight to 0 before the CanaryRollout is deleted, once stable is rolled out (a
+    /// deletion during a promotion waits for it, up to `progressDeadline`).
     #[serde(default)]
     pub revert_on_deletion: bool,
     // --- Gates (contract 5, "Gates") ---------------------------------------------------
@@ -619,7 +620,8 @@ pub struct CanaryRolloutStatus {
     /// The revision of the current (or last) run; a different canary revision starts a new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_revision: Option<String>,
-    /// The revision stable runs.
+    /// The revision stable's pod template has, as observed on the stable Deployment at the
+    /// last tick (not assumed from the run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_revision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -648,6 +650,16 @@ pub struct CanaryRolloutStatus {
     /// Why the last run failed to scale up or to promote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// The revision stable ran before a promotion copied the run's revision onto it (kept
+    /// through a retry, cleared once the promotion succeeded or was undone): a canary
+    /// reverted to it during `Promoting`, `Finalising` or `PromotionFailed` undoes the
+    /// promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<String>,
+    /// Set while a promotion is being undone: the revision whose promotion the canary's
+    /// revert cancelled. The undo ends in `WaitingForRelease`, not `Succeeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverted_from: Option<String>,
     // --- Gates ------------------------------------------------------------------------
     /// Set while the run waits at a gate or outside a rollout window.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,6 +8,7 @@
 pub mod gates;
 mod stages_and_resources;
 pub mod unknown_fields;
+pub mod workloads;
 
 use std::collections::BTreeSet;
 

@@ -451,3 +451,58 @@ fn validate_warns_about_prometheus_without_verification_and_names_an_unknown_fie
         "{err}"
     );
 }
+
+/// A Deployment named `name` selecting on `selector` (a YAML flow map).
+fn deployment_yaml(name: &str, selector: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  selector: {{matchLabels: {selector}}}
+  template:
+    metadata: {{labels: {selector}}}
+    spec: {{containers: [{{name: app, image: shop/checkout:v1}}]}}
+"
+    )
+}
+
+#[test]
+fn validate_refuses_deployments_in_the_same_file_that_select_on_different_keys() {
+    let rollout = GOOD_ROLLOUT.replace(
+        "  canary: {deployment: checkout-canary}\n",
+        "  canary: {deployment: checkout-canary}\n  stable: {deployment: checkout-stable}\n",
+    );
+    let file = |canary: &str, stable: &str| {
+        format!(
+            "{rollout}---\n{}---\n{}",
+            deployment_yaml("checkout-canary", canary),
+            deployment_yaml("checkout-stable", stable)
+        )
+    };
+    let (_d, good) = scratch_file(
+        "all.yaml",
+        &file(
+            "{app: checkout, version: canary}",
+            "{app: checkout, version: stable}",
+        ),
+    );
+    let out = stickycanary(&["validate", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("valid CanaryRollout checkout"));
+
+    let (_d, keys) = scratch_file(
+        "all.yaml",
+        &file("{app: checkout}", "{app: checkout, version: stable}"),
+    );
+    let err = assert_one_line_error(&stickycanary(&["validate", keys.to_str().unwrap()]));
+    assert!(
+        err.contains(": spec.stable.deployment: checkout-stable selects on"),
+        "{err}"
+    );
+
+    let (_d, same) = scratch_file("all.yaml", &file("{app: checkout}", "{app: checkout}"));
+    let err = assert_one_line_error(&stickycanary(&["validate", same.to_str().unwrap()]));
+    assert!(err.contains(": spec.canary.deployment: "), "{err}");
+    assert!(err.contains("cannot tell their pods apart"), "{err}");
+}

@@ -136,6 +136,8 @@ fn release(revision: &str, canary: WorkloadState) -> ReleaseObservation {
         stable_revision: Some("r1".to_string()),
         canary,
         stable: WorkloadState::Stopped,
+        recorded: Default::default(),
+        problem: None,
     }
 }
 

@@ -51,6 +51,8 @@ fn release(canary: &str, stable: &str, canary_state: WorkloadState) -> ReleaseOb
         stable_revision: Some(stable.to_string()),
         canary: canary_state,
         stable: WorkloadState::Stopped,
+        recorded: Default::default(),
+        problem: None,
     }
 }
 
@@ -118,6 +120,12 @@ fn scale_up(revision: &str) -> Action {
     }
 }
 
+fn record_failed(revision: &str) -> Action {
+    Action::RecordFailedRevision {
+        revision: revision.to_string(),
+    }
+}
+
 fn scale_down(revision: &str) -> Action {
     Action::ScaleCanaryDown {
         revision: revision.to_string(),
@@ -127,7 +135,7 @@ fn scale_down(revision: &str) -> Action {
 #[test]
 fn first_sight_of_a_canary_equal_to_stable_waits_for_a_release_and_touches_nothing() {
     let mut sim = Sim::new(spec());
-    let decision = sim.tick(&healthy(), &release("r1", "r1", WorkloadState::Ready));
+    let decision = sim.tick(&healthy(), &release("r1", "r1", WorkloadState::Stopped));
     assert_eq!(sim.status.phase, Phase::WaitingForRelease);
     assert_eq!(world(&decision), vec![]);
     assert_eq!(sim.status.canary_revision.as_deref(), Some("r1"));
@@ -213,7 +221,10 @@ fn a_canary_not_ready_within_progress_deadline_fails_the_run_and_is_scaled_down_
         .unwrap()
         .contains("progressDeadline 2m"));
     assert_eq!(sim.status.failed_revision.as_deref(), Some("r2"));
-    assert_eq!(world(&decision), vec![Action::SetWeight(0.0)]);
+    assert_eq!(
+        world(&decision),
+        vec![Action::SetWeight(0.0), record_failed("r2")]
+    );
     // 30s later the canary is scaled down, once.
     let decision = sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Starting));
     assert_eq!(world(&decision), vec![scale_down("r2")]);
@@ -321,7 +332,11 @@ fn a_failed_stable_rollout_keeps_users_on_the_canary_and_marks_the_run_failed() 
         &healthy(),
         &with_stable(release("r2", "r1", WorkloadState::Ready), failed),
     );
-    assert_eq!(world(&decision), vec![], "the weight stays at 100");
+    assert_eq!(
+        world(&decision),
+        vec![record_failed("r2")],
+        "the weight stays at 100"
+    );
     assert_eq!(sim.status.phase, Phase::PromotionFailed);
     assert_eq!(sim.status.weight, 100.0);
     assert_eq!(sim.status.failed_revision.as_deref(), Some("r2"));
@@ -401,7 +416,10 @@ fn a_rollback_sets_weight_zero_at_once_and_scales_the_canary_down_after_the_dela
         }
     }
     let decision = rolled_back.expect("no rollback");
-    assert_eq!(world(&decision), vec![Action::SetWeight(0.0)]);
+    assert_eq!(
+        world(&decision),
+        vec![Action::SetWeight(0.0), record_failed("r2")]
+    );
     assert_eq!(sim.status.failed_revision.as_deref(), Some("r2"));
     assert!(sim.status.scale_down_at.is_some());
     let decision = sim.tick(&traffic(30.0, None), &ready);

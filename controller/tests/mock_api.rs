@@ -1084,7 +1084,7 @@ async fn a_promote_whose_handled_mark_fails_is_retried_not_dropped() {
 }
 
 /// What the controller does in one life, every request through one RBAC check per install
-/// mode: start (list and watch CanaryRollouts), win the Lease and renew it, start a rollout
+/// mode: start (list and watch CanaryRollouts and Deployments), win the Lease and renew it, start a rollout
 /// (plugin, Deployment, pods, status, Event), repeat an Event (kube-runtime patches its
 /// series), and handle an abort request (the handled annotation).
 async fn a_controller_lifetime(authorizer: Arc<Authorizer>, all_namespaces: bool) {
@@ -1112,6 +1112,22 @@ async fn a_controller_lifetime(authorizer: Arc<Authorizer>, all_namespaces: bool
     assert!(
         api.seen().iter().any(|s| s.attributes.verb == "watch"),
         "the watcher never watched"
+    );
+    // The Controller's Deployment watch (a canary's new revision wakes its rollout).
+    let deployments =
+        stickycanary::k8s::deployments_api(client.clone(), (!all_namespaces).then_some("shop"));
+    let mut watch = watcher(deployments, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .boxed();
+    let _ = tokio::time::timeout(Duration::from_millis(300), async {
+        while watch.next().await.is_some() {}
+    })
+    .await;
+    assert!(
+        api.seen()
+            .iter()
+            .any(|s| s.attributes.verb == "watch" && s.path.ends_with("/deployments")),
+        "the Deployment watcher never watched"
     );
     // Leader election: create, then renew.
     let elector = elector(client.clone());

@@ -45,17 +45,25 @@ fn refusal(spec: &CanaryRolloutSpec, action: ManualAction, tick: &Tick) -> Optio
                 .to_string(),
         );
     }
+    // A canary set back to the revision stable ran before the promotion undoes it
+    // (`engine/observed.rs`).
+    let undo = match (&status.reverted_from, &status.promoted_from) {
+        (Some(from), _) => format!("the promotion of {from} is already being undone"),
+        (None, Some(before)) => format!("set the canary Deployment back to revision {before}"),
+        (None, None) => {
+            "set the canary Deployment back to the revision stable ran before".to_string()
+        }
+    };
     match (status.phase, action) {
         (Phase::Promoting, _) => Some(format!(
             "stable is taking over revision {revision} and the hand-over completes: users stay \
              on the canary at {}% until stable is ready, then go back to stable (stopping now \
-             would leave stable half rolled out; to undo the release, set the canary \
-             Deployment back to the stable revision)",
+             would leave stable half rolled out; to undo the release: {undo})",
             status.weight
         )),
         (Phase::Finalising, _) => Some(format!(
             "stable runs revision {revision} and users are back on it; the canary is scaled \
-             down after scaleDownDelay {}",
+             down after scaleDownDelay {} (to undo the release: {undo})",
             spec.scale_down_delay
         )),
         (Phase::RolledBack, _) if lifecycle => Some(format!(
@@ -63,7 +71,8 @@ fn refusal(spec: &CanaryRolloutSpec, action: ManualAction, tick: &Tick) -> Optio
         )),
         (Phase::PromotionFailed, _) => Some(format!(
             "the stable rollout of {revision} failed and users stay on the canary at {}%; \
-             `retry` runs the revision again from weight 0, a new revision replaces it",
+             `retry` runs the revision again from weight 0, a new revision replaces it; to \
+             undo the promotion: {undo}",
             status.weight
         )),
         (Phase::WaitingForRelease | Phase::Succeeded, _) => Some(match action {

@@ -38,6 +38,7 @@ pub mod gates;
 mod judge;
 mod lifecycle;
 mod manual;
+mod observed;
 mod record;
 pub mod release;
 pub mod resources;
@@ -77,6 +78,7 @@ pub mod reasons {
     pub const ACTION_REFUSED: &str = "ActionRefused";
     pub const GATE_WAITING: &str = "GateWaiting";
     pub const GATE_OPENED: &str = "GateOpened";
+    pub const STABLE_DRIFTED: &str = "StableDrifted";
 }
 
 /// Something the caller must do to carry out a decision.
@@ -104,6 +106,10 @@ pub enum Action {
     /// Set the rollout's `slowThresholdMs` in the filter's config: the comparative latency
     /// test's threshold for this run, so that the user shards count its slow requests.
     SetSlowThreshold(f64),
+    /// Record on the canary workload that `revision`'s run failed (best effort; the
+    /// `stickycanary.dev/failed-revision` annotation), so a wiped status does not run it
+    /// again on the same cohort.
+    RecordFailedRevision { revision: String },
 }
 
 impl Action {
@@ -240,8 +246,12 @@ fn run_with_gates(
         scale_down_delay: release.map(|_| spec.scale_down_delay),
         finalize: release.is_some() && spec.promotion.finalize,
         gates: gate_input,
+        stable_drift: None,
     };
     step(spec, observations, release, checks, &mut tick);
+    if release.is_some() {
+        observed::after(status, &mut tick);
+    }
     gates::finish(&mut tick);
     tick.refresh_conditions();
     Decision {
@@ -258,6 +268,15 @@ fn step(
     tick: &mut Tick,
 ) {
     if let Some(release) = release {
+        observed::observe(release, tick);
+        if observed::undo_promotion(release, tick) {
+            return;
+        }
+        // No user on the canary: nothing to roll back, so no run starts on workloads that
+        // cannot run one.
+        if tick.status.weight == 0.0 && !observed::workloads_are_usable(release, tick) {
+            return;
+        }
         if release::before(spec, observations.manual, release, tick) {
             return;
         }
@@ -291,6 +310,9 @@ fn step(
         return;
     }
     if !handing_over && gates::rollback_requested(spec, tick) {
+        return;
+    }
+    if release.is_some_and(|release| !observed::workloads_are_usable(release, tick)) {
         return;
     }
     if !spec_is_usable(spec, tick) {

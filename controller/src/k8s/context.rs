@@ -29,4 +29,7 @@ pub struct Context {
     pub last_tick: Mutex<HashMap<String, Instant>>,
     /// Consecutive reconcile failures per rollout, for the error policy's backoff.
     pub backoff: ErrorBackoff,
+    /// Rollouts a canary Deployment's new revision woke (see [`super::watch`]): their next
+    /// reconcile ticks at once.
+    pub wakes: super::watch::Wakes,
 }

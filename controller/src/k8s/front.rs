@@ -12,7 +12,9 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::context::Context;
-use super::deployments::{revision_of, workload_state, Deployments};
+use super::deployments::{
+    revision_of, workload_state, Deployments, FAILED_REVISION_ANNOTATION, REVISION_ANNOTATION,
+};
 use super::manual::{ManualInput, HANDLED_ANNOTATION};
 use super::pods::canary_health;
 use super::status;
@@ -23,7 +25,9 @@ use crate::error::Error;
 use crate::field_managers;
 use crate::gates::webhook::Subject;
 use crate::metrics::Metrics;
-use crate::observation::{ManualAction, MetricsObservation, Observations, ReleaseObservation};
+use crate::observation::{
+    ManualAction, MetricsObservation, Observations, RecordedRevisions, ReleaseObservation,
+};
 use crate::prometheus::RolloutSeries;
 use crate::target::wasmplugin::WasmPluginTarget;
 use crate::target::{RolloutView, WeightTarget};
@@ -116,6 +120,24 @@ impl Executor for KubeFront<'_> {
         self.scale_canary(false).await?;
         info!(revision, "canary scaled down");
         Ok(())
+    }
+
+    async fn record_failed_revision(&self, revision: &str) {
+        let Ok(workloads) = self.workloads() else {
+            return;
+        };
+        let canary = &self.rollout.spec.canary.deployment;
+        match workloads
+            .deployments
+            .record_failed_revision(canary, revision)
+            .await
+        {
+            Ok(()) => info!(
+                revision,
+                "failed revision recorded on the canary Deployment"
+            ),
+            Err(e) => warn!(revision, error = %e, "could not record the failed revision"),
+        }
     }
 
     async fn promote_stable(&self, revision: &str) -> Result<(), Error> {
@@ -304,12 +326,26 @@ pub fn release_observation(
         .canary_revision
         .clone()
         .unwrap_or_else(|| canary_revision.clone());
+    let annotation = |deployment: &Deployment, key: &str| {
+        deployment
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key).cloned())
+    };
     ReleaseObservation {
         rollout_key: rollout_key.to_string(),
         canary: workload_state(canary, &canary_revision),
         stable: workload_state(stable, &run_revision),
         stable_revision: Some(revision_of(stable)),
         canary_revision,
+        recorded: RecordedRevisions {
+            promoted: annotation(stable, REVISION_ANNOTATION),
+            failed: annotation(canary, FAILED_REVISION_ANNOTATION),
+        },
+        problem: crate::validate::workloads::check_pair(canary, stable)
+            .err()
+            .map(|e| e.to_string()),
     }
 }
 

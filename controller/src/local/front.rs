@@ -399,8 +399,11 @@ impl<S: MetricsSource, T: WeightTarget> FrontEnd for LocalRunner<S, T> {
                 &memory.stable_failed,
                 &run,
             ),
-            stable_revision: None,
+            // What `--on-promote` last made stable serve (unknown after a restart).
+            stable_revision: memory.stable_on.clone(),
             canary_revision: revision,
+            recorded: crate::observation::RecordedRevisions::default(),
+            problem: None,
         })
     }
 

@@ -61,6 +61,7 @@ pub fn context(client: Client, prometheus_timeout: Duration) -> Arc<Context> {
         patch_timeout: Duration::from_secs(5),
         webhook: stickycanary::http::Client::new(&Default::default()).expect("client"),
         last_tick: Mutex::new(HashMap::new()),
+        wakes: Default::default(),
         backoff: Default::default(),
     })
 }
