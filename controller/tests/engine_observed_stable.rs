@@ -374,3 +374,121 @@ fn deployments_that_cannot_run_a_lifecycle_hold_the_rollout_in_invalid_spec_unti
     sim.tick(&world_is("r2", Stopped, "r1", Ready, None));
     assert_eq!(sim.status.phase, Phase::ScalingUp);
 }
+
+#[test]
+fn a_revert_before_stable_was_touched_drains_while_one_during_promoting_undoes_the_copy() {
+    // The two revert rules side by side in one world: stable still on r1 (Progressing) is a
+    // plain revert (rule 3: weight 0, the drain, then the scale-down); stable already given
+    // r2 (Promoting) is the undo of the promotion (rule 12: stable gets r1 back).
+    let mut sim = Sim::new();
+    sim.tick(&world_is("r2", Stopped, "r1", Stopped, None));
+    sim.tick(&world_is("r2", Ready, "r1", Stopped, None));
+    assert_eq!(sim.status.phase, Phase::Progressing);
+    assert_eq!(sim.status.weight, 10.0);
+    let decision = sim.tick(&world_is("r1", Starting, "r1", Stopped, None));
+    assert_eq!(
+        world(&decision),
+        vec![Action::SetWeight(0.0)],
+        "no copy (stable never left r1), no scale-down before the drain"
+    );
+    assert_eq!(sim.status.phase, Phase::WaitingForRelease);
+    assert!(sim.status.scale_down_at.is_some());
+    let decision = sim.tick(&world_is("r1", Ready, "r1", Stopped, None));
+    assert_eq!(
+        world(&decision),
+        vec![scale_down("r1")],
+        "after the 30s drain"
+    );
+
+    let mut sim = Sim::new();
+    sim.walk_to_promoting();
+    sim.tick(&world_is("r2", Ready, "r2", Starting, Some("r2")));
+    let decision = sim.tick(&world_is("r1", Starting, "r2", Stopped, Some("r2")));
+    assert_eq!(world(&decision), vec![copy("r1")]);
+    assert_eq!(sim.status.weight, 100.0);
+    assert_eq!(sim.status.scale_down_at, None);
+}
+
+#[test]
+fn a_retry_on_the_tick_a_revert_undoes_a_failed_promotion_is_refused_not_dropped() {
+    let mut sim = Sim::new();
+    sim.walk_to_promoting();
+    let failed = WorkloadState::Failed("ProgressDeadlineExceeded".into());
+    sim.tick(&world_is("r2", Ready, "r2", failed, Some("r2")));
+    assert_eq!(sim.status.phase, Phase::PromotionFailed);
+    let decision = sim.tick_with(
+        healthy(Some(ManualAction::Retry)),
+        &world_is("r1", Starting, "r2", Stopped, Some("r2")),
+    );
+    assert_eq!(world(&decision), vec![copy("r1")], "the revert wins");
+    assert_eq!(
+        decision.event_reasons(),
+        vec![reasons::REVERTED, reasons::ACTION_REFUSED]
+    );
+    assert_eq!(sim.status.attempt, 1, "no second run");
+}
+
+#[test]
+fn a_manual_action_while_the_deployments_hold_the_rollout_is_refused_not_dropped() {
+    let mut sim = Sim::new();
+    sim.tick(&world_is("r1", Stopped, "r1", Ready, None));
+    let mut broken = world_is("r2", Stopped, "r1", Ready, None);
+    broken.problem = Some("spec.stable.deployment: selects on other keys".into());
+    sim.tick(&broken);
+    assert_eq!(sim.status.phase, Phase::InvalidSpec);
+    // Weight 0: held before any other rule.
+    let decision = sim.tick_with(healthy(Some(ManualAction::Pause)), &broken);
+    assert_eq!(decision.event_reasons(), vec![reasons::ACTION_REFUSED]);
+    assert!(decision.actions.iter().any(|a| matches!(a,
+        Action::Event { message, .. } if message.contains("selects on other keys"))));
+    assert_eq!(sim.status.phase, Phase::InvalidSpec);
+    assert!(!sim.status.manual_pause);
+
+    // With users on the canary: the promote of the tick the Deployments break is refused,
+    // and the weight is held where it is.
+    let mut sim = Sim::new();
+    sim.tick(&world_is("r2", Stopped, "r1", Stopped, None));
+    sim.tick(&world_is("r2", Ready, "r1", Stopped, None));
+    assert_eq!(sim.status.weight, 10.0);
+    let mut broken = world_is("r2", Ready, "r1", Stopped, None);
+    broken.problem = Some("spec.stable.deployment: selects on other keys".into());
+    let decision = sim.tick_with(healthy(Some(ManualAction::Promote)), &broken);
+    assert_eq!(
+        decision.event_reasons(),
+        vec![reasons::INVALID_SPEC, reasons::ACTION_REFUSED]
+    );
+    assert_eq!(world(&decision), vec![]);
+    assert_eq!(sim.status.weight, 10.0);
+}
+
+#[test]
+fn a_promote_while_the_deployments_hold_users_on_the_canary_is_refused_naming_the_deployments() {
+    let mut sim = Sim::new();
+    sim.tick(&world_is("r2", Stopped, "r1", Stopped, None));
+    sim.tick(&world_is("r2", Ready, "r1", Stopped, None));
+    let mut broken = world_is("r2", Ready, "r1", Stopped, None);
+    broken.problem = Some("spec.stable.deployment: selects on other keys".into());
+    sim.tick(&broken);
+    assert_eq!(sim.status.phase, Phase::InvalidSpec);
+    assert_eq!(sim.status.weight, 10.0);
+    let decision = sim.tick_with(healthy(Some(ManualAction::Promote)), &broken);
+    let refused: Vec<&String> = decision
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Event {
+                reason, message, ..
+            } if *reason == reasons::ACTION_REFUSED => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused.len(), 1, "{:?}", decision.actions);
+    assert!(
+        refused[0].starts_with(
+            "promote refused: the rollout is InvalidSpec: the Deployments cannot run a release lifecycle"
+        ),
+        "{}",
+        refused[0]
+    );
+    assert_eq!(sim.status.weight, 10.0);
+}

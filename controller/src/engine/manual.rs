@@ -24,12 +24,31 @@ pub(super) fn admit(
     let Some(why) = refusal(spec, action, tick) else {
         return Some(action);
     };
+    refuse(Some(action), &why, tick);
+    None
+}
+
+/// Refuses `manual` (when there is one) with `why`: for a tick decided before the action
+/// could be taken (the undo of a promotion, a rollout held by its Deployments), so that it
+/// is answered rather than dropped.
+pub(super) fn refuse(manual: Option<ManualAction>, why: &str, tick: &mut Tick) {
+    let Some(action) = manual else {
+        return;
+    };
     let message = format!(
         "{action} refused: the rollout is {}: {why}",
         tick.status.phase
     );
     tick.event(reasons::ACTION_REFUSED, message, true);
-    None
+}
+
+/// Why an action is refused while the two Deployments cannot run a release lifecycle.
+pub(super) fn held_by_workloads(problem: Option<&str>, weight: f64) -> String {
+    format!(
+        "the Deployments cannot run a release lifecycle ({}); the weight is held at {weight}% \
+         until they are fixed",
+        problem.unwrap_or("the Degraded condition says why")
+    )
 }
 
 /// Why the current phase cannot take `action` (`None`: it can).
@@ -54,6 +73,7 @@ fn refusal(spec: &CanaryRolloutSpec, action: ManualAction, tick: &Tick) -> Optio
             "set the canary Deployment back to the revision stable ran before".to_string()
         }
     };
+    let held = super::observed::held_by_workloads(status);
     match (status.phase, action) {
         (Phase::Promoting, _) => Some(format!(
             "stable is taking over revision {revision} and the hand-over completes: users stay \
@@ -81,6 +101,9 @@ fn refusal(spec: &CanaryRolloutSpec, action: ManualAction, tick: &Tick) -> Optio
         }),
         (Phase::Promoted | Phase::RolledBack, _) => {
             Some("the rollout is over (a new one starts with a new CanaryRollout)".to_string())
+        }
+        (Phase::InvalidSpec, Promote | Pause | Resume) if held => {
+            Some(held_by_workloads(None, status.weight) + " (abort still rolls back)")
         }
         (Phase::InvalidSpec, Promote | Pause | Resume) => Some(
             "the spec is invalid and the weight is held; fix the spec first (abort still rolls back)"

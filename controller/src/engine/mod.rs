@@ -269,12 +269,18 @@ fn step(
 ) {
     if let Some(release) = release {
         observed::observe(release, tick);
+        // These two decide the tick before any manual action could be taken: one asked for
+        // is refused with an Event, never dropped.
         if observed::undo_promotion(release, tick) {
+            let why = "the canary was reverted, and the promotion is being undone";
+            manual::refuse(observations.manual, why, tick);
             return;
         }
         // No user on the canary: nothing to roll back, so no run starts on workloads that
         // cannot run one.
         if tick.status.weight == 0.0 && !observed::workloads_are_usable(release, tick) {
+            let why = manual::held_by_workloads(release.problem.as_deref(), tick.status.weight);
+            manual::refuse(observations.manual, &why, tick);
             return;
         }
         if release::before(spec, observations.manual, release, tick) {
@@ -312,8 +318,12 @@ fn step(
     if !handing_over && gates::rollback_requested(spec, tick) {
         return;
     }
-    if release.is_some_and(|release| !observed::workloads_are_usable(release, tick)) {
-        return;
+    if let Some(release) = release {
+        if !observed::workloads_are_usable(release, tick) {
+            let why = manual::held_by_workloads(release.problem.as_deref(), tick.status.weight);
+            manual::refuse(manual, &why, tick);
+            return;
+        }
     }
     if !spec_is_usable(spec, tick) {
         return;

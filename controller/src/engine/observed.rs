@@ -73,6 +73,11 @@ fn was_drifted(status: &CanaryRolloutStatus) -> bool {
     })
 }
 
+/// Whether the rollout is in `InvalidSpec` because of its Deployments (not its spec).
+pub(super) fn held_by_workloads(status: &CanaryRolloutStatus) -> bool {
+    status.phase == Phase::InvalidSpec && status.history.last().is_some_and(|t| t.reason == HELD)
+}
+
 /// The two Deployments cannot run a release lifecycle (`release.problem`): hold the weight
 /// in `InvalidSpec` with the one-line reason, as an invalid spec does. Returns false then.
 /// Fixed, the rollout goes back to the phase it was held in (the history's last entry).
