@@ -84,8 +84,11 @@ lets v3 through. In the cluster it is a patch of the CanaryRollout's status subr
 may approve is who may patch canaryrollouts/status (see SECURITY.md).")]
     Approve(ApproveArgs),
 
-    /// Print the CanaryRollout CRD YAML, generated from the Rust types
-    Crd,
+    /// Print a CRD's YAML (CanaryRollout by default, or AlertProvider), generated from the
+    /// Rust types
+    #[command(after_help = "Examples:\n  stickycanary crd > canaryrollouts.yaml\n  \
+stickycanary crd alertprovider > alertproviders.yaml")]
+    Crd(CrdArgs),
 
     /// Print a user's bucket and version, using exactly the filter's assignment code
     #[command(
@@ -292,6 +295,20 @@ pub struct AssignArgs {
     /// Print JSON instead of key=value
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CrdArgs {
+    /// Which CRD to print
+    #[arg(value_enum, default_value_t = CrdKind::Canaryrollout)]
+    pub kind: CrdKind,
+}
+
+/// The custom resources stickycanary defines.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrdKind {
+    Canaryrollout,
+    Alertprovider,
 }
 
 #[derive(Args, Debug)]

@@ -19,7 +19,6 @@ use crate::k8s::manual::{request_value, REQUEST_ANNOTATION};
 use crate::local::state;
 use crate::observation::ManualAction;
 use crate::simulate;
-use crate::validate::unknown_fields::unknown_fields_in_yaml;
 
 /// `stickycanary assign`: the filter's own bucket and threshold.
 pub fn assign(args: &AssignArgs) -> Result<String, Error> {
@@ -149,30 +148,7 @@ pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
     }
     let text =
         String::from_utf8(bytes).map_err(|_| Error::Invalid(format!("{name}: not UTF-8 text")))?;
-    let rollout: CanaryRollout = serde_yaml::from_str(&text)
-        .map_err(|e| Error::Invalid(format!("{name}: {}", e.to_string().replace('\n', " "))))?;
-    let mut errors = unknown_fields_in_yaml(&text);
-    if let Err(invalid) = crate::validate::validate_rollout(&rollout) {
-        errors.extend(invalid);
-    }
-    if !errors.is_empty() {
-        let lines: Vec<String> = errors.iter().map(|e| format!("{name}: {e}")).collect();
-        return Err(Error::Invalid(lines.join("\n")));
-    }
-    let mut valid = format!(
-        "{name}: valid CanaryRollout {} ({} stages, rollout key {})",
-        rollout.metadata.name.as_deref().unwrap_or_default(),
-        rollout.spec.stages.len(),
-        rollout.rollout_key()
-    );
-    for warning in crate::validate::warnings(&rollout.spec) {
-        valid.push_str(&format!("\n{name}: warning: {warning}"));
-    }
-    // Valid in a cluster, but `local` would refuse it: say so now, not at the first run.
-    if let Some(note) = crate::validate::local_mode_refusal(&rollout.spec) {
-        valid.push_str(&format!("\n{name}: note: {note}"));
-    }
-    Ok(valid)
+    crate::validate::documents::validate_yaml(&name, &text).map_err(Error::Invalid)
 }
 
 /// A status as a few readable lines.

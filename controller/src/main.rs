@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use stickycanary::cli::{Cli, Command, LogFormat};
+use stickycanary::cli::{Cli, Command, CrdKind, LogFormat};
 use stickycanary::observation::ManualAction;
 use stickycanary::{commands, k8s, local};
 
@@ -85,7 +85,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Retry(args) => println!("{}", commands::manual(&args, ManualAction::Retry).await?),
         Command::Approve(args) => println!("{}", commands::approve(&args).await?),
-        Command::Crd => print!("{}", stickycanary::crd::crd_yaml()),
+        Command::Crd(args) => print!(
+            "{}",
+            match args.kind {
+                CrdKind::Canaryrollout => stickycanary::crd::crd_yaml(),
+                CrdKind::Alertprovider => stickycanary::crd::alert_provider_crd_yaml(),
+            }
+        ),
         Command::Assign(args) if args.rollout.is_some() => {
             println!("{}", commands::assign_in_cluster(&args).await?)
         }

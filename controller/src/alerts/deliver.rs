@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::message::{dashboard_link, AlertMessage};
 use super::payload::render;
-use super::spec::{AlertProviderSpec, ProviderType};
-use super::spec::{ProviderRef, RolloutAlert};
+use crate::crd::alerts::{AlertProviderSpec, ProviderType};
+use crate::crd::alerts::{ProviderRef, RolloutAlert};
 use crate::http::{Client, ClientConfig, Error};
 
 /// An AlertProvider ready to send: its spec, its address (read from its Secret) and a

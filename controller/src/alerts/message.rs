@@ -1,7 +1,7 @@
 //! What an alert says: the severity of each event, and the message every provider type
 //! renders in its own format.
 
-use super::spec::Severity;
+use crate::crd::alerts::Severity;
 use crate::crd::{CanaryRolloutStatus, Outcome};
 use crate::engine::reasons;
 
@@ -164,8 +164,7 @@ pub fn suggested_command(
     }
 }
 
-/// The placeholders a dashboard template may use.
-pub const DASHBOARD_PLACEHOLDERS: [&str; 3] = ["{namespace}", "{rollout}", "{revision}"];
+pub use crate::crd::alerts::DASHBOARD_PLACEHOLDERS;
 
 /// `template` with `{namespace}`, `{rollout}` and `{revision}` replaced, each value
 /// percent-encoded so that it stays one URL component (no revision: empty).

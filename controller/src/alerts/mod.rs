@@ -3,7 +3,8 @@
 //! CanaryRollouts reference with `alerts: [{providerRef, severity}]`.
 //!
 //! The pieces, bottom up:
-//! - [`spec`]: the API types (the `AlertProvider` CRD, a rollout's `alerts` entries).
+//! - [`crate::crd::alerts`]: the API types (the `AlertProvider` CRD, a rollout's `alerts`
+//!   entries), with the other API types (STYLE 21).
 //! - [`message`]: each Event's severity, the message (rollout, namespace, revision, phase,
 //!   weight, the breached check, the command to run, the dashboard link).
 //! - [`payload`]: each service's incoming-webhook JSON.
@@ -20,11 +21,10 @@ pub mod message;
 pub mod payload;
 pub mod report;
 pub mod resolve;
-pub mod spec;
 pub mod validate;
 
-pub use deliver::{Outcome, OutcomeSink, Provider, RetryPolicy};
-pub use message::{severity_of, AlertMessage, Breach};
-pub use spec::{
+pub use crate::crd::alerts::{
     AlertProvider, AlertProviderSpec, ProviderRef, ProviderType, RolloutAlert, Severity,
 };
+pub use deliver::{Outcome, OutcomeSink, Provider, RetryPolicy};
+pub use message::{severity_of, AlertMessage, Breach};
