@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 use loopback::{ok, serve, Received};
 use serde_json::{json, Value};
 use stickycanary::alerts::deliver::{self, Outcome, OutcomeSink, Provider, RetryPolicy};
+use stickycanary::alerts::dispatch::{Alerting, Resolve, Resolving};
 use stickycanary::alerts::message::{abort_command, dashboard_link};
+use stickycanary::alerts::resolve::ResolveError;
 use stickycanary::alerts::{AlertMessage, AlertProviderSpec, Breach, Severity};
+use stickycanary::alerts::{ProviderRef, Unresolved};
 use stickycanary::http::Error;
 
 /// The secret part of every provider address here (as in a Slack webhook URL).
@@ -142,13 +145,50 @@ fn expected_rollback(kind: &str) -> Value {
     }
 }
 
-/// Outcomes, as the controller's metric and Event hook would get them.
+/// Outcomes (and unresolved providers), as the controller's metric and Event hook would get
+/// them.
 #[derive(Default)]
-struct Recorded(Mutex<Vec<Outcome>>);
+struct Recorded(Mutex<Vec<Outcome>>, Mutex<Vec<Unresolved>>);
 
 impl OutcomeSink for Recorded {
     fn record(&self, outcome: Outcome) {
         self.0.lock().unwrap().push(outcome);
+    }
+
+    fn unresolved(&self, unresolved: Unresolved) {
+        self.1.lock().unwrap().push(unresolved);
+    }
+}
+
+/// Providers by `namespace/name`, recording every lookup.
+struct Lookup {
+    providers: Vec<(String, Arc<Provider>)>,
+    lookups: Mutex<Vec<String>>,
+}
+
+impl Resolve for Lookup {
+    fn resolve<'a>(
+        &'a self,
+        rollout_namespace: &'a str,
+        reference: &'a ProviderRef,
+    ) -> Resolving<'a> {
+        let key = format!(
+            "{}/{}",
+            reference.namespace.as_deref().unwrap_or(rollout_namespace),
+            reference.name
+        );
+        self.lookups.lock().unwrap().push(key.clone());
+        let found = self
+            .providers
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, p)| p.clone());
+        let (namespace, name) = key.split_once('/').unwrap();
+        let missing = ResolveError::ProviderNotFound {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        Box::pin(async move { found.ok_or(missing) })
     }
 }
 
@@ -355,39 +395,50 @@ async fn dispatch_sends_to_the_providers_that_want_the_severity() {
         .unwrap(),
     );
     let errors_provider = provider("webhook", &errors_only.base);
-    let lookups = Arc::new(Mutex::new(Vec::new()));
-    let lookup = |namespace: &str, reference: &stickycanary::alerts::ProviderRef| {
-        lookups
-            .lock()
-            .unwrap()
-            .push(format!("{namespace}/{}", reference.name));
-        match reference.name.as_str() {
-            "everything" => Some(everything_provider.clone()),
-            "errors-only" => Some(errors_provider.clone()),
-            _ => None,
-        }
-    };
+    let resolver = Arc::new(Lookup {
+        providers: vec![
+            ("shop/everything".to_string(), everything_provider.clone()),
+            ("platform/errors-only".to_string(), errors_provider.clone()),
+        ],
+        lookups: Mutex::new(Vec::new()),
+    });
     let sink = Arc::new(Recorded::default());
-    let sink_dyn: Arc<dyn OutcomeSink> = sink.clone();
     let paused = AlertMessage {
         reason: "Paused".into(),
         severity: Severity::Warn,
         dashboard: None,
         ..rollback()
     };
-    let unresolved = deliver::dispatch(&alerts, &paused, lookup, fast_retries(), &sink_dyn);
-    assert_eq!(unresolved.len(), 1);
-    assert_eq!(unresolved[0].name, "missing");
+    let alerting = Alerting {
+        policy: fast_retries(),
+        ..Alerting::new(resolver.clone(), sink.clone())
+    };
+    let started = Instant::now();
+    let handles = alerting.send(&alerts, &paused);
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "send returns at once"
+    );
+    assert_eq!(handles.len(), 2, "the error-only provider is not asked");
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let mut lookups = resolver.lookups.lock().unwrap().clone();
+    lookups.sort();
+    assert_eq!(lookups, vec!["shop/everything", "shop/missing"]);
     assert_eq!(
-        *lookups.lock().unwrap(),
-        vec!["shop/everything", "shop/missing"]
+        *sink.1.lock().unwrap(),
+        vec![Unresolved {
+            provider_namespace: "shop".into(),
+            provider: "missing".into(),
+            rollout_namespace: "shop".into(),
+            rollout: "checkout".into(),
+            reason: "Paused".into(),
+            error: "AlertProvider shop/missing not found".into(),
+        }]
     );
 
-    // Delivered in the background: wait (bounded) for the one outcome.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while sink.0.lock().unwrap().is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // The one resolved provider that wants a warning got it.
     assert_eq!(sink.0.lock().unwrap().len(), 1);
     assert!(
         errors_only.received().is_empty(),

@@ -7,7 +7,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use super::deliver::{Outcome, OutcomeSink};
+use super::deliver::{Outcome, OutcomeSink, Unresolved};
 
 /// The Event reason of a failed delivery.
 pub const ALERT_FAILED: &str = "AlertFailed";
@@ -46,6 +46,18 @@ impl AlertCounter {
             })
             .inc();
     }
+
+    /// A provider that could not be resolved: `type="unknown"` (its AlertProvider may not
+    /// even exist), `outcome="unresolved"`.
+    pub fn count_unresolved(&self, unresolved: &Unresolved) {
+        self.deliveries
+            .get_or_create(&AlertLabels {
+                provider: format!("{}/{}", unresolved.provider_namespace, unresolved.provider),
+                r#type: "unknown".to_string(),
+                outcome: "unresolved".to_string(),
+            })
+            .inc();
+    }
 }
 
 /// The Event message of a failed delivery: the provider and the one-line error (never the
@@ -66,8 +78,18 @@ pub fn failure_event(outcome: &Outcome) -> Option<String> {
     ))
 }
 
-/// Counts every outcome and calls `on_failure(outcome, event message)` for each failure
-/// (the controller publishes the Event with [`ALERT_FAILED`] on the outcome's rollout).
+/// The Event message of a provider that could not be resolved, e.g. `alert RollingBack to
+/// platform/team-slack not sent: AlertProvider platform/team-slack not found`.
+pub fn unresolved_event(unresolved: &Unresolved) -> String {
+    format!(
+        "alert {} to {}/{} not sent: {}",
+        unresolved.reason, unresolved.provider_namespace, unresolved.provider, unresolved.error
+    )
+}
+
+/// Counts every outcome and calls `on_failure(rollout namespace, rollout, event message)`
+/// for each failure (the controller publishes the Event with [`ALERT_FAILED`] on that
+/// rollout).
 pub struct Report<F> {
     pub counter: AlertCounter,
     pub on_failure: F,
@@ -75,13 +97,22 @@ pub struct Report<F> {
 
 impl<F> OutcomeSink for Report<F>
 where
-    F: Fn(&Outcome, String) + Send + Sync + 'static,
+    F: Fn(&str, &str, String) + Send + Sync + 'static,
 {
     fn record(&self, outcome: Outcome) {
         self.counter.count(&outcome);
         if let Some(message) = failure_event(&outcome) {
-            (self.on_failure)(&outcome, message);
+            (self.on_failure)(&outcome.rollout_namespace, &outcome.rollout, message);
         }
+    }
+
+    fn unresolved(&self, unresolved: Unresolved) {
+        self.counter.count_unresolved(&unresolved);
+        (self.on_failure)(
+            &unresolved.rollout_namespace,
+            &unresolved.rollout,
+            unresolved_event(&unresolved),
+        );
     }
 }
 
@@ -112,10 +143,8 @@ mod tests {
         let seen = events.clone();
         let report = Report {
             counter: AlertCounter::default(),
-            on_failure: move |outcome: &Outcome, message: String| {
-                seen.lock()
-                    .unwrap()
-                    .push((outcome.rollout.clone(), message));
+            on_failure: move |_namespace: &str, rollout: &str, message: String| {
+                seen.lock().unwrap().push((rollout.to_string(), message));
             },
         };
         let mut registry = Registry::default();

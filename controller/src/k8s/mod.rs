@@ -97,6 +97,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         webhook: crate::driver::notification_client().map_err(|e| Error::Io(e.to_string()))?,
         last_tick: Mutex::new(HashMap::new()),
         backoff: backoff::ErrorBackoff::default(),
+        alerting: context::cluster_alerting(&client),
     });
     let rollouts: Api<CanaryRollout> = match &args.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
