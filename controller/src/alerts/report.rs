@@ -87,9 +87,31 @@ pub fn unresolved_event(unresolved: &Unresolved) -> String {
     )
 }
 
-/// Counts every outcome and calls `on_failure(rollout namespace, rollout, event message)`
-/// for each failure (the controller publishes the Event with [`ALERT_FAILED`] on that
-/// rollout).
+/// One failed alert, as the `AlertFailed` Event tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub rollout_namespace: String,
+    pub rollout: String,
+    /// `<namespace>/<name>` of the AlertProvider.
+    pub provider: String,
+    /// The Event's note ([`failure_event`], [`unresolved_event`]).
+    pub message: String,
+}
+
+impl Failure {
+    /// The Event's `action`: one per provider (`SendAlert shop/team-slack`, at most the 128
+    /// characters the API takes), so Kubernetes' event series (keyed by reason and action,
+    /// not the note) keeps one series per failing provider instead of folding them into one.
+    pub fn event_action(&self) -> String {
+        format!("SendAlert {}", self.provider)
+            .chars()
+            .take(128)
+            .collect()
+    }
+}
+
+/// Counts every outcome and calls `on_failure` for each failure (the controller publishes
+/// the Event with [`ALERT_FAILED`] on that rollout).
 pub struct Report<F> {
     pub counter: AlertCounter,
     pub on_failure: F,
@@ -97,22 +119,28 @@ pub struct Report<F> {
 
 impl<F> OutcomeSink for Report<F>
 where
-    F: Fn(&str, &str, String) + Send + Sync + 'static,
+    F: Fn(Failure) + Send + Sync + 'static,
 {
     fn record(&self, outcome: Outcome) {
         self.counter.count(&outcome);
         if let Some(message) = failure_event(&outcome) {
-            (self.on_failure)(&outcome.rollout_namespace, &outcome.rollout, message);
+            (self.on_failure)(Failure {
+                rollout_namespace: outcome.rollout_namespace.clone(),
+                rollout: outcome.rollout.clone(),
+                provider: format!("{}/{}", outcome.provider_namespace, outcome.provider),
+                message,
+            });
         }
     }
 
     fn unresolved(&self, unresolved: Unresolved) {
         self.counter.count_unresolved(&unresolved);
-        (self.on_failure)(
-            &unresolved.rollout_namespace,
-            &unresolved.rollout,
-            unresolved_event(&unresolved),
-        );
+        (self.on_failure)(Failure {
+            message: unresolved_event(&unresolved),
+            provider: format!("{}/{}", unresolved.provider_namespace, unresolved.provider),
+            rollout_namespace: unresolved.rollout_namespace,
+            rollout: unresolved.rollout,
+        });
     }
 }
 
@@ -143,8 +171,10 @@ mod tests {
         let seen = events.clone();
         let report = Report {
             counter: AlertCounter::default(),
-            on_failure: move |_namespace: &str, rollout: &str, message: String| {
-                seen.lock().unwrap().push((rollout.to_string(), message));
+            on_failure: move |failure: Failure| {
+                seen.lock()
+                    .unwrap()
+                    .push((failure.rollout, failure.message));
             },
         };
         let mut registry = Registry::default();

@@ -260,14 +260,14 @@ impl FrontEnd for KubeFront<'_> {
     fn alerting(&self) -> Option<crate::alerts::Alerting> {
         let recorder = self.ctx.recorder.clone();
         let reference = self.rollout.object_ref(&());
-        let on_failure = move |_namespace: &str, _rollout: &str, note: String| {
+        let on_failure = move |failure: crate::alerts::report::Failure| {
             let (recorder, reference) = (recorder.clone(), reference.clone());
             tokio::spawn(async move {
                 let event = Event {
                     type_: EventType::Warning,
                     reason: crate::alerts::report::ALERT_FAILED.to_string(),
-                    note: Some(note.chars().take(1000).collect()),
-                    action: crate::alerts::report::ALERT_FAILED.to_string(),
+                    note: Some(failure.message.chars().take(1000).collect()),
+                    action: failure.event_action(),
                     secondary: None,
                 };
                 if let Err(e) = recorder.publish(&event, &reference).await {
