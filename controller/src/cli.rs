@@ -313,8 +313,12 @@ pub enum CrdKind {
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
-    /// A pluginConfig JSON file or a CanaryRollout YAML file ("-" for stdin)
+    /// A pluginConfig JSON file, or YAML ("-" for stdin): a CanaryRollout, or several
+    /// documents (CanaryRollouts, AlertProviders, Secrets)
     pub file: PathBuf,
+    /// More YAML files checked together with FILE, so that references between them are
+    /// followed (a rollout's alert provider, a provider's Secret)
+    pub more: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]

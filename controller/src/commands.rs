@@ -121,6 +121,9 @@ fn read_input(path: &Path) -> Result<Vec<u8>, Error> {
 
 /// `stickycanary validate`: a pluginConfig (JSON object with `rollouts`) or a CanaryRollout.
 pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
+    if !args.more.is_empty() {
+        return validate_together(args);
+    }
     let bytes = read_input(&args.file)?;
     let name = args.file.display().to_string();
     // A document that opens with `{` is JSON: its own parser's error says what is wrong,
@@ -149,6 +152,25 @@ pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
     let text =
         String::from_utf8(bytes).map_err(|_| Error::Invalid(format!("{name}: not UTF-8 text")))?;
     crate::validate::documents::validate_yaml(&name, &text).map_err(Error::Invalid)
+}
+
+/// `stickycanary validate A.yaml B.yaml ...`: the files' documents as one, so references
+/// between them are followed.
+fn validate_together(args: &ValidateArgs) -> Result<String, Error> {
+    let mut names = Vec::new();
+    let mut texts = Vec::new();
+    for path in std::iter::once(&args.file).chain(&args.more) {
+        let name = path.display().to_string();
+        let bytes = read_input(path)?;
+        texts.push(
+            String::from_utf8(bytes)
+                .map_err(|_| Error::Invalid(format!("{name}: not UTF-8 text")))?,
+        );
+        names.push(name);
+    }
+    // Each file's documents stay apart: `---` between files (an empty document is skipped).
+    crate::validate::documents::validate_yaml(&names.join(", "), &texts.join("\n---\n"))
+        .map_err(Error::Invalid)
 }
 
 /// A status as a few readable lines.
