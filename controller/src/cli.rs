@@ -220,6 +220,13 @@ pub struct LocalArgs {
     /// How long each --on-* command may run before it counts as failed
     #[arg(long, default_value = "120s", value_name = "DURATION")]
     pub hook_timeout: crate::duration::Duration,
+    /// AlertProviders for the rollout's `spec.alerts` (YAML, the same documents as in a
+    /// cluster); their Secrets as Secret documents in the same file or in --alert-secrets-dir
+    #[arg(long, value_name = "FILE", env = "STICKYCANARY_ALERT_PROVIDERS")]
+    pub alert_providers: Option<PathBuf>,
+    /// The providers' Secrets laid out as a mounted Secret volume: DIR/<secret name>/<key>
+    #[arg(long, value_name = "DIR", env = "STICKYCANARY_ALERT_SECRETS_DIR")]
+    pub alert_secrets_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -70,6 +70,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     on_scale_down: args.on_scale_down,
                     timeout: args.hook_timeout.as_std(),
                 },
+                alert_providers: args.alert_providers.map(|providers_file| {
+                    local::alerts::FileObjects {
+                        providers_file,
+                        secrets_dir: args.alert_secrets_dir,
+                    }
+                }),
             };
             let mut stdout = std::io::stdout();
             local::run(&options, &mut stdout).await?;
