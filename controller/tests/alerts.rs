@@ -472,3 +472,76 @@ async fn dispatch_sends_to_the_providers_that_want_the_severity() {
         "https://grafana.example/d/x?ns=shop&r=checkout"
     );
 }
+
+/// The worked example of `docs/contracts.md` ("Alerts"): the breach timeline's rollback, as
+/// the ADR's Slack provider receives it. Keep the two in step.
+#[test]
+fn the_contracts_worked_example_is_what_slack_receives() {
+    let status: stickycanary::crd::CanaryRolloutStatus = serde_json::from_value(json!({
+        "phase": "RolledBack", "stageIndex": 1, "weight": 0.0, "canaryRevision": "7f9c2d1",
+        "lastAnalysis": {
+            "at": "2026-11-26T09:14:00Z",
+            "canary": {"requests": 1000.0, "errorRatePercent": 7.0, "p99Ms": 182.5},
+            "stable": {"requests": 3000.0, "errorRatePercent": 0.2, "p99Ms": 175.0},
+            "checks": [
+                {"name": "error-rate", "verdict": "Fail", "value": 7.0, "threshold": 5.0,
+                 "message": "canary error rate 7% above max 5%"},
+                {"name": "latency", "verdict": "Pass", "value": 182.5, "threshold": 500.0,
+                 "message": "canary p99 182.5ms within max 500ms"}
+            ]
+        }
+    }))
+    .unwrap();
+    let message = AlertMessage::from_event(
+        "checkout",
+        "shop",
+        &status,
+        "RollingBack",
+        "rolling back to 0% (error-rate): canary error rate 7% above max 5% for 2m (limit 2m)",
+        None,
+    );
+    let spec: AlertProviderSpec = serde_yaml::from_str(
+        "type: slack
+secretRef: {name: slack-webhook, key: address}
+channel: \"#deploys\"
+username: stickycanary
+dashboardUrl: https://grafana.example/d/stickycanary?var-namespace={namespace}&var-rollout={rollout}&var-revision={revision}",
+    )
+    .unwrap();
+    let message = AlertMessage {
+        dashboard: Some(dashboard_link(
+            spec.dashboard_url.as_deref().unwrap(),
+            "shop",
+            "checkout",
+            Some("7f9c2d1"),
+        )),
+        ..message
+    };
+    let body = stickycanary::alerts::payload::render(&spec, &message);
+    let text =
+        "rolling back to 0% (error-rate): canary error rate 7% above max 5% for 2m (limit 2m)";
+    assert_eq!(
+        body,
+        json!({
+          "text": format!("[ERROR] shop/checkout: RollingBack {text}"),
+          "channel": "#deploys",
+          "username": "stickycanary",
+          "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": "[ERROR] shop/checkout: RollingBack"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+            {"type": "section", "fields": [
+              {"type": "mrkdwn", "text": "*Rollout*\ncheckout"},
+              {"type": "mrkdwn", "text": "*Namespace*\nshop"},
+              {"type": "mrkdwn", "text": "*Revision*\n7f9c2d1"},
+              {"type": "mrkdwn", "text": "*Phase*\nRolledBack"},
+              {"type": "mrkdwn", "text": "*Weight*\n0%"},
+              {"type": "mrkdwn", "text": "*Check*\nerror-rate: 7 (threshold 5)"}
+            ]},
+            {"type": "actions", "elements": [
+              {"type": "button", "text": {"type": "plain_text", "text": "Dashboard"},
+               "url": "https://grafana.example/d/stickycanary?var-namespace=shop&var-rollout=checkout&var-revision=7f9c2d1"}
+            ]}
+          ]
+        })
+    );
+}
