@@ -224,7 +224,7 @@ pub struct LocalArgs {
     /// cluster); their Secrets as Secret documents in the same file or in --alert-secrets-dir
     #[arg(long, value_name = "FILE", env = "STICKYCANARY_ALERT_PROVIDERS")]
     pub alert_providers: Option<PathBuf>,
-    /// The providers' Secrets laid out as a mounted Secret volume: DIR/<secret name>/<key>
+    /// The providers' Secrets laid out as a mounted Secret volume: DIR/SECRET-NAME/KEY
     #[arg(long, value_name = "DIR", env = "STICKYCANARY_ALERT_SECRETS_DIR")]
     pub alert_secrets_dir: Option<PathBuf>,
 }

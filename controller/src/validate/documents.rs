@@ -77,13 +77,13 @@ fn several(name: &str, documents: &[Value]) -> Result<String, String> {
             .unwrap_or("(no kind)");
         let label = format!("{kind} {namespace}/{object}: ");
         let result = match kind {
-            ROLLOUT => rollout(document, None).and_then(|mut found| {
+            ROLLOUT => rollout(document, None).map(|mut found| {
                 let typed: Option<CanaryRollout> = serde_json::from_value(document.clone()).ok();
                 if let Some(typed) = typed {
                     let followed = bundle.follow_alerts(&namespace, &typed.spec.alerts);
                     found.extend(followed.notes.iter().map(|n| format!("note: {n}")));
                 }
-                Ok(found)
+                found
             }),
             PROVIDER => provider(document, &namespace, &bundle)
                 .map_err(|errors| errors.iter().map(ToString::to_string).collect()),
