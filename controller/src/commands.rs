@@ -19,7 +19,6 @@ use crate::k8s::manual::{request_value, REQUEST_ANNOTATION};
 use crate::local::state;
 use crate::observation::ManualAction;
 use crate::simulate;
-use crate::validate::unknown_fields::unknown_fields_in_yaml;
 
 /// `stickycanary assign`: the filter's own bucket and threshold.
 pub fn assign(args: &AssignArgs) -> Result<String, Error> {
@@ -120,61 +119,11 @@ fn read_input(path: &Path) -> Result<Vec<u8>, Error> {
     }
 }
 
-/// A file of several YAML documents (`---`): the CanaryRollout's document as text, and the
-/// Deployments beside it. A single document is returned as it is, with no Deployments.
-fn split_documents(
-    text: &str,
-) -> Result<(String, Vec<k8s_openapi::api::apps::v1::Deployment>), serde_yaml::Error> {
-    use serde::Deserialize;
-    let documents = serde_yaml::Deserializer::from_str(text)
-        .map(serde_yaml::Value::deserialize)
-        .filter(|d| !matches!(d, Ok(serde_yaml::Value::Null)))
-        .collect::<Result<Vec<_>, _>>()?;
-    if documents.len() < 2 {
-        return Ok((text.to_string(), Vec::new()));
-    }
-    let kind = |d: &serde_yaml::Value| {
-        d.get("kind")
-            .and_then(serde_yaml::Value::as_str)
-            .map(str::to_string)
-    };
-    let rollout = documents
-        .iter()
-        .find(|d| kind(d).as_deref() == Some("CanaryRollout"))
-        .map(serde_yaml::to_string)
-        .transpose()?
-        .unwrap_or_default();
-    let deployments = documents
-        .into_iter()
-        .filter(|d| kind(d).as_deref() == Some("Deployment"))
-        .map(serde_yaml::from_value)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((rollout, deployments))
-}
-
-/// With both of the rollout's Deployments in the file: the check the controller runs on
-/// them every tick (see `validate::workloads`).
-fn check_deployments(
-    rollout: &CanaryRollout,
-    deployments: &[k8s_openapi::api::apps::v1::Deployment],
-) -> Result<(), crate::validate::ValidationError> {
-    let spec = &rollout.spec;
-    let Some(stable) = &spec.stable else {
-        return Ok(());
-    };
-    let named = |name: &str| {
-        deployments
-            .iter()
-            .find(|d| d.metadata.name.as_deref() == Some(name))
-    };
-    match (named(&spec.canary.deployment), named(&stable.deployment)) {
-        (Some(canary), Some(stable)) => crate::validate::workloads::check_pair(canary, stable),
-        _ => Ok(()),
-    }
-}
-
 /// `stickycanary validate`: a pluginConfig (JSON object with `rollouts`) or a CanaryRollout.
 pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
+    if !args.more.is_empty() {
+        return validate_together(args);
+    }
     let bytes = read_input(&args.file)?;
     let name = args.file.display().to_string();
     // A document that opens with `{` is JSON: its own parser's error says what is wrong,
@@ -202,36 +151,26 @@ pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
     }
     let text =
         String::from_utf8(bytes).map_err(|_| Error::Invalid(format!("{name}: not UTF-8 text")))?;
-    let yaml_error = |e: serde_yaml::Error| {
-        Error::Invalid(format!("{name}: {}", e.to_string().replace('\n', " ")))
-    };
-    let (text, deployments) = split_documents(&text).map_err(yaml_error)?;
-    let rollout: CanaryRollout = serde_yaml::from_str(&text).map_err(yaml_error)?;
-    let mut errors = unknown_fields_in_yaml(&text);
-    if let Err(invalid) = crate::validate::validate_rollout(&rollout) {
-        errors.extend(invalid);
+    crate::validate::documents::validate_yaml(&name, &text).map_err(Error::Invalid)
+}
+
+/// `stickycanary validate A.yaml B.yaml ...`: the files' documents as one, so references
+/// between them are followed.
+fn validate_together(args: &ValidateArgs) -> Result<String, Error> {
+    let mut names = Vec::new();
+    let mut texts = Vec::new();
+    for path in std::iter::once(&args.file).chain(&args.more) {
+        let name = path.display().to_string();
+        let bytes = read_input(path)?;
+        texts.push(
+            String::from_utf8(bytes)
+                .map_err(|_| Error::Invalid(format!("{name}: not UTF-8 text")))?,
+        );
+        names.push(name);
     }
-    if let Err(invalid) = check_deployments(&rollout, &deployments) {
-        errors.push(invalid);
-    }
-    if !errors.is_empty() {
-        let lines: Vec<String> = errors.iter().map(|e| format!("{name}: {e}")).collect();
-        return Err(Error::Invalid(lines.join("\n")));
-    }
-    let mut valid = format!(
-        "{name}: valid CanaryRollout {} ({} stages, rollout key {})",
-        rollout.metadata.name.as_deref().unwrap_or_default(),
-        rollout.spec.stages.len(),
-        rollout.rollout_key()
-    );
-    for warning in crate::validate::warnings(&rollout.spec) {
-        valid.push_str(&format!("\n{name}: warning: {warning}"));
-    }
-    // Valid in a cluster, but `local` would refuse it: say so now, not at the first run.
-    if let Some(note) = crate::validate::local_mode_refusal(&rollout.spec) {
-        valid.push_str(&format!("\n{name}: note: {note}"));
-    }
-    Ok(valid)
+    // Each file's documents stay apart: `---` between files (an empty document is skipped).
+    crate::validate::documents::validate_yaml(&names.join(", "), &texts.join("\n---\n"))
+        .map_err(Error::Invalid)
 }
 
 /// A status as a few readable lines.

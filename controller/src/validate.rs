@@ -5,6 +5,8 @@
 //! The schema's own bounds are checked again here because local mode reads the spec from
 //! a file, without an API server in front of it. Every error is one line naming the field.
 
+pub mod alerts;
+pub mod documents;
 pub mod gates;
 mod stages_and_resources;
 pub mod unknown_fields;
@@ -117,6 +119,7 @@ fn spec_errors(spec: &CanaryRolloutSpec) -> Vec<ValidationError> {
     }
     gates::webhook_errors(&spec.webhooks, &mut errors);
     gates::schedule_errors(spec.schedule.as_ref(), &mut errors);
+    alerts::errors(&spec.alerts, &mut errors);
     errors
 }
 

@@ -110,6 +110,38 @@ fn crd_prints_the_generated_resource_definition() {
     assert!(text.contains("canaryrollouts.stickycanary.dev"));
 }
 
+#[test]
+fn crd_alertprovider_prints_the_alert_provider_definition() {
+    let out = stickycanary(&["crd", "alertprovider"]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), stickycanary::crd::alert_provider_crd_yaml());
+}
+
+#[test]
+fn validate_follows_references_between_the_files_it_is_given() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/examples");
+    let provider = format!("{examples}/alertprovider-slack.yaml");
+    let rollout = format!("{examples}/canaryrollout-checkout.yaml");
+    let out = stickycanary(&["validate", &provider, &rollout]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("AlertProvider shop/slack: valid AlertProvider"),
+        "{text}"
+    );
+    assert!(!text.contains("not in this file"), "{text}");
+    // The rollout alone: its provider cannot be followed, and validate says so.
+    let alone = stdout(&stickycanary(&["validate", &rollout]));
+    assert!(
+        alone.contains("valid CanaryRollout checkout (4 stages, rollout key checkout, 1 alert)"),
+        "{alone}"
+    );
+}
+
 fn scratch_file(name: &str, content: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);

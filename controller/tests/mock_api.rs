@@ -1215,8 +1215,11 @@ async fn every_request_of_a_controller_lifetime_is_allowed_by_the_chart_and_ever
     // The release lifecycle's writes (Deployments, their scale, KEDA's ScaledObjects) are
     // proven used, and allowed, by lifecycle_api.rs's own lifetime test.
     // Reading spec.prometheus's Secret and ConfigMap is proven used, and allowed, by
-    // prometheus_token_and_ca_are_read_from_the_rollouts_namespace below.
+    // prometheus_token_and_ca_are_read_from_the_rollouts_namespace below. Reading an
+    // AlertProvider (and its Secret) by alerts_api.rs's
+    // a_rollback_sends_exactly_one_slack_payload_to_an_error_provider.
     let lifecycle_only = [
+        ("stickycanary.dev", "alertproviders", "get"),
         ("", "secrets", "get"),
         ("", "configmaps", "get"),
         ("apps", "deployments", "patch"),

@@ -248,3 +248,46 @@ fn rollout_key_must_exist_in_the_plugin_config() {
         "spec.rolloutKey: rollout \"payments\" is not in the plugin config (it has: cart, checkout)"
     );
 }
+
+const ALERT_EXAMPLE_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../manifests/examples/alertprovider-slack.yaml"
+);
+
+/// The seed ADR's Slack rollback alert: the AlertProvider example and the rollout example that
+/// lists it validate together, every reference followed within the files (the rollout's
+/// providerRef to the provider, the provider's secretRef to the Secret's key).
+#[test]
+fn the_adrs_slack_rollback_alert_example_validates_with_the_rollout_example() {
+    use stickycanary::validate::documents::validate_yaml;
+    let provider = std::fs::read_to_string(ALERT_EXAMPLE_PATH).unwrap();
+    let rollout_text = std::fs::read_to_string(EXAMPLE_PATH).unwrap();
+    let both = format!("{provider}---\n{rollout_text}");
+    let report = validate_yaml("examples", &both).unwrap();
+    assert!(
+        report.contains("examples: AlertProvider shop/slack: valid AlertProvider (slack, address from Secret slack-webhook key address)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("examples: CanaryRollout shop/checkout: valid CanaryRollout checkout (4 stages, rollout key checkout, 1 alert)"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("not in this file"),
+        "every reference followed: {report}"
+    );
+    assert!(
+        !report.contains("REPLACE_ME"),
+        "never the address: {report}"
+    );
+    // The ADR's alert: the `slack` provider, error severity (rollbacks).
+    let rollout = example();
+    assert_eq!(rollout.spec.alerts.len(), 1);
+    assert_eq!(rollout.spec.alerts[0].provider_ref.name, "slack");
+    assert_eq!(
+        rollout.spec.alerts[0].severity,
+        stickycanary::alerts::Severity::Error
+    );
+    assert!(rollout.spec.alerts[0].wants(stickycanary::alerts::severity_of("RollingBack")));
+    assert!(!rollout.spec.alerts[0].wants(stickycanary::alerts::severity_of("StageAdvanced")));
+}

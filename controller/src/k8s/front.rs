@@ -276,6 +276,33 @@ impl FrontEnd for KubeFront<'_> {
     fn notification_client(&self) -> Option<&crate::http::Client> {
         Some(&self.ctx.webhook)
     }
+
+    /// Providers read in the cluster (AlertProvider, then its Secrets); a failed delivery is
+    /// counted and raised as a Warning `AlertFailed` on this rollout, from the delivery's task.
+    fn alerting(&self) -> Option<crate::alerts::Alerting> {
+        let recorder = self.ctx.recorder.clone();
+        let reference = self.rollout.object_ref(&());
+        let on_failure = move |failure: crate::alerts::report::Failure| {
+            let (recorder, reference) = (recorder.clone(), reference.clone());
+            tokio::spawn(async move {
+                let event = Event {
+                    type_: EventType::Warning,
+                    reason: crate::alerts::report::ALERT_FAILED.to_string(),
+                    note: Some(failure.message.chars().take(1000).collect()),
+                    action: failure.event_action(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder.publish(&event, &reference).await {
+                    warn!(error = %e, "could not publish the AlertFailed event");
+                }
+            });
+        };
+        let sink = crate::alerts::report::Report {
+            counter: self.ctx.metrics.alerts.clone(),
+            on_failure,
+        };
+        Some(self.ctx.alerting.with_sink(std::sync::Arc::new(sink)))
+    }
 }
 
 /// Reads the canary and stable Deployments of the release lifecycle.

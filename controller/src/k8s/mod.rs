@@ -100,6 +100,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         last_tick: Mutex::new(HashMap::new()),
         wakes: Default::default(),
         backoff: backoff::ErrorBackoff::default(),
+        alerting: context::cluster_alerting(&client),
     });
     let rollouts: Api<CanaryRollout> = match &args.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
