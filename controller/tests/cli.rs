@@ -538,3 +538,30 @@ fn validate_refuses_deployments_in_the_same_file_that_select_on_different_keys()
     assert!(err.contains(": spec.canary.deployment: "), "{err}");
     assert!(err.contains("cannot tell their pods apart"), "{err}");
 }
+
+#[test]
+fn validate_checks_a_rollouts_deployments_given_in_another_file() {
+    let rollout = GOOD_ROLLOUT.replace(
+        "  canary: {deployment: checkout-canary}\n",
+        "  canary: {deployment: checkout-canary}\n  stable: {deployment: checkout-stable}\n",
+    );
+    let (_r, rollout) = scratch_file("rollout.yaml", &rollout);
+    let (_d, deployments) = scratch_file(
+        "deployments.yaml",
+        &format!(
+            "{}---\n{}",
+            deployment_yaml("checkout-canary", "{app: checkout}"),
+            deployment_yaml("checkout-stable", "{app: checkout}")
+        ),
+    );
+    let err = assert_one_line_error(&stickycanary(&[
+        "validate",
+        rollout.to_str().unwrap(),
+        deployments.to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains("CanaryRollout default/checkout: spec.canary.deployment: "),
+        "{err}"
+    );
+    assert!(err.contains("cannot tell their pods apart"), "{err}");
+}

@@ -26,8 +26,8 @@ const DEPLOYMENT: &str = "Deployment";
 /// whatever namespace it is applied to) and name.
 type Deployments = Vec<(Option<String>, String, Deployment)>;
 
-/// The Deployment `name` a rollout in `namespace` (`None`: unnamed) refers to: one in the
-/// same namespace, or one of the two without a namespace of its own.
+/// The Deployment `name` in `namespace` (`None`: the rollout names none), or one without a
+/// namespace of its own (it lands in whatever namespace it is applied to).
 fn deployment<'a>(
     deployments: &'a Deployments,
     namespace: Option<&str>,
@@ -41,19 +41,26 @@ fn deployment<'a>(
         .map(|(_, _, d)| d)
 }
 
-/// With both of the rollout's Deployments in the file: the check the controller runs on
+/// With both of the rollout's Deployments in the file (each in its namespace: the canary's
+/// defaults to the rollout's, stable's to the canary's): the check the controller runs on
 /// them every tick ([`super::workloads::check_pair`]).
 fn check_deployments(
     rollout: &CanaryRollout,
     deployments: &Deployments,
 ) -> Result<(), ValidationError> {
-    let Some(stable) = &rollout.spec.stable else {
+    let spec = &rollout.spec;
+    let Some(stable) = &spec.stable else {
         return Ok(());
     };
-    let namespace = rollout.metadata.namespace.as_deref();
+    let canary_namespace = spec
+        .canary
+        .namespace
+        .as_deref()
+        .or(rollout.metadata.namespace.as_deref());
+    let stable_namespace = stable.namespace.as_deref().or(canary_namespace);
     match (
-        deployment(deployments, namespace, &rollout.spec.canary.deployment),
-        deployment(deployments, namespace, &stable.deployment),
+        deployment(deployments, canary_namespace, &spec.canary.deployment),
+        deployment(deployments, stable_namespace, &stable.deployment),
     ) {
         (Some(canary), Some(stable)) => super::workloads::check_pair(canary, stable),
         _ => Ok(()),
