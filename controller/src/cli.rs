@@ -84,8 +84,11 @@ lets v3 through. In the cluster it is a patch of the CanaryRollout's status subr
 may approve is who may patch canaryrollouts/status (see SECURITY.md).")]
     Approve(ApproveArgs),
 
-    /// Print the CanaryRollout CRD YAML, generated from the Rust types
-    Crd,
+    /// Print a CRD's YAML (CanaryRollout by default, or AlertProvider), generated from the
+    /// Rust types
+    #[command(after_help = "Examples:\n  stickycanary crd > canaryrollouts.yaml\n  \
+stickycanary crd alertprovider > alertproviders.yaml")]
+    Crd(CrdArgs),
 
     /// Print a user's bucket and version, using exactly the filter's assignment code
     #[command(
@@ -217,6 +220,13 @@ pub struct LocalArgs {
     /// How long each --on-* command may run before it counts as failed
     #[arg(long, default_value = "120s", value_name = "DURATION")]
     pub hook_timeout: crate::duration::Duration,
+    /// AlertProviders for the rollout's `spec.alerts` (YAML, the same documents as in a
+    /// cluster); their Secrets as Secret documents in the same file or in --alert-secrets-dir
+    #[arg(long, value_name = "FILE", env = "STICKYCANARY_ALERT_PROVIDERS")]
+    pub alert_providers: Option<PathBuf>,
+    /// The providers' Secrets laid out as a mounted Secret volume: DIR/SECRET-NAME/KEY
+    #[arg(long, value_name = "DIR", env = "STICKYCANARY_ALERT_SECRETS_DIR")]
+    pub alert_secrets_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -295,9 +305,27 @@ pub struct AssignArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CrdArgs {
+    /// Which CRD to print
+    #[arg(value_enum, default_value_t = CrdKind::Canaryrollout)]
+    pub kind: CrdKind,
+}
+
+/// The custom resources stickycanary defines.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrdKind {
+    Canaryrollout,
+    Alertprovider,
+}
+
+#[derive(Args, Debug)]
 pub struct ValidateArgs {
-    /// A pluginConfig JSON file or a CanaryRollout YAML file ("-" for stdin)
+    /// A pluginConfig JSON file, or YAML ("-" for stdin): a CanaryRollout, or several
+    /// documents (CanaryRollouts, AlertProviders, Secrets)
     pub file: PathBuf,
+    /// More YAML files checked together with FILE, so that references between them are
+    /// followed (a rollout's alert provider, a provider's Secret)
+    pub more: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -19,7 +19,6 @@ use crate::k8s::manual::{request_value, REQUEST_ANNOTATION};
 use crate::local::state;
 use crate::observation::ManualAction;
 use crate::simulate;
-use crate::validate::unknown_fields::unknown_fields_in_yaml;
 
 /// `stickycanary assign`: the filter's own bucket and threshold.
 pub fn assign(args: &AssignArgs) -> Result<String, Error> {
@@ -122,6 +121,9 @@ fn read_input(path: &Path) -> Result<Vec<u8>, Error> {
 
 /// `stickycanary validate`: a pluginConfig (JSON object with `rollouts`) or a CanaryRollout.
 pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
+    if !args.more.is_empty() {
+        return validate_together(args);
+    }
     let bytes = read_input(&args.file)?;
     let name = args.file.display().to_string();
     // A document that opens with `{` is JSON: its own parser's error says what is wrong,
@@ -149,30 +151,26 @@ pub fn validate(args: &ValidateArgs) -> Result<String, Error> {
     }
     let text =
         String::from_utf8(bytes).map_err(|_| Error::Invalid(format!("{name}: not UTF-8 text")))?;
-    let rollout: CanaryRollout = serde_yaml::from_str(&text)
-        .map_err(|e| Error::Invalid(format!("{name}: {}", e.to_string().replace('\n', " "))))?;
-    let mut errors = unknown_fields_in_yaml(&text);
-    if let Err(invalid) = crate::validate::validate_rollout(&rollout) {
-        errors.extend(invalid);
+    crate::validate::documents::validate_yaml(&name, &text).map_err(Error::Invalid)
+}
+
+/// `stickycanary validate A.yaml B.yaml ...`: the files' documents as one, so references
+/// between them are followed.
+fn validate_together(args: &ValidateArgs) -> Result<String, Error> {
+    let mut names = Vec::new();
+    let mut texts = Vec::new();
+    for path in std::iter::once(&args.file).chain(&args.more) {
+        let name = path.display().to_string();
+        let bytes = read_input(path)?;
+        texts.push(
+            String::from_utf8(bytes)
+                .map_err(|_| Error::Invalid(format!("{name}: not UTF-8 text")))?,
+        );
+        names.push(name);
     }
-    if !errors.is_empty() {
-        let lines: Vec<String> = errors.iter().map(|e| format!("{name}: {e}")).collect();
-        return Err(Error::Invalid(lines.join("\n")));
-    }
-    let mut valid = format!(
-        "{name}: valid CanaryRollout {} ({} stages, rollout key {})",
-        rollout.metadata.name.as_deref().unwrap_or_default(),
-        rollout.spec.stages.len(),
-        rollout.rollout_key()
-    );
-    for warning in crate::validate::warnings(&rollout.spec) {
-        valid.push_str(&format!("\n{name}: warning: {warning}"));
-    }
-    // Valid in a cluster, but `local` would refuse it: say so now, not at the first run.
-    if let Some(note) = crate::validate::local_mode_refusal(&rollout.spec) {
-        valid.push_str(&format!("\n{name}: note: {note}"));
-    }
-    Ok(valid)
+    // Each file's documents stay apart: `---` between files (an empty document is skipped).
+    crate::validate::documents::validate_yaml(&names.join(", "), &texts.join("\n---\n"))
+        .map_err(Error::Invalid)
 }
 
 /// A status as a few readable lines.

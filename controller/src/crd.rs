@@ -1,6 +1,6 @@
 //! The `CanaryRollout` custom resource (contract 5): `stickycanary.dev/v1alpha1`. Every type
-//! of the resource lives in this module (the spec and the status here, [`gates`] and
-//! [`resources`] below it), and it depends on nothing but `duration` and the comparative
+//! of the resource lives in this module (the spec and the status here, [`gates`],
+//! [`resources`] and [`alerts`] below it; [`alerts`] also holds the `AlertProvider` resource), and it depends on nothing but `duration` and the comparative
 //! check's settings: validation, the engine and the clients sit above it (STYLE 21).
 //!
 //! The OpenAPI schema in the CRD is generated from these types (`stickycanary crd`), so the
@@ -16,11 +16,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
 
+pub mod alerts;
 pub mod comparative;
 pub mod conditions;
 pub mod gates;
 pub mod resources;
 
+pub use alerts::{AlertProvider, AlertProviderSpec, RolloutAlert};
 pub use gates::{
     revision_is_valid, ApprovalMode, ApprovalRecord, Approvals, GateWait, RolloutWindow, Schedule,
     Webhook, WebhookType, DEFAULT_WEBHOOK_FOR, MAX_WEBHOOK_TIMEOUT, REVISION_PATTERN, UNVERSIONED,
@@ -90,6 +92,10 @@ pub struct CanaryRolloutSpec {
     /// Where to post a message on each transition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification: Option<Notification>,
+    /// AlertProviders that get this rollout's events, each from a severity up (info: every
+    /// event; warn: warnings and errors; error: rollbacks and failed promotions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<RolloutAlert>,
     /// Hold the current weight and freeze the stage timer while true.
     #[serde(default)]
     pub paused: bool,
@@ -111,7 +117,8 @@ pub struct CanaryRolloutSpec {
     /// What happens after the last stage passed.
     #[serde(default)]
     pub promotion: Promotion,
-    /// Set the weight to 0 before the CanaryRollout is deleted.
+    /// Set the weight to 0 before the CanaryRollout is deleted, once stable is rolled out (a
+    /// deletion during a promotion waits for it, up to `progressDeadline`).
     #[serde(default)]
     pub revert_on_deletion: bool,
     // --- Gates (contract 5, "Gates") ---------------------------------------------------
@@ -619,7 +626,8 @@ pub struct CanaryRolloutStatus {
     /// The revision of the current (or last) run; a different canary revision starts a new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_revision: Option<String>,
-    /// The revision stable runs.
+    /// The revision stable's pod template has, as observed on the stable Deployment at the
+    /// last tick (not assumed from the run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_revision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -641,9 +649,23 @@ pub struct CanaryRolloutStatus {
     /// When set, the canary is scaled to 0 at this time (after a rollback's drain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down_at: Option<Time>,
+    /// Set while `phase` is `InvalidSpec`: the phase the rollout left, and returns to once
+    /// the spec is valid again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_before_invalid_spec: Option<Phase>,
     /// Why the last run failed to scale up or to promote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// The revision stable ran before a promotion copied the run's revision onto it (kept
+    /// through a retry, cleared once the promotion succeeded or was undone): a canary
+    /// reverted to it during `Promoting`, `Finalising` or `PromotionFailed` undoes the
+    /// promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<String>,
+    /// Set while a promotion is being undone: the revision whose promotion the canary's
+    /// revert cancelled. The undo ends in `WaitingForRelease`, not `Succeeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverted_from: Option<String>,
     // --- Gates ------------------------------------------------------------------------
     /// Set while the run waits at a gate or outside a rollout window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -746,10 +768,27 @@ impl CanaryRollout {
 /// The CRD as YAML, with the "generated" header: what `stickycanary crd` prints and what
 /// the Helm chart ships in `crds/canaryrollouts.yaml`.
 pub fn crd_yaml() -> String {
-    match serde_yaml::to_string(&CanaryRollout::crd()) {
-        Ok(body) => format!("{CRD_YAML_HEADER}{body}"),
+    with_header(CRD_YAML_HEADER, &CanaryRollout::crd())
+}
+
+/// The header written above the generated AlertProvider CRD YAML.
+pub const ALERT_PROVIDER_CRD_YAML_HEADER: &str =
+    "# Generated by 'stickycanary crd alertprovider'. Do not edit.\n";
+
+/// The AlertProvider CRD as YAML: what `stickycanary crd alertprovider` prints and what the
+/// Helm chart ships in `crds/alertproviders.yaml`.
+pub fn alert_provider_crd_yaml() -> String {
+    with_header(ALERT_PROVIDER_CRD_YAML_HEADER, &AlertProvider::crd())
+}
+
+fn with_header(
+    header: &str,
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> String {
+    match serde_yaml::to_string(crd) {
+        Ok(body) => format!("{header}{body}"),
         // Serialising a plain data structure cannot fail in practice; if it ever does,
         // the comment makes the output (and the chart test) fail loudly instead of panicking.
-        Err(error) => format!("{CRD_YAML_HEADER}# error: could not render the CRD: {error}\n"),
+        Err(error) => format!("{header}# error: could not render the CRD: {error}\n"),
     }
 }

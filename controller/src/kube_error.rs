@@ -6,6 +6,11 @@ pub fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(status) if status.code == 409)
 }
 
+/// Whether a Kubernetes error is a 404 Not Found.
+pub fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == 404)
+}
+
 /// A kube error on one line (API errors carry code, reason and message).
 pub fn one_line(e: &kube::Error) -> String {
     match e {

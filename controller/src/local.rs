@@ -8,6 +8,7 @@
 //! when the rollout is Promoted or RolledBack, or on Ctrl-C.
 //! With `--metrics-addr` it also serves the controller's `/metrics` (see [`serve`]).
 
+pub mod alerts;
 pub mod approve;
 pub mod direct;
 pub mod front;
@@ -56,6 +57,8 @@ pub struct LocalOptions {
     pub metrics_linger: Duration,
     /// The release lifecycle's commands (`--on-scale-up`, `--on-promote`, `--on-scale-down`).
     pub hooks: Hooks,
+    /// `--alert-providers` and `--alert-secrets-dir`: where `spec.alerts` go.
+    pub alert_providers: Option<alerts::FileObjects>,
 }
 
 fn parent_dir(path: &Path) -> &Path {
@@ -227,6 +230,23 @@ pub async fn run(options: &LocalOptions, out: &mut (dyn Write + Send)) -> Result
         &options.status_file,
         local,
     );
+    let runner = runner.map(|runner| match &options.alert_providers {
+        Some(objects) => {
+            let counter = server
+                .as_ref()
+                .map(|server| server.metrics().alerts.clone())
+                .unwrap_or_default();
+            runner.with_alerting(alerts::alerting(objects.clone(), counter))
+        }
+        None => {
+            if !runner.rollout.spec.alerts.is_empty() {
+                tracing::warn!(
+                    "spec.alerts is set but --alert-providers is not: local mode sends no alerts"
+                );
+            }
+            runner
+        }
+    });
     let mut runner = match runner {
         Ok(runner) => runner,
         Err(e) => {

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use stickycanary::cli::{Cli, Command, LogFormat};
+use stickycanary::cli::{Cli, Command, CrdKind, LogFormat};
 use stickycanary::observation::ManualAction;
 use stickycanary::{commands, k8s, local};
 
@@ -70,6 +70,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     on_scale_down: args.on_scale_down,
                     timeout: args.hook_timeout.as_std(),
                 },
+                alert_providers: args.alert_providers.map(|providers_file| {
+                    local::alerts::FileObjects {
+                        providers_file,
+                        secrets_dir: args.alert_secrets_dir,
+                    }
+                }),
             };
             let mut stdout = std::io::stdout();
             local::run(&options, &mut stdout).await?;
@@ -85,7 +91,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Retry(args) => println!("{}", commands::manual(&args, ManualAction::Retry).await?),
         Command::Approve(args) => println!("{}", commands::approve(&args).await?),
-        Command::Crd => print!("{}", stickycanary::crd::crd_yaml()),
+        Command::Crd(args) => print!(
+            "{}",
+            match args.kind {
+                CrdKind::Canaryrollout => stickycanary::crd::crd_yaml(),
+                CrdKind::Alertprovider => stickycanary::crd::alert_provider_crd_yaml(),
+            }
+        ),
         Command::Assign(args) if args.rollout.is_some() => {
             println!("{}", commands::assign_in_cluster(&args).await?)
         }

@@ -66,6 +66,8 @@ pub struct Metrics {
     pub weight_patches: Family<OutcomeLabels, Counter>,
     pub prometheus_queries: Counter,
     pub leader: Gauge,
+    /// `stickycanary_alerts_total{provider, type, outcome}`.
+    pub alerts: crate::alerts::report::AlertCounter,
 }
 
 impl Default for Metrics {
@@ -131,6 +133,8 @@ impl Metrics {
             "1 while this replica holds the leader Lease",
             leader.clone(),
         );
+        let alerts = crate::alerts::report::AlertCounter::default();
+        alerts.register(&mut registry);
         Metrics {
             registry: Arc::new(registry),
             rollout_weight,
@@ -143,6 +147,7 @@ impl Metrics {
             weight_patches,
             prometheus_queries,
             leader,
+            alerts,
         }
     }
 

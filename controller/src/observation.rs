@@ -118,12 +118,33 @@ pub struct ReleaseObservation {
     pub rollout_key: String,
     /// The canary's revision now (hash of its pod template, or `spec.canary.revision`).
     pub canary_revision: String,
-    /// The stable Deployment's revision now, when it can be read (not in local mode).
+    /// The revision stable's pod template has now, read every tick (in local mode: what
+    /// `--on-promote` last made stable serve, unknown after a restart). Every decision about
+    /// reverts, promotion and drift uses this observed value, never a remembered one.
     pub stable_revision: Option<String>,
     /// The canary workload on `canary_revision`.
     pub canary: WorkloadState,
-    /// The stable workload on the run's revision (`status.canaryRevision`).
+    /// The stable workload on the run's revision (`status.canaryRevision`), from its rollout
+    /// status fields (`observedGeneration`, `updatedReplicas`, `availableReplicas`...).
     pub stable: WorkloadState,
+    /// What the controller recorded on the Deployments themselves, so that a wiped status
+    /// loses nothing it needs.
+    pub recorded: RecordedRevisions,
+    /// Why the two workloads cannot run a release lifecycle together (selectors on
+    /// different label keys, or pods the subsets cannot tell apart), naming the field: the
+    /// rollout holds in `InvalidSpec` until it is fixed.
+    pub problem: Option<String>,
+}
+
+/// Revisions the controller wrote on the Deployments (annotations), re-read every tick.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordedRevisions {
+    /// The revision the controller last copied onto stable (`stickycanary.dev/revision` on
+    /// the stable Deployment). Stable's template on another revision has drifted.
+    pub promoted: Option<String>,
+    /// The canary revision whose run last failed (`stickycanary.dev/failed-revision` on the
+    /// canary Deployment): not run again on the same cohort without a `retry`.
+    pub failed: Option<String>,
 }
 
 impl ManualAction {

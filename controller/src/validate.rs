@@ -5,9 +5,12 @@
 //! The schema's own bounds are checked again here because local mode reads the spec from
 //! a file, without an API server in front of it. Every error is one line naming the field.
 
+pub mod alerts;
+pub mod documents;
 pub mod gates;
 mod stages_and_resources;
 pub mod unknown_fields;
+pub mod workloads;
 
 use std::collections::BTreeSet;
 
@@ -116,6 +119,7 @@ fn spec_errors(spec: &CanaryRolloutSpec) -> Vec<ValidationError> {
     }
     gates::webhook_errors(&spec.webhooks, &mut errors);
     gates::schedule_errors(spec.schedule.as_ref(), &mut errors);
+    alerts::errors(&spec.alerts, &mut errors);
     errors
 }
 

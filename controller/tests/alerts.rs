@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 use loopback::{ok, serve, Received};
 use serde_json::{json, Value};
 use stickycanary::alerts::deliver::{self, Outcome, OutcomeSink, Provider, RetryPolicy};
+use stickycanary::alerts::dispatch::{Alerting, Resolve, Resolving};
 use stickycanary::alerts::message::{abort_command, dashboard_link};
+use stickycanary::alerts::resolve::ResolveError;
 use stickycanary::alerts::{AlertMessage, AlertProviderSpec, Breach, Severity};
+use stickycanary::alerts::{ProviderRef, Unresolved};
 use stickycanary::http::Error;
 
 /// The secret part of every provider address here (as in a Slack webhook URL).
@@ -142,13 +145,50 @@ fn expected_rollback(kind: &str) -> Value {
     }
 }
 
-/// Outcomes, as the controller's metric and Event hook would get them.
+/// Outcomes (and unresolved providers), as the controller's metric and Event hook would get
+/// them.
 #[derive(Default)]
-struct Recorded(Mutex<Vec<Outcome>>);
+struct Recorded(Mutex<Vec<Outcome>>, Mutex<Vec<Unresolved>>);
 
 impl OutcomeSink for Recorded {
     fn record(&self, outcome: Outcome) {
         self.0.lock().unwrap().push(outcome);
+    }
+
+    fn unresolved(&self, unresolved: Unresolved) {
+        self.1.lock().unwrap().push(unresolved);
+    }
+}
+
+/// Providers by `namespace/name`, recording every lookup.
+struct Lookup {
+    providers: Vec<(String, Arc<Provider>)>,
+    lookups: Mutex<Vec<String>>,
+}
+
+impl Resolve for Lookup {
+    fn resolve<'a>(
+        &'a self,
+        rollout_namespace: &'a str,
+        reference: &'a ProviderRef,
+    ) -> Resolving<'a> {
+        let key = format!(
+            "{}/{}",
+            reference.namespace.as_deref().unwrap_or(rollout_namespace),
+            reference.name
+        );
+        self.lookups.lock().unwrap().push(key.clone());
+        let found = self
+            .providers
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, p)| p.clone());
+        let (namespace, name) = key.split_once('/').unwrap();
+        let missing = ResolveError::ProviderNotFound {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        Box::pin(async move { found.ok_or(missing) })
     }
 }
 
@@ -355,39 +395,50 @@ async fn dispatch_sends_to_the_providers_that_want_the_severity() {
         .unwrap(),
     );
     let errors_provider = provider("webhook", &errors_only.base);
-    let lookups = Arc::new(Mutex::new(Vec::new()));
-    let lookup = |namespace: &str, reference: &stickycanary::alerts::ProviderRef| {
-        lookups
-            .lock()
-            .unwrap()
-            .push(format!("{namespace}/{}", reference.name));
-        match reference.name.as_str() {
-            "everything" => Some(everything_provider.clone()),
-            "errors-only" => Some(errors_provider.clone()),
-            _ => None,
-        }
-    };
+    let resolver = Arc::new(Lookup {
+        providers: vec![
+            ("shop/everything".to_string(), everything_provider.clone()),
+            ("platform/errors-only".to_string(), errors_provider.clone()),
+        ],
+        lookups: Mutex::new(Vec::new()),
+    });
     let sink = Arc::new(Recorded::default());
-    let sink_dyn: Arc<dyn OutcomeSink> = sink.clone();
     let paused = AlertMessage {
         reason: "Paused".into(),
         severity: Severity::Warn,
         dashboard: None,
         ..rollback()
     };
-    let unresolved = deliver::dispatch(&alerts, &paused, lookup, fast_retries(), &sink_dyn);
-    assert_eq!(unresolved.len(), 1);
-    assert_eq!(unresolved[0].name, "missing");
+    let alerting = Alerting {
+        policy: fast_retries(),
+        ..Alerting::new(resolver.clone(), sink.clone())
+    };
+    let started = Instant::now();
+    let handles = alerting.send(&alerts, &paused);
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "send returns at once"
+    );
+    assert_eq!(handles.len(), 2, "the error-only provider is not asked");
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let mut lookups = resolver.lookups.lock().unwrap().clone();
+    lookups.sort();
+    assert_eq!(lookups, vec!["shop/everything", "shop/missing"]);
     assert_eq!(
-        *lookups.lock().unwrap(),
-        vec!["shop/everything", "shop/missing"]
+        *sink.1.lock().unwrap(),
+        vec![Unresolved {
+            provider_namespace: "shop".into(),
+            provider: "missing".into(),
+            rollout_namespace: "shop".into(),
+            rollout: "checkout".into(),
+            reason: "Paused".into(),
+            error: "AlertProvider shop/missing not found".into(),
+        }]
     );
 
-    // Delivered in the background: wait (bounded) for the one outcome.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while sink.0.lock().unwrap().is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // The one resolved provider that wants a warning got it.
     assert_eq!(sink.0.lock().unwrap().len(), 1);
     assert!(
         errors_only.received().is_empty(),
@@ -419,5 +470,78 @@ async fn dispatch_sends_to_the_providers_that_want_the_severity() {
     assert_eq!(
         actions["elements"][0]["url"],
         "https://grafana.example/d/x?ns=shop&r=checkout"
+    );
+}
+
+/// The worked example of `docs/contracts.md` ("Alerts"): the breach timeline's rollback, as
+/// the ADR's Slack provider receives it. Keep the two in step.
+#[test]
+fn the_contracts_worked_example_is_what_slack_receives() {
+    let status: stickycanary::crd::CanaryRolloutStatus = serde_json::from_value(json!({
+        "phase": "RolledBack", "stageIndex": 1, "weight": 0.0, "canaryRevision": "7f9c2d1",
+        "lastAnalysis": {
+            "at": "2026-11-26T09:14:00Z",
+            "canary": {"requests": 1000.0, "errorRatePercent": 7.0, "p99Ms": 182.5},
+            "stable": {"requests": 3000.0, "errorRatePercent": 0.2, "p99Ms": 175.0},
+            "checks": [
+                {"name": "error-rate", "verdict": "Fail", "value": 7.0, "threshold": 5.0,
+                 "message": "canary error rate 7% above max 5%"},
+                {"name": "latency", "verdict": "Pass", "value": 182.5, "threshold": 500.0,
+                 "message": "canary p99 182.5ms within max 500ms"}
+            ]
+        }
+    }))
+    .unwrap();
+    let message = AlertMessage::from_event(
+        "checkout",
+        "shop",
+        &status,
+        "RollingBack",
+        "rolling back to 0% (error-rate): canary error rate 7% above max 5% for 2m (limit 2m)",
+        None,
+    );
+    let spec: AlertProviderSpec = serde_yaml::from_str(
+        "type: slack
+secretRef: {name: slack-webhook, key: address}
+channel: \"#deploys\"
+username: stickycanary
+dashboardUrl: https://grafana.example/d/stickycanary?var-namespace={namespace}&var-rollout={rollout}&var-revision={revision}",
+    )
+    .unwrap();
+    let message = AlertMessage {
+        dashboard: Some(dashboard_link(
+            spec.dashboard_url.as_deref().unwrap(),
+            "shop",
+            "checkout",
+            Some("7f9c2d1"),
+        )),
+        ..message
+    };
+    let body = stickycanary::alerts::payload::render(&spec, &message);
+    let text =
+        "rolling back to 0% (error-rate): canary error rate 7% above max 5% for 2m (limit 2m)";
+    assert_eq!(
+        body,
+        json!({
+          "text": format!("[ERROR] shop/checkout: RollingBack {text}"),
+          "channel": "#deploys",
+          "username": "stickycanary",
+          "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": "[ERROR] shop/checkout: RollingBack"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+            {"type": "section", "fields": [
+              {"type": "mrkdwn", "text": "*Rollout*\ncheckout"},
+              {"type": "mrkdwn", "text": "*Namespace*\nshop"},
+              {"type": "mrkdwn", "text": "*Revision*\n7f9c2d1"},
+              {"type": "mrkdwn", "text": "*Phase*\nRolledBack"},
+              {"type": "mrkdwn", "text": "*Weight*\n0%"},
+              {"type": "mrkdwn", "text": "*Check*\nerror-rate: 7 (threshold 5)"}
+            ]},
+            {"type": "actions", "elements": [
+              {"type": "button", "text": {"type": "plain_text", "text": "Dashboard"},
+               "url": "https://grafana.example/d/stickycanary?var-namespace=shop&var-rollout=checkout&var-revision=7f9c2d1"}
+            ]}
+          ]
+        })
     );
 }

@@ -138,3 +138,109 @@ fn the_alert_provider_crd_is_generated_with_the_type_enum() {
     );
     assert_eq!(schema["required"], json!(["secretRef", "type"]));
 }
+
+// --- `stickycanary validate` on files with alerts -------------------------------------
+
+use stickycanary::validate::documents::validate_yaml;
+
+const ROLLOUT_WITH_ALERTS: &str = "apiVersion: stickycanary.dev/v1alpha1
+kind: CanaryRollout
+metadata: {name: checkout, namespace: shop}
+spec:
+  wasmPlugin: {name: stickycanary}
+  canary: {deployment: checkout-canary}
+  alerts:
+    - providerRef: {name: slack}
+      severity: error
+";
+
+const PROVIDER_AND_SECRET: &str = "apiVersion: v1
+kind: Secret
+metadata: {name: slack-webhook, namespace: shop}
+stringData:
+  address: https://hooks.slack.com/services/T000/B000/XXXX
+---
+apiVersion: stickycanary.dev/v1alpha1
+kind: AlertProvider
+metadata: {name: slack, namespace: shop}
+spec:
+  type: slack
+  secretRef: {name: slack-webhook}
+";
+
+#[test]
+fn validate_refuses_an_unknown_severity_naming_the_field() {
+    let error = validate_yaml(
+        "r.yaml",
+        &ROLLOUT_WITH_ALERTS.replace("severity: error", "severity: critical"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        error,
+        "r.yaml: spec.alerts[0].severity: unknown severity \"critical\" (one of info, warn, error)"
+    );
+    let valid = validate_yaml("r.yaml", ROLLOUT_WITH_ALERTS).unwrap();
+    assert!(
+        valid.starts_with(
+            "r.yaml: valid CanaryRollout checkout (4 stages, rollout key checkout, 1 alert)"
+        ),
+        "{valid}"
+    );
+}
+
+#[test]
+fn validate_follows_a_rollouts_provider_and_the_providers_secret_in_one_file() {
+    let file = format!("{PROVIDER_AND_SECRET}---\n{ROLLOUT_WITH_ALERTS}");
+    let report = validate_yaml("all.yaml", &file).unwrap();
+    assert_eq!(
+        report,
+        "all.yaml: Secret shop/slack-webhook (keys: address)\n\
+         all.yaml: AlertProvider shop/slack: valid AlertProvider (slack, address from Secret slack-webhook key address)\n\
+         all.yaml: CanaryRollout shop/checkout: valid CanaryRollout checkout (4 stages, rollout key checkout, 1 alert)"
+    );
+    assert!(!report.contains("hooks.slack.com"), "never the address");
+
+    // The rollout alone: the provider cannot be followed offline, and says so.
+    let file = format!(
+        "{}---\n{ROLLOUT_WITH_ALERTS}",
+        &PROVIDER_AND_SECRET[..PROVIDER_AND_SECRET.find("---").unwrap()]
+    );
+    let report = validate_yaml("r.yaml", &file).unwrap();
+    assert!(
+        report.contains("r.yaml: CanaryRollout shop/checkout: note: spec.alerts[0].providerRef: AlertProvider shop/slack is not in this file, not checked"),
+        "{report}"
+    );
+}
+
+#[test]
+fn validate_refuses_a_missing_secret_key_an_address_that_is_no_url_and_an_unknown_type() {
+    let wrong_key = PROVIDER_AND_SECRET.replace(
+        "secretRef: {name: slack-webhook}",
+        "secretRef: {name: slack-webhook, key: url}",
+    );
+    assert_eq!(
+        validate_yaml("p.yaml", &wrong_key).unwrap_err(),
+        "p.yaml: AlertProvider shop/slack: spec.secretRef.key: Secret shop/slack-webhook has no key \"url\" (it has: address)"
+    );
+    let not_a_url = PROVIDER_AND_SECRET.replace(
+        "address: https://hooks.slack.com/services/T000/B000/XXXX",
+        "address: hooks.slack.com/services/T000/B000/XXXX",
+    );
+    let error = validate_yaml("p.yaml", &not_a_url).unwrap_err();
+    assert_eq!(
+        error,
+        "p.yaml: AlertProvider shop/slack: spec.secretRef: Secret shop/slack-webhook key \"address\" does not hold an http(s) URL"
+    );
+    assert!(!error.contains("T000"), "never the address");
+    let teams = PROVIDER_AND_SECRET.replace("type: slack", "type: teams");
+    assert_eq!(
+        validate_yaml("p.yaml", &teams).unwrap_err(),
+        "p.yaml: AlertProvider shop/slack: spec.type: unknown provider type \"teams\" (one of slack, msteams, discord, googlechat, webhook)"
+    );
+    let misspelt = PROVIDER_AND_SECRET.replace("  type: slack", "  type: slack\n  chanel: \"#x\"");
+    let error = validate_yaml("p.yaml", &misspelt).unwrap_err();
+    assert!(
+        error.starts_with("p.yaml: AlertProvider shop/slack: spec.chanel: unknown field"),
+        "{error}"
+    );
+}

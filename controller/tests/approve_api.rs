@@ -11,7 +11,7 @@ use kube::api::Api;
 use kube::client::Body;
 use serde_json::{json, Value};
 use stickycanary::crd::CanaryRollout;
-use stickycanary::crd::WebhookType;
+use stickycanary::crd::{ApprovalRecord, WebhookType};
 use stickycanary::k8s::approve::{approval_patch, approve_in_cluster};
 use support::rbac::Attributes;
 
@@ -92,10 +92,12 @@ async fn approve_reads_the_revision_and_patches_the_status_with_its_resource_ver
         assert_eq!(
             patch.body,
             json!({"metadata": {"resourceVersion": "41"},
-                   "status": {"approvals": {"confirmPromotion": {"revision": "7f3a9c"}}}})
+                   "status": {"approvals": {"confirmPromotion":
+                       {"revision": "7f3a9c", "attempt": 1, "stage": null}}}})
         );
         let mut stored = rollout("42", "7f3a9c");
-        stored["status"]["approvals"] = json!({"confirmPromotion": {"revision": "7f3a9c"}});
+        stored["status"]["approvals"] =
+            json!({"confirmPromotion": {"revision": "7f3a9c", "attempt": 1}});
         answer(send, StatusCode::OK, &stored);
         vec![get.rbac, patch.rbac]
     });
@@ -137,7 +139,8 @@ async fn a_conflict_rereads_and_approves_the_revision_it_then_sees() {
         assert_eq!(
             second.body,
             json!({"metadata": {"resourceVersion": "43"},
-                   "status": {"approvals": {"confirmPromotion": {"revision": "v3"}}}})
+                   "status": {"approvals": {"confirmPromotion":
+                       {"revision": "v3", "attempt": 1, "stage": null}}}})
         );
         answer(send, StatusCode::OK, &rollout("44", "v3"));
     });
@@ -151,8 +154,13 @@ async fn a_conflict_rereads_and_approves_the_revision_it_then_sees() {
 #[tokio::test]
 async fn an_explicit_revision_is_kept_across_a_conflict_and_an_invalid_one_is_refused() {
     assert_eq!(
-        approval_patch(WebhookType::ConfirmRollout, "r9", None),
-        json!({"status": {"approvals": {"confirmRollout": {"revision": "r9"}}}})
+        approval_patch(
+            WebhookType::ConfirmRollout,
+            &ApprovalRecord::for_revision("r9"),
+            None
+        ),
+        json!({"status": {"approvals": {"confirmRollout":
+            {"revision": "r9", "attempt": null, "stage": null}}}})
     );
     let (client, mut handle) = support::api::pair();
     let api: Api<CanaryRollout> = Api::namespaced(client, "shop");
@@ -210,4 +218,35 @@ fn the_controllers_status_apply_never_carries_approvals() {
     assert_eq!(body["apiVersion"], "stickycanary.dev/v1alpha1");
     assert_eq!(body["kind"], "CanaryRollout");
     assert_eq!(body["metadata"], json!({"name": "checkout"}));
+}
+
+#[tokio::test]
+async fn a_traffic_increase_approval_names_the_run_and_the_stage_the_rollout_waits_at() {
+    let (client, mut handle) = support::api::pair();
+    let api: Api<CanaryRollout> = Api::namespaced(client, "shop");
+    let server = tokio::spawn(async move {
+        let (_, send) = next(&mut handle).await;
+        let mut waiting = rollout("41", "7f3a9c");
+        waiting["status"]["attempt"] = json!(2);
+        waiting["status"]["gate"] = json!({"gate": "confirm-traffic-increase",
+            "reason": "manual approval", "manual": true, "since": "2026-11-30T06:00:00Z",
+            "revision": "7f3a9c", "attempt": 2, "stage": 2});
+        answer(send, StatusCode::OK, &waiting);
+        let (patch, send) = next(&mut handle).await;
+        assert_eq!(
+            patch.body,
+            json!({"metadata": {"resourceVersion": "41"},
+                   "status": {"approvals": {"confirmTrafficIncrease":
+                       {"revision": "7f3a9c", "attempt": 2, "stage": 2}}}})
+        );
+        answer(send, StatusCode::OK, &waiting);
+    });
+    let message = approve_in_cluster(&api, "checkout", WebhookType::ConfirmTrafficIncrease, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        message,
+        "approved confirm-traffic-increase of checkout for revision 7f3a9c, run 2, the raise into stage 3"
+    );
+    server.await.unwrap();
 }

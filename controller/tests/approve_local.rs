@@ -5,8 +5,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use stickycanary::commands::describe_status;
+use stickycanary::crd::{ApprovalRecord, GateWait, WebhookType};
 use stickycanary::crd::{CanaryRolloutStatus, Phase};
-use stickycanary::crd::{GateWait, WebhookType};
 use stickycanary::engine::approve::{parse_gate, ApproveTarget};
 use stickycanary::local::approve::{approve_local, request_path, take_local};
 use stickycanary::local::state::{self, LocalState};
@@ -23,6 +23,8 @@ fn waiting_status() -> CanaryRolloutStatus {
             revision: "v2".to_string(),
             manual: true,
             next_window: None,
+            attempt: None,
+            stage: None,
         }),
         ..Default::default()
     }
@@ -65,14 +67,14 @@ fn without_a_loop_the_approval_goes_into_the_status_file_for_the_waiting_revisio
         "{said}"
     );
     let stored = state::load(&path).unwrap().unwrap();
-    assert!(stored
-        .status
-        .approvals
-        .approves(WebhookType::ConfirmPromotion, "v2"));
-    assert!(!stored
-        .status
-        .approvals
-        .approves(WebhookType::ConfirmPromotion, "v3"));
+    assert!(stored.status.approvals.approves(
+        WebhookType::ConfirmPromotion,
+        &ApprovalRecord::for_revision("v2")
+    ));
+    assert!(!stored.status.approvals.approves(
+        WebhookType::ConfirmPromotion,
+        &ApprovalRecord::for_revision("v3")
+    ));
     // Another rollout's file, a gate that is not one, a revision the schema refuses: refused.
     assert!(approve_local(&path, "payments", WebhookType::ConfirmPromotion, None).is_err());
     assert!(parse_gate("rollback").is_err());
@@ -102,8 +104,46 @@ fn with_a_loop_running_the_approval_is_queued_and_taken_once() {
         take_local(&path, "checkout", &mut status).unwrap(),
         Some((WebhookType::ConfirmPromotion, "v2".to_string()))
     );
-    assert!(status
-        .approvals
-        .approves(WebhookType::ConfirmPromotion, "v2"));
+    assert!(status.approvals.approves(
+        WebhookType::ConfirmPromotion,
+        &ApprovalRecord::for_revision("v2")
+    ));
     assert_eq!(take_local(&path, "checkout", &mut status).unwrap(), None);
+}
+
+#[test]
+fn an_approval_no_run_can_take_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checkout.status.json");
+    let rolled_back = CanaryRolloutStatus {
+        phase: Phase::RolledBack,
+        canary_revision: Some("v2".to_string()),
+        attempt: 1,
+        ..Default::default()
+    };
+    save(&path, rolled_back);
+    let error = approve_local(&path, "checkout", WebhookType::ConfirmRollout, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("the rollout is RolledBack: no run waits at confirm-rollout"),
+        "{error}"
+    );
+    assert!(state::load(&path)
+        .unwrap()
+        .unwrap()
+        .status
+        .approvals
+        .is_empty());
+    // A coming revision may be approved ahead of its run, for its first run.
+    approve_local(&path, "checkout", WebhookType::ConfirmRollout, Some("v3")).unwrap();
+    let stored = state::load(&path).unwrap().unwrap();
+    assert_eq!(
+        stored.status.approvals.confirm_rollout,
+        Some(ApprovalRecord {
+            revision: "v3".to_string(),
+            attempt: Some(1),
+            stage: None
+        })
+    );
 }

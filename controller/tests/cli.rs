@@ -110,6 +110,38 @@ fn crd_prints_the_generated_resource_definition() {
     assert!(text.contains("canaryrollouts.stickycanary.dev"));
 }
 
+#[test]
+fn crd_alertprovider_prints_the_alert_provider_definition() {
+    let out = stickycanary(&["crd", "alertprovider"]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), stickycanary::crd::alert_provider_crd_yaml());
+}
+
+#[test]
+fn validate_follows_references_between_the_files_it_is_given() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/examples");
+    let provider = format!("{examples}/alertprovider-slack.yaml");
+    let rollout = format!("{examples}/canaryrollout-checkout.yaml");
+    let out = stickycanary(&["validate", &provider, &rollout]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("AlertProvider shop/slack: valid AlertProvider"),
+        "{text}"
+    );
+    assert!(!text.contains("not in this file"), "{text}");
+    // The rollout alone: its provider cannot be followed, and validate says so.
+    let alone = stdout(&stickycanary(&["validate", &rollout]));
+    assert!(
+        alone.contains("valid CanaryRollout checkout (4 stages, rollout key checkout, 1 alert)"),
+        "{alone}"
+    );
+}
+
 fn scratch_file(name: &str, content: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
@@ -450,4 +482,86 @@ fn validate_warns_about_prometheus_without_verification_and_names_an_unknown_fie
         err.contains("spec.prometheus.insecureSkipVerify: verification is off"),
         "{err}"
     );
+}
+
+/// A Deployment named `name` selecting on `selector` (a YAML flow map).
+fn deployment_yaml(name: &str, selector: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  selector: {{matchLabels: {selector}}}
+  template:
+    metadata: {{labels: {selector}}}
+    spec: {{containers: [{{name: app, image: shop/checkout:v1}}]}}
+"
+    )
+}
+
+#[test]
+fn validate_refuses_deployments_in_the_same_file_that_select_on_different_keys() {
+    let rollout = GOOD_ROLLOUT.replace(
+        "  canary: {deployment: checkout-canary}\n",
+        "  canary: {deployment: checkout-canary}\n  stable: {deployment: checkout-stable}\n",
+    );
+    let file = |canary: &str, stable: &str| {
+        format!(
+            "{rollout}---\n{}---\n{}",
+            deployment_yaml("checkout-canary", canary),
+            deployment_yaml("checkout-stable", stable)
+        )
+    };
+    let (_d, good) = scratch_file(
+        "all.yaml",
+        &file(
+            "{app: checkout, version: canary}",
+            "{app: checkout, version: stable}",
+        ),
+    );
+    let out = stickycanary(&["validate", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("valid CanaryRollout checkout"));
+
+    let (_d, keys) = scratch_file(
+        "all.yaml",
+        &file("{app: checkout}", "{app: checkout, version: stable}"),
+    );
+    let err = assert_one_line_error(&stickycanary(&["validate", keys.to_str().unwrap()]));
+    assert!(
+        err.contains(": spec.stable.deployment: checkout-stable selects on"),
+        "{err}"
+    );
+
+    let (_d, same) = scratch_file("all.yaml", &file("{app: checkout}", "{app: checkout}"));
+    let err = assert_one_line_error(&stickycanary(&["validate", same.to_str().unwrap()]));
+    assert!(err.contains(": spec.canary.deployment: "), "{err}");
+    assert!(err.contains("cannot tell their pods apart"), "{err}");
+}
+
+#[test]
+fn validate_checks_a_rollouts_deployments_given_in_another_file() {
+    let rollout = GOOD_ROLLOUT.replace(
+        "  canary: {deployment: checkout-canary}\n",
+        "  canary: {deployment: checkout-canary}\n  stable: {deployment: checkout-stable}\n",
+    );
+    let (_r, rollout) = scratch_file("rollout.yaml", &rollout);
+    let (_d, deployments) = scratch_file(
+        "deployments.yaml",
+        &format!(
+            "{}---\n{}",
+            deployment_yaml("checkout-canary", "{app: checkout}"),
+            deployment_yaml("checkout-stable", "{app: checkout}")
+        ),
+    );
+    let err = assert_one_line_error(&stickycanary(&[
+        "validate",
+        rollout.to_str().unwrap(),
+        deployments.to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains("CanaryRollout default/checkout: spec.canary.deployment: "),
+        "{err}"
+    );
+    assert!(err.contains("cannot tell their pods apart"), "{err}");
 }

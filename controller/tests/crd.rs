@@ -5,7 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kube::CustomResourceExt;
-use stickycanary::crd::{crd_yaml, CanaryRollout, CanaryRolloutStatus, Phase, CRD_YAML_HEADER};
+use stickycanary::crd::{
+    alert_provider_crd_yaml, crd_yaml, CanaryRollout, CanaryRolloutStatus, Phase,
+    ALERT_PROVIDER_CRD_YAML_HEADER, CRD_YAML_HEADER,
+};
 
 const CHART_CRD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -22,6 +25,49 @@ fn crd_in_chart_matches_generator() {
         "manifests/helm/stickycanary/crds/canaryrollouts.yaml is stale; regenerate it with \
          `cargo run -p stickycanary -- crd > manifests/helm/stickycanary/crds/canaryrollouts.yaml`"
     );
+}
+
+const CHART_ALERT_PROVIDER_CRD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../manifests/helm/stickycanary/crds/alertproviders.yaml"
+);
+
+#[test]
+fn alert_provider_crd_in_chart_matches_generator() {
+    let committed = std::fs::read_to_string(CHART_ALERT_PROVIDER_CRD)
+        .unwrap_or_else(|e| panic!("cannot read {CHART_ALERT_PROVIDER_CRD}: {e}"));
+    assert!(
+        committed == alert_provider_crd_yaml(),
+        "manifests/helm/stickycanary/crds/alertproviders.yaml is stale; regenerate it with \
+         `cargo run -p stickycanary -- crd alertprovider > manifests/helm/stickycanary/crds/alertproviders.yaml` \
+         (or `make crd`)"
+    );
+    assert!(committed.starts_with(ALERT_PROVIDER_CRD_YAML_HEADER));
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&committed).unwrap();
+    assert_eq!(
+        parsed["metadata"]["name"],
+        "alertproviders.stickycanary.dev"
+    );
+}
+
+#[test]
+fn a_rollouts_alerts_take_a_provider_ref_and_a_severity_enum() {
+    let schema = schema_json();
+    let alert = &schema["properties"]["spec"]["properties"]["alerts"]["items"];
+    assert_eq!(
+        alert["properties"]["severity"]["enum"],
+        serde_json::json!(["info", "warn", "error"])
+    );
+    assert_eq!(alert["properties"]["severity"]["default"], "info");
+    assert_eq!(alert["required"], serde_json::json!(["providerRef"]));
+    let reference = &alert["properties"]["providerRef"]["properties"];
+    for field in ["name", "namespace"] {
+        assert_eq!(
+            reference[field]["pattern"],
+            stickycanary::crd::DNS1123_LABEL_PATTERN,
+            "{field}"
+        );
+    }
 }
 
 #[test]

@@ -750,8 +750,18 @@ fn terminal_phases_do_nothing() {
             healthy(),
         ] {
             let decision = decide(&spec(), &status, at(0), &observations);
+            // An abort is answered (refused: the rollout is over), and nothing else happens.
+            let answer = if observations.manual.is_some() {
+                vec![reasons::ACTION_REFUSED]
+            } else {
+                vec![]
+            };
+            assert_eq!(decision.event_reasons(), answer, "{phase}");
             assert!(
-                decision.actions.is_empty(),
+                decision
+                    .actions
+                    .iter()
+                    .all(|a| matches!(a, Action::Event { .. } | Action::Notify(_))),
                 "{phase}: {:?}",
                 decision.actions
             );

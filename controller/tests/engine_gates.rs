@@ -12,7 +12,7 @@ use stickycanary::crd::{RolloutWindow, Schedule, WebhookType};
 use stickycanary::engine::gates::{due, CallOutcome, GateInput, WebhookCall};
 use stickycanary::engine::schedule::{self, WindowState};
 use stickycanary::engine::{decide_gated, reasons, Action, Decision};
-use stickycanary::observation::{Observations, ReleaseObservation, WorkloadState};
+use stickycanary::observation::{ManualAction, Observations, ReleaseObservation, WorkloadState};
 use support::engine::window;
 
 const BASE: &str = r#"
@@ -136,6 +136,8 @@ fn release(revision: &str, canary: WorkloadState) -> ReleaseObservation {
         stable_revision: Some("r1".to_string()),
         canary,
         stable: WorkloadState::Stopped,
+        recorded: Default::default(),
+        problem: None,
     }
 }
 
@@ -620,4 +622,277 @@ fn a_freeze_holds_raises_and_the_stage_clock_but_never_a_rollback() {
     }
     assert_eq!(sim.status.phase, Phase::RolledBack);
     assert_eq!(sim.status.weight, 0.0);
+}
+
+// --- Lifecycle edges (issue 23): freeze at the last stage, approvals per run and stage ----
+
+fn frozen() -> Option<Schedule> {
+    Some(Schedule {
+        windows: vec![],
+        freeze: true,
+    })
+}
+
+fn with_manual(mut observations: Observations, action: ManualAction) -> Observations {
+    observations.manual = Some(action);
+    observations
+}
+
+/// Records an approval as `stickycanary approve` stores it in `status.approvals.<field>`.
+fn approve(status: &mut CanaryRolloutStatus, field: &str, record: serde_json::Value) {
+    let mut approvals = serde_json::to_value(&status.approvals).unwrap();
+    approvals[field] = record;
+    status.approvals = serde_json::from_value(approvals).unwrap();
+}
+
+#[test]
+fn a_freeze_holds_a_last_stage_with_a_duration_and_promoting_waits_for_the_thaw() {
+    let mut bake = spec("stable: {deployment: checkout-stable}\n");
+    bake.stages =
+        serde_yaml::from_str("[{weight: 10, duration: 1m}, {weight: 100, duration: 2m}]").unwrap();
+    let mut sim = Sim::new(bake);
+    let none = GateInput::default();
+    let ready = release("r2", WorkloadState::Ready);
+    sim.tick_with(
+        &traffic(1.0),
+        Some(&release("r2", WorkloadState::Stopped)),
+        &none,
+    ); // t=0
+    while sim.status.weight < 100.0 {
+        sim.tick_with(&traffic(1.0), Some(&ready), &none);
+        assert!(sim.now < 600, "never reached the last stage");
+    }
+    // At 100% since the previous tick; the next tick is 30s into the 2m bake.
+    let last_started = sim.now - 30;
+    sim.spec.schedule = frozen();
+    let mut all = Vec::new();
+    for _ in 0..20 {
+        let decision = sim.tick_with(&traffic(1.0), Some(&ready), &none);
+        all.extend(decision.actions);
+    }
+    assert!(
+        !all.iter()
+            .any(|a| matches!(a, Action::PromoteStable { .. })),
+        "no promotion while frozen: {all:?}"
+    );
+    assert_eq!(sim.status.phase, Phase::Progressing);
+    assert_eq!(
+        sim.waiting(),
+        "waiting for schedule (frozen (spec.schedule.freeze))"
+    );
+    // Thawed: 30s of the bake ran before the freeze, so it needs 90s more.
+    let thawed = sim.now;
+    sim.spec.schedule = None;
+    let promoted_at = loop {
+        let now = sim.now;
+        let decision = sim.tick_with(&traffic(1.0), Some(&ready), &none);
+        if decision
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::PromoteStable { .. }))
+        {
+            break now;
+        }
+        assert!(sim.now < thawed + 600, "never promoted after the thaw");
+    };
+    assert_eq!(
+        promoted_at - thawed,
+        90,
+        "the frozen {}s did not count",
+        thawed - last_started - 30
+    );
+    assert_eq!(sim.status.phase, Phase::Promoting);
+}
+
+#[test]
+fn a_manual_promote_while_frozen_is_refused_with_an_event() {
+    let mut sim = Sim::new(spec(""));
+    let none = GateInput::default();
+    sim.tick(&none);
+    assert_eq!(sim.status.weight, 10.0);
+    sim.spec.schedule = frozen();
+    let decision = sim.tick_with(
+        &with_manual(traffic(1.0), ManualAction::Promote),
+        None,
+        &none,
+    );
+    assert_eq!(sim.status.weight, 10.0);
+    assert_eq!(sim.status.phase, Phase::Progressing);
+    assert!(
+        decision.event_reasons().contains(&reasons::ACTION_REFUSED),
+        "{decision:?}"
+    );
+    assert_eq!(decision.new_weight(), None);
+}
+
+#[test]
+fn a_freeze_still_lets_a_rollback_and_its_drain_happen() {
+    let mut sim = Sim::new(spec("stable: {deployment: checkout-stable}\n"));
+    let none = GateInput::default();
+    let ready = release("r2", WorkloadState::Ready);
+    sim.tick_with(
+        &traffic(1.0),
+        Some(&release("r2", WorkloadState::Stopped)),
+        &none,
+    );
+    sim.tick_with(&traffic(1.0), Some(&ready), &none);
+    assert_eq!(sim.status.weight, 10.0);
+    sim.spec.schedule = frozen();
+    sim.tick_with(
+        &with_manual(traffic(1.0), ManualAction::Abort),
+        Some(&ready),
+        &none,
+    );
+    assert_eq!(
+        (sim.status.phase, sim.status.weight),
+        (Phase::RolledBack, 0.0)
+    );
+    let decision = sim.tick_with(&traffic(1.0), Some(&ready), &none);
+    assert!(decision
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::ScaleCanaryDown { .. })));
+}
+
+const MANUAL_ROLLOUT: &str =
+    "webhooks:\n  - {name: release-manager, type: confirm-rollout, approval: manual}\n";
+
+#[test]
+fn an_approval_does_not_outlive_its_run_so_a_retry_waits_at_the_gate_again() {
+    let mut sim = Sim::new(spec(&format!(
+        "stable: {{deployment: checkout-stable}}\n{MANUAL_ROLLOUT}"
+    )));
+    let none = GateInput::default();
+    let ready = release("r2", WorkloadState::Ready);
+    sim.tick_with(
+        &traffic(1.0),
+        Some(&release("r2", WorkloadState::Stopped)),
+        &none,
+    );
+    assert_eq!(
+        sim.waiting(),
+        "waiting for confirm-rollout (manual approval)"
+    );
+    approve(
+        &mut sim.status,
+        "confirmRollout",
+        serde_json::json!({"revision": "r2", "attempt": 1}),
+    );
+    sim.tick_with(
+        &traffic(1.0),
+        Some(&release("r2", WorkloadState::Stopped)),
+        &none,
+    );
+    sim.tick_with(&traffic(1.0), Some(&ready), &none);
+    assert_eq!(sim.status.weight, 10.0);
+    sim.tick_with(
+        &with_manual(traffic(1.0), ManualAction::Abort),
+        Some(&ready),
+        &none,
+    );
+    assert_eq!(sim.status.phase, Phase::RolledBack);
+
+    sim.tick_with(
+        &with_manual(traffic(1.0), ManualAction::Retry),
+        Some(&ready),
+        &none,
+    );
+    assert_eq!(sim.status.attempt, 2);
+    for _ in 0..4 {
+        sim.tick_with(&traffic(1.0), Some(&ready), &none);
+        assert_eq!(
+            sim.status.weight, 0.0,
+            "run 1's approval does not open run 2"
+        );
+    }
+    assert_eq!(
+        sim.waiting(),
+        "waiting for confirm-rollout (manual approval)"
+    );
+    approve(
+        &mut sim.status,
+        "confirmRollout",
+        serde_json::json!({"revision": "r2", "attempt": 2}),
+    );
+    sim.tick_with(&traffic(1.0), Some(&ready), &none);
+    assert_eq!(sim.status.weight, 10.0);
+}
+
+const MANUAL_RAISES: &str =
+    "webhooks:\n  - {name: capacity-owner, type: confirm-traffic-increase, approval: manual}\n";
+
+#[test]
+fn one_traffic_increase_approval_opens_one_raise() {
+    let mut sim = Sim::new(spec(MANUAL_RAISES));
+    let none = GateInput::default();
+    sim.tick(&none);
+    assert_eq!(sim.status.weight, 0.0);
+    assert_eq!(
+        sim.waiting(),
+        "waiting for confirm-traffic-increase (manual approval)"
+    );
+    approve(
+        &mut sim.status,
+        "confirmTrafficIncrease",
+        serde_json::json!({"revision": "unversioned", "stage": 0}),
+    );
+    sim.tick(&none);
+    assert_eq!(sim.status.weight, 10.0);
+    for _ in 0..6 {
+        sim.tick(&none);
+    }
+    assert_eq!(
+        sim.status.weight, 10.0,
+        "the approval of 10% does not open 50%"
+    );
+    assert_eq!(
+        sim.waiting(),
+        "waiting for confirm-traffic-increase (manual approval)"
+    );
+    approve(
+        &mut sim.status,
+        "confirmTrafficIncrease",
+        serde_json::json!({"revision": "unversioned", "stage": 1}),
+    );
+    sim.tick(&none);
+    assert_eq!(sim.status.weight, 50.0);
+    for _ in 0..6 {
+        sim.tick(&none);
+    }
+    assert_eq!(
+        sim.status.weight, 50.0,
+        "nor does the approval of 50% open 100%"
+    );
+}
+
+#[test]
+fn a_pause_during_a_freeze_does_not_count_the_stopped_time_twice() {
+    let mut sim = Sim::new(spec(""));
+    let none = GateInput::default();
+    sim.tick(&none); // t=0: 10%, the 1m stage starts
+    sim.spec.schedule = frozen();
+    while sim.now < 180 {
+        sim.tick(&none); // t=30..150: frozen 30s into the stage
+    }
+    sim.tick_with(&with_manual(traffic(1.0), ManualAction::Pause), None, &none); // t=180
+    assert_eq!(sim.status.phase, Phase::Paused);
+    while sim.now < 300 {
+        sim.tick(&none);
+    }
+    sim.spec.schedule = None;
+    sim.tick_with(
+        &with_manual(traffic(1.0), ManualAction::Resume),
+        None,
+        &none,
+    ); // t=300
+    assert_eq!(
+        sim.status.weight, 10.0,
+        "30s ran before the freeze: 30s to go"
+    );
+    let raised = sim.now;
+    sim.tick(&none); // t=330: 60s of running time
+    assert_eq!(
+        sim.status.weight, 50.0,
+        "the stage ran 30s + 30s; frozen and paused time counted once, not twice (at t={raised})"
+    );
 }

@@ -51,6 +51,8 @@ fn release(canary: &str, stable: &str, canary_state: WorkloadState) -> ReleaseOb
         stable_revision: Some(stable.to_string()),
         canary: canary_state,
         stable: WorkloadState::Stopped,
+        recorded: Default::default(),
+        problem: None,
     }
 }
 
@@ -118,6 +120,12 @@ fn scale_up(revision: &str) -> Action {
     }
 }
 
+fn record_failed(revision: &str) -> Action {
+    Action::RecordFailedRevision {
+        revision: revision.to_string(),
+    }
+}
+
 fn scale_down(revision: &str) -> Action {
     Action::ScaleCanaryDown {
         revision: revision.to_string(),
@@ -127,7 +135,7 @@ fn scale_down(revision: &str) -> Action {
 #[test]
 fn first_sight_of_a_canary_equal_to_stable_waits_for_a_release_and_touches_nothing() {
     let mut sim = Sim::new(spec());
-    let decision = sim.tick(&healthy(), &release("r1", "r1", WorkloadState::Ready));
+    let decision = sim.tick(&healthy(), &release("r1", "r1", WorkloadState::Stopped));
     assert_eq!(sim.status.phase, Phase::WaitingForRelease);
     assert_eq!(world(&decision), vec![]);
     assert_eq!(sim.status.canary_revision.as_deref(), Some("r1"));
@@ -213,7 +221,10 @@ fn a_canary_not_ready_within_progress_deadline_fails_the_run_and_is_scaled_down_
         .unwrap()
         .contains("progressDeadline 2m"));
     assert_eq!(sim.status.failed_revision.as_deref(), Some("r2"));
-    assert_eq!(world(&decision), vec![Action::SetWeight(0.0)]);
+    assert_eq!(
+        world(&decision),
+        vec![Action::SetWeight(0.0), record_failed("r2")]
+    );
     // 30s later the canary is scaled down, once.
     let decision = sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Starting));
     assert_eq!(world(&decision), vec![scale_down("r2")]);
@@ -321,7 +332,11 @@ fn a_failed_stable_rollout_keeps_users_on_the_canary_and_marks_the_run_failed() 
         &healthy(),
         &with_stable(release("r2", "r1", WorkloadState::Ready), failed),
     );
-    assert_eq!(world(&decision), vec![], "the weight stays at 100");
+    assert_eq!(
+        world(&decision),
+        vec![record_failed("r2")],
+        "the weight stays at 100"
+    );
     assert_eq!(sim.status.phase, Phase::PromotionFailed);
     assert_eq!(sim.status.weight, 100.0);
     assert_eq!(sim.status.failed_revision.as_deref(), Some("r2"));
@@ -401,7 +416,10 @@ fn a_rollback_sets_weight_zero_at_once_and_scales_the_canary_down_after_the_dela
         }
     }
     let decision = rolled_back.expect("no rollback");
-    assert_eq!(world(&decision), vec![Action::SetWeight(0.0)]);
+    assert_eq!(
+        world(&decision),
+        vec![Action::SetWeight(0.0), record_failed("r2")]
+    );
     assert_eq!(sim.status.failed_revision.as_deref(), Some("r2"));
     assert!(sim.status.scale_down_at.is_some());
     let decision = sim.tick(&traffic(30.0, None), &ready);
@@ -478,24 +496,6 @@ fn a_fixed_cohort_keeps_the_plugin_salt() {
     assert_eq!(sim.status.salt, None);
     let decision = sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
     assert_eq!(world(&decision), vec![Action::SetWeight(10.0)]);
-}
-
-#[test]
-fn a_canary_reverted_to_the_stable_revision_starts_no_run_and_is_scaled_down() {
-    let mut sim = Sim::new(spec());
-    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
-    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
-    assert_eq!(sim.status.weight, 10.0);
-    let decision = sim.tick(&healthy(), &release("r1", "r1", WorkloadState::Ready));
-    assert_eq!(
-        world(&decision),
-        vec![Action::SetWeight(0.0), scale_down("r1")]
-    );
-    assert_eq!(sim.status.phase, Phase::WaitingForRelease);
-    assert_eq!(decision.event_reasons(), vec![reasons::REVERTED]);
-    assert_eq!(sim.status.canary_revision.as_deref(), Some("r1"));
-    let decision = sim.tick(&healthy(), &release("r1", "r1", WorkloadState::Stopped));
-    assert_eq!(world(&decision), vec![]);
 }
 
 #[test]
@@ -674,4 +674,337 @@ fn without_a_revision_source_promotion_ends_at_promoted_as_before() {
         actions,
         vec![Action::SetWeight(10.0), Action::SetWeight(100.0)]
     );
+}
+
+// --- Lifecycle edges (issue 23) ---------------------------------------------------------
+
+fn paused_spec() -> CanaryRolloutSpec {
+    let mut spec = spec();
+    spec.paused = true;
+    spec
+}
+
+/// Every weight the decisions wrote, in order.
+fn weights(decisions: &[Decision]) -> Vec<f64> {
+    decisions
+        .iter()
+        .flat_map(|decision| decision.actions.iter().filter_map(Action::weight))
+        .collect()
+}
+
+#[test]
+fn with_spec_paused_a_new_revision_never_gets_its_first_weight() {
+    let mut sim = Sim::new(paused_spec());
+    let mut decisions = vec![sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped))];
+    for _ in 0..4 {
+        decisions.push(sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready)));
+        assert_eq!(sim.status.phase, Phase::Paused);
+    }
+    assert_eq!(weights(&decisions), Vec::<f64>::new(), "paused: no weight");
+    assert_eq!(sim.status.weight, 0.0);
+    assert!(decisions[0].event_reasons().contains(&reasons::PAUSED));
+    // Unpaused: the run goes on from its scale-up; the first weight leaves 0 with the salt.
+    sim.spec.paused = false;
+    let decision = sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
+    assert_eq!(
+        world(&decision),
+        vec![Action::SetWeightWithSalt {
+            weight: 10.0,
+            salt: "checkout-r2".into()
+        }]
+    );
+    assert_eq!(sim.status.phase, Phase::Progressing);
+}
+
+#[test]
+fn a_pause_while_scaling_up_holds_the_first_weight_until_resumed() {
+    let mut sim = Sim::new(spec());
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    let decision = sim.tick(
+        &traffic(1.0, Some(ManualAction::Pause)),
+        &release("r2", "r1", WorkloadState::Starting),
+    );
+    assert_eq!(sim.status.phase, Phase::Paused);
+    assert_eq!(decision.event_reasons(), vec![reasons::PAUSED]);
+    let ready = release("r2", "r1", WorkloadState::Ready);
+    for _ in 0..3 {
+        let decision = sim.tick(&healthy(), &ready);
+        assert_eq!(world(&decision), vec![], "no first weight while paused");
+    }
+    let decision = sim.tick(&traffic(1.0, Some(ManualAction::Resume)), &ready);
+    assert_eq!(
+        world(&decision),
+        vec![Action::SetWeightWithSalt {
+            weight: 10.0,
+            salt: "checkout-r2".into()
+        }]
+    );
+    assert_eq!(sim.status.phase, Phase::Progressing);
+}
+
+#[test]
+fn a_manual_action_the_phase_cannot_take_is_refused_with_an_event_and_changes_nothing() {
+    let ready = release("r2", "r1", WorkloadState::Ready);
+    let promoting = with_stable(ready.clone(), WorkloadState::Starting);
+    // (what the rollout is doing, the action, the observation of that tick)
+    let scaling_up = || {
+        let mut sim = Sim::new(spec());
+        sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+        sim
+    };
+    let progressing = || {
+        let mut sim = Sim::new(spec());
+        sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+        sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
+        sim
+    };
+    let in_promotion = || {
+        let mut sim = Sim::new(spec());
+        sim.walk_to_promoting();
+        sim
+    };
+    let rolled_back = || {
+        let mut sim = progressing();
+        sim.tick(&traffic(1.0, Some(ManualAction::Abort)), &ready);
+        sim.tick(&healthy(), &ready);
+        sim
+    };
+    let starting = release("r2", "r1", WorkloadState::Starting);
+    let cases: Vec<(&str, Sim, ManualAction, ReleaseObservation)> = vec![
+        (
+            "promote while scaling up",
+            scaling_up(),
+            ManualAction::Promote,
+            starting.clone(),
+        ),
+        (
+            "resume while not paused",
+            progressing(),
+            ManualAction::Resume,
+            ready.clone(),
+        ),
+        (
+            "abort while promoting",
+            in_promotion(),
+            ManualAction::Abort,
+            promoting.clone(),
+        ),
+        (
+            "pause while promoting",
+            in_promotion(),
+            ManualAction::Pause,
+            promoting.clone(),
+        ),
+        (
+            "promote while promoting",
+            in_promotion(),
+            ManualAction::Promote,
+            promoting.clone(),
+        ),
+        (
+            "abort after a rollback",
+            rolled_back(),
+            ManualAction::Abort,
+            ready.clone(),
+        ),
+        (
+            "pause after a rollback",
+            rolled_back(),
+            ManualAction::Pause,
+            ready.clone(),
+        ),
+        (
+            "promote after a rollback",
+            rolled_back(),
+            ManualAction::Promote,
+            ready.clone(),
+        ),
+    ];
+    for (what, mut sim, action, observed) in cases {
+        let before = sim.status.clone();
+        let decision = sim.tick(&traffic(1.0, Some(action)), &observed);
+        assert_eq!(
+            decision.event_reasons(),
+            vec![reasons::ACTION_REFUSED],
+            "{what}: {decision:?}"
+        );
+        let refused = decision
+            .actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Event {
+                    message, warning, ..
+                } => Some((message.clone(), *warning)),
+                _ => None,
+            })
+            .unwrap();
+        assert!(refused.1, "{what}: a Warning");
+        assert!(
+            refused.0.starts_with(&format!("{action} refused"))
+                && refused.0.contains(before.phase.as_str()),
+            "{what}: the Event names the action and the phase: {}",
+            refused.0
+        );
+        assert_eq!(world(&decision), vec![], "{what}: nothing done");
+        assert_eq!(sim.status.phase, before.phase, "{what}");
+        assert_eq!(sim.status.weight, before.weight, "{what}");
+        assert!(!sim.status.manual_pause, "{what}: no pause left pending");
+    }
+}
+
+#[test]
+fn retry_after_a_failed_promotion_starts_at_weight_zero_and_writes_the_new_salt() {
+    let mut sim = Sim::new(spec());
+    sim.walk_to_promoting();
+    let ready = release("r2", "r1", WorkloadState::Ready);
+    let failed = WorkloadState::Failed("ProgressDeadlineExceeded".into());
+    sim.tick(&healthy(), &with_stable(ready.clone(), failed.clone()));
+    assert_eq!(sim.status.phase, Phase::PromotionFailed);
+    assert_eq!(sim.status.weight, 100.0);
+
+    let retried = with_stable(ready.clone(), failed);
+    let decision = sim.tick(&traffic(1.0, Some(ManualAction::Retry)), &retried);
+    assert_eq!(sim.status.phase, Phase::ScalingUp);
+    assert_eq!(
+        world(&decision),
+        vec![Action::SetWeight(0.0)],
+        "users leave the canary before the new run"
+    );
+    assert_eq!(sim.status.weight, 0.0);
+    assert_eq!(sim.status.salt.as_deref(), Some("checkout-r2-2"));
+    let decision = sim.tick(&healthy(), &retried);
+    assert_eq!(
+        world(&decision),
+        vec![Action::SetWeightWithSalt {
+            weight: 10.0,
+            salt: "checkout-r2-2".into()
+        }],
+        "the first stage's weight, with the new cohort's salt"
+    );
+    assert_eq!(sim.status.weight, 10.0);
+    // The first stage holds for its duration at 10%, not at 100%.
+    let decision = sim.tick(&healthy(), &retried);
+    assert_eq!(world(&decision), vec![]);
+    assert_eq!(sim.status.weight, 10.0);
+}
+
+#[test]
+fn a_revert_sets_weight_zero_first_and_scales_the_canary_down_only_after_the_drain() {
+    let mut spec = spec();
+    spec.scale_down_delay = stickycanary::duration::Duration::from_secs(60);
+    let mut sim = Sim::new(spec.clone());
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
+    assert_eq!(sim.status.weight, 10.0);
+    let reverted = release("r1", "r1", WorkloadState::Ready);
+    let decision = sim.tick(&healthy(), &reverted); // t = 60
+    assert_eq!(
+        world(&decision),
+        vec![Action::SetWeight(0.0)],
+        "drain first"
+    );
+    assert_eq!(sim.status.phase, Phase::WaitingForRelease);
+    assert_eq!(decision.event_reasons(), vec![reasons::REVERTED]);
+    assert!(sim.status.scale_down_at.is_some());
+    // Restart mid-drain: the saved status still knows when to scale down.
+    sim.status = round_trip(&sim.status);
+    let decision = sim.tick(&healthy(), &reverted); // t = 90: 30s into a 60s drain
+    assert_eq!(world(&decision), vec![]);
+    let decision = sim.tick(&healthy(), &reverted); // t = 120
+    assert_eq!(world(&decision), vec![scale_down("r1")]);
+    assert_eq!(decision.event_reasons(), vec![reasons::SCALED_DOWN]);
+    let decision = sim.tick(&healthy(), &release("r1", "r1", WorkloadState::Stopped));
+    assert_eq!(world(&decision), vec![], "scaled down once");
+    assert_eq!(sim.status.phase, Phase::WaitingForRelease);
+}
+
+#[test]
+fn a_revert_before_any_user_reached_the_canary_scales_it_down_at_once() {
+    let mut sim = Sim::new(spec());
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    let decision = sim.tick(&healthy(), &release("r1", "r1", WorkloadState::Starting));
+    assert_eq!(world(&decision), vec![scale_down("r1")]);
+    assert_eq!(sim.status.phase, Phase::WaitingForRelease);
+}
+
+#[test]
+fn a_spec_made_invalid_while_finalising_then_fixed_finishes_the_run_and_never_raises_the_weight() {
+    let mut spec = spec();
+    spec.scale_down_delay = stickycanary::duration::Duration::from_secs(90);
+    let mut sim = Sim::new(spec.clone());
+    sim.walk_to_promoting();
+    let done = with_stable(
+        release("r2", "r1", WorkloadState::Ready),
+        WorkloadState::Ready,
+    );
+    let mut decisions = vec![sim.tick(&healthy(), &done)];
+    assert_eq!(sim.status.phase, Phase::Finalising);
+    let mut broken = spec.clone();
+    broken.stages[1].weight = 50.0; // the last stage must be at 100
+    sim.spec = broken;
+    decisions.push(sim.tick(&healthy(), &done));
+    assert_eq!(sim.status.phase, Phase::InvalidSpec);
+    sim.spec = spec;
+    decisions.push(sim.tick(&healthy(), &done));
+    assert_eq!(
+        sim.status.phase,
+        Phase::Finalising,
+        "back where it was, not Progressing"
+    );
+    decisions.push(sim.tick(&healthy(), &done));
+    assert_eq!(sim.status.phase, Phase::Succeeded);
+    assert_eq!(
+        weights(&decisions),
+        vec![0.0],
+        "users never go back to the canary"
+    );
+    assert!(world(decisions.last().unwrap()).contains(&scale_down("r2")));
+}
+
+#[test]
+fn a_spec_made_invalid_while_paused_before_the_first_weight_returns_to_paused() {
+    let mut sim = Sim::new(spec());
+    sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    let starting = release("r2", "r1", WorkloadState::Starting);
+    sim.tick(&traffic(1.0, Some(ManualAction::Pause)), &starting);
+    assert_eq!(sim.status.phase, Phase::Paused);
+    let good = sim.spec.clone();
+    sim.spec.stages[1].weight = 50.0;
+    sim.tick(&healthy(), &starting);
+    assert_eq!(sim.status.phase, Phase::InvalidSpec);
+    sim.spec = good;
+    let decision = sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Ready));
+    assert_eq!(sim.status.phase, Phase::Paused);
+    assert_eq!(world(&decision), vec![]);
+}
+
+#[test]
+fn spec_paused_during_the_hand_over_says_once_that_the_hand_over_completes() {
+    let mut sim = Sim::new(spec());
+    sim.walk_to_promoting();
+    let ready = release("r2", "r1", WorkloadState::Ready);
+    sim.spec.paused = true;
+    let decision = sim.tick(
+        &healthy(),
+        &with_stable(ready.clone(), WorkloadState::Starting),
+    );
+    assert_eq!(decision.event_reasons(), vec![reasons::PAUSED]);
+    let warned = decision.actions.iter().any(|a| {
+        matches!(a, Action::Event { message, warning: true, .. }
+            if message.contains("the hand-over to stable completes"))
+    });
+    assert!(warned, "{decision:?}");
+    // Said once; the hand-over goes on: Finalising, then Succeeded.
+    let done = with_stable(ready, WorkloadState::Ready);
+    let decision = sim.tick(&healthy(), &done);
+    assert_eq!(sim.status.phase, Phase::Finalising);
+    assert_eq!(decision.event_reasons(), vec![reasons::FINALISING]);
+    let decision = sim.tick(&healthy(), &done);
+    assert_eq!(sim.status.phase, Phase::Succeeded);
+    assert_eq!(decision.event_reasons(), vec![reasons::SUCCEEDED]);
+    assert!(sim.status.paused_at.is_none());
+    // The next run starts paused.
+    let decision = sim.tick(&healthy(), &release("r3", "r2", WorkloadState::Stopped));
+    assert_eq!(sim.status.phase, Phase::Paused);
+    assert_eq!(world(&decision), vec![]);
 }

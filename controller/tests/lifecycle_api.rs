@@ -440,6 +440,17 @@ async fn a_stable_edited_since_it_was_read_gets_a_409_and_no_status_claims_the_c
     api.finish().await;
 }
 
+/// Stable as a finished promotion leaves it: the canary's template (image `image`, the
+/// canary's non-selector labels, stable's selector labels), our revision annotation, rolled
+/// out.
+fn promoted_stable(api: &FakeApi, image: &str) {
+    let mut stable = deployment("checkout-stable", "stable", image, 2);
+    stable["spec"]["template"]["metadata"]["labels"]["team"] = json!("team-canary");
+    let rev = revision_of(&serde_json::from_value::<Deployment>(stable.clone()).unwrap());
+    stable["metadata"]["annotations"] = json!({"stickycanary.dev/revision": rev});
+    api.insert(STABLE_PATH, stable);
+}
+
 fn finalising(revision: &str, since: &str) -> Value {
     json!({"phase": "Finalising", "stageIndex": 1, "weight": 0.0, "canaryRevision": revision,
            "stableRevision": "old", "phaseStartedAt": since, "observedGeneration": 1})
@@ -449,7 +460,9 @@ fn finalising(revision: &str, since: &str) -> Value {
 async fn finalising_scales_the_canary_down_after_the_delay_through_the_scale_subresource() {
     let (client, api) = FakeApi::start();
     seed(&api, json!({}), None, "shop/checkout:v2", 1, 0.0);
+    promoted_stable(&api, "shop/checkout:v2");
     let canary_rev = revision(&api, CANARY_PATH);
+    assert_eq!(revision(&api, STABLE_PATH), canary_rev);
     let mut object = api.get(ROLLOUT_PATH).unwrap();
     object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
     let just_now = k8s_openapi::jiff::Timestamp::now().to_string();
@@ -529,6 +542,7 @@ async fn with_keda_the_canary_is_scaled_through_the_paused_replicas_annotation()
     assert_eq!(api.get(CANARY_PATH).unwrap()["spec"]["replicas"], 0);
 
     // Scale-down after a promotion: paused at 0.
+    promoted_stable(&api, "shop/checkout:v2");
     let canary_rev = revision(&api, CANARY_PATH);
     let mut object = api.get(ROLLOUT_PATH).unwrap();
     let long_ago = (k8s_openapi::jiff::Timestamp::now()
@@ -725,5 +739,474 @@ async fn a_failed_scale_up_writes_no_status_and_the_next_reconcile_asks_again() 
         ]
     );
     assert_eq!(status_of(&api)["phase"], "ScalingUp");
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn an_abort_while_promoting_is_refused_with_a_warning_event_and_the_request_is_answered() {
+    let (client, api) = FakeApi::start();
+    seed(&api, json!({}), None, "shop/checkout:v2", 1, 100.0);
+    let canary_rev = revision(&api, CANARY_PATH);
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
+    object["metadata"]["annotations"] = json!({"stickycanary.dev/request": "abort@1"});
+    object["status"] = json!({"phase": "Promoting", "stageIndex": 1, "weight": 100.0,
+        "canaryRevision": canary_rev, "stableRevision": "old", "observedGeneration": 1,
+        "phaseStartedAt": k8s_openapi::jiff::Timestamp::now().to_string()});
+    api.insert(ROLLOUT_PATH, object);
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
+    // The hand-over goes on (stable gets the template); users stay where they are.
+    assert!(
+        !sent
+            .iter()
+            .any(|s| s.path == PLUGIN_PATH || s.path == format!("{CANARY_PATH}/scale")),
+        "no weight change, no scale-down: {:?}",
+        paths(&sent)
+    );
+    let events: Vec<Value> = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == Method::POST && s.path.ends_with("/events"))
+        .map(|s| s.body)
+        .collect();
+    let refused: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["reason"] == "ActionRefused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{events:?}");
+    assert_eq!(refused[0]["type"], "Warning");
+    let note = refused[0]["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("abort refused: the rollout is Promoting: stable is taking over"),
+        "{note}"
+    );
+    let stored = api.get(ROLLOUT_PATH).unwrap();
+    assert_eq!(
+        stored["metadata"]["annotations"]["stickycanary.dev/request-handled"], "abort@1",
+        "answered once, not repeated every reconcile"
+    );
+    assert_eq!(stored["status"]["phase"], "Promoting");
+    assert_eq!(stored["status"]["weight"], 100.0);
+    api.finish().await;
+}
+
+/// Events the reconciles raised, by reason.
+fn event_reasons(api: &FakeApi) -> Vec<String> {
+    api.seen()
+        .into_iter()
+        .filter(|s| s.method == Method::POST && s.path.contains("/events"))
+        .map(|s| s.body["reason"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_revert_during_promoting_copies_the_reverted_template_back_onto_stable_and_ends_waiting_on_it(
+) {
+    let (client, api) = FakeApi::start();
+    seed(&api, json!({}), None, "shop/checkout:v2", 1, 100.0);
+    // Stable ran v1 (an earlier promotion), then the copy of v2 started rolling out.
+    promoted_stable(&api, "shop/checkout:v1");
+    let r1 = revision(&api, STABLE_PATH);
+    promoted_stable(&api, "shop/checkout:v2");
+    let mut stable = api.get(STABLE_PATH).unwrap();
+    stable["metadata"]["generation"] = json!(5);
+    api.insert(STABLE_PATH, stable);
+    let r2 = revision(&api, CANARY_PATH);
+    assert_eq!(revision(&api, STABLE_PATH), r2);
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
+    object["status"] = json!({"phase": "Promoting", "stageIndex": 1, "weight": 100.0,
+        "canaryRevision": r2, "stableRevision": r1, "promotedFrom": r1, "salt": "checkout-x",
+        "phaseStartedAt": k8s_openapi::jiff::Timestamp::now().to_string(),
+        "observedGeneration": 1});
+    api.insert(ROLLOUT_PATH, object);
+    // Git reverts the canary Deployment to v1.
+    let mut canary = deployment("checkout-canary", "canary", "shop/checkout:v1", 1);
+    canary["spec"]["template"]["metadata"]["labels"]["team"] = json!("team-canary");
+    api.insert(CANARY_PATH, canary);
+    assert_eq!(revision(&api, CANARY_PATH), r1);
+    let stable_rv = rv(&api, STABLE_PATH);
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
+    assert_eq!(
+        paths(&sent),
+        vec![
+            (Method::PATCH, STABLE_PATH.to_string()),
+            (Method::PATCH, format!("{ROLLOUT_PATH}/status")),
+        ],
+        "stable gets v1 back; no weight write: users stay on the serving canary"
+    );
+    assert_eq!(sent[0].body["metadata"]["resourceVersion"], stable_rv);
+    assert_eq!(
+        sent[0].body["metadata"]["annotations"]["stickycanary.dev/revision"],
+        json!(r1)
+    );
+    assert_eq!(
+        revision(&api, STABLE_PATH),
+        r1,
+        "stable's template is v1 again"
+    );
+    assert_eq!(event_reasons(&api), vec!["Reverted".to_string()]);
+    let status = status_of(&api);
+    assert_eq!(status["phase"], "Promoting");
+    assert_eq!(status["canaryRevision"], json!(r1));
+    assert_eq!(status["revertedFrom"], json!(r2));
+    assert_eq!(
+        api.get(PLUGIN_PATH).unwrap()["spec"]["pluginConfig"]["rollouts"]["checkout"]["weight"],
+        100.0
+    );
+    // Stable rolled back: weight 0, Finalising.
+    let mut stable = api.get(STABLE_PATH).unwrap();
+    let generation = stable["metadata"]["generation"].clone();
+    stable["status"] = rolled_out(generation.as_i64().unwrap(), 2);
+    api.insert(STABLE_PATH, stable);
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(
+        api.get(PLUGIN_PATH).unwrap()["spec"]["pluginConfig"]["rollouts"]["checkout"]["weight"],
+        0.0
+    );
+    assert_eq!(status_of(&api)["phase"], "Finalising");
+    // After the drain: the canary is scaled down and the rollout waits on v1, Ready.
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["status"]["phaseStartedAt"] = json!((k8s_openapi::jiff::Timestamp::now()
+        - k8s_openapi::jiff::SignedDuration::from_secs(31))
+    .to_string());
+    api.insert(ROLLOUT_PATH, object);
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(api.get(CANARY_PATH).unwrap()["spec"]["replicas"], 0);
+    let status = status_of(&api);
+    assert_eq!(status["phase"], "WaitingForRelease");
+    assert_eq!(status["stableRevision"], json!(r1));
+    let ready = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(ready["status"], "True");
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn a_wiped_status_reads_stables_revision_and_the_failed_revision_from_the_deployments() {
+    let (client, api) = FakeApi::start();
+    seed(&api, json!({}), None, "shop/checkout:v2", 1, 0.0);
+    let r2 = revision(&api, CANARY_PATH);
+    let mut canary = api.get(CANARY_PATH).unwrap();
+    canary["metadata"]["annotations"] = json!({"stickycanary.dev/failed-revision": r2});
+    api.insert(CANARY_PATH, canary);
+    let ctx = context(client);
+    reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
+    assert!(
+        !paths(&sent).contains(&(Method::PATCH, PLUGIN_PATH.to_string())),
+        "no weight for a revision that failed before: {sent:?}"
+    );
+    let status = status_of(&api);
+    assert_eq!(status["phase"], "RolledBack");
+    assert_eq!(status["failedRevision"], json!(r2));
+    assert_eq!(status["stableRevision"], json!(revision(&api, STABLE_PATH)));
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn a_rollback_records_the_failed_revision_on_the_canary_deployment() {
+    let (client, api) = FakeApi::start();
+    seed(&api, json!({}), None, "shop/checkout:v2", 1, 10.0);
+    let r2 = revision(&api, CANARY_PATH);
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
+    object["metadata"]["annotations"] = json!({"stickycanary.dev/request": "abort@1"});
+    object["status"] = progressing(&r2, &revision(&api, STABLE_PATH));
+    api.insert(ROLLOUT_PATH, object);
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
+    let record = sent
+        .iter()
+        .find(|s| s.path == CANARY_PATH)
+        .expect("a write of the canary Deployment");
+    assert_eq!(
+        record.body,
+        json!({"metadata": {"annotations": {"stickycanary.dev/failed-revision": r2}}})
+    );
+    assert_eq!(revision(&api, CANARY_PATH), r2, "the revision is unchanged");
+    assert_eq!(status_of(&api)["phase"], "RolledBack");
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn a_canary_deployment_on_a_new_revision_wakes_its_rollout_before_the_interval() {
+    use futures::StreamExt;
+    let (client, api) = FakeApi::start();
+    seed(
+        &api,
+        json!({"analysis": {"interval": "1h"}}),
+        None,
+        "shop/checkout:v1",
+        0,
+        0.0,
+    );
+    // The canary runs stable's revision; the rollout waits for a release and was ticked just
+    // now: without the Deployment watch, nothing would happen for an hour.
+    let mut canary = api.get(CANARY_PATH).unwrap();
+    canary["spec"]["template"]["metadata"]["labels"]["team"] = json!("team-stable");
+    api.insert(CANARY_PATH, canary.clone());
+    let v1 = revision(&api, CANARY_PATH);
+    assert_eq!(v1, revision(&api, STABLE_PATH));
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
+    object["status"] = json!({"phase": "WaitingForRelease", "weight": 0.0,
+        "canaryRevision": v1, "stableRevision": v1, "observedGeneration": 1});
+    api.insert(ROLLOUT_PATH, object);
+    let ctx = context(client.clone());
+    ctx.last_tick
+        .lock()
+        .unwrap()
+        .insert("shop/checkout".to_string(), std::time::Instant::now());
+    let controller = stickycanary::k8s::controller(
+        kube::Api::namespaced(client.clone(), "shop"),
+        stickycanary::k8s::deployments_api(client.clone(), Some("shop")),
+        ctx.clone(),
+    )
+    .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+    .for_each(|_| std::future::ready(()));
+    let deployments = "/apis/apps/v1/namespaces/shop/deployments";
+    let rollouts = "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts";
+    let started = tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::pin!(controller);
+        let mut released = false;
+        loop {
+            tokio::select! {
+                () = &mut controller => return false,
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+            if !released && api.watching(deployments) && api.watching(rollouts) {
+                // Git changes the canary's image.
+                canary["spec"]["template"]["spec"]["containers"][0]["image"] =
+                    json!("shop/checkout:v2");
+                canary["metadata"]["generation"] = json!(5);
+                api.modify(CANARY_PATH, canary.clone());
+                released = true;
+            }
+            if status_of(&api)["phase"] == "ScalingUp" {
+                return true;
+            }
+        }
+    })
+    .await;
+    assert_eq!(started, Ok(true), "the run started within seconds");
+    assert_eq!(api.get(CANARY_PATH).unwrap()["spec"]["replicas"], 1);
+    api.finish().await;
+}
+
+/// A rollout being deleted (`revertOnDeletion`: `revert`, our finalizer only) whose run is
+/// in `phase` at `weight`.
+fn deleting(api: &FakeApi, extra_spec: Value, phase: &str, weight: f64) {
+    seed(api, extra_spec, None, "shop/checkout:v2", 1, weight);
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
+    object["metadata"]["deletionTimestamp"] =
+        json!(k8s_openapi::jiff::Timestamp::now().to_string());
+    object["status"] = json!({"phase": phase, "weight": weight});
+    api.insert(ROLLOUT_PATH, object);
+}
+
+fn plugin_weight(api: &FakeApi) -> Value {
+    api.get(PLUGIN_PATH).unwrap()["spec"]["pluginConfig"]["rollouts"]["checkout"]["weight"].clone()
+}
+
+#[tokio::test]
+async fn deleting_a_rolled_back_rollout_hands_the_canary_back_to_keda() {
+    let (client, api) = FakeApi::start();
+    deleting(
+        &api,
+        json!({"canary": {"scaledObject": "checkout-canary"}}),
+        "RolledBack",
+        0.0,
+    );
+    api.insert(SCALED_OBJECT_PATH, scaled_object());
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
+    assert_eq!(
+        paths(&sent),
+        vec![
+            (Method::PATCH, SCALED_OBJECT_PATH.to_string()),
+            (Method::PATCH, ROLLOUT_PATH.to_string()),
+        ],
+        "KEDA's pause lifted, then the finalizer removed"
+    );
+    assert_eq!(
+        sent[0].body,
+        json!({"metadata": {"annotations": {"autoscaling.keda.sh/paused-replicas": null}}})
+    );
+    assert!(api.get(SCALED_OBJECT_PATH).unwrap()["metadata"]
+        .get("annotations")
+        .is_none_or(|a| a.get("autoscaling.keda.sh/paused-replicas").is_none()));
+    assert!(api.get(ROLLOUT_PATH).is_none());
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn deleting_during_promoting_with_revert_on_deletion_finishes_the_promotion_before_users_move_to_stable(
+) {
+    let (client, api) = FakeApi::start();
+    deleting(&api, json!({"revertOnDeletion": true}), "Promoting", 100.0);
+    // The promotion's copy is on stable, which is still rolling it out.
+    promoted_stable(&api, "shop/checkout:v2");
+    let mut stable = api.get(STABLE_PATH).unwrap();
+    stable["metadata"]["generation"] = json!(5);
+    api.insert(STABLE_PATH, stable);
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(
+        paths(&writes(&api)),
+        vec![],
+        "no weight write, the finalizer stays"
+    );
+    assert_eq!(plugin_weight(&api), 100.0, "users stay on the canary");
+    assert!(api.get(ROLLOUT_PATH).is_some());
+    // Stable rolled out: now users go to it, then the finalizer goes.
+    let mut stable = api.get(STABLE_PATH).unwrap();
+    stable["status"] = rolled_out(5, 2);
+    api.insert(STABLE_PATH, stable);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(
+        paths(&writes(&api)),
+        vec![
+            (Method::PATCH, PLUGIN_PATH.to_string()),
+            (Method::PATCH, ROLLOUT_PATH.to_string()),
+        ]
+    );
+    assert_eq!(plugin_weight(&api), 0.0);
+    assert!(api.get(ROLLOUT_PATH).is_none());
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn deleting_with_revert_on_deletion_keeps_users_on_the_canary_when_stable_failed() {
+    let (client, api) = FakeApi::start();
+    deleting(
+        &api,
+        json!({"revertOnDeletion": true}),
+        "PromotionFailed",
+        100.0,
+    );
+    let mut stable = api.get(STABLE_PATH).unwrap();
+    stable["status"]["conditions"] = json!([{"type": "Progressing", "status": "False",
+        "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet timed out"}]);
+    api.insert(STABLE_PATH, stable);
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(
+        paths(&writes(&api)),
+        vec![(Method::PATCH, ROLLOUT_PATH.to_string())],
+        "no weight write: stable does not serve"
+    );
+    assert_eq!(plugin_weight(&api), 100.0);
+    assert_eq!(event_reasons(&api), vec!["DeletionKeptWeight".to_string()]);
+    assert!(api.get(ROLLOUT_PATH).is_none());
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn deleting_during_promoting_without_revert_on_deletion_leaves_the_weight_and_both_deployments(
+) {
+    let (client, api) = FakeApi::start();
+    deleting(&api, json!({}), "Promoting", 100.0);
+    promoted_stable(&api, "shop/checkout:v2");
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(
+        paths(&writes(&api)),
+        vec![(Method::PATCH, ROLLOUT_PATH.to_string())],
+        "only the finalizer goes: stable's Deployment controller finishes the copy's rollout"
+    );
+    assert_eq!(plugin_weight(&api), 100.0);
+    assert_eq!(
+        api.get(CANARY_PATH).unwrap()["spec"]["replicas"],
+        1,
+        "the canary serving users stays up"
+    );
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn deployments_selecting_on_different_keys_hold_the_rollout_in_invalid_spec_naming_the_field()
+{
+    let (client, api) = FakeApi::start();
+    seed(&api, json!({}), None, "shop/checkout:v2", 0, 0.0);
+    // The canary selects on `app` only: a template copied onto stable would never match.
+    let mut canary = api.get(CANARY_PATH).unwrap();
+    canary["spec"]["selector"]["matchLabels"] = json!({"app": "checkout"});
+    api.insert(CANARY_PATH, canary);
+    let ctx = context(client);
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(
+        paths(&writes(&api)),
+        vec![
+            (Method::PATCH, ROLLOUT_PATH.to_string()),
+            (Method::PATCH, format!("{ROLLOUT_PATH}/status")),
+        ],
+        "the finalizer and the status: no scale-up"
+    );
+    let status = status_of(&api);
+    assert_eq!(status["phase"], "InvalidSpec");
+    let degraded = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap()
+        .clone();
+    let message = degraded["message"].as_str().unwrap();
+    assert!(message.starts_with("spec.stable.deployment: checkout-stable selects on {app=checkout, version=stable} but the canary checkout-canary on {app=checkout}"), "{message}");
+    assert!(!message.contains('\n'));
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn a_status_wiped_after_a_promotion_drains_and_scales_down_the_canary_left_up() {
+    let (client, api) = FakeApi::start();
+    // Wiped while Finalising: both Deployments on v2, the canary still up, weight 0.
+    seed(
+        &api,
+        json!({"scaleDownDelay": "1s"}),
+        None,
+        "shop/checkout:v2",
+        1,
+        0.0,
+    );
+    promoted_stable(&api, "shop/checkout:v2");
+    let v2 = revision(&api, CANARY_PATH);
+    let ctx = context(client);
+    reconcile_once(&api, &ctx).await.unwrap();
+    let status = status_of(&api);
+    assert_eq!(status["phase"], "WaitingForRelease");
+    assert_eq!(
+        status["lastPromotedRevision"],
+        json!(v2),
+        "read back from stable"
+    );
+    assert_eq!(
+        api.get(CANARY_PATH).unwrap()["spec"]["replicas"],
+        1,
+        "the drain first"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(api.get(CANARY_PATH).unwrap()["spec"]["replicas"], 0);
     api.finish().await;
 }

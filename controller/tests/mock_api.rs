@@ -1084,7 +1084,7 @@ async fn a_promote_whose_handled_mark_fails_is_retried_not_dropped() {
 }
 
 /// What the controller does in one life, every request through one RBAC check per install
-/// mode: start (list and watch CanaryRollouts), win the Lease and renew it, start a rollout
+/// mode: start (list and watch CanaryRollouts and Deployments), win the Lease and renew it, start a rollout
 /// (plugin, Deployment, pods, status, Event), repeat an Event (kube-runtime patches its
 /// series), and handle an abort request (the handled annotation).
 async fn a_controller_lifetime(authorizer: Arc<Authorizer>, all_namespaces: bool) {
@@ -1112,6 +1112,22 @@ async fn a_controller_lifetime(authorizer: Arc<Authorizer>, all_namespaces: bool
     assert!(
         api.seen().iter().any(|s| s.attributes.verb == "watch"),
         "the watcher never watched"
+    );
+    // The Controller's Deployment watch (a canary's new revision wakes its rollout).
+    let deployments =
+        stickycanary::k8s::deployments_api(client.clone(), (!all_namespaces).then_some("shop"));
+    let mut watch = watcher(deployments, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .boxed();
+    let _ = tokio::time::timeout(Duration::from_millis(300), async {
+        while watch.next().await.is_some() {}
+    })
+    .await;
+    assert!(
+        api.seen()
+            .iter()
+            .any(|s| s.attributes.verb == "watch" && s.path.ends_with("/deployments")),
+        "the Deployment watcher never watched"
     );
     // Leader election: create, then renew.
     let elector = elector(client.clone());
@@ -1199,8 +1215,11 @@ async fn every_request_of_a_controller_lifetime_is_allowed_by_the_chart_and_ever
     // The release lifecycle's writes (Deployments, their scale, KEDA's ScaledObjects) are
     // proven used, and allowed, by lifecycle_api.rs's own lifetime test.
     // Reading spec.prometheus's Secret and ConfigMap is proven used, and allowed, by
-    // prometheus_token_and_ca_are_read_from_the_rollouts_namespace below.
+    // prometheus_token_and_ca_are_read_from_the_rollouts_namespace below. Reading an
+    // AlertProvider (and its Secret) by alerts_api.rs's
+    // a_rollback_sends_exactly_one_slack_payload_to_an_error_provider.
     let lifecycle_only = [
+        ("stickycanary.dev", "alertproviders", "get"),
         ("", "secrets", "get"),
         ("", "configmaps", "get"),
         ("apps", "deployments", "patch"),

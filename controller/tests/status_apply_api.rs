@@ -155,6 +155,7 @@ async fn the_status_is_applied_a_passed_gate_disappears_and_an_approval_made_mea
     assert_eq!(
         gate_fields(&applied),
         [
+            "status.gate.attempt",
             "status.gate.gate",
             "status.gate.manual",
             "status.gate.reason",
@@ -199,7 +200,10 @@ async fn the_status_is_applied_a_passed_gate_disappears_and_an_approval_made_mea
     );
     assert_eq!(
         owned(&object, "stickycanary-cli", "Update", "status"),
-        set(&["status.approvals.confirmRollout.revision"])
+        set(&[
+            "status.approvals.confirmRollout.attempt",
+            "status.approvals.confirmRollout.revision"
+        ])
     );
 
     // 3. The next reconcile sees the approval: the canary is scaled up, and the gate the
@@ -366,7 +370,10 @@ async fn the_first_apply_takes_over_the_merge_patch_ownership_so_a_stale_gate_go
     assert!(owned(&object, "stickycanary", "Update", "status").is_empty());
     assert_eq!(
         owned(&object, "stickycanary-cli", "Update", "status"),
-        set(&["status.approvals.confirmRollout.revision"])
+        set(&[
+            "status.approvals.confirmRollout.attempt",
+            "status.approvals.confirmRollout.revision"
+        ])
     );
 
     // Once moved, a later write needs no move: only the apply is sent.

@@ -248,3 +248,108 @@ fn rollout_key_must_exist_in_the_plugin_config() {
         "spec.rolloutKey: rollout \"payments\" is not in the plugin config (it has: cart, checkout)"
     );
 }
+
+const ALERT_EXAMPLE_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../manifests/examples/alertprovider-slack.yaml"
+);
+
+/// The seed ADR's Slack rollback alert: the AlertProvider example and the rollout example that
+/// lists it validate together, every reference followed within the files (the rollout's
+/// providerRef to the provider, the provider's secretRef to the Secret's key).
+#[test]
+fn the_adrs_slack_rollback_alert_example_validates_with_the_rollout_example() {
+    use stickycanary::validate::documents::validate_yaml;
+    let provider = std::fs::read_to_string(ALERT_EXAMPLE_PATH).unwrap();
+    let rollout_text = std::fs::read_to_string(EXAMPLE_PATH).unwrap();
+    let both = format!("{provider}---\n{rollout_text}");
+    let report = validate_yaml("examples", &both).unwrap();
+    assert!(
+        report.contains("examples: AlertProvider shop/slack: valid AlertProvider (slack, address from Secret slack-webhook key address)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("examples: CanaryRollout shop/checkout: valid CanaryRollout checkout (4 stages, rollout key checkout, 1 alert)"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("not in this file"),
+        "every reference followed: {report}"
+    );
+    assert!(
+        !report.contains("REPLACE_ME"),
+        "never the address: {report}"
+    );
+    // The ADR's alert: the `slack` provider, error severity (rollbacks).
+    let rollout = example();
+    assert_eq!(rollout.spec.alerts.len(), 1);
+    assert_eq!(rollout.spec.alerts[0].provider_ref.name, "slack");
+    assert_eq!(
+        rollout.spec.alerts[0].severity,
+        stickycanary::alerts::Severity::Error
+    );
+    assert!(rollout.spec.alerts[0].wants(stickycanary::alerts::severity_of("RollingBack")));
+    assert!(!rollout.spec.alerts[0].wants(stickycanary::alerts::severity_of("StageAdvanced")));
+}
+
+/// A Deployment document named `name` in `namespace`, selecting on `selector` (a flow map).
+fn deployment_yaml(name: &str, namespace: &str, selector: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  selector: {{matchLabels: {selector}}}
+  template:
+    metadata: {{labels: {selector}}}
+    spec: {{containers: [{{name: app, image: shop/checkout:v1}}]}}
+"
+    )
+}
+
+/// One input holding the provider example, the rollout example and its two Deployments: the
+/// one multi-document reader follows the alert references and checks the Deployments
+/// against each other, and reports the problems of both in one run.
+#[test]
+fn one_input_checks_alert_references_and_the_rollouts_two_deployments() {
+    use stickycanary::validate::documents::validate_yaml;
+    let provider = std::fs::read_to_string(ALERT_EXAMPLE_PATH).unwrap();
+    let rollout = std::fs::read_to_string(EXAMPLE_PATH).unwrap();
+    let input = |provider: &str, namespace: &str, canary: &str| {
+        format!(
+            "{provider}---\n{rollout}---\n{}---\n{}",
+            deployment_yaml("checkout-canary", namespace, canary),
+            deployment_yaml(
+                "checkout-stable",
+                namespace,
+                "{app: checkout, version: stable}"
+            )
+        )
+    };
+    let good = validate_yaml(
+        "all",
+        &input(&provider, "shop", "{app: checkout, version: canary}"),
+    )
+    .unwrap();
+    assert!(
+        good.contains("all: CanaryRollout shop/checkout: valid CanaryRollout checkout"),
+        "{good}"
+    );
+    assert!(!good.contains("not in this file"), "{good}");
+
+    let bad_key = provider.replace("key: address", "key: url");
+    let both = validate_yaml("all", &input(&bad_key, "shop", "{app: checkout}")).unwrap_err();
+    assert!(
+        both.contains("all: AlertProvider shop/slack: spec.secretRef.key: Secret shop/slack-webhook has no key \"url\""),
+        "{both}"
+    );
+    assert!(
+        both.contains("all: CanaryRollout shop/checkout: spec.stable.deployment: checkout-stable selects on {app=checkout, version=stable} but the canary checkout-canary on {app=checkout}"),
+        "{both}"
+    );
+    assert_eq!(both.lines().count(), 2, "{both}");
+
+    // Deployments of another namespace are not the rollout's: not checked against it.
+    let elsewhere = validate_yaml("all", &input(&provider, "other", "{app: checkout}"));
+    assert!(elsewhere.is_ok(), "{elsewhere:?}");
+}

@@ -3,13 +3,13 @@
 //! connections, 408, 429, 5xx), within a bounded total time; every outcome reported to an
 //! [`OutcomeSink`] (a controller metric and, on failure, an Event on the rollout).
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::message::{dashboard_link, AlertMessage};
 use super::payload::render;
-use super::spec::{AlertProviderSpec, ProviderType};
-use super::spec::{ProviderRef, RolloutAlert};
+use crate::crd::alerts::{AlertProviderSpec, ProviderType};
 use crate::http::{Client, ClientConfig, Error};
 
 /// An AlertProvider ready to send: its spec, its address (read from its Secret) and a
@@ -117,11 +117,28 @@ impl Outcome {
     }
 }
 
+/// A provider reference that could not be made ready to send: the AlertProvider or its
+/// Secret is missing, the provider is invalid, or the API could not be read in time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unresolved {
+    pub provider_namespace: String,
+    pub provider: String,
+    pub rollout_namespace: String,
+    pub rollout: String,
+    /// The Event reason the alert was for.
+    pub reason: String,
+    /// One line, never a Secret's content ([`super::resolve::ResolveError`]'s text).
+    pub error: String,
+}
+
 /// Where outcomes go. The controller counts each in
 /// `stickycanary_alerts_total{provider, type, outcome}` and raises a Warning Event
 /// `AlertFailed` on the rollout for a failure.
 pub trait OutcomeSink: Send + Sync + 'static {
     fn record(&self, outcome: Outcome);
+
+    /// A provider that could not be resolved (nothing was sent). Ignored unless overridden.
+    fn unresolved(&self, _unresolved: Unresolved) {}
 }
 
 /// Sends `message` to `provider` in the background and returns at once; the handle may be
@@ -148,33 +165,20 @@ pub fn spawn(
     })
 }
 
-/// Sends `message` to every provider of `alerts` that wants its severity, each in the
-/// background, and returns at once. `provider` looks a reference up (resolved from the
-/// AlertProvider and its Secrets, in `namespace` unless the reference names another);
-/// the references it cannot resolve are returned, for the caller to report.
-pub fn dispatch(
-    alerts: &[RolloutAlert],
-    message: &AlertMessage,
-    provider: impl Fn(&str, &ProviderRef) -> Option<Arc<Provider>>,
-    policy: RetryPolicy,
-    sink: &Arc<dyn OutcomeSink>,
-) -> Vec<ProviderRef> {
-    let mut unresolved = Vec::new();
-    for alert in alerts.iter().filter(|alert| alert.wants(message.severity)) {
-        let namespace = alert.provider_namespace(&message.namespace);
-        match provider(namespace, &alert.provider_ref) {
-            Some(found) => {
-                spawn(found, message.clone(), policy, sink.clone());
-            }
-            None => unresolved.push(alert.provider_ref.clone()),
-        }
-    }
-    unresolved
-}
-
 /// Sends `message`, retrying what may heal, and says how it ended. A provider with a
 /// `dashboardUrl` template links its own dashboard.
 pub async fn deliver(provider: &Provider, message: &AlertMessage, policy: RetryPolicy) -> Outcome {
+    deliver_counting(provider, message, policy, &AtomicU32::new(0)).await
+}
+
+/// [`deliver`], counting the attempts started in `attempts` as it goes (so a caller that
+/// gives up on it can still say how many were made).
+pub async fn deliver_counting(
+    provider: &Provider,
+    message: &AlertMessage,
+    policy: RetryPolicy,
+    attempts_started: &AtomicU32,
+) -> Outcome {
     let linked;
     let message = match &provider.spec.dashboard_url {
         Some(template) => {
@@ -196,6 +200,7 @@ pub async fn deliver(provider: &Provider, message: &AlertMessage, policy: RetryP
     let mut attempts = 0;
     let result = loop {
         attempts += 1;
+        attempts_started.store(attempts, Ordering::Relaxed);
         let result = provider
             .client
             .post_json(&provider.address, &body)

@@ -1,7 +1,7 @@
 //! What an alert says: the severity of each event, and the message every provider type
 //! renders in its own format.
 
-use super::spec::Severity;
+use crate::crd::alerts::Severity;
 use crate::crd::{CanaryRolloutStatus, Outcome};
 use crate::engine::reasons;
 
@@ -10,7 +10,7 @@ use crate::engine::reasons;
 ///   deadline all end in `RollingBack`), a failed promotion (the stable rollout failed or
 ///   missed its deadline);
 /// - warn: a gate waiting, a pause, Prometheus unavailable or inconclusive, an invalid spec,
-///   an ignored retry;
+///   an ignored retry, a refused manual action, a stable Deployment changed by someone else;
 /// - info: everything else (release started, stage advanced, promoted, succeeded, ...), so an
 ///   Event added later reaches `info` subscribers without a change here.
 pub fn severity_of(reason: &str) -> Severity {
@@ -21,7 +21,9 @@ pub fn severity_of(reason: &str) -> Severity {
         | reasons::PROMETHEUS_UNAVAILABLE
         | reasons::INCONCLUSIVE
         | reasons::INVALID_SPEC
-        | reasons::RETRY_IGNORED => Severity::Warn,
+        | reasons::RETRY_IGNORED
+        | reasons::ACTION_REFUSED
+        | reasons::STABLE_DRIFTED => Severity::Warn,
         _ => Severity::Info,
     }
 }
@@ -164,8 +166,7 @@ pub fn suggested_command(
     }
 }
 
-/// The placeholders a dashboard template may use.
-pub const DASHBOARD_PLACEHOLDERS: [&str; 3] = ["{namespace}", "{rollout}", "{revision}"];
+pub use crate::crd::alerts::DASHBOARD_PLACEHOLDERS;
 
 /// `template` with `{namespace}`, `{rollout}` and `{revision}` replaced, each value
 /// percent-encoded so that it stays one URL component (no revision: empty).
@@ -206,6 +207,8 @@ mod tests {
             ("GateWaiting", Severity::Warn),
             ("Paused", Severity::Warn),
             ("PrometheusUnavailable", Severity::Warn),
+            ("ActionRefused", Severity::Warn),
+            ("StableDrifted", Severity::Warn),
             ("ReleaseStarted", Severity::Info),
             ("StageAdvanced", Severity::Info),
             ("Promoted", Severity::Info),

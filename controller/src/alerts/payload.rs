@@ -23,7 +23,7 @@
 use serde_json::{json, Value};
 
 use super::message::AlertMessage;
-use super::spec::{AlertProviderSpec, ProviderType, Severity};
+use crate::crd::alerts::{AlertProviderSpec, ProviderType, Severity};
 
 /// The JSON body `provider` gets for `message`.
 pub fn render(provider: &AlertProviderSpec, message: &AlertMessage) -> Value {

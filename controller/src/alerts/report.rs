@@ -7,7 +7,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use super::deliver::{Outcome, OutcomeSink};
+use super::deliver::{Outcome, OutcomeSink, Unresolved};
 
 /// The Event reason of a failed delivery.
 pub const ALERT_FAILED: &str = "AlertFailed";
@@ -46,6 +46,18 @@ impl AlertCounter {
             })
             .inc();
     }
+
+    /// A provider that could not be resolved: `type="unknown"` (its AlertProvider may not
+    /// even exist), `outcome="unresolved"`.
+    pub fn count_unresolved(&self, unresolved: &Unresolved) {
+        self.deliveries
+            .get_or_create(&AlertLabels {
+                provider: format!("{}/{}", unresolved.provider_namespace, unresolved.provider),
+                r#type: "unknown".to_string(),
+                outcome: "unresolved".to_string(),
+            })
+            .inc();
+    }
 }
 
 /// The Event message of a failed delivery: the provider and the one-line error (never the
@@ -66,8 +78,40 @@ pub fn failure_event(outcome: &Outcome) -> Option<String> {
     ))
 }
 
-/// Counts every outcome and calls `on_failure(outcome, event message)` for each failure
-/// (the controller publishes the Event with [`ALERT_FAILED`] on the outcome's rollout).
+/// The Event message of a provider that could not be resolved, e.g. `alert RollingBack to
+/// platform/team-slack not sent: AlertProvider platform/team-slack not found`.
+pub fn unresolved_event(unresolved: &Unresolved) -> String {
+    format!(
+        "alert {} to {}/{} not sent: {}",
+        unresolved.reason, unresolved.provider_namespace, unresolved.provider, unresolved.error
+    )
+}
+
+/// One failed alert, as the `AlertFailed` Event tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub rollout_namespace: String,
+    pub rollout: String,
+    /// `<namespace>/<name>` of the AlertProvider.
+    pub provider: String,
+    /// The Event's note ([`failure_event`], [`unresolved_event`]).
+    pub message: String,
+}
+
+impl Failure {
+    /// The Event's `action`: one per provider (`SendAlert shop/team-slack`, at most the 128
+    /// characters the API takes), so Kubernetes' event series (keyed by reason and action,
+    /// not the note) keeps one series per failing provider instead of folding them into one.
+    pub fn event_action(&self) -> String {
+        format!("SendAlert {}", self.provider)
+            .chars()
+            .take(128)
+            .collect()
+    }
+}
+
+/// Counts every outcome and calls `on_failure` for each failure (the controller publishes
+/// the Event with [`ALERT_FAILED`] on that rollout).
 pub struct Report<F> {
     pub counter: AlertCounter,
     pub on_failure: F,
@@ -75,13 +119,28 @@ pub struct Report<F> {
 
 impl<F> OutcomeSink for Report<F>
 where
-    F: Fn(&Outcome, String) + Send + Sync + 'static,
+    F: Fn(Failure) + Send + Sync + 'static,
 {
     fn record(&self, outcome: Outcome) {
         self.counter.count(&outcome);
         if let Some(message) = failure_event(&outcome) {
-            (self.on_failure)(&outcome, message);
+            (self.on_failure)(Failure {
+                rollout_namespace: outcome.rollout_namespace.clone(),
+                rollout: outcome.rollout.clone(),
+                provider: format!("{}/{}", outcome.provider_namespace, outcome.provider),
+                message,
+            });
         }
+    }
+
+    fn unresolved(&self, unresolved: Unresolved) {
+        self.counter.count_unresolved(&unresolved);
+        (self.on_failure)(Failure {
+            message: unresolved_event(&unresolved),
+            provider: format!("{}/{}", unresolved.provider_namespace, unresolved.provider),
+            rollout_namespace: unresolved.rollout_namespace,
+            rollout: unresolved.rollout,
+        });
     }
 }
 
@@ -112,10 +171,10 @@ mod tests {
         let seen = events.clone();
         let report = Report {
             counter: AlertCounter::default(),
-            on_failure: move |outcome: &Outcome, message: String| {
+            on_failure: move |failure: Failure| {
                 seen.lock()
                     .unwrap()
-                    .push((outcome.rollout.clone(), message));
+                    .push((failure.rollout, failure.message));
             },
         };
         let mut registry = Registry::default();

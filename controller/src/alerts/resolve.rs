@@ -14,10 +14,10 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
 use super::deliver::Provider;
-use super::spec::{
+use super::validate::check_provider;
+use crate::crd::alerts::{
     AlertProvider, AlertProviderSpec, ProviderRef, DEFAULT_ADDRESS_KEY, DEFAULT_CA_KEY,
 };
-use super::validate::check_provider;
 
 /// An object as read, with its resourceVersion (what the cache compares).
 #[derive(Clone, Debug, PartialEq)]
@@ -116,7 +116,7 @@ impl ProviderCache {
                 problems: problems.join("; "),
             });
         }
-        let secret_key = |reference: &super::spec::SecretKeyRef, default: &str| {
+        let secret_key = |reference: &crate::crd::alerts::SecretKeyRef, default: &str| {
             (
                 reference.name.clone(),
                 reference.key_or(default).to_string(),

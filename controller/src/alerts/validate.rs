@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::message::DASHBOARD_PLACEHOLDERS;
-use super::spec::{AlertProviderSpec, ProviderType, RolloutAlert, SecretKeyRef, Severity};
+use crate::crd::alerts::{
+    AlertProviderSpec, ProviderType, RolloutAlert, SecretKeyRef, Severity, DASHBOARD_PLACEHOLDERS,
+};
 
 /// An AlertProvider's `spec`, parsed and checked; `Err` lists every problem.
 pub fn provider_spec(spec: &Value) -> Result<AlertProviderSpec, Vec<String>> {
@@ -59,9 +60,9 @@ pub fn rollout_alerts(alerts: &Value) -> Result<Vec<RolloutAlert>, Vec<String>> 
         return Err(vec!["spec.alerts: must be a list".to_string()]);
     };
     let severities: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
-    let mut problems = Vec::new();
+    // (entry index, problem), so the problems come out in the entries' order.
+    let mut problems: Vec<(usize, String)> = Vec::new();
     let mut parsed = Vec::new();
-    let mut seen = BTreeSet::new();
     for (index, entry) in entries.iter().enumerate() {
         let field = format!("spec.alerts[{index}]");
         let severity = entry.get("severity");
@@ -72,35 +73,69 @@ pub fn rollout_alerts(alerts: &Value) -> Result<Vec<RolloutAlert>, Vec<String>> 
             &severities,
             false,
         ) {
-            problems.push(problem);
+            problems.push((index, problem));
             continue;
         }
-        let alert: RolloutAlert = match serde_json::from_value(entry.clone()) {
-            Ok(alert) => alert,
-            Err(e) => {
-                problems.push(format!("{field}: {e}"));
-                continue;
-            }
-        };
+        match serde_json::from_value::<RolloutAlert>(entry.clone()) {
+            Ok(alert) => parsed.push((index, alert)),
+            Err(e) => problems.push((index, format!("{field}: {e}"))),
+        }
+    }
+    problems.extend(check_entries(
+        parsed.iter().map(|(index, alert)| (*index, alert)),
+    ));
+    problems.sort_by_key(|(index, _)| *index);
+    if problems.is_empty() {
+        Ok(parsed.into_iter().map(|(_, alert)| alert).collect())
+    } else {
+        Err(problems.into_iter().map(|(_, problem)| problem).collect())
+    }
+}
+
+/// The checks of a parsed `spec.alerts` that serde and the CRD schema cannot make (names,
+/// a provider listed twice); each one line starting with the field.
+pub fn check_rollout_alerts(alerts: &[RolloutAlert]) -> Vec<String> {
+    check_entries(alerts.iter().enumerate())
+        .into_iter()
+        .map(|(_, problem)| problem)
+        .collect()
+}
+
+fn check_entries<'a>(
+    alerts: impl Iterator<Item = (usize, &'a RolloutAlert)>,
+) -> Vec<(usize, String)> {
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (index, alert) in alerts {
+        let field = format!("spec.alerts[{index}]");
         let name = &alert.provider_ref.name;
         if !is_dns1123_label(name) {
-            problems.push(format!(
-                "{field}.providerRef.name: {name:?} is not an AlertProvider name (a DNS-1123 label)"
+            problems.push((
+                index,
+                format!(
+                    "{field}.providerRef.name: {name:?} is not an AlertProvider name (a DNS-1123 label)"
+                ),
             ));
+        }
+        if let Some(namespace) = &alert.provider_ref.namespace {
+            if !is_dns1123_label(namespace) {
+                problems.push((
+                    index,
+                    format!(
+                        "{field}.providerRef.namespace: {namespace:?} is not a namespace name (a DNS-1123 label)"
+                    ),
+                ));
+            }
         }
         let key = (alert.provider_ref.namespace.clone(), name.clone());
         if !seen.insert(key) {
-            problems.push(format!(
-                "{field}.providerRef: provider {name:?} is listed twice"
+            problems.push((
+                index,
+                format!("{field}.providerRef: provider {name:?} is listed twice"),
             ));
         }
-        parsed.push(alert);
     }
-    if problems.is_empty() {
-        Ok(parsed)
-    } else {
-        Err(problems)
-    }
+    problems
 }
 
 /// `None` when `value` is one of `allowed` (or absent and optional), else the problem.

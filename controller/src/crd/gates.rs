@@ -196,6 +196,15 @@ pub struct GateWait {
     /// Outside the rollout windows: when the next one opens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_window: Option<Time>,
+    /// A manual gate: the run (`status.attempt`, at least 1) an approval must name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32", "minimum" = 1))]
+    pub attempt: Option<u32>,
+    /// A manual `confirm-traffic-increase`: the stage the raise enters (an index into
+    /// `spec.stages`, as `status.stageIndex`), which an approval must name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32", "minimum" = 0))]
+    pub stage: Option<u32>,
 }
 
 impl GateWait {
@@ -205,12 +214,40 @@ impl GateWait {
     }
 }
 
-/// One approval: the gate is open for this revision only.
+/// One approval: the gate is open for this revision's run `attempt` only, and for a
+/// `confirm-traffic-increase` only for the raise into `stage`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalRecord {
     #[schemars(length(min = 1, max = 128), regex(pattern = REVISION_PATTERN))]
     pub revision: String,
+    /// The run of the revision (`status.attempt`); absent means the first run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32", "minimum" = 1))]
+    pub attempt: Option<u32>,
+    /// `confirm-traffic-increase` only: the stage the raise enters (an index into
+    /// `spec.stages`). An approval of that gate without it opens no raise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32", "minimum" = 0))]
+    pub stage: Option<u32>,
+}
+
+impl ApprovalRecord {
+    /// An approval of the first run of `revision`, for any gate but a traffic increase.
+    pub fn for_revision(revision: &str) -> ApprovalRecord {
+        ApprovalRecord {
+            revision: revision.to_string(),
+            attempt: None,
+            stage: None,
+        }
+    }
+
+    /// Whether this approval opens the gate that waits for `wanted`.
+    pub fn opens(&self, wanted: &ApprovalRecord) -> bool {
+        self.revision == wanted.revision
+            && self.attempt.unwrap_or(1) == wanted.attempt.unwrap_or(1)
+            && self.stage == wanted.stage
+    }
 }
 
 /// `status.approvals`: one field per gate type, so a merge patch of one approval never
@@ -240,18 +277,23 @@ impl Approvals {
         }
     }
 
-    /// Whether `gate` is approved for `revision` (an approval of another revision is not).
-    pub fn approves(&self, gate: WebhookType, revision: &str) -> bool {
+    /// Whether `gate` is approved for `wanted` (its revision, run and, for a traffic
+    /// increase, stage; an approval of anything else is not).
+    pub fn approves(&self, gate: WebhookType, wanted: &ApprovalRecord) -> bool {
         self.slot(gate)
             .and_then(Option::as_ref)
-            .is_some_and(|record| record.revision == revision)
+            .is_some_and(|record| record.opens(wanted))
     }
 
-    /// Records an approval of `gate` for `revision`; `false` for a type that is no gate.
+    /// Records an approval of `gate` for the first run of `revision`; `false` for a type
+    /// that is no gate.
     pub fn approve(&mut self, gate: WebhookType, revision: &str) -> bool {
-        let record = Some(ApprovalRecord {
-            revision: revision.to_string(),
-        });
+        self.record(gate, ApprovalRecord::for_revision(revision))
+    }
+
+    /// Records `record` as the approval of `gate`; `false` for a type that is no gate.
+    pub fn record(&mut self, gate: WebhookType, record: ApprovalRecord) -> bool {
+        let record = Some(record);
         match gate {
             WebhookType::ConfirmRollout => self.confirm_rollout = record,
             WebhookType::ConfirmTrafficIncrease => self.confirm_traffic_increase = record,

@@ -45,6 +45,13 @@ pub trait Executor: Send + Sync {
         &self,
         revision: &str,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Records on the canary workload that `revision`'s run failed. Best effort: a record
+    /// that could not be written must never hold up a rollback (the front end logs it).
+    fn record_failed_revision(&self, revision: &str) -> impl Future<Output = ()> + Send {
+        let _ = revision;
+        async {}
+    }
 }
 
 /// What [`carry_out`] did besides the engine's own actions.
@@ -123,6 +130,10 @@ pub async fn carry_out<E: Executor>(
                 format!("set slowThresholdMs {ms}"),
                 executor.set_slow_threshold(*ms).await,
             ),
+            Action::RecordFailedRevision { revision } => {
+                executor.record_failed_revision(revision).await;
+                continue;
+            }
             Action::Event { .. } | Action::Notify(_) => continue,
         };
         if let Err(error) = result {

@@ -47,4 +47,11 @@ pub trait FrontEnd: Executor {
     fn gates(&self) -> &Caller {
         crate::gates::webhook::shared()
     }
+
+    /// Where `spec.alerts` go: how providers are resolved here, and a sink that counts each
+    /// delivery and raises `AlertFailed` on this rollout. `None`: this front end sends no
+    /// alerts.
+    fn alerting(&self) -> Option<crate::alerts::Alerting> {
+        None
+    }
 }

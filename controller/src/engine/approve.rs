@@ -5,7 +5,9 @@
 
 use std::path::PathBuf;
 
-use crate::crd::{revision_is_valid, CanaryRolloutStatus, WebhookType, UNVERSIONED};
+use crate::crd::{
+    revision_is_valid, ApprovalRecord, CanaryRolloutStatus, WebhookType, UNVERSIONED,
+};
 
 /// Where a rollout lives, as `stickycanary approve` is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +93,58 @@ pub fn choose_revision(
         ));
     }
     Ok(revision)
+}
+
+/// The whole approval to record for `gate`: the revision [`choose_revision`] picks, and the
+/// run and stage it is for. Waiting at `gate` for that revision: exactly what the wait names.
+/// Otherwise the current run of that revision (its next raise, for a traffic increase), or
+/// the first run (and first weight) of a revision not running yet.
+pub fn choose_approval(
+    status: &CanaryRolloutStatus,
+    gate: WebhookType,
+    explicit: Option<&str>,
+) -> Result<ApprovalRecord, String> {
+    let revision = choose_revision(status, explicit)?;
+    let waiting = status
+        .gate
+        .as_ref()
+        .filter(|wait| wait.manual && wait.gate == gate.as_str() && wait.revision == revision);
+    if waiting.is_none() && explicit.is_none() && status.phase.is_terminal() {
+        // Nothing can take the approval: the run is over, and a `retry` is another run.
+        return Err(format!(
+            "the rollout is {}: no run waits at {gate} (to approve a revision ahead of its run, name it with --revision)",
+            status.phase
+        ));
+    }
+    let traffic = gate == WebhookType::ConfirmTrafficIncrease;
+    let (attempt, stage) = match waiting {
+        Some(wait) => (wait.attempt.unwrap_or(1), wait.stage),
+        None if run_revision(status) == revision => {
+            let next = match status.stage_started_at {
+                Some(_) => status.stage_index.saturating_add(1),
+                None => 0,
+            };
+            (status.attempt.max(1), traffic.then_some(next))
+        }
+        None => (1, traffic.then_some(0)),
+    };
+    Ok(ApprovalRecord {
+        revision,
+        attempt: Some(attempt),
+        stage,
+    })
+}
+
+/// How an approval reads in the CLI's answer: `revision 7f3a9c` (`, run 2`, `, stage 3`).
+pub fn describe(record: &ApprovalRecord) -> String {
+    let mut text = format!("revision {}", record.revision);
+    if let Some(attempt) = record.attempt.filter(|attempt| *attempt > 1) {
+        text.push_str(&format!(", run {attempt}"));
+    }
+    if let Some(stage) = record.stage {
+        text.push_str(&format!(", the raise into stage {}", u64::from(stage) + 1));
+    }
+    text
 }
 
 /// The revision a run's approvals must name.

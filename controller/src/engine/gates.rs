@@ -19,8 +19,9 @@ use super::approve::run_revision;
 use super::record::Tick;
 use super::schedule::{self, WindowState};
 use super::{lifecycle::roll_back, reasons, stages};
+use crate::crd::{ApprovalRecord, GateWait, Webhook, WebhookType};
 use crate::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
-use crate::crd::{GateWait, Webhook, WebhookType};
+use crate::duration::Duration;
 use crate::observation::{ReleaseObservation, WorkloadState};
 
 /// `status.gate.gate` of a wait for a rollout window.
@@ -85,6 +86,24 @@ impl CallOutcome {
     }
 }
 
+/// How long the current stage's clock has run at `now` (`None` before the first stage).
+/// The clock stops while a rollout window is closed or a freeze lasts (`status.gate` is a
+/// `schedule` wait): that span is taken off here, and given back to `stageStartedAt` for
+/// good when the wait ends. Both live in the status, so a restart counts the same.
+pub fn clock_elapsed(status: &CanaryRolloutStatus, now: jiff::Timestamp) -> Option<Duration> {
+    let started = status.stage_started_at.as_ref()?;
+    let ran = stages::elapsed(now, started);
+    let stopped = status
+        .gate
+        .as_ref()
+        .filter(|wait| wait.gate == SCHEDULE)
+        .map(|wait| stages::elapsed(now, &wait.since).min(ran))
+        .unwrap_or(Duration::ZERO);
+    Some(Duration::from(
+        ran.as_std().saturating_sub(stopped.as_std()),
+    ))
+}
+
 /// The webhooks (with a `url`) of the types to call before this tick, in spec order.
 pub fn due<'a>(
     spec: &'a CanaryRolloutSpec,
@@ -127,9 +146,8 @@ fn due_types(
         Phase::Progressing => {
             let mut kinds = vec![Rollout, Rollback];
             let index = status.stage_index;
-            let elapsed = status.stage_started_at.as_ref().is_some_and(|started| {
-                stages::stage(spec, index)
-                    .is_some_and(|stage| stages::elapsed(now, started) >= stages::hold_for(stage))
+            let elapsed = clock_elapsed(status, now).is_some_and(|ran| {
+                stages::stage(spec, index).is_some_and(|stage| ran >= stages::hold_for(stage))
             });
             if elapsed && !stages::is_last(spec, index) {
                 kinds.push(ConfirmTrafficIncrease);
@@ -163,6 +181,9 @@ pub(super) enum Point {
     Start,
     /// Before a later weight increase; `into_last`: into the last stage (100%).
     Raise { into_last: bool },
+    /// Before the promotion after a last stage with a duration (the schedule only:
+    /// `confirm-promotion` was asked before the last stage's 100%).
+    Promote,
 }
 
 /// Whether the run must wait at `point` this tick. Records the wait (one Event per wait),
@@ -182,16 +203,24 @@ pub(super) fn hold(spec: &CanaryRolloutSpec, tick: &mut Tick, point: Point) -> b
             WebhookType::ConfirmTrafficIncrease,
         ],
         Point::Raise { .. } => &[WebhookType::ConfirmTrafficIncrease],
+        Point::Promote => &[],
     };
     let into_last = match point {
         Point::Start => stages::is_last(spec, 0),
         Point::Raise { into_last } => into_last,
-        Point::ScaleUp => false,
+        Point::ScaleUp | Point::Promote => false,
+    };
+    // The stage a weight increase enters: `confirm-traffic-increase` approvals name it.
+    let entering = match point {
+        Point::Start => Some(0),
+        Point::Raise { .. } => Some(tick.status.stage_index.saturating_add(1)),
+        Point::ScaleUp | Point::Promote => None,
     };
     let promotion = into_last.then_some(WebhookType::ConfirmPromotion);
     for kind in kinds.iter().copied().chain(promotion) {
+        let wanted = approval_key(&tick.status, kind, &revision, entering);
         for webhook in spec.webhooks.iter().filter(|w| w.kind == kind) {
-            if blocks(webhook, tick, &revision) {
+            if blocks(webhook, tick, &wanted) {
                 return true;
             }
         }
@@ -200,12 +229,29 @@ pub(super) fn hold(spec: &CanaryRolloutSpec, tick: &mut Tick, point: Point) -> b
     false
 }
 
+/// What an approval of `kind` must name to open the gate now: the run's revision and
+/// attempt (an approval does not outlive its run: a `retry` waits again), and for
+/// `confirm-traffic-increase` the stage the raise enters (one approval, one raise).
+pub(super) fn approval_key(
+    status: &CanaryRolloutStatus,
+    kind: WebhookType,
+    revision: &str,
+    entering: Option<u32>,
+) -> ApprovalRecord {
+    ApprovalRecord {
+        revision: revision.to_string(),
+        attempt: Some(status.attempt.max(1)),
+        stage: entering.filter(|_| kind == WebhookType::ConfirmTrafficIncrease),
+    }
+}
+
 /// Whether this gate webhook keeps the run waiting (recording why).
-fn blocks(webhook: &Webhook, tick: &mut Tick, revision: &str) -> bool {
+fn blocks(webhook: &Webhook, tick: &mut Tick, wanted: &ApprovalRecord) -> bool {
     let kind = webhook.kind;
+    let revision = wanted.revision.as_str();
     if webhook.url.is_none() {
         // `approval: manual` (validation allows nothing else without a URL).
-        if tick.status.approvals.approves(kind, revision) {
+        if tick.status.approvals.approves(kind, wanted) {
             return false;
         }
         wait(
@@ -213,7 +259,7 @@ fn blocks(webhook: &Webhook, tick: &mut Tick, revision: &str) -> bool {
             kind.as_str(),
             "manual approval".to_string(),
             revision,
-            true,
+            Some(wanted),
             None,
             None,
         );
@@ -257,27 +303,32 @@ fn blocks(webhook: &Webhook, tick: &mut Tick, revision: &str) -> bool {
         kind.as_str(),
         reason,
         revision,
-        false,
+        None,
         None,
         Some(detail),
     );
     true
 }
 
-/// Records a wait at `gate`. The first tick of a wait raises one Event; later ticks only
-/// refresh the reason.
+/// Records a wait at `gate` (`manual`: the approval that opens it). The first tick of a
+/// wait raises one Event; later ticks only refresh the reason.
 fn wait(
     tick: &mut Tick,
     gate: &str,
     reason: String,
     revision: &str,
-    manual: bool,
+    manual: Option<&ApprovalRecord>,
     next_window: Option<jiff::Timestamp>,
     detail: Option<String>,
 ) {
     let now = tick.now_time();
+    let (attempt, stage) = manual.map_or((None, None), |key| (key.attempt, key.stage));
     if let Some(current) = &mut tick.status.gate {
-        if current.gate == gate && current.revision == revision {
+        if current.gate == gate
+            && current.revision == revision
+            && current.attempt == attempt
+            && current.stage == stage
+        {
             current.reason = reason;
             current.next_window =
                 next_window.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
@@ -285,6 +336,7 @@ fn wait(
         }
     }
     leave_schedule(tick);
+    let manual = manual.is_some();
     let wait = GateWait {
         gate: gate.to_string(),
         reason,
@@ -292,6 +344,8 @@ fn wait(
         revision: revision.to_string(),
         manual,
         next_window: next_window.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+        attempt,
+        stage,
     };
     let mut message = format!("{} at weight {}%", wait.describe(), tick.status.weight);
     if manual {
@@ -321,7 +375,7 @@ fn wait_for_window(tick: &mut Tick, window: &WindowState, revision: &str) {
         SCHEDULE,
         window.describe(),
         revision,
-        false,
+        None,
         next,
         None,
     );
@@ -360,6 +414,21 @@ fn leave_schedule(tick: &mut Tick) {
     let frozen = stages::elapsed(tick.now, &wait.since);
     if let Some(started) = &tick.status.stage_started_at {
         tick.status.stage_started_at = Some(stages::shifted(started, frozen));
+    }
+}
+
+/// A pause begins during a schedule wait: the frozen span so far is given back to the stage
+/// clock and the wait is dropped quietly (the pause now holds the clock; after a resume a
+/// window still closed records a new wait).
+pub(super) fn end_schedule_wait(tick: &mut Tick) {
+    if tick
+        .status
+        .gate
+        .as_ref()
+        .is_some_and(|wait| wait.gate == SCHEDULE)
+    {
+        leave_schedule(tick);
+        tick.status.gate = None;
     }
 }
 

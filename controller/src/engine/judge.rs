@@ -274,20 +274,27 @@ fn advance_if_passed(spec: &CanaryRolloutSpec, judged: &[Judged], tick: &mut Tic
     let all_passed = judged
         .iter()
         .all(|check| check.evaluation.outcome == Outcome::Pass);
-    let Some(started) = &tick.status.stage_started_at else {
+    // The stage clock stops while a window is closed or a freeze lasts.
+    let Some(ran) = super::gates::clock_elapsed(&tick.status, tick.now) else {
         return;
     };
     let hold_for = stages::hold_for(stage);
-    if !all_passed || stages::elapsed(tick.now, started) < hold_for {
+    if !all_passed || ran < hold_for {
         return;
     }
-    let into_last = stages::is_last(spec, index + 1);
-    if !stages::is_last(spec, index)
-        && super::gates::hold(spec, tick, super::gates::Point::Raise { into_last })
-    {
+    let last = stages::is_last(spec, index);
+    let point = if last {
+        // The promotion (Promoting, the stable rollout) waits for the schedule too.
+        super::gates::Point::Promote
+    } else {
+        super::gates::Point::Raise {
+            into_last: stages::is_last(spec, index + 1),
+        }
+    };
+    if super::gates::hold(spec, tick, point) {
         return;
     }
-    if stages::is_last(spec, index) {
+    if last {
         let message = format!(
             "{} passed for {hold_for}; canary promoted to 100%",
             stages::describe(spec, index, tick.status.weight)

@@ -1,13 +1,16 @@
 //! Phase changes: starting, entering a stage, pausing and resuming, promoting, rolling
-//! back, and parking an invalid spec in `Failed`.
+//! back, and parking an invalid spec in `InvalidSpec`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::record::Tick;
 use super::{reasons, stages};
 use crate::crd::{CanaryRolloutSpec, Phase};
 use crate::observation::ManualAction;
 
-/// Validates the spec; moves to `Failed` (holding the weight) while it is invalid, and
-/// back to where it was once it is fixed.
+/// Validates the spec; moves to `InvalidSpec` (holding the weight) while it is invalid, and
+/// back to the phase it left (`status.phaseBeforeInvalidSpec`) once it is fixed: a run
+/// that was handing over to stable goes on handing over, it never returns to the stages.
 pub(super) fn spec_is_usable(spec: &CanaryRolloutSpec, tick: &mut Tick) -> bool {
     if let Err(errors) = crate::validate::validate_spec(spec) {
         let text = errors
@@ -16,6 +19,7 @@ pub(super) fn spec_is_usable(spec: &CanaryRolloutSpec, tick: &mut Tick) -> bool 
             .collect::<Vec<_>>()
             .join("; ");
         if tick.status.phase != Phase::InvalidSpec {
+            tick.status.phase_before_invalid_spec = Some(tick.status.phase);
             tick.transition(Phase::InvalidSpec, "invalid-spec");
             let message = format!("holding weight {}%: {text}", tick.status.weight);
             tick.event(reasons::INVALID_SPEC, message, true);
@@ -24,18 +28,24 @@ pub(super) fn spec_is_usable(spec: &CanaryRolloutSpec, tick: &mut Tick) -> bool 
         return false;
     }
     if tick.status.phase == Phase::InvalidSpec {
+        let lifecycle = tick.scale_down_delay.is_some();
         let status = &mut tick.status;
         status.stage_index = stages::clamp_index(spec, status.stage_index);
-        let to = if status.paused_at.is_some() {
+        let recorded = status
+            .phase_before_invalid_spec
+            .take()
+            .filter(|phase| *phase != Phase::InvalidSpec);
+        // A status written before the phase was recorded: derive it as before.
+        let to = recorded.unwrap_or(if status.paused_at.is_some() {
             Phase::Paused
-        } else if status.stage_started_at.is_none() && tick.scale_down_delay.is_some() {
+        } else if status.stage_started_at.is_none() && lifecycle {
             // A run that had not started its stages waits for its canary again.
             Phase::ScalingUp
         } else if status.stage_started_at.is_some() {
             Phase::Progressing
         } else {
             Phase::Pending
-        };
+        });
         tick.transition(to, "spec-fixed");
         let message = format!("the spec is valid again; continuing as {to}");
         tick.event(reasons::RESUMED, message, false);
@@ -43,6 +53,9 @@ pub(super) fn spec_is_usable(spec: &CanaryRolloutSpec, tick: &mut Tick) -> bool 
     true
 }
 
+/// Pause and resume (manual or `spec.paused`). A pause holds the weight and the stage clock
+/// in the phases that move the run on by themselves (`Pending`, `ScalingUp`, `Progressing`);
+/// the hand-over (`Promoting`, `Finalising`) completes whatever `spec.paused` says.
 pub(super) fn apply_pause_intent(
     spec: &CanaryRolloutSpec,
     manual: Option<ManualAction>,
@@ -55,7 +68,18 @@ pub(super) fn apply_pause_intent(
     }
     let want_paused = spec.paused || tick.status.manual_pause;
     let phase = tick.status.phase;
-    if want_paused && phase != Phase::Paused {
+    if matches!(phase, Phase::Promoting | Phase::Finalising) {
+        hand_over_despite_pause(spec, tick);
+        return;
+    }
+    let pausable = matches!(
+        phase,
+        Phase::Pending | Phase::ScalingUp | Phase::Progressing
+    );
+    if want_paused && pausable {
+        // A closed window's frozen span is given back now, so that resuming does not
+        // count it twice.
+        super::gates::end_schedule_wait(tick);
         tick.status.paused_at = Some(tick.now_time());
         tick.transition(Phase::Paused, "paused");
         let why = if spec.paused {
@@ -63,13 +87,21 @@ pub(super) fn apply_pause_intent(
         } else {
             "paused by an operator"
         };
-        let message = format!(
-            "holding weight {}% with the stage timer frozen: {why}",
-            tick.status.weight
-        );
+        let message = if tick.status.stage_started_at.is_some() {
+            format!(
+                "holding weight {}% with the stage timer frozen: {why}",
+                tick.status.weight
+            )
+        } else {
+            format!(
+                "holding weight {}% before the first stage: {why}",
+                tick.status.weight
+            )
+        };
         tick.event(reasons::PAUSED, message, false);
     } else if !want_paused && phase == Phase::Paused {
         let now = tick.now;
+        let lifecycle = tick.scale_down_delay.is_some();
         let status = &mut tick.status;
         if let (Some(started), Some(paused_at)) = (&status.stage_started_at, &status.paused_at) {
             // Freeze the stage clock: the paused span does not count toward the stage.
@@ -83,6 +115,11 @@ pub(super) fn apply_pause_intent(
             .unwrap_or_default();
         let to = if status.stage_started_at.is_some() {
             Phase::Progressing
+        } else if lifecycle {
+            // Paused before the first weight: the run waits for its canary again, with a
+            // fresh progressDeadline.
+            status.phase_started_at = Some(Time(now));
+            Phase::ScalingUp
         } else {
             Phase::Pending
         };
@@ -96,6 +133,25 @@ pub(super) fn apply_pause_intent(
         let message = "resume ignored: spec.paused is true (set it to false)".to_string();
         tick.event(reasons::PAUSED, message, true);
     }
+}
+
+/// `spec.paused` set during the hand-over to stable is not honoured (stopping would leave
+/// stable half rolled out): one Warning says so, `pausedAt` marking that it was said.
+fn hand_over_despite_pause(spec: &CanaryRolloutSpec, tick: &mut Tick) {
+    if !spec.paused {
+        tick.status.paused_at = None;
+        return;
+    }
+    if tick.status.paused_at.is_some() {
+        return;
+    }
+    tick.status.paused_at = Some(tick.now_time());
+    let message = format!(
+        "spec.paused is true, but the rollout is {}: the hand-over to stable completes \
+         (stopping it would leave stable half rolled out); the next run starts paused",
+        tick.status.phase
+    );
+    tick.event(reasons::PAUSED, message, true);
 }
 
 pub(super) fn start(spec: &CanaryRolloutSpec, tick: &mut Tick) {

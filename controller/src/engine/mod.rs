@@ -8,12 +8,14 @@
 //! Rules, in the order they are applied each tick:
 //! 1. Without a revision source, `Promoted` and `RolledBack` are final: nothing happens.
 //!    With one ([`decide_release`]) they wait for the next revision instead.
-//! 2. A manual abort, then a crashing canary pod, roll back at once.
+//! 2. A manual action the phase cannot take is refused with an `ActionRefused` Event
+//!    (`engine/manual.rs`). A manual abort, then a crashing canary pod, roll back at once.
 //! 3. An invalid spec moves to `InvalidSpec` and holds the weight until the spec is fixed;
 //!    otherwise a manual promote goes to 100%.
 //! 4. Pause (manual or `spec.paused`) holds the weight and freezes the stage timer; resume
 //!    moves the stage start forward by the time spent paused. Checks keep guarding a
-//!    paused rollout: a breach still rolls back.
+//!    paused rollout: a breach still rolls back. A run paused before its first weight
+//!    (`ScalingUp`) resumes its scale-up.
 //! 5. `Pending` starts the first stage.
 //! 6. Each check gives Pass, Fail, Inconclusive or Unavailable. A window with fewer than
 //!    `minRequests` canary requests makes every check Inconclusive. A Fail that lasts
@@ -35,6 +37,8 @@ mod comparative;
 pub mod gates;
 mod judge;
 mod lifecycle;
+mod manual;
+mod observed;
 mod record;
 pub mod release;
 pub mod resources;
@@ -70,8 +74,11 @@ pub mod reasons {
     pub const PROMOTION_FAILED: &str = "PromotionFailed";
     pub const SCALED_DOWN: &str = "ScaledDown";
     pub const RETRY_IGNORED: &str = "RetryIgnored";
+    /// A manual action the rollout's phase cannot take (Warning): it is not carried out.
+    pub const ACTION_REFUSED: &str = "ActionRefused";
     pub const GATE_WAITING: &str = "GateWaiting";
     pub const GATE_OPENED: &str = "GateOpened";
+    pub const STABLE_DRIFTED: &str = "StableDrifted";
 }
 
 /// Something the caller must do to carry out a decision.
@@ -99,6 +106,10 @@ pub enum Action {
     /// Set the rollout's `slowThresholdMs` in the filter's config: the comparative latency
     /// test's threshold for this run, so that the user shards count its slow requests.
     SetSlowThreshold(f64),
+    /// Record on the canary workload that `revision`'s run failed (best effort; the
+    /// `stickycanary.dev/failed-revision` annotation), so a wiped status does not run it
+    /// again on the same cohort.
+    RecordFailedRevision { revision: String },
 }
 
 impl Action {
@@ -235,8 +246,12 @@ fn run_with_gates(
         scale_down_delay: release.map(|_| spec.scale_down_delay),
         finalize: release.is_some() && spec.promotion.finalize,
         gates: gate_input,
+        stable_drift: None,
     };
     step(spec, observations, release, checks, &mut tick);
+    if release.is_some() {
+        observed::after(status, &mut tick);
+    }
     gates::finish(&mut tick);
     tick.refresh_conditions();
     Decision {
@@ -253,18 +268,34 @@ fn step(
     tick: &mut Tick,
 ) {
     if let Some(release) = release {
+        observed::observe(release, tick);
+        // These two decide the tick before any manual action could be taken: one asked for
+        // is refused with an Event, never dropped.
+        if observed::undo_promotion(release, tick) {
+            let why = "the canary was reverted, and the promotion is being undone";
+            manual::refuse(observations.manual, why, tick);
+            return;
+        }
+        // No user on the canary: nothing to roll back, so no run starts on workloads that
+        // cannot run one.
+        if tick.status.weight == 0.0 && !observed::workloads_are_usable(release, tick) {
+            let why = manual::held_by_workloads(release.problem.as_deref(), tick.status.weight);
+            manual::refuse(observations.manual, &why, tick);
+            return;
+        }
         if release::before(spec, observations.manual, release, tick) {
             return;
         }
     }
+    // A manual action the phase cannot take is refused with an Event, never dropped.
+    let manual = manual::admit(spec, observations.manual, tick);
     if tick.status.phase.is_terminal() {
         return;
     }
-    // Promoting and Finalising are past the analysis: stable is taking over.
-    let handing_over = matches!(tick.status.phase, Phase::Promoting | Phase::Finalising);
     // Abort and a crashing canary roll back whatever else is going on, even with a spec
     // that no longer validates: getting users off a broken canary needs no stages.
-    if observations.manual == Some(ManualAction::Abort) && !handing_over {
+    // (An abort in Promoting or Finalising was refused above: stable is taking over.)
+    if manual == Some(ManualAction::Abort) {
         roll_back(
             tick,
             "aborted".to_string(),
@@ -272,6 +303,8 @@ fn step(
         );
         return;
     }
+    // Promoting and Finalising are past the analysis: stable is taking over.
+    let handing_over = matches!(tick.status.phase, Phase::Promoting | Phase::Finalising);
     if let (CanaryHealth::Crashing { pod, reason }, false) =
         (&observations.canary_health, handing_over)
     {
@@ -285,15 +318,17 @@ fn step(
     if !handing_over && gates::rollback_requested(spec, tick) {
         return;
     }
-    if !spec_is_usable(spec, tick) {
-        return;
-    }
     if let Some(release) = release {
-        if release::during(spec, release, tick) {
+        if !observed::workloads_are_usable(release, tick) {
+            let why = manual::held_by_workloads(release.problem.as_deref(), tick.status.weight);
+            manual::refuse(manual, &why, tick);
             return;
         }
     }
-    if observations.manual == Some(ManualAction::Promote) {
+    if !spec_is_usable(spec, tick) {
+        return;
+    }
+    if manual == Some(ManualAction::Promote) {
         promote(
             tick,
             spec,
@@ -302,7 +337,14 @@ fn step(
         );
         return;
     }
-    apply_pause_intent(spec, observations.manual, tick);
+    // Pause comes before the lifecycle's own phases, so that it holds a run from its first
+    // tick: a paused ScalingUp never writes the first weight.
+    apply_pause_intent(spec, manual, tick);
+    if let Some(release) = release {
+        if release::during(spec, release, tick) {
+            return;
+        }
+    }
     if tick.status.phase == Phase::Pending {
         start(spec, tick);
         return;

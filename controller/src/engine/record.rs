@@ -22,6 +22,8 @@ pub(crate) struct Tick {
     pub finalize: bool,
     /// This tick's gate webhook answers.
     pub gates: super::gates::GateInput,
+    /// Why the stable Deployment is not on the revision the rollout expects, when it is not.
+    pub stable_drift: Option<String>,
 }
 
 impl Tick {
@@ -82,11 +84,21 @@ impl Tick {
             matches!(
                 status.phase,
                 Phase::Promoted | Phase::Succeeded | Phase::WaitingForRelease
-            ),
+            ) && self.stable_drift.is_none(),
             status.phase.as_str().to_string(),
             ready_message(status),
         );
-        let degraded = degraded(status, self.spec_error.as_deref());
+        let degraded = match (
+            degraded(status, self.spec_error.as_deref()),
+            &self.stable_drift,
+        ) {
+            ((false, _, _), Some(drift)) => (
+                true,
+                super::reasons::STABLE_DRIFTED.to_string(),
+                drift.clone(),
+            ),
+            (degraded, _) => degraded,
+        };
         let generation = status.observed_generation;
         let now = self.now_time();
         // The engine owns these two; any other condition is dropped, as it always was.

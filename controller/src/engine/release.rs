@@ -47,6 +47,12 @@ pub(super) fn before(
         let message =
             format!("the canary runs the stable revision {revision}; waiting for a release");
         tick.event(reasons::WAITING, message, false);
+        drain_a_canary_left_up(release, tick);
+        return true;
+    }
+    if tick.status.canary_revision.is_none() && release.recorded.failed.as_deref() == Some(revision)
+    {
+        not_rerun(release, tick);
         return true;
     }
     if tick.status.canary_revision.as_deref() != Some(revision) {
@@ -83,7 +89,7 @@ pub(super) fn during(
     match tick.status.phase {
         Phase::ScalingUp => scaling_up(spec, release, tick),
         Phase::Promoting => promoting(spec, release, tick),
-        Phase::Finalising => finalising(spec, tick),
+        Phase::Finalising => finalising(spec, release, tick),
         _ => return false,
     }
     true
@@ -94,6 +100,9 @@ pub(super) fn during(
 fn new_revision(spec: &CanaryRolloutSpec, release: &ReleaseObservation, tick: &mut Tick) {
     let revision = release.canary_revision.clone();
     let previous = tick.status.canary_revision.clone();
+    // Users on the canary now, or a drain already under way, mean a revert must drain.
+    let had_users = tick.status.weight != 0.0;
+    let draining = tick.status.scale_down_at.clone();
     if tick.status.weight != 0.0 {
         // Users leave the old revision before anything else happens.
         tick.set_weight(0.0);
@@ -113,15 +122,31 @@ fn new_revision(spec: &CanaryRolloutSpec, release: &ReleaseObservation, tick: &m
     status.scale_down_at = None;
     status.phase_started_at = None;
     status.attempt = 0;
+    status.phase_before_invalid_spec = None;
     if status.stable_revision.as_deref() == Some(revision.as_str()) {
         status.canary_revision = Some(revision.clone());
         status.salt = None;
-        tick.actions.push(Action::ScaleCanaryDown {
-            revision: revision.clone(),
-        });
+        // The weight went to 0 above; Envoy takes a moment to get it, and until then the
+        // canary's cohort still reaches the canary. So, as after a rollback, the canary is
+        // scaled down only after the drain delay (`scaleDownAt`, which survives a restart).
+        let scale_down = if had_users {
+            Some(stages::shifted(&tick.now_time(), spec.scale_down_delay))
+        } else {
+            draining
+        };
+        let when = match &scale_down {
+            Some(at) => format!("scaled down at {} (after the drain)", at.0),
+            None => {
+                tick.actions.push(Action::ScaleCanaryDown {
+                    revision: revision.clone(),
+                });
+                "scaled down (no user was on it)".to_string()
+            }
+        };
+        tick.status.scale_down_at = scale_down;
         tick.transition(Phase::WaitingForRelease, "revert");
         let message = format!(
-            "the canary is back on the stable revision {revision}: no run; weight 0 and the canary is scaled down"
+            "the canary is back on the stable revision {revision}: no run; weight 0 and the canary is {when}"
         );
         tick.event(reasons::REVERTED, message, false);
         return;
@@ -146,6 +171,11 @@ fn begin_run(
     reason: &str,
 ) {
     let revision = release.canary_revision.clone();
+    if tick.status.weight != 0.0 {
+        // A retry after PromotionFailed (weight 100): every run starts at 0, so its first
+        // weight leaves 0 with the new cohort's salt.
+        tick.set_weight(0.0);
+    }
     let now = tick.now_time();
     let status = &mut tick.status;
     status.canary_revision = Some(revision.clone());
@@ -162,6 +192,10 @@ fn begin_run(
     status.failure_reason = None;
     status.breach_started_at.clear();
     status.comparative = None;
+    status.inconclusive_since = None;
+    status.prometheus_unavailable_since = None;
+    status.paused_at = None;
+    status.phase_before_invalid_spec = None;
     tick.transition(Phase::ScalingUp, reason);
     let cohort = match &tick.status.salt {
         Some(salt) => format!("new cohort (salt {salt})"),
@@ -171,6 +205,11 @@ fn begin_run(
         "run {attempt} of revision {revision} with {cohort}: weight 0 until the canary has ready pods"
     );
     tick.event(reasons::RELEASE_STARTED, message, false);
+    // `spec.paused` holds a run from its first tick: not even the canary is scaled up.
+    super::lifecycle::apply_pause_intent(spec, None, tick);
+    if tick.status.phase == Phase::Paused {
+        return;
+    }
     // Only ask when needed: a canary already up on this revision (a retry before the
     // scale-down) goes straight on at the next tick.
     if release.canary != WorkloadState::Ready
@@ -246,21 +285,55 @@ fn promoting(spec: &CanaryRolloutSpec, release: &ReleaseObservation, tick: &mut 
 }
 
 /// Users are on stable again; after the drain delay the canary is scaled down and the run
-/// has succeeded.
-fn finalising(spec: &CanaryRolloutSpec, tick: &mut Tick) {
+/// has succeeded (or, for a promotion being undone, the rollout waits for a release). The
+/// canary only goes once stable is observed rolled out on the run's revision: a stable
+/// still rolling back (an undo) or changed meanwhile is waited for, re-copied when its
+/// template is not the run's, and past `progressDeadline` fails the promotion with the
+/// canary still up.
+fn finalising(spec: &CanaryRolloutSpec, release: &ReleaseObservation, tick: &mut Tick) {
+    let revision = tick.status.canary_revision.clone().unwrap_or_default();
+    match &release.stable {
+        WorkloadState::Ready => {}
+        WorkloadState::Failed(why) => {
+            let why = format!("the stable rollout of {revision} failed: {why}");
+            return promotion_failed(tick, why);
+        }
+        state => {
+            if deadline_passed(spec, tick) {
+                let why = format!(
+                    "the stable rollout of {revision} missed progressDeadline {}",
+                    spec.progress_deadline
+                );
+                promotion_failed(tick, why);
+            } else if *state == WorkloadState::Stopped {
+                tick.actions.push(Action::PromoteStable { revision });
+            }
+            return;
+        }
+    }
     let since = tick.status.phase_started_at.clone();
     let drained =
         since.is_none_or(|since| stages::elapsed(tick.now, &since) >= spec.scale_down_delay);
     if !drained {
         return;
     }
-    let revision = tick.status.canary_revision.clone().unwrap_or_default();
     tick.actions.push(Action::ScaleCanaryDown {
         revision: revision.clone(),
     });
     let status = &mut tick.status;
     status.phase_started_at = None;
+    status.paused_at = None;
     status.stable_revision = Some(revision.clone());
+    status.promoted_from = None;
+    if let Some(from) = status.reverted_from.take() {
+        tick.transition(Phase::WaitingForRelease, "revert-undone");
+        let message = format!(
+            "stable is back on {revision} (the promotion of {from} is undone); the canary is scaled down"
+        );
+        tick.event(reasons::REVERTED, message, false);
+        return;
+    }
+    let status = &mut tick.status;
     status.last_promoted_revision = Some(revision.clone());
     tick.transition(Phase::Succeeded, "succeeded");
     let message = format!("revision {revision} is the new stable; the canary is scaled down");
@@ -271,6 +344,7 @@ fn promotion_failed(tick: &mut Tick, why: String) {
     tick.status.failure_reason = Some(why.clone());
     tick.status.failed_revision = tick.status.canary_revision.clone();
     tick.status.phase_started_at = None;
+    tick.status.paused_at = None;
     tick.transition(Phase::PromotionFailed, "promotion-failed");
     let message = format!(
         "holding weight {}% on the canary: {why}",
@@ -289,6 +363,47 @@ fn deadline_passed(spec: &CanaryRolloutSpec, tick: &Tick) -> bool {
         .phase_started_at
         .as_ref()
         .is_some_and(|since| stages::elapsed(tick.now, since) > spec.progress_deadline)
+}
+
+/// First sight (a new or wiped status) of a canary that is up with nothing to do (a run
+/// that finished promoting before the status was lost): it is scaled down after the drain
+/// delay, as after a rollback.
+fn drain_a_canary_left_up(release: &ReleaseObservation, tick: &mut Tick) {
+    let Some(delay) = tick.scale_down_delay else {
+        return;
+    };
+    if release.canary == WorkloadState::Stopped {
+        return;
+    }
+    let at = stages::shifted(&tick.now_time(), delay);
+    tick.status.scale_down_at = Some(at);
+    let message = format!(
+        "the canary is up with nothing to do: it is scaled down in {delay} (weight {}%)",
+        tick.status.weight
+    );
+    tick.event(reasons::SCALED_DOWN, message, false);
+}
+
+/// First sight of a canary on the revision the canary Deployment records as failed (a
+/// wiped status): the run is not repeated on the same cohort. The rollout stands rolled
+/// back on it (weight 0, the canary drained and scaled down); `retry` runs it again with a
+/// new cohort.
+fn not_rerun(release: &ReleaseObservation, tick: &mut Tick) {
+    let revision = release.canary_revision.clone();
+    if tick.status.weight != 0.0 {
+        tick.set_weight(0.0);
+    }
+    let status = &mut tick.status;
+    status.canary_revision = Some(revision.clone());
+    status.failed_revision = Some(revision.clone());
+    status.attempt = 1;
+    status.rollback_reason = Some("failed-before".to_string());
+    tick.transition(Phase::RolledBack, "failed-before");
+    let message = format!(
+        "revision {revision} failed before (stickycanary.dev/failed-revision on the canary Deployment): not run again on the same cohort; `stickycanary retry` runs it with a new one"
+    );
+    tick.event(reasons::ROLLING_BACK, message, true);
+    drain_a_canary_left_up(release, tick);
 }
 
 /// A rollback's drain delay has passed: scale the canary down.

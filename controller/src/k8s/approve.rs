@@ -7,16 +7,27 @@
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{json, Value};
 
-use crate::crd::{Approvals, CanaryRollout, WebhookType};
-use crate::engine::approve::choose_revision;
+use crate::crd::{ApprovalRecord, Approvals, CanaryRollout, WebhookType};
+use crate::engine::approve::{choose_approval, describe};
 use crate::error::Error;
 use crate::field_managers::CLI;
 
 /// The status merge patch that records the approval (the resourceVersion makes it
-/// conditional on nothing having changed since the revision was read).
-pub fn approval_patch(gate: WebhookType, revision: &str, resource_version: Option<&str>) -> Value {
+/// conditional on nothing having changed since the revision was read). Every key of the
+/// record is sent, an absent one as `null`: a merge patch merges into the stored record,
+/// so a key left out would keep an older approval's value.
+pub fn approval_patch(
+    gate: WebhookType,
+    record: &ApprovalRecord,
+    resource_version: Option<&str>,
+) -> Value {
     let field = Approvals::field(gate).unwrap_or("unknown");
-    let mut patch = json!({"status": {"approvals": {field: {"revision": revision}}}});
+    let body = json!({
+        "revision": record.revision,
+        "attempt": record.attempt,
+        "stage": record.stage,
+    });
+    let mut patch = json!({"status": {"approvals": {field: body}}});
     if let Some(version) = resource_version {
         patch["metadata"] = json!({"resourceVersion": version});
     }
@@ -39,14 +50,15 @@ pub async fn approve_in_cluster(
         attempts += 1;
         let rollout = api.get(name).await?;
         let status = rollout.status.clone().unwrap_or_default();
-        let revision = choose_revision(&status, explicit).map_err(Error::Invalid)?;
-        let patch = approval_patch(
-            gate,
-            &revision,
-            rollout.metadata.resource_version.as_deref(),
-        );
+        let record = choose_approval(&status, gate, explicit).map_err(Error::Invalid)?;
+        let patch = approval_patch(gate, &record, rollout.metadata.resource_version.as_deref());
         match api.patch_status(name, &params, &Patch::Merge(&patch)).await {
-            Ok(_) => return Ok(format!("approved {gate} of {name} for revision {revision}")),
+            Ok(_) => {
+                return Ok(format!(
+                    "approved {gate} of {name} for {}",
+                    describe(&record)
+                ))
+            }
             Err(kube::Error::Api(status)) if status.code == 409 && attempts < 3 => continue,
             Err(e) => return Err(e.into()),
         }

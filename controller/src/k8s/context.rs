@@ -29,4 +29,22 @@ pub struct Context {
     pub last_tick: Mutex<HashMap<String, Instant>>,
     /// Consecutive reconcile failures per rollout, for the error policy's backoff.
     pub backoff: ErrorBackoff,
+    /// Rollouts a canary Deployment's new revision woke (see [`super::watch`]): their next
+    /// reconcile ticks at once.
+    pub wakes: super::watch::Wakes,
+    /// Where `spec.alerts` go: AlertProviders and their Secrets read through the client
+    /// (cached while unchanged), the retry policy and time bounds. Each tick gives it a sink
+    /// that counts outcomes and raises `AlertFailed` on its rollout.
+    pub alerting: crate::alerts::Alerting,
+}
+
+/// The cluster's [`crate::alerts::Alerting`]: providers read with `client`.
+pub fn cluster_alerting(client: &Client) -> crate::alerts::Alerting {
+    let objects = crate::alerts::resolve::KubeObjects {
+        client: client.clone(),
+    };
+    crate::alerts::Alerting::new(
+        Arc::new(crate::alerts::Resolver::new(objects)),
+        Arc::new(crate::alerts::dispatch::Discard),
+    )
 }

@@ -18,9 +18,19 @@ use crate::observation::WorkloadState;
 pub const ANNOTATION_PREFIX: &str = "stickycanary.dev/";
 /// On the stable Deployment: the revision the controller last copied onto it.
 pub const REVISION_ANNOTATION: &str = "stickycanary.dev/revision";
+/// On the canary Deployment: the revision whose run last failed (a rollback or a failed
+/// promotion), so a wiped status does not run it again on the same cohort.
+pub const FAILED_REVISION_ANNOTATION: &str = "stickycanary.dev/failed-revision";
 /// KEDA's pause annotation: the ScaledObject holds the target at this many replicas.
 /// <https://keda.sh/docs/2.16/concepts/scaling-deployments/#pause-autoscaling>
 pub const KEDA_PAUSED_REPLICAS: &str = "autoscaling.keda.sh/paused-replicas";
+
+impl WorkloadError {
+    /// The object is not there (a 404 from the API server).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, WorkloadError::Api { source, .. } if crate::kube_error::is_not_found(source))
+    }
+}
 
 /// Errors of the Deployment side, one line each.
 #[derive(Debug, thiserror::Error)]
@@ -296,6 +306,22 @@ impl Deployments {
             .patch(&name, &params(), &Patch::Merge(&patch))
             .await
             .map_err(|e| self.api_error(&name, e))?;
+        Ok(())
+    }
+
+    /// Records `revision` as failed on the canary Deployment: one annotation in a merge
+    /// patch, which changes neither the pod template (so not the revision) nor the
+    /// `generation`.
+    pub async fn record_failed_revision(
+        &self,
+        name: &str,
+        revision: &str,
+    ) -> Result<(), WorkloadError> {
+        let patch = json!({"metadata": {"annotations": {FAILED_REVISION_ANNOTATION: revision}}});
+        self.api
+            .patch(name, &params(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| self.api_error(name, e))?;
         Ok(())
     }
 

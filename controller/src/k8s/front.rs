@@ -12,7 +12,9 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::context::Context;
-use super::deployments::{revision_of, workload_state, Deployments};
+use super::deployments::{
+    revision_of, workload_state, Deployments, FAILED_REVISION_ANNOTATION, REVISION_ANNOTATION,
+};
 use super::manual::{ManualInput, HANDLED_ANNOTATION};
 use super::pods::canary_health;
 use super::status;
@@ -23,7 +25,9 @@ use crate::error::Error;
 use crate::field_managers;
 use crate::gates::webhook::Subject;
 use crate::metrics::Metrics;
-use crate::observation::{ManualAction, MetricsObservation, Observations, ReleaseObservation};
+use crate::observation::{
+    ManualAction, MetricsObservation, Observations, RecordedRevisions, ReleaseObservation,
+};
 use crate::prometheus::RolloutSeries;
 use crate::target::wasmplugin::WasmPluginTarget;
 use crate::target::{RolloutView, WeightTarget};
@@ -116,6 +120,24 @@ impl Executor for KubeFront<'_> {
         self.scale_canary(false).await?;
         info!(revision, "canary scaled down");
         Ok(())
+    }
+
+    async fn record_failed_revision(&self, revision: &str) {
+        let Ok(workloads) = self.workloads() else {
+            return;
+        };
+        let canary = &self.rollout.spec.canary.deployment;
+        match workloads
+            .deployments
+            .record_failed_revision(canary, revision)
+            .await
+        {
+            Ok(()) => info!(
+                revision,
+                "failed revision recorded on the canary Deployment"
+            ),
+            Err(e) => warn!(revision, error = %e, "could not record the failed revision"),
+        }
     }
 
     async fn promote_stable(&self, revision: &str) -> Result<(), Error> {
@@ -254,6 +276,33 @@ impl FrontEnd for KubeFront<'_> {
     fn notification_client(&self) -> Option<&crate::http::Client> {
         Some(&self.ctx.webhook)
     }
+
+    /// Providers read in the cluster (AlertProvider, then its Secrets); a failed delivery is
+    /// counted and raised as a Warning `AlertFailed` on this rollout, from the delivery's task.
+    fn alerting(&self) -> Option<crate::alerts::Alerting> {
+        let recorder = self.ctx.recorder.clone();
+        let reference = self.rollout.object_ref(&());
+        let on_failure = move |failure: crate::alerts::report::Failure| {
+            let (recorder, reference) = (recorder.clone(), reference.clone());
+            tokio::spawn(async move {
+                let event = Event {
+                    type_: EventType::Warning,
+                    reason: crate::alerts::report::ALERT_FAILED.to_string(),
+                    note: Some(failure.message.chars().take(1000).collect()),
+                    action: failure.event_action(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder.publish(&event, &reference).await {
+                    warn!(error = %e, "could not publish the AlertFailed event");
+                }
+            });
+        };
+        let sink = crate::alerts::report::Report {
+            counter: self.ctx.metrics.alerts.clone(),
+            on_failure,
+        };
+        Some(self.ctx.alerting.with_sink(std::sync::Arc::new(sink)))
+    }
 }
 
 /// Reads the canary and stable Deployments of the release lifecycle.
@@ -304,12 +353,26 @@ pub fn release_observation(
         .canary_revision
         .clone()
         .unwrap_or_else(|| canary_revision.clone());
+    let annotation = |deployment: &Deployment, key: &str| {
+        deployment
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key).cloned())
+    };
     ReleaseObservation {
         rollout_key: rollout_key.to_string(),
         canary: workload_state(canary, &canary_revision),
         stable: workload_state(stable, &run_revision),
         stable_revision: Some(revision_of(stable)),
         canary_revision,
+        recorded: RecordedRevisions {
+            promoted: annotation(stable, REVISION_ANNOTATION),
+            failed: annotation(canary, FAILED_REVISION_ANNOTATION),
+        },
+        problem: crate::validate::workloads::check_pair(canary, stable)
+            .err()
+            .map(|e| e.to_string()),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod reconcile;
 pub mod resource_batch;
 pub mod source_refs;
 pub mod status;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{watcher, Controller};
@@ -96,7 +98,9 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
         patch_timeout: args.patch_timeout(),
         webhook: crate::driver::notification_client().map_err(|e| Error::Io(e.to_string()))?,
         last_tick: Mutex::new(HashMap::new()),
+        wakes: Default::default(),
         backoff: backoff::ErrorBackoff::default(),
+        alerting: context::cluster_alerting(&client),
     });
     let rollouts: Api<CanaryRollout> = match &args.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -111,7 +115,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     tracing::info!(%identity, "controller started");
 
     let forgetting = context.clone();
-    Controller::new(rollouts, watcher::Config::default().any_semantic())
+    let deployments = deployments_api(client.clone(), args.namespace.as_deref());
+    controller(rollouts, deployments, context.clone())
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, context)
         .for_each(|result| {
@@ -130,6 +135,39 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     let _ = server_stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
+}
+
+/// The Controller over `rollouts`, also watching `deployments`: a canary Deployment on a
+/// revision its rollout has not seen wakes that rollout (see [`watch`]).
+pub fn controller(
+    rollouts: Api<CanaryRollout>,
+    deployments: Api<Deployment>,
+    context: Arc<reconcile::Context>,
+) -> Controller<CanaryRollout> {
+    let controller = Controller::new(rollouts, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    controller.watches(
+        deployments,
+        watcher::Config::default().any_semantic(),
+        move |deployment| {
+            let woken = watch::rollouts_to_wake(&store.state(), &deployment);
+            for rollout in &woken {
+                let namespace = rollout.namespace.clone().unwrap_or_default();
+                context.wakes.mark(format!("{namespace}/{}", rollout.name));
+            }
+            woken
+        },
+    )
+}
+
+/// The Deployments the controller watches (see [`watch`]): those of the watched namespace,
+/// or of all namespaces (the chart grants `list` and `watch` on deployments where it grants
+/// the CanaryRollout watch).
+pub fn deployments_api(client: Client, namespace: Option<&str>) -> Api<Deployment> {
+    match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    }
 }
 
 /// A requeued rollout that is gone from the watch cache was deleted without our finalizer

@@ -140,8 +140,10 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
     let spec_changed = status.observed_generation != rollout.metadata.generation;
     let lifecycle = spec.stable.is_some();
 
-    // One analysis per interval: watch events from our own writes land here too.
-    if manual.consumed.is_none() && manual.action.is_none() && !spec_changed {
+    // One analysis per interval: watch events from our own writes land here too. A canary
+    // Deployment on a revision the status has not seen (the Deployment watch) ticks at once.
+    let woken = ctx.wakes.take(&key);
+    if manual.consumed.is_none() && manual.action.is_none() && !spec_changed && !woken {
         let last = ctx.last_tick.lock().ok().and_then(|t| t.get(&key).copied());
         if let Some(last) = last {
             let since = last.elapsed();

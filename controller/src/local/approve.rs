@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::state;
-use crate::crd::{revision_is_valid, CanaryRolloutStatus, WebhookType};
-use crate::engine::approve::choose_revision;
+use crate::crd::{revision_is_valid, ApprovalRecord, CanaryRolloutStatus, WebhookType};
+use crate::engine::approve::{choose_approval, describe};
 use crate::error::Error;
 
 /// A queued approval for a running local loop.
@@ -18,6 +18,22 @@ pub struct ApprovalRequest {
     pub rollout: String,
     pub gate: WebhookType,
     pub revision: String,
+    /// The run of the revision (absent: the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// `confirm-traffic-increase`: the stage the raise enters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<u32>,
+}
+
+impl ApprovalRequest {
+    fn record(&self) -> ApprovalRecord {
+        ApprovalRecord {
+            revision: self.revision.clone(),
+            attempt: self.attempt,
+            stage: self.stage,
+        }
+    }
 }
 
 pub fn request_path(status_path: &Path) -> PathBuf {
@@ -52,24 +68,27 @@ pub fn approve_local(
             format!("holds rollout {:?}, not {name:?}", local.rollout),
         ));
     }
-    let revision = choose_revision(&local.status, explicit).map_err(Error::Invalid)?;
+    let record = choose_approval(&local.status, gate, explicit).map_err(Error::Invalid)?;
+    let approved = describe(&record);
     if let Some(pid) = state::running_pid(status_path) {
         let request = ApprovalRequest {
             rollout: name.to_string(),
             gate,
-            revision: revision.clone(),
+            revision: record.revision.clone(),
+            attempt: record.attempt,
+            stage: record.stage,
         };
         let path = request_path(status_path);
         let bytes = serde_json::to_vec(&request).map_err(|e| file_error(&path, e))?;
         state::write_atomically(&path, &bytes).map_err(|e| file_error(&path, e))?;
         return Ok(format!(
-            "approval of {gate} for revision {revision} queued for {name} (the local loop, pid {pid}, records it at its next interval)"
+            "approval of {gate} for {approved} queued for {name} (the local loop, pid {pid}, records it at its next interval)"
         ));
     }
-    local.status.approvals.approve(gate, &revision);
+    local.status.approvals.record(gate, record);
     state::save(status_path, &local)?;
     Ok(format!(
-        "approved {gate} of {name} for revision {revision} (in {})",
+        "approved {gate} of {name} for {approved} (in {})",
         status_path.display()
     ))
 }
@@ -95,6 +114,6 @@ pub fn take_local(
             ),
         ));
     }
-    status.approvals.approve(request.gate, &request.revision);
+    status.approvals.record(request.gate, request.record());
     Ok(Some((request.gate, request.revision)))
 }

@@ -67,6 +67,8 @@ pub struct LocalRunner<S: MetricsSource, T: WeightTarget> {
     /// Where the status lives, and the rest of the status file's content.
     pub status_file: PathBuf,
     pub state: Mutex<LocalState>,
+    /// Where `spec.alerts` go (`--alert-providers`); `None`: no alerts are sent.
+    pub alerting: Option<crate::alerts::Alerting>,
 }
 
 impl LocalRunner<PrometheusSource, EcdsFileTarget> {
@@ -123,11 +125,18 @@ impl LocalRunner<PrometheusSource, EcdsFileTarget> {
             hook_runs: Mutex::new(Vec::new()),
             status_file: status_file.to_path_buf(),
             state: Mutex::new(state),
+            alerting: None,
         })
     }
 }
 
 impl<S: MetricsSource, T: WeightTarget> LocalRunner<S, T> {
+    /// The runner, sending `spec.alerts` through `alerting` (see [`super::alerts`]).
+    pub fn with_alerting(mut self, alerting: crate::alerts::Alerting) -> Self {
+        self.alerting = Some(alerting);
+        self
+    }
+
     /// The status as last saved (or as the loop last left it).
     pub fn status(&self) -> CanaryRolloutStatus {
         self.state
@@ -399,8 +408,11 @@ impl<S: MetricsSource, T: WeightTarget> FrontEnd for LocalRunner<S, T> {
                 &memory.stable_failed,
                 &run,
             ),
-            stable_revision: None,
+            // What `--on-promote` last made stable serve (unknown after a restart).
+            stable_revision: memory.stable_on.clone(),
             canary_revision: revision,
+            recorded: crate::observation::RecordedRevisions::default(),
+            problem: None,
         })
     }
 
@@ -414,5 +426,9 @@ impl<S: MetricsSource, T: WeightTarget> FrontEnd for LocalRunner<S, T> {
 
     fn notification_client(&self) -> Option<&crate::http::Client> {
         self.webhook.as_ref()
+    }
+
+    fn alerting(&self) -> Option<crate::alerts::Alerting> {
+        self.alerting.clone()
     }
 }

@@ -96,6 +96,7 @@ pub fn spec_for(scenario: &Scenario, variant: Variant) -> CanaryRolloutSpec {
         analysis,
         prometheus: PrometheusSource::default(),
         notification: None,
+        alerts: Vec::new(),
         paused: false,
         stable: None,
         progress_deadline: Duration::from_mins(10),

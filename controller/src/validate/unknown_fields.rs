@@ -11,15 +11,16 @@ use kube::CustomResourceExt;
 use serde_json::Value;
 
 use super::ValidationError;
-use crate::crd::CanaryRollout;
+use crate::crd::{AlertProvider, CanaryRollout};
 
 /// Top-level fields every Kubernetes object has (the CRD schema lists only spec and status;
 /// `metadata` is the API server's own, left unchecked here).
 const OBJECT_FIELDS: [&str; 3] = ["apiVersion", "kind", "metadata"];
 
-/// The CRD's `openAPIV3Schema`, as JSON.
-fn schema() -> Value {
-    let crd = CanaryRollout::crd();
+/// A CRD's `openAPIV3Schema`, as JSON.
+fn schema_of(
+    crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> Value {
     crd.spec
         .versions
         .first()
@@ -83,7 +84,14 @@ fn walk(schema: &Value, doc: &Value, path: &str, out: &mut Vec<ValidationError>)
 /// as `spec.analysis.errorRates: unknown field (expected one of: ...)`.
 pub fn unknown_fields(document: &Value) -> Vec<ValidationError> {
     let mut out = Vec::new();
-    walk(&schema(), document, "", &mut out);
+    walk(&schema_of(CanaryRollout::crd()), document, "", &mut out);
+    out
+}
+
+/// The same for a whole AlertProvider, against its own CRD's schema.
+pub fn unknown_alert_provider_fields(document: &Value) -> Vec<ValidationError> {
+    let mut out = Vec::new();
+    walk(&schema_of(AlertProvider::crd()), document, "", &mut out);
     out
 }
 

@@ -312,6 +312,9 @@ pub struct Store {
     pub seen: Vec<Seen>,
     /// Responses never to be sent (hung requests); kept so the client keeps waiting.
     held: Vec<Responder>,
+    /// Open watches: the collection path watched, and the response that will carry the
+    /// next change under it (see [`FakeApi::modify`]).
+    watches: Vec<(String, Responder)>,
 }
 
 impl Store {
@@ -757,12 +760,13 @@ fn serve(
         {
             let mut store = store.lock().unwrap();
             store.seen.push(seen.clone());
-            // Watches are held open with nothing to say, as on a quiet cluster.
-            let fault = if seen.attributes.verb == "watch" {
-                Some(0)
-            } else {
-                store.fault_for(&seen.attributes)
-            };
+            // Watches are held open with nothing to say, as on a quiet cluster, until
+            // `FakeApi::modify` changes an object they watch.
+            if seen.attributes.verb == "watch" {
+                store.watches.push((seen.path.clone(), send));
+                continue;
+            }
+            let fault = store.fault_for(&seen.attributes);
             match fault {
                 Some(0) => store.held.push(send),
                 Some(code) => {
@@ -818,6 +822,47 @@ impl FakeApi {
         let rv = store.next_rv();
         object["metadata"]["resourceVersion"] = json!(rv);
         store.objects.insert(path.to_string(), object);
+    }
+
+    /// Stores `object` at `path` as [`FakeApi::insert`] does, and tells every open watch of
+    /// its collection (namespaced, or across namespaces): the event goes out as the whole
+    /// response, one `MODIFIED` line, and the server then ends that watch, as an API server
+    /// does when a watch's `timeoutSeconds` runs out; the client watches again from the
+    /// event's resourceVersion.
+    pub fn modify(&self, path: &str, object: Value) {
+        self.insert(path, object);
+        let mut store = self.store.lock().unwrap();
+        let object = store.objects[path].clone();
+        let collection = path.rsplit_once('/').map(|(c, _)| c).unwrap_or_default();
+        let across_namespaces = match collection.split_once("/namespaces/") {
+            Some((prefix, rest)) => match rest.split_once('/') {
+                Some((_, resource)) => format!("{prefix}/{resource}"),
+                None => collection.to_string(),
+            },
+            None => collection.to_string(),
+        };
+        let watches = std::mem::take(&mut store.watches);
+        for (watched, send) in watches {
+            if watched == collection || watched == across_namespaces {
+                respond(
+                    send,
+                    StatusCode::OK,
+                    &json!({"type": "MODIFIED", "object": object}),
+                );
+            } else {
+                store.watches.push((watched, send));
+            }
+        }
+    }
+
+    /// Whether a watch of the collection at `path` is open.
+    pub fn watching(&self, path: &str) -> bool {
+        self.store
+            .lock()
+            .unwrap()
+            .watches
+            .iter()
+            .any(|(watched, _)| watched == path)
     }
 
     pub fn get(&self, path: &str) -> Option<Value> {

@@ -46,6 +46,7 @@ use stickycanary::metrics::Metrics;
 /// Prometheus queries timing out after `prometheus_timeout`.
 pub fn context(client: Client, prometheus_timeout: Duration) -> Arc<Context> {
     let metrics = Metrics::new();
+    let client_for_alerts = client.clone();
     Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(
@@ -61,6 +62,8 @@ pub fn context(client: Client, prometheus_timeout: Duration) -> Arc<Context> {
         patch_timeout: Duration::from_secs(5),
         webhook: stickycanary::http::Client::new(&Default::default()).expect("client"),
         last_tick: Mutex::new(HashMap::new()),
+        wakes: Default::default(),
         backoff: Default::default(),
+        alerting: stickycanary::k8s::context::cluster_alerting(&client_for_alerts),
     })
 }

@@ -1,6 +1,6 @@
 //! The API types: the `AlertProvider` resource a platform team defines once, and the
 //! `alerts` list a CanaryRollout uses to reference providers (like Flagger's AlertProvider
-//! and a Canary's `analysis.alerts`).
+//! and a Canary's `analysis.alerts`). Sending lives in `crate::alerts`.
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -47,6 +47,9 @@ pub struct AlertProviderSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
 }
+
+/// The placeholders a `dashboardUrl` template may use.
+pub const DASHBOARD_PLACEHOLDERS: [&str; 3] = ["{namespace}", "{rollout}", "{revision}"];
 
 /// The kinds of provider, each with its service's incoming-webhook format.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
@@ -163,6 +166,7 @@ pub struct ProviderRef {
     #[schemars(regex(pattern = DNS1123_LABEL_PATTERN), length(max = 63))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DNS1123_LABEL_PATTERN), length(max = 63))]
     pub namespace: Option<String>,
 }
 
