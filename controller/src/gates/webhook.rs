@@ -57,54 +57,34 @@ pub fn payload(
     body
 }
 
-type HttpsClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    http_body_util::Full<bytes::Bytes>,
->;
-
-/// The HTTP client for webhooks (http and https). It never follows a redirect: a 3xx
-/// fails, and a redirect could carry the payload somewhere the spec does not name.
+/// The HTTP client for webhooks: the one outbound stack ([`crate::http::Client`]: the
+/// host's CA certificates and `SSL_CERT_FILE`, rustls on ring). A POST follows no 301/302/303
+/// and no redirect to another host (the 3xx fails: it could carry the payload somewhere the
+/// spec does not name), and at most [`BODY_READ_LIMIT`] bytes of an answer are read.
 pub struct Caller {
-    client: HttpsClient,
+    client: Result<crate::http::Client, crate::http::Error>,
 }
+
+/// The longest any one webhook call may take (each has its own `timeout` below this).
+const LONGEST_CALL: Duration = Duration::from_secs(600);
 
 impl Caller {
     pub fn new() -> Caller {
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let builder = match builder.with_provider_and_native_roots(provider.clone()) {
-            Ok(builder) => builder,
-            Err(e) => {
-                // No CA certificates on this host: https webhooks fail (certificate), http works.
-                warn!(error = %e, "no CA certificates found; https webhooks will fail");
-                let config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map(|config| {
-                        config
-                            .with_root_certificates(rustls::RootCertStore::empty())
-                            .with_no_client_auth()
-                    });
-                match config {
-                    Ok(config) => {
-                        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-                    }
-                    Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-                        rustls::ClientConfig::builder()
-                            .with_root_certificates(rustls::RootCertStore::empty())
-                            .with_no_client_auth(),
-                    ),
-                }
-            }
-        };
-        let connector = builder.https_or_http().enable_http1().build();
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(connector);
+        let client = crate::http::Client::new(&crate::http::ClientConfig {
+            timeout: LONGEST_CALL,
+            max_response_bytes: BODY_READ_LIMIT,
+            truncate_response: true,
+            ..crate::http::ClientConfig::default()
+        });
+        if let Err(e) = &client {
+            warn!(error = %e, "no HTTP client for webhooks; every webhook call fails");
+        }
         Caller { client }
     }
 
     /// POSTs `body` to the webhook and judges the answer.
     pub async fn call(&self, webhook: &Webhook, body: &Value) -> CallOutcome {
+        use crate::http::Error;
         let failed = |summary: &str| CallOutcome::Failed {
             summary: summary.to_string(),
             body: String::new(),
@@ -112,35 +92,35 @@ impl Caller {
         let Some(url) = &webhook.url else {
             return failed("no URL");
         };
-        let bytes = serde_json::to_vec(body).unwrap_or_default();
-        let request = http::Request::post(url.as_str())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::USER_AGENT, "stickycanary")
-            .body(http_body_util::Full::new(bytes::Bytes::from(bytes)));
-        let Ok(request) = request else {
-            return failed("invalid URL");
+        let client = match &self.client {
+            Ok(client) => client,
+            Err(e) => return failed(&e.to_string()),
         };
         let timeout = webhook.timeout.as_std().max(Duration::from_millis(1));
-        let exchange = async {
-            let response = self.client.request(request).await?;
-            let status = response.status();
-            let text = read_limited(response.into_body()).await;
-            Ok::<_, hyper_util::client::legacy::Error>((status, text))
-        };
-        let (status, text) = match tokio::time::timeout(timeout, exchange).await {
-            Err(_) => return failed(&format!("timeout after {}", webhook.timeout)),
-            Ok(Err(e)) if e.is_connect() => return failed("connection failed"),
+        let answer = match tokio::time::timeout(timeout, client.post_json(url, body)).await {
+            Err(_) | Ok(Err(Error::Timeout(_))) => {
+                return failed(&format!("timeout after {}", webhook.timeout))
+            }
+            Ok(Err(Error::InvalidUrl)) => return failed("invalid URL"),
+            Ok(Err(Error::Connect { .. })) => return failed("connection failed"),
+            Ok(Err(
+                Error::RedirectElsewhere { status } | Error::RedirectRefused { status, .. },
+            )) => return failed(&status.to_string()),
+            Ok(Err(
+                e
+                @ (Error::CertificateNotTrusted { .. } | Error::NotTls { .. } | Error::Tls { .. }),
+            )) => return failed(&e.to_string()),
             Ok(Err(_)) => return failed("request failed"),
             Ok(Ok(answer)) => answer,
         };
-        if status.is_success() {
+        if (200..300).contains(&answer.status) {
             CallOutcome::Passed {
-                status: status.as_u16(),
+                status: answer.status,
             }
         } else {
             CallOutcome::Failed {
-                summary: status.as_u16().to_string(),
-                body: excerpt(&text, url),
+                summary: answer.status.to_string(),
+                body: excerpt(&answer.body, url),
             }
         }
     }
@@ -250,24 +230,6 @@ fn log_outcome(subject: &Subject, webhook: &Webhook, outcome: &CallOutcome) {
             outcome = %summary, "webhook failed"
         ),
     }
-}
-
-/// Reads at most [`BODY_READ_LIMIT`] bytes of the answer; the rest is never received.
-async fn read_limited(mut body: hyper::body::Incoming) -> Vec<u8> {
-    use http_body_util::BodyExt;
-    let mut bytes = Vec::new();
-    while bytes.len() < BODY_READ_LIMIT {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    bytes.extend_from_slice(data);
-                }
-            }
-            _ => break,
-        }
-    }
-    bytes.truncate(BODY_READ_LIMIT);
-    bytes
 }
 
 /// The parts of a URL that may be secret, longest first: the URL, the URL without its

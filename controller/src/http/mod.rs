@@ -1,5 +1,5 @@
-//! The one outbound HTTP client stack: Prometheus sources, alert providers and gate
-//! webhooks all call out through [`Client`].
+//! The one outbound HTTP client stack: Prometheus sources, notifications, alert providers
+//! and gate webhooks all call out through [`Client`].
 //!
 //! - **Stack**: hyper 1 + hyper-rustls on rustls's ring provider, which the Kubernetes
 //!   client already links (`cargo tree -p stickycanary -i aws-lc-rs` finds nothing).
@@ -47,8 +47,12 @@ pub struct ClientConfig {
     pub insecure_skip_verify: bool,
     /// Sent with every request (e.g. `Authorization`); values are never logged or shown.
     pub default_headers: Vec<(String, String)>,
-    /// The most of an answer that is read; a larger one is an error.
+    /// The most of an answer that is read; a larger one is an error, unless
+    /// `truncate_response`.
     pub max_response_bytes: usize,
+    /// Read at most `max_response_bytes` and stop there, without an error (a webhook's error
+    /// page is only excerpted; the rest is never received).
+    pub truncate_response: bool,
 }
 
 impl Default for ClientConfig {
@@ -60,6 +64,7 @@ impl Default for ClientConfig {
             insecure_skip_verify: false,
             default_headers: Vec::new(),
             max_response_bytes: 8 * 1024 * 1024,
+            truncate_response: false,
         }
     }
 }
@@ -79,6 +84,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("insecure_skip_verify", &self.insecure_skip_verify)
             .field("default_headers", &header_names)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("truncate_response", &self.truncate_response)
             .finish()
     }
 }
@@ -111,6 +117,7 @@ pub struct Client {
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
     max_response_bytes: usize,
+    truncate_response: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -145,6 +152,7 @@ impl Client {
             headers,
             timeout: config.timeout,
             max_response_bytes: config.max_response_bytes,
+            truncate_response: config.truncate_response,
         })
     }
 
@@ -196,6 +204,12 @@ impl Client {
                 .map_err(|e| error::from_client_error(&e))?;
             let status = response.status();
             if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
+                if self.truncate_response {
+                    return Ok(Response {
+                        status: status.as_u16(),
+                        body: read_truncated(response.into_body(), self.max_response_bytes).await,
+                    });
+                }
                 let bytes = Limited::new(response.into_body(), self.max_response_bytes)
                     .collect()
                     .await
@@ -270,6 +284,24 @@ impl Client {
         }
         Ok(request)
     }
+}
+
+/// At most `limit` bytes of `body`; the rest is never received. A body that breaks off
+/// keeps what came.
+async fn read_truncated(mut body: hyper::body::Incoming, limit: usize) -> Bytes {
+    let mut bytes = Vec::new();
+    while bytes.len() < limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    bytes.extend_from_slice(data);
+                }
+            }
+            _ => break,
+        }
+    }
+    bytes.truncate(limit);
+    Bytes::from(bytes)
 }
 
 fn sensitive_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), Error> {
