@@ -4,7 +4,6 @@
 //! [`OutcomeSink`] (a controller metric and, on failure, an Event on the rollout).
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::message::{dashboard_link, AlertMessage};
@@ -139,30 +138,6 @@ pub trait OutcomeSink: Send + Sync + 'static {
 
     /// A provider that could not be resolved (nothing was sent). Ignored unless overridden.
     fn unresolved(&self, _unresolved: Unresolved) {}
-}
-
-/// Sends `message` to `provider` in the background and returns at once; the handle may be
-/// dropped (the delivery goes on) or awaited (tests).
-pub fn spawn(
-    provider: Arc<Provider>,
-    message: AlertMessage,
-    policy: RetryPolicy,
-    sink: Arc<dyn OutcomeSink>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let outcome = deliver(&provider, &message, policy).await;
-        match &outcome.result {
-            Ok(()) => tracing::debug!(
-                provider = %provider.name, rollout = %message.rollout, attempts = outcome.attempts,
-                "alert delivered"
-            ),
-            Err(error) => tracing::warn!(
-                provider = %provider.name, rollout = %message.rollout, attempts = outcome.attempts,
-                error = %error, "alert not delivered"
-            ),
-        }
-        sink.record(outcome);
-    })
 }
 
 /// Sends `message`, retrying what may heal, and says how it ended. A provider with a
