@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use loopback::{serve, Received, Server, TestCa};
-use stickycanary::http::source::SourceOutbound;
+use stickycanary::http::source::{SourceOutbound, SourceValues};
 use stickycanary::observation::MetricsObservation;
 use stickycanary::prometheus::{MetricsSource, PrometheusSource, RolloutSeries};
 
@@ -114,7 +114,11 @@ async fn token_proxy(ca: &TestCa, upstream: SocketAddr) -> Server {
 
 fn source(base: &str, ca_pem: Option<&str>, token: Option<&str>) -> PrometheusSource {
     let outbound: SourceOutbound = serde_yaml::from_str("timeout: 5s\n").unwrap();
-    let config = outbound.client_config(ca_pem.map(|pem| pem.as_bytes().to_vec()), token);
+    let config = outbound.client_config(SourceValues {
+        ca_pem: ca_pem.map(|pem| pem.as_bytes().to_vec()),
+        bearer_token: token.map(str::to_string),
+        ..SourceValues::default()
+    });
     PrometheusSource::with_config(base, &config).unwrap()
 }
 
