@@ -1890,7 +1890,10 @@ async fn prometheus_basic_auth_and_tenant_header_come_from_secrets() {
     assert!(!queries.is_empty(), "Prometheus was never asked");
     for query in &queries {
         // base64("alice:s3cret")
-        assert_eq!(query.header("authorization"), Some("Basic YWxpY2U6czNjcmV0"));
+        assert_eq!(
+            query.header("authorization"),
+            Some("Basic YWxpY2U6czNjcmV0")
+        );
         assert_eq!(query.header("x-scope-orgid"), Some("tenant-1"));
         assert_eq!(query.header("x-team"), Some("checkout"));
         assert_eq!(query.target, "/prometheus/api/v1/query");
@@ -1925,7 +1928,11 @@ async fn prometheus_basic_auth_and_tenant_header_come_from_secrets() {
     reconcile::reconcile(stored_rollout(&api), ctx.clone())
         .await
         .unwrap();
-    assert_eq!(prometheus.received().len(), before, "queried without its tenant");
+    assert_eq!(
+        prometheus.received().len(),
+        before,
+        "queried without its tenant"
+    );
     let status = &api.get(ROLLOUT_PATH).unwrap()["status"];
     assert!(status["prometheusUnavailableSince"].is_string(), "{status}");
     let notes: Vec<String> = api
@@ -1934,7 +1941,8 @@ async fn prometheus_basic_auth_and_tenant_header_come_from_secrets() {
         .filter(|s| s.method == Method::POST && s.attributes.rbac_resource() == "events")
         .map(|s| s.body["note"].as_str().unwrap_or_default().to_string())
         .collect();
-    let why = "spec.prometheus.headers[0].valueFrom.secretKeyRef: Secret shop/tenant key id: no such key";
+    let why =
+        "spec.prometheus.headers[0].valueFrom.secretKeyRef: Secret shop/tenant key id: no such key";
     assert!(notes.iter().any(|note| note.contains(why)), "{notes:?}");
     for secret in ["alice", "s3cret", "YWxpY2U6czNjcmV0"] {
         assert!(notes.iter().all(|note| !note.contains(secret)), "{notes:?}");

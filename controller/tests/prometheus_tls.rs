@@ -189,11 +189,7 @@ fn local_scene(dir: &std::path::Path, prometheus: &str, webhook: &str) {
 }
 
 /// As [`local_scene`], with `spec.prometheus` as given and an optional notification.
-fn local_scene_with(
-    dir: &std::path::Path,
-    prometheus: serde_json::Value,
-    webhook: Option<&str>,
-) {
+fn local_scene_with(dir: &std::path::Path, prometheus: serde_json::Value, webhook: Option<&str>) {
     use serde_json::json;
     let config = json!({"rollouts": {"checkout": {"hosts": ["checkout"], "weight": 0}}});
     let value = json!({"@type": "type.googleapis.com/google.protobuf.StringValue",
@@ -434,6 +430,9 @@ async fn local_mode_sends_basic_auth_and_tenant_header_from_flags_or_env() {
             assert_eq!(query.header("x-team"), Some("checkout"));
         }
         let status = std::fs::read_to_string(path("status.json")).unwrap();
-        assert!(!status.contains(TOKEN) && !status.contains("MTIzNDU2"), "{status}");
+        assert!(
+            !status.contains(TOKEN) && !status.contains("MTIzNDU2"),
+            "{status}"
+        );
     }
 }

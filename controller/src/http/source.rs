@@ -301,12 +301,18 @@ mod tests {
             config.default_headers,
             vec![
                 // base64("alice:s3cret")
-                ("Authorization".to_string(), "Basic YWxpY2U6czNjcmV0".to_string()),
+                (
+                    "Authorization".to_string(),
+                    "Basic YWxpY2U6czNjcmV0".to_string()
+                ),
                 ("X-Team".to_string(), "checkout".to_string()),
                 ("X-Scope-OrgID".to_string(), "tenant-1".to_string()),
             ]
         );
-        assert_eq!(username_problem("ali:ce"), Some("holds a ':', which Basic auth cannot carry in a username (RFC 7617)"));
+        assert_eq!(
+            username_problem("ali:ce"),
+            Some("holds a ':', which Basic auth cannot carry in a username (RFC 7617)")
+        );
         assert_eq!(username_problem("alice"), None);
     }
 

@@ -1,7 +1,8 @@
 //! The values a rollout's `spec.prometheus` refers to: the bearer token or the basic-auth
-//! username and password, header values, and the CA bundle, read from Secrets and ConfigMaps in the rollout's namespace (`get` only) at every tick,
-//! so a rotated token is used from the next interval on. Errors are one line naming the
-//! field and the object, never a value.
+//! username and password, header values and the CA bundle, read from Secrets and
+//! ConfigMaps in the rollout's namespace (`get` only) at every tick, so a rotated
+//! credential is used from the next interval on. Errors are one line naming the field and
+//! the object, never a value.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
@@ -25,14 +26,16 @@ pub async fn endpoint(
             Some(secret_text(client, namespace, key, "bearerTokenSecretRef").await?);
     }
     if let Some(basic) = &outbound.basic_auth {
-        let username = secret_text(client, namespace, &basic.username, "basicAuth.username").await?;
+        let username =
+            secret_text(client, namespace, &basic.username, "basicAuth.username").await?;
         if let Some(problem) = username_problem(&username) {
             return Err(format!(
                 "spec.prometheus.basicAuth.username: Secret {namespace}/{} key {}: {problem}",
                 basic.username.name, basic.username.key
             ));
         }
-        let password = secret_text(client, namespace, &basic.password, "basicAuth.password").await?;
+        let password =
+            secret_text(client, namespace, &basic.password, "basicAuth.password").await?;
         values.basic_auth = Some((username, password));
     }
     for (index, header) in outbound.headers.iter().enumerate() {
