@@ -73,10 +73,13 @@ impl PrometheusAccess {
                 .map(|_| "--prometheus-bearer-token-file")
         };
         if let Some(flag) = auth_flag {
+            let spec_names = outbound.headers.iter().map(|header| header.name.as_str());
             if self
                 .headers
                 .iter()
-                .any(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+                .map(|(name, _)| name.as_str())
+                .chain(spec_names)
+                .any(|name| name.eq_ignore_ascii_case("authorization"))
             {
                 return Err(Error::Invalid(format!(
                     "--prometheus-header: Authorization is already sent by {flag}; remove one"
@@ -216,5 +219,22 @@ mod tests {
         let warnings = flags.check(&outbound).unwrap();
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].starts_with("--prometheus-insecure-skip-verify: "));
+    }
+
+    #[test]
+    fn an_authorization_header_is_refused_beside_an_auth_flag() {
+        let flags = PrometheusAccess {
+            basic_auth_user: Some("u".into()),
+            basic_auth_password_file: Some("/p".into()),
+            ..PrometheusAccess::from("http://p")
+        };
+        let own: SourceOutbound =
+            serde_yaml::from_str("headers: [{name: authorization, value: Bearer x}]\n").unwrap();
+        let err = flags.check(&own).unwrap_err().to_string();
+        assert!(
+            err.contains("Authorization is already sent by --prometheus-basic-auth-user"),
+            "{err}"
+        );
+        assert!(flags.check(&SourceOutbound::default()).is_ok());
     }
 }
