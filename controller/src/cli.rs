@@ -181,11 +181,28 @@ pub struct LocalArgs {
         env = "STICKYCANARY_PROMETHEUS_BEARER_TOKEN_FILE"
     )]
     pub prometheus_bearer_token_file: Option<PathBuf>,
+    /// Basic-auth username for Prometheus, with --prometheus-basic-auth-password-file
+    /// (stands in for spec.prometheus.basicAuth.username; not with a bearer token)
+    #[arg(
+        long,
+        value_name = "USER",
+        env = "STICKYCANARY_PROMETHEUS_BASIC_AUTH_USER"
+    )]
+    pub prometheus_basic_auth_user: Option<String>,
+    /// File holding the basic-auth password for Prometheus (stands in for
+    /// spec.prometheus.basicAuth.password)
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "STICKYCANARY_PROMETHEUS_BASIC_AUTH_PASSWORD_FILE"
+    )]
+    pub prometheus_basic_auth_password_file: Option<PathBuf>,
     /// PEM CA bundle trusted for Prometheus besides the host's (stands in for
     /// spec.prometheus.ca)
     #[arg(long, value_name = "FILE", env = "STICKYCANARY_PROMETHEUS_CA_FILE")]
     pub prometheus_ca_file: Option<PathBuf>,
-    /// Header sent with every Prometheus query, e.g. 'X-Scope-OrgID: t1' (repeatable)
+    /// Header sent with every Prometheus query, e.g. 'X-Scope-OrgID: t1' (repeatable; stands
+    /// in for spec.prometheus.headers[].valueFrom, and replaces a spec header of its name)
     #[arg(long, value_name = "'NAME: VALUE'", value_parser = crate::local::prometheus::parse_header)]
     pub prometheus_header: Vec<(String, String)>,
     /// Do not verify Prometheus's TLS certificate (test setups only; warns)

@@ -56,6 +56,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 prometheus_access: local::prometheus::PrometheusAccess {
                     address: String::new(),
                     bearer_token_file: args.prometheus_bearer_token_file,
+                    basic_auth_user: args.prometheus_basic_auth_user,
+                    basic_auth_password_file: args.prometheus_basic_auth_password_file,
                     ca_file: args.prometheus_ca_file,
                     headers: args.prometheus_header,
                     insecure_skip_verify: args.prometheus_insecure_skip_verify,

@@ -430,6 +430,50 @@ fn terminal_logs_are_coloured_unless_no_color_is_set() {
 }
 
 #[test]
+fn validate_takes_basic_auth_and_headers_and_refuses_two_auths_or_a_bad_header() {
+    let with = |prometheus: &str| {
+        GOOD_ROLLOUT.to_string()
+            + "  prometheus:\n    address: https://prometheus-prod-10.grafana.net/api/prom\n"
+            + prometheus
+    };
+    // Grafana Cloud / Mimir: basic auth and a tenant header, both from Secrets.
+    let (_d, good) = scratch_file(
+        "rollout.yaml",
+        &with(
+            "    basicAuth:\n      username: {name: grafana-cloud, key: user}\n      \
+             password: {name: grafana-cloud, key: token}\n    headers:\n    \
+             - {name: X-Scope-OrgID, valueFrom: {secretKeyRef: {name: tenant, key: id}}}\n    \
+             - {name: X-Team, value: checkout}\n",
+        ),
+    );
+    let out = stickycanary(&["validate", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let refused = [
+        (
+            "    bearerTokenSecretRef: {name: t, key: token}\n    \
+             basicAuth: {username: {name: b, key: u}, password: {name: b, key: p}}\n",
+            "rollout.yaml: spec.prometheus.basicAuth: set either basicAuth or bearerTokenSecretRef, not both",
+        ),
+        (
+            "    headers: [{name: 'X-Scope OrgID', value: t1}]\n",
+            "rollout.yaml: spec.prometheus.headers[0].name: \"X-Scope OrgID\" is not a header name",
+        ),
+        (
+            "    bearerTokenSecretRef: {name: t, key: token}\n    \
+             headers: [{name: X-Scope-OrgID, value: t1}, {name: Authorization, value: Bearer s3cr3t}]\n",
+            "rollout.yaml: spec.prometheus.headers[1].name: Authorization is already sent by spec.prometheus.bearerTokenSecretRef",
+        ),
+    ];
+    for (prometheus, expected) in refused {
+        let (_d, file) = scratch_file("rollout.yaml", &with(prometheus));
+        let err = assert_one_line_error(&stickycanary(&["validate", file.to_str().unwrap()]));
+        assert!(err.contains(expected), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+}
+
+#[test]
 fn validate_warns_about_prometheus_without_verification_and_names_an_unknown_field() {
     let with = |prometheus: &str| GOOD_ROLLOUT.to_string() + "  prometheus:\n" + prometheus;
     let (_d, insecure) = scratch_file(

@@ -1857,3 +1857,114 @@ async fn prometheus_token_and_ca_are_read_from_the_rollouts_namespace() {
     assert!(notes.iter().all(|note| !note.contains("t0k")), "{notes:?}");
     api.finish().await;
 }
+
+/// `spec.prometheus.basicAuth` and a header from a Secret (Grafana Cloud / Mimir style) are
+/// read with `get` in the rollout's namespace and sent exactly: `Authorization: Basic
+/// base64(user:password)` (each trimmed) and `X-Scope-OrgID`, beside a literal header. A
+/// missing header key makes the metrics unavailable, with one line naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_basic_auth_and_tenant_header_come_from_secrets() {
+    let prometheus = loopback::serve(None, |_| {
+        (
+            200,
+            vec![("content-type".into(), "application/json".into())],
+            r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#.into(),
+        )
+    })
+    .await;
+    let spec_prometheus = json!({
+        "address": format!("{}/prometheus", prometheus.base),
+        "basicAuth": {"username": {"name": "grafana-cloud", "key": "user"},
+                      "password": {"name": "grafana-cloud", "key": "token"}},
+        "headers": [
+            {"name": "X-Scope-OrgID", "valueFrom": {"secretKeyRef": {"name": "tenant", "key": "id"}}},
+            {"name": "X-Team", "value": "checkout"},
+        ],
+    });
+    let authorizer = Authorizer::both_modes();
+    let (client, api) = FakeApi::start_with(authorizer.clone());
+    seed(&api, None);
+    let mut rollout = api.get(ROLLOUT_PATH).unwrap();
+    rollout["spec"]["prometheus"] = spec_prometheus.clone();
+    api.insert(ROLLOUT_PATH, rollout);
+    api.insert(
+        "/api/v1/namespaces/shop/secrets/grafana-cloud",
+        // "alice\n" and "s3cret", base64.
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "grafana-cloud", "namespace": "shop"},
+               "data": {"user": "YWxpY2UK", "token": "czNjcmV0"}}),
+    );
+    api.insert(
+        "/api/v1/namespaces/shop/secrets/tenant",
+        // "tenant-1\n", base64.
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "tenant", "namespace": "shop"},
+               "data": {"id": "dGVuYW50LTEK"}}),
+    );
+    let ctx = context(client.clone());
+    reconcile::reconcile(stored_rollout(&api), ctx.clone())
+        .await
+        .unwrap();
+    let queries = prometheus.received();
+    assert!(!queries.is_empty(), "Prometheus was never asked");
+    for query in &queries {
+        // base64("alice:s3cret")
+        assert_eq!(
+            query.header("authorization"),
+            Some("Basic YWxpY2U6czNjcmV0")
+        );
+        assert_eq!(query.header("x-scope-orgid"), Some("tenant-1"));
+        assert_eq!(query.header("x-team"), Some("checkout"));
+        assert_eq!(query.target, "/prometheus/api/v1/query");
+    }
+    let status = &api.get(ROLLOUT_PATH).unwrap()["status"];
+    assert!(status["prometheusUnavailableSince"].is_null(), "{status}");
+    authorizer.assert_nothing_denied();
+    let triple = (String::new(), "secrets".to_string(), "get".to_string());
+    assert!(authorizer.used().contains(&triple));
+    api.finish().await;
+
+    // The tenant Secret lacks its key: unavailable, the field named, no query, no value.
+    let (client, api) = FakeApi::start_with(Authorizer::both_modes());
+    seed(&api, None);
+    let mut rollout = api.get(ROLLOUT_PATH).unwrap();
+    rollout["spec"]["prometheus"] = spec_prometheus;
+    api.insert(ROLLOUT_PATH, rollout);
+    api.insert(
+        "/api/v1/namespaces/shop/secrets/grafana-cloud",
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "grafana-cloud", "namespace": "shop"},
+               "data": {"user": "YWxpY2UK", "token": "czNjcmV0"}}),
+    );
+    api.insert(
+        "/api/v1/namespaces/shop/secrets/tenant",
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "tenant", "namespace": "shop"},
+               "data": {"other": "eA=="}}),
+    );
+    let before = prometheus.received().len();
+    let ctx = context(client.clone());
+    reconcile::reconcile(stored_rollout(&api), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        prometheus.received().len(),
+        before,
+        "queried without its tenant"
+    );
+    let status = &api.get(ROLLOUT_PATH).unwrap()["status"];
+    assert!(status["prometheusUnavailableSince"].is_string(), "{status}");
+    let notes: Vec<String> = api
+        .seen()
+        .iter()
+        .filter(|s| s.method == Method::POST && s.attributes.rbac_resource() == "events")
+        .map(|s| s.body["note"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let why =
+        "spec.prometheus.headers[0].valueFrom.secretKeyRef: Secret shop/tenant key id: no such key";
+    assert!(notes.iter().any(|note| note.contains(why)), "{notes:?}");
+    for secret in ["alice", "s3cret", "YWxpY2U6czNjcmV0"] {
+        assert!(notes.iter().all(|note| !note.contains(secret)), "{notes:?}");
+    }
+    api.finish().await;
+}

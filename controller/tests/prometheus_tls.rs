@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use loopback::{serve, Received, Server, TestCa};
-use stickycanary::http::source::SourceOutbound;
+use stickycanary::http::source::{SourceOutbound, SourceValues};
 use stickycanary::observation::MetricsObservation;
 use stickycanary::prometheus::{MetricsSource, PrometheusSource, RolloutSeries};
 
@@ -114,7 +114,11 @@ async fn token_proxy(ca: &TestCa, upstream: SocketAddr) -> Server {
 
 fn source(base: &str, ca_pem: Option<&str>, token: Option<&str>) -> PrometheusSource {
     let outbound: SourceOutbound = serde_yaml::from_str("timeout: 5s\n").unwrap();
-    let config = outbound.client_config(ca_pem.map(|pem| pem.as_bytes().to_vec()), token);
+    let config = outbound.client_config(SourceValues {
+        ca_pem: ca_pem.map(|pem| pem.as_bytes().to_vec()),
+        bearer_token: token.map(str::to_string),
+        ..SourceValues::default()
+    });
     PrometheusSource::with_config(base, &config).unwrap()
 }
 
@@ -179,6 +183,13 @@ async fn a_token_protected_https_prometheus_answers_the_right_token_only() {
 /// The ECDS file and the rollout `stickycanary local` runs, in `dir` (the rollout as JSON,
 /// which is YAML too).
 fn local_scene(dir: &std::path::Path, prometheus: &str, webhook: &str) {
+    let prometheus = serde_json::json!({"address": prometheus,
+        "bearerTokenSecretRef": {"name": "prom", "key": "token"}});
+    local_scene_with(dir, prometheus, Some(webhook));
+}
+
+/// As [`local_scene`], with `spec.prometheus` as given and an optional notification.
+fn local_scene_with(dir: &std::path::Path, prometheus: serde_json::Value, webhook: Option<&str>) {
     use serde_json::json;
     let config = json!({"rollouts": {"checkout": {"hosts": ["checkout"], "weight": 0}}});
     let value = json!({"@type": "type.googleapis.com/google.protobuf.StringValue",
@@ -186,15 +197,16 @@ fn local_scene(dir: &std::path::Path, prometheus: &str, webhook: &str) {
     let ecds = json!({"resources": [{"name": "stickycanary",
                                      "typed_config": {"config": {"configuration": value}}}]});
     std::fs::write(dir.join("filter.ecds.json"), ecds.to_string()).unwrap();
-    let spec = json!({
+    let mut spec = json!({
         "wasmPlugin": {"name": "stickycanary"},
         "canary": {"deployment": "checkout-canary"},
         "stages": [{"weight": 10, "duration": "30s"}, {"weight": 100}],
         "analysis": {"interval": "1s", "unavailableGrace": "1h"},
-        "prometheus": {"address": prometheus,
-                       "bearerTokenSecretRef": {"name": "prom", "key": "token"}},
-        "notification": {"webhook": webhook},
+        "prometheus": prometheus,
     });
+    if let Some(webhook) = webhook {
+        spec["notification"] = json!({"webhook": webhook});
+    }
     let rollout = json!({"apiVersion": "stickycanary.dev/v1alpha1", "kind": "CanaryRollout",
                          "metadata": {"name": "checkout"}, "spec": spec});
     std::fs::write(dir.join("rollout.yaml"), rollout.to_string()).unwrap();
@@ -204,6 +216,16 @@ fn local_once(
     dir: &std::path::Path,
     flags: &[&str],
     ssl_cert_file: &std::path::Path,
+) -> std::process::Output {
+    local_once_env(dir, flags, ssl_cert_file, &[])
+}
+
+/// As [`local_once`], with these environment variables set.
+fn local_once_env(
+    dir: &std::path::Path,
+    flags: &[&str],
+    ssl_cert_file: &std::path::Path,
+    env: &[(&str, &std::ffi::OsStr)],
 ) -> std::process::Output {
     let files = ["rollout.yaml", "filter.ecds.json", "status.json"].map(|name| dir.join(name));
     let [rollout, ecds, status] = files.each_ref().map(|path| path.as_os_str());
@@ -224,7 +246,10 @@ fn local_once(
         .env("SSL_CERT_FILE", ssl_cert_file)
         .env_remove("STICKYCANARY_PROMETHEUS_BEARER_TOKEN_FILE")
         .env_remove("STICKYCANARY_PROMETHEUS_CA_FILE")
+        .env_remove("STICKYCANARY_PROMETHEUS_BASIC_AUTH_USER")
+        .env_remove("STICKYCANARY_PROMETHEUS_BASIC_AUTH_PASSWORD_FILE")
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -314,4 +339,100 @@ async fn local_mode_reads_token_ca_and_headers_from_flags_and_notifies_over_http
         "{stderr}"
     );
     assert!(proxy.received().len() > before);
+}
+
+/// Local mode stands in for `spec.prometheus.basicAuth` and a Secret-held header with flags
+/// (or environment variables): a loopback Prometheus receives the exact Basic credentials,
+/// the tenant header and the spec's literal header. Without the flags, or with two auths,
+/// it refuses in one line naming the field or flag, and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_mode_sends_basic_auth_and_tenant_header_from_flags_or_env() {
+    let prometheus = serve(None, |_| {
+        (
+            200,
+            vec![("content-type".into(), "application/json".into())],
+            r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#.into(),
+        )
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    std::fs::write(path("password"), format!("{TOKEN}\n")).unwrap();
+    std::fs::write(path("token"), format!("{WRONG}\n")).unwrap();
+    let spec_prometheus = serde_json::json!({
+        "address": prometheus.base,
+        "basicAuth": {"username": {"name": "grafana-cloud", "key": "user"},
+                      "password": {"name": "grafana-cloud", "key": "token"}},
+        "headers": [
+            {"name": "X-Scope-OrgID", "valueFrom": {"secretKeyRef": {"name": "tenant", "key": "id"}}},
+            {"name": "X-Team", "value": "checkout"},
+        ],
+    });
+    local_scene_with(dir.path(), spec_prometheus, None);
+    let no_ca = path("password"); // SSL_CERT_FILE is not used: plain http.
+    let password = path("password");
+    let password = password.to_str().unwrap();
+    let token = path("token");
+    let token = token.to_str().unwrap();
+    let basic = [
+        "--prometheus-basic-auth-user",
+        "123456",
+        "--prometheus-basic-auth-password-file",
+        password,
+    ];
+    let tenant = ["--prometheus-header", "X-Scope-OrgID: t1"];
+
+    let refusals: [(Vec<&str>, &str); 3] = [
+        (
+            vec![],
+            "spec.prometheus.basicAuth: local mode reads no Secrets; pass them with --prometheus-basic-auth-user and --prometheus-basic-auth-password-file",
+        ),
+        (
+            basic.to_vec(),
+            "spec.prometheus.headers[0].valueFrom: local mode reads no Secrets; pass the value with --prometheus-header 'X-Scope-OrgID: VALUE'",
+        ),
+        (
+            [&basic[..], &tenant[..], &["--prometheus-bearer-token-file", token]].concat(),
+            "--prometheus-basic-auth-user: not with --prometheus-bearer-token-file (each is an Authorization header)",
+        ),
+    ];
+    for (flags, expected) in refusals {
+        let out = local_once(dir.path(), &flags, &no_ca);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{flags:?}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert_clean_line(&stderr, expected);
+    }
+    assert!(prometheus.received().is_empty(), "sent before refusing");
+
+    // base64("123456:prom-t0ken-8472"): the password file's newline is trimmed.
+    let expected_auth = "Basic MTIzNDU2OnByb20tdDBrZW4tODQ3Mg==";
+    let by_flags = [&basic[..], &tenant[..]].concat();
+    let by_env: [(&str, &std::ffi::OsStr); 2] = [
+        ("STICKYCANARY_PROMETHEUS_BASIC_AUTH_USER", "123456".as_ref()),
+        (
+            "STICKYCANARY_PROMETHEUS_BASIC_AUTH_PASSWORD_FILE",
+            password.as_ref(),
+        ),
+    ];
+    for (flags, env) in [(&by_flags[..], &[][..]), (&tenant[..], &by_env[..])] {
+        let before = prometheus.received().len();
+        let out = local_once_env(dir.path(), flags, &no_ca, env);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains(TOKEN), "{stderr}");
+        let queries = &prometheus.received()[before..];
+        assert!(!queries.is_empty(), "no query reached Prometheus");
+        for query in queries {
+            assert_eq!(query.header("authorization"), Some(expected_auth));
+            assert_eq!(query.header("x-scope-orgid"), Some("t1"));
+            assert_eq!(query.header("x-team"), Some("checkout"));
+        }
+        let status = std::fs::read_to_string(path("status.json")).unwrap();
+        assert!(
+            !status.contains(TOKEN) && !status.contains("MTIzNDU2"),
+            "{status}"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use crate::http::source::SourceOutbound;
+use crate::http::source::{SourceOutbound, SourceValues};
 use crate::http::ClientConfig;
 use crate::observation::MetricsObservation;
 use crate::prometheus::{Batch, MetricsSource, PrometheusSource, RolloutSeries};
@@ -78,10 +78,9 @@ impl MetricsBatcher {
         &self,
         address: &str,
         outbound: &SourceOutbound,
-        ca_pem: Option<Vec<u8>>,
-        bearer_token: Option<&str>,
+        values: SourceValues,
     ) -> Endpoint {
-        let mut config = outbound.client_config(ca_pem, bearer_token);
+        let mut config = outbound.client_config(values);
         if outbound.timeout.is_none() {
             config.timeout = self.timeout;
         }
@@ -93,7 +92,7 @@ impl MetricsBatcher {
 
     /// `address` with no other options (the host's CAs, the controller's timeout).
     pub fn plain(&self, address: &str) -> Endpoint {
-        self.endpoint(address, &SourceOutbound::default(), None, None)
+        self.endpoint(address, &SourceOutbound::default(), SourceValues::default())
     }
 
     /// The source for `endpoint` (one HTTP client per Prometheus and options).

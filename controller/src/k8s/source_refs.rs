@@ -1,7 +1,8 @@
-//! The values a rollout's `spec.prometheus` refers to: the bearer token and the CA bundle,
-//! read from Secrets and ConfigMaps in the rollout's namespace (`get` only) at every tick,
-//! so a rotated token is used from the next interval on. Errors are one line naming the
-//! field and the object, never a value.
+//! The values a rollout's `spec.prometheus` refers to: the bearer token or the basic-auth
+//! username and password, header values and the CA bundle, read from Secrets and
+//! ConfigMaps in the rollout's namespace (`get` only) at every tick, so a rotated
+//! credential is used from the next interval on. Errors are one line naming the field and
+//! the object, never a value.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
@@ -9,7 +10,7 @@ use kube::Client;
 
 use super::batch::{Endpoint, MetricsBatcher};
 use crate::crd::PrometheusSource;
-use crate::http::source::KeyRef;
+use crate::http::source::{username_problem, KeyRef, SourceValues};
 
 /// The rollout's Prometheus endpoint, with its Secrets' and ConfigMaps' values read.
 pub async fn endpoint(
@@ -19,20 +20,32 @@ pub async fn endpoint(
     prometheus: &PrometheusSource,
 ) -> Result<Endpoint, String> {
     let outbound = &prometheus.outbound;
-    let token = match &outbound.bearer_token_secret_ref {
-        Some(key) => {
-            let bytes = secret_key(client, namespace, key, "bearerTokenSecretRef").await?;
-            let token = String::from_utf8(bytes).map_err(|_| {
-                format!(
-                    "spec.prometheus.bearerTokenSecretRef: Secret {namespace}/{} key {}: not UTF-8 text",
-                    key.name, key.key
-                )
-            })?;
-            Some(token)
+    let mut values = SourceValues::default();
+    if let Some(key) = &outbound.bearer_token_secret_ref {
+        values.bearer_token =
+            Some(secret_text(client, namespace, key, "bearerTokenSecretRef").await?);
+    }
+    if let Some(basic) = &outbound.basic_auth {
+        let username =
+            secret_text(client, namespace, &basic.username, "basicAuth.username").await?;
+        if let Some(problem) = username_problem(&username) {
+            return Err(format!(
+                "spec.prometheus.basicAuth.username: Secret {namespace}/{} key {}: {problem}",
+                basic.username.name, basic.username.key
+            ));
         }
-        None => None,
-    };
-    let ca = match &outbound.ca {
+        let password =
+            secret_text(client, namespace, &basic.password, "basicAuth.password").await?;
+        values.basic_auth = Some((username, password));
+    }
+    for (index, header) in outbound.headers.iter().enumerate() {
+        if let Some(from) = &header.value_from {
+            let field = format!("headers[{index}].valueFrom.secretKeyRef");
+            let value = secret_text(client, namespace, &from.secret_key_ref, &field).await?;
+            values.header_values.push((header.name.clone(), value));
+        }
+    }
+    values.ca_pem = match &outbound.ca {
         Some(ca) => match (&ca.secret_key_ref, &ca.config_map_key_ref) {
             (Some(key), _) => Some(secret_key(client, namespace, key, "ca.secretKeyRef").await?),
             (None, Some(key)) => Some(config_map_key(client, namespace, key).await?),
@@ -40,7 +53,23 @@ pub async fn endpoint(
         },
         None => None,
     };
-    Ok(batcher.endpoint(&prometheus.address, outbound, ca, token.as_deref()))
+    Ok(batcher.endpoint(&prometheus.address, outbound, values))
+}
+
+/// A Secret key's value as text; the error names the field and the object, never the value.
+async fn secret_text(
+    client: &Client,
+    namespace: &str,
+    key: &KeyRef,
+    field: &str,
+) -> Result<String, String> {
+    let bytes = secret_key(client, namespace, key, field).await?;
+    String::from_utf8(bytes).map_err(|_| {
+        format!(
+            "spec.prometheus.{field}: Secret {namespace}/{} key {}: not UTF-8 text",
+            key.name, key.key
+        )
+    })
 }
 
 async fn secret_key(

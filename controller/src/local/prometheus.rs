@@ -1,12 +1,14 @@
 //! How local mode reaches Prometheus. There is no cluster to read Secrets from, so the
-//! bearer token and the CA bundle come from files named by flags (or their environment
-//! variables); the spec's `insecureSkipVerify` and `timeout` apply as in the cluster.
+//! bearer token, the basic-auth password and the CA bundle come from files named by flags,
+//! the basic-auth username and Secret-held header values from flags (or their environment
+//! variables); the spec's literal headers, `insecureSkipVerify` and `timeout` apply as in
+//! the cluster.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::http::source::SourceOutbound;
+use crate::http::source::{username_problem, SourceOutbound, SourceValues};
 use crate::http::ClientConfig;
 
 /// The address and the flags' client options.
@@ -15,6 +17,11 @@ pub struct PrometheusAccess {
     pub address: String,
     /// `--prometheus-bearer-token-file`: sent as `Authorization: Bearer <token>`.
     pub bearer_token_file: Option<PathBuf>,
+    /// `--prometheus-basic-auth-user`, with the password from
+    /// `--prometheus-basic-auth-password-file`: sent as `Authorization: Basic …`.
+    pub basic_auth_user: Option<String>,
+    /// `--prometheus-basic-auth-password-file`.
+    pub basic_auth_password_file: Option<PathBuf>,
     /// `--prometheus-ca-file`: PEM certificates trusted besides the host's.
     pub ca_file: Option<PathBuf>,
     /// `--prometheus-header 'Name: value'`, sent with every query.
@@ -50,6 +57,50 @@ impl PrometheusAccess {
     /// Refuses a spec whose references local mode cannot read, naming the flag to use
     /// instead; returns the warnings to print (verification off).
     pub fn check(&self, outbound: &SourceOutbound) -> Result<Vec<String>, Error> {
+        let invalid = |line: &str| Err(Error::Invalid(line.to_string()));
+        let basic = self.basic_auth_user.is_some() || self.basic_auth_password_file.is_some();
+        if self.basic_auth_user.is_some() != self.basic_auth_password_file.is_some() {
+            return invalid("--prometheus-basic-auth-user and --prometheus-basic-auth-password-file go together");
+        }
+        if basic && self.bearer_token_file.is_some() {
+            return invalid("--prometheus-basic-auth-user: not with --prometheus-bearer-token-file (each is an Authorization header)");
+        }
+        let auth_flag = if basic {
+            Some("--prometheus-basic-auth-user")
+        } else {
+            self.bearer_token_file
+                .as_ref()
+                .map(|_| "--prometheus-bearer-token-file")
+        };
+        if let Some(flag) = auth_flag {
+            let spec_names = outbound.headers.iter().map(|header| header.name.as_str());
+            if self
+                .headers
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .chain(spec_names)
+                .any(|name| name.eq_ignore_ascii_case("authorization"))
+            {
+                return Err(Error::Invalid(format!(
+                    "--prometheus-header: Authorization is already sent by {flag}; remove one"
+                )));
+            }
+        }
+        if outbound.basic_auth.is_some() && !basic {
+            return invalid("spec.prometheus.basicAuth: local mode reads no Secrets; pass them with --prometheus-basic-auth-user and --prometheus-basic-auth-password-file");
+        }
+        for (index, header) in outbound.headers.iter().enumerate() {
+            let flagged = self
+                .headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case(&header.name));
+            if header.value_from.is_some() && !flagged {
+                return Err(Error::Invalid(format!(
+                    "spec.prometheus.headers[{index}].valueFrom: local mode reads no Secrets; pass the value with --prometheus-header '{}: VALUE'",
+                    header.name
+                )));
+            }
+        }
         if outbound.bearer_token_secret_ref.is_some() && self.bearer_token_file.is_none() {
             return Err(Error::Invalid(
                 "spec.prometheus.bearerTokenSecretRef: local mode reads no Secrets; pass the token with --prometheus-bearer-token-file".to_string(),
@@ -74,7 +125,8 @@ impl PrometheusAccess {
         Ok(warnings)
     }
 
-    /// The client options: the spec's, with the flags' token, CA bundle and headers; the
+    /// The client options: the spec's, with the flags' credentials, CA bundle and headers
+    /// (a header flag replaces the spec's header of the same name); the
     /// query timeout is `default_timeout` unless the spec sets one.
     pub fn client_config(
         &self,
@@ -97,11 +149,34 @@ impl PrometheusAccess {
             }
             None => None,
         };
+        let basic_auth = match (&self.basic_auth_user, &self.basic_auth_password_file) {
+            (Some(username), Some(path)) => {
+                if let Some(problem) = username_problem(username) {
+                    return Err(Error::Invalid(format!(
+                        "--prometheus-basic-auth-user: {problem}"
+                    )));
+                }
+                let bytes = read(path, "--prometheus-basic-auth-password-file")?;
+                let password = String::from_utf8(bytes).map_err(|_| {
+                    Error::Invalid(format!(
+                        "--prometheus-basic-auth-password-file {}: not UTF-8 text",
+                        path.display()
+                    ))
+                })?;
+                Some((username.clone(), password))
+            }
+            _ => None,
+        };
         let ca = match &self.ca_file {
             Some(path) => Some(read(path, "--prometheus-ca-file")?),
             None => None,
         };
-        let mut config = outbound.client_config(ca, token.as_deref());
+        let mut config = outbound.client_config(SourceValues {
+            ca_pem: ca,
+            bearer_token: token,
+            basic_auth,
+            header_values: Vec::new(),
+        });
         if outbound.timeout.is_none() {
             config.timeout = default_timeout;
         }
@@ -144,5 +219,22 @@ mod tests {
         let warnings = flags.check(&outbound).unwrap();
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].starts_with("--prometheus-insecure-skip-verify: "));
+    }
+
+    #[test]
+    fn an_authorization_header_is_refused_beside_an_auth_flag() {
+        let flags = PrometheusAccess {
+            basic_auth_user: Some("u".into()),
+            basic_auth_password_file: Some("/p".into()),
+            ..PrometheusAccess::from("http://p")
+        };
+        let own: SourceOutbound =
+            serde_yaml::from_str("headers: [{name: authorization, value: Bearer x}]\n").unwrap();
+        let err = flags.check(&own).unwrap_err().to_string();
+        assert!(
+            err.contains("Authorization is already sent by --prometheus-basic-auth-user"),
+            "{err}"
+        );
+        assert!(flags.check(&SourceOutbound::default()).is_ok());
     }
 }
