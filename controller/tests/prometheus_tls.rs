@@ -161,7 +161,7 @@ async fn a_token_protected_https_prometheus_answers_the_right_token_only() {
         let line = bad.scalar("vector(42)").await.unwrap_err();
         assert_clean_line(
             &line,
-            "HTTP 401: Prometheus refused the request's credentials (check the bearer token",
+            "HTTP 401: Prometheus refused the request's credentials (check bearerTokenSecretRef, basicAuth",
         );
         let batch = bad.windows(&rollouts, Duration::from_secs(30)).await;
         match &batch["checkout"] {

@@ -152,7 +152,7 @@ fn check_address(url: &str) -> Result<(), String> {
 fn query_error_line(error: &QueryError) -> String {
     match error {
         QueryError::Http(HttpError::Status(status @ (401 | 403))) => format!(
-            "HTTP {status}: Prometheus refused the request's credentials (check the bearer token or the address's user and password)"
+            "HTTP {status}: Prometheus refused the request's credentials (check bearerTokenSecretRef, basicAuth or the address's user and password)"
         ),
         other => other.to_string(),
     }
