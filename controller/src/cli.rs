@@ -57,7 +57,7 @@ running: editing the revision starts the next release (--on-scale-up, --on-promo
 With --metrics-addr it serves the controller's /metrics while it runs, and for --metrics-linger\n\
 after the rollout finishes (Ctrl-C ends that wait)."
     )]
-    Local(LocalArgs),
+    Local(Box<LocalArgs>),
 
     /// Show a rollout's progress (local status file, or the CanaryRollout in the cluster)
     #[command(

@@ -39,6 +39,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             k8s::run(args).await?;
         }
         Command::Local(args) => {
+            let args = *args;
             init_tracing(cli.log_format, "warn");
             let rollout = local::load_rollout(&args.rollout)?;
             let status_file = match args.status_file.clone() {
