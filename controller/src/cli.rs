@@ -208,7 +208,7 @@ pub struct LocalArgs {
     /// Do not verify Prometheus's TLS certificate (test setups only; warns)
     #[arg(long)]
     pub prometheus_insecure_skip_verify: bool,
-    /// Where the status is kept (default: <rollout name>.status.json next to the rollout
+    /// Where the status is kept (default: NAME.status.json, NAME the rollout's, next to the rollout
     /// file; never in the ECDS file's directory, which Envoy watches)
     #[arg(long)]
     pub status_file: Option<PathBuf>,

@@ -548,7 +548,7 @@ fn cleaned(counts: &SplitCounts) -> SplitCounts {
 /// One version's rate over its shards with the outlying ones set aside: the guard rails'
 /// "broad" reading, and the shards set aside. `None` without requests.
 ///
-/// The same peeling as the comparative test's ([`MAX_OUTLYING_SHARDS`], [`stands_out`]) on
+/// The same peeling as the comparative test's ([`MAX_OUTLYING_SHARDS`], `stands_out`) on
 /// the version's own counts. A broad breach raises every shard alike, so its top shards
 /// rarely stand out and its rate is read almost unbiased (dropping the top two shards
 /// always, as before, read a canary at 5% as well under 5%: issue 22 point 4); a few heavy

@@ -6,7 +6,7 @@
 //!
 //! Outcomes are kept apart the way the engine needs them: an empty result is *no data*
 //! (a window with zero requests, so the engine calls it inconclusive), while a transport or
-//! query error is [`MetricsObservation::Unavailable`]. Neither is a breach.
+//! query error is [`MetricsObservation::Unavailable`](crate::observation::MetricsObservation::Unavailable). Neither is a breach.
 //!
 //! - [`client`]: the HTTP client ([`PrometheusSource`]) and its error lines;
 //! - [`queries`]: the PromQL text;
