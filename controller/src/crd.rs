@@ -100,10 +100,12 @@ pub struct CanaryRolloutSpec {
     #[serde(default)]
     pub paused: bool,
     // --- Release lifecycle (contract 5, "Release lifecycle") -------------------------
-    /// The stable Deployment. With it, the controller runs the whole release cycle: a new
-    /// canary revision starts a run, a promotion copies the canary's pod template here.
+    /// The stable Deployment the controller generates and owns (default name
+    /// `<canary.deployment>-primary`). With it, the controller runs the whole release cycle:
+    /// a new template of the workload (`spec.canary.deployment`, which Git owns) starts a
+    /// run, and a promotion applies that template to the generated stable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stable: Option<WorkloadRef>,
+    pub stable: Option<StableSpec>,
     /// How long a scale-up or a stable rollout may take before the run fails.
     #[serde(default = "default_progress_deadline")]
     pub progress_deadline: Duration,
@@ -130,8 +132,59 @@ pub struct CanaryRolloutSpec {
     pub schedule: Option<Schedule>,
 }
 
-/// A Deployment by name: `spec.stable` (the one a promotion copies the canary's pod
-/// template onto) and `spec.analysis.resources.stable` (the baseline of the resource checks).
+/// The generated stable Deployment (contract 5, "Release lifecycle"). The controller creates
+/// it from the workload's template, owns it (an ownerReference to this CanaryRollout, every
+/// field by server-side apply) and repairs it when another writer changes it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StableSpec {
+    /// The generated Deployment's name; defaults to `<canary.deployment>-primary`. It lives
+    /// in the workload's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL_PATTERN))]
+    pub name: Option<String>,
+    /// The labels that make the generated pods the stable subset's: set over the workload's
+    /// values on the selector and the pod template. Each key must be one the workload's
+    /// `spec.selector.matchLabels` uses, with another value there (the canary subset's).
+    #[serde(default = "default_stable_pod_labels")]
+    #[schemars(length(min = 1))]
+    pub pod_labels: BTreeMap<String, String>,
+    /// Gone: the stable Deployment is generated, not written by hand. A rollout that still
+    /// names one is refused with the way to migrate (README, "Migrating from a hand-written
+    /// stable Deployment").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+}
+
+impl Default for StableSpec {
+    fn default() -> Self {
+        StableSpec {
+            name: None,
+            pod_labels: default_stable_pod_labels(),
+            deployment: None,
+        }
+    }
+}
+
+fn default_stable_pod_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([("version".to_string(), "stable".to_string())])
+}
+
+impl CanaryRolloutSpec {
+    /// The generated stable Deployment's name (release lifecycle only).
+    pub fn stable_name(&self) -> Option<String> {
+        let stable = self.stable.as_ref()?;
+        Some(
+            stable
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}-primary", self.canary.deployment)),
+        )
+    }
+}
+
+/// A Deployment by name: `spec.analysis.resources.stable` (the baseline of the resource
+/// checks).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadRef {
@@ -480,6 +533,12 @@ pub enum Phase {
     Pending,
     /// Release lifecycle: the canary runs the stable revision; waiting for a new one.
     WaitingForRelease,
+    /// Release lifecycle, first install: the generated stable is rolling out the workload's
+    /// template; users stay on the workload until it is ready.
+    Initializing,
+    /// Release lifecycle: the generated stable took every user without a run (the workload's
+    /// template at install); waiting for a release, as in `WaitingForRelease`.
+    Initialized,
     /// Release lifecycle: a new canary revision; weight 0 until the canary has ready pods.
     ScalingUp,
     /// Walking the stages.
@@ -523,9 +582,11 @@ impl JsonSchema for Phase {
 
 impl Phase {
     /// Every phase, in lifecycle order (metrics export one series per phase).
-    pub const ALL: [Phase; 12] = [
+    pub const ALL: [Phase; 14] = [
         Phase::Pending,
         Phase::WaitingForRelease,
+        Phase::Initializing,
+        Phase::Initialized,
         Phase::ScalingUp,
         Phase::Progressing,
         Phase::Paused,
@@ -542,6 +603,8 @@ impl Phase {
         match self {
             Phase::Pending => "Pending",
             Phase::WaitingForRelease => "WaitingForRelease",
+            Phase::Initializing => "Initializing",
+            Phase::Initialized => "Initialized",
             Phase::ScalingUp => "ScalingUp",
             Phase::Progressing => "Progressing",
             Phase::Paused => "Paused",
@@ -563,9 +626,15 @@ impl Phase {
             Phase::Promoted
                 | Phase::RolledBack
                 | Phase::WaitingForRelease
+                | Phase::Initialized
                 | Phase::Succeeded
                 | Phase::PromotionFailed
         )
+    }
+
+    /// At rest with the canary on the stable revision, waiting for a release.
+    pub fn is_waiting(&self) -> bool {
+        matches!(self, Phase::WaitingForRelease | Phase::Initialized)
     }
 }
 

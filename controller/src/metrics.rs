@@ -306,6 +306,8 @@ mod tests {
             match phase {
                 Phase::Pending
                 | Phase::WaitingForRelease
+                | Phase::Initializing
+                | Phase::Initialized
                 | Phase::ScalingUp
                 | Phase::Progressing
                 | Phase::Paused

@@ -89,6 +89,37 @@ fn into_result(errors: Vec<ValidationError>) -> Result<(), Vec<ValidationError>>
     }
 }
 
+/// The generated stable: a name that fits a Deployment name, subset labels to set, and no
+/// hand-written stable Deployment (the two-Deployment layout is gone).
+fn stable_errors(spec: &CanaryRolloutSpec, errors: &mut Vec<ValidationError>) {
+    let (Some(stable), Some(name)) = (&spec.stable, spec.stable_name()) else {
+        return;
+    };
+    if let Some(old) = &stable.deployment {
+        errors.push(ValidationError::new(
+            "spec.stable.deployment",
+            format!("the stable Deployment is generated now ({name}), not named: remove {old} from the rollout (README, \"Migrating from a hand-written stable Deployment\")"),
+        ));
+    }
+    if let Err(message) = validate_label(&name) {
+        let field = if stable.name.is_some() {
+            "spec.stable.name"
+        } else {
+            "spec.canary.deployment"
+        };
+        errors.push(ValidationError::new(
+            field,
+            format!("the generated stable's name {name}: {message}"),
+        ));
+    }
+    if stable.pod_labels.is_empty() {
+        errors.push(ValidationError::new(
+            "spec.stable.podLabels",
+            "must set at least one label (the stable subset's, e.g. version: stable)",
+        ));
+    }
+}
+
 fn spec_errors(spec: &CanaryRolloutSpec) -> Vec<ValidationError> {
     let mut errors = Vec::new();
     let mut label = |field: &str, value: &str| {
@@ -107,6 +138,7 @@ fn spec_errors(spec: &CanaryRolloutSpec) -> Vec<ValidationError> {
     if let Some(namespace) = &spec.canary.namespace {
         label("spec.canary.namespace", namespace);
     }
+    stable_errors(spec, &mut errors);
     stage_errors(&spec.stages, &mut errors);
     analysis_errors(spec, &mut errors);
     stages_and_resources::errors(spec, &mut errors);

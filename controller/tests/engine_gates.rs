@@ -146,7 +146,7 @@ fn release(revision: &str, canary: WorkloadState) -> ReleaseObservation {
 #[test]
 fn confirm_rollout_holds_the_scale_up_until_it_passes_with_one_event_per_wait() {
     let mut sim = Sim::new(spec(
-        "stable: {deployment: checkout-stable}\nwebhooks:\n  - {name: change-window, type: confirm-rollout, url: \"http://127.0.0.1:9/ok\"}\n",
+        "stable: {}\nwebhooks:\n  - {name: change-window, type: confirm-rollout, url: \"http://127.0.0.1:9/ok\"}\n",
     ));
     let stopped = release("r2", WorkloadState::Stopped);
     let webhook_names: Vec<&str> = due(&sim.spec, &sim.status, Some(&stopped), at(0))
@@ -335,9 +335,7 @@ const MANUAL_PROMOTION: &str =
 
 #[test]
 fn confirm_promotion_waits_for_an_approval_of_the_runs_revision() {
-    let mut sim = Sim::new(spec(&format!(
-        "stable: {{deployment: checkout-stable}}\n{MANUAL_PROMOTION}"
-    )));
+    let mut sim = Sim::new(spec(&format!("stable: {{}}\n{MANUAL_PROMOTION}")));
     let ready = release("r2", WorkloadState::Ready);
     let none = GateInput::default();
     for _ in 0..12 {
@@ -374,9 +372,7 @@ fn confirm_promotion_waits_for_an_approval_of_the_runs_revision() {
 
 #[test]
 fn an_approval_for_v2_never_lets_v3_through() {
-    let mut sim = Sim::new(spec(&format!(
-        "stable: {{deployment: checkout-stable}}\n{MANUAL_PROMOTION}"
-    )));
+    let mut sim = Sim::new(spec(&format!("stable: {{}}\n{MANUAL_PROMOTION}")));
     let none = GateInput::default();
     sim.status
         .approvals
@@ -647,7 +643,7 @@ fn approve(status: &mut CanaryRolloutStatus, field: &str, record: serde_json::Va
 
 #[test]
 fn a_freeze_holds_a_last_stage_with_a_duration_and_promoting_waits_for_the_thaw() {
-    let mut bake = spec("stable: {deployment: checkout-stable}\n");
+    let mut bake = spec("stable: {}\n");
     bake.stages =
         serde_yaml::from_str("[{weight: 10, duration: 1m}, {weight: 100, duration: 2m}]").unwrap();
     let mut sim = Sim::new(bake);
@@ -727,7 +723,7 @@ fn a_manual_promote_while_frozen_is_refused_with_an_event() {
 
 #[test]
 fn a_freeze_still_lets_a_rollback_and_its_drain_happen() {
-    let mut sim = Sim::new(spec("stable: {deployment: checkout-stable}\n"));
+    let mut sim = Sim::new(spec("stable: {}\n"));
     let none = GateInput::default();
     let ready = release("r2", WorkloadState::Ready);
     sim.tick_with(
@@ -759,9 +755,7 @@ const MANUAL_ROLLOUT: &str =
 
 #[test]
 fn an_approval_does_not_outlive_its_run_so_a_retry_waits_at_the_gate_again() {
-    let mut sim = Sim::new(spec(&format!(
-        "stable: {{deployment: checkout-stable}}\n{MANUAL_ROLLOUT}"
-    )));
+    let mut sim = Sim::new(spec(&format!("stable: {{}}\n{MANUAL_ROLLOUT}")));
     let none = GateInput::default();
     let ready = release("r2", WorkloadState::Ready);
     sim.tick_with(

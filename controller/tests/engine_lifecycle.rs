@@ -18,7 +18,7 @@ fn spec() -> CanaryRolloutSpec {
     support::engine::spec(
         r#"
 rolloutKey: checkout
-stable: {deployment: checkout-stable}
+stable: {}
 stages:
   - {weight: 10, duration: 1m}
   - {weight: 100}
@@ -135,7 +135,11 @@ fn scale_down(revision: &str) -> Action {
 #[test]
 fn first_sight_of_a_canary_equal_to_stable_waits_for_a_release_and_touches_nothing() {
     let mut sim = Sim::new(spec());
-    let decision = sim.tick(&healthy(), &release("r1", "r1", WorkloadState::Stopped));
+    let at_rest = with_stable(
+        release("r1", "r1", WorkloadState::Stopped),
+        WorkloadState::Ready,
+    );
+    let decision = sim.tick(&healthy(), &at_rest);
     assert_eq!(sim.status.phase, Phase::WaitingForRelease);
     assert_eq!(world(&decision), vec![]);
     assert_eq!(sim.status.canary_revision.as_deref(), Some("r1"));
@@ -145,6 +149,80 @@ fn first_sight_of_a_canary_equal_to_stable_waits_for_a_release_and_touches_nothi
     let decision = sim.tick(&healthy(), &release("r1", "r1", WorkloadState::Ready));
     assert_eq!(world(&decision), vec![]);
     assert_eq!(sim.status.phase, Phase::WaitingForRelease);
+}
+
+#[test]
+fn the_bootstrap_keeps_users_on_the_workload_until_the_generated_stable_is_ready_then_hands_them_over(
+) {
+    let mut sim = Sim::new(spec());
+    let workload = release("r1", "r1", WorkloadState::Ready);
+    // The generated stable was just created: it has no ready pods yet.
+    let decision = sim.tick(
+        &healthy(),
+        &with_stable(workload.clone(), WorkloadState::Starting),
+    );
+    assert_eq!(sim.status.phase, Phase::Initializing);
+    assert_eq!(world(&decision), vec![Action::SetWeight(100.0)]);
+    assert_eq!(decision.event_reasons(), vec![reasons::INITIALIZING]);
+    // Still rolling out: nothing moves, no Event again.
+    let decision = sim.tick(
+        &healthy(),
+        &with_stable(workload.clone(), WorkloadState::Starting),
+    );
+    assert_eq!(world(&decision), vec![]);
+    assert_eq!(decision.event_reasons(), Vec::<&str>::new());
+    // Ready: every user to stable, no run, the workload drains then is scaled down.
+    let decision = sim.tick(
+        &healthy(),
+        &with_stable(workload.clone(), WorkloadState::Ready),
+    );
+    assert_eq!(sim.status.phase, Phase::Initialized);
+    assert_eq!(world(&decision), vec![Action::SetWeight(0.0)]);
+    assert_eq!(decision.event_reasons(), vec![reasons::INITIALIZED]);
+    assert_eq!(sim.status.stable_revision.as_deref(), Some("r1"));
+    assert!(sim.status.scale_down_at.is_some());
+    // scaleDownDelay (30s) later: the scale-down, and Initialized waits for a release.
+    let decision = sim.tick(
+        &healthy(),
+        &with_stable(workload.clone(), WorkloadState::Ready),
+    );
+    assert_eq!(world(&decision), vec![scale_down("r1")]);
+    assert_eq!(sim.status.phase, Phase::Initialized);
+    assert!(sim.status.phase.is_terminal());
+    // The next template of the workload is a release.
+    let decision = sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));
+    assert_eq!(sim.status.phase, Phase::ScalingUp);
+    assert_eq!(world(&decision), vec![scale_up("r2")]);
+}
+
+#[test]
+fn a_generated_stable_that_does_not_roll_out_keeps_users_on_the_workload_with_one_warning() {
+    let mut sim = Sim::new(spec());
+    let workload = release("r1", "r1", WorkloadState::Ready);
+    sim.tick(
+        &healthy(),
+        &with_stable(workload.clone(), WorkloadState::Starting),
+    );
+    let failed = WorkloadState::Failed("ProgressDeadlineExceeded: no progress".into());
+    let decision = sim.tick(&healthy(), &with_stable(workload.clone(), failed.clone()));
+    assert_eq!(sim.status.phase, Phase::Initializing);
+    assert_eq!(sim.status.weight, 100.0);
+    assert_eq!(world(&decision), vec![]);
+    assert_eq!(decision.event_reasons(), vec![reasons::INITIALIZING]);
+    assert!(
+        decision
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Event { warning: true, .. })),
+        "{:?}",
+        decision.actions
+    );
+    let decision = sim.tick(&healthy(), &with_stable(workload.clone(), failed));
+    assert_eq!(decision.event_reasons(), Vec::<&str>::new());
+    // Fixed: the hand-over happens.
+    sim.tick(&healthy(), &with_stable(workload, WorkloadState::Ready));
+    assert_eq!(sim.status.phase, Phase::Initialized);
+    assert_eq!(sim.status.weight, 0.0);
 }
 
 #[test]
@@ -576,11 +654,39 @@ fn a_restart_from_saved_status_resumes_every_new_phase_exactly() {
     let spec = spec();
 
     let mut sim = Sim::new(spec.clone());
-    sim.tick(&healthy(), &release("r1", "r1", WorkloadState::Ready));
+    sim.tick(
+        &healthy(),
+        &with_stable(
+            release("r1", "r1", WorkloadState::Ready),
+            WorkloadState::Ready,
+        ),
+    );
     cases.push((
         sim.status.clone(),
         sim.now,
         release("r2", "r1", WorkloadState::Stopped),
+    ));
+
+    // The bootstrap: the generated stable rolling out, then ready.
+    let mut sim = Sim::new(spec.clone());
+    let bootstrap = release("r1", "r1", WorkloadState::Ready);
+    sim.tick(
+        &healthy(),
+        &with_stable(bootstrap.clone(), WorkloadState::Starting),
+    );
+    cases.push((
+        sim.status.clone(),
+        sim.now,
+        with_stable(bootstrap.clone(), WorkloadState::Ready),
+    ));
+    sim.tick(
+        &healthy(),
+        &with_stable(bootstrap.clone(), WorkloadState::Ready),
+    );
+    cases.push((
+        sim.status.clone(),
+        sim.now + 60,
+        with_stable(bootstrap, WorkloadState::Ready),
     ));
 
     let mut sim = Sim::new(spec.clone());
@@ -649,6 +755,8 @@ fn a_restart_from_saved_status_resumes_every_new_phase_exactly() {
         phases,
         vec![
             Phase::WaitingForRelease,
+            Phase::Initializing,
+            Phase::Initialized,
             Phase::ScalingUp,
             Phase::ScalingUp,
             Phase::Promoting,

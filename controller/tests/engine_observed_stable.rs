@@ -19,7 +19,7 @@ fn spec() -> CanaryRolloutSpec {
     support::engine::spec(
         r#"
 rolloutKey: checkout
-stable: {deployment: checkout-stable}
+stable: {}
 stages:
   - {weight: 10, duration: 1m}
   - {weight: 100}

@@ -38,7 +38,7 @@ fn rollout(extra_spec: Value) -> Value {
     let mut spec = json!({
         "wasmPlugin": {"name": "stickycanary", "namespace": "istio-system"},
         "canary": {"deployment": "checkout-canary"},
-        "stable": {"deployment": "checkout-stable"},
+        "stable": {},
         "stages": [{"weight": 10, "duration": "1m"}, {"weight": 100}],
         "analysis": {"interval": "10s"},
         "scaleDownDelay": "30s",

@@ -5,7 +5,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// True when the rollout reached where it was going (`Promoted`, `Succeeded`,
-/// `WaitingForRelease`).
+/// `WaitingForRelease`, `Initialized`).
 pub const READY: &str = "Ready";
 /// True when the rollout rolled back, failed to promote, has an invalid spec, flies blind on
 /// metrics, or (set by the controller alone) could not carry out an action.

@@ -95,7 +95,11 @@ fn refusal(spec: &CanaryRolloutSpec, action: ManualAction, tick: &Tick) -> Optio
              undo the promotion: {undo}",
             status.weight
         )),
-        (Phase::WaitingForRelease | Phase::Succeeded, _) => Some(match action {
+        (Phase::Initializing, _) => Some(
+            "the generated stable is rolling out for the first time; no run is in progress"
+                .to_string(),
+        ),
+        (Phase::WaitingForRelease | Phase::Initialized | Phase::Succeeded, _) => Some(match action {
             Pause => "no run is in progress (set spec.paused to hold the next one)".to_string(),
             _ => "no run is in progress".to_string(),
         }),

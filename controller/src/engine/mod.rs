@@ -65,6 +65,8 @@ pub mod reasons {
     pub const PROMETHEUS_UNAVAILABLE: &str = "PrometheusUnavailable";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const WAITING: &str = "WaitingForRelease";
+    pub const INITIALIZING: &str = "Initializing";
+    pub const INITIALIZED: &str = "Initialized";
     pub const RELEASE_STARTED: &str = "ReleaseStarted";
     pub const RESTARTED: &str = "RunRestarted";
     pub const REVERTED: &str = "Reverted";

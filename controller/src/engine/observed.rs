@@ -49,7 +49,9 @@ pub(super) fn observe(release: &ReleaseObservation, tick: &mut Tick) {
     };
     let expected = match status.phase {
         // At rest, stable runs the canary's revision (promoted, or never changed).
-        Phase::WaitingForRelease | Phase::Succeeded => status.canary_revision.as_deref(),
+        Phase::WaitingForRelease | Phase::Initialized | Phase::Succeeded => {
+            status.canary_revision.as_deref()
+        }
         // Otherwise stable keeps what the controller last copied onto it.
         _ => release.recorded.promoted.as_deref(),
     };

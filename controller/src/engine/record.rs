@@ -83,7 +83,7 @@ impl Tick {
         let ready = (
             matches!(
                 status.phase,
-                Phase::Promoted | Phase::Succeeded | Phase::WaitingForRelease
+                Phase::Promoted | Phase::Succeeded | Phase::WaitingForRelease | Phase::Initialized
             ) && self.stable_drift.is_none(),
             status.phase.as_str().to_string(),
             ready_message(status),
@@ -126,7 +126,7 @@ fn ready_message(status: &CanaryRolloutStatus) -> String {
             "revision {} is stable",
             status.stable_revision.as_deref().unwrap_or("?")
         ),
-        Phase::WaitingForRelease => format!(
+        Phase::WaitingForRelease | Phase::Initialized => format!(
             "stable runs {}; waiting for a release",
             status.stable_revision.as_deref().unwrap_or("?")
         ),

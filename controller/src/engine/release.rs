@@ -43,6 +43,10 @@ pub(super) fn before(
         && tick.status.stable_revision.as_deref() == Some(revision)
     {
         tick.status.canary_revision = Some(revision.to_string());
+        if release.stable != WorkloadState::Ready {
+            begin_initializing(release, tick);
+            return true;
+        }
         tick.transition(Phase::WaitingForRelease, "first-sight");
         let message =
             format!("the canary runs the stable revision {revision}; waiting for a release");
@@ -87,12 +91,72 @@ pub(super) fn during(
     tick: &mut Tick,
 ) -> bool {
     match tick.status.phase {
+        Phase::Initializing => initializing(spec, release, tick),
         Phase::ScalingUp => scaling_up(spec, release, tick),
         Phase::Promoting => promoting(spec, release, tick),
         Phase::Finalising => finalising(spec, release, tick),
         _ => return false,
     }
     true
+}
+
+/// First sight of a stable that is not rolled out on the workload's revision (the bootstrap:
+/// the generated stable was just created from the workload): users stay on the workload,
+/// which serves, until stable is ready.
+fn begin_initializing(release: &ReleaseObservation, tick: &mut Tick) {
+    if release.canary == WorkloadState::Ready && tick.status.weight != 100.0 {
+        tick.set_weight(100.0);
+    }
+    tick.status.phase_started_at = Some(tick.now_time());
+    tick.transition(Phase::Initializing, "bootstrap");
+    let message = format!(
+        "stable is rolling out revision {} for the first time; users stay on the workload (weight {}%) until it is ready",
+        release.canary_revision, tick.status.weight
+    );
+    tick.event(reasons::INITIALIZING, message, false);
+}
+
+/// The bootstrap: once stable is ready every user goes to it (weight 0, no run) and the
+/// workload is scaled down after the drain. A stable that does not roll out keeps users on
+/// the workload, with a Warning (once), until it does.
+fn initializing(spec: &CanaryRolloutSpec, release: &ReleaseObservation, tick: &mut Tick) {
+    let revision = tick.status.canary_revision.clone().unwrap_or_default();
+    let problem = match &release.stable {
+        WorkloadState::Ready => {
+            if tick.status.weight != 0.0 {
+                tick.set_weight(0.0);
+            }
+            let now = tick.now_time();
+            let status = &mut tick.status;
+            status.phase_started_at = None;
+            status.failure_reason = None;
+            status.stable_revision = Some(revision.clone());
+            if release.canary != WorkloadState::Stopped {
+                status.scale_down_at = Some(stages::shifted(&now, spec.scale_down_delay));
+            }
+            tick.transition(Phase::Initialized, "initialized");
+            let message = format!(
+                "stable runs revision {revision} and takes every user (weight 0, no run); the workload is scaled down after scaleDownDelay {}",
+                spec.scale_down_delay
+            );
+            tick.event(reasons::INITIALIZED, message, false);
+            return;
+        }
+        WorkloadState::Failed(why) => format!("the stable rollout of {revision} failed: {why}"),
+        _ if deadline_passed(spec, tick) => format!(
+            "stable has no ready pods of {revision} within progressDeadline {}",
+            spec.progress_deadline
+        ),
+        _ => return,
+    };
+    if tick.status.failure_reason.as_deref() != Some(problem.as_str()) {
+        let message = format!(
+            "{problem}; users stay on the workload at {}%",
+            tick.status.weight
+        );
+        tick.status.failure_reason = Some(problem);
+        tick.event(reasons::INITIALIZING, message, true);
+    }
 }
 
 /// A revision the status has not seen: weight to 0, forget the old run, then either a
@@ -152,7 +216,7 @@ fn new_revision(spec: &CanaryRolloutSpec, release: &ReleaseObservation, tick: &m
         return;
     }
     if let Some(previous) = previous {
-        if tick.status.phase != Phase::WaitingForRelease && !tick.status.phase.is_terminal() {
+        if !tick.status.phase.is_waiting() && !tick.status.phase.is_terminal() {
             let message = format!(
                 "revision {revision} replaced {previous} mid-run: weight 0, the run starts over"
             );

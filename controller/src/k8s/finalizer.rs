@@ -35,6 +35,7 @@ use tracing::{info, warn};
 
 use super::context::Context;
 use super::deployments::{revision_of, workload_state, Deployments};
+use super::primary::{self, Primaries};
 use crate::crd::CanaryRollout;
 use crate::error::Error;
 use crate::field_managers;
@@ -92,41 +93,37 @@ pub async fn ensure(
 /// How often a deletion that waits for stable to serve looks again.
 const DELETION_RECHECK: Duration = Duration::from_secs(5);
 
-/// A deleted rollout: hand the canary's autoscaler back, revert the weight when asked (once
-/// stable serves), forget it, remove the finalizer.
+/// A deleted rollout: hand the workload's autoscaler back, then either hand users back to the
+/// workload (`revertOnDeletion`) or leave the generated stable serving, forget the rollout,
+/// remove the finalizer.
 ///
 /// Never leaves users without a serving version:
-/// - KEDA's `paused-replicas` annotation is removed from the canary's ScaledObject, so its
-///   autoscaler owns the canary again (a rolled-back canary does not stay at 0 for good).
-/// - With `revertOnDeletion` the weight goes to 0 only once stable is rolled out on the
-///   template it has (observed: `observedGeneration`, updated and available replicas). A
-///   stable still rolling, e.g. a rollout deleted during `Promoting`, whose copy is already
-///   on stable, is waited for (the finalizer stays; the promotion finishes), up to
-///   `progressDeadline` after the deletion began. A stable that failed, has no replicas or
-///   missed that deadline keeps the weight where it is (users stay on the canary), with a
-///   Warning Event.
-/// - Without `revertOnDeletion` the weight and both Deployments are left as they are: a
-///   canary holding users is up (the engine never scales down a canary with weight).
+/// - KEDA's `paused-replicas` annotation is removed from the workload's ScaledObject, so its
+///   autoscaler owns the workload again.
+/// - Release lifecycle, `revertOnDeletion`: the workload is scaled back up (to the generated
+///   stable's replicas, or by KEDA), and once it is rolled out every user goes to it (weight
+///   100) and drains from stable for `scaleDownDelay`; only then does the finalizer go, and
+///   the garbage collector deletes the generated stable (its ownerReference). A workload
+///   that does not roll out within `progressDeadline` of the deletion keeps users where they
+///   are: the generated stable is orphaned instead, with a Warning Event.
+/// - Release lifecycle without it: the generated stable is orphaned (its ownerReference
+///   removed) and keeps serving; the weight and the workload stay as they are.
+/// - No lifecycle: `revertOnDeletion` sets the weight to 0 (stable is the user's own).
 pub async fn clean_up(ctx: &Context, rollout: &CanaryRollout, key: &str) -> Result<Requeue, Error> {
     let namespace = rollout.namespace().unwrap_or_default();
     let name = rollout.name_any();
     if has_ours(rollout) {
         resume_autoscaler(ctx, rollout, &namespace).await?;
-        if rollout.spec.revert_on_deletion {
-            match stable_serves(ctx, rollout, &namespace).await? {
-                Serving::Yes => revert_weight(ctx, rollout, &namespace).await?,
-                Serving::NotYet(why) => {
-                    info!(%name, why, "rollout deleted: waiting for stable before the weight goes to 0");
-                    return Ok(Requeue::requeue(DELETION_RECHECK));
-                }
-                Serving::No(why) => {
-                    let message = format!(
-                        "deleted with revertOnDeletion, but stable does not serve ({why}): the weight stays where it is, users stay on the canary"
-                    );
-                    warn!(%name, message);
-                    publish(ctx, rollout, "DeletionKeptWeight", message).await;
+        let lifecycle = rollout.spec.stable.is_some();
+        match (lifecycle, rollout.spec.revert_on_deletion) {
+            (true, true) => {
+                if let Some(wait) = hand_back_to_workload(ctx, rollout, &namespace).await? {
+                    return Ok(Requeue::requeue(wait));
                 }
             }
+            (true, false) => orphan_stable(ctx, rollout, &namespace).await?,
+            (false, true) => set_weight(ctx, rollout, &namespace, 0.0).await?,
+            (false, false) => {}
         }
     }
     forget(ctx, &namespace, &name, key);
@@ -148,43 +145,35 @@ pub async fn clean_up(ctx: &Context, rollout: &CanaryRollout, key: &str) -> Resu
     Ok(Requeue::await_change())
 }
 
-/// Whether stable can take every user.
-enum Serving {
-    Yes,
-    /// Still rolling out, within the deadline.
-    NotYet(String),
-    No(String),
-}
-
-/// The canary's Deployments, when the rollout has a release lifecycle.
-fn deployments(ctx: &Context, rollout: &CanaryRollout, namespace: &str) -> Option<Deployments> {
-    rollout.spec.stable.as_ref()?;
-    let canary_namespace = rollout
+/// The workload Deployment and the generated stable's API, in the workload's namespace.
+fn apis(ctx: &Context, rollout: &CanaryRollout, namespace: &str) -> (Deployments, Primaries) {
+    let namespace = rollout
         .spec
         .canary
         .namespace
         .as_deref()
         .unwrap_or(namespace);
-    Some(Deployments::new(ctx.client.clone(), canary_namespace))
+    (
+        Deployments::new(ctx.client.clone(), namespace),
+        Primaries::new(ctx.client.clone(), namespace),
+    )
 }
 
-/// Lifts KEDA's pause on the canary's ScaledObject (a missing one is skipped).
+/// Lifts KEDA's pause on the workload's ScaledObject (a missing one is skipped).
 async fn resume_autoscaler(
     ctx: &Context,
     rollout: &CanaryRollout,
     namespace: &str,
 ) -> Result<(), Error> {
-    let (Some(deployments), Some(scaled_object)) = (
-        deployments(ctx, rollout, namespace),
-        rollout.spec.canary.scaled_object.as_deref(),
-    ) else {
+    let Some(scaled_object) = rollout.spec.canary.scaled_object.as_deref() else {
         return Ok(());
     };
+    let (deployments, _) = apis(ctx, rollout, namespace);
     match deployments.pause_scaled_object(scaled_object, None).await {
         Ok(()) => {
             info!(
                 scaled_object,
-                "rollout deleted: KEDA's pause lifted from the canary"
+                "rollout deleted: KEDA's pause lifted from the workload"
             );
             Ok(())
         }
@@ -193,76 +182,160 @@ async fn resume_autoscaler(
     }
 }
 
-/// Stable rolled out on its own template? Without a release lifecycle there is no stable
-/// Deployment to look at: stable is the user's and is taken to serve, as before.
-async fn stable_serves(
+/// `revertOnDeletion` with a generated stable: scale the workload up, wait for it, then
+/// weight 100 and the drain. `Some(wait)` while a step is under way (the finalizer stays);
+/// `None` once users are on the workload, or when it cannot serve (then the generated
+/// stable is orphaned and keeps serving).
+async fn hand_back_to_workload(
     ctx: &Context,
     rollout: &CanaryRollout,
     namespace: &str,
-) -> Result<Serving, Error> {
-    let (Some(deployments), Some(stable)) = (
-        deployments(ctx, rollout, namespace),
-        rollout.spec.stable.as_ref(),
-    ) else {
-        return Ok(Serving::Yes);
-    };
-    let deployment = match deployments.get(&stable.deployment).await {
-        Ok(deployment) => deployment,
+) -> Result<Option<Duration>, Error> {
+    let spec = &rollout.spec;
+    let (deployments, primaries) = apis(ctx, rollout, namespace);
+    let stable_name = spec.stable_name().unwrap_or_default();
+    let workload = match deployments.get(&spec.canary.deployment).await {
+        Ok(workload) => workload,
         Err(e) if e.is_not_found() => {
-            return Ok(Serving::No(format!(
-                "Deployment {} not found",
-                stable.deployment
-            )))
+            let why = format!("the workload {} is gone", spec.canary.deployment);
+            return keep_stable(ctx, rollout, namespace, &why)
+                .await
+                .map(|()| None);
         }
         Err(e) => return Err(Error::Workload(Box::new(e))),
     };
-    let state = workload_state(&deployment, &revision_of(&deployment));
     let waited = rollout
         .metadata
         .deletion_timestamp
         .as_ref()
         .map(|since| crate::engine::stages::elapsed(Timestamp::now(), since))
         .unwrap_or_default();
-    Ok(match state {
-        WorkloadState::Ready => Serving::Yes,
-        WorkloadState::Starting if waited <= rollout.spec.progress_deadline => {
-            Serving::NotYet(format!("stable {} is still rolling out", stable.deployment))
+    match workload_state(&workload, &revision_of(&workload)) {
+        WorkloadState::Ready => {}
+        WorkloadState::Failed(why) => {
+            let why = format!("the workload's rollout failed: {why}");
+            return keep_stable(ctx, rollout, namespace, &why)
+                .await
+                .map(|()| None);
         }
-        WorkloadState::Starting => Serving::No(format!(
-            "stable {} did not roll out within progressDeadline {}",
-            stable.deployment, rollout.spec.progress_deadline
-        )),
-        WorkloadState::Stopped => {
-            Serving::No(format!("stable {} has no replicas", stable.deployment))
+        _ if waited > spec.progress_deadline => {
+            let why = format!(
+                "the workload did not roll out within progressDeadline {}",
+                spec.progress_deadline
+            );
+            return keep_stable(ctx, rollout, namespace, &why)
+                .await
+                .map(|()| None);
         }
-        WorkloadState::Failed(why) => Serving::No(format!(
-            "stable {}'s rollout failed: {why}",
-            stable.deployment
-        )),
-    })
+        WorkloadState::Stopped if spec.canary.scaled_object.is_none() => {
+            let stable = primaries.get(&stable_name).await.map_err(workload_error)?;
+            let replicas = primary::replicas(stable.as_ref(), &workload, spec.canary.replicas);
+            deployments
+                .scale(&spec.canary.deployment, replicas)
+                .await
+                .map_err(workload_error)?;
+            info!(
+                replicas,
+                "rollout deleted: the workload is scaled back up to take every user"
+            );
+            return Ok(Some(DELETION_RECHECK));
+        }
+        _ => {
+            info!("rollout deleted: waiting for the workload to roll out before users move to it");
+            return Ok(Some(DELETION_RECHECK));
+        }
+    }
+    if plugin_weight(ctx, rollout, namespace).await? == Some(100.0) {
+        return Ok(None);
+    }
+    set_weight(ctx, rollout, namespace, 100.0).await?;
+    // Users drain from the generated stable before the garbage collector removes it.
+    Ok(Some(rollout.spec.scale_down_delay.as_std()))
 }
 
-/// Weight 0 on the plugin (a missing plugin or key is skipped: nothing to revert).
-async fn revert_weight(
+fn workload_error(e: crate::k8s::deployments::WorkloadError) -> Error {
+    Error::Workload(Box::new(e))
+}
+
+/// The workload cannot take the users: they stay where they are, on a generated stable that
+/// outlives the rollout.
+async fn keep_stable(
+    ctx: &Context,
+    rollout: &CanaryRollout,
+    namespace: &str,
+    why: &str,
+) -> Result<(), Error> {
+    let message = format!(
+        "deleted with revertOnDeletion, but {why}: the weight stays where it is and the generated stable {} is kept (no longer owned) to serve",
+        rollout.spec.stable_name().unwrap_or_default()
+    );
+    warn!(name = %rollout.name_any(), message);
+    publish(ctx, rollout, "DeletionKeptWeight", message).await;
+    orphan_stable(ctx, rollout, namespace).await
+}
+
+/// Removes the generated stable's ownerReference, so it keeps serving after the rollout.
+async fn orphan_stable(
     ctx: &Context,
     rollout: &CanaryRollout,
     namespace: &str,
 ) -> Result<(), Error> {
-    let name = rollout.name_any();
+    let Some(stable_name) = rollout.spec.stable_name() else {
+        return Ok(());
+    };
+    let (_, primaries) = apis(ctx, rollout, namespace);
+    primaries
+        .orphan(&stable_name)
+        .await
+        .map_err(workload_error)?;
+    info!(stable = %stable_name, "rollout deleted: the generated stable is kept and serves on");
+    Ok(())
+}
+
+fn target(ctx: &Context, rollout: &CanaryRollout, namespace: &str) -> WasmPluginTarget {
     let plugin_namespace = rollout
         .spec
         .wasm_plugin
         .namespace
         .clone()
         .unwrap_or_else(|| namespace.to_string());
-    let target = WasmPluginTarget::new(
+    WasmPluginTarget::new(
         ctx.client.clone(),
         &plugin_namespace,
         &rollout.spec.wasm_plugin.name,
         ctx.patch_timeout,
-    );
-    match target.set_weight(&rollout.rollout_key(), 0.0, None).await {
-        Ok(()) => info!(%name, "rollout deleted: weight set to 0 (revertOnDeletion)"),
+    )
+}
+
+/// The rollout's weight on the plugin (`None`: no plugin or key, nothing to hand back).
+async fn plugin_weight(
+    ctx: &Context,
+    rollout: &CanaryRollout,
+    namespace: &str,
+) -> Result<Option<f64>, Error> {
+    match target(ctx, rollout, namespace)
+        .current(&rollout.rollout_key())
+        .await
+    {
+        Ok(view) => Ok(Some(view.weight)),
+        Err(TargetError::NotFound { .. } | TargetError::MissingKey { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sets the weight on the plugin (a missing plugin or key is skipped: nothing to revert).
+async fn set_weight(
+    ctx: &Context,
+    rollout: &CanaryRollout,
+    namespace: &str,
+    weight: f64,
+) -> Result<(), Error> {
+    let name = rollout.name_any();
+    match target(ctx, rollout, namespace)
+        .set_weight(&rollout.rollout_key(), weight, None)
+        .await
+    {
+        Ok(()) => info!(%name, weight, "rollout deleted: weight set (revertOnDeletion)"),
         // Nothing left to revert: the deletion must not hang on it.
         Err(e @ (TargetError::NotFound { .. } | TargetError::MissingKey { .. })) => {
             warn!(%name, error = %e, "rollout deleted: no weight to revert");

@@ -1,5 +1,5 @@
 //! The cluster's side of a tick ([`FrontEnd`]): the weight on the WasmPlugin, the canary's
-//! scale, the stable template copy, the status subresource (and the manual request marked
+//! scale, the generated stable Deployment (see [`super::primary`]), the status subresource (and the manual request marked
 //! handled once the status says so), Events on the CanaryRollout.
 
 use std::borrow::Cow;
@@ -13,10 +13,11 @@ use tracing::{info, warn};
 
 use super::context::Context;
 use super::deployments::{
-    revision_of, workload_state, Deployments, FAILED_REVISION_ANNOTATION, REVISION_ANNOTATION,
+    revision_of, workload_state, Deployments, WorkloadError, FAILED_REVISION_ANNOTATION,
 };
 use super::manual::{ManualInput, HANDLED_ANNOTATION};
 use super::pods::canary_health;
+use super::primary::{self, Primaries, Release};
 use super::status;
 use crate::crd::{CanaryRollout, CanaryRolloutSpec, CanaryRolloutStatus};
 use crate::driver::{self, Executor, FrontEnd};
@@ -27,16 +28,26 @@ use crate::gates::webhook::Subject;
 use crate::metrics::Metrics;
 use crate::observation::{
     ManualAction, MetricsObservation, Observations, RecordedRevisions, ReleaseObservation,
+    WorkloadState,
 };
 use crate::prometheus::RolloutSeries;
 use crate::target::wasmplugin::WasmPluginTarget;
 use crate::target::{RolloutView, WeightTarget};
 
-/// The two Deployments as read this tick (release lifecycle only).
+/// The workload and the generated stable as read (and, when needed, applied) this tick
+/// (release lifecycle only).
 pub struct Workloads {
     pub deployments: Deployments,
+    pub primaries: Primaries,
+    /// The workload Deployment (`spec.canary.deployment`), which Git owns.
     pub canary: Deployment,
-    pub stable: Deployment,
+    /// The generated stable's name (`spec.stable.name`, default `<workload>-primary`).
+    pub stable_name: String,
+    /// The generated stable, as the API server stored it; `None` while it cannot be
+    /// generated (see `problem`).
+    pub stable: Option<Deployment>,
+    /// Why the rollout cannot run its lifecycle on these objects, naming the field.
+    pub problem: Option<String>,
 }
 
 /// One rollout's tick in the cluster, over what the reconciler read before it.
@@ -140,16 +151,55 @@ impl Executor for KubeFront<'_> {
         }
     }
 
+    /// Applies the workload's template, which is `revision`, to the generated stable.
     async fn promote_stable(&self, revision: &str) -> Result<(), Error> {
         let workloads = self.workloads()?;
-        workloads
-            .deployments
-            .copy_template(&workloads.stable, &workloads.canary, revision)
-            .await
-            .map_err(|e| Error::Workload(Box::new(e)))?;
-        info!(revision, "canary pod template copied onto stable");
+        let release = Release::of_workload(&workloads.canary);
+        if release.revision != revision {
+            return Err(Error::Invalid(format!(
+                "the workload moved on to revision {} before {revision} reached stable",
+                release.revision
+            )));
+        }
+        apply_stable(self.rollout, workloads, &release).await?;
+        info!(revision, stable = %workloads.stable_name, "the workload's pod template applied to the generated stable");
         Ok(())
     }
+}
+
+/// Applies the generated stable for `release` (see [`primary::desired`]).
+async fn apply_stable(
+    rollout: &CanaryRollout,
+    workloads: &Workloads,
+    release: &Release,
+) -> Result<Deployment, Error> {
+    let spec = &rollout.spec;
+    let stable = spec.stable.clone().unwrap_or_default();
+    let replicas = primary::replicas(
+        workloads.stable.as_ref(),
+        &workloads.canary,
+        spec.canary.replicas,
+    );
+    let body = primary::desired(
+        rollout,
+        &workloads.canary,
+        &workloads.stable_name,
+        &stable.pod_labels,
+        release,
+        replicas,
+    )
+    .map_err(|reason| {
+        Error::Workload(Box::new(WorkloadError::Invalid {
+            namespace: workloads.canary.namespace().unwrap_or_default(),
+            name: workloads.stable_name.clone(),
+            reason,
+        }))
+    })?;
+    workloads
+        .primaries
+        .apply(&workloads.stable_name, &body)
+        .await
+        .map_err(|e| Error::Workload(Box::new(e)))
 }
 
 impl FrontEnd for KubeFront<'_> {
@@ -229,8 +279,7 @@ impl FrontEnd for KubeFront<'_> {
     fn release(&self, status: &CanaryRolloutStatus) -> Option<ReleaseObservation> {
         let workloads = self.workloads.as_ref()?;
         Some(release_observation(
-            &workloads.canary,
-            &workloads.stable,
+            workloads,
             status,
             &self.subject.rollout_key,
         ))
@@ -305,7 +354,9 @@ impl FrontEnd for KubeFront<'_> {
     }
 }
 
-/// Reads the canary and stable Deployments of the release lifecycle.
+/// Reads the workload and the generated stable, and applies the generated stable when it
+/// is missing (the bootstrap: the workload's template, which becomes stable without a run)
+/// or differs from what it must be (drift, repaired with a Warning Event `StableDrifted`).
 pub async fn read_workloads(
     ctx: &Context,
     rollout: &CanaryRollout,
@@ -313,66 +364,151 @@ pub async fn read_workloads(
 ) -> Result<Workloads, Error> {
     let spec = &rollout.spec;
     let canary_namespace = spec.canary.namespace.as_deref().unwrap_or(namespace);
-    let stable = spec
-        .stable
-        .as_ref()
-        .ok_or_else(|| Error::Invalid("spec.stable is not set".into()))?;
-    let stable_namespace = stable.namespace.as_deref().unwrap_or(namespace);
-    if stable_namespace != canary_namespace {
-        return Err(Error::Invalid(format!(
-            "spec.stable.namespace {stable_namespace} differs from the canary's {canary_namespace}: both Deployments must share a namespace"
-        )));
-    }
     let deployments = Deployments::new(ctx.client.clone(), canary_namespace);
+    let primaries = Primaries::new(ctx.client.clone(), canary_namespace);
     let workload = |e| Error::Workload(Box::new(e));
     let canary = deployments
         .get(&spec.canary.deployment)
         .await
         .map_err(workload)?;
-    let stable = deployments
-        .get(&stable.deployment)
-        .await
-        .map_err(workload)?;
-    Ok(Workloads {
+    let stable_name = spec.stable_name().unwrap_or_default();
+    let stable = primaries.get(&stable_name).await.map_err(workload)?;
+    let mut workloads = Workloads {
         deployments,
+        primaries,
         canary,
+        stable_name,
         stable,
-    })
+        problem: None,
+    };
+    workloads.problem = stable_problem(rollout, &workloads);
+    if workloads.problem.is_some() {
+        return Ok(workloads);
+    }
+    let recorded = workloads.stable.as_ref().and_then(Release::recorded_on);
+    let release = recorded
+        .clone()
+        .unwrap_or_else(|| Release::of_workload(&workloads.canary));
+    if let Some(live) = &workloads.stable {
+        let body = primary::desired(
+            rollout,
+            &workloads.canary,
+            &workloads.stable_name,
+            &spec.stable.clone().unwrap_or_default().pod_labels,
+            &release,
+            primary::replicas(Some(live), &workloads.canary, spec.canary.replicas),
+        );
+        if body.is_ok_and(|body| primary::converged(live, &body, &release, rollout)) {
+            return Ok(workloads);
+        }
+        if let Some(why) = recorded.as_ref().and_then(|r| primary::drift(live, r)) {
+            let message = format!(
+                "stable {}: {why}; applied again (the controller owns it: change the workload instead)",
+                workloads.stable_name
+            );
+            warn!(stable = %workloads.stable_name, why, "generated stable drifted; repairing");
+            publish(
+                ctx,
+                rollout,
+                crate::engine::reasons::STABLE_DRIFTED,
+                &message,
+                true,
+            )
+            .await;
+        }
+    } else {
+        let message = format!(
+            "stable {} generated from {} (revision {}): it takes every user once it is rolled out",
+            workloads.stable_name, spec.canary.deployment, release.revision
+        );
+        info!(stable = %workloads.stable_name, revision = %release.revision, "generating the stable Deployment");
+        publish(ctx, rollout, "StableGenerated", &message, false).await;
+    }
+    workloads.stable = Some(apply_stable(rollout, &workloads, &release).await?);
+    Ok(workloads)
 }
 
-/// The lifecycle's view of the two Deployments: the canary on its own revision, stable on
-/// the run's revision (the one a promotion copies onto it).
+/// Why the generated stable cannot be applied, naming the field: an old-style
+/// `spec.stable.deployment`, subset labels that cannot tell the pods apart, or a Deployment
+/// of that name that this rollout did not generate.
+fn stable_problem(rollout: &CanaryRollout, workloads: &Workloads) -> Option<String> {
+    let stable = rollout.spec.stable.clone().unwrap_or_default();
+    if let Some(old) = &stable.deployment {
+        return Some(format!(
+            "spec.stable.deployment: the stable Deployment is generated now ({}), not named; remove spec.stable.deployment {old} (README, \"Migrating from a hand-written stable Deployment\")",
+            workloads.stable_name
+        ));
+    }
+    if let Err(e) =
+        crate::validate::workloads::check_stable_labels(&workloads.canary, &stable.pod_labels)
+    {
+        return Some(e.to_string());
+    }
+    match &workloads.stable {
+        Some(live) if !primary::is_generated_by(live, rollout) => Some(format!(
+            "spec.stable.name: Deployment {} exists and was not generated by this rollout (no label {}={}); name another, or delete it",
+            workloads.stable_name,
+            primary::ROLLOUT_LABEL,
+            rollout.name_any()
+        )),
+        _ => None,
+    }
+}
+
+/// An Event on the rollout, from outside the engine's tick (best effort).
+async fn publish(
+    ctx: &Context,
+    rollout: &CanaryRollout,
+    reason: &str,
+    message: &str,
+    warning: bool,
+) {
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_string(),
+        note: Some(message.chars().take(1000).collect()),
+        action: reason.to_string(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &rollout.object_ref(&())).await {
+        warn!(error = %e, reason, "could not publish event");
+    }
+}
+
+/// The lifecycle's view of the workload and the generated stable: the canary on its own
+/// revision, stable on the run's revision (the one a promotion applies to it).
 pub fn release_observation(
-    canary: &Deployment,
-    stable: &Deployment,
+    workloads: &Workloads,
     status: &CanaryRolloutStatus,
     rollout_key: &str,
 ) -> ReleaseObservation {
+    let canary = &workloads.canary;
     let canary_revision = revision_of(canary);
     let run_revision = status
         .canary_revision
         .clone()
         .unwrap_or_else(|| canary_revision.clone());
-    let annotation = |deployment: &Deployment, key: &str| {
-        deployment
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(key).cloned())
-    };
+    let stable = workloads.stable.as_ref();
+    let failed = canary
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(FAILED_REVISION_ANNOTATION).cloned());
     ReleaseObservation {
         rollout_key: rollout_key.to_string(),
         canary: workload_state(canary, &canary_revision),
-        stable: workload_state(stable, &run_revision),
-        stable_revision: Some(revision_of(stable)),
+        stable: stable.map_or(WorkloadState::Stopped, |s| workload_state(s, &run_revision)),
+        stable_revision: stable.map(revision_of),
         canary_revision,
         recorded: RecordedRevisions {
-            promoted: annotation(stable, REVISION_ANNOTATION),
-            failed: annotation(canary, FAILED_REVISION_ANNOTATION),
+            promoted: stable.and_then(Release::recorded_on).map(|r| r.revision),
+            failed,
         },
-        problem: crate::validate::workloads::check_pair(canary, stable)
-            .err()
-            .map(|e| e.to_string()),
+        problem: workloads.problem.clone(),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod front;
 pub mod lease;
 pub mod manual;
 pub mod pods;
+pub mod primary;
 pub mod reconcile;
 pub mod resource_batch;
 pub mod source_refs;

@@ -41,9 +41,8 @@ fn deployment<'a>(
         .map(|(_, _, d)| d)
 }
 
-/// With both of the rollout's Deployments in the file (each in its namespace: the canary's
-/// defaults to the rollout's, stable's to the canary's): the check the controller runs on
-/// them every tick ([`super::workloads::check_pair`]).
+/// With the rollout's workload in the file (in its namespace, defaulting to the rollout's):
+/// the check the controller runs on it every tick ([`super::workloads::check_stable_labels`]).
 fn check_deployments(
     rollout: &CanaryRollout,
     deployments: &Deployments,
@@ -57,13 +56,9 @@ fn check_deployments(
         .namespace
         .as_deref()
         .or(rollout.metadata.namespace.as_deref());
-    let stable_namespace = stable.namespace.as_deref().or(canary_namespace);
-    match (
-        deployment(deployments, canary_namespace, &spec.canary.deployment),
-        deployment(deployments, stable_namespace, &stable.deployment),
-    ) {
-        (Some(canary), Some(stable)) => super::workloads::check_pair(canary, stable),
-        _ => Ok(()),
+    match deployment(deployments, canary_namespace, &spec.canary.deployment) {
+        Some(workload) => super::workloads::check_stable_labels(workload, &stable.pod_labels),
+        None => Ok(()),
     }
 }
 

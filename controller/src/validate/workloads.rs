@@ -1,10 +1,11 @@
-//! The two Deployments of the release lifecycle, checked against each other (B7): the
-//! DestinationRule subsets tell stable's pods from the canary's by the selector labels, and
-//! a promotion copies the canary's template onto stable keeping stable's value of every
-//! selector key. Both only work when both Deployments select on the same label keys with a
-//! different value of at least one. The controller runs this on the Deployments it reads
-//! every tick (a failure holds the rollout in `InvalidSpec`); `stickycanary validate` runs
-//! it when the file also holds both Deployments.
+//! The workload and the stable Deployment generated from it (B7): the DestinationRule
+//! subsets tell stable's pods from the canary's by the selector labels. The generated stable
+//! is the workload with `spec.stable.podLabels` over the workload's selector and pod labels,
+//! so that only works when every key of `podLabels` is one the workload selects on (a revision
+//! leaves out the selector labels, so a key outside it would make stable's revision never
+//! match the workload's) and at least one has another value there. The controller runs this
+//! on the workload it reads every tick (a failure holds the rollout in `InvalidSpec`);
+//! `stickycanary validate` runs it when the file also holds the workload.
 
 use std::collections::BTreeMap;
 
@@ -30,31 +31,31 @@ fn render(labels: &BTreeMap<String, String>) -> String {
     format!("{{{}}}", pairs.join(", "))
 }
 
-/// Why `canary` and `stable` cannot run a release lifecycle together, naming the field.
-pub fn check_pair(canary: &Deployment, stable: &Deployment) -> Result<(), ValidationError> {
-    let canary_labels = match_labels(canary);
-    let stable_labels = match_labels(stable);
-    let keys = |labels: &BTreeMap<String, String>| labels.keys().cloned().collect::<Vec<_>>();
-    if keys(&canary_labels) != keys(&stable_labels) {
+/// Why a stable generated from `workload` with `pod_labels` could not be told apart from it,
+/// naming the field.
+pub fn check_stable_labels(
+    workload: &Deployment,
+    pod_labels: &BTreeMap<String, String>,
+) -> Result<(), ValidationError> {
+    let selector = match_labels(workload);
+    if let Some(key) = pod_labels.keys().find(|k| !selector.contains_key(*k)) {
         return Err(ValidationError::new(
-            "spec.stable.deployment",
+            "spec.stable.podLabels",
             format!(
-                "{} selects on {} but the canary {} on {}: both Deployments' spec.selector.matchLabels must use the same label keys, or stable's template after a promotion never matches the canary's revision",
-                name(stable),
-                render(&stable_labels),
-                name(canary),
-                render(&canary_labels)
+                "{key} is not a key of {}'s spec.selector.matchLabels {}: the generated stable's labels must override keys the workload selects on",
+                name(workload),
+                render(&selector)
             ),
         ));
     }
-    if canary_labels == stable_labels {
+    if pod_labels.iter().all(|(k, v)| selector.get(k) == Some(v)) {
         return Err(ValidationError::new(
-            "spec.canary.deployment",
+            "spec.stable.podLabels",
             format!(
-                "{} and the stable {} have the same spec.selector.matchLabels {}: the subsets cannot tell their pods apart (give one key a different value in each, e.g. version: canary and version: stable)",
-                name(canary),
-                name(stable),
-                render(&canary_labels)
+                "{} leaves {}'s selector {} as it is: the subsets cannot tell the pods apart (give one key another value, e.g. version: stable where the workload has version: canary)",
+                render(pod_labels),
+                name(workload),
+                render(&selector)
             ),
         ));
     }
@@ -75,30 +76,35 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn selectors_on_the_same_keys_with_one_value_apart_are_accepted() {
-        let canary = deployment("c", json!({"app": "shop", "version": "canary"}));
-        let stable = deployment("s", json!({"app": "shop", "version": "stable"}));
-        assert_eq!(check_pair(&canary, &stable), Ok(()));
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
-    fn selectors_on_different_keys_are_refused_naming_the_stable_field() {
-        let canary = deployment("c", json!({"app": "shop"}));
-        let stable = deployment("s", json!({"app": "shop", "version": "stable"}));
-        let error = check_pair(&canary, &stable).unwrap_err();
-        assert_eq!(error.field, "spec.stable.deployment");
-        assert!(error.message.contains("same label keys"), "{error}");
+    fn a_selector_key_with_another_value_is_accepted() {
+        let workload = deployment("c", json!({"app": "shop", "version": "canary"}));
+        let pod_labels = labels(&[("version", "stable")]);
+        assert_eq!(check_stable_labels(&workload, &pod_labels), Ok(()));
     }
 
     #[test]
-    fn equal_selectors_are_refused_naming_the_canary_field() {
-        let canary = deployment("c", json!({"app": "shop"}));
-        let stable = deployment("s", json!({"app": "shop"}));
-        let error = check_pair(&canary, &stable).unwrap_err();
-        assert_eq!(error.field, "spec.canary.deployment");
+    fn a_key_the_workload_does_not_select_on_is_refused_naming_the_field() {
+        let workload = deployment("c", json!({"app": "shop"}));
+        let error = check_stable_labels(&workload, &labels(&[("version", "stable")])).unwrap_err();
+        assert_eq!(error.field, "spec.stable.podLabels");
+        assert!(error.message.contains("version is not a key"), "{error}");
+    }
+
+    #[test]
+    fn labels_equal_to_the_workloads_are_refused() {
+        let workload = deployment("c", json!({"app": "shop", "version": "stable"}));
+        let error = check_stable_labels(&workload, &labels(&[("version", "stable")])).unwrap_err();
+        assert_eq!(error.field, "spec.stable.podLabels");
         assert!(
-            error.message.contains("cannot tell their pods apart"),
+            error.message.contains("cannot tell the pods apart"),
             "{error}"
         );
     }

@@ -1,0 +1,281 @@
+//! The generated stable Deployment (`<workload>-primary` by default): what it must look like,
+//! as one server-side apply body.
+//!
+//! Git owns the workload Deployment (`spec.canary.deployment`); the controller owns this one,
+//! as Flagger owns its `-primary` (flagger `pkg/canary/deployment_controller.go`,
+//! `createPrimaryDeployment` and `Promote`). It is the workload with:
+//! - the stable subset's labels (`spec.stable.podLabels`) over the workload's values on its
+//!   selector and pod template, so the stable subset selects it and the canary subset does not;
+//! - the pod template of the last promoted revision, kept in an annotation on the object
+//!   itself (`stickycanary.dev/template`) together with its revision, so every tick can apply
+//!   the whole object again (drift is repaired) and a wiped status loses nothing;
+//! - an ownerReference to the CanaryRollout (`controller: true`), so the garbage collector
+//!   removes it with the rollout unless the finalizer orphans it first (see `finalizer`).
+//!
+//! The apply is forced under the controller's field manager: a field another writer changed
+//! (a `kubectl edit`) is taken back, and a field the controller stops sending (an env var the
+//! next release dropped) is removed, as server-side apply does for a manager's own fields
+//! (Kubernetes docs, "Server-Side Apply", "Conflicts" and "Merge strategy").
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{json, Value};
+
+use super::deployments::{revision_of, WorkloadError, ANNOTATION_PREFIX, REVISION_ANNOTATION};
+use crate::crd::CanaryRollout;
+use crate::field_managers;
+
+/// On the generated stable: the pod template of the promoted revision, as the workload had it.
+pub const TEMPLATE_ANNOTATION: &str = "stickycanary.dev/template";
+/// On the generated stable: the CanaryRollout that generated it.
+pub const ROLLOUT_LABEL: &str = "stickycanary.dev/rollout";
+
+/// What the generated stable must run: a workload's pod template and its revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Release {
+    pub template: Value,
+    pub revision: String,
+}
+
+impl Release {
+    /// The workload's template now (a bootstrap, a promotion or an undone promotion).
+    pub fn of_workload(workload: &Deployment) -> Self {
+        Release {
+            template: serde_json::to_value(&workload.spec.template).unwrap_or(Value::Null),
+            revision: revision_of(workload),
+        }
+    }
+
+    /// The release recorded on the generated stable, if both annotations are there and the
+    /// template reads.
+    pub fn recorded_on(primary: &Deployment) -> Option<Self> {
+        let annotations = primary.metadata.annotations.as_ref()?;
+        let template = serde_json::from_str(annotations.get(TEMPLATE_ANNOTATION)?).ok()?;
+        let revision = annotations.get(REVISION_ANNOTATION)?.clone();
+        Some(Release { template, revision })
+    }
+}
+
+/// The apply body of the generated stable `name` for `release`, with `replicas`.
+pub fn desired(
+    rollout: &CanaryRollout,
+    workload: &Deployment,
+    name: &str,
+    pod_labels: &BTreeMap<String, String>,
+    release: &Release,
+    replicas: i32,
+) -> Result<Value, String> {
+    let mut selector = workload
+        .spec
+        .selector
+        .match_labels
+        .clone()
+        .unwrap_or_default();
+    selector.extend(pod_labels.clone());
+    let mut template = release.template.clone();
+    relabel(&mut template, pod_labels)?;
+    let owner = rollout
+        .controller_owner_ref(&())
+        .ok_or("the CanaryRollout has no uid yet")?;
+    let spec = &workload.spec;
+    let mut body = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": workload.namespace(),
+            "labels": {ROLLOUT_LABEL: rollout.name_any()},
+            "annotations": {
+                REVISION_ANNOTATION: release.revision,
+                TEMPLATE_ANNOTATION: release.template.to_string(),
+            },
+            "ownerReferences": [owner],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "template": template,
+        },
+    });
+    // The rollout settings of the workload's spec, as Git has them now (not a release).
+    let extra = [
+        ("strategy", serde_json::to_value(&spec.strategy)),
+        (
+            "minReadySeconds",
+            serde_json::to_value(spec.min_ready_seconds),
+        ),
+        (
+            "progressDeadlineSeconds",
+            serde_json::to_value(spec.progress_deadline_seconds),
+        ),
+        (
+            "revisionHistoryLimit",
+            serde_json::to_value(spec.revision_history_limit),
+        ),
+    ];
+    for (key, value) in extra {
+        match value {
+            Ok(Value::Null) => {}
+            Ok(value) => body["spec"][key] = value,
+            Err(e) => return Err(format!("spec.{key}: {e}")),
+        }
+    }
+    Ok(body)
+}
+
+/// Sets `pod_labels` on a pod template's labels, and drops our own annotations from it.
+fn relabel(template: &mut Value, pod_labels: &BTreeMap<String, String>) -> Result<(), String> {
+    let object = template
+        .as_object_mut()
+        .ok_or("the workload's pod template is not an object")?;
+    let metadata = object
+        .entry("metadata")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .ok_or("the workload's pod template metadata is not an object")?;
+    let labels = metadata
+        .entry("labels")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .ok_or("the workload's pod labels are not an object")?;
+    for (key, value) in pod_labels {
+        labels.insert(key.clone(), Value::from(value.clone()));
+    }
+    if let Some(annotations) = metadata
+        .get_mut("annotations")
+        .and_then(Value::as_object_mut)
+    {
+        annotations.retain(|key, _| !key.starts_with(ANNOTATION_PREFIX));
+    }
+    Ok(())
+}
+
+/// Why the generated stable does not hold `expected` any more, when another writer changed
+/// its template (the apply that follows takes it back).
+pub fn drift(primary: &Deployment, expected: &Release) -> Option<String> {
+    let live = revision_of(primary);
+    (live != expected.revision).then(|| {
+        format!(
+            "its pod template was changed outside the controller (revision {live}, expected {})",
+            expected.revision
+        )
+    })
+}
+
+/// The replicas to apply: the generated stable's own (an autoscaler or `kubectl scale` may
+/// have set them), else the workload's as Git wrote them, else the canary's run size.
+pub fn replicas(primary: Option<&Deployment>, workload: &Deployment, run_replicas: i32) -> i32 {
+    primary
+        .and_then(|p| p.spec.replicas)
+        .or(workload.spec.replicas.filter(|n| *n > 0))
+        .unwrap_or(run_replicas.max(1))
+}
+
+/// The generated stable's API in one namespace, under the controller's field manager.
+pub struct Primaries {
+    api: Api<Deployment>,
+    namespace: String,
+}
+
+impl Primaries {
+    pub fn new(client: Client, namespace: &str) -> Self {
+        Primaries {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.to_string(),
+        }
+    }
+
+    fn error(&self, name: &str, source: kube::Error) -> WorkloadError {
+        WorkloadError::Api {
+            namespace: self.namespace.clone(),
+            name: name.to_string(),
+            source,
+        }
+    }
+
+    /// The generated stable, or `None` before the first apply created it.
+    pub async fn get(&self, name: &str) -> Result<Option<Deployment>, WorkloadError> {
+        self.api
+            .get_opt(name)
+            .await
+            .map_err(|e| self.error(name, e))
+    }
+
+    /// Applies `body` (from [`desired`]), creating the Deployment on first use; returns it
+    /// as the API server stored it.
+    pub async fn apply(&self, name: &str, body: &Value) -> Result<Deployment, WorkloadError> {
+        let params = PatchParams::apply(field_managers::CONTROLLER).force();
+        self.api
+            .patch(name, &params, &Patch::Apply(body))
+            .await
+            .map_err(|e| self.error(name, e))
+    }
+
+    /// Removes the ownerReferences (a merge patch sets the list whole): the garbage
+    /// collector then leaves the Deployment in place when the CanaryRollout goes.
+    pub async fn orphan(&self, name: &str) -> Result<(), WorkloadError> {
+        let patch = json!({"metadata": {"ownerReferences": null}});
+        let params = PatchParams {
+            field_manager: Some(field_managers::CONTROLLER.to_string()),
+            ..PatchParams::default()
+        };
+        match self.api.patch(name, &params, &Patch::Merge(&patch)).await {
+            Ok(_) => Ok(()),
+            Err(e) if crate::kube_error::is_not_found(&e) => Ok(()),
+            Err(e) => Err(self.error(name, e)),
+        }
+    }
+}
+
+/// Whether the Deployment named like the generated stable is this rollout's to apply:
+/// generated by it (the rollout label; an ownerReference to an older object of the same name
+/// is replaced), never a Deployment someone else wrote.
+pub fn is_generated_by(primary: &Deployment, rollout: &CanaryRollout) -> bool {
+    primary.labels().get(ROLLOUT_LABEL) == Some(&rollout.name_any())
+}
+
+/// Whether the live generated stable already is what `body` describes, for the fields that
+/// can drift: the recorded release, the template's revision, the subset labels, the owner.
+/// (Everything else in `body` comes from the workload's spec or was read from this object.)
+pub fn converged(
+    primary: &Deployment,
+    body: &Value,
+    release: &Release,
+    rollout: &CanaryRollout,
+) -> bool {
+    let recorded = Release::recorded_on(primary);
+    let owned = rollout.meta().uid.as_deref().is_some_and(|uid| {
+        primary
+            .owner_references()
+            .iter()
+            .any(|o| o.uid == uid && o.controller == Some(true))
+    });
+    let labels_of = |path: &str| {
+        body.pointer(path)
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let wanted_pod_labels = labels_of("/spec/template/metadata/labels");
+    let live_pod_labels = primary
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let pod_labels_hold = wanted_pod_labels
+        .iter()
+        .all(|(k, v)| live_pod_labels.get(k).map(String::as_str) == v.as_str());
+    let replicas_hold = body.pointer("/spec/replicas").and_then(Value::as_i64)
+        == primary.spec.replicas.map(i64::from);
+    recorded.as_ref() == Some(release)
+        && drift(primary, release).is_none()
+        && owned
+        && is_generated_by(primary, rollout)
+        && pod_labels_hold
+        && replicas_hold
+}
