@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # End-to-end run on a throwaway kind cluster: Istio, the stickycanary chart, the filter from an
-# OCI image, a demo app with stable and canary, then two releases through the release
-# lifecycle: v2 is promoted (stable's template becomes v2's, the weight goes back to 0, the
-# canary is scaled to 0), then v3 fails and is rolled back (the canary is scaled to 0 again,
-# stable still runs v2).
+# OCI image, the demo app's workload Deployment (which Git would own), then the bootstrap and
+# two releases through the release lifecycle: the controller generates checkout-primary from
+# the workload (Initialized: every user on it, the workload scaled to 0); v2 is promoted (the
+# generated stable gets v2's template, the weight goes back to 0, the workload is scaled to
+# 0), then v3 fails and is rolled back (the workload is scaled to 0 again, stable still runs
+# v2).
 #
 # NOT RUN on the project's build machines: they have no Docker, kind, Helm, Istio or
 # Kubernetes. Run it on a workstation that has them (see "Needs" below). Everything the
@@ -137,8 +139,7 @@ kubectl get crd canaryrollouts.stickycanary.dev >/dev/null
 
 step "deploy the demo app, its routing and the filter (pinned to $digest)"
 kubectl apply -f manifests/examples/checkout-demo-app.yaml
-kubectl -n shop rollout status deployment/checkout-stable --timeout=300s
-kubectl -n shop rollout status deployment/checkout-canary --timeout=300s
+kubectl -n shop rollout status deployment/checkout --timeout=300s
 kubectl apply -f manifests/istio/routing-checkout.yaml
 sed -E "s#url: oci://[^[:space:]]+#url: oci://$registry_ip:5000/stickycanary/filter@$digest#" \
   manifests/istio/wasmplugin-gateway.yaml | kubectl apply -f -
@@ -156,7 +157,8 @@ done
 background_pids+=($!)
 
 # Short stages so the run takes minutes; the thresholds are the ADR's. spec.stable turns the
-# release lifecycle on: each new canary pod template is a release.
+# release lifecycle on: the controller generates checkout-primary, and each new pod template
+# of the workload is a release.
 fast_rollout() {
   cat <<YAML
 apiVersion: stickycanary.dev/v1alpha1
@@ -166,8 +168,8 @@ metadata:
   namespace: shop
 spec:
   wasmPlugin: {name: stickycanary, namespace: istio-system}
-  canary: {deployment: checkout-canary}
-  stable: {deployment: checkout-stable}
+  canary: {deployment: checkout}
+  stable: {}
   progressDeadline: 5m
   scaleDownDelay: 20s
   stages:
@@ -193,32 +195,42 @@ deployment_env() {
     -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="RELEASE")].value}'
 }
 
-step "release v2: a new canary template; the controller scales it up, walks the stages, promotes"
-kubectl -n shop set env deployment/checkout-canary RELEASE=v2
+step "bootstrap: the controller generates checkout-primary and hands every user to it"
 fast_rollout | kubectl apply -f -
+wait_for_jsonpath "phase" Initialized -n shop get canaryrollout checkout -o jsonpath='{.status.phase}'
+[ "$(plugin_weight)" = 0 ] || fail "initialized but the WasmPlugin weight is $(plugin_weight)"
+owner=$(kubectl -n shop get deployment checkout-primary -o jsonpath='{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}')
+[ "$owner" = CanaryRollout/checkout ] || fail "checkout-primary is owned by '$owner'"
+[ "$(kubectl -n shop get deployment checkout-primary -o jsonpath='{.spec.template.metadata.labels.version}')" = stable ] \
+  || fail "checkout-primary's pods are not in the stable subset"
+wait_for_jsonpath "workload replicas" 0 -n shop get deployment checkout -o jsonpath='{.spec.replicas}'
+
+step "release v2: a new workload template; the controller scales it up, walks the stages, promotes"
+kubectl -n shop set env deployment/checkout RELEASE=v2
 wait_for_jsonpath "phase" Succeeded -n shop get canaryrollout checkout -o jsonpath='{.status.phase}'
 [ "$(plugin_weight)" = 0 ] || fail "v2 succeeded but the WasmPlugin weight is $(plugin_weight)"
-[ "$(deployment_env checkout-stable)" = v2 ] || fail "stable does not run v2's template"
+[ "$(deployment_env checkout-primary)" = v2 ] || fail "the generated stable does not run v2's template"
 [ "$(rollout_field stableRevision)" = "$(rollout_field canaryRevision)" ] || fail "stableRevision is not v2's revision"
-wait_for_jsonpath "canary replicas" 0 -n shop get deployment checkout-canary -o jsonpath='{.spec.replicas}'
+wait_for_jsonpath "workload replicas" 0 -n shop get deployment checkout -o jsonpath='{.spec.replicas}'
 salt_v2=$(rollout_field salt)
-echo "    stable runs RELEASE=$(deployment_env checkout-stable), revision $(rollout_field stableRevision), v2's salt $salt_v2"
+echo "    stable runs RELEASE=$(deployment_env checkout-primary), revision $(rollout_field stableRevision), v2's salt $salt_v2"
 echo "    last load summary: $(tail -n 1 "$scratch/load.jsonl")"
 
 step "release v3: a canary that fails half its requests is rolled back"
-kubectl -n shop patch deployment checkout-canary --type=json -p '[
-  {"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--error-ratio=0.5"},
-  {"op":"replace","path":"/spec/template/spec/containers/0/env/0/value","value":"v3"}]'
+# One write, so one revision: env merges by name, args are replaced whole.
+kubectl -n shop patch deployment checkout -p '{"spec":{"template":{"spec":{"containers":[{"name":"checkout",
+  "args":["--listen=0.0.0.0:8080","--in-cluster","--name=$(TRACK)","--error-ratio=0.5"],
+  "env":[{"name":"RELEASE","value":"v3"}]}]}}}}'
 wait_for_jsonpath "phase" RolledBack -n shop get canaryrollout checkout -o jsonpath='{.status.phase}'
 [ "$(plugin_weight)" = 0 ] || fail "rolled back but the WasmPlugin weight is $(plugin_weight)"
 reason=$(rollout_field rollbackReason)
 [ "$reason" = error-rate ] || fail "rollback reason is '$reason', expected error-rate"
 [ "$(rollout_field salt)" != "$salt_v2" ] || fail "v3 reused v2's cohort salt"
-[ "$(deployment_env checkout-stable)" = v2 ] || fail "stable no longer runs v2"
-wait_for_jsonpath "canary replicas" 0 -n shop get deployment checkout-canary -o jsonpath='{.spec.replicas}'
+[ "$(deployment_env checkout-primary)" = v2 ] || fail "stable no longer runs v2"
+wait_for_jsonpath "workload replicas" 0 -n shop get deployment checkout -o jsonpath='{.spec.replicas}'
 echo "    WasmPlugin weight: $(plugin_weight), reason: $reason, failedRevision $(rollout_field failedRevision)"
 kubectl -n shop get canaryrollout checkout
 kubectl -n shop get events --field-selector involvedObject.kind=CanaryRollout \
   -o custom-columns=REASON:.reason,MESSAGE:.message | tail -n 25
 
-step "PASSED: two releases on kind (v2 promoted, v3 rolled back)"
+step "PASSED: bootstrap and two releases on kind (v2 promoted, v3 rolled back)"

@@ -544,59 +544,60 @@ spec:
 }
 
 #[test]
-fn validate_refuses_deployments_in_the_same_file_that_select_on_different_keys() {
+fn validate_refuses_a_workload_in_the_same_file_the_stable_pod_labels_cannot_tell_apart() {
     let rollout = GOOD_ROLLOUT.replace(
         "  canary: {deployment: checkout-canary}\n",
         "  canary: {deployment: checkout-canary}\n  stable: {}\n",
     );
-    let file = |canary: &str, stable: &str| {
+    let file = |workload: &str| {
         format!(
-            "{rollout}---\n{}---\n{}",
-            deployment_yaml("checkout-canary", canary),
-            deployment_yaml("checkout-stable", stable)
+            "{rollout}---\n{}",
+            deployment_yaml("checkout-canary", workload)
         )
     };
-    let (_d, good) = scratch_file(
-        "all.yaml",
-        &file(
-            "{app: checkout, version: canary}",
-            "{app: checkout, version: stable}",
-        ),
-    );
+    let (_d, good) = scratch_file("all.yaml", &file("{app: checkout, version: canary}"));
     let out = stickycanary(&["validate", good.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("valid CanaryRollout checkout"));
 
-    let (_d, keys) = scratch_file(
-        "all.yaml",
-        &file("{app: checkout}", "{app: checkout, version: stable}"),
-    );
+    let (_d, keys) = scratch_file("all.yaml", &file("{app: checkout}"));
     let err = assert_one_line_error(&stickycanary(&["validate", keys.to_str().unwrap()]));
     assert!(
-        err.contains(": spec.stable.deployment: checkout-stable selects on"),
+        err.contains(": spec.stable.podLabels: version is not a key of checkout-canary's"),
         "{err}"
     );
 
-    let (_d, same) = scratch_file("all.yaml", &file("{app: checkout}", "{app: checkout}"));
+    let (_d, same) = scratch_file("all.yaml", &file("{app: checkout, version: stable}"));
     let err = assert_one_line_error(&stickycanary(&["validate", same.to_str().unwrap()]));
-    assert!(err.contains(": spec.canary.deployment: "), "{err}");
-    assert!(err.contains("cannot tell their pods apart"), "{err}");
+    assert!(err.contains(": spec.stable.podLabels: "), "{err}");
+    assert!(err.contains("cannot tell the pods apart"), "{err}");
 }
 
 #[test]
-fn validate_checks_a_rollouts_deployments_given_in_another_file() {
+fn validate_refuses_a_hand_written_stable_deployment_with_the_way_to_migrate() {
     let rollout = GOOD_ROLLOUT.replace(
         "  canary: {deployment: checkout-canary}\n",
-        "  canary: {deployment: checkout-canary}\n  stable: {}\n",
+        "  canary: {deployment: checkout-canary}\n  stable: {deployment: checkout-stable}\n",
+    );
+    let (_r, rollout) = scratch_file("rollout.yaml", &rollout);
+    let err = assert_one_line_error(&stickycanary(&["validate", rollout.to_str().unwrap()]));
+    assert!(err.contains("spec.stable.deployment: the stable Deployment is generated now (checkout-canary-primary)"), "{err}");
+    assert!(
+        err.contains("Migrating from a hand-written stable Deployment"),
+        "{err}"
+    );
+}
+
+#[test]
+fn validate_checks_a_rollouts_workload_given_in_another_file() {
+    let rollout = GOOD_ROLLOUT.replace(
+        "  canary: {deployment: checkout-canary}\n",
+        "  canary: {deployment: checkout-canary}\n  stable: {podLabels: {track: stable}}\n",
     );
     let (_r, rollout) = scratch_file("rollout.yaml", &rollout);
     let (_d, deployments) = scratch_file(
         "deployments.yaml",
-        &format!(
-            "{}---\n{}",
-            deployment_yaml("checkout-canary", "{app: checkout}"),
-            deployment_yaml("checkout-stable", "{app: checkout}")
-        ),
+        &deployment_yaml("checkout-canary", "{app: checkout, track: stable}"),
     );
     let err = assert_one_line_error(&stickycanary(&[
         "validate",
@@ -604,8 +605,8 @@ fn validate_checks_a_rollouts_deployments_given_in_another_file() {
         deployments.to_str().unwrap(),
     ]));
     assert!(
-        err.contains("CanaryRollout default/checkout: spec.canary.deployment: "),
+        err.contains("CanaryRollout default/checkout: spec.stable.podLabels: "),
         "{err}"
     );
-    assert!(err.contains("cannot tell their pods apart"), "{err}");
+    assert!(err.contains("cannot tell the pods apart"), "{err}");
 }

@@ -307,23 +307,18 @@ spec:
     )
 }
 
-/// One input holding the provider example, the rollout example and its two Deployments: the
-/// one multi-document reader follows the alert references and checks the Deployments
-/// against each other, and reports the problems of both in one run.
+/// One input holding the provider example, the rollout example and its workload: the one
+/// multi-document reader follows the alert references and checks the workload against the
+/// stable subset's pod labels, and reports the problems of both in one run.
 #[test]
-fn one_input_checks_alert_references_and_the_rollouts_two_deployments() {
+fn one_input_checks_alert_references_and_the_rollouts_workload() {
     use stickycanary::validate::documents::validate_yaml;
     let provider = std::fs::read_to_string(ALERT_EXAMPLE_PATH).unwrap();
     let rollout = std::fs::read_to_string(EXAMPLE_PATH).unwrap();
-    let input = |provider: &str, namespace: &str, canary: &str| {
+    let input = |provider: &str, namespace: &str, workload: &str| {
         format!(
-            "{provider}---\n{rollout}---\n{}---\n{}",
-            deployment_yaml("checkout-canary", namespace, canary),
-            deployment_yaml(
-                "checkout-stable",
-                namespace,
-                "{app: checkout, version: stable}"
-            )
+            "{provider}---\n{rollout}---\n{}",
+            deployment_yaml("checkout", namespace, workload),
         )
     };
     let good = validate_yaml(
@@ -344,12 +339,12 @@ fn one_input_checks_alert_references_and_the_rollouts_two_deployments() {
         "{both}"
     );
     assert!(
-        both.contains("all: CanaryRollout shop/checkout: spec.stable.deployment: checkout-stable selects on {app=checkout, version=stable} but the canary checkout-canary on {app=checkout}"),
+        both.contains("all: CanaryRollout shop/checkout: spec.stable.podLabels: version is not a key of checkout's spec.selector.matchLabels {app=checkout}"),
         "{both}"
     );
     assert_eq!(both.lines().count(), 2, "{both}");
 
-    // Deployments of another namespace are not the rollout's: not checked against it.
+    // A Deployment of another namespace is not the rollout's: not checked against it.
     let elsewhere = validate_yaml("all", &input(&provider, "other", "{app: checkout}"));
     assert!(elsewhere.is_ok(), "{elsewhere:?}");
 }
