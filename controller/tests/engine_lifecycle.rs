@@ -226,6 +226,30 @@ fn a_generated_stable_that_does_not_roll_out_keeps_users_on_the_workload_with_on
 }
 
 #[test]
+fn a_manual_action_on_the_tick_a_new_revision_arrives_is_answered_not_dropped() {
+    let mut sim = Sim::new(spec());
+    sim.walk_to_promoting();
+    // Users on r2 at 100%, stable taking over; r3 arrives with an abort on the same tick.
+    let decision = sim.tick(
+        &traffic(1.0, Some(ManualAction::Abort)),
+        &release("r3", "r1", WorkloadState::Stopped),
+    );
+    assert_eq!(sim.status.phase, Phase::ScalingUp);
+    assert_eq!(sim.status.canary_revision.as_deref(), Some("r3"));
+    let reasons = decision.event_reasons();
+    assert!(reasons.contains(&reasons::ACTION_REFUSED), "{reasons:?}");
+    let refused = decision.actions.iter().find_map(|a| match a {
+        Action::Event {
+            reason, message, ..
+        } if *reason == reasons::ACTION_REFUSED => Some(message.clone()),
+        _ => None,
+    });
+    assert!(refused
+        .unwrap()
+        .contains("revision r3 arrived on this tick"));
+}
+
+#[test]
 fn first_sight_of_a_different_canary_starts_a_run_at_weight_zero_with_a_new_cohort() {
     let mut sim = Sim::new(spec());
     let decision = sim.tick(&healthy(), &release("r2", "r1", WorkloadState::Stopped));

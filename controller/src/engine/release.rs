@@ -39,9 +39,16 @@ pub(super) fn before(
             tick.status.stable_revision = Some(stable.clone());
         }
     }
+    // A request on the tick a revision is first seen is answered, not dropped: what it was
+    // meant for is not what runs now.
+    let answer = |tick: &mut Tick, why: String| super::manual::refuse(manual, &why, tick);
     if tick.status.canary_revision.is_none()
         && tick.status.stable_revision.as_deref() == Some(revision)
     {
+        answer(
+            tick,
+            format!("revision {revision} is seen for the first time and is stable's: no run"),
+        );
         tick.status.canary_revision = Some(revision.to_string());
         if release.stable != WorkloadState::Ready {
             begin_initializing(release, tick);
@@ -56,10 +63,18 @@ pub(super) fn before(
     }
     if tick.status.canary_revision.is_none() && release.recorded.failed.as_deref() == Some(revision)
     {
+        answer(
+            tick,
+            format!("revision {revision} is seen for the first time"),
+        );
         not_rerun(release, tick);
         return true;
     }
     if tick.status.canary_revision.as_deref() != Some(revision) {
+        answer(
+            tick,
+            format!("revision {revision} arrived on this tick and replaces the run; ask again if it still applies"),
+        );
         new_revision(spec, release, tick);
         return true;
     }
