@@ -147,8 +147,12 @@ pub struct StableSpec {
     /// values on the selector and the pod template. Each key must be one the workload's
     /// `spec.selector.matchLabels` uses, with another value there (the canary subset's).
     #[serde(default = "default_stable_pod_labels")]
-    #[schemars(length(min = 1))]
     pub pod_labels: BTreeMap<String, String>,
+    /// For the generated stable's copy of `spec.canary.scaledObject`: the `metadata.query` of
+    /// each trigger named here (by its `name`) is replaced, so that a trigger on the canary's
+    /// traffic scales stable on stable's. Other triggers are copied as they are.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scaler_queries: BTreeMap<String, String>,
     /// Gone: the stable Deployment is generated, not written by hand. A rollout that still
     /// names one is refused with the way to migrate (README, "Migrating from a hand-written
     /// stable Deployment").
@@ -161,6 +165,7 @@ impl Default for StableSpec {
         StableSpec {
             name: None,
             pod_labels: default_stable_pod_labels(),
+            scaler_queries: BTreeMap::new(),
             deployment: None,
         }
     }
@@ -272,6 +277,13 @@ pub struct CanaryWorkload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub scaled_object: Option<String>,
+    /// An autoscaling/v2 HorizontalPodAutoscaler that scales the workload. Release lifecycle:
+    /// the generated stable gets its own copy (`<name>-primary`). The workload's own HPA
+    /// stands still while the controller holds the workload at 0 between runs (an HPA does
+    /// not scale a target at 0 replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub horizontal_pod_autoscaler: Option<String>,
 }
 
 fn default_canary_replicas() -> i32 {

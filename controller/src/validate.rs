@@ -112,6 +112,12 @@ fn stable_errors(spec: &CanaryRolloutSpec, errors: &mut Vec<ValidationError>) {
             format!("the generated stable's name {name}: {message}"),
         ));
     }
+    if !stable.scaler_queries.is_empty() && spec.canary.scaled_object.is_none() {
+        errors.push(ValidationError::new(
+            "spec.stable.scalerQueries",
+            "replaces trigger queries in the copy of spec.canary.scaledObject, which is not set",
+        ));
+    }
     if stable.pod_labels.is_empty() {
         errors.push(ValidationError::new(
             "spec.stable.podLabels",
@@ -137,6 +143,12 @@ fn spec_errors(spec: &CanaryRolloutSpec) -> Vec<ValidationError> {
     label("spec.canary.deployment", &spec.canary.deployment);
     if let Some(namespace) = &spec.canary.namespace {
         label("spec.canary.namespace", namespace);
+    }
+    if spec.canary.scaled_object.is_some() && spec.canary.horizontal_pod_autoscaler.is_some() {
+        errors.push(ValidationError::new(
+            "spec.canary.horizontalPodAutoscaler",
+            "set either scaledObject or horizontalPodAutoscaler: KEDA's ScaledObject already drives an HPA of its own",
+        ));
     }
     stable_errors(spec, &mut errors);
     stage_errors(&spec.stages, &mut errors);

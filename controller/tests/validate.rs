@@ -348,3 +348,44 @@ fn one_input_checks_alert_references_and_the_rollouts_workload() {
     let elsewhere = validate_yaml("all", &input(&provider, "other", "{app: checkout}"));
     assert!(elsewhere.is_ok(), "{elsewhere:?}");
 }
+
+#[test]
+fn the_generated_stables_settings_are_checked_naming_the_field() {
+    let with = |canary: &str, stable: &str| {
+        let yaml = format!(
+            "apiVersion: stickycanary.dev/v1alpha1\nkind: CanaryRollout\nmetadata: {{name: checkout, namespace: shop}}\nspec:\n  wasmPlugin: {{name: p}}\n  canary: {canary}\n  stable: {stable}\n"
+        );
+        let rollout: stickycanary::crd::CanaryRollout = serde_yaml::from_str(&yaml).unwrap();
+        stickycanary::validate::validate_rollout(&rollout)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(with("{deployment: checkout}", "{}"), Vec::<String>::new());
+    let both = with(
+        "{deployment: checkout, scaledObject: a, horizontalPodAutoscaler: b}",
+        "{}",
+    );
+    assert!(
+        both[0].starts_with("spec.canary.horizontalPodAutoscaler: set either"),
+        "{both:?}"
+    );
+    let queries = with("{deployment: checkout}", "{scalerQueries: {rate: q}}");
+    assert!(
+        queries[0].starts_with("spec.stable.scalerQueries: "),
+        "{queries:?}"
+    );
+    let long = "a".repeat(60);
+    let name = with(&format!("{{deployment: {long}}}"), "{}");
+    assert!(
+        name[0].starts_with("spec.canary.deployment: the generated stable's name"),
+        "{name:?}"
+    );
+    let empty = with("{deployment: checkout}", "{podLabels: {}}");
+    assert!(
+        empty[0].starts_with("spec.stable.podLabels: must set"),
+        "{empty:?}"
+    );
+}

@@ -11,6 +11,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::autoscalers::{self, Autoscalers};
 use super::context::Context;
 use super::deployments::{
     revision_of, workload_state, Deployments, WorkloadError, FAILED_REVISION_ANNOTATION,
@@ -399,6 +400,7 @@ pub async fn read_workloads(
             primary::replicas(Some(live), &workloads.canary, spec.canary.replicas),
         );
         if body.is_ok_and(|body| primary::converged(live, &body, &release, rollout)) {
+            sync_autoscaler(ctx, rollout, &workloads).await;
             return Ok(workloads);
         }
         if let Some(why) = recorded.as_ref().and_then(|r| primary::drift(live, r)) {
@@ -425,7 +427,32 @@ pub async fn read_workloads(
         publish(ctx, rollout, "StableGenerated", &message, false).await;
     }
     workloads.stable = Some(apply_stable(rollout, &workloads, &release).await?);
+    sync_autoscaler(ctx, rollout, &workloads).await;
     Ok(workloads)
+}
+
+/// Keeps the generated stable's copy of the workload's autoscaler (see
+/// [`super::autoscalers`]). Best effort: a failure is a Warning Event, and stable keeps
+/// serving at the replicas it has.
+async fn sync_autoscaler(ctx: &Context, rollout: &CanaryRollout, workloads: &Workloads) {
+    let Some((kind, name)) = autoscalers::named(rollout) else {
+        return;
+    };
+    let namespace = workloads.canary.namespace().unwrap_or_default();
+    let result = Autoscalers::new(ctx.client.clone(), &namespace)
+        .sync(rollout, kind, &name, &workloads.stable_name)
+        .await;
+    match result {
+        Ok(None) => {}
+        Ok(Some(copy)) => info!(copy, source = %name, "the generated stable's autoscaler applied"),
+        Err(e) => {
+            let message = format!(
+                "the generated stable's copy of autoscaler {name} could not be applied: {e}; stable keeps its replicas"
+            );
+            warn!(message);
+            publish(ctx, rollout, "StableAutoscalerFailed", &message, true).await;
+        }
+    }
 }
 
 /// Why the generated stable cannot be applied, naming the field: an old-style

@@ -3,6 +3,7 @@
 //! `/metrics`, `/healthz`, `/readyz` server.
 
 pub mod approve;
+pub mod autoscalers;
 pub mod backoff;
 pub mod batch;
 pub mod context;

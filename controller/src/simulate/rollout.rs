@@ -91,6 +91,7 @@ pub fn spec_for(scenario: &Scenario, variant: Variant) -> CanaryRolloutSpec {
             revision: None,
             replicas: 1,
             scaled_object: None,
+            horizontal_pod_autoscaler: None,
         },
         stages: default_stages(),
         analysis,
