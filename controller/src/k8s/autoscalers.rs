@@ -196,6 +196,28 @@ impl Autoscalers {
     }
 }
 
+impl Autoscalers {
+    /// Removes the copy's ownerReferences (it then outlives the rollout, with the stable it
+    /// scales); a missing copy is fine.
+    pub async fn orphan(&self, kind: Kind, source_name: &str) -> Result<(), WorkloadError> {
+        let name = generated_name(source_name);
+        let params = PatchParams {
+            field_manager: Some(field_managers::CONTROLLER.to_string()),
+            ..PatchParams::default()
+        };
+        let patch = json!({"metadata": {"ownerReferences": null}});
+        match self
+            .api(kind)
+            .patch(&name, &params, &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if crate::kube_error::is_not_found(&e) => Ok(()),
+            Err(e) => Err(self.error(&name, e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

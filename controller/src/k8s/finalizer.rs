@@ -33,6 +33,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::autoscalers::{self, Autoscalers};
 use super::context::Context;
 use super::deployments::{revision_of, workload_state, Deployments};
 use super::primary::{self, Primaries};
@@ -274,7 +275,8 @@ async fn keep_stable(
     orphan_stable(ctx, rollout, namespace).await
 }
 
-/// Removes the generated stable's ownerReference, so it keeps serving after the rollout.
+/// Removes the generated stable's ownerReference (and its autoscaler's), so it keeps serving
+/// after the rollout.
 async fn orphan_stable(
     ctx: &Context,
     rollout: &CanaryRollout,
@@ -288,7 +290,19 @@ async fn orphan_stable(
         .orphan(&stable_name)
         .await
         .map_err(workload_error)?;
-    info!(stable = %stable_name, "rollout deleted: the generated stable is kept and serves on");
+    if let Some((kind, source)) = autoscalers::named(rollout) {
+        let workload_namespace = rollout
+            .spec
+            .canary
+            .namespace
+            .as_deref()
+            .unwrap_or(namespace);
+        Autoscalers::new(ctx.client.clone(), workload_namespace)
+            .orphan(kind, &source)
+            .await
+            .map_err(workload_error)?;
+    }
+    info!(stable = %stable_name, "rollout deleted: the generated stable (and its autoscaler) is kept and serves on");
     Ok(())
 }
 
