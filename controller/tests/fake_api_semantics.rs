@@ -22,9 +22,7 @@ use std::sync::Arc;
 
 use http::{Request, StatusCode};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::client::Body;
 use kube::Client;
 use serde_json::{json, Value};
@@ -113,7 +111,9 @@ async fn apply(
 ) -> Result<Deployment, kube::Error> {
     let mut params = PatchParams::apply(manager);
     params.force = force;
-    deployments.patch(PRIMARY, &params, &Patch::Apply(body)).await
+    deployments
+        .patch(PRIMARY, &params, &Patch::Apply(body))
+        .await
 }
 
 /// A JSON merge patch of the primary by `manager`.
@@ -155,7 +155,9 @@ async fn an_apply_to_a_missing_deployment_creates_it_with_the_fields_of_a_create
         .await
         .unwrap();
 
-    let stored = api.get(PRIMARY_PATH).expect("the apply created the Deployment");
+    let stored = api
+        .get(PRIMARY_PATH)
+        .expect("the apply created the Deployment");
     let metadata = &stored["metadata"];
     assert!(!metadata["uid"].as_str().unwrap().is_empty());
     assert_ne!(metadata["uid"], json!(uid), "its own uid, not its owner's");
@@ -179,10 +181,12 @@ async fn an_apply_to_a_missing_deployment_creates_it_with_the_fields_of_a_create
 
 /// A raw apply of the primary (to see the HTTP status kube-rs hides).
 fn raw_apply(body: &Value) -> Request<Body> {
-    Request::patch(format!("{PRIMARY_PATH}?fieldManager=stickycanary&force=true"))
-        .header(http::header::CONTENT_TYPE, "application/apply-patch+yaml")
-        .body(Body::from(serde_json::to_vec(body).unwrap()))
-        .unwrap()
+    Request::patch(format!(
+        "{PRIMARY_PATH}?fieldManager=stickycanary&force=true"
+    ))
+    .header(http::header::CONTENT_TYPE, "application/apply-patch+yaml")
+    .body(Body::from(serde_json::to_vec(body).unwrap()))
+    .unwrap()
 }
 
 #[tokio::test]
@@ -239,10 +243,13 @@ async fn an_apply_naming_a_uid_for_a_missing_object_is_a_conflict() {
 #[tokio::test]
 async fn an_apply_that_creates_needs_create_as_well_as_patch() {
     let (client, api) = FakeApi::start_with(deployments_user(&["get", "patch"]));
-    let refused = api_error(apply(&deployments(client), &primary(2, &[]), "stickycanary", true).await);
+    let refused =
+        api_error(apply(&deployments(client), &primary(2, &[]), "stickycanary", true).await);
     assert_eq!((refused.code, refused.reason.as_str()), (403, "Forbidden"));
     assert!(
-        refused.message.contains("cannot create resource \"deployments\""),
+        refused
+            .message
+            .contains("cannot create resource \"deployments\""),
         "{}",
         refused.message
     );
@@ -250,9 +257,14 @@ async fn an_apply_that_creates_needs_create_as_well_as_patch() {
     assert_eq!(api.authorizer.denied.lock().unwrap().len(), 1);
 
     let allowed = api.client_as(deployments_user(&["patch", "create"]));
-    apply(&deployments(allowed), &primary(2, &[]), "stickycanary", true)
-        .await
-        .unwrap();
+    apply(
+        &deployments(allowed),
+        &primary(2, &[]),
+        "stickycanary",
+        true,
+    )
+    .await
+    .unwrap();
     assert!(api.get(PRIMARY_PATH).is_some());
 }
 
@@ -260,10 +272,20 @@ async fn an_apply_that_creates_needs_create_as_well_as_patch() {
 async fn an_apply_that_creates_is_refused_without_patch_even_with_create() {
     let (_, api) = start();
     let create_only = api.client_as(deployments_user(&["create"]));
-    let refused = api_error(apply(&deployments(create_only), &primary(2, &[]), "stickycanary", true).await);
+    let refused = api_error(
+        apply(
+            &deployments(create_only),
+            &primary(2, &[]),
+            "stickycanary",
+            true,
+        )
+        .await,
+    );
     assert_eq!(refused.code, 403);
     assert!(
-        refused.message.contains("cannot patch resource \"deployments\""),
+        refused
+            .message
+            .contains("cannot patch resource \"deployments\""),
         "{}",
         refused.message
     );
@@ -346,7 +368,10 @@ async fn a_rollout_with_a_finalizer_takes_its_deployment_along_only_when_the_fin
         .await
         .unwrap();
     assert!(api.get(ROLLOUT_PATH).is_none());
-    assert!(api.get(PRIMARY_PATH).is_none(), "collected once its owner is gone");
+    assert!(
+        api.get(PRIMARY_PATH).is_none(),
+        "collected once its owner is gone"
+    );
     api.finish().await;
 }
 
@@ -354,9 +379,14 @@ async fn a_rollout_with_a_finalizer_takes_its_deployment_along_only_when_the_fin
 async fn a_deployment_whose_owner_reference_was_dropped_by_apply_outlives_its_owner() {
     let (client, api) = start();
     rollout_with_primary(&client, &api, &[]).await;
-    apply(&deployments(client.clone()), &primary(2, &[]), "stickycanary", true)
-        .await
-        .unwrap();
+    apply(
+        &deployments(client.clone()),
+        &primary(2, &[]),
+        "stickycanary",
+        true,
+    )
+    .await
+    .unwrap();
     let stored = api.get(PRIMARY_PATH).unwrap();
     assert!(
         stored.pointer("/metadata/ownerReferences").is_none(),
@@ -404,7 +434,10 @@ async fn a_dependent_with_a_finalizer_is_marked_and_its_own_dependents_go_when_i
     delete_rollout(&client).await;
     let primary = api.get(PRIMARY_PATH).expect("held by its finalizer");
     assert_eq!(primary["metadata"]["deletionTimestamp"], DELETION_TIME);
-    assert!(api.get(REPLICA_SET_PATH).is_some(), "its owner still exists");
+    assert!(
+        api.get(REPLICA_SET_PATH).is_some(),
+        "its owner still exists"
+    );
 
     merge(
         &deployments(client),
@@ -413,7 +446,10 @@ async fn a_dependent_with_a_finalizer_is_marked_and_its_own_dependents_go_when_i
     )
     .await;
     assert!(api.get(PRIMARY_PATH).is_none());
-    assert!(api.get(REPLICA_SET_PATH).is_none(), "collected after its owner");
+    assert!(
+        api.get(REPLICA_SET_PATH).is_none(),
+        "collected after its owner"
+    );
     api.finish().await;
 }
 
@@ -478,7 +514,11 @@ async fn the_scale_subresource_reads_and_writes_spec_replicas_and_bumps_generati
     // The applier lost spec.replicas: applying its old value again, unforced, conflicts.
     let refused = api_error(apply(&deployments, &primary(2, &[]), "stickycanary", false).await);
     assert_eq!(refused.code, 409);
-    assert!(refused.message.contains("conflict with \"hpa\""), "{}", refused.message);
+    assert!(
+        refused.message.contains("conflict with \"hpa\""),
+        "{}",
+        refused.message
+    );
     api.finish().await;
 }
 
@@ -495,7 +535,12 @@ async fn a_deployment_spec_change_bumps_generation_and_metadata_or_status_writes
         .unwrap();
     assert_eq!(generation(&api, PRIMARY_PATH), 1);
 
-    merge(&deployments, json!({"metadata": {"labels": {"team": "shop"}}}), "kubectl-edit").await;
+    merge(
+        &deployments,
+        json!({"metadata": {"labels": {"team": "shop"}}}),
+        "kubectl-edit",
+    )
+    .await;
     assert_eq!(generation(&api, PRIMARY_PATH), 1, "metadata only");
     deployments
         .patch_status(
@@ -509,9 +554,18 @@ async fn a_deployment_spec_change_bumps_generation_and_metadata_or_status_writes
     apply(&deployments, &primary(2, &[]), "stickycanary", true)
         .await
         .unwrap();
-    assert_eq!(generation(&api, PRIMARY_PATH), 1, "an apply changing nothing");
+    assert_eq!(
+        generation(&api, PRIMARY_PATH),
+        1,
+        "an apply changing nothing"
+    );
 
-    merge(&deployments, json!({"spec": {"minReadySeconds": 5}}), "kubectl-edit").await;
+    merge(
+        &deployments,
+        json!({"spec": {"minReadySeconds": 5}}),
+        "kubectl-edit",
+    )
+    .await;
     assert_eq!(generation(&api, PRIMARY_PATH), 2, "merge patch of spec");
     apply(&deployments, &primary(4, &[]), "stickycanary", true)
         .await
@@ -576,7 +630,12 @@ async fn primary_edited_by_hand(client: Client, api: &FakeApi) -> Api<Deployment
     apply(&deployments, &primary(2, &[]), "stickycanary", true)
         .await
         .unwrap();
-    merge(&deployments, json!({"spec": {"replicas": 4}}), "kubectl-edit").await;
+    merge(
+        &deployments,
+        json!({"spec": {"replicas": 4}}),
+        "kubectl-edit",
+    )
+    .await;
     let stored = api.get(PRIMARY_PATH).unwrap();
     assert!(owned(&stored, "kubectl-edit", "Update", "").contains("spec.replicas"));
     deployments

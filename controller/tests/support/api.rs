@@ -728,7 +728,10 @@ fn set_namespace(object: &mut Value, namespace: Option<&str>) -> Result<(), (Sta
     let Some(namespace) = namespace else {
         return Ok(());
     };
-    match object.pointer("/metadata/namespace").and_then(Value::as_str) {
+    match object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+    {
         None | Some("") => {
             object["metadata"]["namespace"] = json!(namespace);
             Ok(())
@@ -737,7 +740,8 @@ fn set_namespace(object: &mut Value, namespace: Option<&str>) -> Result<(), (Sta
         Some(_) => Err(refused(
             400,
             "BadRequest",
-            "the namespace of the provided object does not match the namespace sent on the request".into(),
+            "the namespace of the provided object does not match the namespace sent on the request"
+                .into(),
         )),
     }
 }
