@@ -404,7 +404,7 @@ async fn promotion_applies_the_workloads_template_to_the_generated_stable_with_i
                 },
                 "ownerReferences": [{"apiVersion": "stickycanary.dev/v1alpha1",
                     "kind": "CanaryRollout", "name": "checkout", "uid": "u-1",
-                    "controller": true, "blockOwnerDeletion": true}],
+                    "controller": true}],
             },
             "spec": {
                 "replicas": 3,

@@ -56,10 +56,13 @@ pub fn seed_plugin_and_deployments(api: &FakeApi) {
 }
 
 /// The ownerReference the generated stable carries: to the CanaryRollout `checkout` with
-/// `uid`, as its controller (kube's `Resource::controller_owner_ref`).
+/// `uid`, as its controller (kube's `Resource::controller_owner_ref`, which leaves
+/// `blockOwnerDeletion` unset: setting it would need `update` on `canaryrollouts/finalizers`
+/// where the OwnerReferencesPermissionEnforcement admission plugin runs, and only a
+/// foreground deletion waits on it).
 pub fn owner_reference(uid: &str) -> Value {
     json!({"apiVersion": "stickycanary.dev/v1alpha1", "kind": "CanaryRollout",
-           "name": "checkout", "uid": uid, "controller": true, "blockOwnerDeletion": true})
+           "name": "checkout", "uid": uid, "controller": true})
 }
 
 /// The `stickycanary.dev/template` annotation for `workload`: its pod template as JSON text,
