@@ -1883,3 +1883,92 @@ async fn a_stable_that_lost_its_recorded_release_never_gets_an_unpromoted_worklo
     assert_eq!(revision(&api, STABLE_PATH), v1, "stable still serves v1");
     api.finish().await;
 }
+
+#[tokio::test]
+#[ignore = "bug: the deletion's orphan step (and keep_stable) merge-patches ownerReferences: null onto whatever Deployment has the stable's name, also one this rollout did not generate, stripping its owner's references"]
+async fn deleting_never_strips_the_owner_references_of_a_deployment_this_rollout_did_not_generate()
+{
+    let (client, api) = FakeApi::start();
+    deleting(&api, json!({}), "InvalidSpec", 0.0);
+    // The name is held by a Deployment another operator owns (the rollout sat in InvalidSpec).
+    let mut foreign = deployment("checkout-stable", "stable", "shop/checkout:v1", 2);
+    foreign["metadata"]["ownerReferences"] = json!([{"apiVersion": "shop.example.com/v1",
+        "kind": "Storefront", "name": "checkout", "uid": "other-owner", "controller": true}]);
+    api.insert(STABLE_PATH, foreign);
+    let before = api.get(STABLE_PATH).unwrap();
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert!(
+        !writes(&api).iter().any(|s| s.path == STABLE_PATH),
+        "{:?}",
+        paths(&writes(&api))
+    );
+    assert_eq!(api.get(STABLE_PATH).unwrap(), before);
+    assert!(api.get(ROLLOUT_PATH).is_none(), "the finalizer still goes");
+    api.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "bug: with spec.canary.namespace other than the rollout's, the generated stable gets an ownerReference to a CanaryRollout in another namespace; the garbage collector treats a cross-namespace owner as absent and deletes the stable (Kubernetes docs, Owners and Dependents), so it is deleted and regenerated over and over"]
+async fn a_stable_generated_outside_the_rollouts_namespace_never_names_the_rollout_as_its_owner() {
+    // "A namespaced owner must exist in the same namespace as the dependent. If it does not,
+    // the owner reference is treated as absent, and the dependent is subject to deletion once
+    // all owners are verified absent" (kubernetes.io, "Owners and Dependents"; the garbage
+    // collector raises OwnerRefInvalidNamespace). The fake's collector does not model it, so
+    // the request itself is checked.
+    const WEB_WORKLOAD: &str = "/apis/apps/v1/namespaces/web/deployments/checkout-canary";
+    let (client, api) = FakeApi::start_with(Authorizer::modes(vec![Mode::ClusterWide]));
+    api.insert(
+        ROLLOUT_PATH,
+        rollout(json!({"canary": {"namespace": "web"}})),
+    );
+    api.insert(PLUGIN_PATH, plugin(0.0));
+    let mut web = workload("shop/checkout:v1", 2);
+    web["metadata"]["namespace"] = json!("web");
+    api.insert(WEB_WORKLOAD, web);
+    let ctx = context(client);
+    let _ = reconcile_once(&api, &ctx).await;
+    let cross_namespace_owner: Vec<(Method, String)> = writes(&api)
+        .into_iter()
+        .filter(|s| s.path.starts_with("/apis/apps/v1/namespaces/web/"))
+        .filter(|s| {
+            s.body
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| refs.iter().any(|r| r["kind"] == "CanaryRollout"))
+        })
+        .map(|s| (s.method, s.path))
+        .collect();
+    assert_eq!(cross_namespace_owner, vec![]);
+    api.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "bug: changing spec.stable.name (or spec.canary.deployment, with the default name) generates a second stable and leaves the first running with the stable subset's labels, so the stable subset serves two revisions until the rollout is deleted"]
+async fn renaming_the_stable_never_leaves_two_generated_stables_serving_the_stable_subset() {
+    let (client, api) = FakeApi::start();
+    seed(&api, json!({}), None, "shop/checkout:v1", 0, 0.0);
+    let ctx = context(client);
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(status_of(&api)["phase"], "WaitingForRelease");
+    // The stable renamed in Git.
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["spec"]["stable"]["name"] = json!("checkout-primary");
+    object["metadata"]["generation"] = json!(2);
+    api.insert(ROLLOUT_PATH, object);
+    let _ = reconcile_once(&api, &ctx).await;
+    let serving: Vec<String> = api
+        .store
+        .lock()
+        .unwrap()
+        .objects
+        .iter()
+        .filter(|(path, _)| path.starts_with("/apis/apps/v1/namespaces/shop/deployments/"))
+        .filter(|(_, d)| d["metadata"]["labels"]["stickycanary.dev/rollout"] == "checkout")
+        .filter(|(_, d)| d["spec"]["replicas"].as_i64().unwrap_or(1) > 0)
+        .map(|(path, _)| path.clone())
+        .collect();
+    assert!(serving.len() <= 1, "{serving:?}");
+    api.finish().await;
+}

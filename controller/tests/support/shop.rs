@@ -57,9 +57,9 @@ pub fn seed_plugin_and_deployments(api: &FakeApi) {
 
 /// The ownerReference the generated stable carries: to the CanaryRollout `checkout` with
 /// `uid`, as its controller (kube's `Resource::controller_owner_ref`, which leaves
-/// `blockOwnerDeletion` unset: setting it would need `update` on `canaryrollouts/finalizers`
-/// where the OwnerReferencesPermissionEnforcement admission plugin runs, and only a
-/// foreground deletion waits on it).
+/// `blockOwnerDeletion` unset: setting it needs `delete` on the owner, else 422 (API
+/// reference, OwnerReference), which the chart does not grant; only a foreground deletion
+/// waits on it).
 pub fn owner_reference(uid: &str) -> Value {
     json!({"apiVersion": "stickycanary.dev/v1alpha1", "kind": "CanaryRollout",
            "name": "checkout", "uid": uid, "controller": true})
