@@ -429,14 +429,21 @@ async fn promotion_applies_the_workloads_template_to_the_generated_stable_with_i
     )
     .unwrap();
     assert_eq!(recorded, workload_now["spec"]["template"]);
-    assert_eq!(sent[1].body, stable_apply_body(&workload_now, ROLLOUT_UID, 3));
+    assert_eq!(
+        sent[1].body,
+        stable_apply_body(&workload_now, ROLLOUT_UID, 3)
+    );
     let stable: Deployment = typed(&api, STABLE_PATH);
     assert_eq!(
         revision_of(&stable),
         canary_rev,
         "stable now runs the run's revision"
     );
-    assert_eq!(stable.metadata.generation, Some(5), "a new rollout of stable");
+    assert_eq!(
+        stable.metadata.generation,
+        Some(5),
+        "a new rollout of stable"
+    );
     let fields = owned(&api.get(STABLE_PATH).unwrap(), "stickycanary", "Apply", "");
     assert!(
         fields.contains("spec.template.spec.containers")
@@ -578,11 +585,17 @@ async fn a_promotion_takes_over_a_stable_field_another_manager_changed_and_repor
     assert_eq!(drifted.len(), 1, "{drifted:?}");
     assert_eq!(drifted[0].1, "Warning");
     assert!(
-        drifted[0].2.starts_with(&format!("stable checkout-stable: its pod template was changed outside the controller (revision ")),
+        drifted[0].2.starts_with(
+            "stable checkout-stable: its pod template was changed outside the controller (revision "
+        ),
         "{}",
         drifted[0].2
     );
-    assert!(drifted[0].2.contains(&format!("expected {stable_rev})")), "{}", drifted[0].2);
+    assert!(
+        drifted[0].2.contains(&format!("expected {stable_rev})")),
+        "{}",
+        drifted[0].2
+    );
     let stable = api.get(STABLE_PATH).unwrap();
     assert_eq!(revision(&api, STABLE_PATH), canary_rev);
     assert!(
@@ -1314,10 +1327,7 @@ async fn revert_on_deletion_scales_the_workload_up_waits_for_it_hands_users_over
         sent[0].body["spec"]["pluginConfig"]["rollouts"]["checkout"],
         json!({"weight": 100})
     );
-    assert_eq!(
-        requeue,
-        Action::requeue(Duration::from_secs(30))
-    );
+    assert_eq!(requeue, Action::requeue(Duration::from_secs(30)));
     assert!(api.get(ROLLOUT_PATH).is_some(), "the finalizer stays");
     assert!(api.get(STABLE_PATH).is_some(), "stable serves the drain");
 
@@ -1395,8 +1405,12 @@ async fn revert_on_deletion_keeps_the_weight_and_orphans_the_stable_when_the_wor
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0].1, "Warning");
     assert!(
-        kept[0].2.contains("the workload's rollout failed: ProgressDeadlineExceeded")
-            && kept[0].2.contains("generated stable checkout-stable is kept"),
+        kept[0]
+            .2
+            .contains("the workload's rollout failed: ProgressDeadlineExceeded")
+            && kept[0]
+                .2
+                .contains("generated stable checkout-stable is kept"),
         "{}",
         kept[0].2
     );
@@ -1437,10 +1451,7 @@ async fn revert_on_deletion_gives_up_on_a_workload_not_rolled_out_within_the_pro
     );
     assert_orphan_patch(&sent[0]);
     assert_eq!(plugin_weight(&api), 0.0);
-    assert_eq!(
-        event_reasons(&api),
-        vec!["DeletionKeptWeight".to_string()]
-    );
+    assert_eq!(event_reasons(&api), vec!["DeletionKeptWeight".to_string()]);
     assert!(api.get(STABLE_PATH).is_some());
     api.finish().await;
 }
@@ -1476,7 +1487,7 @@ async fn deleting_during_promoting_without_revert_on_deletion_leaves_the_weight_
 
 /// The Degraded condition's message of the stored status, which must be `InvalidSpec`.
 fn invalid_spec_message(api: &FakeApi) -> String {
-    let status = status_of(&api);
+    let status = status_of(api);
     assert_eq!(status["phase"], "InvalidSpec", "{status}");
     let degraded = status["conditions"]
         .as_array()
@@ -1667,7 +1678,11 @@ async fn the_bootstrap_creates_the_owned_stable_keeps_users_on_the_workload_unti
     assert_eq!(status["phase"], "Initialized");
     assert_eq!(status["weight"], 0.0);
     assert_eq!(status["stableRevision"], json!(revision(&api, CANARY_PATH)));
-    assert_eq!(api.get(CANARY_PATH).unwrap()["spec"]["replicas"], 2, "the drain first");
+    assert_eq!(
+        api.get(CANARY_PATH).unwrap()["spec"]["replicas"],
+        2,
+        "the drain first"
+    );
 
     // 4. After scaleDownDelay: the workload is scaled down; Initialized waits for a release.
     let mut object = api.get(ROLLOUT_PATH).unwrap();
