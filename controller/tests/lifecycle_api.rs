@@ -2030,3 +2030,25 @@ async fn a_generated_stable_that_lost_its_rollout_label_but_is_still_owned_is_re
     );
     api.finish().await;
 }
+
+#[tokio::test]
+#[ignore = "bug: hand_back_to_workload scales the workload to the stable's replicas only when it is at 0; a workload up at the run's size (spec.canary.replicas, mid-run) gets weight 100 at once, so every user lands on the canary-sized workload for good"]
+async fn revert_on_deletion_mid_run_scales_the_workload_to_the_stables_replicas_before_users_move()
+{
+    let (client, api) = FakeApi::start();
+    // Mid-run at 25%: the workload runs v2 at the run's size (1), stable serves at 4.
+    deleting(&api, json!({"revertOnDeletion": true}), "Progressing", 25.0);
+    api.insert(STABLE_PATH, stable_of("shop/checkout:v1", 4));
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
+    assert_eq!(
+        paths(&sent),
+        vec![(Method::PATCH, format!("{CANARY_PATH}/scale"))],
+        "scaled up first; users stay at 25% meanwhile"
+    );
+    assert_eq!(sent[0].body, json!({"spec": {"replicas": 4}}));
+    assert_eq!(plugin_weight(&api), 25.0);
+    api.finish().await;
+}
