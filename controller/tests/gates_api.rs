@@ -28,7 +28,7 @@ fn seed(api: &FakeApi) {
             "spec": {
                 "wasmPlugin": {"name": "stickycanary", "namespace": "istio-system"},
                 "canary": {"deployment": "checkout-canary"},
-                "stable": {},
+                "stable": {"name": "checkout-stable"},
                 "stages": [{"weight": 10, "duration": "1m"}, {"weight": 100}],
                 "analysis": {"interval": "10s"},
                 "prometheus": {"address": "http://127.0.0.1:9"},

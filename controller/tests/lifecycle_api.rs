@@ -1,7 +1,13 @@
 //! The release lifecycle against a mocked Kubernetes API server (the shared fake in
 //! `support/`: resourceVersion preconditions and 409s, the status and scale subresources,
-//! merge patches, finalizers and deletionTimestamp, and the chart's RBAC on every request).
-//! Each test asserts the exact writes (method, path, body) a reconcile sends.
+//! merge patches, server-side apply with managedFields (and the apply that creates),
+//! finalizers and deletionTimestamp, garbage collection by ownerReferences, and the chart's
+//! RBAC on every request). Each test asserts the exact writes (method, path, content type,
+//! body) a reconcile sends.
+//!
+//! The world: the workload Deployment `checkout-canary` (Git's; `version: canary`) and the
+//! stable Deployment the controller generates from it, `checkout-stable`
+//! (`spec.stable.name`), owned by the rollout `u-1` (see `support::shop::generated_stable`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,6 +18,7 @@ use std::time::Duration;
 
 use http::Method;
 use k8s_openapi::api::apps::v1::Deployment;
+use kube::runtime::controller::Action;
 use kube::Client;
 use serde_json::{json, Value};
 use stickycanary::crd::CanaryRollout;
@@ -20,7 +27,11 @@ use stickycanary::k8s::reconcile::{self, Context};
 use stickycanary::observation::WorkloadState;
 use support::api::{Authorizer, FakeApi, Seen};
 use support::rbac::Mode;
-use support::shop::{CANARY_PATH, PLUGIN_PATH, ROLLOUT_PATH, STABLE_PATH};
+use support::shop::{
+    generated_stable, owner_reference, stable_apply_body, template_annotation, CANARY_PATH,
+    PLUGIN_PATH, ROLLOUT_PATH, ROLLOUT_UID, STABLE_PATH,
+};
+use support::ssa::owned;
 
 const SCALED_OBJECT_PATH: &str =
     "/apis/keda.sh/v1alpha1/namespaces/shop/scaledobjects/checkout-canary";
@@ -38,7 +49,7 @@ fn rollout(extra_spec: Value) -> Value {
     let mut spec = json!({
         "wasmPlugin": {"name": "stickycanary", "namespace": "istio-system"},
         "canary": {"deployment": "checkout-canary"},
-        "stable": {},
+        "stable": {"name": "checkout-stable"},
         "stages": [{"weight": 10, "duration": "1m"}, {"weight": 100}],
         "analysis": {"interval": "10s"},
         "scaleDownDelay": "30s",
@@ -122,8 +133,19 @@ fn rv(api: &FakeApi, path: &str) -> Value {
     api.get(path).unwrap()["metadata"]["resourceVersion"].clone()
 }
 
-/// A fake cluster with the rollout, its plugin at `weight`, and the two Deployments: stable
-/// runs `v1`, the canary runs `canary_image` at `canary_replicas`.
+/// The workload Deployment running `image` at `replicas`.
+fn workload(image: &str, replicas: i64) -> Value {
+    deployment("checkout-canary", "canary", image, replicas)
+}
+
+/// The generated stable as a bootstrap or a promotion of the workload at `image` leaves it,
+/// rolled out at `replicas`.
+fn stable_of(image: &str, replicas: i64) -> Value {
+    generated_stable(&workload(image, 0), ROLLOUT_UID, replicas)
+}
+
+/// A fake cluster with the rollout, its plugin at `weight`, the generated stable of `v1` at 2
+/// replicas, and the workload running `canary_image` at `canary_replicas`.
 fn seed(
     api: &FakeApi,
     spec: Value,
@@ -138,14 +160,8 @@ fn seed(
     }
     api.insert(ROLLOUT_PATH, object);
     api.insert(PLUGIN_PATH, plugin(weight));
-    api.insert(
-        STABLE_PATH,
-        deployment("checkout-stable", "stable", "shop/checkout:v1", 2),
-    );
-    api.insert(
-        CANARY_PATH,
-        deployment("checkout-canary", "canary", canary_image, canary_replicas),
-    );
+    api.insert(STABLE_PATH, stable_of("shop/checkout:v1", 2));
+    api.insert(CANARY_PATH, workload(canary_image, canary_replicas));
 }
 
 fn revision(api: &FakeApi, path: &str) -> String {
@@ -294,14 +310,12 @@ async fn a_new_revision_adds_the_finalizer_scales_the_canary_up_and_holds_the_we
 }
 
 #[tokio::test]
-async fn first_sight_of_equal_revisions_writes_only_the_status() {
+async fn first_sight_of_a_workload_on_the_converged_stables_revision_writes_only_the_status() {
     let (client, api) = FakeApi::start();
     seed(&api, json!({}), None, "shop/checkout:v1", 0, 0.0);
-    // The same template but for the selector label `version` (and replicas).
-    let mut canary = api.get(CANARY_PATH).unwrap();
-    canary["spec"]["template"]["metadata"]["labels"]["team"] = json!("team-stable");
-    api.insert(CANARY_PATH, canary);
+    // The generated stable holds the workload's template but for `version` (and replicas).
     assert_eq!(revision(&api, CANARY_PATH), revision(&api, STABLE_PATH));
+    let stable_before = api.get(STABLE_PATH).unwrap();
     let ctx = context(client);
     reconcile_once(&api, &ctx).await.unwrap();
     assert_eq!(
@@ -310,8 +324,9 @@ async fn first_sight_of_equal_revisions_writes_only_the_status() {
             (Method::PATCH, ROLLOUT_PATH.to_string()),
             (Method::PATCH, format!("{ROLLOUT_PATH}/status")),
         ],
-        "the finalizer and the status; no scale, no weight"
+        "the finalizer and the status; no apply of a converged stable, no scale, no weight"
     );
+    assert_eq!(api.get(STABLE_PATH).unwrap(), stable_before);
     assert_eq!(status_of(&api)["phase"], "WaitingForRelease");
     api.finish().await;
 }
@@ -324,19 +339,37 @@ fn progressing(revision: &str, stable: &str) -> Value {
            "observedGeneration": 1})
 }
 
-#[tokio::test]
-async fn promotion_copies_the_canary_template_onto_stable_keeping_stables_selector_labels() {
-    let (client, api) = FakeApi::start();
-    // Seed, then read the revisions the Deployments have, then put the run's status in.
-    seed(&api, json!({}), None, "shop/checkout:v2", 1, 10.0);
-    let canary_rev = revision(&api, CANARY_PATH);
-    let stable_rev = revision(&api, STABLE_PATH);
+/// The controller's apply of the generated stable: a forced server-side apply under the
+/// `stickycanary` field manager.
+fn assert_stable_apply(seen: &Seen) {
+    assert_eq!(seen.method, Method::PATCH);
+    assert_eq!(seen.path, STABLE_PATH);
+    assert_eq!(seen.content_type, "application/apply-patch+yaml");
+    assert_eq!(seen.param("fieldManager").as_deref(), Some("stickycanary"));
+    assert_eq!(seen.param("force").as_deref(), Some("true"));
+}
+
+/// A rollout at its last stage of the workload's revision with a `promote` request pending.
+fn promote_requested(api: &FakeApi) -> (String, String) {
+    let canary_rev = revision(api, CANARY_PATH);
+    let stable_rev = revision(api, STABLE_PATH);
     let mut object = api.get(ROLLOUT_PATH).unwrap();
     object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
     object["metadata"]["annotations"] = json!({"stickycanary.dev/request": "promote@1"});
     object["status"] = progressing(&canary_rev, &stable_rev);
     api.insert(ROLLOUT_PATH, object);
-    let stable_rv = rv(&api, STABLE_PATH);
+    (canary_rev, stable_rev)
+}
+
+#[tokio::test]
+async fn promotion_applies_the_workloads_template_to_the_generated_stable_with_its_annotations_and_owner(
+) {
+    let (client, api) = FakeApi::start();
+    seed(&api, json!({}), None, "shop/checkout:v2", 1, 10.0);
+    // Someone (an autoscaler, `kubectl scale`) runs stable at 3: the apply keeps that.
+    api.insert(STABLE_PATH, stable_of("shop/checkout:v1", 3));
+    let (canary_rev, stable_rev) = promote_requested(&api);
+    assert_ne!(canary_rev, stable_rev);
     let ctx = context(client);
     api.clear_seen();
     reconcile_once(&api, &ctx).await.unwrap();
@@ -349,28 +382,56 @@ async fn promotion_copies_the_canary_template_onto_stable_keeping_stables_select
             (Method::PATCH, format!("{ROLLOUT_PATH}/status")),
             (Method::PATCH, ROLLOUT_PATH.to_string()),
         ],
-        "weight 100, the stable template, the status, then the handled request"
+        "weight 100, the stable apply, the status, then the handled request"
     );
     assert_eq!(
         sent[0].body["spec"]["pluginConfig"]["rollouts"]["checkout"],
         json!({"weight": 100}),
         "no salt once the weight is not 0"
     );
+    assert_stable_apply(&sent[1]);
+    let workload_now = api.get(CANARY_PATH).unwrap();
     assert_eq!(
         sent[1].body,
         json!({
-            "metadata": {"resourceVersion": stable_rv,
-                         "annotations": {"stickycanary.dev/revision": canary_rev}},
-            "spec": {"template": {
-                "metadata": {
-                    // The canary's labels, but stable's value for every selector key.
-                    "labels": {"app": "checkout", "version": "stable", "team": "team-canary"},
-                    "annotations": {"prometheus.io/scrape": "true"}
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {
+                "name": "checkout-stable", "namespace": "shop",
+                "labels": {"stickycanary.dev/rollout": "checkout"},
+                "annotations": {
+                    "stickycanary.dev/revision": canary_rev,
+                    "stickycanary.dev/template": template_annotation(&workload_now),
                 },
-                "spec": {"containers": [{"name": "app", "image": "shop/checkout:v2",
-                    "env": [{"name": "FLAVOUR", "value": "shop/checkout:v2"}]}]}
-            }}
+                "ownerReferences": [{"apiVersion": "stickycanary.dev/v1alpha1",
+                    "kind": "CanaryRollout", "name": "checkout", "uid": "u-1",
+                    "controller": true}],
+            },
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "checkout", "version": "stable"}},
+                "template": {
+                    "metadata": {
+                        // The workload's labels, with the stable subset's value of `version`.
+                        "labels": {"app": "checkout", "version": "stable", "team": "team-canary"},
+                        "annotations": {"prometheus.io/scrape": "true"}
+                    },
+                    "spec": {"containers": [{"name": "app", "image": "shop/checkout:v2",
+                        "env": [{"name": "FLAVOUR", "value": "shop/checkout:v2"}]}]}
+                }
+            }
         })
+    );
+    // The recorded template is the workload's own, as Git wrote it (`version: canary`).
+    let recorded: Value = serde_json::from_str(
+        sent[1].body["metadata"]["annotations"]["stickycanary.dev/template"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(recorded, workload_now["spec"]["template"]);
+    assert_eq!(
+        sent[1].body,
+        stable_apply_body(&workload_now, ROLLOUT_UID, 3)
     );
     let stable: Deployment = typed(&api, STABLE_PATH);
     assert_eq!(
@@ -379,9 +440,15 @@ async fn promotion_copies_the_canary_template_onto_stable_keeping_stables_select
         "stable now runs the run's revision"
     );
     assert_eq!(
-        stable.spec.selector.match_labels.unwrap()["version"],
-        "stable",
-        "the selector is untouched"
+        stable.metadata.generation,
+        Some(5),
+        "a new rollout of stable"
+    );
+    let fields = owned(&api.get(STABLE_PATH).unwrap(), "stickycanary", "Apply", "");
+    assert!(
+        fields.contains("spec.template.spec.containers")
+            && fields.contains("metadata.annotations.stickycanary.dev/template"),
+        "{fields:?}"
     );
     assert_eq!(status_of(&api)["phase"], "Promoting");
 
@@ -390,12 +457,13 @@ async fn promotion_copies_the_canary_template_onto_stable_keeping_stables_select
     reconcile_once(&api, &ctx).await.unwrap();
     assert_eq!(
         paths(&writes(&api)),
-        vec![(Method::PATCH, format!("{ROLLOUT_PATH}/status"))]
+        vec![(Method::PATCH, format!("{ROLLOUT_PATH}/status"))],
+        "the stable just applied is converged: no second apply"
     );
     assert_eq!(status_of(&api)["phase"], "Promoting");
     // Rolled out: weight back to 0 (users on the new stable), Finalising.
     let mut stable = api.get(STABLE_PATH).unwrap();
-    stable["status"] = rolled_out(5, 2);
+    stable["status"] = rolled_out(5, 3);
     api.insert(STABLE_PATH, stable);
     api.clear_seen();
     reconcile_once(&api, &ctx).await.unwrap();
@@ -415,40 +483,137 @@ async fn promotion_copies_the_canary_template_onto_stable_keeping_stables_select
     api.finish().await;
 }
 
+/// Deployments, as a cluster admin sees them (not the controller's RBAC).
+fn deployments_as_admin(api: &FakeApi) -> kube::Api<Deployment> {
+    let admin = Authorizer::user_with(vec![support::rbac::Rule {
+        api_groups: vec!["*".into()],
+        resources: vec!["*".into()],
+        verbs: vec!["*".into()],
+    }]);
+    kube::Api::namespaced(api.client_as(admin), "shop")
+}
+
+/// Replaces the seeded stable (which has no managedFields) with one a previous controller
+/// apply of the workload at `image` created, so field ownership is as on a cluster: the
+/// `stickycanary` Apply entry owns the fields the controller sets. Rolled out.
+async fn applied_stable(api: &FakeApi, image: &str, replicas: i64) {
+    api.store.lock().unwrap().objects.remove(STABLE_PATH);
+    let body = stable_apply_body(&workload(image, 0), ROLLOUT_UID, replicas);
+    let params = kube::api::PatchParams::apply("stickycanary").force();
+    deployments_as_admin(api)
+        .patch("checkout-stable", &params, &kube::api::Patch::Apply(&body))
+        .await
+        .unwrap();
+    let mut stable = api.get(STABLE_PATH).unwrap();
+    stable["status"] = rolled_out(1, replicas);
+    api.insert(STABLE_PATH, stable);
+}
+
+/// Another writer changes the generated stable's image under its own field manager, as
+/// `kubectl edit` does (a merge patch with `fieldManager=kubectl-edit`).
+async fn edit_stable_image(api: &FakeApi, image: &str) {
+    let deployments = deployments_as_admin(api);
+    let params = kube::api::PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..Default::default()
+    };
+    let patch = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "app", "image": image, "env": [{"name": "FLAVOUR", "value": image}]}]}}}});
+    deployments
+        .patch("checkout-stable", &params, &kube::api::Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+/// Events the reconciles raised: (reason, type, note).
+fn events(api: &FakeApi) -> Vec<(String, String, String)> {
+    api.seen()
+        .into_iter()
+        .filter(|s| s.method == Method::POST && s.path.contains("/events"))
+        .map(|s| {
+            let text = |key: &str| s.body[key].as_str().unwrap_or_default().to_string();
+            (text("reason"), text("type"), text("note"))
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn a_stable_edited_since_it_was_read_gets_a_409_and_no_status_claims_the_copy() {
+async fn a_promotion_takes_over_a_stable_field_another_manager_changed_and_reports_it() {
     let (client, api) = FakeApi::start();
     seed(&api, json!({}), None, "shop/checkout:v2", 1, 10.0);
-    let canary_rev = revision(&api, CANARY_PATH);
-    let mut object = api.get(ROLLOUT_PATH).unwrap();
-    object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
-    object["metadata"]["annotations"] = json!({"stickycanary.dev/request": "promote@1"});
-    object["status"] = progressing(&canary_rev, "old");
-    api.insert(ROLLOUT_PATH, object);
-    // Someone patches stable between our read and our write: the server answers 409.
-    api.fail("patch", "deployments", 409, 1);
+    applied_stable(&api, "shop/checkout:v1", 2).await;
+    let (canary_rev, stable_rev) = promote_requested(&api);
     let ctx = context(client);
-    let error = reconcile_once(&api, &ctx).await.unwrap_err();
-    assert!(error.contains("checkout-stable"), "{error}");
-    assert_eq!(
-        status_of(&api)["phase"],
-        "Progressing",
-        "the status is not advanced"
+    edit_stable_image(&api, "shop/checkout:hotfix").await;
+    let edited = api.get(STABLE_PATH).unwrap();
+    assert!(
+        owned(&edited, "kubectl-edit", "Update", "")
+            .iter()
+            .any(|f| f.starts_with("spec.template.spec.containers")),
+        "kubectl-edit owns the containers it wrote"
     );
-    let stable: Deployment = typed(&api, STABLE_PATH);
-    assert_ne!(revision_of(&stable), canary_rev);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
+    assert_eq!(
+        paths(&sent),
+        vec![
+            (Method::PATCH, STABLE_PATH.to_string()),
+            (Method::PATCH, PLUGIN_PATH.to_string()),
+            (Method::PATCH, STABLE_PATH.to_string()),
+            (Method::PATCH, format!("{ROLLOUT_PATH}/status")),
+            (Method::PATCH, ROLLOUT_PATH.to_string()),
+        ],
+        "the edit taken back on read, then weight 100 and the promotion's apply"
+    );
+    // Both forced: without force the API server answers 409 on kubectl-edit's fields.
+    assert_stable_apply(&sent[0]);
+    assert_stable_apply(&sent[2]);
+    assert_eq!(
+        sent[0].body,
+        stable_apply_body(&workload("shop/checkout:v1", 0), ROLLOUT_UID, 2),
+        "the recorded release (v1) first"
+    );
+    assert_eq!(
+        sent[2].body,
+        stable_apply_body(&api.get(CANARY_PATH).unwrap(), ROLLOUT_UID, 2)
+    );
+    let drifted: Vec<_> = events(&api)
+        .into_iter()
+        .filter(|(reason, _, _)| reason == "StableDrifted")
+        .collect();
+    assert_eq!(drifted.len(), 1, "{drifted:?}");
+    assert_eq!(drifted[0].1, "Warning");
+    assert!(
+        drifted[0].2.starts_with(
+            "stable checkout-stable: its pod template was changed outside the controller (revision "
+        ),
+        "{}",
+        drifted[0].2
+    );
+    assert!(
+        drifted[0].2.contains(&format!("expected {stable_rev})")),
+        "{}",
+        drifted[0].2
+    );
+    let stable = api.get(STABLE_PATH).unwrap();
+    assert_eq!(revision(&api, STABLE_PATH), canary_rev);
+    assert!(
+        !owned(&stable, "kubectl-edit", "Update", "")
+            .iter()
+            .any(|f| f.starts_with("spec.template.spec.containers")),
+        "the forced apply took the containers from kubectl-edit"
+    );
+    let status = status_of(&api);
+    assert_eq!(status["phase"], "Promoting");
     api.finish().await;
 }
 
-/// Stable as a finished promotion leaves it: the canary's template (image `image`, the
-/// canary's non-selector labels, stable's selector labels), our revision annotation, rolled
-/// out.
+/// The generated stable as a finished promotion of the workload at `image` leaves it: that
+/// template with `version: stable`, the release recorded, owned by the rollout, rolled out
+/// at 2 replicas.
 fn promoted_stable(api: &FakeApi, image: &str) {
-    let mut stable = deployment("checkout-stable", "stable", image, 2);
-    stable["spec"]["template"]["metadata"]["labels"]["team"] = json!("team-canary");
-    let rev = revision_of(&serde_json::from_value::<Deployment>(stable.clone()).unwrap());
-    stable["metadata"]["annotations"] = json!({"stickycanary.dev/revision": rev});
-    api.insert(STABLE_PATH, stable);
+    api.insert(STABLE_PATH, stable_of(image, 2));
 }
 
 fn finalising(revision: &str, since: &str) -> Value {
@@ -566,11 +731,12 @@ async fn with_keda_the_canary_is_scaled_through_the_paused_replicas_annotation()
     api.finish().await;
 }
 
-/// A deleted rollout (deletionTimestamp set, finalizers `finalizers`).
-fn deleted(api: &FakeApi, revert: bool, finalizers: Value) {
+/// A deleted rollout (deletionTimestamp set, finalizers `finalizers`) with `extra_spec`, in
+/// the middle of a run at 25%.
+fn deleted(api: &FakeApi, extra_spec: Value, finalizers: Value) {
     seed(
         api,
-        json!({"revertOnDeletion": revert}),
+        extra_spec,
         Some(json!({"phase": "Progressing", "weight": 25.0})),
         "shop/checkout:v2",
         1,
@@ -582,12 +748,23 @@ fn deleted(api: &FakeApi, revert: bool, finalizers: Value) {
     api.insert(ROLLOUT_PATH, object);
 }
 
+/// The controller's orphaning of the generated stable: a merge patch of its ownerReferences
+/// to null, under the `stickycanary` field manager.
+fn assert_orphan_patch(seen: &Seen) {
+    assert_eq!(seen.method, Method::PATCH);
+    assert_eq!(seen.path, STABLE_PATH);
+    assert_eq!(seen.content_type, "application/merge-patch+json");
+    assert_eq!(seen.param("fieldManager").as_deref(), Some("stickycanary"));
+    assert_eq!(seen.body, json!({"metadata": {"ownerReferences": null}}));
+}
+
 #[tokio::test]
-async fn revert_on_deletion_sets_the_weight_to_zero_before_the_finalizer_is_removed() {
+async fn without_a_lifecycle_revert_on_deletion_sets_the_weight_to_zero_before_the_finalizer_is_removed(
+) {
     let (client, api) = FakeApi::start();
     deleted(
         &api,
-        true,
+        json!({"revertOnDeletion": true, "stable": null}),
         json!(["example.com/keep", "stickycanary.dev/cleanup"]),
     );
     let ctx = context(client);
@@ -606,7 +783,8 @@ async fn revert_on_deletion_sets_the_weight_to_zero_before_the_finalizer_is_remo
         vec![
             (Method::PATCH, PLUGIN_PATH.to_string()),
             (Method::PATCH, ROLLOUT_PATH.to_string()),
-        ]
+        ],
+        "no Deployment is touched: stable is the user's own"
     );
     assert_eq!(
         sent[0].body["spec"]["pluginConfig"]["rollouts"]["checkout"],
@@ -627,22 +805,43 @@ async fn revert_on_deletion_sets_the_weight_to_zero_before_the_finalizer_is_remo
 }
 
 #[tokio::test]
-async fn without_revert_on_deletion_the_weight_is_left_and_the_last_finalizer_lets_the_object_go() {
+async fn without_revert_on_deletion_the_stable_is_orphaned_and_outlives_the_rollout_with_the_weight_left(
+) {
     let (client, api) = FakeApi::start();
-    deleted(&api, false, json!(["stickycanary.dev/cleanup"]));
+    deleted(
+        &api,
+        json!({"revertOnDeletion": false}),
+        json!(["stickycanary.dev/cleanup"]),
+    );
+    let workload_before = api.get(CANARY_PATH).unwrap();
     let ctx = context(client);
     api.clear_seen();
     reconcile_once(&api, &ctx).await.unwrap();
     let sent = writes(&api);
     assert_eq!(
         paths(&sent),
-        vec![(Method::PATCH, ROLLOUT_PATH.to_string())]
+        vec![
+            (Method::PATCH, STABLE_PATH.to_string()),
+            (Method::PATCH, ROLLOUT_PATH.to_string()),
+        ],
+        "the stable orphaned first, then the finalizer"
     );
-    assert_eq!(sent[0].body["metadata"]["finalizers"], json!([]));
+    assert_orphan_patch(&sent[0]);
+    assert_eq!(sent[1].body["metadata"]["finalizers"], json!([]));
     assert!(api.get(ROLLOUT_PATH).is_none(), "the API server deleted it");
+    let stable = api
+        .get(STABLE_PATH)
+        .expect("the garbage collector left the orphaned stable");
+    assert!(
+        stable["metadata"].get("ownerReferences").is_none(),
+        "{stable}"
+    );
+    assert_eq!(stable["spec"]["replicas"], 2, "it keeps serving");
+    assert_eq!(plugin_weight(&api), 25.0);
     assert_eq!(
-        api.get(PLUGIN_PATH).unwrap()["spec"]["pluginConfig"]["rollouts"]["checkout"]["weight"],
-        25.0
+        api.get(CANARY_PATH).unwrap(),
+        workload_before,
+        "the workload is left"
     );
     api.finish().await;
 }
@@ -650,7 +849,11 @@ async fn without_revert_on_deletion_the_weight_is_left_and_the_last_finalizer_le
 #[tokio::test]
 async fn a_finalizer_removal_on_a_stale_read_gets_a_409_and_is_retried_by_the_next_reconcile() {
     let (client, api) = FakeApi::start();
-    deleted(&api, false, json!(["stickycanary.dev/cleanup"]));
+    deleted(
+        &api,
+        json!({"revertOnDeletion": false}),
+        json!(["stickycanary.dev/cleanup"]),
+    );
     let stale: CanaryRollout = typed(&api, ROLLOUT_PATH);
     // Someone adds a finalizer after our read.
     let mut object = api.get(ROLLOUT_PATH).unwrap();
@@ -669,13 +872,25 @@ async fn a_finalizer_removal_on_a_stale_read_gets_a_409_and_is_retried_by_the_ne
         api.get(ROLLOUT_PATH).unwrap()["metadata"]["finalizers"],
         json!(["example.com/late"])
     );
+    assert!(api.get(STABLE_PATH).is_some());
     api.finish().await;
 }
 
 #[tokio::test]
 async fn every_lifecycle_request_is_allowed_by_the_chart_and_every_lifecycle_rule_is_used() {
     let authorizer = Authorizer::modes(vec![Mode::ClusterWide, Mode::namespaced(&["shop"])]);
-    // Scale up, promote (template copy), scale down, KEDA both ways, delete.
+    // Bootstrap (the apply that creates the stable), scale up, promote (the stable's apply),
+    // scale down, KEDA both ways, delete with and without revertOnDeletion (orphan).
+    let (client, api) = FakeApi::start_with(authorizer.clone());
+    bootstrap_world(&api);
+    let ctx = context(client);
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert!(api.get(STABLE_PATH).is_some(), "created by the apply");
+    api.finish().await;
+    let (client, api) = FakeApi::start_with(authorizer.clone());
+    deleting(&api, json!({}), "RolledBack", 0.0);
+    reconcile_once(&api, &context(client)).await.unwrap();
+    api.finish().await;
     let (client, api) = FakeApi::start_with(authorizer.clone());
     seed(&api, json!({}), None, "shop/checkout:v2", 0, 0.0);
     let ctx = context(client);
@@ -704,6 +919,7 @@ async fn every_lifecycle_request_is_allowed_by_the_chart_and_every_lifecycle_rul
     for (group, resource, verb) in [
         ("apps", "deployments", "get"),
         ("apps", "deployments", "patch"),
+        ("apps", "deployments", "create"),
         ("apps", "deployments/scale", "patch"),
         ("keda.sh", "scaledobjects", "patch"),
         ("stickycanary.dev", "canaryrollouts", "patch"),
@@ -803,11 +1019,11 @@ fn event_reasons(api: &FakeApi) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_revert_during_promoting_copies_the_reverted_template_back_onto_stable_and_ends_waiting_on_it(
+async fn a_revert_during_promoting_applies_the_reverted_template_back_to_stable_and_ends_waiting_on_it(
 ) {
     let (client, api) = FakeApi::start();
     seed(&api, json!({}), None, "shop/checkout:v2", 1, 100.0);
-    // Stable ran v1 (an earlier promotion), then the copy of v2 started rolling out.
+    // Stable ran v1 (an earlier promotion), then the apply of v2 started rolling out.
     promoted_stable(&api, "shop/checkout:v1");
     let r1 = revision(&api, STABLE_PATH);
     promoted_stable(&api, "shop/checkout:v2");
@@ -823,12 +1039,9 @@ async fn a_revert_during_promoting_copies_the_reverted_template_back_onto_stable
         "phaseStartedAt": k8s_openapi::jiff::Timestamp::now().to_string(),
         "observedGeneration": 1});
     api.insert(ROLLOUT_PATH, object);
-    // Git reverts the canary Deployment to v1.
-    let mut canary = deployment("checkout-canary", "canary", "shop/checkout:v1", 1);
-    canary["spec"]["template"]["metadata"]["labels"]["team"] = json!("team-canary");
-    api.insert(CANARY_PATH, canary);
+    // Git reverts the workload to v1.
+    api.insert(CANARY_PATH, workload("shop/checkout:v1", 1));
     assert_eq!(revision(&api, CANARY_PATH), r1);
-    let stable_rv = rv(&api, STABLE_PATH);
     let ctx = context(client);
     api.clear_seen();
     reconcile_once(&api, &ctx).await.unwrap();
@@ -839,9 +1052,14 @@ async fn a_revert_during_promoting_copies_the_reverted_template_back_onto_stable
             (Method::PATCH, STABLE_PATH.to_string()),
             (Method::PATCH, format!("{ROLLOUT_PATH}/status")),
         ],
-        "stable gets v1 back; no weight write: users stay on the serving canary"
+        "stable gets v1 back; no weight write: users stay on the serving workload"
     );
-    assert_eq!(sent[0].body["metadata"]["resourceVersion"], stable_rv);
+    assert_stable_apply(&sent[0]);
+    assert_eq!(
+        sent[0].body,
+        stable_apply_body(&workload("shop/checkout:v1", 1), ROLLOUT_UID, 2),
+        "the reverted template, recorded as the release"
+    );
     assert_eq!(
         sent[0].body["metadata"]["annotations"]["stickycanary.dev/revision"],
         json!(r1)
@@ -953,11 +1171,9 @@ async fn a_canary_deployment_on_a_new_revision_wakes_its_rollout_before_the_inte
         0,
         0.0,
     );
-    // The canary runs stable's revision; the rollout waits for a release and was ticked just
-    // now: without the Deployment watch, nothing would happen for an hour.
+    // The workload runs stable's revision; the rollout waits for a release and was ticked
+    // just now: without the Deployment watch, nothing would happen for an hour.
     let mut canary = api.get(CANARY_PATH).unwrap();
-    canary["spec"]["template"]["metadata"]["labels"]["team"] = json!("team-stable");
-    api.insert(CANARY_PATH, canary.clone());
     let v1 = revision(&api, CANARY_PATH);
     assert_eq!(v1, revision(&api, STABLE_PATH));
     let mut object = api.get(ROLLOUT_PATH).unwrap();
@@ -1006,8 +1222,8 @@ async fn a_canary_deployment_on_a_new_revision_wakes_its_rollout_before_the_inte
     api.finish().await;
 }
 
-/// A rollout being deleted (`revertOnDeletion`: `revert`, our finalizer only) whose run is
-/// in `phase` at `weight`.
+/// A rollout being deleted just now (our finalizer only) with `extra_spec`, whose run is in
+/// `phase` at `weight`, the workload on v2 with one ready replica.
 fn deleting(api: &FakeApi, extra_spec: Value, phase: &str, weight: f64) {
     seed(api, extra_spec, None, "shop/checkout:v2", 1, weight);
     let mut object = api.get(ROLLOUT_PATH).unwrap();
@@ -1022,8 +1238,17 @@ fn plugin_weight(api: &FakeApi) -> Value {
     api.get(PLUGIN_PATH).unwrap()["spec"]["pluginConfig"]["rollouts"]["checkout"]["weight"].clone()
 }
 
+/// One reconcile of the stored rollout, returning its requeue.
+async fn reconcile_for_requeue(api: &FakeApi, ctx: &Arc<Context>) -> Action {
+    ctx.last_tick.lock().unwrap().clear();
+    let stored: CanaryRollout = typed(api, ROLLOUT_PATH);
+    reconcile::reconcile(Arc::new(stored), ctx.clone())
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
-async fn deleting_a_rolled_back_rollout_hands_the_canary_back_to_keda() {
+async fn deleting_a_rolled_back_rollout_hands_the_canary_back_to_keda_and_orphans_the_stable() {
     let (client, api) = FakeApi::start();
     deleting(
         &api,
@@ -1040,27 +1265,97 @@ async fn deleting_a_rolled_back_rollout_hands_the_canary_back_to_keda() {
         paths(&sent),
         vec![
             (Method::PATCH, SCALED_OBJECT_PATH.to_string()),
+            (Method::PATCH, STABLE_PATH.to_string()),
             (Method::PATCH, ROLLOUT_PATH.to_string()),
         ],
-        "KEDA's pause lifted, then the finalizer removed"
+        "KEDA's pause lifted, the stable orphaned, then the finalizer removed"
     );
     assert_eq!(
         sent[0].body,
         json!({"metadata": {"annotations": {"autoscaling.keda.sh/paused-replicas": null}}})
     );
+    assert_orphan_patch(&sent[1]);
     assert!(api.get(SCALED_OBJECT_PATH).unwrap()["metadata"]
         .get("annotations")
         .is_none_or(|a| a.get("autoscaling.keda.sh/paused-replicas").is_none()));
     assert!(api.get(ROLLOUT_PATH).is_none());
+    assert!(api.get(STABLE_PATH).is_some(), "orphaned: not collected");
     api.finish().await;
 }
 
 #[tokio::test]
-async fn deleting_during_promoting_with_revert_on_deletion_finishes_the_promotion_before_users_move_to_stable(
+async fn revert_on_deletion_scales_the_workload_up_waits_for_it_hands_users_over_drains_then_the_stable_is_collected(
+) {
+    let (client, api) = FakeApi::start();
+    // At rest: stable (v1, 2 replicas) takes every user, the workload (v1) is scaled down.
+    deleting(
+        &api,
+        json!({"revertOnDeletion": true}),
+        "WaitingForRelease",
+        0.0,
+    );
+    api.insert(CANARY_PATH, workload("shop/checkout:v1", 0));
+    let ctx = context(client);
+
+    // 1. The workload back up to the stable's replicas, through the scale subresource.
+    api.clear_seen();
+    let requeue = reconcile_for_requeue(&api, &ctx).await;
+    let sent = writes(&api);
+    assert_eq!(
+        paths(&sent),
+        vec![(Method::PATCH, format!("{CANARY_PATH}/scale"))]
+    );
+    assert_eq!(sent[0].body, json!({"spec": {"replicas": 2}}));
+    assert_eq!(requeue, Action::requeue(Duration::from_secs(5)));
+    assert_eq!(plugin_weight(&api), 0.0, "users stay on stable meanwhile");
+
+    // 2. Not rolled out yet (generation 5 not observed): wait, write nothing.
+    api.clear_seen();
+    let requeue = reconcile_for_requeue(&api, &ctx).await;
+    assert_eq!(paths(&writes(&api)), vec![]);
+    assert_eq!(requeue, Action::requeue(Duration::from_secs(5)));
+
+    // 3. Rolled out: every user to the workload, then the drain (scaleDownDelay 30s).
+    let mut workload_now = api.get(CANARY_PATH).unwrap();
+    workload_now["status"] = rolled_out(5, 2);
+    api.insert(CANARY_PATH, workload_now);
+    api.clear_seen();
+    let requeue = reconcile_for_requeue(&api, &ctx).await;
+    let sent = writes(&api);
+    assert_eq!(paths(&sent), vec![(Method::PATCH, PLUGIN_PATH.to_string())]);
+    assert_eq!(
+        sent[0].body["spec"]["pluginConfig"]["rollouts"]["checkout"],
+        json!({"weight": 100})
+    );
+    assert_eq!(requeue, Action::requeue(Duration::from_secs(30)));
+    assert!(api.get(ROLLOUT_PATH).is_some(), "the finalizer stays");
+    assert!(api.get(STABLE_PATH).is_some(), "stable serves the drain");
+
+    // 4. After the drain: the finalizer goes, and the garbage collector takes the generated
+    // stable with its owner; the workload serves on.
+    api.clear_seen();
+    let requeue = reconcile_for_requeue(&api, &ctx).await;
+    assert_eq!(
+        paths(&writes(&api)),
+        vec![(Method::PATCH, ROLLOUT_PATH.to_string())]
+    );
+    assert_eq!(requeue, Action::await_change());
+    assert!(api.get(ROLLOUT_PATH).is_none());
+    assert!(
+        api.get(STABLE_PATH).is_none(),
+        "collected by its ownerReference"
+    );
+    assert_eq!(api.get(CANARY_PATH).unwrap()["spec"]["replicas"], 2);
+    assert_eq!(plugin_weight(&api), 100.0);
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn deleting_during_promoting_with_revert_on_deletion_leaves_users_on_the_workload_and_the_stable_is_collected(
 ) {
     let (client, api) = FakeApi::start();
     deleting(&api, json!({"revertOnDeletion": true}), "Promoting", 100.0);
-    // The promotion's copy is on stable, which is still rolling it out.
+    // The promotion's apply is on stable, which is still rolling it out.
     promoted_stable(&api, "shop/checkout:v2");
     let mut stable = api.get(STABLE_PATH).unwrap();
     stable["metadata"]["generation"] = json!(5);
@@ -1070,53 +1365,94 @@ async fn deleting_during_promoting_with_revert_on_deletion_finishes_the_promotio
     reconcile_once(&api, &ctx).await.unwrap();
     assert_eq!(
         paths(&writes(&api)),
-        vec![],
-        "no weight write, the finalizer stays"
+        vec![(Method::PATCH, ROLLOUT_PATH.to_string())],
+        "every user is on the serving workload already: only the finalizer goes"
     );
-    assert_eq!(plugin_weight(&api), 100.0, "users stay on the canary");
-    assert!(api.get(ROLLOUT_PATH).is_some());
-    // Stable rolled out: now users go to it, then the finalizer goes.
-    let mut stable = api.get(STABLE_PATH).unwrap();
-    stable["status"] = rolled_out(5, 2);
-    api.insert(STABLE_PATH, stable);
-    api.clear_seen();
-    reconcile_once(&api, &ctx).await.unwrap();
-    assert_eq!(
-        paths(&writes(&api)),
-        vec![
-            (Method::PATCH, PLUGIN_PATH.to_string()),
-            (Method::PATCH, ROLLOUT_PATH.to_string()),
-        ]
-    );
-    assert_eq!(plugin_weight(&api), 0.0);
+    assert_eq!(plugin_weight(&api), 100.0);
     assert!(api.get(ROLLOUT_PATH).is_none());
+    assert!(api.get(STABLE_PATH).is_none(), "collected with its owner");
+    assert_eq!(api.get(CANARY_PATH).unwrap()["spec"]["replicas"], 1);
     api.finish().await;
 }
 
 #[tokio::test]
-async fn deleting_with_revert_on_deletion_keeps_users_on_the_canary_when_stable_failed() {
+async fn revert_on_deletion_keeps_the_weight_and_orphans_the_stable_when_the_workload_fails_to_roll_out(
+) {
     let (client, api) = FakeApi::start();
-    deleting(
-        &api,
-        json!({"revertOnDeletion": true}),
-        "PromotionFailed",
-        100.0,
-    );
-    let mut stable = api.get(STABLE_PATH).unwrap();
-    stable["status"]["conditions"] = json!([{"type": "Progressing", "status": "False",
+    deleting(&api, json!({"revertOnDeletion": true}), "RolledBack", 0.0);
+    let mut failing = api.get(CANARY_PATH).unwrap();
+    failing["status"]["conditions"] = json!([{"type": "Progressing", "status": "False",
         "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet timed out"}]);
-    api.insert(STABLE_PATH, stable);
+    api.insert(CANARY_PATH, failing);
     let ctx = context(client);
     api.clear_seen();
     reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
     assert_eq!(
-        paths(&writes(&api)),
-        vec![(Method::PATCH, ROLLOUT_PATH.to_string())],
-        "no weight write: stable does not serve"
+        paths(&sent),
+        vec![
+            (Method::PATCH, STABLE_PATH.to_string()),
+            (Method::PATCH, ROLLOUT_PATH.to_string()),
+        ],
+        "no weight write: the workload does not serve"
     );
-    assert_eq!(plugin_weight(&api), 100.0);
-    assert_eq!(event_reasons(&api), vec!["DeletionKeptWeight".to_string()]);
+    assert_orphan_patch(&sent[0]);
+    assert_eq!(plugin_weight(&api), 0.0, "users stay on stable");
+    let kept: Vec<_> = events(&api)
+        .into_iter()
+        .filter(|(reason, _, _)| reason == "DeletionKeptWeight")
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].1, "Warning");
+    assert!(
+        kept[0]
+            .2
+            .contains("the workload's rollout failed: ProgressDeadlineExceeded")
+            && kept[0]
+                .2
+                .contains("generated stable checkout-stable is kept"),
+        "{}",
+        kept[0].2
+    );
     assert!(api.get(ROLLOUT_PATH).is_none());
+    let stable = api.get(STABLE_PATH).expect("kept to serve");
+    assert!(stable["metadata"].get("ownerReferences").is_none());
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn revert_on_deletion_gives_up_on_a_workload_not_rolled_out_within_the_progress_deadline() {
+    let (client, api) = FakeApi::start();
+    deleting(
+        &api,
+        json!({"revertOnDeletion": true, "progressDeadline": "1m"}),
+        "WaitingForRelease",
+        0.0,
+    );
+    // The workload was scaled up but its pods never became ready; deleted 2 minutes ago.
+    let mut stuck = workload("shop/checkout:v1", 2);
+    stuck["metadata"]["generation"] = json!(5);
+    api.insert(CANARY_PATH, stuck);
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["metadata"]["deletionTimestamp"] = json!((k8s_openapi::jiff::Timestamp::now()
+        - k8s_openapi::jiff::SignedDuration::from_secs(120))
+    .to_string());
+    api.insert(ROLLOUT_PATH, object);
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
+    assert_eq!(
+        paths(&sent),
+        vec![
+            (Method::PATCH, STABLE_PATH.to_string()),
+            (Method::PATCH, ROLLOUT_PATH.to_string()),
+        ]
+    );
+    assert_orphan_patch(&sent[0]);
+    assert_eq!(plugin_weight(&api), 0.0);
+    assert_eq!(event_reasons(&api), vec!["DeletionKeptWeight".to_string()]);
+    assert!(api.get(STABLE_PATH).is_some());
     api.finish().await;
 }
 
@@ -1129,29 +1465,54 @@ async fn deleting_during_promoting_without_revert_on_deletion_leaves_the_weight_
     let ctx = context(client);
     api.clear_seen();
     reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
     assert_eq!(
-        paths(&writes(&api)),
-        vec![(Method::PATCH, ROLLOUT_PATH.to_string())],
-        "only the finalizer goes: stable's Deployment controller finishes the copy's rollout"
+        paths(&sent),
+        vec![
+            (Method::PATCH, STABLE_PATH.to_string()),
+            (Method::PATCH, ROLLOUT_PATH.to_string()),
+        ],
+        "the stable orphaned, the finalizer removed: stable's Deployment controller finishes the rollout"
     );
+    assert_orphan_patch(&sent[0]);
     assert_eq!(plugin_weight(&api), 100.0);
     assert_eq!(
         api.get(CANARY_PATH).unwrap()["spec"]["replicas"],
         1,
-        "the canary serving users stays up"
+        "the workload serving users stays up"
     );
+    assert!(api.get(STABLE_PATH).is_some());
     api.finish().await;
 }
 
+/// The Degraded condition's message of the stored status, which must be `InvalidSpec`.
+fn invalid_spec_message(api: &FakeApi) -> String {
+    let status = status_of(api);
+    assert_eq!(status["phase"], "InvalidSpec", "{status}");
+    let degraded = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap_or_else(|| panic!("no Degraded condition in {status}"))
+        .clone();
+    assert_eq!(degraded["status"], "True");
+    let message = degraded["message"].as_str().unwrap().to_string();
+    assert!(!message.contains('\n'));
+    message
+}
+
 #[tokio::test]
-async fn deployments_selecting_on_different_keys_hold_the_rollout_in_invalid_spec_naming_the_field()
-{
+async fn pod_labels_the_workload_does_not_select_on_hold_the_rollout_in_invalid_spec_naming_the_field(
+) {
     let (client, api) = FakeApi::start();
     seed(&api, json!({}), None, "shop/checkout:v2", 0, 0.0);
-    // The canary selects on `app` only: a template copied onto stable would never match.
+    // The workload selects on `app` only: a generated stable with `version: stable` would
+    // have a revision that never matches the workload's.
     let mut canary = api.get(CANARY_PATH).unwrap();
     canary["spec"]["selector"]["matchLabels"] = json!({"app": "checkout"});
     api.insert(CANARY_PATH, canary);
+    let stable_before = api.get(STABLE_PATH).unwrap();
     let ctx = context(client);
     reconcile_once(&api, &ctx).await.unwrap();
     assert_eq!(
@@ -1160,20 +1521,282 @@ async fn deployments_selecting_on_different_keys_hold_the_rollout_in_invalid_spe
             (Method::PATCH, ROLLOUT_PATH.to_string()),
             (Method::PATCH, format!("{ROLLOUT_PATH}/status")),
         ],
-        "the finalizer and the status: no scale-up"
+        "the finalizer and the status: no apply, no scale-up"
+    );
+    let message = invalid_spec_message(&api);
+    assert!(
+        message.starts_with("spec.stable.podLabels: version is not a key of checkout-canary's spec.selector.matchLabels {app=checkout}"),
+        "{message}"
+    );
+    assert_eq!(api.get(STABLE_PATH).unwrap(), stable_before);
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn a_deployment_at_the_stables_name_not_generated_by_this_rollout_is_refused_and_never_written(
+) {
+    let (client, api) = FakeApi::start();
+    seed(&api, json!({}), None, "shop/checkout:v2", 0, 0.0);
+    // A hand-written Deployment already has the name (the old two-Deployment layout).
+    let hand_written = deployment("checkout-stable", "stable", "shop/checkout:v1", 2);
+    api.insert(STABLE_PATH, hand_written);
+    let before = api.get(STABLE_PATH).unwrap();
+    let ctx = context(client);
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(
+        paths(&writes(&api)),
+        vec![
+            (Method::PATCH, ROLLOUT_PATH.to_string()),
+            (Method::PATCH, format!("{ROLLOUT_PATH}/status")),
+        ],
+        "no write to the Deployment someone else owns, no scale-up"
+    );
+    let message = invalid_spec_message(&api);
+    assert!(
+        message.starts_with("spec.stable.name: Deployment checkout-stable exists and was not generated by this rollout (no label stickycanary.dev/rollout=checkout)"),
+        "{message}"
+    );
+    assert_eq!(api.get(STABLE_PATH).unwrap(), before);
+    assert_eq!(plugin_weight(&api), 0.0);
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn a_rollout_still_naming_spec_stable_deployment_is_refused_naming_the_field() {
+    let (client, api) = FakeApi::start();
+    seed(
+        &api,
+        json!({"stable": {"deployment": "checkout-stable"}}),
+        None,
+        "shop/checkout:v2",
+        0,
+        0.0,
+    );
+    let before = api.get(STABLE_PATH).unwrap();
+    let ctx = context(client);
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert!(
+        !writes(&api).iter().any(|s| s.path.starts_with(STABLE_PATH)
+            || s.path.starts_with(CANARY_PATH)
+            || s.path == PLUGIN_PATH),
+        "{:?}",
+        paths(&writes(&api))
+    );
+    let message = invalid_spec_message(&api);
+    assert!(message.starts_with("spec.stable.deployment: "), "{message}");
+    assert!(message.contains("checkout-stable"), "{message}");
+    assert_eq!(api.get(STABLE_PATH).unwrap(), before);
+    api.finish().await;
+}
+
+/// A first install: the rollout and the workload (v1, 2 replicas, rolled out, serving every
+/// user: weight 100 is not set yet), no generated stable.
+fn bootstrap_world(api: &FakeApi) {
+    api.insert(ROLLOUT_PATH, rollout(json!({})));
+    api.insert(PLUGIN_PATH, plugin(0.0));
+    api.insert(CANARY_PATH, workload("shop/checkout:v1", 2));
+}
+
+#[tokio::test]
+async fn the_bootstrap_creates_the_owned_stable_keeps_users_on_the_workload_until_it_is_ready_then_scales_the_workload_down(
+) {
+    let (client, api) = FakeApi::start();
+    bootstrap_world(&api);
+    let ctx = context(client);
+
+    // 1. No stable: the apply creates it from the workload; users stay on the workload.
+    reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
+    assert_eq!(
+        paths(&sent),
+        vec![
+            (Method::PATCH, ROLLOUT_PATH.to_string()),
+            (Method::PATCH, STABLE_PATH.to_string()),
+            (Method::PATCH, PLUGIN_PATH.to_string()),
+            (Method::PATCH, format!("{ROLLOUT_PATH}/status")),
+        ],
+        "the finalizer, the stable's creation, weight 100, the status"
+    );
+    assert_stable_apply(&sent[1]);
+    let v1 = api.get(CANARY_PATH).unwrap();
+    assert_eq!(sent[1].body, stable_apply_body(&v1, ROLLOUT_UID, 2));
+    assert_eq!(
+        sent[2].body["spec"]["pluginConfig"]["rollouts"]["checkout"]["weight"],
+        100
+    );
+    let created = api.get(STABLE_PATH).expect("the apply created it");
+    assert_eq!(
+        created["metadata"]["ownerReferences"],
+        json!([owner_reference(ROLLOUT_UID)])
+    );
+    assert_eq!(created["metadata"]["generation"], 1);
+    let generated: Vec<_> = events(&api)
+        .into_iter()
+        .filter(|(reason, _, _)| reason == "StableGenerated")
+        .collect();
+    assert_eq!(generated.len(), 1, "{generated:?}");
+    assert_eq!(generated[0].1, "Normal");
+    assert!(
+        generated[0]
+            .2
+            .starts_with("stable checkout-stable generated from checkout-canary (revision "),
+        "{}",
+        generated[0].2
     );
     let status = status_of(&api);
-    assert_eq!(status["phase"], "InvalidSpec");
+    assert_eq!(status["phase"], "Initializing");
+    assert_eq!(status["weight"], 100.0);
+
+    // 2. Not rolled out yet: nothing moves, nothing is applied again.
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(
+        paths(&writes(&api)),
+        vec![(Method::PATCH, format!("{ROLLOUT_PATH}/status"))]
+    );
+    assert_eq!(status_of(&api)["phase"], "Initializing");
+
+    // 3. The Deployment controller rolled it out: every user to stable, no run.
+    let mut stable = api.get(STABLE_PATH).unwrap();
+    stable["status"] = rolled_out(1, 2);
+    api.insert(STABLE_PATH, stable);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
+    assert_eq!(
+        paths(&sent),
+        vec![
+            (Method::PATCH, PLUGIN_PATH.to_string()),
+            (Method::PATCH, format!("{ROLLOUT_PATH}/status")),
+        ]
+    );
+    assert_eq!(
+        sent[0].body["spec"]["pluginConfig"]["rollouts"]["checkout"]["weight"],
+        0
+    );
+    let status = status_of(&api);
+    assert_eq!(status["phase"], "Initialized");
+    assert_eq!(status["weight"], 0.0);
+    assert_eq!(status["stableRevision"], json!(revision(&api, CANARY_PATH)));
+    assert_eq!(
+        api.get(CANARY_PATH).unwrap()["spec"]["replicas"],
+        2,
+        "the drain first"
+    );
+
+    // 4. After scaleDownDelay: the workload is scaled down; Initialized waits for a release.
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["status"]["scaleDownAt"] = json!((k8s_openapi::jiff::Timestamp::now()
+        - k8s_openapi::jiff::SignedDuration::from_secs(1))
+    .to_string());
+    api.insert(ROLLOUT_PATH, object);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
+    assert_eq!(
+        paths(&sent),
+        vec![
+            (Method::PATCH, format!("{CANARY_PATH}/scale")),
+            (Method::PATCH, format!("{ROLLOUT_PATH}/status")),
+        ]
+    );
+    assert_eq!(sent[0].body, json!({"spec": {"replicas": 0}}));
+    assert_eq!(status_of(&api)["phase"], "Initialized");
+    assert!(api.get(STABLE_PATH).is_some());
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn a_stable_changed_by_another_writer_is_applied_back_with_a_warning_and_the_rollout_stays_healthy(
+) {
+    let (client, api) = FakeApi::start();
+    // At rest on v1: the workload scaled down, stable serving.
+    seed(
+        &api,
+        json!({}),
+        Some(json!({"phase": "WaitingForRelease", "weight": 0.0, "observedGeneration": 1})),
+        "shop/checkout:v1",
+        0,
+        0.0,
+    );
+    applied_stable(&api, "shop/checkout:v1", 2).await;
+    let v1 = revision(&api, CANARY_PATH);
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
+    object["status"]["canaryRevision"] = json!(v1);
+    object["status"]["stableRevision"] = json!(v1);
+    api.insert(ROLLOUT_PATH, object);
+    let ctx = context(client);
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(status_of(&api)["phase"], "WaitingForRelease");
+
+    // `kubectl edit` puts a debug image on stable.
+    edit_stable_image(&api, "shop/checkout:debug").await;
+    assert_ne!(revision(&api, STABLE_PATH), v1);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
+    assert_eq!(
+        paths(&sent),
+        vec![
+            (Method::PATCH, STABLE_PATH.to_string()),
+            (Method::PATCH, format!("{ROLLOUT_PATH}/status")),
+        ],
+        "one apply of the recorded release, then the status"
+    );
+    assert_stable_apply(&sent[0]);
+    assert_eq!(
+        sent[0].body,
+        stable_apply_body(&workload("shop/checkout:v1", 0), ROLLOUT_UID, 2)
+    );
+    let drifted: Vec<_> = events(&api)
+        .into_iter()
+        .filter(|(reason, _, _)| reason == "StableDrifted")
+        .collect();
+    assert_eq!(drifted.len(), 1, "{drifted:?}");
+    assert_eq!(drifted[0].1, "Warning");
+    assert!(
+        drifted[0].2.contains(&format!("expected {v1})"))
+            && drifted[0].2.contains("change the workload instead"),
+        "{}",
+        drifted[0].2
+    );
+    assert_eq!(revision(&api, STABLE_PATH), v1, "the debug image is gone");
+    let stable = api.get(STABLE_PATH).unwrap();
+    assert_eq!(
+        stable["spec"]["template"]["spec"]["containers"][0]["image"],
+        "shop/checkout:v1"
+    );
+    assert!(
+        !owned(&stable, "kubectl-edit", "Update", "")
+            .iter()
+            .any(|f| f.starts_with("spec.template")),
+        "the forced apply took the template back from kubectl-edit"
+    );
+    let status = status_of(&api);
+    assert_eq!(status["phase"], "WaitingForRelease");
     let degraded = status["conditions"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["type"] == "Degraded")
-        .unwrap()
-        .clone();
-    let message = degraded["message"].as_str().unwrap();
-    assert!(message.starts_with("spec.stable.deployment: checkout-stable selects on {app=checkout, version=stable} but the canary checkout-canary on {app=checkout}"), "{message}");
-    assert!(!message.contains('\n'));
+        .find(|c| c["type"] == "Degraded");
+    assert!(
+        degraded.is_none_or(|c| c["status"] == "False"),
+        "not Degraded: {status}"
+    );
+
+    // Repaired: the next reconcile finds it converged and applies nothing.
+    let mut stable = api.get(STABLE_PATH).unwrap();
+    let generation = stable["metadata"]["generation"].as_i64().unwrap();
+    stable["status"] = rolled_out(generation, 2);
+    api.insert(STABLE_PATH, stable);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(
+        paths(&writes(&api)),
+        vec![(Method::PATCH, format!("{ROLLOUT_PATH}/status"))]
+    );
+    assert!(events(&api).is_empty(), "{:?}", events(&api));
     api.finish().await;
 }
 
@@ -1208,5 +1831,224 @@ async fn a_status_wiped_after_a_promotion_drains_and_scales_down_the_canary_left
     tokio::time::sleep(Duration::from_millis(1100)).await;
     reconcile_once(&api, &ctx).await.unwrap();
     assert_eq!(api.get(CANARY_PATH).unwrap()["spec"]["replicas"], 0);
+    api.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "bug: the deletion's drain lives only in the requeue timer; any earlier reconcile (a watch event, a restart) finds weight 100 and removes the finalizer at once, so the garbage collector deletes the generated stable under users still draining from it"]
+async fn revert_on_deletion_keeps_the_stable_for_the_whole_drain_even_when_reconciled_early() {
+    let (client, api) = FakeApi::start();
+    deleting(
+        &api,
+        json!({"revertOnDeletion": true}),
+        "WaitingForRelease",
+        0.0,
+    );
+    // The workload is up and rolled out: users move to it at once.
+    api.insert(CANARY_PATH, workload("shop/checkout:v1", 2));
+    let ctx = context(client);
+    let requeue = reconcile_for_requeue(&api, &ctx).await;
+    assert_eq!(plugin_weight(&api), 100.0);
+    assert_eq!(
+        requeue,
+        Action::requeue(Duration::from_secs(30)),
+        "the drain: scaleDownDelay"
+    );
+    // A reconcile well within the drain (a watch event, or a new leader after a restart,
+    // whose requeue timers start empty).
+    let restarted = context(api.client_as(Authorizer::both_modes()));
+    api.clear_seen();
+    reconcile_for_requeue(&api, &restarted).await;
+    assert!(
+        api.get(STABLE_PATH).is_some(),
+        "the stable still serves connections draining from it; writes: {:?}",
+        paths(&writes(&api))
+    );
+    assert!(api.get(ROLLOUT_PATH).is_some(), "the finalizer stays");
+    api.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "bug: a generated stable whose stickycanary.dev/template annotation is gone (kubectl edit, a tool stripping annotations) gets the workload's current template applied with no run and no Event: an unanalysed revision is promoted silently"]
+async fn a_stable_that_lost_its_recorded_release_never_gets_an_unpromoted_workload_template() {
+    let (client, api) = FakeApi::start();
+    // A run of v2 at 10%; stable serves v1.
+    seed(&api, json!({}), None, "shop/checkout:v2", 1, 10.0);
+    let v1 = revision(&api, STABLE_PATH);
+    let v2 = revision(&api, CANARY_PATH);
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
+    object["status"] = progressing(&v2, &v1);
+    api.insert(ROLLOUT_PATH, object);
+    // Someone strips the recorded release from stable.
+    let mut stable = api.get(STABLE_PATH).unwrap();
+    stable["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("annotations");
+    api.insert(STABLE_PATH, stable);
+    let ctx = context(client);
+    api.clear_seen();
+    let _ = reconcile_once(&api, &ctx).await;
+    let applied_v2 = writes(&api).into_iter().any(|s| {
+        s.path == STABLE_PATH
+            && s.body["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/checkout:v2"
+    });
+    assert!(!applied_v2, "v2 applied to stable without a promotion");
+    assert_eq!(revision(&api, STABLE_PATH), v1, "stable still serves v1");
+    api.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "bug: the deletion's orphan step (and keep_stable) merge-patches ownerReferences: null onto whatever Deployment has the stable's name, also one this rollout did not generate, stripping its owner's references"]
+async fn deleting_never_strips_the_owner_references_of_a_deployment_this_rollout_did_not_generate()
+{
+    let (client, api) = FakeApi::start();
+    deleting(&api, json!({}), "InvalidSpec", 0.0);
+    // The name is held by a Deployment another operator owns (the rollout sat in InvalidSpec).
+    let mut foreign = deployment("checkout-stable", "stable", "shop/checkout:v1", 2);
+    foreign["metadata"]["ownerReferences"] = json!([{"apiVersion": "shop.example.com/v1",
+        "kind": "Storefront", "name": "checkout", "uid": "other-owner", "controller": true}]);
+    api.insert(STABLE_PATH, foreign);
+    let before = api.get(STABLE_PATH).unwrap();
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert!(
+        !writes(&api).iter().any(|s| s.path == STABLE_PATH),
+        "{:?}",
+        paths(&writes(&api))
+    );
+    assert_eq!(api.get(STABLE_PATH).unwrap(), before);
+    assert!(api.get(ROLLOUT_PATH).is_none(), "the finalizer still goes");
+    api.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "bug: with spec.canary.namespace other than the rollout's, the generated stable gets an ownerReference to a CanaryRollout in another namespace; the garbage collector treats a cross-namespace owner as absent and deletes the stable (Kubernetes docs, Owners and Dependents), so it is deleted and regenerated over and over"]
+async fn a_stable_generated_outside_the_rollouts_namespace_never_names_the_rollout_as_its_owner() {
+    // "A namespaced owner must exist in the same namespace as the dependent. If it does not,
+    // the owner reference is treated as absent, and the dependent is subject to deletion once
+    // all owners are verified absent" (kubernetes.io, "Owners and Dependents"; the garbage
+    // collector raises OwnerRefInvalidNamespace). The fake's collector does not model it, so
+    // the request itself is checked.
+    const WEB_WORKLOAD: &str = "/apis/apps/v1/namespaces/web/deployments/checkout-canary";
+    let (client, api) = FakeApi::start_with(Authorizer::modes(vec![Mode::ClusterWide]));
+    api.insert(
+        ROLLOUT_PATH,
+        rollout(json!({"canary": {"namespace": "web"}})),
+    );
+    api.insert(PLUGIN_PATH, plugin(0.0));
+    let mut web = workload("shop/checkout:v1", 2);
+    web["metadata"]["namespace"] = json!("web");
+    api.insert(WEB_WORKLOAD, web);
+    let ctx = context(client);
+    let _ = reconcile_once(&api, &ctx).await;
+    let cross_namespace_owner: Vec<(Method, String)> = writes(&api)
+        .into_iter()
+        .filter(|s| s.path.starts_with("/apis/apps/v1/namespaces/web/"))
+        .filter(|s| {
+            s.body
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| refs.iter().any(|r| r["kind"] == "CanaryRollout"))
+        })
+        .map(|s| (s.method, s.path))
+        .collect();
+    assert_eq!(cross_namespace_owner, vec![]);
+    api.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "bug: changing spec.stable.name (or spec.canary.deployment, with the default name) generates a second stable and leaves the first running with the stable subset's labels, so the stable subset serves two revisions until the rollout is deleted"]
+async fn renaming_the_stable_never_leaves_two_generated_stables_serving_the_stable_subset() {
+    let (client, api) = FakeApi::start();
+    seed(&api, json!({}), None, "shop/checkout:v1", 0, 0.0);
+    let ctx = context(client);
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(status_of(&api)["phase"], "WaitingForRelease");
+    // The stable renamed in Git.
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["spec"]["stable"]["name"] = json!("checkout-primary");
+    object["metadata"]["generation"] = json!(2);
+    api.insert(ROLLOUT_PATH, object);
+    let _ = reconcile_once(&api, &ctx).await;
+    let serving: Vec<String> = api
+        .store
+        .lock()
+        .unwrap()
+        .objects
+        .iter()
+        .filter(|(path, _)| path.starts_with("/apis/apps/v1/namespaces/shop/deployments/"))
+        .filter(|(_, d)| d["metadata"]["labels"]["stickycanary.dev/rollout"] == "checkout")
+        .filter(|(_, d)| d["spec"]["replicas"].as_i64().unwrap_or(1) > 0)
+        .map(|(path, _)| path.clone())
+        .collect();
+    assert!(serving.len() <= 1, "{serving:?}");
+    api.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "bug: primary::desired takes the workload's strategy, minReadySeconds, progressDeadlineSeconds and revisionHistoryLimit 'as Git has them now', but primary::converged ignores them, so a change in Git reaches the generated stable only with the next promotion or drift repair"]
+async fn a_rollout_setting_changed_on_the_workload_reaches_the_generated_stable_without_waiting_for_a_release(
+) {
+    let (client, api) = FakeApi::start();
+    seed(&api, json!({}), None, "shop/checkout:v1", 0, 0.0);
+    let ctx = context(client);
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(status_of(&api)["phase"], "WaitingForRelease");
+    // Git sets minReadySeconds on the workload; its template (the revision) is unchanged.
+    let mut changed = api.get(CANARY_PATH).unwrap();
+    changed["spec"]["minReadySeconds"] = json!(20);
+    api.insert(CANARY_PATH, changed);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(
+        api.get(STABLE_PATH).unwrap()["spec"]["minReadySeconds"],
+        20,
+        "writes: {:?}",
+        paths(&writes(&api))
+    );
+    api.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "bug (design call for the lead): is_generated_by looks only at the stickycanary.dev/rollout label, so a generated stable whose label another writer removed, though still owned by this rollout (controller ownerReference to its uid), holds the rollout in InvalidSpec instead of being repaired like any other drifted field"]
+async fn a_generated_stable_that_lost_its_rollout_label_but_is_still_owned_is_repaired_not_refused()
+{
+    let (client, api) = FakeApi::start();
+    seed(&api, json!({}), None, "shop/checkout:v1", 0, 0.0);
+    let mut stable = api.get(STABLE_PATH).unwrap();
+    stable["metadata"].as_object_mut().unwrap().remove("labels");
+    api.insert(STABLE_PATH, stable);
+    let ctx = context(client);
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(status_of(&api)["phase"], "WaitingForRelease");
+    assert_eq!(
+        api.get(STABLE_PATH).unwrap()["metadata"]["labels"]["stickycanary.dev/rollout"],
+        "checkout"
+    );
+    api.finish().await;
+}
+
+#[tokio::test]
+#[ignore = "bug: hand_back_to_workload scales the workload to the stable's replicas only when it is at 0; a workload up at the run's size (spec.canary.replicas, mid-run) gets weight 100 at once, so every user lands on the canary-sized workload for good"]
+async fn revert_on_deletion_mid_run_scales_the_workload_to_the_stables_replicas_before_users_move()
+{
+    let (client, api) = FakeApi::start();
+    // Mid-run at 25%: the workload runs v2 at the run's size (1), stable serves at 4.
+    deleting(&api, json!({"revertOnDeletion": true}), "Progressing", 25.0);
+    api.insert(STABLE_PATH, stable_of("shop/checkout:v1", 4));
+    let ctx = context(client);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
+    assert_eq!(
+        paths(&sent),
+        vec![(Method::PATCH, format!("{CANARY_PATH}/scale"))],
+        "scaled up first; users stay at 25% meanwhile"
+    );
+    assert_eq!(sent[0].body, json!({"spec": {"replicas": 4}}));
+    assert_eq!(plugin_weight(&api), 25.0);
     api.finish().await;
 }

@@ -1212,8 +1212,9 @@ async fn every_request_of_a_controller_lifetime_is_allowed_by_the_chart_and_ever
     let used: std::collections::BTreeSet<_> =
         both.used().into_iter().chain(cluster.used()).collect();
     let granted = ChartRules::load().all_triples();
-    // The release lifecycle's writes (Deployments, their scale, KEDA's ScaledObjects) are
-    // proven used, and allowed, by lifecycle_api.rs's own lifetime test.
+    // The release lifecycle's writes (Deployments, the apply that creates the generated
+    // stable, their scale, KEDA's ScaledObjects) are proven used, and allowed, by
+    // lifecycle_api.rs's own lifetime test.
     // Reading spec.prometheus's Secret and ConfigMap is proven used, and allowed, by
     // prometheus_token_and_ca_are_read_from_the_rollouts_namespace below. Reading an
     // AlertProvider (and its Secret) by alerts_api.rs's
@@ -1223,6 +1224,7 @@ async fn every_request_of_a_controller_lifetime_is_allowed_by_the_chart_and_ever
         ("", "secrets", "get"),
         ("", "configmaps", "get"),
         ("apps", "deployments", "patch"),
+        ("apps", "deployments", "create"),
         ("apps", "deployments/scale", "patch"),
         ("keda.sh", "scaledobjects", "patch"),
     ];

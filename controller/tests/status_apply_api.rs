@@ -58,7 +58,7 @@ fn rollout_spec() -> Value {
     json!({
         "wasmPlugin": {"name": "stickycanary", "namespace": "istio-system"},
         "canary": {"deployment": "checkout-canary"},
-        "stable": {},
+        "stable": {"name": "checkout-stable"},
         "stages": [{"weight": 10, "duration": "1m"}, {"weight": 100}],
         "analysis": {"interval": "10s"},
         "prometheus": {"address": "http://127.0.0.1:9"},

@@ -11,6 +11,7 @@ use kube::client::Body;
 use kube::Client;
 use serde_json::{json, Value};
 
+use super::gc;
 use super::rbac::{Attributes, ChartRules, Grants, Mode};
 use super::ssa::{self, Writer};
 
@@ -307,6 +308,8 @@ pub struct Store {
     /// Objects by their path (`/apis/<group>/<version>/namespaces/<ns>/<resource>/<name>`).
     pub objects: BTreeMap<String, Value>,
     pub resource_version: u64,
+    /// How many uids the server has handed out.
+    pub uids: u64,
     pub faults: Vec<Fault>,
     /// Every request answered or held, in order.
     pub seen: Vec<Seen>,
@@ -317,10 +320,33 @@ pub struct Store {
     watches: Vec<(String, Responder)>,
 }
 
+/// The time the fake API server writes into `metadata.creationTimestamp`.
+pub const CREATION_TIME: &str = "2026-11-26T05:00:00Z";
+
 impl Store {
-    fn next_rv(&mut self) -> String {
+    pub fn next_rv(&mut self) -> String {
         self.resource_version += 1;
         self.resource_version.to_string()
+    }
+
+    /// A fresh uid, as the API server gives every object it creates.
+    pub fn next_uid(&mut self) -> String {
+        self.uids += 1;
+        format!("00000000-0000-4000-8000-{:012}", self.uids)
+    }
+
+    /// The system fields a create fills in (`rest.BeforeCreate`,
+    /// `FillObjectMetaSystemFields`): a new uid, creationTimestamp, resourceVersion and
+    /// generation 1; whatever the body said about them or a deletionTimestamp is dropped.
+    fn fill_create_fields(&mut self, object: &mut Value) {
+        let uid = self.next_uid();
+        let rv = self.next_rv();
+        let metadata = object["metadata"].as_object_mut().unwrap();
+        metadata.remove("deletionTimestamp");
+        metadata.insert("uid".into(), json!(uid));
+        metadata.insert("creationTimestamp".into(), json!(CREATION_TIME));
+        metadata.insert("resourceVersion".into(), json!(rv));
+        metadata.insert("generation".into(), json!(1));
     }
 
     fn fault_for(&mut self, a: &Attributes) -> Option<u16> {
@@ -332,8 +358,9 @@ impl Store {
         Some(fault.code)
     }
 
-    /// The answer a real API server gives to `seen`.
-    fn answer(&mut self, seen: &Seen) -> (StatusCode, Value) {
+    /// The answer a real API server gives to `seen`, whose verb `authorizer` has allowed
+    /// (it is asked again when a request needs a second verb, as an apply that creates).
+    fn answer(&mut self, seen: &Seen, authorizer: &Authorizer) -> (StatusCode, Value) {
         let a = &seen.attributes;
         let object_path = match &a.subresource {
             Some(sub) => seen.path.trim_end_matches(&format!("/{sub}")).to_string(),
@@ -376,9 +403,7 @@ impl Store {
                 let mut entries = Vec::new();
                 ssa::record_update(&mut entries, &json!({}), &object, &seen.writer(), true);
                 ssa::encode(&mut object, &entries);
-                let rv = self.next_rv();
-                object["metadata"]["resourceVersion"] = json!(rv);
-                object["metadata"]["generation"] = json!(1);
+                self.fill_create_fields(&mut object);
                 self.objects.insert(path, object.clone());
                 (StatusCode::CREATED, object)
             }
@@ -405,30 +430,19 @@ impl Store {
                     false,
                 );
                 ssa::encode(&mut object, &entries);
+                if a.subresource.is_none() {
+                    bump_generation_on_spec_change(&stored, &mut object, a);
+                }
                 object["metadata"]["resourceVersion"] = json!(self.next_rv());
-                self.objects.insert(object_path, object.clone());
+                self.store_written(&object_path, object.clone());
                 (StatusCode::OK, object)
             }
-            "patch" => self.patch(seen, &object_path),
+            "patch" => self.patch(seen, &object_path, authorizer),
             "delete" => {
-                let Some(stored) = self.objects.get_mut(&object_path) else {
-                    return not_found();
-                };
-                let has_finalizers = stored
-                    .pointer("/metadata/finalizers")
-                    .and_then(Value::as_array)
-                    .is_some_and(|f| !f.is_empty());
-                if has_finalizers {
-                    if stored.pointer("/metadata/deletionTimestamp").is_none() {
-                        stored["metadata"]["deletionTimestamp"] = json!("2026-11-26T06:00:00Z");
-                        let rv = self.resource_version + 1;
-                        self.resource_version = rv;
-                        stored["metadata"]["resourceVersion"] = json!(rv.to_string());
-                    }
-                    (StatusCode::OK, stored.clone())
-                } else {
-                    let gone = self.objects.remove(&object_path).unwrap();
-                    (StatusCode::OK, gone)
+                gc::check_propagation_policy(&seen.body, seen.param("propagationPolicy"));
+                match self.delete_object(&object_path) {
+                    Some(object) => (StatusCode::OK, object),
+                    None => not_found(),
                 }
             }
             other => panic!("the fake API server does not serve {other} ({})", seen.path),
@@ -505,7 +519,12 @@ impl Store {
 
     /// PATCH: a JSON merge patch (RFC 7386) or a server-side apply, on the main resource or
     /// the status subresource, with the API server's checks and field ownership.
-    fn patch(&mut self, seen: &Seen, object_path: &str) -> (StatusCode, Value) {
+    fn patch(
+        &mut self,
+        seen: &Seen,
+        object_path: &str,
+        authorizer: &Authorizer,
+    ) -> (StatusCode, Value) {
         let a = &seen.attributes;
         let apply = match seen.content_type.as_str() {
             "application/merge-patch+json" => false,
@@ -532,7 +551,13 @@ impl Store {
             panic!("the fake API server has no {other} subresource for patch yet");
         }
         let Some(stored) = self.objects.get(object_path).cloned() else {
-            // (An apply to a missing main resource would create it; nothing here does that.)
+            // apiserver `handlers/patch.go` `patchResource`: only an apply may create
+            // (`forceAllowCreate`, `applyPatcher.createNewObject`); the merge patcher's
+            // `createNewObject` answers NotFound, and a subresource never creates (the
+            // status store's `Update` passes `forceAllowCreate` false).
+            if apply && subresource.is_none() {
+                return self.apply_create(seen, object_path, force == Some(true), authorizer);
+            }
             return (StatusCode::NOT_FOUND, api_status(404, "NotFound"));
         };
         // The body's resourceVersion is a precondition for every patch type (the registry
@@ -543,7 +568,7 @@ impl Store {
         }
         let writer = seen.writer();
         let mut object = if apply {
-            if let Err(refusal) = check_apply_body(seen, &stored) {
+            if let Err(refusal) = check_apply_body(seen, stored["kind"].as_str()) {
                 return refusal;
             }
             let config = match subresource {
@@ -561,16 +586,7 @@ impl Store {
             };
             match ssa::apply(&stored, &config, &writer, force == Some(true)) {
                 Ok(object) => object,
-                Err(conflicts) => {
-                    let message = ssa::conflict_message(&conflicts, &writer.api_version);
-                    let (code, mut status) = refused(409, "Conflict", message);
-                    status["details"] = json!({"causes": conflicts.iter().map(|c| json!({
-                        "type": "FieldManagerConflict",
-                        "message": format!("conflict with \"{}\"", c.manager),
-                        "field": format!(".{}", c.path.join(".")),
-                    })).collect::<Vec<_>>()});
-                    return (code, status);
-                }
+                Err(conflicts) => return apply_conflict(&conflicts, &writer.api_version),
             }
         } else {
             let mut object = stored.clone();
@@ -612,12 +628,8 @@ impl Store {
         };
         // The stored resourceVersion stays until a change is stored.
         object["metadata"]["resourceVersion"] = stored["metadata"]["resourceVersion"].clone();
-        if subresource.is_none() && object.get("spec") != stored.get("spec") {
-            let generation = stored
-                .pointer("/metadata/generation")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
-            object["metadata"]["generation"] = json!(generation + 1);
+        if subresource.is_none() {
+            bump_generation_on_spec_change(&stored, &mut object, a);
         }
         // apimachinery ValidateObjectMetaUpdate: "no new finalizers can be added if
         // the object is being deleted".
@@ -640,23 +652,130 @@ impl Store {
             return (StatusCode::OK, object);
         }
         object["metadata"]["resourceVersion"] = json!(self.next_rv());
-        let finalizers_gone = object
-            .pointer("/metadata/finalizers")
-            .and_then(Value::as_array)
-            .is_none_or(|f| f.is_empty());
-        if object.pointer("/metadata/deletionTimestamp").is_some() && finalizers_gone {
-            self.objects.remove(object_path);
-        } else {
-            self.objects.insert(object_path.to_string(), object.clone());
-        }
+        self.store_written(object_path, object.clone());
         (StatusCode::OK, object)
     }
+
+    /// An apply to a missing object creates it (`patch.go` `applyPatcher.createNewObject`:
+    /// the body applied to an empty object, so the applier's entry owns all it sets), with
+    /// the create's system fields, answered 201 Created.
+    ///
+    /// RBAC: the request itself was authorised as `patch` (the request-info resolver maps
+    /// PATCH to `patch`); creating also needs `create` on the same resource: `PatchResource`
+    /// wraps the patcher's `createValidation` in `withAuthorization` (`handlers/update.go`)
+    /// with `createAuthorizerAttributes` (verb `create`), which the registry store calls
+    /// only on its create path. Without `create`, the answer is 403 and nothing is stored.
+    fn apply_create(
+        &mut self,
+        seen: &Seen,
+        object_path: &str,
+        force: bool,
+        authorizer: &Authorizer,
+    ) -> (StatusCode, Value) {
+        if let Err(refusal) = check_apply_body(seen, None) {
+            return refusal;
+        }
+        // `patcher.applyPatch`: an apply naming a uid when no object exists is a conflict.
+        if let Some(uid) = seen.body.pointer("/metadata/uid").and_then(Value::as_str) {
+            let message = format!(
+                "Operation cannot be fulfilled: uid mismatch: the provided object specified uid {uid}, and no existing object was found"
+            );
+            return refused(409, "Conflict", message);
+        }
+        let mut config = seen.body.clone();
+        if let Err(refusal) = set_namespace(&mut config, seen.attributes.namespace.as_deref()) {
+            return refusal;
+        }
+        // The main resource's strategy resets .status on create too.
+        config.as_object_mut().unwrap().remove("status");
+        let mut object = ssa::apply(&json!({}), &config, &seen.writer(), force)
+            .expect("an apply to an empty object has no one to conflict with");
+        self.fill_create_fields(&mut object);
+        let create = Attributes {
+            verb: "create".into(),
+            ..seen.attributes.clone()
+        };
+        if let Err(message) = authorizer.check(&create) {
+            return forbidden(message);
+        }
+        self.objects.insert(object_path.to_string(), object.clone());
+        (StatusCode::CREATED, object)
+    }
+}
+
+/// The 409 of an apply whose changed fields other managers own, with one
+/// `FieldManagerConflict` cause per field (`internal.NewConflictError`). A cause's type goes
+/// out under the JSON key `reason` (metav1 `StatusCause.Type`, tagged `json:"reason"`).
+fn apply_conflict(conflicts: &[ssa::Conflict], api_version: &str) -> (StatusCode, Value) {
+    let message = ssa::conflict_message(conflicts, api_version);
+    let (code, mut status) = refused(409, "Conflict", message);
+    status["details"] = json!({"causes": conflicts.iter().map(|c| json!({
+        "reason": "FieldManagerConflict",
+        "message": format!("conflict with \"{}\"", c.manager),
+        "field": format!(".{}", c.path.join(".")),
+    })).collect::<Vec<_>>()});
+    (code, status)
+}
+
+/// A 403 Forbidden with the authorizer's `message`.
+fn forbidden(message: String) -> (StatusCode, Value) {
+    refused(403, "Forbidden", message)
+}
+
+/// Puts the request's namespace into a namespaced object that names none, and refuses one
+/// that names another (apiserver `rest.EnsureObjectNamespaceMatchesRequestNamespace`).
+fn set_namespace(object: &mut Value, namespace: Option<&str>) -> Result<(), (StatusCode, Value)> {
+    let Some(namespace) = namespace else {
+        return Ok(());
+    };
+    match object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+    {
+        None | Some("") => {
+            object["metadata"]["namespace"] = json!(namespace);
+            Ok(())
+        }
+        Some(given) if given == namespace => Ok(()),
+        Some(_) => Err(refused(
+            400,
+            "BadRequest",
+            "the namespace of the provided object does not match the namespace sent on the request"
+                .into(),
+        )),
+    }
+}
+
+/// Whether writes that change `.spec` bump `metadata.generation` for this resource: the
+/// strategies of Deployments (`pkg/registry/apps/deployment/strategy.go`
+/// `PrepareForUpdate`) and custom resources (apiextensions `customresource/strategy.go`)
+/// do; Leases and the core resources the controller touches (ConfigMaps, Secrets, Pods)
+/// keep no generation of that kind.
+fn tracks_generation(a: &Attributes) -> bool {
+    !matches!(a.group.as_str(), "" | "coordination.k8s.io")
+}
+
+/// A main-resource write (merge patch, apply, PUT) that changed `.spec` bumps
+/// `metadata.generation`; metadata-only writes do not, nor do status writes (which never
+/// come here: callers skip subresources).
+fn bump_generation_on_spec_change(stored: &Value, object: &mut Value, a: &Attributes) {
+    if !tracks_generation(a) || object.get("spec") == stored.get("spec") {
+        return;
+    }
+    let generation = stored
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    object["metadata"]["generation"] = json!(generation + 1);
 }
 
 /// The apply body must name the object it is applied to (apiserver `patch.go`
 /// `applyPatcher` and `structuredmerge.go`: 400 on a wrong apiVersion, a kind or name that
 /// differs, or managedFields in the body).
-fn check_apply_body(seen: &Seen, stored: &Value) -> Result<(), (StatusCode, Value)> {
+///
+/// `kind`: the stored object's (`None` when the apply creates: the fake cannot tell a
+/// resource's kind from its path, so any kind is taken then).
+fn check_apply_body(seen: &Seen, kind: Option<&str>) -> Result<(), (StatusCode, Value)> {
     let body = &seen.body;
     let field = |v: &Value, pointer: &str| {
         v.pointer(pointer)
@@ -673,7 +792,8 @@ fn check_apply_body(seen: &Seen, stored: &Value) -> Result<(), (StatusCode, Valu
         ),
         ));
     }
-    if field(body, "/kind") != field(stored, "/kind") {
+    let body_kind = field(body, "/kind").unwrap_or_default();
+    if body_kind.is_empty() || kind.is_some_and(|kind| kind != body_kind) {
         return Err(refused(
             400,
             "BadRequest",
@@ -719,17 +839,19 @@ impl Store {
                 if precondition_missing || stale(&stored, &seen.body) {
                     return (StatusCode::CONFLICT, api_status(409, "Conflict"));
                 }
-                let mut object = stored.clone();
+                let mut object = ssa::without_managed_fields(&stored);
                 if let Some(replicas) = seen.body.pointer("/spec/replicas") {
                     object["spec"]["replicas"] = replicas.clone();
                 }
-                if object != stored {
+                if object != ssa::without_managed_fields(&stored) {
+                    // The writer owns spec.replicas in an Update entry with subresource
+                    // `scale`, as the API server records a scale write on the Deployment.
+                    let mut entries = ssa::decode(&stored);
+                    let old = ssa::without_managed_fields(&stored);
+                    ssa::record_update(&mut entries, &old, &object, &seen.writer(), false);
+                    ssa::encode(&mut object, &entries);
+                    bump_generation_on_spec_change(&stored, &mut object, &seen.attributes);
                     object["metadata"]["resourceVersion"] = json!(self.next_rv());
-                    let generation = stored
-                        .pointer("/metadata/generation")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(1);
-                    object["metadata"]["generation"] = json!(generation + 1);
                     self.objects.insert(object_path.to_string(), object.clone());
                 }
                 (StatusCode::OK, as_scale(&object))
@@ -778,7 +900,7 @@ fn serve(
                     respond(send, status, &api_status(code, &reason));
                 }
                 None => {
-                    let (status, body) = store.answer(&seen);
+                    let (status, body) = store.answer(&seen, &authorizer);
                     respond(send, status, &body);
                 }
             }
@@ -816,11 +938,15 @@ impl FakeApi {
         client
     }
 
-    /// Stores `object` at `path` with resourceVersion `rv`.
+    /// Stores `object` at `path` with the next resourceVersion, and a fresh uid unless it
+    /// names one (every object on a cluster has one; garbage collection goes by it).
     pub fn insert(&self, path: &str, mut object: Value) {
         let mut store = self.store.lock().unwrap();
         let rv = store.next_rv();
         object["metadata"]["resourceVersion"] = json!(rv);
+        if gc::uid(&object).is_none() {
+            object["metadata"]["uid"] = json!(store.next_uid());
+        }
         store.objects.insert(path.to_string(), object);
     }
 

@@ -4,8 +4,10 @@
 //! - [`api::ScriptedServer`]: the test spells out the exact requests expected and the answers.
 //! - [`api::FakeApi`]: a small stateful API server (objects, resourceVersion preconditions and
 //!   409s, status subresource, merge patch, server-side apply with managedFields, pruning and
-//!   conflicts ([`ssa`]), finalizers and deletionTimestamp) for tests that care about the end
-//!   state more than the exact order of calls. `FakeApi::client_as` gives a second client
+//!   conflicts ([`ssa`]), an apply that creates a missing object (and needs `create` as well
+//!   as `patch`), finalizers and deletionTimestamp, garbage collection by ownerReferences
+//!   ([`gc`]), the Deployment `scale` subresource, generation bumped by `.spec` changes) for
+//!   tests that care about the end state more than the exact order of calls. `FakeApi::client_as` gives a second client
 //!   (e.g. a CLI user with their own RBAC) on the same objects.
 //!
 //! Objects seeded with `FakeApi::insert` have no managedFields (as if they had been reset):
@@ -26,6 +28,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod gc;
 pub mod rbac;
 pub mod shop;
 pub mod ssa;
