@@ -53,7 +53,7 @@ fn default_minimum_detectable_increase() -> f64 {
 }
 
 fn default_warmup() -> Duration {
-    Duration::from_mins(1)
+    Duration::from_secs(45)
 }
 
 impl Default for ComparativeCheck {

@@ -211,14 +211,35 @@ async fn hand_back_to_workload(
         .as_ref()
         .map(|since| crate::engine::stages::elapsed(Timestamp::now(), since))
         .unwrap_or_default();
-    match workload_state(&workload, &revision_of(&workload)) {
+    let state = workload_state(&workload, &revision_of(&workload));
+    if let WorkloadState::Failed(why) = &state {
+        let why = format!("the workload's rollout failed: {why}");
+        return keep_stable(ctx, rollout, namespace, &why)
+            .await
+            .map(|()| None);
+    }
+    // The workload takes every user: at least stable's size (mid-run it runs at the run's),
+    // unless an autoscaler sizes it.
+    let autoscaled =
+        spec.canary.scaled_object.is_some() || spec.canary.horizontal_pod_autoscaler.is_some();
+    let stable = primaries.get(&stable_name).await.map_err(workload_error)?;
+    let wanted = primary::replicas(stable.as_ref(), &workload, spec.canary.replicas);
+    if !autoscaled
+        && workload.spec.replicas.unwrap_or(1) < wanted
+        && waited <= spec.progress_deadline
+    {
+        deployments
+            .scale(&spec.canary.deployment, wanted)
+            .await
+            .map_err(workload_error)?;
+        info!(
+            replicas = wanted,
+            "rollout deleted: the workload is scaled up to stable's size to take every user"
+        );
+        return Ok(Some(DELETION_RECHECK));
+    }
+    match state {
         WorkloadState::Ready => {}
-        WorkloadState::Failed(why) => {
-            let why = format!("the workload's rollout failed: {why}");
-            return keep_stable(ctx, rollout, namespace, &why)
-                .await
-                .map(|()| None);
-        }
         _ if waited > spec.progress_deadline => {
             let why = format!(
                 "the workload did not roll out within progressDeadline {}",
@@ -228,30 +249,50 @@ async fn hand_back_to_workload(
                 .await
                 .map(|()| None);
         }
-        WorkloadState::Stopped if spec.canary.scaled_object.is_none() => {
-            let stable = primaries.get(&stable_name).await.map_err(workload_error)?;
-            let replicas = primary::replicas(stable.as_ref(), &workload, spec.canary.replicas);
-            deployments
-                .scale(&spec.canary.deployment, replicas)
-                .await
-                .map_err(workload_error)?;
-            info!(
-                replicas,
-                "rollout deleted: the workload is scaled back up to take every user"
-            );
-            return Ok(Some(DELETION_RECHECK));
-        }
         _ => {
             info!("rollout deleted: waiting for the workload to roll out before users move to it");
             return Ok(Some(DELETION_RECHECK));
         }
     }
-    if plugin_weight(ctx, rollout, namespace).await? == Some(100.0) {
+    let Some(weight) = plugin_weight(ctx, rollout, namespace).await? else {
         return Ok(None);
+    };
+    if weight != 100.0 {
+        set_weight(ctx, rollout, namespace, 100.0).await?;
     }
-    set_weight(ctx, rollout, namespace, 100.0).await?;
-    // Users drain from the generated stable before the garbage collector removes it.
-    Ok(Some(rollout.spec.scale_down_delay.as_std()))
+    // Users drain from the generated stable before the garbage collector removes it. The
+    // drain's start is kept on the rollout, so an earlier reconcile (a watch event, a
+    // restart) waits for the rest of it.
+    let delay = spec.scale_down_delay.as_std();
+    let Some(since) = drain_started(rollout) else {
+        mark_drain(ctx, rollout).await?;
+        return Ok(Some(delay));
+    };
+    let drained = crate::engine::stages::elapsed(Timestamp::now(), &since).as_std();
+    Ok(delay.checked_sub(drained).filter(|left| !left.is_zero()))
+}
+
+/// On the rollout being deleted: when users started draining from the generated stable.
+const DRAIN_ANNOTATION: &str = "stickycanary.dev/deletion-drain-since";
+
+fn drain_started(
+    rollout: &CanaryRollout,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
+    let value = rollout.annotations().get(DRAIN_ANNOTATION)?;
+    value
+        .parse()
+        .ok()
+        .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time)
+}
+
+async fn mark_drain(ctx: &Context, rollout: &CanaryRollout) -> Result<(), Error> {
+    let api: Api<CanaryRollout> =
+        Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
+    let patch =
+        json!({"metadata": {"annotations": {DRAIN_ANNOTATION: Timestamp::now().to_string()}}});
+    api.patch(&rollout.name_any(), &params(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
 }
 
 fn workload_error(e: crate::k8s::deployments::WorkloadError) -> Error {
@@ -286,6 +327,14 @@ async fn orphan_stable(
         return Ok(());
     };
     let (_, primaries) = apis(ctx, rollout, namespace);
+    let ours = primaries
+        .get(&stable_name)
+        .await
+        .map_err(workload_error)?
+        .is_some_and(|live| primary::is_generated_by(&live, rollout));
+    if !ours {
+        return Ok(());
+    }
     primaries
         .orphan(&stable_name)
         .await

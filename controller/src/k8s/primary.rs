@@ -33,6 +33,14 @@ pub const TEMPLATE_ANNOTATION: &str = "stickycanary.dev/template";
 /// On the generated stable: the CanaryRollout that generated it.
 pub const ROLLOUT_LABEL: &str = "stickycanary.dev/rollout";
 
+/// The workload's settings the generated stable follows as they are now (not a release).
+const WORKLOAD_SETTINGS: [&str; 4] = [
+    "strategy",
+    "minReadySeconds",
+    "progressDeadlineSeconds",
+    "revisionHistoryLimit",
+];
+
 /// What the generated stable must run: a workload's pod template and its revision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Release {
@@ -46,6 +54,15 @@ impl Release {
         Release {
             template: serde_json::to_value(&workload.spec.template).unwrap_or(Value::Null),
             revision: revision_of(workload),
+        }
+    }
+
+    /// What the generated stable runs now, when its record is lost: its own template and
+    /// revision (never the workload's, which may be a run not yet analysed).
+    pub fn of_live(primary: &Deployment) -> Self {
+        Release {
+            template: serde_json::to_value(&primary.spec.template).unwrap_or(Value::Null),
+            revision: revision_of(primary),
         }
     }
 
@@ -68,19 +85,12 @@ pub fn desired(
     release: &Release,
     replicas: i32,
 ) -> Result<Value, String> {
-    let mut selector = workload
-        .spec
-        .selector
-        .match_labels
-        .clone()
-        .unwrap_or_default();
-    selector.extend(pod_labels.clone());
+    let selector = selector(workload, pod_labels);
     let mut template = release.template.clone();
     relabel(&mut template, pod_labels)?;
     let owner = rollout
         .controller_owner_ref(&())
         .ok_or("the CanaryRollout has no uid yet")?;
-    let spec = &workload.spec;
     let mut body = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -101,29 +111,28 @@ pub fn desired(
         },
     });
     // The rollout settings of the workload's spec, as Git has them now (not a release).
-    let extra = [
-        ("strategy", serde_json::to_value(&spec.strategy)),
-        (
-            "minReadySeconds",
-            serde_json::to_value(spec.min_ready_seconds),
-        ),
-        (
-            "progressDeadlineSeconds",
-            serde_json::to_value(spec.progress_deadline_seconds),
-        ),
-        (
-            "revisionHistoryLimit",
-            serde_json::to_value(spec.revision_history_limit),
-        ),
-    ];
-    for (key, value) in extra {
-        match value {
-            Ok(Value::Null) => {}
-            Ok(value) => body["spec"][key] = value,
-            Err(e) => return Err(format!("spec.{key}: {e}")),
+    let workload_spec = serde_json::to_value(&workload.spec).map_err(|e| e.to_string())?;
+    for key in WORKLOAD_SETTINGS {
+        if let Some(value) = workload_spec.get(key).filter(|v| !v.is_null()) {
+            body["spec"][key] = value.clone();
         }
     }
     Ok(body)
+}
+
+/// The generated stable's selector: the workload's, with `pod_labels` over it.
+pub fn selector(
+    workload: &Deployment,
+    pod_labels: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut selector = workload
+        .spec
+        .selector
+        .match_labels
+        .clone()
+        .unwrap_or_default();
+    selector.extend(pod_labels.clone());
+    selector
 }
 
 /// Sets `pod_labels` on a pod template's labels, and drops our own annotations from it.
@@ -235,6 +244,17 @@ impl Primaries {
 /// is replaced), never a Deployment someone else wrote.
 pub fn is_generated_by(primary: &Deployment, rollout: &CanaryRollout) -> bool {
     primary.labels().get(ROLLOUT_LABEL) == Some(&rollout.name_any())
+        || is_owned_by(primary, rollout)
+}
+
+/// Whether the object names this rollout (its uid) as its controller.
+fn is_owned_by(primary: &Deployment, rollout: &CanaryRollout) -> bool {
+    rollout.meta().uid.as_deref().is_some_and(|uid| {
+        primary
+            .owner_references()
+            .iter()
+            .any(|o| o.uid == uid && o.controller == Some(true))
+    })
 }
 
 /// Whether the live generated stable already is what `body` describes, for the fields that
@@ -247,12 +267,6 @@ pub fn converged(
     rollout: &CanaryRollout,
 ) -> bool {
     let recorded = Release::recorded_on(primary);
-    let owned = rollout.meta().uid.as_deref().is_some_and(|uid| {
-        primary
-            .owner_references()
-            .iter()
-            .any(|o| o.uid == uid && o.controller == Some(true))
-    });
     let labels_of = |path: &str| {
         body.pointer(path)
             .and_then(Value::as_object)
@@ -272,10 +286,16 @@ pub fn converged(
         .all(|(k, v)| live_pod_labels.get(k).map(String::as_str) == v.as_str());
     let replicas_hold = body.pointer("/spec/replicas").and_then(Value::as_i64)
         == primary.spec.replicas.map(i64::from);
+    let live_spec = serde_json::to_value(&primary.spec).unwrap_or(Value::Null);
+    let settings_hold = WORKLOAD_SETTINGS
+        .iter()
+        .filter_map(|key| Some((key, body.pointer(&format!("/spec/{key}"))?)))
+        .all(|(key, wanted)| live_spec.get(*key) == Some(wanted));
     recorded.as_ref() == Some(release)
         && drift(primary, release).is_none()
-        && owned
-        && is_generated_by(primary, rollout)
+        && is_owned_by(primary, rollout)
+        && primary.labels().get(ROLLOUT_LABEL) == Some(&rollout.name_any())
         && pod_labels_hold
         && replicas_hold
+        && settings_hold
 }

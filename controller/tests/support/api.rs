@@ -378,10 +378,12 @@ impl Store {
             },
             "list" => {
                 let prefix = format!("{}/", seen.path);
+                let selector = seen.param("labelSelector").map(|s| percent_decode(&s));
                 let items: Vec<Value> = self
                     .objects
                     .iter()
                     .filter(|(k, _)| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
+                    .filter(|(_, v)| selector.as_deref().is_none_or(|s| labels_match(v, s)))
                     .map(|(_, v)| v.clone())
                     .collect();
                 let rv = self.resource_version.to_string();
@@ -1031,4 +1033,40 @@ impl FakeApi {
             }
         }
     }
+}
+
+/// Equality-based label selector (`k=v,k2=v2`, also `k==v`), as `labels.Parse` reads the
+/// equality subset (apimachinery `pkg/labels/selector.go`); set-based terms are not served.
+fn labels_match(object: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|t| !t.is_empty()).all(|term| {
+        let (key, value) = term
+            .split_once("==")
+            .or_else(|| term.split_once('='))
+            .unwrap_or_else(|| {
+                panic!("the fake API server serves only k=v label selectors, not {term}")
+            });
+        object.pointer(&format!(
+            "/metadata/labels/{}",
+            key.replace('~', "~0").replace('/', "~1")
+        )) == Some(&Value::from(value))
+    })
+}
+
+/// `%XX` escapes of a query value (kube-rs encodes `/` and `=` in a labelSelector).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(byte) = u8::from_str_radix(&value[i + 1..i + 3], 16) {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
