@@ -258,7 +258,10 @@ fn a_burst_on_canary_alone_still_fails() {
 
 #[test]
 fn latency_waits_out_the_warm_up_after_a_weight_change_but_errors_count_at_once() {
-    let mut ticker = Ticker::new(ComparativeCheck::default()); // latency warm-up 1m
+    let mut ticker = Ticker::new(ComparativeCheck {
+        warmup: stickycanary::duration::Duration::from_mins(1),
+        ..ComparativeCheck::default()
+    });
     let stable = version(2700.0, 27.0, 27.0);
     let slow_canary = version(300.0, 3.0, 300.0);
     let [errors, latency] = ticker.tick(30, &slow_canary, &stable);
