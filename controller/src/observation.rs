@@ -143,7 +143,7 @@ pub struct RecordedRevisions {
     /// the stable Deployment). Stable's template on another revision has drifted.
     pub promoted: Option<String>,
     /// The canary revision whose run last failed (`stickycanary.dev/failed-revision` on the
-    /// canary Deployment): not run again on the same cohort without a `retry`.
+    /// generated stable Deployment): not run again on the same cohort without a `retry`.
     pub failed: Option<String>,
 }
 

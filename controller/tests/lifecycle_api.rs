@@ -1205,9 +1205,10 @@ async fn a_wiped_status_reads_stables_revision_and_the_failed_revision_from_the_
     let (client, api) = FakeApi::start();
     seed(&api, json!({}), None, "shop/checkout:v2", 1, 0.0);
     let r2 = revision(&api, CANARY_PATH);
-    let mut canary = api.get(CANARY_PATH).unwrap();
-    canary["metadata"]["annotations"] = json!({"stickycanary.dev/failed-revision": r2});
-    api.insert(CANARY_PATH, canary);
+    // The record is on the generated stable (nothing but replicas is written to the workload).
+    let mut stable = api.get(STABLE_PATH).unwrap();
+    stable["metadata"]["annotations"]["stickycanary.dev/failed-revision"] = json!(r2);
+    api.insert(STABLE_PATH, stable);
     let ctx = context(client);
     reconcile_once(&api, &ctx).await.unwrap();
     let sent = writes(&api);
@@ -1223,7 +1224,7 @@ async fn a_wiped_status_reads_stables_revision_and_the_failed_revision_from_the_
 }
 
 #[tokio::test]
-async fn a_rollback_records_the_failed_revision_on_the_canary_deployment() {
+async fn a_rollback_records_the_failed_revision_on_the_generated_stable_and_its_applies_keep_it() {
     let (client, api) = FakeApi::start();
     seed(&api, json!({}), None, "shop/checkout:v2", 1, 10.0);
     let r2 = revision(&api, CANARY_PATH);
@@ -1236,16 +1237,40 @@ async fn a_rollback_records_the_failed_revision_on_the_canary_deployment() {
     api.clear_seen();
     reconcile_once(&api, &ctx).await.unwrap();
     let sent = writes(&api);
+    assert!(
+        !sent.iter().any(|s| s.path == CANARY_PATH),
+        "the workload Git owns is not annotated: {:?}",
+        paths(&sent)
+    );
     let record = sent
         .iter()
-        .find(|s| s.path == CANARY_PATH)
-        .expect("a write of the canary Deployment");
+        .find(|s| s.path == STABLE_PATH)
+        .expect("a write of the generated stable");
+    assert_eq!(record.content_type, "application/merge-patch+json");
     assert_eq!(
         record.body,
         json!({"metadata": {"annotations": {"stickycanary.dev/failed-revision": r2}}})
     );
-    assert_eq!(revision(&api, CANARY_PATH), r2, "the revision is unchanged");
     assert_eq!(status_of(&api)["phase"], "RolledBack");
+    // A later forced apply of the stable (here the repair of a drifted image) does not send
+    // the annotation, and keeps it: the merge patch's Update entry owns it, not the apply.
+    let mut drifted = api.get(STABLE_PATH).unwrap();
+    drifted["spec"]["template"]["spec"]["containers"][0]["image"] = json!("shop/checkout:edited");
+    api.insert(STABLE_PATH, drifted);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert!(writes(&api)
+        .iter()
+        .any(|s| s.path == STABLE_PATH && s.content_type == "application/apply-patch+yaml"));
+    let stored = api.get(STABLE_PATH).unwrap();
+    assert_eq!(
+        stored["metadata"]["annotations"]["stickycanary.dev/failed-revision"],
+        json!(r2)
+    );
+    assert_eq!(
+        stored["spec"]["template"]["spec"]["containers"][0]["image"],
+        "shop/checkout:v1"
+    );
     api.finish().await;
 }
 

@@ -68,9 +68,9 @@ fn refusal(spec: &CanaryRolloutSpec, action: ManualAction, tick: &Tick) -> Optio
     // (`engine/observed.rs`).
     let undo = match (&status.reverted_from, &status.promoted_from) {
         (Some(from), _) => format!("the promotion of {from} is already being undone"),
-        (None, Some(before)) => format!("set the canary Deployment back to revision {before}"),
+        (None, Some(before)) => format!("set the workload Deployment back to revision {before}"),
         (None, None) => {
-            "set the canary Deployment back to the revision stable ran before".to_string()
+            "set the workload Deployment back to the revision stable ran before".to_string()
         }
     };
     let held = super::observed::held_by_workloads(status);

@@ -463,7 +463,7 @@ fn drain_a_canary_left_up(release: &ReleaseObservation, tick: &mut Tick) {
     tick.event(reasons::SCALED_DOWN, message, false);
 }
 
-/// First sight of a canary on the revision the canary Deployment records as failed (a
+/// First sight of a canary on the revision the generated stable records as failed (a
 /// wiped status): the run is not repeated on the same cohort. The rollout stands rolled
 /// back on it (weight 0, the canary drained and scaled down); `retry` runs it again with a
 /// new cohort.
@@ -479,7 +479,7 @@ fn not_rerun(release: &ReleaseObservation, tick: &mut Tick) {
     status.rollback_reason = Some("failed-before".to_string());
     tick.transition(Phase::RolledBack, "failed-before");
     let message = format!(
-        "revision {revision} failed before (stickycanary.dev/failed-revision on the canary Deployment): not run again on the same cohort; `stickycanary retry` runs it with a new one"
+        "revision {revision} failed before (stickycanary.dev/failed-revision on the stable Deployment): not run again on the same cohort; `stickycanary retry` runs it with a new one"
     );
     tick.event(reasons::ROLLING_BACK, message, true);
     drain_a_canary_left_up(release, tick);

@@ -1,8 +1,8 @@
-//! The two Deployments of the release lifecycle: their revisions, their rollout state, the
-//! stable template copy and the canary's scale (plain, or through a KEDA ScaledObject).
+//! The Deployments of the release lifecycle: their revisions, their rollout state, the
+//! workload's scale (plain, or through a KEDA ScaledObject) and the failed-run record.
 //!
-//! Git (or `kubectl set image`) owns the canary Deployment's pod template; the controller
-//! owns the stable Deployment's pod template and the canary's `replicas`.
+//! Git (or `kubectl set image`) owns the workload Deployment; the controller writes only its
+//! `replicas`, and generates and owns the stable Deployment (see `super::primary`).
 
 use std::collections::BTreeMap;
 
@@ -18,8 +18,10 @@ use crate::observation::WorkloadState;
 pub const ANNOTATION_PREFIX: &str = "stickycanary.dev/";
 /// On the stable Deployment: the revision the controller last copied onto it.
 pub const REVISION_ANNOTATION: &str = "stickycanary.dev/revision";
-/// On the canary Deployment: the revision whose run last failed (a rollback or a failed
-/// promotion), so a wiped status does not run it again on the same cohort.
+/// On the generated stable: the revision whose run last failed (a rollback or a failed
+/// promotion), so a wiped status does not run it again on the same cohort. A merge patch
+/// (an `Update` of the controller's), so the stable's apply, which does not send it, keeps
+/// it.
 pub const FAILED_REVISION_ANNOTATION: &str = "stickycanary.dev/failed-revision";
 /// KEDA's pause annotation: the ScaledObject holds the target at this many replicas.
 /// <https://keda.sh/docs/2.16/concepts/scaling-deployments/#pause-autoscaling>
@@ -161,85 +163,6 @@ pub fn workload_state(deployment: &Deployment, revision: &str) -> WorkloadState 
     }
 }
 
-/// The merge patch that makes `stable` run `canary`'s pod template: the whole template
-/// (containers, init containers, volumes, env, annotations, labels) is the canary's,
-/// except the labels that tell the two apart. For every label key either Deployment's
-/// selector uses (the DestinationRule subsets select on one of them), stable keeps its own
-/// value, and a canary-only selector label is dropped. Keys that disappear become `null`
-/// (a merge patch would otherwise keep them). The read `resourceVersion` is a precondition:
-/// a concurrent edit of stable gets a 409 instead of being overwritten.
-pub fn stable_template_patch(
-    stable: &Deployment,
-    canary: &Deployment,
-    revision: &str,
-) -> Result<Value, String> {
-    let old = serde_json::to_value(&stable.spec.template).map_err(|e| e.to_string())?;
-    let mut new = serde_json::to_value(&canary.spec.template).map_err(|e| e.to_string())?;
-    let stable_labels: BTreeMap<String, String> = stable
-        .spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    let mut distinguishing = selector_labels(stable);
-    distinguishing.extend(selector_labels(canary));
-    let metadata = new
-        .as_object_mut()
-        .ok_or("the canary pod template is not an object")?
-        .entry("metadata")
-        .or_insert_with(|| json!({}));
-    let labels = metadata
-        .as_object_mut()
-        .ok_or("the canary pod template's metadata is not an object")?
-        .entry("labels")
-        .or_insert_with(|| json!({}));
-    let labels = labels
-        .as_object_mut()
-        .ok_or("the canary pod labels are not an object")?;
-    for key in distinguishing.keys() {
-        match stable_labels.get(key) {
-            Some(value) => {
-                labels.insert(key.clone(), Value::from(value.clone()));
-            }
-            None => {
-                labels.remove(key);
-            }
-        }
-    }
-    Ok(json!({
-        "metadata": {
-            "resourceVersion": stable.metadata.resource_version,
-            "annotations": {REVISION_ANNOTATION: revision},
-        },
-        "spec": {"template": merge_diff(&old, &new)},
-    }))
-}
-
-/// A JSON merge patch turning `old` into `new`: keys that disappeared become `null` (a
-/// plain merge would leave a removed env var or label of the template behind).
-fn merge_diff(old: &Value, new: &Value) -> Value {
-    match (old, new) {
-        (Value::Object(old_map), Value::Object(new_map)) => {
-            let mut patch = Map::new();
-            for (key, new_value) in new_map {
-                let value = match old_map.get(key) {
-                    Some(old_value) => merge_diff(old_value, new_value),
-                    None => new_value.clone(),
-                };
-                patch.insert(key.clone(), value);
-            }
-            for key in old_map.keys() {
-                if !new_map.contains_key(key) {
-                    patch.insert(key.clone(), Value::Null);
-                }
-            }
-            Value::Object(patch)
-        }
-        _ => new.clone(),
-    }
-}
-
 /// The Deployment API of one namespace, with our field manager.
 pub struct Deployments {
     api: Api<Deployment>,
@@ -287,30 +210,8 @@ impl Deployments {
             .map_err(|e| self.api_error(name, e))
     }
 
-    /// Copies `canary`'s pod template onto the stable Deployment `stable`.
-    pub async fn copy_template(
-        &self,
-        stable: &Deployment,
-        canary: &Deployment,
-        revision: &str,
-    ) -> Result<(), WorkloadError> {
-        let name = stable.metadata.name.clone().unwrap_or_default();
-        let patch = stable_template_patch(stable, canary, revision).map_err(|reason| {
-            WorkloadError::Invalid {
-                namespace: self.namespace.clone(),
-                name: name.clone(),
-                reason,
-            }
-        })?;
-        self.api
-            .patch(&name, &params(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| self.api_error(&name, e))?;
-        Ok(())
-    }
-
-    /// Records `revision` as failed on the canary Deployment: one annotation in a merge
-    /// patch, which changes neither the pod template (so not the revision) nor the
+    /// Records `revision` as failed on the Deployment `name` (the generated stable): one
+    /// annotation in a merge patch, which changes neither the pod template (so not the revision) nor the
     /// `generation`.
     pub async fn record_failed_revision(
         &self,

@@ -138,15 +138,17 @@ impl Executor for KubeFront<'_> {
         let Ok(workloads) = self.workloads() else {
             return;
         };
-        let canary = &self.rollout.spec.canary.deployment;
+        // On the generated stable, which the controller owns: nothing is written to the
+        // workload Git owns but its replicas.
+        let stable = &workloads.stable_name;
         match workloads
             .deployments
-            .record_failed_revision(canary, revision)
+            .record_failed_revision(stable, revision)
             .await
         {
             Ok(()) => info!(
                 revision,
-                "failed revision recorded on the canary Deployment"
+                stable, "failed revision recorded on the generated stable"
             ),
             Err(e) => warn!(revision, error = %e, "could not record the failed revision"),
         }
@@ -575,10 +577,8 @@ pub fn release_observation(
         .clone()
         .unwrap_or_else(|| canary_revision.clone());
     let stable = workloads.stable.as_ref();
-    let failed = canary
-        .metadata
-        .annotations
-        .as_ref()
+    let failed = stable
+        .and_then(|s| s.metadata.annotations.as_ref())
         .and_then(|a| a.get(FAILED_REVISION_ANNOTATION).cloned());
     ReleaseObservation {
         rollout_key: rollout_key.to_string(),
