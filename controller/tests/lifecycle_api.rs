@@ -999,6 +999,29 @@ async fn every_lifecycle_request_is_allowed_by_the_chart_and_every_lifecycle_rul
     reconcile_once(&api, &context(client)).await.unwrap();
     assert!(api.get(&format!("{HPA_PATH}-primary")).is_some());
     api.finish().await;
+    // A workload whose template references a ConfigMap and a Secret: both copied.
+    let (client, api) = FakeApi::start_with(authorizer.clone());
+    api.insert(ROLLOUT_PATH, rollout(json!({})));
+    api.insert(PLUGIN_PATH, plugin(0.0));
+    let mut referencing = workload_with_config("shop/checkout:v1", 2);
+    referencing["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"secretRef": {"name": "checkout-db"}}));
+    api.insert(CANARY_PATH, referencing);
+    api.insert(CONFIG_PATH, config_map("sweet"));
+    api.insert(
+        "/api/v1/namespaces/shop/secrets/checkout-db",
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+               "metadata": {"name": "checkout-db", "namespace": "shop"},
+               "data": {"PASSWORD": "c2VjcmV0"}}),
+    );
+    reconcile_once(&api, &context(client)).await.unwrap();
+    assert!(api.get(CONFIG_COPY_PATH).is_some());
+    assert!(api
+        .get("/api/v1/namespaces/shop/secrets/checkout-stable-checkout-db")
+        .is_some());
+    api.finish().await;
     authorizer.assert_nothing_denied();
     let used = authorizer.used();
     for (group, resource, verb) in [
@@ -1012,6 +1035,12 @@ async fn every_lifecycle_request_is_allowed_by_the_chart_and_every_lifecycle_rul
         ("autoscaling", "horizontalpodautoscalers", "get"),
         ("autoscaling", "horizontalpodautoscalers", "patch"),
         ("autoscaling", "horizontalpodautoscalers", "create"),
+        ("", "configmaps", "get"),
+        ("", "configmaps", "create"),
+        ("", "configmaps", "patch"),
+        ("", "secrets", "get"),
+        ("", "secrets", "create"),
+        ("", "secrets", "patch"),
         ("stickycanary.dev", "canaryrollouts", "patch"),
     ] {
         let triple = (group.to_string(), resource.to_string(), verb.to_string());
@@ -2203,5 +2232,124 @@ async fn revert_on_deletion_mid_run_scales_the_workload_to_the_stables_replicas_
     );
     assert_eq!(sent[0].body, json!({"spec": {"replicas": 4}}));
     assert_eq!(plugin_weight(&api), 25.0);
+    api.finish().await;
+}
+
+const CONFIG_PATH: &str = "/api/v1/namespaces/shop/configmaps/checkout-config";
+const CONFIG_COPY_PATH: &str = "/api/v1/namespaces/shop/configmaps/checkout-stable-checkout-config";
+
+/// The workload at `image`, its env from the ConfigMap `checkout-config`.
+fn workload_with_config(image: &str, replicas: i64) -> Value {
+    let mut workload = workload(image, replicas);
+    workload["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+        json!([{"configMapRef": {"name": "checkout-config"}}]);
+    workload
+}
+
+fn config_map(flavour: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": "checkout-config", "namespace": "shop"},
+           "data": {"FLAVOUR": flavour}})
+}
+
+/// Marks the Deployment at `path` rolled out at the generation and replicas it has.
+fn mark_rolled_out(api: &FakeApi, path: &str) {
+    let mut object = api.get(path).unwrap();
+    let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
+    let replicas = object["spec"]["replicas"].as_i64().unwrap_or(1);
+    object["status"] = rolled_out(generation, replicas);
+    api.insert(path, object);
+}
+
+#[tokio::test]
+async fn a_config_map_change_is_a_release_and_stable_keeps_its_own_copy_of_the_data() {
+    let (client, api) = FakeApi::start();
+    api.insert(ROLLOUT_PATH, rollout(json!({})));
+    api.insert(PLUGIN_PATH, plugin(0.0));
+    api.insert(CANARY_PATH, workload_with_config("shop/checkout:v1", 2));
+    api.insert(CONFIG_PATH, config_map("sweet"));
+    let ctx = context(client);
+
+    // Bootstrap: the copy first (owned, the workload's data), then the stable pointing at it.
+    reconcile_once(&api, &ctx).await.unwrap();
+    let sent = writes(&api);
+    let order: Vec<&str> = sent.iter().map(|s| s.path.as_str()).collect();
+    let copy_at = order
+        .iter()
+        .position(|p| *p == CONFIG_COPY_PATH)
+        .expect("the copy is applied");
+    let stable_at = order
+        .iter()
+        .position(|p| *p == STABLE_PATH)
+        .expect("the stable is applied");
+    assert!(copy_at < stable_at, "{order:?}");
+    let copy = api.get(CONFIG_COPY_PATH).unwrap();
+    assert_eq!(copy["data"], json!({"FLAVOUR": "sweet"}));
+    assert_eq!(
+        copy["metadata"]["ownerReferences"],
+        json!([owner_reference(ROLLOUT_UID)])
+    );
+    let stable = api.get(STABLE_PATH).unwrap();
+    let container = &stable["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["envFrom"],
+        json!([{"configMapRef": {"name": "checkout-stable-checkout-config"}}])
+    );
+    let first = status_of(&api)["canaryRevision"].clone();
+    assert_eq!(status_of(&api)["stableRevision"], first);
+    assert_eq!(
+        stable["spec"]["template"]["metadata"]["annotations"]["stickycanary.dev/release"],
+        first
+    );
+    mark_rolled_out(&api, STABLE_PATH);
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(status_of(&api)["phase"], "Initialized");
+
+    // Git changes only the ConfigMap: a new revision, a run; stable and its copy keep v1's.
+    api.insert(CONFIG_PATH, config_map("sour"));
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    let status = status_of(&api);
+    assert_eq!(status["phase"], "ScalingUp", "{status}");
+    assert_ne!(status["canaryRevision"], first);
+    assert_eq!(status["stableRevision"], first);
+    assert_eq!(
+        api.get(CONFIG_COPY_PATH).unwrap()["data"],
+        json!({"FLAVOUR": "sweet"})
+    );
+    assert!(!writes(&api)
+        .iter()
+        .any(|s| s.path == STABLE_PATH || s.path == CONFIG_COPY_PATH));
+
+    // The run passed: the promotion takes the new data to the copy, and the stable's pod
+    // template changes (its release annotation) so that its pods restart on it.
+    let second = status["canaryRevision"].as_str().unwrap().to_string();
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["metadata"]["annotations"] = json!({"stickycanary.dev/request": "promote@1"});
+    object["status"] = progressing(&second, first.as_str().unwrap());
+    api.insert(ROLLOUT_PATH, object);
+    mark_rolled_out(&api, CANARY_PATH);
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(status_of(&api)["phase"], "Promoting");
+    assert_eq!(
+        api.get(CONFIG_COPY_PATH).unwrap()["data"],
+        json!({"FLAVOUR": "sour"})
+    );
+    let stable = api.get(STABLE_PATH).unwrap();
+    assert_eq!(
+        stable["spec"]["template"]["metadata"]["annotations"]["stickycanary.dev/release"],
+        json!(second)
+    );
+    mark_rolled_out(&api, STABLE_PATH);
+    reconcile_once(&api, &ctx).await.unwrap();
+    let status = status_of(&api);
+    assert_eq!(status["phase"], "Finalising", "{status}");
+    assert_eq!(status["stableRevision"], json!(second));
+    // The ConfigMap Git owns is never written.
+    assert_eq!(
+        api.get(CONFIG_PATH).unwrap()["data"],
+        json!({"FLAVOUR": "sour"})
+    );
     api.finish().await;
 }

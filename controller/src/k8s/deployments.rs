@@ -30,7 +30,12 @@ pub const KEDA_PAUSED_REPLICAS: &str = "autoscaling.keda.sh/paused-replicas";
 impl WorkloadError {
     /// The object is not there (a 404 from the API server).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, WorkloadError::Api { source, .. } if crate::kube_error::is_not_found(source))
+        match self {
+            WorkloadError::Api { source, .. } | WorkloadError::Object { source, .. } => {
+                crate::kube_error::is_not_found(source)
+            }
+            WorkloadError::Invalid { .. } => false,
+        }
     }
 }
 
@@ -39,6 +44,14 @@ impl WorkloadError {
 pub enum WorkloadError {
     #[error("deployment {namespace}/{name}: {source}")]
     Api {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{kind} {namespace}/{name}: {source}")]
+    Object {
+        kind: &'static str,
         namespace: String,
         name: String,
         #[source]
@@ -130,6 +143,12 @@ pub fn workload_state(deployment: &Deployment, revision: &str) -> WorkloadState 
     if revision_of(deployment) != revision {
         return WorkloadState::Stopped;
     }
+    rollout_state(deployment)
+}
+
+/// Where a Deployment's rollout of the template it has stands, as [`workload_state`] reads
+/// it, whatever revision that template is.
+pub fn rollout_state(deployment: &Deployment) -> WorkloadState {
     // An unset `replicas` defaults to 1 (apps/v1 defaulting, SetDefaults_Deployment).
     let desired = deployment.spec.replicas.unwrap_or(1);
     if desired == 0 {

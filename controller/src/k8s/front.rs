@@ -12,9 +12,10 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::autoscalers::{self, Autoscalers};
+use super::config_refs;
 use super::context::Context;
 use super::deployments::{
-    revision_of, workload_state, Deployments, WorkloadError, FAILED_REVISION_ANNOTATION,
+    revision_of, rollout_state, Deployments, WorkloadError, FAILED_REVISION_ANNOTATION,
 };
 use super::manual::{ManualInput, HANDLED_ANNOTATION};
 use super::pods::canary_health;
@@ -42,6 +43,9 @@ pub struct Workloads {
     pub primaries: Primaries,
     /// The workload Deployment (`spec.canary.deployment`), which Git owns.
     pub canary: Deployment,
+    /// The ConfigMaps and Secrets its template references, as read this tick: part of its
+    /// revision.
+    pub data: config_refs::Data,
     /// The generated stable's name (`spec.stable.name`, default `<workload>-primary`).
     pub stable_name: String,
     /// The generated stable, as the API server stored it; `None` while it cannot be
@@ -157,26 +161,46 @@ impl Executor for KubeFront<'_> {
     /// Applies the workload's template, which is `revision`, to the generated stable.
     async fn promote_stable(&self, revision: &str) -> Result<(), Error> {
         let workloads = self.workloads()?;
-        let release = Release::of_workload(&workloads.canary);
+        let release = Release::of_workload(&workloads.canary, &workloads.data);
         if release.revision != revision {
             return Err(Error::Invalid(format!(
                 "the workload moved on to revision {} before {revision} reached stable",
                 release.revision
             )));
         }
-        apply_stable(self.rollout, workloads, &release).await?;
+        apply_stable(self.rollout, workloads, &release, true).await?;
         info!(revision, stable = %workloads.stable_name, "the workload's pod template applied to the generated stable");
         Ok(())
     }
 }
 
-/// Applies the generated stable for `release` (see [`primary::desired`]).
+/// Applies the generated stable for `release` (see [`primary::desired`]); with
+/// `with_copies` (a release taken from the workload now) the stable's copies of the
+/// workload's ConfigMaps and Secrets first.
 async fn apply_stable(
     rollout: &CanaryRollout,
     workloads: &Workloads,
     release: &Release,
+    with_copies: bool,
 ) -> Result<Deployment, Error> {
     let spec = &rollout.spec;
+    let invalid = |reason: String| {
+        Error::Workload(Box::new(WorkloadError::Invalid {
+            namespace: workloads.canary.namespace().unwrap_or_default(),
+            name: workloads.stable_name.clone(),
+            reason,
+        }))
+    };
+    if with_copies {
+        let namespace = workloads.canary.namespace().unwrap_or_default();
+        let copies = primary::copies(rollout, &namespace, &workloads.stable_name, &workloads.data)
+            .map_err(invalid)?;
+        workloads
+            .primaries
+            .apply_copies(&copies)
+            .await
+            .map_err(|e| Error::Workload(Box::new(e)))?;
+    }
     let stable = spec.stable.clone().unwrap_or_default();
     let replicas = primary::replicas(
         workloads.stable.as_ref(),
@@ -191,13 +215,7 @@ async fn apply_stable(
         release,
         replicas,
     )
-    .map_err(|reason| {
-        Error::Workload(Box::new(WorkloadError::Invalid {
-            namespace: workloads.canary.namespace().unwrap_or_default(),
-            name: workloads.stable_name.clone(),
-            reason,
-        }))
-    })?;
+    .map_err(invalid)?;
     workloads
         .primaries
         .apply(&workloads.stable_name, &body)
@@ -376,10 +394,14 @@ pub async fn read_workloads(
         .map_err(workload)?;
     let stable_name = spec.stable_name().unwrap_or_default();
     let stable = primaries.get(&stable_name).await.map_err(workload)?;
+    let data = primary::read_config_data(&ctx.client, canary_namespace, &canary)
+        .await
+        .map_err(workload)?;
     let mut workloads = Workloads {
         deployments,
         primaries,
         canary,
+        data,
         stable_name,
         stable,
         problem: None,
@@ -392,8 +414,8 @@ pub async fn read_workloads(
     // Without a recorded release (a lost annotation), stable keeps what it runs: only a
     // bootstrap, with no stable at all, takes the workload's template unanalysed.
     let release = recorded.clone().unwrap_or_else(|| match &workloads.stable {
-        Some(live) => Release::of_live(live),
-        None => Release::of_workload(&workloads.canary),
+        Some(live) => Release::of_live(live, &workloads.stable_name),
+        None => Release::of_workload(&workloads.canary, &workloads.data),
     });
     if let Some(live) = &workloads.stable {
         let body = primary::desired(
@@ -404,11 +426,16 @@ pub async fn read_workloads(
             &release,
             primary::replicas(Some(live), &workloads.canary, spec.canary.replicas),
         );
-        if body.is_ok_and(|body| primary::converged(live, &body, &release, rollout)) {
+        if body
+            .is_ok_and(|body| primary::converged(live, &workloads.canary, &body, &release, rollout))
+        {
             sync_autoscaler(ctx, rollout, &workloads).await;
             return Ok(workloads);
         }
-        if let Some(why) = recorded.as_ref().and_then(|r| primary::drift(live, r)) {
+        if let Some(why) = recorded
+            .as_ref()
+            .and_then(|r| primary::drift(live, &workloads.canary, r, &workloads.stable_name))
+        {
             let message = format!(
                 "stable {}: {why}; applied again (the controller owns it: change the workload instead)",
                 workloads.stable_name
@@ -435,7 +462,9 @@ pub async fn read_workloads(
         info!(stable = %workloads.stable_name, revision = %release.revision, "generating the stable Deployment");
         publish(ctx, rollout, "StableGenerated", &message, false).await;
     }
-    workloads.stable = Some(apply_stable(rollout, &workloads, &release).await?);
+    // A bootstrap takes the workload's data along: the stable's copies are made first.
+    let bootstrap = workloads.stable.is_none();
+    workloads.stable = Some(apply_stable(rollout, &workloads, &release, bootstrap).await?);
     sync_autoscaler(ctx, rollout, &workloads).await;
     Ok(workloads)
 }
@@ -571,20 +600,26 @@ pub fn release_observation(
     rollout_key: &str,
 ) -> ReleaseObservation {
     let canary = &workloads.canary;
-    let canary_revision = revision_of(canary);
+    let canary_revision = config_refs::release_revision(&revision_of(canary), &workloads.data);
     let run_revision = status
         .canary_revision
         .clone()
         .unwrap_or_else(|| canary_revision.clone());
     let stable = workloads.stable.as_ref();
+    let stable_revision =
+        stable.map(|s| primary::observed_revision(s, canary, &workloads.stable_name));
+    let stable_state = match (stable, &stable_revision) {
+        (Some(s), Some(revision)) if *revision == run_revision => rollout_state(s),
+        _ => WorkloadState::Stopped,
+    };
     let failed = stable
         .and_then(|s| s.metadata.annotations.as_ref())
         .and_then(|a| a.get(FAILED_REVISION_ANNOTATION).cloned());
     ReleaseObservation {
         rollout_key: rollout_key.to_string(),
-        canary: workload_state(canary, &canary_revision),
-        stable: stable.map_or(WorkloadState::Stopped, |s| workload_state(s, &run_revision)),
-        stable_revision: stable.map(revision_of),
+        canary: rollout_state(canary),
+        stable: stable_state,
+        stable_revision,
         canary_revision,
         recorded: RecordedRevisions {
             promoted: stable.and_then(Release::recorded_on).map(|r| r.revision),

@@ -6,6 +6,7 @@ pub mod approve;
 pub mod autoscalers;
 pub mod backoff;
 pub mod batch;
+pub mod config_refs;
 pub mod context;
 pub mod deployments;
 pub mod finalizer;

@@ -24,12 +24,16 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{json, Value};
 
+use super::config_refs;
 use super::deployments::{revision_of, WorkloadError, ANNOTATION_PREFIX, REVISION_ANNOTATION};
 use crate::crd::CanaryRollout;
 use crate::field_managers;
 
 /// On the generated stable: the pod template of the promoted revision, as the workload had it.
 pub const TEMPLATE_ANNOTATION: &str = "stickycanary.dev/template";
+/// On the generated stable's pod template, when it references ConfigMaps or Secrets: the
+/// release (template and data) it runs.
+pub const RELEASE_ANNOTATION: &str = "stickycanary.dev/release";
 /// On the generated stable: the CanaryRollout that generated it.
 pub const ROLLOUT_LABEL: &str = "stickycanary.dev/rollout";
 
@@ -41,7 +45,9 @@ const WORKLOAD_SETTINGS: [&str; 4] = [
     "revisionHistoryLimit",
 ];
 
-/// What the generated stable must run: a workload's pod template and its revision.
+/// What the generated stable must run: a workload's pod template (referencing the
+/// workload's ConfigMaps and Secrets, as the workload has it) and its revision (the
+/// template's and the referenced data's, see [`config_refs::release_revision`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Release {
     pub template: Value,
@@ -49,19 +55,23 @@ pub struct Release {
 }
 
 impl Release {
-    /// The workload's template now (a bootstrap, a promotion or an undone promotion).
-    pub fn of_workload(workload: &Deployment) -> Self {
+    /// The workload's template now, with the data it references (a bootstrap, a promotion
+    /// or an undone promotion).
+    pub fn of_workload(workload: &Deployment, data: &config_refs::Data) -> Self {
         Release {
             template: serde_json::to_value(&workload.spec.template).unwrap_or(Value::Null),
-            revision: revision_of(workload),
+            revision: config_refs::release_revision(&revision_of(workload), data),
         }
     }
 
-    /// What the generated stable runs now, when its record is lost: its own template and
-    /// revision (never the workload's, which may be a run not yet analysed).
-    pub fn of_live(primary: &Deployment) -> Self {
+    /// What the generated stable runs now, when its record is lost: its own template (its
+    /// references pointed back at the originals) and the live template's revision (never
+    /// the workload's, which may be a run not yet analysed).
+    pub fn of_live(primary: &Deployment, stable_name: &str) -> Self {
+        let mut template = serde_json::to_value(&primary.spec.template).unwrap_or(Value::Null);
+        config_refs::unrename(&mut template, stable_name);
         Release {
-            template: serde_json::to_value(&primary.spec.template).unwrap_or(Value::Null),
+            template,
             revision: revision_of(primary),
         }
     }
@@ -74,6 +84,69 @@ impl Release {
         let revision = annotations.get(REVISION_ANNOTATION)?.clone();
         Some(Release { template, revision })
     }
+
+    /// The template the generated stable runs for this release: every ConfigMap and Secret
+    /// reference pointed at the stable's copy.
+    pub fn rendered(&self, stable_name: &str) -> Value {
+        let mut template = self.template.clone();
+        config_refs::rename(&mut template, stable_name);
+        template
+    }
+}
+
+/// The revision of the pod template the generated stable has when it runs `release`
+/// unchanged (the selector labels, which `podLabels` sets, are not part of a revision).
+pub fn rendered_revision(workload: &Deployment, release: &Release, stable_name: &str) -> String {
+    let mut rendered = workload.clone();
+    match serde_json::from_value(release.rendered(stable_name)) {
+        Ok(template) => rendered.spec.template = template,
+        Err(_) => return String::new(),
+    }
+    revision_of(&rendered)
+}
+
+/// The release the generated stable runs, as observed: the recorded one while its template
+/// is what that release renders to, else its live template's own revision (drifted).
+pub fn observed_revision(primary: &Deployment, workload: &Deployment, stable_name: &str) -> String {
+    let live = revision_of(primary);
+    match Release::recorded_on(primary) {
+        Some(recorded) if rendered_revision(workload, &recorded, stable_name) == live => {
+            recorded.revision
+        }
+        _ => live,
+    }
+}
+
+/// The generated stable's copy of each referenced object that exists, as apply bodies.
+pub fn copies(
+    rollout: &CanaryRollout,
+    namespace: &str,
+    stable_name: &str,
+    data: &config_refs::Data,
+) -> Result<Vec<(config_refs::Kind, String, Value)>, String> {
+    let owner = rollout
+        .controller_owner_ref(&())
+        .ok_or("the CanaryRollout has no uid yet")?;
+    Ok(data
+        .iter()
+        .filter_map(|((kind, source), payload)| {
+            let name = config_refs::copy_name(stable_name, source);
+            let mut body = json!({
+                "apiVersion": "v1",
+                "kind": kind.as_str(),
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": {ROLLOUT_LABEL: rollout.name_any()},
+                    "ownerReferences": [owner.clone()],
+                },
+            });
+            for (key, value) in payload.as_ref()?.as_object()? {
+                body[key] = value.clone();
+            }
+            Some((*kind, name, body))
+        })
+        .collect())
 }
 
 /// The apply body of the generated stable `name` for `release`, with `replicas`.
@@ -86,8 +159,14 @@ pub fn desired(
     replicas: i32,
 ) -> Result<Value, String> {
     let selector = selector(workload, pod_labels);
-    let mut template = release.template.clone();
+    let mut template = release.rendered(name);
     relabel(&mut template, pod_labels)?;
+    if !config_refs::references(&release.template).is_empty() {
+        // The copies keep their names from release to release: a release that changes only
+        // their data changes this, so that stable's pods restart on it.
+        template["metadata"]["annotations"][RELEASE_ANNOTATION] =
+            Value::from(release.revision.clone());
+    }
     let owner = rollout
         .controller_owner_ref(&())
         .ok_or("the CanaryRollout has no uid yet")?;
@@ -164,12 +243,17 @@ fn relabel(template: &mut Value, pod_labels: &BTreeMap<String, String>) -> Resul
 
 /// Why the generated stable does not hold `expected` any more, when another writer changed
 /// its template (the apply that follows takes it back).
-pub fn drift(primary: &Deployment, expected: &Release) -> Option<String> {
+pub fn drift(
+    primary: &Deployment,
+    workload: &Deployment,
+    expected: &Release,
+    stable_name: &str,
+) -> Option<String> {
     let live = revision_of(primary);
-    (live != expected.revision).then(|| {
+    let wanted = rendered_revision(workload, expected, stable_name);
+    (live != wanted).then(|| {
         format!(
-            "its pod template was changed outside the controller (revision {live}, expected {})",
-            expected.revision
+            "its pod template was changed outside the controller (revision {live}, expected {wanted})"
         )
     })
 }
@@ -183,16 +267,50 @@ pub fn replicas(primary: Option<&Deployment>, workload: &Deployment, run_replica
         .unwrap_or(run_replicas.max(1))
 }
 
+/// The ConfigMaps and Secrets `workload`'s template references, as they are now (`None`
+/// for one that does not exist: its pods would not start either, unless it is optional).
+pub async fn read_config_data(
+    client: &Client,
+    namespace: &str,
+    workload: &Deployment,
+) -> Result<config_refs::Data, WorkloadError> {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    let template = serde_json::to_value(&workload.spec.template).unwrap_or(Value::Null);
+    let mut data = config_refs::Data::new();
+    for (kind, name) in config_refs::references(&template) {
+        let object = match kind {
+            config_refs::Kind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), namespace)
+                .get_opt(&name)
+                .await
+                .map(|o| o.and_then(|o| serde_json::to_value(o).ok())),
+            config_refs::Kind::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
+                .get_opt(&name)
+                .await
+                .map(|o| o.and_then(|o| serde_json::to_value(o).ok())),
+        };
+        let object = object.map_err(|source| WorkloadError::Object {
+            kind: kind.as_str(),
+            namespace: namespace.to_string(),
+            name: name.clone(),
+            source,
+        })?;
+        data.insert((kind, name), object.map(|o| config_refs::payload(kind, &o)));
+    }
+    Ok(data)
+}
+
 /// The generated stable's API in one namespace, under the controller's field manager.
 pub struct Primaries {
     api: Api<Deployment>,
+    client: Client,
     namespace: String,
 }
 
 impl Primaries {
     pub fn new(client: Client, namespace: &str) -> Self {
         Primaries {
-            api: Api::namespaced(client, namespace),
+            api: Api::namespaced(client.clone(), namespace),
+            client,
             namespace: namespace.to_string(),
         }
     }
@@ -221,6 +339,40 @@ impl Primaries {
             .patch(name, &params, &Patch::Apply(body))
             .await
             .map_err(|e| self.error(name, e))
+    }
+
+    /// Applies the stable's copies of the referenced ConfigMaps and Secrets (before the
+    /// stable itself, so its new pods find them).
+    pub async fn apply_copies(
+        &self,
+        copies: &[(config_refs::Kind, String, Value)],
+    ) -> Result<(), WorkloadError> {
+        let client = &self.client;
+        use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+        let params = PatchParams::apply(field_managers::CONTROLLER).force();
+        for (kind, name, body) in copies {
+            let result = match kind {
+                config_refs::Kind::ConfigMap => {
+                    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &self.namespace);
+                    api.patch(name, &params, &Patch::Apply(body))
+                        .await
+                        .map(|_| ())
+                }
+                config_refs::Kind::Secret => {
+                    let api: Api<Secret> = Api::namespaced(client.clone(), &self.namespace);
+                    api.patch(name, &params, &Patch::Apply(body))
+                        .await
+                        .map(|_| ())
+                }
+            };
+            result.map_err(|source| WorkloadError::Object {
+                kind: kind.as_str(),
+                namespace: self.namespace.clone(),
+                name: name.clone(),
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     /// Removes the ownerReferences (a merge patch sets the list whole): the garbage
@@ -262,10 +414,12 @@ fn is_owned_by(primary: &Deployment, rollout: &CanaryRollout) -> bool {
 /// (Everything else in `body` comes from the workload's spec or was read from this object.)
 pub fn converged(
     primary: &Deployment,
+    workload: &Deployment,
     body: &Value,
     release: &Release,
     rollout: &CanaryRollout,
 ) -> bool {
+    let stable_name = primary.name_any();
     let recorded = Release::recorded_on(primary);
     let labels_of = |path: &str| {
         body.pointer(path)
@@ -292,7 +446,7 @@ pub fn converged(
         .filter_map(|key| Some((key, body.pointer(&format!("/spec/{key}"))?)))
         .all(|(key, wanted)| live_spec.get(*key) == Some(wanted));
     recorded.as_ref() == Some(release)
-        && drift(primary, release).is_none()
+        && drift(primary, workload, release, &stable_name).is_none()
         && is_owned_by(primary, rollout)
         && primary.labels().get(ROLLOUT_LABEL) == Some(&rollout.name_any())
         && pod_labels_hold
