@@ -429,4 +429,5 @@ pub fn forget(ctx: &Context, namespace: &str, name: &str, key: &str) {
         ticks.remove(key);
     }
     ctx.backoff.reset(key);
+    ctx.wakes.forget(key);
 }

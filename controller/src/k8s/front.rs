@@ -397,6 +397,8 @@ pub async fn read_workloads(
     let data = primary::read_config_data(&ctx.client, canary_namespace, &canary)
         .await
         .map_err(workload)?;
+    let key = format!("{namespace}/{}", rollout.name_any());
+    ctx.wakes.saw(key, revision_of(&canary));
     let mut workloads = Workloads {
         deployments,
         primaries,

@@ -153,7 +153,8 @@ pub fn controller(
         deployments,
         watcher::Config::default().any_semantic(),
         move |deployment| {
-            let woken = watch::rollouts_to_wake(&store.state(), &deployment);
+            let woken =
+                watch::rollouts_to_wake(&store.state(), &deployment, |key| context.wakes.seen(key));
             for rollout in &woken {
                 let namespace = rollout.namespace.clone().unwrap_or_default();
                 context.wakes.mark(format!("{namespace}/{}", rollout.name));

@@ -12,7 +12,7 @@
 //! throttle. A missed watch event costs nothing but time: each periodic tick reads the
 //! Deployments anyway.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -22,28 +22,59 @@ use kube::ResourceExt;
 use super::deployments::revision_of;
 use crate::crd::CanaryRollout;
 
-/// Rollouts a Deployment watch event woke, by `namespace/name`, until their next reconcile.
+/// Rollouts a Deployment watch event woke, by `namespace/name`, until their next reconcile;
+/// and the workload template revision each rollout's last tick saw.
 #[derive(Debug, Default)]
-pub struct Wakes(Mutex<HashSet<String>>);
+pub struct Wakes {
+    woken: Mutex<HashSet<String>>,
+    seen: Mutex<HashMap<String, String>>,
+}
 
 impl Wakes {
     pub fn mark(&self, key: String) {
-        if let Ok(mut keys) = self.0.lock() {
+        if let Ok(mut keys) = self.woken.lock() {
             keys.insert(key);
         }
     }
 
     /// Whether `key` was woken since its last reconcile (and forgets it).
     pub fn take(&self, key: &str) -> bool {
-        self.0.lock().is_ok_and(|mut keys| keys.remove(key))
+        self.woken.lock().is_ok_and(|mut keys| keys.remove(key))
+    }
+
+    /// Records the workload's template revision a tick of rollout `key` saw. (A revision
+    /// that covers referenced ConfigMaps and Secrets is not the template's, so the status
+    /// cannot tell the watch whether the template is new.)
+    pub fn saw(&self, key: String, template_revision: String) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(key, template_revision);
+        }
+    }
+
+    /// The template revision rollout `key`'s last tick saw, if one did since the start.
+    pub fn seen(&self, key: &str) -> Option<String> {
+        self.seen
+            .lock()
+            .ok()
+            .and_then(|seen| seen.get(key).cloned())
+    }
+
+    /// Forgets a deleted rollout.
+    pub fn forget(&self, key: &str) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.remove(key);
+        }
+        self.take(key);
     }
 }
 
-/// The rollouts `deployment` is the canary of, whose status has not seen its revision: a
-/// new revision (or the first one) for them to start on.
+/// The rollouts `deployment` is the canary of, which have not seen its template yet (the
+/// template revision `seen` says their last tick saw, else the status's revision): a new
+/// revision (or the first one) for them to start on.
 pub fn rollouts_to_wake(
     rollouts: &[Arc<CanaryRollout>],
     deployment: &Deployment,
+    seen: impl Fn(&str) -> Option<String>,
 ) -> Vec<ObjectRef<CanaryRollout>> {
     let name = deployment.name_any();
     let namespace = deployment.namespace();
@@ -62,11 +93,18 @@ pub fn rollouts_to_wake(
         })
         .filter(|rollout| {
             let revision = revision.get_or_insert_with(|| revision_of(deployment));
-            let recorded = rollout
-                .status
-                .as_ref()
-                .and_then(|s| s.canary_revision.as_deref());
-            recorded != Some(revision.as_str())
+            let key = format!(
+                "{}/{}",
+                rollout.namespace().unwrap_or_default(),
+                rollout.name_any()
+            );
+            let recorded = seen(&key).or_else(|| {
+                rollout
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.canary_revision.clone())
+            });
+            recorded.as_deref() != Some(revision.as_str())
         })
         .map(|rollout| ObjectRef::from_obj(rollout.as_ref()))
         .collect()
@@ -82,7 +120,7 @@ mod tests {
             "apiVersion": "stickycanary.dev/v1alpha1", "kind": "CanaryRollout",
             "metadata": {"name": name, "namespace": "shop"},
             "spec": {"wasmPlugin": {"name": "p"}, "canary": {"deployment": canary},
-                     "stable": {"deployment": "checkout-stable"},
+                     "stable": {},
                      "stages": [{"weight": 100}]}
         });
         if let Some(revision) = recorded {
@@ -109,7 +147,7 @@ mod tests {
             rollout("checkout", "checkout-canary", Some(&seen)),
             rollout("other", "other-canary", Some(&seen)),
         ];
-        let woken = rollouts_to_wake(&rollouts, &v2);
+        let woken = rollouts_to_wake(&rollouts, &v2, |_| None);
         assert_eq!(woken.len(), 1);
         assert_eq!(woken[0].name, "checkout");
     }
@@ -123,7 +161,30 @@ mod tests {
             "checkout-canary",
             Some(&revision_of(&v1)),
         )];
-        assert!(rollouts_to_wake(&rollouts, &v1).is_empty());
+        assert!(rollouts_to_wake(&rollouts, &v1, |_| None).is_empty());
+    }
+
+    #[test]
+    fn with_referenced_config_the_template_seen_by_the_last_tick_decides() {
+        // The status holds a release revision (template and ConfigMap data), never equal
+        // to the template's own: the template the last tick saw says whether it is new.
+        let v1 = deployment("app:v1");
+        let rollouts = vec![rollout(
+            "checkout",
+            "checkout-canary",
+            Some("release-of-v1"),
+        )];
+        let saw_v1 = |key: &str| (key == "shop/checkout").then(|| revision_of(&v1));
+        assert!(rollouts_to_wake(&rollouts, &v1, saw_v1).is_empty());
+        assert_eq!(
+            rollouts_to_wake(&rollouts, &deployment("app:v2"), saw_v1).len(),
+            1
+        );
+        let wakes = Wakes::default();
+        wakes.saw("shop/checkout".into(), "t1".into());
+        assert_eq!(wakes.seen("shop/checkout").as_deref(), Some("t1"));
+        wakes.forget("shop/checkout");
+        assert_eq!(wakes.seen("shop/checkout"), None);
     }
 
     #[test]
