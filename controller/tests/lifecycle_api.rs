@@ -1332,7 +1332,7 @@ async fn a_canary_deployment_on_a_new_revision_wakes_its_rollout_before_the_inte
         .insert("shop/checkout".to_string(), std::time::Instant::now());
     let controller = stickycanary::k8s::controller(
         kube::Api::namespaced(client.clone(), "shop"),
-        stickycanary::k8s::deployments_api(client.clone(), Some("shop")),
+        watched(&client),
         ctx.clone(),
     )
     .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
@@ -1364,6 +1364,16 @@ async fn a_canary_deployment_on_a_new_revision_wakes_its_rollout_before_the_inte
     assert_eq!(started, Ok(true), "the run started within seconds");
     assert_eq!(api.get(CANARY_PATH).unwrap()["spec"]["replicas"], 1);
     api.finish().await;
+}
+
+/// What the controller watches besides rollouts, in namespace `shop`.
+fn watched(client: &Client) -> stickycanary::k8s::Watched {
+    use stickycanary::k8s::watched_api;
+    stickycanary::k8s::Watched {
+        deployments: watched_api(client.clone(), Some("shop")),
+        config_maps: watched_api(client.clone(), Some("shop")),
+        secrets: watched_api(client.clone(), Some("shop")),
+    }
 }
 
 /// A rollout being deleted just now (our finalizer only) with `extra_spec`, whose run is in
@@ -2350,6 +2360,70 @@ async fn a_config_map_change_is_a_release_and_stable_keeps_its_own_copy_of_the_d
     assert_eq!(
         api.get(CONFIG_PATH).unwrap()["data"],
         json!({"FLAVOUR": "sour"})
+    );
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn a_referenced_config_map_change_wakes_its_rollout_before_the_interval() {
+    use futures::StreamExt;
+    let (client, api) = FakeApi::start();
+    let mut object = rollout(json!({"analysis": {"interval": "1h"}}));
+    object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
+    api.insert(ROLLOUT_PATH, object);
+    api.insert(PLUGIN_PATH, plugin(0.0));
+    api.insert(CANARY_PATH, workload_with_config("shop/checkout:v1", 0));
+    api.insert(CONFIG_PATH, config_map("sweet"));
+    let ctx = context(client.clone());
+    // The bootstrap (the stable and its copy), then Initialized: waiting for a release, ticked
+    // just now: without the ConfigMap watch nothing would happen for an hour.
+    reconcile_once(&api, &ctx).await.unwrap();
+    mark_rolled_out(&api, STABLE_PATH);
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(status_of(&api)["phase"], "Initialized");
+    ctx.last_tick
+        .lock()
+        .unwrap()
+        .insert("shop/checkout".to_string(), std::time::Instant::now());
+    let controller = stickycanary::k8s::controller(
+        kube::Api::namespaced(client.clone(), "shop"),
+        watched(&client),
+        ctx.clone(),
+    )
+    .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+    .for_each(|_| std::future::ready(()));
+    let config_maps = "/api/v1/namespaces/shop/configmaps";
+    let rollouts = "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts";
+    let started = tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::pin!(controller);
+        let mut changed = false;
+        loop {
+            tokio::select! {
+                () = &mut controller => return false,
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+            if !changed && api.watching(config_maps) && api.watching(rollouts) {
+                // Git changes the ConfigMap only; the workload's template is the same.
+                api.modify(CONFIG_PATH, config_map("sour"));
+                changed = true;
+            }
+            if status_of(&api)["phase"] == "ScalingUp" {
+                return true;
+            }
+        }
+    })
+    .await;
+    assert_eq!(started, Ok(true), "the run started within seconds");
+    // The watch asked for metadata only: no ConfigMap data reaches the controller through it.
+    let watch = api
+        .seen()
+        .into_iter()
+        .find(|s| s.path == config_maps && s.attributes.verb == "watch")
+        .expect("a ConfigMap watch");
+    assert!(
+        watch.accept.contains("as=PartialObjectMetadata"),
+        "{}",
+        watch.accept
     );
     api.finish().await;
 }

@@ -398,7 +398,8 @@ pub async fn read_workloads(
         .await
         .map_err(workload)?;
     let key = format!("{namespace}/{}", rollout.name_any());
-    ctx.wakes.saw(key, revision_of(&canary));
+    ctx.wakes.saw(key.clone(), revision_of(&canary));
+    ctx.wakes.saw_refs(key, data.keys().cloned().collect());
     let mut workloads = Workloads {
         deployments,
         primaries,

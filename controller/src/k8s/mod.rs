@@ -28,9 +28,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
+
+use config_refs::Kind;
 use kube::Client;
 
 use crate::cli::ControllerArgs;
@@ -118,8 +123,13 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     tracing::info!(%identity, "controller started");
 
     let forgetting = context.clone();
-    let deployments = deployments_api(client.clone(), args.namespace.as_deref());
-    controller(rollouts, deployments, context.clone())
+    let namespace = args.namespace.as_deref();
+    let watched = Watched {
+        deployments: watched_api(client.clone(), namespace),
+        config_maps: watched_api(client.clone(), namespace),
+        secrets: watched_api(client.clone(), namespace),
+    };
+    controller(rollouts, watched, context.clone())
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, context)
         .for_each(|result| {
@@ -140,34 +150,76 @@ pub async fn run(args: ControllerArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// The Controller over `rollouts`, also watching `deployments`: a canary Deployment on a
-/// revision its rollout has not seen wakes that rollout (see [`watch`]).
+/// What the Controller watches besides CanaryRollouts (see [`watch`]), in the watched
+/// namespace or all of them (the chart grants `list` and `watch` on each where it grants the
+/// CanaryRollout watch). ConfigMaps and Secrets by their metadata only: an
+/// `Api<PartialObjectMeta<_>>` makes metadata-only requests, so their data never reaches the
+/// controller through the watch.
+pub struct Watched {
+    pub deployments: Api<Deployment>,
+    pub config_maps: Api<PartialObjectMeta<ConfigMap>>,
+    pub secrets: Api<PartialObjectMeta<Secret>>,
+}
+
+/// The Controller over `rollouts`, also watching Deployments, ConfigMaps and Secrets: a
+/// workload on a template its rollout has not seen, or a ConfigMap or Secret its template
+/// references, wakes that rollout (see [`watch`]).
 pub fn controller(
     rollouts: Api<CanaryRollout>,
-    deployments: Api<Deployment>,
+    watched: Watched,
     context: Arc<reconcile::Context>,
 ) -> Controller<CanaryRollout> {
     let controller = Controller::new(rollouts, watcher::Config::default().any_semantic());
     let store = controller.store();
-    controller.watches(
-        deployments,
-        watcher::Config::default().any_semantic(),
-        move |deployment| {
-            let woken =
-                watch::rollouts_to_wake(&store.state(), &deployment, |key| context.wakes.seen(key));
-            for rollout in &woken {
-                let namespace = rollout.namespace.clone().unwrap_or_default();
-                context.wakes.mark(format!("{namespace}/{}", rollout.name));
-            }
+    let (deployment_store, deployment_context) = (store.clone(), context.clone());
+    let config_maps = config_mapper(Kind::ConfigMap, &store, &context);
+    let secrets = config_mapper(Kind::Secret, &store, &context);
+    let config = || watcher::Config::default().any_semantic();
+    controller
+        .watches(watched.deployments, config(), move |deployment| {
+            let woken = watch::rollouts_to_wake(&deployment_store.state(), &deployment, |key| {
+                deployment_context.wakes.seen(key)
+            });
+            mark(&deployment_context, &woken);
             woken
-        },
-    )
+        })
+        .watches(watched.config_maps, config(), config_maps)
+        .watches(watched.secrets, config(), secrets)
 }
 
-/// The Deployments the controller watches (see [`watch`]): those of the watched namespace,
-/// or of all namespaces (the chart grants `list` and `watch` on deployments where it grants
-/// the CanaryRollout watch).
-pub fn deployments_api(client: Client, namespace: Option<&str>) -> Api<Deployment> {
+/// Marks `woken` in the context, so their next reconcile ticks at once.
+fn mark(context: &reconcile::Context, woken: &[ObjectRef<CanaryRollout>]) {
+    for rollout in woken {
+        let namespace = rollout.namespace.clone().unwrap_or_default();
+        context.wakes.mark(format!("{namespace}/{}", rollout.name));
+    }
+}
+
+/// Maps a ConfigMap's or Secret's metadata to the rollouts whose workload references it.
+fn config_mapper<K>(
+    kind: Kind,
+    store: &kube::runtime::reflector::Store<CanaryRollout>,
+    context: &Arc<reconcile::Context>,
+) -> impl Fn(PartialObjectMeta<K>) -> Vec<ObjectRef<CanaryRollout>> + Send + Sync + 'static {
+    let (store, context) = (store.clone(), context.clone());
+    move |object: PartialObjectMeta<K>| {
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let woken = watch::rollouts_referencing(
+            &store.state(),
+            object.metadata.namespace.as_deref(),
+            |key| context.wakes.references(key, kind, &name),
+        );
+        mark(&context, &woken);
+        woken
+    }
+}
+
+/// One kind of object the controller watches, in the watched namespace or in all.
+pub fn watched_api<K>(client: Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
     match namespace {
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),

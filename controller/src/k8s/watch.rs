@@ -19,6 +19,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 
+use super::config_refs::{Kind, Refs};
 use super::deployments::revision_of;
 use crate::crd::CanaryRollout;
 
@@ -28,6 +29,8 @@ use crate::crd::CanaryRollout;
 pub struct Wakes {
     woken: Mutex<HashSet<String>>,
     seen: Mutex<HashMap<String, String>>,
+    /// The ConfigMaps and Secrets each rollout's workload referenced at its last tick.
+    refs: Mutex<HashMap<String, Refs>>,
 }
 
 impl Wakes {
@@ -59,10 +62,28 @@ impl Wakes {
             .and_then(|seen| seen.get(key).cloned())
     }
 
+    /// Records the ConfigMaps and Secrets the workload of rollout `key` references.
+    pub fn saw_refs(&self, key: String, refs: Refs) {
+        if let Ok(mut all) = self.refs.lock() {
+            all.insert(key, refs);
+        }
+    }
+
+    /// Whether the workload of rollout `key` referenced `kind` `name` at its last tick.
+    pub fn references(&self, key: &str, kind: Kind, name: &str) -> bool {
+        self.refs.lock().is_ok_and(|all| {
+            all.get(key)
+                .is_some_and(|refs| refs.contains(&(kind, name.to_string())))
+        })
+    }
+
     /// Forgets a deleted rollout.
     pub fn forget(&self, key: &str) {
         if let Ok(mut seen) = self.seen.lock() {
             seen.remove(key);
+        }
+        if let Ok(mut refs) = self.refs.lock() {
+            refs.remove(key);
         }
         self.take(key);
     }
@@ -105,6 +126,38 @@ pub fn rollouts_to_wake(
                     .and_then(|s| s.canary_revision.clone())
             });
             recorded.as_deref() != Some(revision.as_str())
+        })
+        .map(|rollout| ObjectRef::from_obj(rollout.as_ref()))
+        .collect()
+}
+
+/// The rollouts (in `namespace`) whose workload referenced the ConfigMap or Secret `name`
+/// at their last tick: a change of its data may be a release. Our own copies are named
+/// after the stable, never referenced by a workload, and wake nothing.
+pub fn rollouts_referencing(
+    rollouts: &[Arc<CanaryRollout>],
+    namespace: Option<&str>,
+    references: impl Fn(&str) -> bool,
+) -> Vec<ObjectRef<CanaryRollout>> {
+    rollouts
+        .iter()
+        .filter(|rollout| rollout.spec.stable.is_some())
+        .filter(|rollout| {
+            let workload_namespace = rollout
+                .spec
+                .canary
+                .namespace
+                .clone()
+                .or_else(|| rollout.namespace());
+            workload_namespace.as_deref() == namespace
+        })
+        .filter(|rollout| {
+            let key = format!(
+                "{}/{}",
+                rollout.namespace().unwrap_or_default(),
+                rollout.name_any()
+            );
+            references(&key)
         })
         .map(|rollout| ObjectRef::from_obj(rollout.as_ref()))
         .collect()
@@ -185,6 +238,33 @@ mod tests {
         assert_eq!(wakes.seen("shop/checkout").as_deref(), Some("t1"));
         wakes.forget("shop/checkout");
         assert_eq!(wakes.seen("shop/checkout"), None);
+    }
+
+    #[test]
+    fn a_config_map_wakes_only_the_rollouts_whose_workload_references_it() {
+        let rollouts = vec![
+            rollout("checkout", "checkout-canary", Some("r")),
+            rollout("other", "other-canary", Some("r")),
+        ];
+        let wakes = Wakes::default();
+        wakes.saw_refs(
+            "shop/checkout".into(),
+            Refs::from([(Kind::ConfigMap, "checkout-config".to_string())]),
+        );
+        let woken = rollouts_referencing(&rollouts, Some("shop"), |key| {
+            wakes.references(key, Kind::ConfigMap, "checkout-config")
+        });
+        assert_eq!(woken.len(), 1);
+        assert_eq!(woken[0].name, "checkout");
+        // A Secret of that name, or the same ConfigMap name in another namespace: nothing.
+        assert!(rollouts_referencing(&rollouts, Some("shop"), |key| {
+            wakes.references(key, Kind::Secret, "checkout-config")
+        })
+        .is_empty());
+        assert!(rollouts_referencing(&rollouts, Some("other"), |key| {
+            wakes.references(key, Kind::ConfigMap, "checkout-config")
+        })
+        .is_empty());
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Seen {
     pub path: String,
     pub query: String,
     pub content_type: String,
+    /// The `Accept` header (a metadata-only request asks for `as=PartialObjectMetadata`).
+    pub accept: String,
     pub body: Value,
     pub attributes: Attributes,
     /// The `User-Agent` header (the API server names a write's field manager after it
@@ -173,6 +175,7 @@ async fn receive(
     };
     let seen = Seen {
         content_type: header(http::header::CONTENT_TYPE),
+        accept: header(http::header::ACCEPT),
         user_agent: header(http::header::USER_AGENT),
         method: parts.method,
         path,
@@ -317,7 +320,7 @@ pub struct Store {
     held: Vec<Responder>,
     /// Open watches: the collection path watched, and the response that will carry the
     /// next change under it (see [`FakeApi::modify`]).
-    watches: Vec<(String, Responder)>,
+    watches: Vec<(String, bool, Responder)>,
 }
 
 /// The time the fake API server writes into `metadata.creationTimestamp`.
@@ -384,12 +387,22 @@ impl Store {
                     .iter()
                     .filter(|(k, _)| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
                     .filter(|(_, v)| selector.as_deref().is_none_or(|s| labels_match(v, s)))
-                    .map(|(_, v)| v.clone())
+                    .map(|(_, v)| {
+                        if seen.metadata_only() {
+                            partial_metadata(v)
+                        } else {
+                            v.clone()
+                        }
+                    })
                     .collect();
                 let rv = self.resource_version.to_string();
                 (
                     StatusCode::OK,
-                    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": rv}, "items": items}),
+                    if seen.metadata_only() {
+                        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {"resourceVersion": rv}, "items": items})
+                    } else {
+                        json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": rv}, "items": items})
+                    },
                 )
             }
             "create" => {
@@ -453,6 +466,14 @@ impl Store {
 }
 
 impl Seen {
+    /// Whether the client asked for metadata only (`Accept:
+    /// application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1`, what kube-rs sends for an
+    /// `Api<PartialObjectMeta<_>>`): the API server then answers with `PartialObjectMetadata`
+    /// objects (apiserver `handlers/response.go`, `asPartialObjectMetadata`).
+    pub fn metadata_only(&self) -> bool {
+        self.accept.contains("as=PartialObjectMetadata")
+    }
+
     /// A query parameter's value (the client's values here need no percent-decoding).
     pub fn param(&self, name: &str) -> Option<String> {
         self.query.split('&').find_map(|pair| {
@@ -887,7 +908,9 @@ fn serve(
             // Watches are held open with nothing to say, as on a quiet cluster, until
             // `FakeApi::modify` changes an object they watch.
             if seen.attributes.verb == "watch" {
-                store.watches.push((seen.path.clone(), send));
+                store
+                    .watches
+                    .push((seen.path.clone(), seen.metadata_only(), send));
                 continue;
             }
             let fault = store.fault_for(&seen.attributes);
@@ -970,15 +993,20 @@ impl FakeApi {
             None => collection.to_string(),
         };
         let watches = std::mem::take(&mut store.watches);
-        for (watched, send) in watches {
+        for (watched, metadata_only, send) in watches {
             if watched == collection || watched == across_namespaces {
+                let object = if metadata_only {
+                    partial_metadata(&object)
+                } else {
+                    object.clone()
+                };
                 respond(
                     send,
                     StatusCode::OK,
                     &json!({"type": "MODIFIED", "object": object}),
                 );
             } else {
-                store.watches.push((watched, send));
+                store.watches.push((watched, metadata_only, send));
             }
         }
     }
@@ -990,7 +1018,7 @@ impl FakeApi {
             .unwrap()
             .watches
             .iter()
-            .any(|(watched, _)| watched == path)
+            .any(|(watched, _, _)| watched == path)
     }
 
     pub fn get(&self, path: &str) -> Option<Value> {
@@ -1069,4 +1097,13 @@ fn percent_decode(value: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An object as a metadata-only request returns it: its metadata, nothing of its spec or data.
+fn partial_metadata(object: &Value) -> Value {
+    json!({
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadata",
+        "metadata": object.get("metadata").cloned().unwrap_or(Value::Null),
+    })
 }
