@@ -410,9 +410,20 @@ pub async fn read_workloads(
         problem: None,
     };
     workloads.problem = stable_problem(rollout, &workloads);
-    if workloads.problem.is_some() {
-        return Ok(workloads);
+    if workloads.problem.is_none() {
+        converge_stable(ctx, rollout, &mut workloads).await?;
     }
+    Ok(workloads)
+}
+
+/// Applies the generated stable when it is missing (the bootstrap) or differs from what its
+/// recorded release must be (a repaired drift), then its autoscaler's copy.
+async fn converge_stable(
+    ctx: &Context,
+    rollout: &CanaryRollout,
+    workloads: &mut Workloads,
+) -> Result<(), Error> {
+    let spec = &rollout.spec;
     let recorded = workloads.stable.as_ref().and_then(Release::recorded_on);
     // Without a recorded release (a lost annotation), stable keeps what it runs: only a
     // bootstrap, with no stable at all, takes the workload's template unanalysed.
@@ -432,8 +443,8 @@ pub async fn read_workloads(
         if body
             .is_ok_and(|body| primary::converged(live, &workloads.canary, &body, &release, rollout))
         {
-            sync_autoscaler(ctx, rollout, &workloads).await;
-            return Ok(workloads);
+            sync_autoscaler(ctx, rollout, workloads).await;
+            return Ok(());
         }
         if let Some(why) = recorded
             .as_ref()
@@ -454,9 +465,9 @@ pub async fn read_workloads(
             .await;
         }
     } else {
-        if let Some(problem) = renamed_stable(ctx, rollout, &workloads).await? {
+        if let Some(problem) = renamed_stable(ctx, rollout, workloads).await? {
             workloads.problem = Some(problem);
-            return Ok(workloads);
+            return Ok(());
         }
         let message = format!(
             "stable {} generated from {} (revision {}): it takes every user once it is rolled out",
@@ -467,9 +478,9 @@ pub async fn read_workloads(
     }
     // A bootstrap takes the workload's data along: the stable's copies are made first.
     let bootstrap = workloads.stable.is_none();
-    workloads.stable = Some(apply_stable(rollout, &workloads, &release, bootstrap).await?);
-    sync_autoscaler(ctx, rollout, &workloads).await;
-    Ok(workloads)
+    workloads.stable = Some(apply_stable(rollout, workloads, &release, bootstrap).await?);
+    sync_autoscaler(ctx, rollout, workloads).await;
+    Ok(())
 }
 
 /// Keeps the generated stable's copy of the workload's autoscaler (see
