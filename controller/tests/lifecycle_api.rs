@@ -1305,7 +1305,6 @@ async fn a_rollback_records_the_failed_revision_on_the_generated_stable_and_its_
 
 #[tokio::test]
 async fn a_canary_deployment_on_a_new_revision_wakes_its_rollout_before_the_interval() {
-    use futures::StreamExt;
     let (client, api) = FakeApi::start();
     seed(
         &api,
@@ -1326,39 +1325,12 @@ async fn a_canary_deployment_on_a_new_revision_wakes_its_rollout_before_the_inte
         "canaryRevision": v1, "stableRevision": v1, "observedGeneration": 1});
     api.insert(ROLLOUT_PATH, object);
     let ctx = context(client.clone());
-    ctx.last_tick
-        .lock()
-        .unwrap()
-        .insert("shop/checkout".to_string(), std::time::Instant::now());
-    let controller = stickycanary::k8s::controller(
-        kube::Api::namespaced(client.clone(), "shop"),
-        watched(&client),
-        ctx.clone(),
-    )
-    .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
-    .for_each(|_| std::future::ready(()));
     let deployments = "/apis/apps/v1/namespaces/shop/deployments";
-    let rollouts = "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts";
-    let started = tokio::time::timeout(Duration::from_secs(5), async {
-        tokio::pin!(controller);
-        let mut released = false;
-        loop {
-            tokio::select! {
-                () = &mut controller => return false,
-                () = tokio::time::sleep(Duration::from_millis(20)) => {}
-            }
-            if !released && api.watching(deployments) && api.watching(rollouts) {
-                // Git changes the canary's image.
-                canary["spec"]["template"]["spec"]["containers"][0]["image"] =
-                    json!("shop/checkout:v2");
-                canary["metadata"]["generation"] = json!(5);
-                api.modify(CANARY_PATH, canary.clone());
-                released = true;
-            }
-            if status_of(&api)["phase"] == "ScalingUp" {
-                return true;
-            }
-        }
+    let started = run_controller_until_scaling_up(&api, &client, &ctx, deployments, |api| {
+        // Git changes the canary's image.
+        canary["spec"]["template"]["spec"]["containers"][0]["image"] = json!("shop/checkout:v2");
+        canary["metadata"]["generation"] = json!(5);
+        api.modify(CANARY_PATH, canary.clone());
     })
     .await;
     assert_eq!(started, Ok(true), "the run started within seconds");
@@ -2366,7 +2338,6 @@ async fn a_config_map_change_is_a_release_and_stable_keeps_its_own_copy_of_the_d
 
 #[tokio::test]
 async fn a_referenced_config_map_change_wakes_its_rollout_before_the_interval() {
-    use futures::StreamExt;
     let (client, api) = FakeApi::start();
     let mut object = rollout(json!({"analysis": {"interval": "1h"}}));
     object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
@@ -2381,36 +2352,10 @@ async fn a_referenced_config_map_change_wakes_its_rollout_before_the_interval() 
     mark_rolled_out(&api, STABLE_PATH);
     reconcile_once(&api, &ctx).await.unwrap();
     assert_eq!(status_of(&api)["phase"], "Initialized");
-    ctx.last_tick
-        .lock()
-        .unwrap()
-        .insert("shop/checkout".to_string(), std::time::Instant::now());
-    let controller = stickycanary::k8s::controller(
-        kube::Api::namespaced(client.clone(), "shop"),
-        watched(&client),
-        ctx.clone(),
-    )
-    .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
-    .for_each(|_| std::future::ready(()));
     let config_maps = "/api/v1/namespaces/shop/configmaps";
-    let rollouts = "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts";
-    let started = tokio::time::timeout(Duration::from_secs(5), async {
-        tokio::pin!(controller);
-        let mut changed = false;
-        loop {
-            tokio::select! {
-                () = &mut controller => return false,
-                () = tokio::time::sleep(Duration::from_millis(20)) => {}
-            }
-            if !changed && api.watching(config_maps) && api.watching(rollouts) {
-                // Git changes the ConfigMap only; the workload's template is the same.
-                api.modify(CONFIG_PATH, config_map("sour"));
-                changed = true;
-            }
-            if status_of(&api)["phase"] == "ScalingUp" {
-                return true;
-            }
-        }
+    let started = run_controller_until_scaling_up(&api, &client, &ctx, config_maps, |api| {
+        // Git changes the ConfigMap only; the workload's template is the same.
+        api.modify(CONFIG_PATH, config_map("sour"));
     })
     .await;
     assert_eq!(started, Ok(true), "the run started within seconds");
@@ -2426,4 +2371,48 @@ async fn a_referenced_config_map_change_wakes_its_rollout_before_the_interval() 
         watch.accept
     );
     api.finish().await;
+}
+
+/// Runs the whole controller (its watches included) for rollout `shop/checkout`, ticked just
+/// now with an interval of an hour; once `watched` (a collection path) and the rollouts are
+/// watched, `change` writes through a watch event. Whether the rollout reached `ScalingUp`
+/// within 5 seconds.
+async fn run_controller_until_scaling_up(
+    api: &FakeApi,
+    client: &Client,
+    ctx: &Arc<Context>,
+    watched_path: &str,
+    mut change: impl FnMut(&FakeApi),
+) -> Result<bool, tokio::time::error::Elapsed> {
+    use futures::StreamExt;
+    ctx.last_tick
+        .lock()
+        .unwrap()
+        .insert("shop/checkout".to_string(), std::time::Instant::now());
+    let controller = stickycanary::k8s::controller(
+        kube::Api::namespaced(client.clone(), "shop"),
+        watched(client),
+        ctx.clone(),
+    )
+    .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+    .for_each(|_| std::future::ready(()));
+    let rollouts = "/apis/stickycanary.dev/v1alpha1/namespaces/shop/canaryrollouts";
+    tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::pin!(controller);
+        let mut changed = false;
+        loop {
+            tokio::select! {
+                () = &mut controller => return false,
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+            if !changed && api.watching(watched_path) && api.watching(rollouts) {
+                change(api);
+                changed = true;
+            }
+            if status_of(api)["phase"] == "ScalingUp" {
+                return true;
+            }
+        }
+    })
+    .await
 }

@@ -28,8 +28,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -312,7 +311,7 @@ async fn keep_stable(
         rollout.spec.stable_name().unwrap_or_default()
     );
     warn!(name = %rollout.name_any(), message);
-    publish(ctx, rollout, "DeletionKeptWeight", message).await;
+    super::front::publish(ctx, rollout, "DeletionKeptWeight", &message, true).await;
     orphan_stable(ctx, rollout, namespace).await
 }
 
@@ -406,20 +405,6 @@ async fn set_weight(
         Err(e) => return Err(e.into()),
     }
     Ok(())
-}
-
-/// An Event on the rollout being deleted (best effort).
-async fn publish(ctx: &Context, rollout: &CanaryRollout, reason: &str, message: String) {
-    let event = Event {
-        type_: EventType::Warning,
-        reason: reason.to_string(),
-        note: Some(message),
-        action: reason.to_string(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &rollout.object_ref(&())).await {
-        warn!(error = %e, reason, "could not publish event");
-    }
 }
 
 /// Drops a rollout's `/metrics` series and in-memory state (analysis tick, error backoff).

@@ -326,21 +326,7 @@ impl FrontEnd for KubeFront<'_> {
     }
 
     async fn event(&self, reason: &'static str, message: &str, warning: bool) {
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.to_string(),
-            note: Some(message.chars().take(1000).collect()),
-            action: reason.to_string(),
-            secondary: None,
-        };
-        let reference = self.rollout.object_ref(&());
-        if let Err(e) = self.ctx.recorder.publish(&event, &reference).await {
-            warn!(error = %e, reason, "could not publish event");
-        }
+        publish(self.ctx, self.rollout, reason, message, warning).await;
     }
 
     fn notification_client(&self) -> Option<&crate::http::Client> {
@@ -582,8 +568,9 @@ async fn renamed_stable(
         }))
 }
 
-/// An Event on the rollout, from outside the engine's tick (best effort).
-async fn publish(
+/// An Event on the rollout (best effort: a failure is logged); the note is cut at 1000
+/// characters.
+pub(super) async fn publish(
     ctx: &Context,
     rollout: &CanaryRollout,
     reason: &str,
