@@ -2,9 +2,9 @@
 //! (`---`): CanaryRollouts, AlertProviders and the Secrets they name, and the rollouts'
 //! Deployments, as a platform team keeps them together. Each document is parsed once and
 //! checked alone, then the references between them are followed: a rollout's providers and
-//! their Secrets ([`super::alerts::Bundle`]), and a rollout's two Deployments against each
-//! other when both are in the file ([`super::workloads::check_pair`], the check the
-//! controller runs every tick). A reference that leads outside the file is a note, since
+//! their Secrets ([`super::alerts::Bundle`]), and a rollout's workload against its
+//! `spec.stable.podLabels` when the workload is in the file
+//! ([`super::workloads::check_stable_labels`], the check the controller runs every tick). A reference that leads outside the file is a note, since
 //! only the cluster can answer it.
 
 use serde::Deserialize;
