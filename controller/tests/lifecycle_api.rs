@@ -2416,3 +2416,67 @@ async fn run_controller_until_scaling_up(
     })
     .await
 }
+
+/// A field another manager added to the generated stable is not the controller's, so a
+/// forced server-side apply that does not send it keeps it (Kubernetes docs, "Server-Side
+/// Apply": an applier removes only fields it owned). `kubectl rollout restart` adds such a
+/// field, a pod-template annotation owned by `kubectl-rollout`: the repair must remove it, and
+/// the next tick must find the stable converged, not drifted again.
+#[tokio::test]
+async fn a_field_another_manager_added_to_stable_is_removed_once_and_the_drift_does_not_repeat() {
+    let (client, api) = FakeApi::start();
+    seed(
+        &api,
+        json!({}),
+        Some(json!({"phase": "WaitingForRelease", "weight": 0.0, "observedGeneration": 1})),
+        "shop/checkout:v1",
+        0,
+        0.0,
+    );
+    applied_stable(&api, "shop/checkout:v1", 2).await;
+    let v1 = revision(&api, CANARY_PATH);
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
+    object["status"]["canaryRevision"] = json!(v1);
+    object["status"]["stableRevision"] = json!(v1);
+    api.insert(ROLLOUT_PATH, object);
+    let ctx = context(client);
+    reconcile_once(&api, &ctx).await.unwrap();
+    // `kubectl rollout restart deployment/checkout-stable`.
+    let params = kube::api::PatchParams {
+        field_manager: Some("kubectl-rollout".into()),
+        ..Default::default()
+    };
+    let restart = json!({"spec": {"template": {"metadata": {"annotations": {
+        "kubectl.kubernetes.io/restartedAt": "2026-12-06T13:00:00Z"}}}}});
+    deployments_as_admin(&api)
+        .patch(
+            "checkout-stable",
+            &params,
+            &kube::api::Patch::Merge(&restart),
+        )
+        .await
+        .unwrap();
+    assert_ne!(revision(&api, STABLE_PATH), v1);
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert_eq!(
+        revision(&api, STABLE_PATH),
+        v1,
+        "the added annotation is gone"
+    );
+    // Converged: the next tick writes nothing to stable and raises no second Warning.
+    api.clear_seen();
+    reconcile_once(&api, &ctx).await.unwrap();
+    assert!(
+        !writes(&api).iter().any(|s| s.path == STABLE_PATH),
+        "{:?}",
+        paths(&writes(&api))
+    );
+    let drifted = events(&api)
+        .into_iter()
+        .filter(|(reason, _, _)| reason == "StableDrifted")
+        .count();
+    assert_eq!(drifted, 0);
+    assert_eq!(status_of(&api)["phase"], "WaitingForRelease");
+    api.finish().await;
+}

@@ -216,11 +216,23 @@ async fn apply_stable(
         replicas,
     )
     .map_err(invalid)?;
-    workloads
-        .primaries
+    let primaries = &workloads.primaries;
+    let workload = |e| Error::Workload(Box::new(e));
+    let applied = primaries
         .apply(&workloads.stable_name, &body)
         .await
-        .map_err(|e| Error::Workload(Box::new(e)))
+        .map_err(workload)?;
+    if primary::drift(&applied, &workloads.canary, release, &workloads.stable_name).is_none() {
+        return Ok(applied);
+    }
+    // Another manager's fields survived the apply: take them out of the template.
+    primaries
+        .repair(
+            &workloads.stable_name,
+            &primary::template_repair(&applied, &body),
+        )
+        .await
+        .map_err(workload)
 }
 
 impl FrontEnd for KubeFront<'_> {

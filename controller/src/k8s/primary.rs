@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::config_refs;
 use super::deployments::{revision_of, WorkloadError, ANNOTATION_PREFIX, REVISION_ANNOTATION};
@@ -258,6 +258,45 @@ pub fn drift(
     })
 }
 
+/// The merge patch that turns the live stable's pod template into the one `body` (from
+/// [`desired`]) applies, for the fields a forced apply keeps: a field another manager added
+/// (the `kubectl.kubernetes.io/restartedAt` annotation of `kubectl rollout restart`, an env
+/// var added by `kubectl edit`) is not the applier's to remove (Kubernetes docs,
+/// "Server-Side Apply", "Merge strategy"). Keys that are gone become `null` and lists are
+/// replaced whole (RFC 7386); the read `resourceVersion` is a precondition.
+pub fn template_repair(live: &Deployment, body: &Value) -> Value {
+    let old = serde_json::to_value(&live.spec.template).unwrap_or(Value::Null);
+    let new = body
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or(Value::Null);
+    json!({
+        "metadata": {"resourceVersion": live.metadata.resource_version},
+        "spec": {"template": merge_diff(&old, &new)},
+    })
+}
+
+/// A JSON merge patch turning `old` into `new`: keys that disappeared become `null`.
+fn merge_diff(old: &Value, new: &Value) -> Value {
+    match (old, new) {
+        (Value::Object(old_map), Value::Object(new_map)) => {
+            let mut patch = Map::new();
+            for (key, new_value) in new_map {
+                let value = match old_map.get(key) {
+                    Some(old_value) => merge_diff(old_value, new_value),
+                    None => new_value.clone(),
+                };
+                patch.insert(key.clone(), value);
+            }
+            for key in old_map.keys().filter(|key| !new_map.contains_key(*key)) {
+                patch.insert(key.clone(), Value::Null);
+            }
+            Value::Object(patch)
+        }
+        _ => new.clone(),
+    }
+}
+
 /// The replicas to apply: the generated stable's own (an autoscaler or `kubectl scale` may
 /// have set them), else the workload's as Git wrote them, else the canary's run size.
 pub fn replicas(primary: Option<&Deployment>, workload: &Deployment, run_replicas: i32) -> i32 {
@@ -373,6 +412,18 @@ impl Primaries {
             })?;
         }
         Ok(())
+    }
+
+    /// Sends [`template_repair`]'s merge patch; returns the Deployment as stored.
+    pub async fn repair(&self, name: &str, patch: &Value) -> Result<Deployment, WorkloadError> {
+        let params = PatchParams {
+            field_manager: Some(field_managers::CONTROLLER.to_string()),
+            ..PatchParams::default()
+        };
+        self.api
+            .patch(name, &params, &Patch::Merge(patch))
+            .await
+            .map_err(|e| self.error(name, e))
     }
 
     /// Removes the ownerReferences (a merge patch sets the list whole): the garbage
