@@ -12,7 +12,7 @@ use stickycanary::engine::{decide_release, reasons, Action, Decision};
 use stickycanary::observation::{
     ManualAction, MetricsObservation, Observations, ReleaseObservation, WorkloadState,
 };
-use support::engine::window;
+use support::engine::{scale_down, window, world};
 
 fn spec() -> CanaryRolloutSpec {
     support::engine::spec(
@@ -104,16 +104,6 @@ impl Sim {
     }
 }
 
-/// The world-changing actions only (no Events, no notifications).
-fn world(decision: &Decision) -> Vec<Action> {
-    decision
-        .actions
-        .iter()
-        .filter(|a| !matches!(a, Action::Event { .. } | Action::Notify(_)))
-        .cloned()
-        .collect()
-}
-
 fn scale_up(revision: &str) -> Action {
     Action::ScaleCanaryUp {
         revision: revision.to_string(),
@@ -122,12 +112,6 @@ fn scale_up(revision: &str) -> Action {
 
 fn record_failed(revision: &str) -> Action {
     Action::RecordFailedRevision {
-        revision: revision.to_string(),
-    }
-}
-
-fn scale_down(revision: &str) -> Action {
-    Action::ScaleCanaryDown {
         revision: revision.to_string(),
     }
 }

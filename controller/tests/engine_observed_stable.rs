@@ -13,7 +13,7 @@ use stickycanary::observation::{
     ManualAction, MetricsObservation, Observations, RecordedRevisions, ReleaseObservation,
     WorkloadState,
 };
-use support::engine::window;
+use support::engine::{scale_down, window, world};
 
 fn spec() -> CanaryRolloutSpec {
     support::engine::spec(
@@ -120,23 +120,8 @@ impl Sim {
     }
 }
 
-fn world(decision: &Decision) -> Vec<Action> {
-    decision
-        .actions
-        .iter()
-        .filter(|a| !matches!(a, Action::Event { .. } | Action::Notify(_)))
-        .cloned()
-        .collect()
-}
-
 fn copy(revision: &str) -> Action {
     Action::PromoteStable {
-        revision: revision.to_string(),
-    }
-}
-
-fn scale_down(revision: &str) -> Action {
-    Action::ScaleCanaryDown {
         revision: revision.to_string(),
     }
 }

@@ -66,3 +66,21 @@ pub fn spec(yaml: &str) -> CanaryRolloutSpec {
     ))
     .unwrap()
 }
+
+/// The world-changing actions of a decision only (no Events, no notifications).
+pub fn world(decision: &stickycanary::engine::Decision) -> Vec<stickycanary::engine::Action> {
+    use stickycanary::engine::Action;
+    decision
+        .actions
+        .iter()
+        .filter(|a| !matches!(a, Action::Event { .. } | Action::Notify(_)))
+        .cloned()
+        .collect()
+}
+
+/// The action that scales the canary down after its run of `revision`.
+pub fn scale_down(revision: &str) -> stickycanary::engine::Action {
+    stickycanary::engine::Action::ScaleCanaryDown {
+        revision: revision.to_string(),
+    }
+}
