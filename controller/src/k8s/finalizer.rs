@@ -34,7 +34,7 @@ use tracing::{info, warn};
 
 use super::autoscalers::{self, Autoscalers};
 use super::context::Context;
-use super::deployments::{revision_of, workload_state, Deployments};
+use super::deployments::{rollout_state, Deployments};
 use super::primary::{self, Primaries};
 use crate::crd::CanaryRollout;
 use crate::error::Error;
@@ -210,7 +210,7 @@ async fn hand_back_to_workload(
         .as_ref()
         .map(|since| crate::engine::stages::elapsed(Timestamp::now(), since))
         .unwrap_or_default();
-    let state = workload_state(&workload, &revision_of(&workload));
+    let state = rollout_state(&workload);
     if let WorkloadState::Failed(why) = &state {
         let why = format!("the workload's rollout failed: {why}");
         return keep_stable(ctx, rollout, namespace, &why)
