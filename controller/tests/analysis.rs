@@ -578,11 +578,13 @@ fn a_second_canary_outlier_that_stable_never_showed_stays_in_the_test() {
     let none = sharded::History {
         stable_outlying: &[],
         first_share: 0.1,
+        run: &[],
     };
     assert_eq!(sharded::evidence(&shards, &none, &grid).trimmed, vec![2]);
     let one_seen = sharded::History {
         stable_outlying: &[12],
         first_share: 0.1,
+        run: &[],
     };
     assert_eq!(
         sharded::evidence(&shards, &one_seen, &grid).trimmed,
@@ -608,6 +610,7 @@ fn the_evidence_without_the_top_shard_leaves_out_the_one_user_that_carries_it() 
     let history = sharded::History {
         stable_outlying: &[],
         first_share: 0.1,
+        run: &[],
     };
     let evidence = sharded::evidence(&shards, &history, &[2.0]);
     assert!(evidence.trimmed.is_empty(), "{evidence:?}");
@@ -690,6 +693,47 @@ fn errors_clustered_on_stable_raise_the_dispersion_and_canarys_own_do_not() {
     on_stable[3].stable_events = 297.0;
     on_stable[7].stable_events = 207.0;
     assert!(sharded::dispersion(&on_stable) > 5.0);
+}
+
+#[test]
+fn clustering_too_sparse_for_one_segment_is_read_over_the_run_and_scaled_to_the_segment() {
+    // Two error-prone users on stable (shards 3 and 7) add six events each per segment: too
+    // few to tell from noise in one segment, plain over a run four segments long.
+    let segment: Vec<SplitCounts> = (0..16)
+        .map(|shard| SplitCounts {
+            canary_requests: 100.0,
+            canary_events: 1.0,
+            stable_requests: 300.0,
+            stable_events: if shard == 3 || shard == 7 { 9.0 } else { 3.0 },
+        })
+        .collect();
+    let times = |shards: &[SplitCounts], factor: f64| -> Vec<SplitCounts> {
+        shards
+            .iter()
+            .map(|s| {
+                let mut scaled = SplitCounts::default();
+                scaled.add_scaled(s, factor);
+                scaled
+            })
+            .collect()
+    };
+    let run = times(&segment, 4.0);
+    assert_eq!(sharded::dispersion(&segment), 1.0);
+    let over_run = sharded::dispersion(&run);
+    assert!(over_run > 3.5, "{over_run}");
+    // The run's excess φ − 1, scaled by the segment's share of stable's events (a quarter).
+    let used = sharded::segment_dispersion(&segment, &run);
+    let expected = 1.0 + (over_run - 1.0) / 4.0;
+    assert!((used - expected).abs() < 1e-9, "{used} {expected}");
+    assert!(used > 1.5, "{used}");
+    // Without a run, or with clustering on canary only, the segment's own reading stands.
+    assert_eq!(sharded::segment_dispersion(&segment, &[]), 1.0);
+    let mut canary_only = times(&segment, 4.0);
+    for shard in &mut canary_only {
+        shard.stable_events = 12.5;
+    }
+    canary_only[3].canary_events = 40.0;
+    assert_eq!(sharded::segment_dispersion(&segment, &canary_only), 1.0);
 }
 
 #[test]
@@ -843,6 +887,7 @@ fn top_shards_in_line_with_the_others_count_in_full() {
     let none = sharded::History {
         stable_outlying: &[],
         first_share: 0.1,
+        run: &[],
     };
     let evidence = sharded::evidence(&shards, &none, &grid);
     assert!(evidence.trimmed.is_empty(), "{evidence:?}");

@@ -224,6 +224,7 @@ impl ComparativeState {
         let first_weight = self.first_weight.unwrap_or(self.segment_weight);
         close_segment(&mut self.slow_requests, &grid, kind, first_weight);
         self.shard_slow_threshold_ms = Some(ms);
+        self.slow_requests.run_shards.clear();
         self.slow_requests.counted_until = Some(Time(now));
     }
 }
@@ -296,6 +297,7 @@ impl Evidence {
         let history = sharded::History {
             stable_outlying: &known,
             first_share: (first_weight / 100.0).clamp(0.0, 1.0),
+            run: &test.run_shards,
         };
         match self {
             Evidence::Split => sharded::evidence(&test.segment_shards, &history, grid),
@@ -433,6 +435,12 @@ fn judge(
                 .resize(shards.len(), SplitCounts::default());
         }
         for (sum, shard) in test.segment_shards.iter_mut().zip(shards) {
+            sum.add_scaled(shard, fraction);
+        }
+        if test.run_shards.len() < shards.len() {
+            test.run_shards.resize(shards.len(), SplitCounts::default());
+        }
+        for (sum, shard) in test.run_shards.iter_mut().zip(shards) {
             sum.add_scaled(shard, fraction);
         }
     }

@@ -27,9 +27,10 @@
 //!    could have put on canary, given how many stable showed (`unexplained_allowed`, at
 //!    least [`ALWAYS_OUTLYING`]). A bug that breaks a few percent of the users makes canary
 //!    outliers that stable never had: those stay in the test.
-//! 4. **Dispersion** `φ` ([`dispersion`]): stable's Pearson χ²/df across shards, less
-//!    [`DISPERSION_NOISE_ALLOWANCE`] standard errors, at least 1. Read from stable alone so
-//!    that canary's own regression cannot discount itself.
+//! 4. **Dispersion** `φ` ([`segment_dispersion`]): stable's Pearson χ²/df across shards,
+//!    less [`DISPERSION_NOISE_ALLOWANCE`] standard errors, at least 1; in the segment, or
+//!    over the run so far scaled down to the segment's events, whichever is larger. Read
+//!    from stable alone so that canary's own regression cannot discount itself.
 //! 5. The segment's log-likelihood ratio is the stratified split test's (per shard `π_s`)
 //!    over the kept shards, divided by `φ`: the quasi-likelihood for overdispersed counts,
 //!    which turns "errors" into about "independent clusters of errors".
@@ -259,6 +260,9 @@ pub struct History<'a> {
     pub stable_outlying: &'a [usize],
     /// Canary's share of the users at the run's first stage (0 to 1).
     pub first_share: f64,
+    /// Per shard, counted since the run started (this segment included): stable's side
+    /// measures clustering with more events than one segment has ([`segment_dispersion`]).
+    pub run: &'a [SplitCounts],
 }
 
 /// The canary shards that may be set aside in this segment: any that stable showed as
@@ -311,7 +315,7 @@ fn negative_binomial_quantile(seen: usize, p: f64, level: f64) -> usize {
 /// the split test stratified by shard over the kept shards, divided by stable's dispersion.
 pub fn evidence(shards: &[SplitCounts], history: &History<'_>, grid: &[f64]) -> ShardEvidence {
     let peeled = peel_canary(shards, history);
-    let dispersion = dispersion(&peeled.all);
+    let dispersion = segment_dispersion(&peeled.all, history.run);
     let judged = |kept: &[SplitCounts]| -> Vec<f64> {
         grid.iter()
             .map(|ratio| {
@@ -351,7 +355,7 @@ pub fn latency_evidence(
     grid: &[f64],
 ) -> ShardEvidence {
     let peeled = peel_canary(shards, history);
-    let dispersion = dispersion(&peeled.all);
+    let dispersion = segment_dispersion(&peeled.all, history.run);
     let histogram = cleaned(histogram);
     let others_ratio = common_ratio(&peeled.kept).unwrap_or(1.0);
     let removed: f64 = peeled
@@ -490,6 +494,31 @@ pub fn dispersion(shards: &[SplitCounts]) -> f64 {
         .map(|s| (s.stable_requests, s.stable_events))
         .collect();
     version_dispersion(&stable).max(1.0)
+}
+
+/// The dispersion that divides one segment's evidence: stable's, read in the segment
+/// ([`dispersion`]) or over the run so far, scaled to the segment, whichever is larger.
+///
+/// Why the run: a few error-prone users that send little (four users at 0.02 req/s with half
+/// their requests failing, at 5 req/s in all) lift stable's shards by a few events per
+/// segment, which the noise allowance hides, so the segment read `φ = 1` and two or three
+/// of them on canary failed 1.2% of healthy canaries (issue 22, round 4). Over the run stable
+/// has three to four times the events and the clustering shows.
+///
+/// Why scaled: for counts that cluster by user the excess of the variance over the mean
+/// grows with the mean (negative binomial: `φ = 1 + μ/k`), so the run's larger counts
+/// overstate a segment's `φ − 1` by the ratio of their stable events. Both readings are
+/// stable's, so a canary regression still cannot discount itself.
+pub fn segment_dispersion(segment: &[SplitCounts], run: &[SplitCounts]) -> f64 {
+    let own = dispersion(segment);
+    let stable_events =
+        |shards: &[SplitCounts]| -> f64 { shards.iter().map(|s| s.stable_events.max(0.0)).sum() };
+    let (in_segment, in_run) = (stable_events(segment), stable_events(run));
+    if in_run <= 0.0 {
+        return own;
+    }
+    let scaled = 1.0 + (dispersion(run) - 1.0) * (in_segment / in_run).min(1.0);
+    own.max(scaled)
 }
 
 /// Pearson's χ²/df of `(requests, events)` per shard against the pooled rate, less the

@@ -146,6 +146,10 @@ pub struct SplitTest {
     /// of this run: a canary outlier there later is a user seen to be heavy on stable too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stable_outlying_shards: Vec<i32>,
+    /// Per shard (index = shard), counted since the rollout started. Stable's side shows
+    /// users heavy on stable whose errors are too sparse to stand out in one segment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_shards: Vec<SplitCounts>,
     /// The latest tick's shard statistic (see `crate::analysis::sharded`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<ShardStatistic>,
