@@ -127,8 +127,8 @@ fn a_canary_path_failing_for_five_percent_of_users_is_rolled_back() {
     // hash puts them on canary at 10%), so from the first stage most of canary's errors are
     // theirs: canary fails about 40% of its requests, but only about 2.5% outside their two
     // shards, under the seed's 5% guard rail. The analysis before issue 22 promoted this
-    // release: it took the two clients' errors for clustering, which discounted everything
-    // else (checked with the controller built at 50bb599^: promoted, 10 → 25 → 50 → 100).
+    // release (checked with the controller built at 50bb599^: 10 → 25 → 50 → 100): by its
+    // rules, the two clients' errors raised canary's dispersion, which discounted the rest.
     let light = start(998, USERS, 1, 4.5, "/__fails-on/canary");
     let clients: Vec<u64> = first_cohort_in_distinct_shards(USERS + 20_000, 2);
     let heavy: Vec<LoadHandle> = clients

@@ -499,7 +499,7 @@ pub fn dispersion(shards: &[SplitCounts]) -> f64 {
 /// The dispersion that divides one segment's evidence: stable's, read in the segment
 /// ([`dispersion`]) or over the run so far, scaled to the segment, whichever is larger.
 ///
-/// Why the run: a few error-prone users that send little (four users at 0.02 req/s with half
+/// Why the run: a few error-prone users that send little (five users at 0.02 req/s with half
 /// their requests failing, at 5 req/s in all) lift stable's shards by a few events per
 /// segment, which the noise allowance hides, so the segment read `φ = 1` and two or three
 /// of them on canary failed 1.2% of healthy canaries (issue 22, round 4). Over the run stable
