@@ -737,6 +737,51 @@ fn clustering_too_sparse_for_one_segment_is_read_over_the_run_and_scaled_to_the_
 }
 
 #[test]
+fn the_runs_shard_counts_live_in_the_status_and_set_the_next_segments_dispersion() {
+    // Stable's shards 3 and 7 run at twice the others' error rate all along (two error-prone
+    // users). Ten minutes at 10% show it plainly; the first half-minute at 25% does not.
+    let window = |stable_errors: f64| {
+        let canary: Vec<(f64, f64)> = (0..16).map(|_| (300.0, 3.0)).collect();
+        let stable: Vec<(f64, f64)> = (0..16)
+            .map(|shard| {
+                let errors = if shard == 3 || shard == 7 { 2.0 } else { 1.0 };
+                (2700.0, stable_errors * errors)
+            })
+            .collect();
+        (sharded_version(&canary), sharded_version(&stable))
+    };
+    let (canary, stable) = window(27.0);
+    let mut ticker = Ticker::new(no_warmup());
+    for tick in 1..=20 {
+        ticker.tick(tick * 30, &canary, &stable);
+    }
+    ticker.weight = 25.0;
+    ticker.stage_started = Time(at(600));
+    let [errors, _] = ticker.tick(630, &canary, &stable);
+    let state = ticker.state.clone().unwrap();
+    let segment_alone = sharded::dispersion(&state.errors.segment_shards);
+    let used = state.errors.shards.as_ref().unwrap().dispersion;
+    assert!(segment_alone < 1.1, "{segment_alone}");
+    assert!(used > 2.0, "{used}: {}", errors.message);
+    // Everything counted so far, stable's side included, is in the status: a restarted
+    // controller reads the same dispersion.
+    let counted: f64 = state
+        .errors
+        .run_shards
+        .iter()
+        .map(|s| s.stable_events)
+        .sum();
+    assert!(
+        (counted - state.errors.total.stable_events).abs() < 1e-6,
+        "{counted}"
+    );
+    let json = serde_json::to_string(&state).unwrap();
+    assert!(json.contains("\"runShards\""), "{json}");
+    let back: ComparativeState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, state);
+}
+
+#[test]
 fn the_shard_test_rejects_independent_errors_no_more_often_than_alpha_however_often_it_looks() {
     // 400 null streams, 90 looks each (a 45-minute rollout at 30s), Poisson errors per shard
     // with varying rates and traffic.
