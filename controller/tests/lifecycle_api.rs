@@ -493,6 +493,30 @@ fn deployments_as_admin(api: &FakeApi) -> kube::Api<Deployment> {
     kube::Api::namespaced(api.client_as(admin), "shop")
 }
 
+/// A rollout at rest on v1 (the workload scaled down, the generated stable serving v1, the
+/// finalizer set), reconciled once; and v1's revision.
+async fn at_rest_on_v1() -> (FakeApi, Arc<Context>, String) {
+    let (client, api) = FakeApi::start();
+    seed(
+        &api,
+        json!({}),
+        Some(json!({"phase": "WaitingForRelease", "weight": 0.0, "observedGeneration": 1})),
+        "shop/checkout:v1",
+        0,
+        0.0,
+    );
+    applied_stable(&api, "shop/checkout:v1", 2).await;
+    let v1 = revision(&api, CANARY_PATH);
+    let mut object = api.get(ROLLOUT_PATH).unwrap();
+    object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
+    object["status"]["canaryRevision"] = json!(v1);
+    object["status"]["stableRevision"] = json!(v1);
+    api.insert(ROLLOUT_PATH, object);
+    let ctx = context(client);
+    reconcile_once(&api, &ctx).await.unwrap();
+    (api, ctx, v1)
+}
+
 /// Replaces the seeded stable (which has no managedFields) with one a previous controller
 /// apply of the workload at `image` created, so field ownership is as on a cluster: the
 /// `stickycanary` Apply entry owns the fields the controller sets. Rolled out.
@@ -1881,25 +1905,7 @@ async fn the_bootstrap_creates_the_owned_stable_keeps_users_on_the_workload_unti
 #[tokio::test]
 async fn a_stable_changed_by_another_writer_is_applied_back_with_a_warning_and_the_rollout_stays_healthy(
 ) {
-    let (client, api) = FakeApi::start();
-    // At rest on v1: the workload scaled down, stable serving.
-    seed(
-        &api,
-        json!({}),
-        Some(json!({"phase": "WaitingForRelease", "weight": 0.0, "observedGeneration": 1})),
-        "shop/checkout:v1",
-        0,
-        0.0,
-    );
-    applied_stable(&api, "shop/checkout:v1", 2).await;
-    let v1 = revision(&api, CANARY_PATH);
-    let mut object = api.get(ROLLOUT_PATH).unwrap();
-    object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
-    object["status"]["canaryRevision"] = json!(v1);
-    object["status"]["stableRevision"] = json!(v1);
-    api.insert(ROLLOUT_PATH, object);
-    let ctx = context(client);
-    reconcile_once(&api, &ctx).await.unwrap();
+    let (api, ctx, v1) = at_rest_on_v1().await;
     assert_eq!(status_of(&api)["phase"], "WaitingForRelease");
 
     // `kubectl edit` puts a debug image on stable.
@@ -2424,24 +2430,7 @@ async fn run_controller_until_scaling_up(
 /// the next tick must find the stable converged, not drifted again.
 #[tokio::test]
 async fn a_field_another_manager_added_to_stable_is_removed_once_and_the_drift_does_not_repeat() {
-    let (client, api) = FakeApi::start();
-    seed(
-        &api,
-        json!({}),
-        Some(json!({"phase": "WaitingForRelease", "weight": 0.0, "observedGeneration": 1})),
-        "shop/checkout:v1",
-        0,
-        0.0,
-    );
-    applied_stable(&api, "shop/checkout:v1", 2).await;
-    let v1 = revision(&api, CANARY_PATH);
-    let mut object = api.get(ROLLOUT_PATH).unwrap();
-    object["metadata"]["finalizers"] = json!(["stickycanary.dev/cleanup"]);
-    object["status"]["canaryRevision"] = json!(v1);
-    object["status"]["stableRevision"] = json!(v1);
-    api.insert(ROLLOUT_PATH, object);
-    let ctx = context(client);
-    reconcile_once(&api, &ctx).await.unwrap();
+    let (api, ctx, v1) = at_rest_on_v1().await;
     // `kubectl rollout restart deployment/checkout-stable`.
     let params = kube::api::PatchParams {
         field_manager: Some("kubectl-rollout".into()),
