@@ -176,6 +176,22 @@ fn default_stable_pod_labels() -> BTreeMap<String, String> {
 }
 
 impl CanaryRolloutSpec {
+    /// The workload's namespace: `spec.canary.namespace`, else the rollout's own.
+    pub fn workload_namespace<'a>(&'a self, rollout_namespace: &'a str) -> &'a str {
+        self.canary
+            .namespace
+            .as_deref()
+            .unwrap_or(rollout_namespace)
+    }
+
+    /// The WasmPlugin's namespace: `spec.wasmPlugin.namespace`, else the rollout's own.
+    pub fn plugin_namespace<'a>(&'a self, rollout_namespace: &'a str) -> &'a str {
+        self.wasm_plugin
+            .namespace
+            .as_deref()
+            .unwrap_or(rollout_namespace)
+    }
+
     /// The generated stable Deployment's name (release lifecycle only).
     pub fn stable_name(&self) -> Option<String> {
         let stable = self.stable.as_ref()?;

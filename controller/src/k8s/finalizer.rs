@@ -147,12 +147,7 @@ pub async fn clean_up(ctx: &Context, rollout: &CanaryRollout, key: &str) -> Resu
 
 /// The workload Deployment and the generated stable's API, in the workload's namespace.
 fn apis(ctx: &Context, rollout: &CanaryRollout, namespace: &str) -> (Deployments, Primaries) {
-    let namespace = rollout
-        .spec
-        .canary
-        .namespace
-        .as_deref()
-        .unwrap_or(namespace);
+    let namespace = rollout.spec.workload_namespace(namespace);
     (
         Deployments::new(ctx.client.clone(), namespace),
         Primaries::new(ctx.client.clone(), namespace),
@@ -339,12 +334,7 @@ async fn orphan_stable(
         .await
         .map_err(workload_error)?;
     if let Some((kind, source)) = autoscalers::named(rollout) {
-        let workload_namespace = rollout
-            .spec
-            .canary
-            .namespace
-            .as_deref()
-            .unwrap_or(namespace);
+        let workload_namespace = rollout.spec.workload_namespace(namespace);
         Autoscalers::new(ctx.client.clone(), workload_namespace)
             .orphan(kind, &source)
             .await
@@ -355,15 +345,9 @@ async fn orphan_stable(
 }
 
 fn target(ctx: &Context, rollout: &CanaryRollout, namespace: &str) -> WasmPluginTarget {
-    let plugin_namespace = rollout
-        .spec
-        .wasm_plugin
-        .namespace
-        .clone()
-        .unwrap_or_else(|| namespace.to_string());
     WasmPluginTarget::new(
         ctx.client.clone(),
-        &plugin_namespace,
+        rollout.spec.plugin_namespace(namespace),
         &rollout.spec.wasm_plugin.name,
         ctx.patch_timeout,
     )

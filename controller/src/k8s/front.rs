@@ -297,7 +297,7 @@ impl FrontEnd for KubeFront<'_> {
             },
             (None, _) => crate::resources::ResourceObservation::NotQueried,
         };
-        let canary_namespace = spec.canary.namespace.as_deref().unwrap_or(self.namespace());
+        let canary_namespace = spec.workload_namespace(self.namespace());
         let canary_health =
             canary_health(&ctx.client, canary_namespace, &spec.canary.deployment).await;
         Observations {
@@ -382,7 +382,7 @@ pub async fn read_workloads(
     namespace: &str,
 ) -> Result<Workloads, Error> {
     let spec = &rollout.spec;
-    let canary_namespace = spec.canary.namespace.as_deref().unwrap_or(namespace);
+    let canary_namespace = spec.workload_namespace(namespace);
     let deployments = Deployments::new(ctx.client.clone(), canary_namespace);
     let primaries = Primaries::new(ctx.client.clone(), canary_namespace);
     let workload = |e| Error::Workload(Box::new(e));

@@ -164,14 +164,9 @@ async fn reconcile_leader(rollout: &CanaryRollout, ctx: &Context) -> Result<Requ
         return Ok(Requeue::await_change());
     }
 
-    let plugin_namespace = spec
-        .wasm_plugin
-        .namespace
-        .clone()
-        .unwrap_or_else(|| subject.namespace.clone());
     let target = WasmPluginTarget::with_outcomes(
         ctx.client.clone(),
-        &plugin_namespace,
+        spec.plugin_namespace(&subject.namespace),
         &spec.wasm_plugin.name,
         ctx.patch_timeout,
         ctx.metrics.clone(),

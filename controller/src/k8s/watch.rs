@@ -103,15 +103,7 @@ pub fn rollouts_to_wake(
     rollouts
         .iter()
         .filter(|rollout| rollout.spec.stable.is_some() && rollout.spec.canary.deployment == name)
-        .filter(|rollout| {
-            let canary_namespace = rollout
-                .spec
-                .canary
-                .namespace
-                .clone()
-                .or_else(|| rollout.namespace());
-            canary_namespace == namespace
-        })
+        .filter(|rollout| in_workload_namespace(rollout, namespace.as_deref()))
         .filter(|rollout| {
             let revision = revision.get_or_insert_with(|| revision_of(deployment));
             let key = format!(
@@ -142,15 +134,7 @@ pub fn rollouts_referencing(
     rollouts
         .iter()
         .filter(|rollout| rollout.spec.stable.is_some())
-        .filter(|rollout| {
-            let workload_namespace = rollout
-                .spec
-                .canary
-                .namespace
-                .clone()
-                .or_else(|| rollout.namespace());
-            workload_namespace.as_deref() == namespace
-        })
+        .filter(|rollout| in_workload_namespace(rollout, namespace))
         .filter(|rollout| {
             let key = format!(
                 "{}/{}",
@@ -161,6 +145,12 @@ pub fn rollouts_referencing(
         })
         .map(|rollout| ObjectRef::from_obj(rollout.as_ref()))
         .collect()
+}
+
+/// Whether the rollout's workload lives in `namespace`.
+fn in_workload_namespace(rollout: &CanaryRollout, namespace: Option<&str>) -> bool {
+    let own = rollout.namespace().unwrap_or_default();
+    namespace == Some(rollout.spec.workload_namespace(&own))
 }
 
 #[cfg(test)]
