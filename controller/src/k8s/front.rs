@@ -55,6 +55,13 @@ pub struct Workloads {
     pub problem: Option<String>,
 }
 
+impl Workloads {
+    /// The workload's namespace, where the generated stable and its copies live too.
+    fn namespace(&self) -> String {
+        self.canary.namespace().unwrap_or_default()
+    }
+}
+
 /// One rollout's tick in the cluster, over what the reconciler read before it.
 pub struct KubeFront<'a> {
     pub ctx: &'a Context,
@@ -186,13 +193,13 @@ async fn apply_stable(
     let spec = &rollout.spec;
     let invalid = |reason: String| {
         Error::Workload(Box::new(WorkloadError::Invalid {
-            namespace: workloads.canary.namespace().unwrap_or_default(),
+            namespace: workloads.namespace(),
             name: workloads.stable_name.clone(),
             reason,
         }))
     };
     if with_copies {
-        let namespace = workloads.canary.namespace().unwrap_or_default();
+        let namespace = workloads.namespace();
         let copies = primary::copies(rollout, &namespace, &workloads.stable_name, &workloads.data)
             .map_err(invalid)?;
         workloads
@@ -463,7 +470,7 @@ async fn converge_stable(
             .await;
         }
     } else {
-        if let Some(problem) = renamed_stable(ctx, rollout, workloads).await? {
+        if let Some(problem) = renamed_stable(rollout, workloads).await? {
             workloads.problem = Some(problem);
             return Ok(());
         }
@@ -488,7 +495,7 @@ async fn sync_autoscaler(ctx: &Context, rollout: &CanaryRollout, workloads: &Wor
     let Some((kind, name)) = autoscalers::named(rollout) else {
         return;
     };
-    let namespace = workloads.canary.namespace().unwrap_or_default();
+    let namespace = workloads.namespace();
     let result = Autoscalers::new(ctx.client.clone(), &namespace)
         .sync(rollout, kind, &name, &workloads.stable_name)
         .await;
@@ -521,7 +528,7 @@ fn stable_problem(rollout: &CanaryRollout, workloads: &Workloads) -> Option<Stri
     {
         return Some(e.to_string());
     }
-    let workload_namespace = workloads.canary.namespace().unwrap_or_default();
+    let workload_namespace = workloads.namespace();
     if rollout.namespace().as_deref() != Some(workload_namespace.as_str()) {
         return Some(format!(
             "spec.canary.namespace: the workload is in {workload_namespace}, the rollout in {}: the generated stable, owned by the rollout, must be in the rollout's namespace (an ownerReference cannot cross namespaces)",
@@ -550,27 +557,16 @@ fn stable_problem(rollout: &CanaryRollout, workloads: &Workloads) -> Option<Stri
 /// Another Deployment this rollout generated under another name (`spec.stable.name` or the
 /// workload renamed): refused rather than leaving two stables in the stable subset.
 async fn renamed_stable(
-    ctx: &Context,
     rollout: &CanaryRollout,
     workloads: &Workloads,
 ) -> Result<Option<String>, Error> {
-    let namespace = workloads.canary.namespace().unwrap_or_default();
-    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let selector = format!("{}={}", primary::ROLLOUT_LABEL, rollout.name_any());
-    let listed = api
-        .list(&kube::api::ListParams::default().labels(&selector))
+    let generated = workloads
+        .primaries
+        .generated_by(&rollout.name_any())
         .await
-        .map_err(|e| {
-            Error::Workload(Box::new(WorkloadError::Api {
-                namespace: namespace.clone(),
-                name: selector.clone(),
-                source: e,
-            }))
-        })?;
-    Ok(listed
-        .items
-        .iter()
-        .map(ResourceExt::name_any)
+        .map_err(|e| Error::Workload(Box::new(e)))?;
+    Ok(generated
+        .into_iter()
         .find(|name| *name != workloads.stable_name)
         .map(|old| {
             format!(
