@@ -48,6 +48,8 @@ struct Ticker {
     state: Option<ComparativeState>,
     stage_started: Time,
     weight: f64,
+    /// A pass would give canary all the traffic (`WindowInput::guard_promotion`).
+    guard_promotion: bool,
 }
 
 impl Ticker {
@@ -57,6 +59,7 @@ impl Ticker {
             state: None,
             stage_started: Time(t0()),
             weight: 10.0,
+            guard_promotion: false,
         }
     }
 
@@ -72,6 +75,7 @@ impl Ticker {
             weight: self.weight,
             stage_started_at: Some(&self.stage_started),
             window: Duration::from_secs(60),
+            guard_promotion: self.guard_promotion,
             now: at(second),
         };
         let (state, reports) = comparative::step(&self.spec, self.state.as_ref(), &input);
@@ -114,6 +118,8 @@ fn a_split_exactly_in_proportion_to_traffic_is_evidence_for_the_null() {
 
 #[test]
 fn the_alternatives_grid_starts_at_the_minimum_detectable_increase_and_is_bounded() {
+    let grid = sequential::alternatives(ComparativeCheck::default().minimum_detectable_increase);
+    assert_eq!(grid[0], 1.2, "+20% by default");
     let grid = sequential::alternatives(0.5);
     assert_eq!(grid[0], 1.5);
     assert!(grid.windows(2).all(|pair| pair[1] > pair[0]));
@@ -654,6 +660,78 @@ fn a_broad_regression_fails_the_shard_test_within_two_minutes_of_traffic() {
         .clone()
         .unwrap();
     assert_eq!(shards.dispersion, 1.0, "even shards show no clustering");
+}
+
+#[test]
+fn a_pass_that_would_give_canary_all_the_traffic_waits_while_canary_leans_worse() {
+    // At 50%, canary at 1.3% in every shard against stable's 1%: a broad regression too
+    // small for the e-value in three looks, but 3 standard errors of lean.
+    let canary: Vec<(f64, f64)> = (0..16).map(|_| (1000.0, 13.0)).collect();
+    let stable: Vec<(f64, f64)> = (0..16).map(|_| (1000.0, 10.0)).collect();
+    let (canary, stable) = (sharded_version(&canary), sharded_version(&stable));
+    let ticker = |guard_promotion| Ticker {
+        weight: 50.0,
+        guard_promotion,
+        ..Ticker::new(no_warmup())
+    };
+    let (mut last_stage, mut earlier_stage) = (ticker(true), ticker(false));
+    for tick in 1..=3 {
+        last_stage.tick(tick * 30, &canary, &stable);
+        earlier_stage.tick(tick * 30, &canary, &stable);
+    }
+    let [held, _] = last_stage.tick(4 * 30, &canary, &stable);
+    let [passed, _] = earlier_stage.tick(4 * 30, &canary, &stable);
+    assert_eq!(passed.decision, Outcome::Pass, "{}", passed.message);
+    assert!(passed.e_value < passed.threshold);
+    assert_eq!(held.decision, Outcome::Inconclusive, "{}", held.message);
+    assert!(
+        held.message.contains("leans above stable's")
+            && held
+                .message
+                .contains("at most 2 to give it all the traffic"),
+        "{}",
+        held.message
+    );
+    // Holding lets the test decide.
+    let failed_at = (5..=12).find(|tick| {
+        let [errors, _] = last_stage.tick(tick * 30, &canary, &stable);
+        errors.decision == Outcome::Fail
+    });
+    assert!(failed_at.is_some(), "the held canary is never failed");
+
+    // Alike versions do not lean: the same last stage passes.
+    let mut healthy = ticker(true);
+    let [errors, _] = (1..=4)
+        .map(|tick| healthy.tick(tick * 30, &stable, &stable))
+        .last()
+        .unwrap();
+    assert_eq!(errors.decision, Outcome::Pass, "{}", errors.message);
+}
+
+#[test]
+fn the_lean_is_the_splits_score_in_standard_errors_read_only_with_enough_events() {
+    let split = |canary_events: f64, stable_events: f64| SplitCounts {
+        canary_requests: 1000.0,
+        canary_events,
+        stable_requests: 9000.0,
+        stable_events,
+    };
+    // 300 events, 90 on canary where its 10% share expects 30: (90 − 30) / √(300 · 0.1 · 0.9).
+    let lean = sequential::lean(&[split(90.0, 210.0)]);
+    assert!((lean - 60.0 / 27f64.sqrt()).abs() < 1e-9, "{lean}");
+    assert!(
+        sequential::lean(&[split(30.0, 270.0)]).abs() < 1e-9,
+        "in proportion"
+    );
+    assert!(
+        sequential::lean(&[split(20.0, 280.0)]) < 0.0,
+        "canary better"
+    );
+    // The same skew on 100 events reads nothing: below `MIN_LEAN_EVENTS`.
+    assert_eq!(sequential::lean(&[split(30.0, 70.0)]), 0.0);
+    // Strata add up: two halves of the 300 events read as the whole.
+    let half = sequential::lean(&[split(45.0, 105.0), split(45.0, 105.0)]);
+    assert!((half - lean).abs() < 1e-9, "{half} vs {lean}");
 }
 
 #[test]

@@ -913,6 +913,69 @@ fn comparative_check_keeps_its_evidence_in_status_and_rolls_back_a_worse_canary(
     assert_eq!(reason, "comparative-errors");
 }
 
+/// Canary at `percent` errors against stable's 1%, both with a histogram (every request
+/// under 250ms), so that both comparative tests judge.
+fn with_histograms(percent: f64) -> Observations {
+    let histogram = |mut window: stickycanary::observation::VersionWindow| {
+        window.latency_buckets = vec![(250.0, window.requests), (f64::INFINITY, window.requests)];
+        window
+    };
+    Observations {
+        metrics: MetricsObservation::Window {
+            canary: histogram(window_p99(1000.0, percent, 120.0)),
+            stable: histogram(window_p99(9000.0, 1.0, 120.0)),
+        },
+        ..healthy()
+    }
+}
+
+#[test]
+fn a_stage_that_hands_canary_all_the_traffic_waits_while_canary_leans_worse_for_one_more_duration()
+{
+    // 1.6% against 1%: about 2.5 standard errors of lean after two minutes at 10%, while
+    // the e-value stays far from 1/α for the four minutes this test looks at.
+    let leaning = with_histograms(1.6);
+    let spec = |stages: &str| {
+        let mut spec = support::engine::spec(&format!("stages: {stages}"));
+        spec.analysis.comparative = Some(Default::default());
+        spec
+    };
+    // The stage before 100% holds past its 2m ...
+    let mut last = Sim::started(spec("[{weight: 10, duration: 2m}, {weight: 100}]"));
+    last.run_until(4 * MIN, &leaning);
+    assert_eq!(last.weight_changes(), [(0, 10.0)], "no promotion within 4m");
+    let analysis = last.status.last_analysis.clone().unwrap();
+    let errors = analysis
+        .checks
+        .iter()
+        .find(|check| check.name == "comparative-errors")
+        .unwrap();
+    assert_eq!(errors.verdict, Outcome::Inconclusive, "{}", errors.message);
+    assert!(
+        errors.message.contains("leans above stable's"),
+        "{}",
+        errors.message
+    );
+    assert!(errors.value.unwrap() < errors.threshold.unwrap());
+    // ... for one more stage duration at most: a healthy canary that leans by chance waits
+    // 2m, not for ever.
+    last.tick(&leaning);
+    assert_eq!(last.weight_changes(), [(0, 10.0), (4 * MIN, 100.0)]);
+    assert_eq!(last.status.phase, Phase::Promoted);
+
+    // A stage that does not hand over advances at its duration, as before.
+    let mut earlier = Sim::started(spec(
+        "[{weight: 10, duration: 2m}, {weight: 50, duration: 2m}, {weight: 100}]",
+    ));
+    earlier.run_until(2 * MIN + 1, &leaning);
+    assert_eq!(earlier.weight_changes(), [(0, 10.0), (2 * MIN, 50.0)]);
+
+    // Alike versions pass the last stage at its duration.
+    let mut healthy = Sim::started(spec("[{weight: 10, duration: 2m}, {weight: 100}]"));
+    healthy.run_until(2 * MIN + 1, &with_histograms(1.0));
+    assert_eq!(healthy.weight_changes(), [(0, 10.0), (2 * MIN, 100.0)]);
+}
+
 /// Both versions at `percent` errors: the service is failing, not the canary.
 fn both_erroring(percent: f64) -> Observations {
     Observations {

@@ -45,6 +45,13 @@ pub const MIN_STABLE_REQUESTS_FOR_THRESHOLD: f64 = 100.0;
 pub const SHARED_INCIDENT_FACTOR: f64 = 2.0;
 /// ... and only when it has at least this many stable events (not a blip).
 pub const SHARED_INCIDENT_MIN_EVENTS: f64 = 10.0;
+/// A pass that would give canary all the traffic waits while canary's events lean this many
+/// standard errors above their share ([`sequential::lean`], kept shards, widened by `√φ`).
+/// The e-value only fails a ratio near the grid's alternatives; a bug that breaks a few
+/// percent of the users can leave canary 1.2–1.4× stable on the kept shards, too little for
+/// it in the 45 minutes of the default stages but plain in the lean. Waiting lets the test
+/// decide (BENCHMARKS.md, "Issue 22, round 6").
+pub const PROMOTION_LEAN: f64 = 2.0;
 
 /// One test's verdict with the numbers behind it.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +82,10 @@ pub struct WindowInput<'a> {
     pub stage_started_at: Option<&'a Time>,
     /// The span the window covers (`analysis.effectiveWindow()`).
     pub window: Duration,
+    /// A pass now would give canary all the traffic, and the stage may still be extended (the
+    /// engine allows one more stage duration): the tests then hold while canary leans worse
+    /// by [`PROMOTION_LEAN`].
+    pub guard_promotion: bool,
     pub now: Timestamp,
 }
 
@@ -174,6 +185,7 @@ pub fn step(
             shards: error_shards.as_deref(),
             kind: Evidence::Split,
             first_weight,
+            guard_promotion: input.guard_promotion,
         },
         error_fraction,
         &grid,
@@ -188,6 +200,7 @@ pub fn step(
             shards: slow_shards.as_deref(),
             kind: latency_kind,
             first_weight,
+            guard_promotion: input.guard_promotion,
         },
         latency_fraction,
         &grid,
@@ -247,6 +260,8 @@ struct Window<'a> {
     kind: Evidence,
     /// The run's first weight (see `sharded::History`).
     first_weight: f64,
+    /// See [`WindowInput::guard_promotion`].
+    guard_promotion: bool,
 }
 
 /// Per shard split counts with `events` of each shard, when both versions have shard
@@ -446,8 +461,10 @@ fn judge(
     }
     let mut narrow = None;
     let mut one_shard = None;
+    let mut lean = sequential::lean(&[test.segment]);
     if window.shards.is_some() && !test.segment_shards.is_empty() {
         let evidence = kind.of(test, window.first_weight, grid);
+        lean = evidence.lean;
         test.log_e_value = sharded::log_e_value(&test.carried_log_lr, &evidence.log_lr);
         let untrimmed =
             sharded::log_e_value(&test.carried_untrimmed_log_lr, &evidence.untrimmed_log_lr);
@@ -558,6 +575,14 @@ fn judge(
         (
             Outcome::Inconclusive,
             format!("{incident}: holding; {evidence}; {tally}"),
+        )
+    } else if window.guard_promotion && lean >= PROMOTION_LEAN {
+        (
+            Outcome::Inconclusive,
+            format!(
+                "canary's rate leans above stable's in this stage ({} standard errors, at most {PROMOTION_LEAN} to give it all the traffic): holding for the test to decide; {evidence}; {tally}",
+                round2(lean)
+            ),
         )
     } else {
         (

@@ -63,6 +63,34 @@ pub fn split_log_lr(counts: &SplitCounts, ratio: f64) -> f64 {
     canary_events * (q / share).ln() + stable_events * ((1.0 - q) / (1.0 - share)).ln()
 }
 
+/// Fewer events than this (both versions together) give no lean ([`lean`]): a small lean is
+/// then within what two or three users' errors make, and no hold could resolve it in time.
+pub const MIN_LEAN_EVENTS: f64 = 200.0;
+
+/// How far canary's events lean above their share of the requests, in standard errors: the
+/// split's score statistic at a rate ratio of 1, stratified over `strata`
+/// (`Σ (c_s − n_s π_s) / √Σ n_s π_s (1 − π_s)`, with `n_s` a stratum's events and `π_s`
+/// canary's share of its requests). About standard normal when the versions are alike, and
+/// growing with the square root of the events when canary is worse, however little. 0 with
+/// fewer than [`MIN_LEAN_EVENTS`] events.
+pub fn lean(strata: &[SplitCounts]) -> f64 {
+    let (mut excess, mut variance, mut events) = (0.0, 0.0, 0.0);
+    for counts in strata {
+        let Some(share) = counts.canary_share() else {
+            continue;
+        };
+        let canary = counts.canary_events.max(0.0);
+        let stratum = canary + counts.stable_events.max(0.0);
+        excess += canary - stratum * share;
+        variance += stratum * share * (1.0 - share);
+        events += stratum;
+    }
+    if events < MIN_LEAN_EVENTS || variance <= 0.0 {
+        return 0.0;
+    }
+    excess / variance.sqrt()
+}
+
 /// `ln((1/K) Σ exp(x_k))`, computed without overflow.
 pub fn log_mean_exp(log_values: &[f64]) -> f64 {
     let max = log_values.iter().copied().fold(f64::NEG_INFINITY, f64::max);

@@ -53,7 +53,7 @@
 //! test is this same rule on `slow`. Before that, [`latency_evidence`] judges the
 //! histograms' events with the outlying shards' excess taken out.
 
-use super::sequential::{log_mean_exp, SplitCounts};
+use super::sequential::{lean, log_mean_exp, SplitCounts};
 
 /// At most this many shards are set aside as outlying (a few heavy, slow or error-prone
 /// users): the test then judges the rest. Six of sixteen: any five users, however heavy,
@@ -88,6 +88,10 @@ pub struct ShardEvidence {
     pub trimmed: Vec<usize>,
     /// `φ` from stable's shards (1 = no sign of clustering).
     pub dispersion: f64,
+    /// How far canary's events in the kept shards lean above their share, in standard errors
+    /// widened by `√φ` ([`super::sequential::lean`]); 0 with too few shards or events. A
+    /// last stage does not promote while it is high (`analysis::comparative`).
+    pub lean: f64,
 }
 
 /// One segment's shards: all with traffic on both versions, the ones set aside as outlying
@@ -101,6 +105,15 @@ struct Peeled {
 impl Peeled {
     fn enough(&self) -> bool {
         self.kept.len() >= MIN_KEPT_SHARDS
+    }
+
+    /// [`lean`] of `counts` widened by `√φ`, or 0 when too few shards are kept to judge.
+    fn lean(&self, counts: &[SplitCounts], dispersion: f64) -> f64 {
+        if self.enough() {
+            lean(counts) / dispersion.sqrt()
+        } else {
+            0.0
+        }
     }
 
     fn trimmed(&self) -> Vec<usize> {
@@ -337,6 +350,7 @@ pub fn evidence(shards: &[SplitCounts], history: &History<'_>, grid: &[f64]) -> 
         shards_with_traffic: peeled.all.len(),
         trimmed: peeled.trimmed(),
         dispersion,
+        lean: peeled.lean(&peeled.kept, dispersion),
     }
 }
 
@@ -367,9 +381,13 @@ pub fn latency_evidence(
         .top_kept()
         .map(|counts| excess_over(&counts, others_ratio))
         .unwrap_or(0.0);
-    let judged = |removed: f64| -> Vec<f64> {
+    let adjusted = |removed: f64| {
         let mut adjusted = histogram;
         adjusted.canary_events = (adjusted.canary_events - removed).max(0.0);
+        adjusted
+    };
+    let judged = |removed: f64| -> Vec<f64> {
+        let adjusted = adjusted(removed);
         grid.iter()
             .map(|ratio| {
                 if peeled.enough() {
@@ -390,6 +408,7 @@ pub fn latency_evidence(
         shards_with_traffic: peeled.all.len(),
         trimmed: peeled.trimmed(),
         dispersion,
+        lean: peeled.lean(&[adjusted(removed)], dispersion),
     }
 }
 

@@ -5,18 +5,20 @@
 use super::checks::{Evaluation, Outcome};
 use super::judge::Judged;
 use super::record::Tick;
+use super::stages;
 use crate::analysis::comparative::{self, WindowInput, ERRORS_CHECK, LATENCY_CHECK};
-use crate::crd::Analysis;
+use crate::crd::CanaryRolloutSpec;
 use crate::duration::Duration;
 use crate::observation::{MetricsObservation, Observations};
 
 /// Judges both comparative tests when the spec enables them. A Fail is final in the test
 /// itself (the e-value crossed 1/α), so it rolls back at once (`for` is zero).
 pub(super) fn judge(
-    analysis: &Analysis,
+    spec: &CanaryRolloutSpec,
     observations: &Observations,
     tick: &mut Tick,
 ) -> Vec<Judged> {
+    let analysis = &spec.analysis;
     let Some(check) = analysis.comparative.as_ref().filter(|check| check.enabled) else {
         return Vec::new();
     };
@@ -45,6 +47,7 @@ pub(super) fn judge(
         weight: tick.status.weight,
         stage_started_at: tick.status.stage_started_at.as_ref(),
         window: analysis.effective_window(),
+        guard_promotion: guard_promotion(spec, tick),
         now: tick.now,
     };
     let (mut state, reports) = comparative::step(check, tick.status.comparative.as_ref(), &input);
@@ -71,4 +74,18 @@ pub(super) fn judge(
             shared_with_stable: false,
         })
         .collect()
+}
+
+/// Whether the tests should hold a pass while canary leans worse
+/// ([`comparative::PROMOTION_LEAN`]): passing this stage would give canary all the traffic,
+/// and the stage has run less than twice its duration, so that a healthy canary that leans
+/// by chance waits one stage duration at most.
+fn guard_promotion(spec: &CanaryRolloutSpec, tick: &Tick) -> bool {
+    let index = stages::clamp_index(spec, tick.status.stage_index);
+    let Some(stage) = stages::stage(spec, index) else {
+        return false;
+    };
+    let hold_for = stages::hold_for(stage).as_std();
+    let ran = super::gates::clock_elapsed(&tick.status, tick.now);
+    stages::hands_over(spec, index) && ran.is_some_and(|ran| ran.as_std() < hold_for * 2)
 }

@@ -43,7 +43,7 @@ pub(super) fn analyse(
         .is_some_and(|check| check.enabled);
     // The stateful comparative check keeps its evidence in the status; it runs first so
     // that a guard-rail breach can be read against it.
-    let comparative = super::comparative::judge(analysis, observations, tick);
+    let comparative = super::comparative::judge(spec, observations, tick);
     // A check whose `fromStage` is still ahead is not judged at all.
     let stage_index = tick.status.stage_index;
     let explained_by_users = |name: &str| explained_by_users(tick, name);

@@ -23,6 +23,15 @@ pub fn is_last(spec: &CanaryRolloutSpec, index: u32) -> bool {
     usize::try_from(index).is_ok_and(|index| index + 1 >= spec.stages.len())
 }
 
+/// Whether passing the stage at `index` gives canary all the traffic: it is the last stage,
+/// or the next one sends 100%.
+pub fn hands_over(spec: &CanaryRolloutSpec, index: u32) -> bool {
+    let next = usize::try_from(index)
+        .ok()
+        .and_then(|index| spec.stages.get(index + 1));
+    next.is_none_or(|next| next.weight >= 100.0)
+}
+
 /// How long a stage must pass; a last stage without a duration needs none.
 pub fn hold_for(stage: &Stage) -> Duration {
     stage.duration.unwrap_or(Duration::ZERO)
