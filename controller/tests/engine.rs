@@ -7,8 +7,8 @@
 mod support;
 
 use stickycanary::crd::{
-    CanaryRolloutSpec, CanaryRolloutStatus, CompareStableCheck, CustomCheck, Outcome, Phase,
-    HISTORY_LIMIT,
+    CanaryRolloutSpec, CanaryRolloutStatus, CheckResult, CompareStableCheck, CustomCheck, Outcome,
+    Phase, HISTORY_LIMIT,
 };
 use stickycanary::duration::Duration;
 use stickycanary::engine::{decide, reasons, Action, Decision};
@@ -147,6 +147,13 @@ impl Sim {
                 })
             })
             .collect()
+    }
+
+    /// The latest analysis's result for the check `name`.
+    fn check(&self, name: &str) -> CheckResult {
+        let analysis = self.status.last_analysis.as_ref().unwrap();
+        let check = analysis.checks.iter().find(|check| check.name == name);
+        check.cloned().unwrap()
     }
 
     /// When the rollout rolled back, and why.
@@ -944,12 +951,7 @@ fn a_stage_that_hands_canary_all_the_traffic_waits_while_canary_leans_worse_for_
     let mut last = Sim::started(spec("[{weight: 10, duration: 2m}, {weight: 100}]"));
     last.run_until(4 * MIN, &leaning);
     assert_eq!(last.weight_changes(), [(0, 10.0)], "no promotion within 4m");
-    let analysis = last.status.last_analysis.clone().unwrap();
-    let errors = analysis
-        .checks
-        .iter()
-        .find(|check| check.name == "comparative-errors")
-        .unwrap();
+    let errors = last.check("comparative-errors");
     assert_eq!(errors.verdict, Outcome::Inconclusive, "{}", errors.message);
     assert!(
         errors.message.contains("leans above stable's"),
@@ -1004,12 +1006,7 @@ fn a_guard_rail_breach_stable_shares_holds_with_the_comparative_check_and_rolls_
     sim.run_until(20 * MIN, &both_erroring(10.0));
     assert_eq!(sim.rolled_back(), None);
     assert_eq!(sim.status.weight, 10.0, "a held stage does not advance");
-    let analysis = sim.status.last_analysis.clone().unwrap();
-    let check = analysis
-        .checks
-        .iter()
-        .find(|c| c.name == "error-rate")
-        .unwrap();
+    let check = sim.check("error-rate");
     assert_eq!(check.verdict, Outcome::Inconclusive);
     assert!(
         check.message.contains("stable error rate 10%"),
