@@ -603,8 +603,8 @@ fn the_evidence_without_the_top_shard_leaves_out_the_one_user_that_carries_it() 
     // One user in canary shard 5 sends a tenth of canary's traffic at 3% errors; the other
     // canary shards are at 1.5%, stable at 1%. The user's shard is not improbable enough to
     // be set aside, so it counts, and it carries most of the evidence: without it the rest
-    // say much less. A failure needs that rest half-way to the threshold
-    // (`comparative::judge`), so this one user's shard cannot fail the canary alone.
+    // say much less. A failure needs that rest 40% of the way to the threshold, log scale
+    // (`comparative::WITHOUT_TOP_SHARE`), so this one user's shard cannot fail the canary alone.
     let shards: Vec<SplitCounts> = (0..16)
         .map(|shard| SplitCounts {
             canary_requests: if shard == 5 { 800.0 } else { 80.0 },
