@@ -55,8 +55,11 @@ oci: filter ## Pack the filter as an OCI image (target/oci/stickycanary) and pin
 	scripts/pin-digest.sh
 
 crd: ## Regenerate the CanaryRollout and AlertProvider CRDs in the Helm chart from the Rust types
-	cargo run -q -p stickycanary --locked -- crd > manifests/helm/stickycanary/crds/canaryrollouts.yaml
-	cargo run -q -p stickycanary --locked -- crd alertprovider > manifests/helm/stickycanary/crds/alertproviders.yaml
+	# Written to a temporary file first: a build that fails must not leave an empty CRD behind.
+	cargo run -q -p stickycanary --locked -- crd > manifests/helm/stickycanary/crds/canaryrollouts.yaml.tmp
+	mv manifests/helm/stickycanary/crds/canaryrollouts.yaml.tmp manifests/helm/stickycanary/crds/canaryrollouts.yaml
+	cargo run -q -p stickycanary --locked -- crd alertprovider > manifests/helm/stickycanary/crds/alertproviders.yaml.tmp
+	mv manifests/helm/stickycanary/crds/alertproviders.yaml.tmp manifests/helm/stickycanary/crds/alertproviders.yaml
 
 e2e-kind: ## On a machine with kind, helm and istioctl: install everything and run a promotion and a rollback
 	scripts/e2e-kind.sh
