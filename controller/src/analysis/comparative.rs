@@ -56,8 +56,8 @@ pub const PROMOTION_LEAN: f64 = 2.0;
 /// power or more (0.4: 200^0.4 ≈ 8.3 at the default α): one user's shard cannot carry a
 /// verdict, while a regression on a tenth of the users, whose top shard holds much of the
 /// first minutes' evidence, is not held for long. At 0.5, 10% of users at 40% errors was
-/// caught within 5 minutes in 79.7% of 2000 rollouts; at 0.4 in 82.0%, with healthy
-/// false rollbacks up by at most 0.2 points (BENCHMARKS.md, "Issue 22, round 6").
+/// caught within 5 minutes in 79.7% of 2000 rollouts; at 0.4 in 82.0%, with every healthy
+/// scenario still at or below 0.95% (BENCHMARKS.md, "Issue 22, round 6").
 pub const WITHOUT_TOP_SHARE: f64 = 0.4;
 
 /// One test's verdict with the numbers behind it.
