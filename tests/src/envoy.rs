@@ -427,6 +427,26 @@ impl Envoy {
         }
     }
 
+    /// The plugin configuration Envoy last accepted over ECDS, from
+    /// `/config_dump?resource=ecds_filters` (`EcdsConfigDump.ecds_filters`); `None` before the
+    /// first. What the main thread accepted: each worker thread takes it up a moment later.
+    pub fn accepted_plugin_config(&self) -> Result<Option<String>> {
+        let text = self.admin_get("/config_dump?resource=ecds_filters")?;
+        let dump: Value =
+            serde_json::from_str(&text).map_err(|e| Error::Other(format!("config_dump: {e}")))?;
+        let configs = dump.get("configs").and_then(Value::as_array);
+        Ok(configs
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("ecds_filter"))
+            .filter(|f| f.get("name").and_then(Value::as_str) == Some(FILTER_NAME))
+            .find_map(|f| {
+                f.pointer("/typed_config/config/configuration/value")
+                    .and_then(Value::as_str)
+            })
+            .map(str::to_string))
+    }
+
     /// `extension_config_discovery.http_filter.stickycanary.{config_reload,config_fail,update_rejected}`.
     pub fn ecds_counters(&self) -> Result<EcdsCounters> {
         let prefix = format!("extension_config_discovery.http_filter.{FILTER_NAME}.");

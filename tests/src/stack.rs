@@ -388,6 +388,60 @@ impl Stack {
         ecds_weight_of(&text, ROLLOUT)
     }
 
+    /// Wait until Envoy has accepted the plugin configuration the ECDS file holds now, and
+    /// return the weight it carries. The controller only writes the file: Envoy picks it up
+    /// through a file watch, a moment later and later still on a busy machine, so a response
+    /// probed right after a write may still come from the previous configuration.
+    pub fn wait_envoy_took_ecds_file(&self, timeout: Duration) -> Result<f64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = std::fs::read_to_string(self.envoy.ecds_file())
+                .ctx(|| "read the ECDS file".into())?;
+            let written = ecds_plugin_config(&text)?;
+            let accepted = self.envoy.accepted_plugin_config()?;
+            if accepted.as_deref() == Some(written.as_str()) {
+                return ecds_weight_of(&text, ROLLOUT);
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Timeout(format!(
+                    "Envoy did not take the ECDS file within {timeout:?}: it holds {written}, Envoy runs {accepted:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `(status, x-served-by, x-version)` of one request through Envoy as `user`.
+    pub fn probe(&self, user: &str) -> Result<(u16, String, String)> {
+        let resp = self.envoy.get(HOST, "/", &[("x-user-id", user)])?;
+        Ok((
+            resp.status,
+            resp.header("x-served-by").unwrap_or("none").to_string(),
+            resp.header("x-version").unwrap_or("none").to_string(),
+        ))
+    }
+
+    /// [`Stack::probe`] once the answer is no longer `previous` (`x-served-by`, `x-version`),
+    /// for use after [`Stack::wait_envoy_took_ecds_file`]: Envoy hands a configuration it
+    /// accepted to each worker thread a moment later, so for up to 5 s the answer from before
+    /// the change is not yet a fault. Any other answer is returned at once.
+    pub fn settled_probe(
+        &self,
+        user: &str,
+        previous: (&str, &str),
+    ) -> Result<(u16, String, String)> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = self.probe(user)?;
+            if (got.0, got.1.as_str(), got.2.as_str()) != (200, previous.0, previous.1)
+                || Instant::now() > deadline
+            {
+                return Ok(got);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Poll the status until `done` holds, or fail after `timeout` with the controller's log tail.
     pub fn wait_status(
         &mut self,
@@ -454,18 +508,22 @@ impl Stack {
 
 /// `rollouts.<rollout>.weight` inside an ECDS document's pluginConfig string.
 pub fn ecds_weight_of(ecds_text: &str, rollout: &str) -> Result<f64> {
-    let doc: Value =
-        serde_json::from_str(ecds_text).map_err(|e| Error::Other(format!("ECDS file: {e}")))?;
-    let config_text = doc
-        .pointer("/resources/0/typed_config/config/configuration/value")
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::Other("ECDS file: no configuration value".into()))?;
-    let config: Value = serde_json::from_str(config_text)
+    let config: Value = serde_json::from_str(&ecds_plugin_config(ecds_text)?)
         .map_err(|e| Error::Other(format!("ECDS pluginConfig: {e}")))?;
     config
         .pointer(&format!("/rollouts/{rollout}/weight"))
         .and_then(Value::as_f64)
         .ok_or_else(|| Error::Other(format!("ECDS pluginConfig: no rollouts.{rollout}.weight")))
+}
+
+/// The plugin configuration (a JSON string) an ECDS file carries.
+fn ecds_plugin_config(ecds_text: &str) -> Result<String> {
+    let doc: Value =
+        serde_json::from_str(ecds_text).map_err(|e| Error::Other(format!("ECDS file: {e}")))?;
+    doc.pointer("/resources/0/typed_config/config/configuration/value")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| Error::Other("ECDS file: no configuration value".into()))
 }
 
 fn tail(text: &str, lines: usize) -> String {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use stickycanary_e2e::backend_server::{BehaviourPatch, ReleasePatch};
 use stickycanary_e2e::load::{self, LoadHandle};
-use stickycanary_e2e::stack::{RolloutPlan, Stack, StackOptions, HOST};
+use stickycanary_e2e::stack::{RolloutPlan, Stack, StackOptions};
 use stickycanary_filter::assign;
 
 /// Users probed one by one through Envoy.
@@ -32,15 +32,7 @@ fn users() -> Vec<String> {
 
 /// `(status, x-served-by, x-version)` of one request as `user`.
 fn probe(stack: &Stack, user: &str) -> (u16, String, String) {
-    let resp = stack
-        .envoy
-        .get(HOST, "/", &[("x-user-id", user)])
-        .expect("request through Envoy");
-    (
-        resp.status,
-        resp.header("x-served-by").unwrap_or("none").to_string(),
-        resp.header("x-version").unwrap_or("none").to_string(),
-    )
+    stack.probe(user).expect("request through Envoy")
 }
 
 /// The probed users that get `version`, with every response checked to be a 200 from a
@@ -74,17 +66,32 @@ fn wait(stack: &mut Stack, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         .unwrap_or_else(|e| panic!("waiting for {what}: {e}"))
 }
 
-/// Waits for the first stage of `revision`'s run and returns the users on the canary then,
-/// probed while the weight held still.
+/// Envoy runs the ECDS file the controller wrote last; returns its weight.
+fn envoy_took_the_file(stack: &Stack) -> f64 {
+    stack
+        .wait_envoy_took_ecds_file(Duration::from_secs(10))
+        .expect("Envoy takes the controller's ECDS file")
+}
+
+/// `user`'s answer once Envoy's workers run the file's weight ([`Stack::settled_probe`]).
+fn settled_probe(stack: &Stack, user: &str, previous: (&str, &str)) -> (u16, String, String) {
+    stack
+        .settled_probe(user, previous)
+        .expect("request through Envoy")
+}
+
+/// Waits for the first stage of `revision`'s run and returns the users on the canary then:
+/// the same set in two rounds of probes, with Envoy running the weight the file held all along.
 fn first_stage_cohort(stack: &mut Stack, revision: &str) -> (f64, BTreeSet<String>) {
     wait(stack, &format!("{revision} at its first stage"), |s| {
         field(s, "phase") == "Progressing" && field(s, "canaryRevision") == revision
     });
     for _ in 0..5 {
-        let before = stack.ecds_weight().unwrap();
-        let on_canary = users_getting(stack, revision);
-        if stack.ecds_weight().unwrap() == before {
-            return (before, on_canary);
+        let before = envoy_took_the_file(stack);
+        let first = users_getting(stack, revision);
+        let second = users_getting(stack, revision);
+        if first == second && stack.ecds_weight().unwrap() == before {
+            return (before, first);
         }
     }
     panic!("the weight kept moving while probing {revision}'s cohort");
@@ -151,13 +158,10 @@ fn two_releases_back_to_back_promote_one_and_roll_back_the_next_with_a_mid_run_r
     });
     assert_eq!(field(&status, "stableRevision"), "v2");
     assert_eq!(field(&status, "lastPromotedRevision"), "v2");
-    assert_eq!(
-        stack.ecds_weight().unwrap(),
-        0.0,
-        "users are back on stable"
-    );
+    assert_eq!(envoy_took_the_file(&stack), 0.0, "users are back on stable");
     for user in users() {
-        let (status, served_by, version) = probe(&stack, &user);
+        // The canary still serves v2 until the scale-down delay is over.
+        let (status, served_by, version) = settled_probe(&stack, &user, ("canary", "v2"));
         assert_eq!(
             (status, served_by.as_str(), version.as_str()),
             (200, "stable", "v2"),
@@ -183,8 +187,9 @@ fn two_releases_back_to_back_promote_one_and_roll_back_the_next_with_a_mid_run_r
     }
     // The weight went to 0 before the scale-up: v3's users are on stable (v2) again.
     assert_eq!(stack.ecds_weight().unwrap(), 0.0);
+    assert_eq!(envoy_took_the_file(&stack), 0.0);
     for user in &v3_users {
-        let (status, served_by, version) = probe(&stack, user);
+        let (status, served_by, version) = settled_probe(&stack, user, ("canary", "v3"));
         assert_eq!(
             (status, served_by.as_str(), version.as_str()),
             (200, "stable", "v2"),
@@ -221,7 +226,7 @@ fn two_releases_back_to_back_promote_one_and_roll_back_the_next_with_a_mid_run_r
     assert_eq!(field(&status, "rollbackReason"), "error-rate");
     assert_eq!(field(&status, "failedRevision"), "v4");
     assert_eq!(field(&status, "stableRevision"), "v2");
-    assert_eq!(stack.ecds_weight().unwrap(), 0.0);
+    assert_eq!(envoy_took_the_file(&stack), 0.0);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !stack
         .controller_log()

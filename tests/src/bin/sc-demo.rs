@@ -21,7 +21,7 @@ use stickycanary_e2e::cli;
 use stickycanary_e2e::interrupt;
 use stickycanary_e2e::load::{self, LoadHandle};
 use stickycanary_e2e::paths;
-use stickycanary_e2e::stack::{RolloutPlan, Stack, StackOptions, HOST};
+use stickycanary_e2e::stack::{RolloutPlan, Stack, StackOptions};
 use stickycanary_filter::assign;
 
 const USERS: u64 = 5_000;
@@ -123,7 +123,8 @@ fn run() -> Result<bool, String> {
             stack.ecds_weight().map_err(|e| e.to_string())?,
         ),
     });
-    let on_v2 = users_on(&stack, "stable", "v2")?;
+    // The canary serves v2 too until its scale-down delay is over.
+    let on_v2 = users_on(&stack, ("stable", "v2"), Some(("canary", "v2")))?;
     outcomes.push(Outcome {
         name: "after v2, every user gets v2 from stable",
         ok: on_v2 == PROBED,
@@ -201,7 +202,7 @@ fn run() -> Result<bool, String> {
                 .contains("hook --on-scale-down (revision v3): ok"),
         ),
     });
-    let on_v2 = users_on(&stack, "stable", "v2")?;
+    let on_v2 = users_on(&stack, ("stable", "v2"), Some(("canary", "v3")))?;
     outcomes.push(Outcome {
         name: "after v3's rollback, no user gets v3",
         ok: on_v2 == PROBED,
@@ -261,7 +262,7 @@ fn wait_at_gate_then_approve(stack: &mut Stack, printed: &mut usize) -> Result<O
         held &= waiting(s) && stack.ecds_weight().ok() == Some(0.0);
         since.elapsed() >= GATE_WAIT
     })?;
-    let on_v3 = users_on(stack, "canary", "v3")?;
+    let on_v3 = users_on(stack, ("canary", "v3"), None)?;
     let scaled_up = stack
         .controller_log()
         .contains("hook --on-scale-up (revision v3)");
@@ -327,22 +328,32 @@ fn probe_users() -> Vec<String> {
 
 /// `(status, x-served-by, x-version)` of one request as `user`.
 fn probe(stack: &Stack, user: &str) -> Result<(u16, String, String), String> {
-    let resp = stack
-        .envoy
-        .get(HOST, "/", &[("x-user-id", user)])
-        .map_err(|e| e.to_string())?;
-    Ok((
-        resp.status,
-        resp.header("x-served-by").unwrap_or("none").to_string(),
-        resp.header("x-version").unwrap_or("none").to_string(),
-    ))
+    stack.probe(user).map_err(|e| e.to_string())
 }
 
-/// How many probed users get a 200 with `version` from `backend`.
-fn users_on(stack: &Stack, backend: &str, version: &str) -> Result<usize, String> {
+/// The weight of the ECDS file, once Envoy runs it (the controller only writes the file).
+fn envoy_weight(stack: &Stack) -> Result<f64, String> {
+    stack
+        .wait_envoy_took_ecds_file(Duration::from_secs(10))
+        .map_err(|e| e.to_string())
+}
+
+/// How many probed users get a 200 with `version` from `backend`, once Envoy runs the
+/// controller's last weight; `previous` (backend, version) is the answer from before it, when
+/// the weight just changed.
+fn users_on(
+    stack: &Stack,
+    (backend, version): (&str, &str),
+    previous: Option<(&str, &str)>,
+) -> Result<usize, String> {
+    envoy_weight(stack)?;
     let mut count = 0;
     for user in probe_users() {
-        let (status, served_by, got) = probe(stack, &user)?;
+        let (status, served_by, got) = match previous {
+            Some(previous) => stack.settled_probe(&user, previous),
+            None => stack.probe(&user),
+        }
+        .map_err(|e| e.to_string())?;
         if status == 200 && served_by == backend && got == version {
             count += 1;
         }
@@ -360,15 +371,20 @@ fn first_stage_cohort(
     follow(stack, printed, |s, _| {
         phase(s) == "Progressing" && field(s, "canaryRevision") == revision
     })?;
-    for _ in 0..5 {
-        let weight = stack.ecds_weight().map_err(|e| e.to_string())?;
+    let on = |stack: &Stack| -> Result<BTreeSet<String>, String> {
         let mut on_canary = BTreeSet::new();
         for user in probe_users() {
             if probe(stack, &user)?.2 == revision {
                 on_canary.insert(user);
             }
         }
-        if stack.ecds_weight().map_err(|e| e.to_string())? != weight {
+        Ok(on_canary)
+    };
+    for _ in 0..5 {
+        // Two rounds that agree, with Envoy running the weight the file held all along.
+        let weight = envoy_weight(stack)?;
+        let on_canary = on(stack)?;
+        if on(stack)? != on_canary || stack.ecds_weight().map_err(|e| e.to_string())? != weight {
             continue;
         }
         let salt = format!("{}-{revision}", stickycanary_e2e::stack::ROLLOUT);
