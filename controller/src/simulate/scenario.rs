@@ -279,15 +279,72 @@ pub fn catalog() -> Vec<Scenario> {
             ..regression("10% of users get 40% errors")
         },
         Scenario {
-            affected: Some(AffectedUsers {
-                share: 0.03,
-                extra_error_rate: 1.0,
-            }),
+            affected: Some(broken(0.03)),
             ..regression("3% of users broken (100% errors)")
         },
         Scenario {
             canary_error_rate: 0.06,
             ..regression("errors 1% -> 6%")
         },
+        // Other traffic models than the goals' (appended, so the rows above keep their
+        // seeds): other rates, base error rates and shares of broken users.
+        Scenario {
+            total_rps: 20.0,
+            ..base("healthy, 20 req/s", true)
+        },
+        Scenario {
+            total_rps: 200.0,
+            error_prone: Some(ErrorProne {
+                users: 20,
+                rps_each: 0.2,
+                error_rate: 0.3,
+            }),
+            ..base(
+                "healthy, 200 req/s, 20 users at 0.2 req/s with 30% errors",
+                true,
+            )
+        },
+        Scenario {
+            error_prone: Some(ErrorProne {
+                users: 40,
+                rps_each: 0.1,
+                error_rate: 0.3,
+            }),
+            ..base(
+                "healthy, 50 req/s, 40 users at 0.1 req/s with 30% errors",
+                true,
+            )
+        },
+        Scenario {
+            total_rps: 20.0,
+            affected: Some(broken(0.03)),
+            ..regression("3% of users broken, 20 req/s")
+        },
+        Scenario {
+            stable_error_rate: 0.03,
+            canary_error_rate: 0.03,
+            affected: Some(broken(0.03)),
+            ..regression("3% of users broken, 3% base errors")
+        },
+        Scenario {
+            affected: Some(broken(0.02)),
+            ..regression("2% of users broken (100% errors)")
+        },
+        Scenario {
+            total_rps: 20.0,
+            affected: Some(AffectedUsers {
+                share: 0.10,
+                extra_error_rate: 0.40,
+            }),
+            ..regression("10% of users get 40% errors, 20 req/s")
+        },
     ]
+}
+
+/// A canary bug that fails every request of `share` of the users.
+fn broken(share: f64) -> AffectedUsers {
+    AffectedUsers {
+        share,
+        extra_error_rate: 1.0,
+    }
 }
