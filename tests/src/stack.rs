@@ -423,18 +423,19 @@ impl Stack {
 
     /// [`Stack::probe`] once the answer is no longer `previous` (`x-served-by`, `x-version`),
     /// for use after [`Stack::wait_envoy_took_ecds_file`]: Envoy hands a configuration it
-    /// accepted to each worker thread a moment later, so for up to 5 s the answer from before
-    /// the change is not yet a fault. Any other answer is returned at once.
+    /// accepted to each worker thread a moment later, so until `until` the answer from before
+    /// the change is not yet a fault. Any other answer is returned at once. One `until` for a
+    /// whole sweep of users bounds the sweep's waiting.
     pub fn settled_probe(
         &self,
         user: &str,
         previous: (&str, &str),
+        until: Instant,
     ) -> Result<(u16, String, String)> {
-        let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let got = self.probe(user)?;
             if (got.0, got.1.as_str(), got.2.as_str()) != (200, previous.0, previous.1)
-                || Instant::now() > deadline
+                || Instant::now() > until
             {
                 return Ok(got);
             }

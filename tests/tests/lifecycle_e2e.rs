@@ -73,10 +73,18 @@ fn envoy_took_the_file(stack: &Stack) -> f64 {
         .expect("Envoy takes the controller's ECDS file")
 }
 
+/// How long Envoy's workers get to take up a configuration its main thread accepted.
+const SETTLE: Duration = Duration::from_secs(5);
+
 /// `user`'s answer once Envoy's workers run the file's weight ([`Stack::settled_probe`]).
-fn settled_probe(stack: &Stack, user: &str, previous: (&str, &str)) -> (u16, String, String) {
+fn settled_probe(
+    stack: &Stack,
+    user: &str,
+    previous: (&str, &str),
+    until: Instant,
+) -> (u16, String, String) {
     stack
-        .settled_probe(user, previous)
+        .settled_probe(user, previous, until)
         .expect("request through Envoy")
 }
 
@@ -159,9 +167,10 @@ fn two_releases_back_to_back_promote_one_and_roll_back_the_next_with_a_mid_run_r
     assert_eq!(field(&status, "stableRevision"), "v2");
     assert_eq!(field(&status, "lastPromotedRevision"), "v2");
     assert_eq!(envoy_took_the_file(&stack), 0.0, "users are back on stable");
+    let until = Instant::now() + SETTLE;
     for user in users() {
         // The canary still serves v2 until the scale-down delay is over.
-        let (status, served_by, version) = settled_probe(&stack, &user, ("canary", "v2"));
+        let (status, served_by, version) = settled_probe(&stack, &user, ("canary", "v2"), until);
         assert_eq!(
             (status, served_by.as_str(), version.as_str()),
             (200, "stable", "v2"),
@@ -188,8 +197,9 @@ fn two_releases_back_to_back_promote_one_and_roll_back_the_next_with_a_mid_run_r
     // The weight went to 0 before the scale-up: v3's users are on stable (v2) again.
     assert_eq!(stack.ecds_weight().unwrap(), 0.0);
     assert_eq!(envoy_took_the_file(&stack), 0.0);
+    let until = Instant::now() + SETTLE;
     for user in &v3_users {
-        let (status, served_by, version) = settled_probe(&stack, user, ("canary", "v3"));
+        let (status, served_by, version) = settled_probe(&stack, user, ("canary", "v3"), until);
         assert_eq!(
             (status, served_by.as_str(), version.as_str()),
             (200, "stable", "v2"),

@@ -347,10 +347,12 @@ fn users_on(
     previous: Option<(&str, &str)>,
 ) -> Result<usize, String> {
     envoy_weight(stack)?;
+    // Envoy's workers take up what its main thread accepted a moment later.
+    let until = Instant::now() + Duration::from_secs(5);
     let mut count = 0;
     for user in probe_users() {
         let (status, served_by, got) = match previous {
-            Some(previous) => stack.settled_probe(&user, previous),
+            Some(previous) => stack.settled_probe(&user, previous, until),
             None => stack.probe(&user),
         }
         .map_err(|e| e.to_string())?;
