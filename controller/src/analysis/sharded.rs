@@ -38,8 +38,8 @@
 //! The e-value mixes the alternatives and carries finished segments exactly as the
 //! request-level test does, and the test fails when it reaches `1/α'` **and** the same
 //! e-value without each segment's top kept shard (the one most in excess on canary) is at
-//! least `(1/α')^0.4` (`comparative::WITHOUT_TOP_SHARE`): with few events a heavy user does not stand out, and
-//! one user's shard must not carry a verdict alone. With independent
+//! least `(1/α')^0.4` (`comparative::WITHOUT_TOP_SHARE`): with few events a heavy user does
+//! not stand out, and one user's shard must not carry a verdict alone. With independent
 //! errors (`φ = 1`) it is at most the stratified split test, so its false-failure rate
 //! stays below α' however often it is read (setting shards aside only lowers it): a
 //! theorem. Under clustering the `1/φ` scaling, the outlier rule and the history are a

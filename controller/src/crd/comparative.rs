@@ -176,8 +176,9 @@ pub struct ShardStatistic {
     pub untrimmed_log_e_value: f64,
     /// Natural log of the e-value over the kept shards without each segment's top shard
     /// (the one most in excess on canary). A failure needs it at least 40% of the way to
-    /// the threshold (log scale): evidence that one user's shard carries holds the rollout (Inconclusive)
-    /// instead, and a guard-rail breach is held while it leans "no worse" (below 0).
+    /// the threshold (log scale): evidence that one user's shard carries holds the rollout
+    /// (Inconclusive) instead, and a guard-rail breach is held while it leans "no worse"
+    /// (below 0).
     #[serde(default)]
     pub without_top_log_e_value: f64,
 }
