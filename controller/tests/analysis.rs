@@ -568,6 +568,48 @@ fn evidence_resting_on_two_shards_is_inconclusive_not_a_failure() {
 }
 
 #[test]
+fn canary_excess_held_in_a_few_shards_is_which_users_canary_holds_and_a_broad_one_is_not() {
+    // A 10% canary, 600 requests a shard against stable's 5400, both at 1%: 6 and 54 events.
+    let split = |canary_events: f64, stable_events: f64| SplitCounts {
+        canary_requests: 600.0,
+        canary_events,
+        stable_requests: 5400.0,
+        stable_events,
+    };
+    // Error-prone users on canary in five shards (30 events there instead of 6), the rest in
+    // proportion: canary's rate is 2.2%, but outside the six shards most in excess its
+    // events are their share, so the excess is which users canary holds.
+    let held: Vec<SplitCounts> = (0..16)
+        .map(|shard| split(if shard < 5 { 30.0 } else { 6.0 }, 54.0))
+        .collect();
+    let (excess, left_out) = sharded::excess_beyond_top(&held, &[], 6).unwrap();
+    assert_eq!(left_out, 6);
+    assert!(excess.abs() < 1e-9, "{excess}");
+    // A regression on canary's code path (3% in every shard) keeps its excess in the ten
+    // shards left: 12 events each beyond canary's 10% share of 72.
+    let broad: Vec<SplitCounts> = (0..16).map(|_| split(18.0, 54.0)).collect();
+    let (excess, _) = sharded::excess_beyond_top(&broad, &[], 6).unwrap();
+    assert!((excess - 10.0 * (18.0 - 7.2)).abs() < 1e-9, "{excess}");
+    // Stable's own heavy users (shards 12-15, 300 events on stable) make canary's excess
+    // negative there; those shards are left out, so they cannot hide a broad excess.
+    let heavy_on_stable: Vec<SplitCounts> = (0..16)
+        .map(|shard| split(18.0, if shard >= 12 { 300.0 } else { 54.0 }))
+        .collect();
+    let (excess, left_out) = sharded::excess_beyond_top(&heavy_on_stable, &[], 6).unwrap();
+    assert_eq!(left_out, 6, "12 shards summed, six of them left out");
+    assert!((excess - 6.0 * (18.0 - 7.2)).abs() < 1e-9, "{excess}");
+    // Shards stable showed as outlying earlier in the run are left out too, and fewer than
+    // six shards to sum give no reading.
+    let (_, left_out) = sharded::excess_beyond_top(&broad, &[0, 1, 2, 3, 4, 5], 6).unwrap();
+    assert_eq!(left_out, 4, "ten shards summed: four left out, six kept");
+    assert_eq!(
+        sharded::excess_beyond_top(&broad[..5], &[], 6),
+        None,
+        "five shards"
+    );
+}
+
+#[test]
 fn a_second_canary_outlier_that_stable_never_showed_stays_in_the_test() {
     // Two heavy error-prone users on canary, in shards 2 and 9. Without history a first
     // stage at 10% explains one of them (99% quantile of the negative binomial with no heavy
@@ -704,6 +746,60 @@ fn a_pass_that_would_give_canary_all_the_traffic_waits_while_canary_leans_worse(
     let mut healthy = ticker(true);
     let [errors, _] = (1..=4)
         .map(|tick| healthy.tick(tick * 30, &stable, &stable))
+        .last()
+        .unwrap();
+    assert_eq!(errors.decision, Outcome::Pass, "{}", errors.message);
+}
+
+#[test]
+fn the_promotion_hold_reads_the_lean_over_the_whole_rollout_each_stage_its_own_stratum() {
+    // At 25%, canary at 1.3% in every shard against stable's 1% for three looks: 3.1
+    // standard errors of lean, too little for the e-value. At 50% (the last stage) the
+    // versions are alike: that stage alone leans 0, but the rollout still leans 2.7
+    // standard errors, so the pass that would give canary all the traffic waits.
+    let leaning: Vec<(f64, f64)> = (0..16).map(|_| (1000.0, 13.0)).collect();
+    let alike: Vec<(f64, f64)> = (0..16).map(|_| (1000.0, 10.0)).collect();
+    let (leaning, alike) = (sharded_version(&leaning), sharded_version(&alike));
+    let mut ticker = Ticker {
+        weight: 25.0,
+        ..Ticker::new(no_warmup())
+    };
+    for tick in 1..=3 {
+        let [errors, _] = ticker.tick(tick * 30, &leaning, &alike);
+        assert_eq!(errors.decision, Outcome::Pass, "{}", errors.message);
+    }
+    ticker.weight = 50.0;
+    ticker.stage_started = Time(at(4 * 30));
+    ticker.guard_promotion = true;
+    let [errors, _] = (4..=5)
+        .map(|tick| ticker.tick(tick * 30, &alike, &alike))
+        .last()
+        .unwrap();
+    assert_eq!(errors.decision, Outcome::Inconclusive, "{}", errors.message);
+    assert!(
+        errors
+            .message
+            .contains("leans above stable's in this stage or over the rollout"),
+        "{}",
+        errors.message
+    );
+    let state = ticker.state.as_ref().unwrap();
+    let carried = state
+        .errors
+        .carried_lean
+        .expect("the 25% stage's lean is carried");
+    assert!(
+        (sequential::lean_of(&carried) - 36.0 / 138f64.sqrt()).abs() < 1e-9,
+        "a window and a half at 25%: 312 of 552 events on canary where half expects 276: {carried:?}"
+    );
+    // Had the rollout not leaned before, the same last stage passes.
+    let mut fresh = Ticker {
+        weight: 50.0,
+        guard_promotion: true,
+        ..Ticker::new(no_warmup())
+    };
+    let [errors, _] = (1..=2)
+        .map(|tick| fresh.tick(tick * 30, &alike, &alike))
         .last()
         .unwrap();
     assert_eq!(errors.decision, Outcome::Pass, "{}", errors.message);

@@ -46,7 +46,8 @@ pub const SHARED_INCIDENT_FACTOR: f64 = 2.0;
 /// ... and only when it has at least this many stable events (not a blip).
 pub const SHARED_INCIDENT_MIN_EVENTS: f64 = 10.0;
 /// A pass that would give canary all the traffic waits while canary's events lean this many
-/// standard errors above their share ([`sequential::lean`], kept shards, widened by `√φ`).
+/// standard errors above their share ([`sequential::lean`], kept shards, widened by `√φ`), in
+/// the stage or over the run (each finished stage its own stratum, `carriedLean`).
 /// The e-value only fails a ratio near the grid's alternatives; a bug that breaks a few
 /// percent of the users can leave canary 1.2–1.4× stable on the kept shards, too little for
 /// it in the 45 minutes of the default stages but plain in the lean. Waiting lets the test
@@ -335,20 +336,28 @@ fn close_segment(test: &mut SplitTest, grid: &[f64], kind: Evidence, first_weigh
     test.carried_log_lr.resize(grid.len(), 0.0);
     test.carried_untrimmed_log_lr.resize(grid.len(), 0.0);
     test.carried_without_top_log_lr.resize(grid.len(), 0.0);
-    let (trimmed, untrimmed, without_top) = if test.segment_shards.is_empty() {
+    let (trimmed, untrimmed, without_top, lean) = if test.segment_shards.is_empty() {
         let request_level: Vec<f64> = grid
             .iter()
             .map(|ratio| sequential::split_log_lr(&test.segment, *ratio))
             .collect();
-        (request_level.clone(), request_level.clone(), request_level)
+        let lean = sequential::lean_sums(&[test.segment]);
+        (
+            request_level.clone(),
+            request_level.clone(),
+            request_level,
+            lean,
+        )
     } else {
         let evidence = kind.of(test, first_weight, grid);
         (
             evidence.log_lr,
             evidence.untrimmed_log_lr,
             evidence.without_top_log_lr,
+            evidence.lean,
         )
     };
+    test.carried_lean = Some(test.carried_lean.unwrap_or_default().plus(lean));
     for (carried, value) in test.carried_without_top_log_lr.iter_mut().zip(without_top) {
         *carried += value;
     }
@@ -468,10 +477,10 @@ fn judge(
     }
     let mut narrow = None;
     let mut one_shard = None;
-    let mut lean = sequential::lean(&[test.segment]);
+    let mut segment_lean = sequential::lean_sums(&[test.segment]);
     if window.shards.is_some() && !test.segment_shards.is_empty() {
         let evidence = kind.of(test, window.first_weight, grid);
-        lean = evidence.lean;
+        segment_lean = evidence.lean;
         test.log_e_value = sharded::log_e_value(&test.carried_log_lr, &evidence.log_lr);
         let untrimmed =
             sharded::log_e_value(&test.carried_untrimmed_log_lr, &evidence.untrimmed_log_lr);
@@ -513,6 +522,11 @@ fn judge(
     if test.log_e_value >= threshold.ln() && one_shard.is_none() {
         test.rejected = true;
     }
+    // The stage's lean, or the run's (each finished segment its own stratum), whichever is
+    // larger: a bug that hits the users who moved at this stage shows in the stage, one that
+    // has hit canary since the first stage shows over the run.
+    let run_lean = test.carried_lean.unwrap_or_default().plus(segment_lean);
+    let lean = sequential::lean_of(&segment_lean).max(sequential::lean_of(&run_lean));
     let e_value = test.log_e_value.min(12.0 * std::f64::consts::LN_10).exp();
     let counts = test.total;
     let mut tally = format!(
@@ -587,7 +601,7 @@ fn judge(
         (
             Outcome::Inconclusive,
             format!(
-                "canary's rate leans above stable's in this stage ({} standard errors, at most {PROMOTION_LEAN} to give it all the traffic): holding for the test to decide; {evidence}; {tally}",
+                "canary's rate leans above stable's in this stage or over the rollout ({} standard errors, at most {PROMOTION_LEAN} to give it all the traffic): holding for the test to decide; {evidence}; {tally}",
                 round2(lean)
             ),
         )

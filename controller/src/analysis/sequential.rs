@@ -20,7 +20,7 @@
 //! - Rule: Fail as soon as `E ≥ 1/α`. Stage changes (new `π`) multiply in a new factor per
 //!   alternative, which keeps the martingale property across the whole rollout.
 
-pub use crate::crd::comparative::SplitCounts;
+pub use crate::crd::comparative::{LeanSums, SplitCounts};
 
 /// The largest rate ratio the grid reaches; beyond it the guard rails catch the regression
 /// anyway, and more points would only dilute the mixture.
@@ -74,6 +74,20 @@ pub const MIN_LEAN_EVENTS: f64 = 200.0;
 /// growing with the square root of the events when canary is worse, however little. 0 with
 /// fewer than [`MIN_LEAN_EVENTS`] events.
 pub fn lean(strata: &[SplitCounts]) -> f64 {
+    lean_of(&lean_sums(strata))
+}
+
+/// The lean of `sums` (several segments' strata together): 0 with fewer than
+/// [`MIN_LEAN_EVENTS`] events.
+pub fn lean_of(sums: &LeanSums) -> f64 {
+    if sums.events < MIN_LEAN_EVENTS || sums.variance <= 0.0 {
+        return 0.0;
+    }
+    sums.excess / sums.variance.sqrt()
+}
+
+/// [`lean`]'s sums over `strata`.
+pub fn lean_sums(strata: &[SplitCounts]) -> LeanSums {
     let (mut excess, mut variance, mut events) = (0.0, 0.0, 0.0);
     for counts in strata {
         let Some(share) = counts.canary_share() else {
@@ -85,10 +99,11 @@ pub fn lean(strata: &[SplitCounts]) -> f64 {
         variance += stratum * share * (1.0 - share);
         events += stratum;
     }
-    if events < MIN_LEAN_EVENTS || variance <= 0.0 {
-        return 0.0;
+    LeanSums {
+        excess,
+        variance,
+        events,
     }
-    excess / variance.sqrt()
 }
 
 /// `ln((1/K) Σ exp(x_k))`, computed without overflow.

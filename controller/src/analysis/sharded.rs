@@ -53,7 +53,7 @@
 //! test is this same rule on `slow`. Before that, [`latency_evidence`] judges the
 //! histograms' events with the outlying shards' excess taken out.
 
-use super::sequential::{lean, log_mean_exp, SplitCounts};
+use super::sequential::{lean_sums, log_mean_exp, LeanSums, SplitCounts};
 
 /// At most this many shards are set aside as outlying (a few heavy, slow or error-prone
 /// users): the test then judges the rest. Six of sixteen: any five users, however heavy,
@@ -88,10 +88,10 @@ pub struct ShardEvidence {
     pub trimmed: Vec<usize>,
     /// `φ` from stable's shards (1 = no sign of clustering).
     pub dispersion: f64,
-    /// How far canary's events in the kept shards lean above their share, in standard errors
-    /// widened by `√φ` ([`super::sequential::lean`]); 0 with too few shards or events. A
-    /// last stage does not promote while it is high (`analysis::comparative`).
-    pub lean: f64,
+    /// The sums of how far canary's events in the kept shards lean above their share, the
+    /// variance widened by `φ` ([`super::sequential::lean_sums`]); zero with too few shards.
+    /// A last stage does not promote while the run's lean is high (`analysis::comparative`).
+    pub lean: LeanSums,
 }
 
 /// One segment's shards: all with traffic on both versions, the ones set aside as outlying
@@ -107,12 +107,17 @@ impl Peeled {
         self.kept.len() >= MIN_KEPT_SHARDS
     }
 
-    /// [`lean`] of `counts` widened by `√φ`, or 0 when too few shards are kept to judge.
-    fn lean(&self, counts: &[SplitCounts], dispersion: f64) -> f64 {
+    /// [`lean_sums`] of `counts` with the variance widened by `φ`, or zero when too few
+    /// shards are kept to judge.
+    fn lean(&self, counts: &[SplitCounts], dispersion: f64) -> LeanSums {
         if self.enough() {
-            lean(counts) / dispersion.sqrt()
+            let sums = lean_sums(counts);
+            LeanSums {
+                variance: sums.variance * dispersion,
+                ..sums
+            }
         } else {
-            0.0
+            LeanSums::default()
         }
     }
 
@@ -224,6 +229,40 @@ pub const ALWAYS_OUTLYING: usize = 1;
 /// of the users (a few heavy ones on canary from the start) was promoted in 0.8% of runs;
 /// at 0.01 it allows one, and none was promoted (BENCHMARKS.md, "Issue 22, round 3").
 pub const OUTLIER_SPLIT_LEVEL: f64 = 0.01;
+
+/// Canary's events beyond its share of the events, summed over the shards where stable
+/// shows no outlying user (now, or earlier in the run: `known`) less the shards most in
+/// excess, up to `top` of them while [`MIN_KEPT_SHARDS`] stay summed; the sum and how many
+/// were left out. `None` with fewer than [`MIN_KEPT_SHARDS`] shards to sum.
+///
+/// At most 0 when canary's excess is which users a few shards hold: under sticky assignment
+/// a canary that happens to hold more of the error-prone users than its share has them in a
+/// few shards, the rest in proportion. A regression on canary's code path raises every shard
+/// alike, so the rest keep their excess. Stable's outlying shards are left out because there
+/// stable's own heavy users make canary's excess negative, which would hide a broad one.
+pub fn excess_beyond_top(
+    shards: &[SplitCounts],
+    known: &[usize],
+    top: usize,
+) -> Option<(f64, usize)> {
+    let stable_outlying = stable_outliers(shards);
+    let mut excess: Vec<f64> = shards
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !stable_outlying.contains(index) && !known.contains(index))
+        .filter_map(|(_, counts)| {
+            let counts = cleaned(counts);
+            let share = counts.canary_share()?;
+            Some(counts.canary_events - (counts.canary_events + counts.stable_events) * share)
+        })
+        .collect();
+    if excess.len() < MIN_KEPT_SHARDS {
+        return None;
+    }
+    let left_out = top.min(excess.len() - MIN_KEPT_SHARDS);
+    excess.sort_by(|a, b| b.total_cmp(a));
+    Some((excess.iter().skip(left_out).sum(), left_out))
+}
 
 /// Stable's outlying shards in one segment (heavy users on stable), for the run's history.
 pub fn stable_outliers(shards: &[SplitCounts]) -> Vec<usize> {

@@ -152,9 +152,34 @@ pub struct SplitTest {
     /// users heavy on stable whose errors are too sparse to stand out in one segment.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub run_shards: Vec<SplitCounts>,
+    /// The finished segments' lean sums (their kept shards): with the current segment's,
+    /// how far canary leans above its share over the whole run (the promotion hold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried_lean: Option<LeanSums>,
     /// The latest tick's shard statistic (see `crate::analysis::sharded`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<ShardStatistic>,
+}
+
+/// The sums behind a lean (`crate::analysis::sequential::lean`): canary's events in excess
+/// of its share of the requests, their variance under "no worse", and the events. Sums over
+/// segments stay valid across weight changes: each segment is its own stratum.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeanSums {
+    pub excess: f64,
+    pub variance: f64,
+    pub events: f64,
+}
+
+impl LeanSums {
+    pub fn plus(self, other: LeanSums) -> LeanSums {
+        LeanSums {
+            excess: self.excess + other.excess,
+            variance: self.variance + other.variance,
+            events: self.events + other.events,
+        }
+    }
 }
 
 /// `status.comparative.<test>.shards`: what the cluster-robust test read at the last tick.

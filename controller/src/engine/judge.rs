@@ -7,6 +7,7 @@ use super::checks::{Check, CheckInput, Evaluation, Outcome};
 use super::lifecycle::{enter_stage, promote, roll_back};
 use super::record::Tick;
 use super::{reasons, stages};
+use crate::analysis::sharded;
 use crate::crd::{AnalysisRecord, CanaryRolloutSpec, CheckResult, Phase, VersionSummary};
 use crate::duration::Duration;
 use crate::observation::{MetricsObservation, Observations, VersionWindow};
@@ -138,13 +139,15 @@ pub(super) fn analyse(
 const MAX_DISPERSION_TO_VOUCH: f64 = 2.0;
 
 /// With shard series, a guard-rail breach (`error-rate`, `latency`) whose own comparison with
-/// stable by user shard leans towards "no worse" (e-value below 1), or does so once the top
-/// shard (one user) is left out while stable's dispersion is at most
-/// [`MAX_DISPERSION_TO_VOUCH`], is not the canary's code: under sticky assignment a canary
-/// that happens to hold more of the error-prone (or slow) users than its share crosses an
-/// absolute limit that stable, holding the rest of them, stays under (issue 22: 20 users
-/// erring 30% of the time rolled back 3% of healthy canaries; one error-prone user at 5 req/s
-/// 1.8%). `None` when the comparison cannot tell or leans against canary.
+/// stable by user shard leans towards "no worse" (e-value below 1), whose canary excess lies
+/// within the six shards most in excess ([`sharded::excess_beyond_top`]), or whose comparison
+/// leans "no worse" once the top shard (one user) is left out while stable's dispersion is
+/// at most [`MAX_DISPERSION_TO_VOUCH`], is not the canary's code: under sticky assignment a
+/// canary that happens to hold more of the error-prone (or slow) users than its share
+/// crosses an absolute limit that stable, holding the rest of them, stays under (issue 22: 20
+/// users erring 30% of the time rolled back 3% of healthy canaries; one error-prone user at
+/// 5 req/s 1.8%; 40 users at 0.1 req/s erring 30% of the time 1.1%, half of them by this
+/// guard rail). `None` when the comparison cannot tell or leans against canary.
 fn explained_by_users(tick: &Tick, name: &str) -> Option<String> {
     let state = tick.status.comparative.as_ref()?;
     let test = match name {
@@ -160,6 +163,18 @@ fn explained_by_users(tick: &Tick, name: &str) -> Option<String> {
         return Some(format!(
             "canary is no worse than stable by user shard (e-value {:.2})",
             test.log_e_value.exp()
+        ));
+    }
+    let known: Vec<usize> = test
+        .stable_outlying_shards
+        .iter()
+        .filter_map(|index| usize::try_from(*index).ok())
+        .collect();
+    let beyond_top =
+        sharded::excess_beyond_top(&test.segment_shards, &known, sharded::MAX_OUTLYING_SHARDS);
+    if let Some((excess, left_out)) = beyond_top.filter(|(excess, _)| *excess <= 0.0) {
+        return Some(format!(
+            "canary's events are {excess:.1} beyond its share outside the {left_out} shards most in excess"
         ));
     }
     (shards.without_top_log_e_value < 0.0 && shards.dispersion <= MAX_DISPERSION_TO_VOUCH).then(|| {
