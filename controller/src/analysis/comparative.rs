@@ -312,11 +312,7 @@ enum Evidence {
 
 impl Evidence {
     fn of(self, test: &SplitTest, first_weight: f64, grid: &[f64]) -> sharded::ShardEvidence {
-        let known: Vec<usize> = test
-            .stable_outlying_shards
-            .iter()
-            .filter_map(|index| usize::try_from(*index).ok())
-            .collect();
+        let known = test.stable_outlying();
         let history = sharded::History {
             stable_outlying: &known,
             first_share: (first_weight / 100.0).clamp(0.0, 1.0),

@@ -161,6 +161,16 @@ pub struct SplitTest {
     pub shards: Option<ShardStatistic>,
 }
 
+impl SplitTest {
+    /// [`Self::stable_outlying_shards`] as shard indices.
+    pub fn stable_outlying(&self) -> Vec<usize> {
+        self.stable_outlying_shards
+            .iter()
+            .filter_map(|index| usize::try_from(*index).ok())
+            .collect()
+    }
+}
+
 /// The sums behind a lean (`crate::analysis::sequential::lean`): canary's events in excess
 /// of its share of the requests, their variance under "no worse", and the events. Sums over
 /// segments stay valid across weight changes: each segment is its own stratum.

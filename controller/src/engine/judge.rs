@@ -165,13 +165,11 @@ fn explained_by_users(tick: &Tick, name: &str) -> Option<String> {
             test.log_e_value.exp()
         ));
     }
-    let known: Vec<usize> = test
-        .stable_outlying_shards
-        .iter()
-        .filter_map(|index| usize::try_from(*index).ok())
-        .collect();
-    let beyond_top =
-        sharded::excess_beyond_top(&test.segment_shards, &known, sharded::MAX_OUTLYING_SHARDS);
+    let beyond_top = sharded::excess_beyond_top(
+        &test.segment_shards,
+        &test.stable_outlying(),
+        sharded::MAX_OUTLYING_SHARDS,
+    );
     if let Some((excess, left_out)) = beyond_top.filter(|(excess, _)| *excess <= 0.0) {
         return Some(format!(
             "canary's events are {excess:.1} beyond its share outside the {left_out} shards most in excess"
