@@ -7,7 +7,9 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Binomial, Distribution};
-use stickycanary::analysis::comparative::{self, ComparativeCheck, ComparativeState, WindowInput};
+use stickycanary::analysis::comparative::{
+    self, ComparativeCheck, ComparativeState, Handover, WindowInput,
+};
 use stickycanary::analysis::histogram;
 use stickycanary::analysis::sequential::{self, SplitCounts};
 use stickycanary::analysis::sharded;
@@ -48,8 +50,8 @@ struct Ticker {
     state: Option<ComparativeState>,
     stage_started: Time,
     weight: f64,
-    /// A pass would give canary all the traffic (`WindowInput::guard_promotion`).
-    guard_promotion: bool,
+    /// A pass would give canary all the traffic (`WindowInput::handover`).
+    handover: Option<Handover>,
 }
 
 impl Ticker {
@@ -59,7 +61,7 @@ impl Ticker {
             state: None,
             stage_started: Time(t0()),
             weight: 10.0,
-            guard_promotion: false,
+            handover: None,
         }
     }
 
@@ -75,7 +77,7 @@ impl Ticker {
             weight: self.weight,
             stage_started_at: Some(&self.stage_started),
             window: Duration::from_secs(60),
-            guard_promotion: self.guard_promotion,
+            handover: self.handover,
             now: at(second),
         };
         let (state, reports) = comparative::step(&self.spec, self.state.as_ref(), &input);
@@ -704,6 +706,9 @@ fn a_broad_regression_fails_the_shard_test_within_two_minutes_of_traffic() {
     assert_eq!(shards.dispersion, 1.0, "even shards show no clustering");
 }
 
+/// The stage hands canary all the traffic and may still be extended.
+const EXTENDABLE: Option<Handover> = Some(Handover { extendable: true });
+
 #[test]
 fn a_pass_that_would_give_canary_all_the_traffic_waits_while_canary_leans_worse() {
     // At 50%, canary at 1.3% in every shard against stable's 1%: a broad regression too
@@ -712,12 +717,12 @@ fn a_pass_that_would_give_canary_all_the_traffic_waits_while_canary_leans_worse(
     let canary: Vec<(f64, f64)> = (0..16).map(|_| (1000.0, 13.0)).collect();
     let stable: Vec<(f64, f64)> = (0..16).map(|_| (1000.0, 10.0)).collect();
     let (canary, stable) = (sharded_version(&canary), sharded_version(&stable));
-    let ticker = |guard_promotion| Ticker {
+    let ticker = |handover| Ticker {
         weight: 50.0,
-        guard_promotion,
+        handover,
         ..Ticker::new(no_warmup())
     };
-    let (mut last_stage, mut earlier_stage) = (ticker(true), ticker(false));
+    let (mut last_stage, mut earlier_stage) = (ticker(EXTENDABLE), ticker(None));
     for tick in 1..=3 {
         last_stage.tick(tick * 30, &canary, &stable);
         earlier_stage.tick(tick * 30, &canary, &stable);
@@ -743,7 +748,7 @@ fn a_pass_that_would_give_canary_all_the_traffic_waits_while_canary_leans_worse(
     assert!(failed_at.is_some(), "the held canary is never failed");
 
     // Alike versions do not lean: the same last stage passes.
-    let mut healthy = ticker(true);
+    let mut healthy = ticker(EXTENDABLE);
     let [errors, _] = (1..=4)
         .map(|tick| healthy.tick(tick * 30, &stable, &stable))
         .last()
@@ -770,7 +775,7 @@ fn the_promotion_hold_reads_the_lean_over_the_whole_rollout_each_stage_its_own_s
     }
     ticker.weight = 50.0;
     ticker.stage_started = Time(at(4 * 30));
-    ticker.guard_promotion = true;
+    ticker.handover = EXTENDABLE;
     let [errors, _] = (4..=5)
         .map(|tick| ticker.tick(tick * 30, &alike, &alike))
         .last()
@@ -795,7 +800,7 @@ fn the_promotion_hold_reads_the_lean_over_the_whole_rollout_each_stage_its_own_s
     // Had the rollout not leaned before, the same last stage passes.
     let mut fresh = Ticker {
         weight: 50.0,
-        guard_promotion: true,
+        handover: EXTENDABLE,
         ..Ticker::new(no_warmup())
     };
     let [errors, _] = (1..=2)
@@ -803,6 +808,56 @@ fn the_promotion_hold_reads_the_lean_over_the_whole_rollout_each_stage_its_own_s
         .last()
         .unwrap();
     assert_eq!(errors.decision, Outcome::Pass, "{}", errors.message);
+}
+
+#[test]
+fn once_every_shard_shows_canary_worse_the_promotion_hold_does_not_expire_while_it_leans() {
+    // The last stage has run out its extension. Canary at 1.2% against stable's 1% in 15
+    // shards (2.3 standard errors of lean after four looks, an e-value far from 200), and in
+    // shard 0 a heavy user canary holds: 30% errors. Over every shard the test fails, so the
+    // lean still holds the pass; without that user, the same lean no longer does.
+    let mut leaning: Vec<(f64, f64)> = (0..16).map(|_| (1000.0, 12.0)).collect();
+    let stable = sharded_version(&(0..16).map(|_| (1000.0, 10.0)).collect::<Vec<_>>());
+    let broad = sharded_version(&leaning);
+    leaning[0].1 = 300.0;
+    let with_heavy_user = sharded_version(&leaning);
+    let last_look = |canary: &VersionWindow, extendable: bool| {
+        let mut ticker = Ticker {
+            weight: 50.0,
+            handover: Some(Handover { extendable }),
+            ..Ticker::new(no_warmup())
+        };
+        let [errors, _] = (1..=4)
+            .map(|tick| ticker.tick(tick * 30, canary, &stable))
+            .last()
+            .unwrap();
+        (errors, ticker.state.unwrap().errors.all_shards_rejected)
+    };
+    let (held, rejected) = last_look(&with_heavy_user, false);
+    assert!(rejected, "{}", held.message);
+    assert_eq!(held.decision, Outcome::Inconclusive, "{}", held.message);
+    assert!(
+        held.message
+            .contains("the test over every shard has failed, so holding until canary leans less"),
+        "{}",
+        held.message
+    );
+    let (passed, rejected) = last_look(&broad, false);
+    assert!(!rejected);
+    assert_eq!(passed.decision, Outcome::Pass, "{}", passed.message);
+    // The same lean holds the pass while the stage may still be extended.
+    let (waiting, _) = last_look(&broad, true);
+    assert_eq!(
+        waiting.decision,
+        Outcome::Inconclusive,
+        "{}",
+        waiting.message
+    );
+    assert!(
+        waiting.message.contains("holding for the test to decide"),
+        "{}",
+        waiting.message
+    );
 }
 
 #[test]

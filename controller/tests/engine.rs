@@ -965,6 +965,36 @@ fn a_stage_that_hands_canary_all_the_traffic_waits_while_canary_leans_worse_for_
     assert_eq!(last.weight_changes(), [(0, 10.0), (4 * MIN, 100.0)]);
     assert_eq!(last.status.phase, Phase::Promoted);
 
+    // Once the test over every shard has failed (a restarted controller reads it from the
+    // status), the same lean holds the pass past the extension.
+    let mut rejected = Sim::started(spec("[{weight: 10, duration: 2m}, {weight: 100}]"));
+    rejected.run_until(3 * MIN, &leaning);
+    let state = rejected
+        .status
+        .comparative
+        .as_mut()
+        .expect("evidence in status");
+    state.errors.all_shards_rejected = true;
+    rejected.run_until(6 * MIN, &leaning);
+    assert_eq!(
+        rejected.weight_changes(),
+        [(0, 10.0)],
+        "no promotion within 6m"
+    );
+    let errors = rejected.check("comparative-errors");
+    assert_eq!(errors.verdict, Outcome::Inconclusive, "{}", errors.message);
+    assert!(
+        errors
+            .message
+            .contains("the test over every shard has failed, so holding until canary leans less"),
+        "{}",
+        errors.message
+    );
+    // ... until the e-value decides.
+    rejected.run_until(8 * MIN, &leaning);
+    let (_, reason) = rejected.rolled_back().expect("the held canary is failed");
+    assert_eq!(reason, "comparative-errors");
+
     // A stage that does not hand over advances at its duration, as before.
     let mut earlier = Sim::started(spec(
         "[{weight: 10, duration: 2m}, {weight: 50, duration: 2m}, {weight: 100}]",

@@ -51,7 +51,11 @@ pub const SHARED_INCIDENT_MIN_EVENTS: f64 = 10.0;
 /// The e-value only fails a ratio near the grid's alternatives; a bug that breaks a few
 /// percent of the users can leave canary 1.2–1.4× stable on the kept shards, too little for
 /// it in the 45 minutes of the default stages but plain in the lean. Waiting lets the test
-/// decide (BENCHMARKS.md, "Issue 22, round 6").
+/// decide (BENCHMARKS.md, "Issue 22, round 6"). The wait lasts one more stage duration at
+/// most ([`Handover::extendable`]), unless the test over every shard has failed
+/// (`allShardsRejected`): then canary has been shown worse with all its users counted, the
+/// only reading left in its favour is "a few users", and that needs the rest not to lean
+/// (BENCHMARKS.md, "Issue 22, round 8").
 pub const PROMOTION_LEAN: f64 = 2.0;
 /// A failure needs the e-value without each segment's top kept shard at `(1/α')` to this
 /// power or more (0.4: 200^0.4 ≈ 8.3 at the default α): one user's shard cannot carry a
@@ -90,11 +94,19 @@ pub struct WindowInput<'a> {
     pub stage_started_at: Option<&'a Time>,
     /// The span the window covers (`analysis.effectiveWindow()`).
     pub window: Duration,
-    /// A pass now would give canary all the traffic, and the stage may still be extended (the
-    /// engine allows one more stage duration): the tests then hold while canary leans worse
-    /// by [`PROMOTION_LEAN`].
-    pub guard_promotion: bool,
+    /// `Some` when a pass now would give canary all the traffic: the tests then hold while
+    /// canary leans worse by [`PROMOTION_LEAN`].
+    pub handover: Option<Handover>,
     pub now: Timestamp,
+}
+
+/// The stage a pass would end hands canary all the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handover {
+    /// The stage has run less than twice its duration. After that a lean holds the pass only
+    /// in a test whose e-value over every shard has failed, so that a healthy canary that
+    /// leans by chance waits one stage duration at most.
+    pub extendable: bool,
 }
 
 /// Fold one window into the state and judge both tests.
@@ -193,7 +205,7 @@ pub fn step(
             shards: error_shards.as_deref(),
             kind: Evidence::Split,
             first_weight,
-            guard_promotion: input.guard_promotion,
+            handover: input.handover,
         },
         error_fraction,
         &grid,
@@ -208,7 +220,7 @@ pub fn step(
             shards: slow_shards.as_deref(),
             kind: latency_kind,
             first_weight,
-            guard_promotion: input.guard_promotion,
+            handover: input.handover,
         },
         latency_fraction,
         &grid,
@@ -268,8 +280,8 @@ struct Window<'a> {
     kind: Evidence,
     /// The run's first weight (see `sharded::History`).
     first_weight: f64,
-    /// See [`WindowInput::guard_promotion`].
-    guard_promotion: bool,
+    /// See [`WindowInput::handover`].
+    handover: Option<Handover>,
 }
 
 /// Per shard split counts with `events` of each shard, when both versions have shard
@@ -480,6 +492,9 @@ fn judge(
         test.log_e_value = sharded::log_e_value(&test.carried_log_lr, &evidence.log_lr);
         let untrimmed =
             sharded::log_e_value(&test.carried_untrimmed_log_lr, &evidence.untrimmed_log_lr);
+        if untrimmed >= threshold.ln() {
+            test.all_shards_rejected = true;
+        }
         // Inconclusive only while the other shards lean the same way (half-way to the
         // threshold on the log scale). When they do not, one or two users explain the
         // excess on their own: that is no evidence against canary's code path, and holding
@@ -593,11 +608,18 @@ fn judge(
             Outcome::Inconclusive,
             format!("{incident}: holding; {evidence}; {tally}"),
         )
-    } else if window.guard_promotion && lean >= PROMOTION_LEAN {
+    } else if let Some(handover) = window.handover.filter(|handover| {
+        lean >= PROMOTION_LEAN && (handover.extendable || test.all_shards_rejected)
+    }) {
+        let until = if handover.extendable {
+            "holding for the test to decide"
+        } else {
+            "the test over every shard has failed, so holding until canary leans less or the test decides"
+        };
         (
             Outcome::Inconclusive,
             format!(
-                "canary's rate leans above stable's in this stage or over the rollout ({} standard errors, at most {PROMOTION_LEAN} to give it all the traffic): holding for the test to decide; {evidence}; {tally}",
+                "canary's rate leans above stable's in this stage or over the rollout ({} standard errors, at most {PROMOTION_LEAN} to give it all the traffic): {until}; {evidence}; {tally}",
                 round2(lean)
             ),
         )

@@ -156,6 +156,11 @@ pub struct SplitTest {
     /// how far canary leans above its share over the whole run (the promotion hold).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carried_lean: Option<LeanSums>,
+    /// Set once the e-value over every shard (none left out) reached the rejection
+    /// threshold; never unset. Canary was then worse with all its users counted: the
+    /// promotion hold no longer expires while the kept shards lean worse.
+    #[serde(default)]
+    pub all_shards_rejected: bool,
     /// The latest tick's shard statistic (see `crate::analysis::sharded`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<ShardStatistic>,

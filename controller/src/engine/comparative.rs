@@ -47,7 +47,7 @@ pub(super) fn judge(
         weight: tick.status.weight,
         stage_started_at: tick.status.stage_started_at.as_ref(),
         window: analysis.effective_window(),
-        guard_promotion: guard_promotion(spec, tick),
+        handover: handover(spec, tick),
         now: tick.now,
     };
     let (mut state, reports) = comparative::step(check, tick.status.comparative.as_ref(), &input);
@@ -76,16 +76,18 @@ pub(super) fn judge(
         .collect()
 }
 
-/// Whether the tests should hold a pass while canary leans worse
-/// ([`comparative::PROMOTION_LEAN`]): passing this stage would give canary all the traffic,
-/// and the stage has run less than twice its duration, so that a healthy canary that leans
-/// by chance waits one stage duration at most.
-fn guard_promotion(spec: &CanaryRolloutSpec, tick: &Tick) -> bool {
+/// `Some` when passing this stage would give canary all the traffic
+/// ([`comparative::Handover`]); extendable while the stage has run less than twice its
+/// duration, so that a healthy canary that leans by chance waits one stage duration at most.
+fn handover(spec: &CanaryRolloutSpec, tick: &Tick) -> Option<comparative::Handover> {
     let index = stages::clamp_index(spec, tick.status.stage_index);
-    let Some(stage) = stages::stage(spec, index) else {
-        return false;
-    };
+    let stage = stages::stage(spec, index)?;
+    if !stages::hands_over(spec, index) {
+        return None;
+    }
     let hold_for = stages::hold_for(stage).as_std();
     let ran = super::gates::clock_elapsed(&tick.status, tick.now);
-    stages::hands_over(spec, index) && ran.is_some_and(|ran| ran.as_std() < hold_for * 2)
+    Some(comparative::Handover {
+        extendable: ran.is_some_and(|ran| ran.as_std() < hold_for * 2),
+    })
 }
