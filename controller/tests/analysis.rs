@@ -84,6 +84,19 @@ impl Ticker {
         self.state = Some(state);
         reports
     }
+
+    /// Ticks every 30 seconds through `looks` (look `n` at `n × 30` s); the last reports.
+    fn ticks(
+        &mut self,
+        looks: std::ops::RangeInclusive<i64>,
+        canary: &VersionWindow,
+        stable: &VersionWindow,
+    ) -> [comparative::TestReport; 2] {
+        looks
+            .map(|look| self.tick(look * 30, canary, stable))
+            .last()
+            .expect("at least one look")
+    }
 }
 
 fn no_warmup() -> ComparativeCheck {
@@ -749,10 +762,7 @@ fn a_pass_that_would_give_canary_all_the_traffic_waits_while_canary_leans_worse(
 
     // Alike versions do not lean: the same last stage passes.
     let mut healthy = ticker(EXTENDABLE);
-    let [errors, _] = (1..=4)
-        .map(|tick| healthy.tick(tick * 30, &stable, &stable))
-        .last()
-        .unwrap();
+    let [errors, _] = healthy.ticks(1..=4, &stable, &stable);
     assert_eq!(errors.decision, Outcome::Pass, "{}", errors.message);
 }
 
@@ -776,10 +786,7 @@ fn the_promotion_hold_reads_the_lean_over_the_whole_rollout_each_stage_its_own_s
     ticker.weight = 50.0;
     ticker.stage_started = Time(at(4 * 30));
     ticker.handover = EXTENDABLE;
-    let [errors, _] = (4..=5)
-        .map(|tick| ticker.tick(tick * 30, &alike, &alike))
-        .last()
-        .unwrap();
+    let [errors, _] = ticker.ticks(4..=5, &alike, &alike);
     assert_eq!(errors.decision, Outcome::Inconclusive, "{}", errors.message);
     assert!(
         errors
@@ -803,10 +810,7 @@ fn the_promotion_hold_reads_the_lean_over_the_whole_rollout_each_stage_its_own_s
         handover: EXTENDABLE,
         ..Ticker::new(no_warmup())
     };
-    let [errors, _] = (1..=2)
-        .map(|tick| fresh.tick(tick * 30, &alike, &alike))
-        .last()
-        .unwrap();
+    let [errors, _] = fresh.ticks(1..=2, &alike, &alike);
     assert_eq!(errors.decision, Outcome::Pass, "{}", errors.message);
 }
 
@@ -827,10 +831,7 @@ fn once_every_shard_shows_canary_worse_the_promotion_hold_does_not_expire_while_
             handover: Some(Handover { extendable }),
             ..Ticker::new(no_warmup())
         };
-        let [errors, _] = (1..=4)
-            .map(|tick| ticker.tick(tick * 30, canary, &stable))
-            .last()
-            .unwrap();
+        let [errors, _] = ticker.ticks(1..=4, canary, &stable);
         (errors, ticker.state.unwrap().errors.all_shards_rejected)
     };
     let (held, rejected) = last_look(&with_heavy_user, false);
