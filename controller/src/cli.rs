@@ -109,7 +109,8 @@ stickycanary assign --rollout checkout -n shop --user u42   (salt and weight fro
     #[command(
         after_help = "Examples:\n  stickycanary simulate --quick        # 200 healthy / 60 regressed rollouts per scenario, seconds\n  \
 stickycanary simulate                # the full run recorded in BENCHMARKS.md (## Analysis)\n  \
-stickycanary simulate --seed 7       # another seed; the same seed always gives the same figures"
+stickycanary simulate --seed 7       # another seed; the same seed always gives the same figures\n  \
+stickycanary simulate --only 'users broken' --users 500 --activity-sigma 2   # a population like yours"
     )]
     Simulate(SimulateArgs),
 }
@@ -362,6 +363,26 @@ pub struct SimulateArgs {
     /// Worker threads (default: all cores; the figures do not depend on it)
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Ordinary users in each simulated population (the analysis sees users, not requests:
+    /// with fewer users a bug that breaks a few percent of them is a few users)
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub users: u32,
+    /// How unequal the users' activity is: σ of ln(request rate). 1.5 puts about 20% of the
+    /// requests on the top 1% of users, 2.0 about 37%, 1.0 about 9%
+    #[arg(long, default_value_t = 1.5, value_parser = activity_sigma)]
+    pub activity_sigma: f64,
+    /// Only the scenarios whose name contains this text (each gives the same figures as in
+    /// the full run)
+    #[arg(long, value_name = "TEXT")]
+    pub only: Option<String>,
+}
+
+fn activity_sigma(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(sigma) if (0.0..=4.0).contains(&sigma) => Ok(sigma),
+        Ok(_) => Err("must be between 0 and 4".to_string()),
+        Err(_) => Err(format!("{value:?} is not a number")),
+    }
 }
 
 #[cfg(test)]

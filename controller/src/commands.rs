@@ -404,7 +404,7 @@ pub async fn approve(args: &crate::cli::ApproveArgs) -> Result<String, Error> {
 }
 
 /// `stickycanary simulate`: the analysis simulation's Markdown tables; progress on stderr.
-pub fn simulate(args: &SimulateArgs) -> String {
+pub fn simulate(args: &SimulateArgs) -> Result<String, Error> {
     let mut options = if args.quick {
         simulate::Options::quick()
     } else {
@@ -422,6 +422,21 @@ pub fn simulate(args: &SimulateArgs) -> String {
     if let Some(threads) = args.threads {
         options.threads = threads.max(1);
     }
+    options.users = simulate::users::UserModel {
+        users: args.users as usize,
+        activity_sigma: args.activity_sigma,
+    };
+    options.only = args.only.clone();
+    if let Some(only) = &options.only {
+        if !simulate::scenario::catalog()
+            .iter()
+            .any(|scenario| scenario.name.contains(only.as_str()))
+        {
+            return Err(Error::Invalid(format!(
+                "--only {only:?}: no scenario's name contains it (the tables list every name)"
+            )));
+        }
+    }
     let started = std::time::Instant::now();
     let results = simulate::simulate_all(&options);
     eprintln!(
@@ -429,5 +444,5 @@ pub fn simulate(args: &SimulateArgs) -> String {
         results.iter().map(|result| result.runs).sum::<usize>(),
         started.elapsed().as_secs_f64()
     );
-    simulate::render_markdown(&results, &options)
+    Ok(simulate::render_markdown(&results, &options))
 }

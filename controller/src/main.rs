@@ -106,7 +106,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Assign(args) => println!("{}", commands::assign(&args)?),
         Command::Validate(args) => println!("{}", commands::validate(&args)?),
-        Command::Simulate(args) => print!("{}", commands::simulate(&args)),
+        Command::Simulate(args) => print!("{}", commands::simulate(&args)?),
     }
     Ok(ExitCode::SUCCESS)
 }

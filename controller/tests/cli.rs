@@ -327,6 +327,8 @@ fn simulate_prints_the_same_tables_for_the_same_seed() {
         "4",
         "--seed",
         "11",
+        "--only",
+        "shared",
     ];
     let first = stickycanary(&args);
     assert!(first.status.success(), "{}", stderr(&first));
@@ -339,6 +341,72 @@ fn simulate_prints_the_same_tables_for_the_same_seed() {
     );
     let again = stickycanary(&args);
     assert_eq!(stdout(&again), tables, "same seed, different figures");
+}
+
+/// The table rows of `stickycanary simulate` output whose scenario name contains `name`.
+fn rows_of(tables: &str, name: &str) -> Vec<String> {
+    tables
+        .lines()
+        .filter(|line| line.starts_with("| ") && line.contains(name))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn simulate_only_keeps_each_scenarios_figures_and_the_user_model_changes_them() {
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "simulate",
+            "--healthy-runs",
+            "6",
+            "--regression-runs",
+            "6",
+            "--seed",
+            "11",
+        ];
+        args.extend_from_slice(extra);
+        let out = stickycanary(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let row = "3% of users broken (100% errors)";
+    let narrow = run(&["--only", row]);
+    let wide = run(&["--only", "users broken"]);
+    assert_eq!(rows_of(&narrow, row).len(), 4, "{narrow}");
+    assert_eq!(rows_of(&narrow, row), rows_of(&wide, row));
+    assert!(rows_of(&wide, "2% of users broken").len() == 4, "{wide}");
+    assert!(
+        !narrow.contains("| healthy"),
+        "a table with no rows: {narrow}"
+    );
+    assert!(
+        narrow.contains("2000 ordinary users, activity σ 1.5"),
+        "{narrow}"
+    );
+
+    let few = run(&["--only", row, "--users", "50", "--activity-sigma", "2.5"]);
+    assert!(few.contains("50 ordinary users, activity σ 2.5"), "{few}");
+    assert_ne!(rows_of(&few, row), rows_of(&narrow, row), "{few}");
+}
+
+#[test]
+fn simulate_rejects_a_filter_that_names_no_scenario_and_a_bad_sigma() {
+    let none = stickycanary(&["simulate", "--only", "no such scenario"]);
+    assert!(!none.status.success());
+    let err = stderr(&none);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("no scenario's name contains it"), "{err}");
+    assert!(stdout(&none).is_empty());
+
+    let sigma = stickycanary(&["simulate", "--activity-sigma", "9"]);
+    assert!(!sigma.status.success());
+    assert!(
+        stderr(&sigma).contains("must be between 0 and 4"),
+        "{}",
+        stderr(&sigma)
+    );
+    let users = stickycanary(&["simulate", "--users", "0"]);
+    assert!(!users.status.success());
 }
 
 #[test]

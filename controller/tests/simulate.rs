@@ -13,6 +13,7 @@ fn options(runs: usize) -> Options {
         regression_runs: runs,
         seed: 42,
         threads: 2,
+        ..Options::full()
     }
 }
 

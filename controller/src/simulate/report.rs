@@ -4,15 +4,21 @@ use std::collections::BTreeMap;
 
 use super::rollout::{self, End, Variant};
 use super::scenario::{self, Scenario};
+use super::users::UserModel;
 
-/// How many rollouts to simulate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How many rollouts to simulate, and over which users.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub healthy_runs: usize,
     pub regression_runs: usize,
     pub seed: u64,
     /// Worker threads (results do not depend on it).
     pub threads: usize,
+    /// The ordinary users of every population.
+    pub users: UserModel,
+    /// Only the scenarios whose name contains this (each keeps its catalog seeds, so its
+    /// figures are the same as in the full run).
+    pub only: Option<String>,
 }
 
 impl Options {
@@ -23,6 +29,8 @@ impl Options {
             regression_runs: 500,
             seed: 20261126,
             threads: default_threads(),
+            users: UserModel::default(),
+            only: None,
         }
     }
 
@@ -154,7 +162,8 @@ pub fn simulate(
                 scope.spawn(move || {
                     (first..(first + chunk).min(runs))
                         .map(|run| {
-                            rollout::run(scenario, variant, run_seed(options.seed, index, run))
+                            let seed = run_seed(options.seed, index, run);
+                            rollout::run(scenario, variant, options.users, seed)
                         })
                         .collect::<Vec<End>>()
                 })
@@ -191,10 +200,20 @@ pub fn simulate(
     result
 }
 
-/// Every scenario of the catalog under both variants, in report order.
+/// Every scenario of the catalog (or those `options.only` names) under each variant, in
+/// report order.
 pub fn simulate_all(options: &Options) -> Vec<ScenarioResult> {
     let mut results = Vec::new();
+    let wanted = |scenario: &Scenario| {
+        options
+            .only
+            .as_deref()
+            .is_none_or(|only| scenario.name.contains(only))
+    };
     for (index, scenario) in scenario::catalog().iter().enumerate() {
+        if !wanted(scenario) {
+            continue;
+        }
         for variant in [
             Variant::Thresholds,
             Variant::ThresholdsByShard,
@@ -235,41 +254,52 @@ fn reasons(result: &ScenarioResult) -> String {
 pub fn render_markdown(results: &[ScenarioResult], options: &Options) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "Seed {}, {} runs per healthy scenario, {} per regression; stages 10%/10m, 25%/15m, 50%/20m, 100%; interval 30s, window 1m.\n\n",
-        options.seed, options.healthy_runs, options.regression_runs
+        "Seed {}, {} runs per healthy scenario, {} per regression; {} ordinary users, activity σ {}; stages 10%/10m, 25%/15m, 50%/20m, 100%; interval 30s, window 1m.\n\n",
+        options.seed,
+        options.healthy_runs,
+        options.regression_runs,
+        options.users.users,
+        options.users.activity_sigma
     ));
-    out.push_str("| healthy canary | checks | runs | false-positive rollbacks | promotion success (SLO > 95%) | median promotion time | stuck | rollbacks by check |\n");
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---|\n");
-    for result in results.iter().filter(|r| r.scenario.healthy) {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} ({}) | {} ({}) | {} | {} | {} |\n",
-            result.scenario.name,
-            result.variant.label(),
-            result.runs,
-            percent(result.rollback_rate()),
-            result.rolled_back(),
-            percent(result.promotion_rate()),
-            result.promoted,
-            minutes(result.median_promotion_s()),
-            result.stuck,
-            reasons(result)
-        ));
+    let healthy: Vec<&ScenarioResult> = results.iter().filter(|r| r.scenario.healthy).collect();
+    let regressions: Vec<&ScenarioResult> =
+        results.iter().filter(|r| !r.scenario.healthy).collect();
+    if !healthy.is_empty() {
+        out.push_str("| healthy canary | checks | runs | false-positive rollbacks | promotion success (SLO > 95%) | median promotion time | stuck | rollbacks by check |\n");
+        out.push_str("|---|---|---:|---:|---:|---:|---:|---|\n");
+        for result in &healthy {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} ({}) | {} ({}) | {} | {} | {} |\n",
+                result.scenario.name,
+                result.variant.label(),
+                result.runs,
+                percent(result.rollback_rate()),
+                result.rolled_back(),
+                percent(result.promotion_rate()),
+                result.promoted,
+                minutes(result.median_promotion_s()),
+                result.stuck,
+                reasons(result)
+            ));
+        }
     }
-    out.push_str("\n| regression (10% weight, 50 req/s) | checks | runs | detected in the rollout | detected within 2m | within 5m | promoted | median time to detection | rollbacks by check |\n");
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|\n");
-    for result in results.iter().filter(|r| !r.scenario.healthy) {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            result.scenario.name,
-            result.variant.label(),
-            result.runs,
-            percent(result.rollback_rate()),
-            percent(result.rollback_within_rate(FAST_DETECTION_S)),
-            percent(result.rollback_within_rate(FIVE_MINUTES_S)),
-            result.promoted,
-            minutes(result.median_rollback_s()),
-            reasons(result)
-        ));
+    if !regressions.is_empty() {
+        out.push_str("\n| regression (10% weight, 50 req/s) | checks | runs | detected in the rollout | detected within 2m | within 5m | promoted | median time to detection | rollbacks by check |\n");
+        out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|\n");
+        for result in &regressions {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                result.scenario.name,
+                result.variant.label(),
+                result.runs,
+                percent(result.rollback_rate()),
+                percent(result.rollback_within_rate(FAST_DETECTION_S)),
+                percent(result.rollback_within_rate(FIVE_MINUTES_S)),
+                result.promoted,
+                minutes(result.median_rollback_s()),
+                reasons(result)
+            ));
+        }
     }
     out
 }

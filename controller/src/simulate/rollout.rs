@@ -6,7 +6,7 @@ use rand::{RngExt, SeedableRng};
 
 use super::scenario::Scenario;
 use super::traffic::{self, Slice, VersionLoad};
-use super::users::{CellRates, Moment, Population, SHARDS};
+use super::users::{CellRates, Moment, Population, UserModel, SHARDS};
 use crate::analysis::ComparativeCheck;
 use crate::crd::{
     default_stages, Analysis, CanaryRolloutSpec, CanaryRolloutStatus, CanaryWorkload, Phase,
@@ -149,11 +149,12 @@ impl World {
 
 /// Run one rollout to its end. The same `seed` gives the same users and traffic for every
 /// variant (until their weights differ).
-pub fn run(scenario: &Scenario, variant: Variant, seed: u64) -> End {
+pub fn run(scenario: &Scenario, variant: Variant, users: UserModel, seed: u64) -> End {
     let mut rng = StdRng::seed_from_u64(seed);
     let diurnal_phase = rng.random::<f64>() * std::f64::consts::TAU;
     let burst_start_s = 120.0 + rng.random::<f64>() * 2280.0;
     let population = Population::draw(
+        users,
         scenario.total_rps,
         scenario.stable_error_rate,
         &scenario.extras(),

@@ -24,11 +24,30 @@ use rand_distr::{Distribution, StandardNormal};
 
 /// The filter's shard count (contract 4).
 pub const SHARDS: usize = 16;
-/// Ordinary users in every simulated population.
+/// Ordinary users in a simulated population, by default.
 pub const USERS: usize = 2000;
-/// σ of ln(request rate) across ordinary users: the top 1% of users send about 20% of the
-/// requests.
+/// σ of ln(request rate) across ordinary users, by default: the top 1% of users send about
+/// 20% of the requests.
 pub const ACTIVITY_SIGMA: f64 = 1.5;
+
+/// The ordinary users of every simulated population: how many, and how unequal their
+/// activity is (`stickycanary simulate --users --activity-sigma`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UserModel {
+    pub users: usize,
+    /// σ of ln(request rate): 1.5 puts about 20% of the requests on the top 1% of users,
+    /// 2.0 about 37%, 1.0 about 9%.
+    pub activity_sigma: f64,
+}
+
+impl Default for UserModel {
+    fn default() -> Self {
+        UserModel {
+            users: USERS,
+            activity_sigma: ACTIVITY_SIGMA,
+        }
+    }
+}
 
 /// A few users that produce a large share of all errors (a broken client build, accounts
 /// whose data hits a bug both versions share).
@@ -129,9 +148,10 @@ pub struct Moment {
 }
 
 impl Population {
-    /// Draws `USERS` ordinary users sending `total_rps` between them at `base_error_rate`,
-    /// plus the error-prone users and the bot, if any.
+    /// Draws `model.users` ordinary users sending `total_rps` between them at
+    /// `base_error_rate`, plus the error-prone users and the bot, if any.
     pub fn draw(
+        model: UserModel,
         total_rps: f64,
         base_error_rate: f64,
         extras: &Extras,
@@ -147,11 +167,11 @@ impl Population {
             pinned_latency_ms: None,
             arrives_with_rollout: false,
         };
-        let mut users: Vec<User> = (0..USERS)
+        let mut users: Vec<User> = (0..model.users)
             .map(|_| {
                 let normal: f64 = StandardNormal.sample(rng);
                 User {
-                    rps: (ACTIVITY_SIGMA * normal).exp(),
+                    rps: (model.activity_sigma * normal).exp(),
                     bucket: rng.random::<f64>(),
                     shard: rng.random_range(0..SHARDS),
                     ..plain
