@@ -365,11 +365,11 @@ pub struct SimulateArgs {
     pub threads: Option<usize>,
     /// Ordinary users in each simulated population (the analysis sees users, not requests:
     /// with fewer users a bug that breaks a few percent of them is a few users)
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, default_value_t = crate::simulate::users::USERS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub users: u32,
     /// How unequal the users' activity is: σ of ln(request rate). 1.5 puts about 20% of the
     /// requests on the top 1% of users, 2.0 about 37%, 1.0 about 9%
-    #[arg(long, default_value_t = 1.5, value_parser = activity_sigma)]
+    #[arg(long, default_value_t = crate::simulate::users::ACTIVITY_SIGMA, value_parser = activity_sigma)]
     pub activity_sigma: f64,
     /// Only the scenarios whose name contains this text (each gives the same figures as in
     /// the full run)
