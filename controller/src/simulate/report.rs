@@ -261,45 +261,56 @@ pub fn render_markdown(results: &[ScenarioResult], options: &Options) -> String 
         options.users.users,
         options.users.activity_sigma
     ));
-    let healthy: Vec<&ScenarioResult> = results.iter().filter(|r| r.scenario.healthy).collect();
-    let regressions: Vec<&ScenarioResult> =
-        results.iter().filter(|r| !r.scenario.healthy).collect();
-    if !healthy.is_empty() {
-        out.push_str("| healthy canary | checks | runs | false-positive rollbacks | promotion success (SLO > 95%) | median promotion time | stuck | rollbacks by check |\n");
-        out.push_str("|---|---|---:|---:|---:|---:|---:|---|\n");
-        for result in &healthy {
-            out.push_str(&format!(
-                "| {} | {} | {} | {} ({}) | {} ({}) | {} | {} | {} |\n",
-                result.scenario.name,
-                result.variant.label(),
-                result.runs,
+    let healthy = results.iter().filter(|r| r.scenario.healthy).map(|result| {
+        vec![
+            result.scenario.name.to_string(),
+            result.variant.label().to_string(),
+            result.runs.to_string(),
+            format!(
+                "{} ({})",
                 percent(result.rollback_rate()),
-                result.rolled_back(),
-                percent(result.promotion_rate()),
-                result.promoted,
-                minutes(result.median_promotion_s()),
-                result.stuck,
-                reasons(result)
-            ));
-        }
-    }
-    if !regressions.is_empty() {
-        out.push_str("\n| regression (10% weight, 50 req/s) | checks | runs | detected in the rollout | detected within 2m | within 5m | promoted | median time to detection | rollbacks by check |\n");
-        out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|\n");
-        for result in &regressions {
-            out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                result.scenario.name,
-                result.variant.label(),
-                result.runs,
+                result.rolled_back()
+            ),
+            format!("{} ({})", percent(result.promotion_rate()), result.promoted),
+            minutes(result.median_promotion_s()),
+            result.stuck.to_string(),
+            reasons(result),
+        ]
+    });
+    out.push_str(&table(
+        "| healthy canary | checks | runs | false-positive rollbacks | promotion success (SLO > 95%) | median promotion time | stuck | rollbacks by check |\n|---|---|---:|---:|---:|---:|---:|---|\n",
+        healthy,
+    ));
+    let regressions = results
+        .iter()
+        .filter(|r| !r.scenario.healthy)
+        .map(|result| {
+            vec![
+                result.scenario.name.to_string(),
+                result.variant.label().to_string(),
+                result.runs.to_string(),
                 percent(result.rollback_rate()),
                 percent(result.rollback_within_rate(FAST_DETECTION_S)),
                 percent(result.rollback_within_rate(FIVE_MINUTES_S)),
-                result.promoted,
+                result.promoted.to_string(),
                 minutes(result.median_rollback_s()),
-                reasons(result)
-            ));
-        }
-    }
+                reasons(result),
+            ]
+        });
+    out.push_str(&table(
+        "\n| regression (10% weight, 50 req/s) | checks | runs | detected in the rollout | detected within 2m | within 5m | promoted | median time to detection | rollbacks by check |\n|---|---|---:|---:|---:|---:|---:|---:|---|\n",
+        regressions,
+    ));
     out
+}
+
+/// `head` (the header and alignment rows) and one row per item, or nothing without rows.
+fn table(head: &str, rows: impl Iterator<Item = Vec<String>>) -> String {
+    let rows: Vec<String> = rows
+        .map(|cells| format!("| {} |\n", cells.join(" | ")))
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!("{head}{}", rows.concat())
 }
