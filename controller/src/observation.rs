@@ -189,4 +189,8 @@ pub struct Observations {
     pub resources: ResourceObservation,
     pub canary_health: CanaryHealth,
     pub manual: Option<ManualAction>,
+    /// Stable's per-shard counts over the hour up to now, read only when the engine asks
+    /// for them (`engine::reads_stable_before_run`: once per run); `None` when not read or
+    /// when the query failed (it is asked again at the next tick).
+    pub stable_before_run: Option<Vec<ShardCounts>>,
 }

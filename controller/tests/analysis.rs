@@ -78,6 +78,7 @@ impl Ticker {
             stage_started_at: Some(&self.stage_started),
             window: Duration::from_secs(60),
             handover: self.handover,
+            stable_before_run: None,
             now: at(second),
         };
         let (state, reports) = comparative::step(&self.spec, self.state.as_ref(), &input);
@@ -653,6 +654,68 @@ fn a_second_canary_outlier_that_stable_never_showed_stays_in_the_test() {
         sharded::evidence(&shards, &one_seen, &grid).trimmed,
         vec![2, 9]
     );
+}
+
+#[test]
+fn light_users_stable_showed_are_set_aside_without_standing_out_and_unseen_ones_stay() {
+    // Three light error-prone users on canary, in shards 2, 13 and 15: 4 errors each where
+    // the other shards have 1. None is improbable on its own (each lifts the others' rate),
+    // so without history all three stay in the test. Stable showed them before the run:
+    // then they are set aside, most in excess first, while canary's rate there is above the
+    // other shards'. Shard 5, also seen but no worse on canary, stays.
+    let shards: Vec<SplitCounts> = (0..16)
+        .map(|shard| SplitCounts {
+            canary_requests: 100.0,
+            canary_events: if [2, 13, 15].contains(&shard) {
+                4.0
+            } else {
+                1.0
+            },
+            stable_requests: 900.0,
+            stable_events: 9.0,
+        })
+        .collect();
+    let grid = [1.5, 2.4];
+    let unseen = sharded::History {
+        stable_outlying: &[],
+        first_share: 0.1,
+        run: &[],
+    };
+    assert!(sharded::evidence(&shards, &unseen, &grid)
+        .trimmed
+        .is_empty());
+    let seen = sharded::History {
+        stable_outlying: &[2, 5, 13, 15],
+        first_share: 0.1,
+        run: &[],
+    };
+    let evidence = sharded::evidence(&shards, &seen, &grid);
+    assert_eq!(evidence.trimmed, vec![2, 13, 15]);
+    assert!(evidence.log_lr[0] < sharded::evidence(&shards, &unseen, &grid).log_lr[0]);
+    // A broad regression keeps its evidence: canary at 3x stable everywhere, four shards
+    // seen; at most the seen ones above the rest go, the other twelve still fail it.
+    let broad: Vec<SplitCounts> = (0..16)
+        .map(|shard| SplitCounts {
+            canary_requests: 100.0,
+            canary_events: if shard % 2 == 0 { 4.0 } else { 2.0 },
+            stable_requests: 900.0,
+            stable_events: 9.0,
+        })
+        .collect();
+    let evidence = sharded::evidence(&broad, &seen, &grid);
+    assert_eq!(evidence.trimmed, vec![2]);
+    assert!(evidence.log_lr[1] > 10.0, "{evidence:?}");
+}
+
+#[test]
+fn stable_outliers_before_the_run_are_read_from_one_versions_shards() {
+    let hour: Vec<(f64, f64)> = (0..16)
+        .map(|shard| (3600.0, if shard == 9 { 40.0 } else { 10.0 }))
+        .collect();
+    assert_eq!(sharded::outlying_shards(&hour), vec![9]);
+    let even: Vec<(f64, f64)> = (0..16).map(|_| (3600.0, 10.0)).collect();
+    assert!(sharded::outlying_shards(&even).is_empty());
+    assert!(sharded::outlying_shards(&[]).is_empty());
 }
 
 #[test]

@@ -201,6 +201,7 @@ fn the_controllers_status_apply_never_carries_approvals() {
         resources: Default::default(),
         canary_health: CanaryHealth::Healthy,
         manual: None,
+        stable_before_run: None,
     };
     let new = decide(
         &rollout.spec,

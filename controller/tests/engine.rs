@@ -66,6 +66,7 @@ fn crashing(reason: &str) -> Observations {
 fn manual(action: ManualAction) -> Observations {
     Observations {
         manual: Some(action),
+        stable_before_run: None,
         ..healthy()
     }
 }
@@ -918,6 +919,58 @@ fn comparative_check_keeps_its_evidence_in_status_and_rolls_back_a_worse_canary(
     sim.run_until(30 * MIN, &erroring(4.0));
     let (_, reason) = sim.rolled_back().expect("a worse canary is rolled back");
     assert_eq!(reason, "comparative-errors");
+}
+
+#[test]
+fn stable_before_the_run_is_read_once_per_run_and_kept_in_status() {
+    let mut spec = spec();
+    spec.analysis.comparative = Some(Default::default());
+    let mut sim = Sim::started(spec.clone());
+    assert!(
+        stickycanary::engine::reads_stable_before_run(&spec, &sim.status),
+        "the first analysed tick asks for it"
+    );
+    // Stable's hour before: shard 4 holds an error-prone user (60 errors where the others
+    // have 6), 16 shards of 3600 requests.
+    let shards: Vec<stickycanary::observation::ShardCounts> = (0..16)
+        .map(|shard| stickycanary::observation::ShardCounts {
+            requests: 3600.0,
+            errors: if shard == 4 { 60.0 } else { 6.0 },
+            slow: 0.0,
+        })
+        .collect();
+    let with_history = Observations {
+        stable_before_run: Some(shards),
+        ..healthy()
+    };
+    sim.tick(&with_history);
+    let state = sim.status.comparative.clone().expect("evidence in status");
+    let before = state.stable_before_run.clone().expect("recorded");
+    assert_eq!(before.outlying_error_shards, vec![4]);
+    assert_eq!(before.requests, 16.0 * 3600.0);
+    assert_eq!(before.errors, 150.0);
+    assert_eq!(state.errors.stable_outlying_shards, vec![4]);
+    assert!(
+        !stickycanary::engine::reads_stable_before_run(&spec, &sim.status),
+        "read once: not asked again"
+    );
+    // A restarted controller reads it from the status, and another reading does not replace it.
+    let restored: CanaryRolloutStatus =
+        serde_json::from_str(&serde_json::to_string(&sim.status).unwrap()).unwrap();
+    assert_eq!(restored.comparative, sim.status.comparative);
+    let other = Observations {
+        stable_before_run: Some(vec![Default::default(); 16]),
+        ..healthy()
+    };
+    sim.tick(&other);
+    let state = sim.status.comparative.clone().unwrap();
+    assert_eq!(state.stable_before_run, Some(before));
+    // Without the comparative check nothing is read.
+    let plain = self::spec();
+    assert!(!stickycanary::engine::reads_stable_before_run(
+        &plain,
+        &Sim::started(plain.clone()).status
+    ));
 }
 
 /// Canary at `percent` errors against stable's 1%, both with a histogram (every request

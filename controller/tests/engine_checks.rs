@@ -47,6 +47,7 @@ fn unavailable() -> Observations {
         resources: Default::default(),
         canary_health: CanaryHealth::Unknown,
         manual: None,
+        stable_before_run: None,
     }
 }
 

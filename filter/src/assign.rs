@@ -20,18 +20,25 @@ pub struct Placement {
     pub shard: u8,
 }
 
-/// The user's bucket and shard for this salt, from one hash.
+/// The user's bucket for this salt, and the user's shard.
 ///
-/// The shard is the digest's top 4 bits (`digest >> 60`); the bucket is `digest mod 10000`.
-/// For a uniform 64-bit digest `d = t·2^60 + r` with `r` uniform below `2^60`, `r mod 10000`
-/// is uniform to within `10000 / 2^60`, whatever `t` is, so the shard is independent of the
-/// bucket and each shard holds a random slice of stable's and of canary's users alike.
+/// The bucket is `xxh64(salt ":" user) mod 10000`; the shard is the top 4 bits of
+/// `xxh64(user)`, a hash the salt does not enter. So a user keeps its shard across runs
+/// (each run's new salt draws a new cohort, not new shards), and stable's shard series
+/// from before a run describe the run's shards: the analysis reads its outlying users
+/// there (issue 22, round 11). The two digests hash different input, so the shard is
+/// independent of the bucket and each shard holds a random slice of stable's and of
+/// canary's users alike.
 pub fn placement(salt: &str, user: &[u8]) -> Placement {
-    let digest = digest(salt, user);
     Placement {
-        bucket: (digest % u64::from(BUCKETS)) as u32,
-        shard: (digest >> 60) as u8,
+        bucket: (digest(salt, user) % u64::from(BUCKETS)) as u32,
+        shard: shard(user),
     }
+}
+
+/// The user's shard in `0..SHARDS`: `xxh64(user, seed 0) >> 60`, whatever the salt.
+pub fn shard(user: &[u8]) -> u8 {
+    (xxh64(user, 0) >> 60) as u8
 }
 
 /// The user's bucket in `0..10000` for this salt.

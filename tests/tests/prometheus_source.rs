@@ -338,6 +338,24 @@ async fn per_version_rates_error_rate_and_p99_come_from_one_batch_and_outage_is_
     source.windows(&many, range).await;
     assert_eq!(source.queries_issued() - before, 4);
 
+    // Stable's shard series before a run: one query over the lookback for every rollout.
+    let before = source.queries_issued();
+    let history = source
+        .stable_before_run(&rollouts, Duration::from_secs(3600))
+        .await;
+    assert_eq!(source.queries_issued() - before, 1);
+    let checkout = &history["checkout"];
+    assert_eq!(checkout.len(), 16, "{checkout:?}");
+    // Stable's 90 req/s since the exporter started, more than one 5 s window's worth.
+    let stable_requests: f64 = checkout.iter().map(|shard| shard.requests).sum();
+    assert!(stable_requests > 450.0, "{checkout:?}");
+    assert!(
+        checkout.iter().all(|shard| shard.errors == 0.0),
+        "{checkout:?}"
+    );
+    // No shard series (an older filter): read, and empty.
+    assert_eq!(history["search"], Vec::new());
+
     // Custom checks: a value, and no data for an empty result.
     let value = source
         .scalar("sum(rate(stickycanary_requests_total{rollout=\"checkout\",version=\"canary\",source=\"hash\"}[5s]))")
@@ -356,6 +374,11 @@ async fn per_version_rates_error_rate_and_p99_come_from_one_batch_and_outage_is_
 
     // Prometheus stops: unavailable for every rollout, never a window with a breach.
     prometheus.stop();
+    // Not read, so asked again at the next tick.
+    assert!(source
+        .stable_before_run(&rollouts, Duration::from_secs(3600))
+        .await
+        .is_empty());
     let result = source.windows(&rollouts, range).await;
     for (rollout, obs) in &result {
         match obs {

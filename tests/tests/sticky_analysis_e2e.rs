@@ -8,7 +8,10 @@
 //!   rollout is promoted;
 //! - a code path that fails on canary only, used by about 5% of the users (spread over every
 //!   user shard, since the path has nothing to do with the hash), two of them heavy API
-//!   clients in the first cohort: the rollout is rolled back.
+//!   clients in the first cohort: the rollout is rolled back;
+//! - three clients that fail on both versions, on canary from the first stage, seen on stable
+//!   before the run: the controller reads stable's shards from before the run once, sets
+//!   their shards aside, and the rollout is promoted.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -177,6 +180,80 @@ fn a_canary_path_failing_for_five_percent_of_users_is_rolled_back() {
         .unwrap_or(0);
     assert_eq!(stable_errors, 0, "{affected_summary:?}");
     assert!(canary_errors > 0, "{affected_summary:?}");
+}
+
+#[test]
+fn error_prone_users_stable_showed_before_the_run_do_not_roll_a_healthy_canary_back() {
+    let mut stack = Stack::start(&options()).expect("stack");
+    let ordinary = background(&stack);
+    // Three clients whose every request fails on whichever version serves it (`/__fail`),
+    // 2 req/s each, all three on canary from the first stage, each in its own shard. They run
+    // on stable for a few seconds before the controller starts: stable's shard series show
+    // them, and a user keeps its shard across runs (the shard hash has no salt).
+    //
+    // Without that reading the run's own history explains one canary outlier that stable
+    // never showed; the other two stay in the test and fail it (checked by disabling the
+    // reading: `comparative-errors` rolled this canary back).
+    let clients = first_cohort_in_distinct_shards(USERS + 40_000, 3);
+    let failing: Vec<LoadHandle> = clients
+        .iter()
+        .map(|id| {
+            let mut opts: LoadOptions = stack.load_options();
+            opts.users = 1;
+            opts.first_user = *id;
+            opts.connections = 1;
+            opts.rate = Some(2.0);
+            opts.path = "/__fail".to_string();
+            opts.track_users = false;
+            opts.duration = Some(Duration::from_secs(150));
+            load::start(opts)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(8));
+    stack.start_controller().expect("controller");
+    let status = stack
+        .wait_final(Duration::from_secs(120))
+        .expect("final phase");
+    let mut failed_on = std::collections::BTreeMap::new();
+    for client in failing {
+        for (version, count) in client.stop().non_2xx_by_version {
+            *failed_on.entry(version).or_insert(0) += count;
+        }
+    }
+    ordinary.stop();
+
+    assert_eq!(
+        phase_of(&status),
+        "Promoted",
+        "status: {status}\nchecks:\n{}\ncontroller log:\n{}",
+        checks(&status),
+        stack.controller_log()
+    );
+    // They failed on both versions: on stable before the run, on canary during it.
+    assert!(
+        failed_on.get("stable").copied().unwrap_or(0) > 0,
+        "{failed_on:?}"
+    );
+    assert!(
+        failed_on.get("canary").copied().unwrap_or(0) > 0,
+        "{failed_on:?}"
+    );
+    // The controller read stable's hour before once and found the three clients' shards.
+    let before = &status["comparative"]["stableBeforeRun"];
+    let outlying: Vec<u64> = before["outlyingErrorShards"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .collect();
+    for id in &clients {
+        let shard = u64::from(assign::shard(format!("u{id}").as_bytes()));
+        assert!(
+            outlying.contains(&shard),
+            "shard {shard} of u{id}: {before}"
+        );
+    }
+    assert!(before["requests"].as_f64().unwrap_or(0.0) > 0.0, "{before}");
 }
 
 /// `count` user ids from `first` on that the hash puts on canary at 10%, each in its own

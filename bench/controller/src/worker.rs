@@ -136,6 +136,7 @@ pub async fn run(args: &WorkerArgs) -> Result<WorkerResult, String> {
                 resources: Default::default(),
                 canary_health: CanaryHealth::Healthy,
                 manual: None,
+                stable_before_run: None,
             };
             let decision = engine::decide(spec, status, Timestamp::now(), &observations);
             sample.set_weight_actions += decision

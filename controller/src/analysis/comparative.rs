@@ -29,7 +29,9 @@ use k8s_openapi::jiff::Timestamp;
 use super::histogram;
 use super::sequential::{self, SplitCounts};
 use super::sharded;
-pub use crate::crd::comparative::{ComparativeCheck, ComparativeState, ShardStatistic, SplitTest};
+pub use crate::crd::comparative::{
+    ComparativeCheck, ComparativeState, ShardStatistic, SplitTest, StableBeforeRun,
+};
 use crate::crd::Outcome;
 use crate::duration::Duration;
 use crate::observation::{ShardCounts, VersionWindow};
@@ -97,7 +99,52 @@ pub struct WindowInput<'a> {
     /// `Some` when a pass now would give canary all the traffic: the tests then hold while
     /// canary leans worse by [`PROMOTION_LEAN`].
     pub handover: Option<Handover>,
+    /// Stable's per-shard counts over [`STABLE_LOOKBACK`] up to now, when they were read for
+    /// this tick (see [`wants_stable_before_run`]); recorded once per run.
+    pub stable_before_run: Option<&'a [ShardCounts]>,
     pub now: Timestamp,
+}
+
+/// How far back stable's shard series are read at a run's first analysis. An hour gives a
+/// user who sends one request a minute and fails half of them about 30 errors in its shard,
+/// where a shard's other users make about 10 (BENCHMARKS.md, "Issue 22, round 10").
+pub const STABLE_LOOKBACK: Duration = Duration::from_secs(3600);
+
+/// Whether the next tick should read stable's shard series over [`STABLE_LOOKBACK`]: the
+/// run's comparative state has not recorded them yet.
+pub fn wants_stable_before_run(state: Option<&ComparativeState>) -> bool {
+    state.is_none_or(|state| state.stable_before_run.is_none())
+}
+
+/// Records what stable showed before the run, once, and adds its outlying shards to the
+/// error test's `stableOutlyingShards`. The shard of a user does not depend on the run's
+/// salt (contract 2), so these are the run's shards. Only the error test: the filter
+/// counted `slow` before the run at whatever threshold the last run wrote.
+fn record_stable_before_run(state: &mut ComparativeState, shards: &[ShardCounts]) {
+    if state.stable_before_run.is_some() {
+        return;
+    }
+    let counts: Vec<(f64, f64)> = shards
+        .iter()
+        .map(|shard| (shard.requests.max(0.0), shard.errors.max(0.0)))
+        .collect();
+    let outlying: Vec<i32> = sharded::outlying_shards(&counts)
+        .into_iter()
+        .filter_map(|index| i32::try_from(index).ok())
+        .collect();
+    for index in &outlying {
+        if !state.errors.stable_outlying_shards.contains(index) {
+            state.errors.stable_outlying_shards.push(*index);
+        }
+    }
+    state.errors.stable_outlying_shards.sort_unstable();
+    let mut sorted = outlying;
+    sorted.sort_unstable();
+    state.stable_before_run = Some(StableBeforeRun {
+        requests: counts.iter().map(|(requests, _)| requests).sum(),
+        errors: counts.iter().map(|(_, errors)| errors).sum(),
+        outlying_error_shards: sorted,
+    });
 }
 
 /// The stage a pass would end hands canary all the traffic.
@@ -127,6 +174,9 @@ pub fn step(
         ),
         ..ComparativeState::default()
     });
+    if let Some(shards) = input.stable_before_run {
+        record_stable_before_run(&mut state, shards);
+    }
     let grid = sequential::alternatives(spec.minimum_detectable_increase);
     let first_weight = *state.first_weight.get_or_insert(state.segment_weight);
     if state.segment_weight != input.weight {

@@ -14,24 +14,30 @@
 //!
 //! 1. Per shard `s` with traffic on both versions: canary events `c_s`, stable events `t_s`
 //!    and canary's share of the shard's requests `π_s`.
-//! 2. **Set aside what stands out** (`peel`): one at a time, the shard whose canary events
+//! 2. **Shards stable showed go first** (`peel`): every shard where stable has shown a heavy
+//!    user (before the run, or in an earlier segment: `History::stable_outlying`) and where
+//!    canary's rate is above the other remaining shards' is set aside, without a test: a few
+//!    light error-prone users on canary hide each other from the test below, and stable has
+//!    already shown who they are. Shards keep their users across runs (the shard hash has no
+//!    salt), so stable's hour before the run counts (issue 22, round 11).
+//! 3. **Set aside what stands out** (`peel`): one at a time, the shard whose canary events
 //!    are most in excess of canary's rate in the other remaining shards, while that excess is
 //!    improbable (exact Poisson tail below [`OUTLIER_FAMILY_ALPHA`] / shards, Bonferroni), up
 //!    to [`MAX_OUTLYING_SHARDS`] and never below [`MIN_KEPT_SHARDS`] kept. A regression on
 //!    canary's code path raises every shard alike, so its top shards stay; a heavy user lifts
 //!    its one shard far above the rest.
-//! 3. **Only as many as the run explains** (`peel_canary`): a shard stable showed as
+//! 4. **Only as many as the run explains** (`peel_canary`): a shard stable showed as
 //!    outlying in an earlier segment may be set aside (users move only stable → canary and
 //!    keep their shard, so a user heavy whichever version serves it showed there first);
 //!    others only up to a negative-binomial bound on how many heavy users the first stage
 //!    could have put on canary, given how many stable showed (`unexplained_allowed`, at
 //!    least [`ALWAYS_OUTLYING`]). A bug that breaks a few percent of the users makes canary
 //!    outliers that stable never had: those stay in the test.
-//! 4. **Dispersion** `φ` ([`segment_dispersion`]): stable's Pearson χ²/df across shards,
+//! 5. **Dispersion** `φ` ([`segment_dispersion`]): stable's Pearson χ²/df across shards,
 //!    less [`DISPERSION_NOISE_ALLOWANCE`] standard errors, at least 1; in the segment, or
 //!    over the run so far scaled down to the segment's events, whichever is larger. Read
 //!    from stable alone so that canary's own regression cannot discount itself.
-//! 5. The segment's log-likelihood ratio is the stratified split test's (per shard `π_s`)
+//! 6. The segment's log-likelihood ratio is the stratified split test's (per shard `π_s`)
 //!    over the kept shards, divided by `φ`: the quasi-likelihood for overdispersed counts,
 //!    which turns "errors" into about "independent clusters of errors".
 //!
@@ -153,7 +159,15 @@ impl Peeled {
 /// A regression on canary's code path raises canary's rate in every shard alike, so its
 /// top shards are the upper tail of one rate and are kept; a few heavy users each lift one
 /// shard far above the rest and are set aside, however many requests they send.
-fn peel(shards: &[SplitCounts], allowed: &dyn Fn(usize, usize) -> bool) -> Peeled {
+///
+/// Before that, the shards in `seen` (where stable has shown a heavy user: before the run or
+/// earlier in it) are set aside, most in excess first, while canary's rate there is above
+/// its rate in the other remaining shards, without asking them to stand out: a few light
+/// error-prone users on canary hide each other from [`stands_out`] (each shard is judged
+/// against the others, which they lift), and stable has already shown who they are. A
+/// bug's victims fail only on canary, so stable never showed their shards (issue 22, round
+/// 11).
+fn peel(shards: &[SplitCounts], seen: &[usize], allowed: &dyn Fn(usize, usize) -> bool) -> Peeled {
     let mut remaining: Vec<(usize, SplitCounts)> = shards
         .iter()
         .enumerate()
@@ -163,8 +177,25 @@ fn peel(shards: &[SplitCounts], allowed: &dyn Fn(usize, usize) -> bool) -> Peele
     let all: Vec<SplitCounts> = remaining.iter().map(|(_, counts)| *counts).collect();
     let level = OUTLIER_FAMILY_ALPHA / remaining.len().max(1) as f64;
     let mut outlying = Vec::new();
+    let room = |outlying: &Vec<(usize, SplitCounts)>, remaining: &Vec<(usize, SplitCounts)>| {
+        outlying.len() < MAX_OUTLYING_SHARDS && remaining.len() > MIN_KEPT_SHARDS
+    };
+    let unseen: Vec<usize> = remaining
+        .iter()
+        .map(|(index, _)| *index)
+        .filter(|index| !seen.contains(index))
+        .collect();
+    while room(&outlying, &remaining) {
+        let Some(position) = most_in_excess(&remaining, &unseen) else {
+            break;
+        };
+        if excess(&remaining, position) <= 0.0 {
+            break;
+        }
+        outlying.push(remaining.remove(position));
+    }
     let mut refused: Vec<usize> = Vec::new();
-    while outlying.len() < MAX_OUTLYING_SHARDS && remaining.len() > MIN_KEPT_SHARDS {
+    while room(&outlying, &remaining) {
         let Some(position) = most_in_excess(&remaining, &refused) else {
             break;
         };
@@ -196,27 +227,30 @@ fn any(_: usize, _: usize) -> bool {
 }
 
 /// The position of the row whose canary events exceed most what canary's rate in the other
-/// rows predicts (ties: the lower shard index).
+/// rows predicts (ties: the lower shard index), among the rows whose shard is not in `skip`.
 fn most_in_excess(rows: &[(usize, SplitCounts)], skip: &[usize]) -> Option<usize> {
-    let (requests, events) = rows.iter().fold((0.0, 0.0), |(n, x), (_, c)| {
-        (n + c.canary_requests, x + c.canary_events)
-    });
-    let excess = |(_, counts): &(usize, SplitCounts)| {
-        let others_requests = requests - counts.canary_requests;
-        let others_rate = if others_requests > 0.0 {
-            (events - counts.canary_events) / others_requests
-        } else {
-            0.0
-        };
-        counts.canary_events - counts.canary_requests * others_rate
-    };
     (0..rows.len())
         .filter(|position| !skip.contains(&rows[*position].0))
         .max_by(|a, b| {
-            excess(&rows[*a])
-                .total_cmp(&excess(&rows[*b]))
+            excess(rows, *a)
+                .total_cmp(&excess(rows, *b))
                 .then(rows[*b].0.cmp(&rows[*a].0))
         })
+}
+
+/// Row `position`'s canary events beyond what canary's rate in the other rows predicts.
+fn excess(rows: &[(usize, SplitCounts)], position: usize) -> f64 {
+    let (requests, events) = rows.iter().fold((0.0, 0.0), |(n, x), (_, c)| {
+        (n + c.canary_requests, x + c.canary_events)
+    });
+    let counts = &rows[position].1;
+    let others_requests = requests - counts.canary_requests;
+    let others_rate = if others_requests > 0.0 {
+        (events - counts.canary_events) / others_requests
+    } else {
+        0.0
+    };
+    counts.canary_events - counts.canary_requests * others_rate
 }
 
 /// Canary shards that one user unseen on stable may explain, whatever stable shows (a bot
@@ -266,7 +300,7 @@ pub fn excess_beyond_top(
 
 /// Stable's outlying shards in one segment (heavy users on stable), for the run's history.
 pub fn stable_outliers(shards: &[SplitCounts]) -> Vec<usize> {
-    peel(&swapped(shards), &any).trimmed()
+    peel(&swapped(shards), &[], &any).trimmed()
 }
 
 fn swapped(shards: &[SplitCounts]) -> Vec<SplitCounts> {
@@ -308,7 +342,7 @@ fn unexplained_allowed(shards: &[SplitCounts], known: &[usize], first_share: f64
 /// What the run showed before this segment.
 #[derive(Debug, Clone, Copy)]
 pub struct History<'a> {
-    /// Shards that stable showed as outlying in an earlier segment.
+    /// Shards that stable showed as outlying before the run or in an earlier segment.
     pub stable_outlying: &'a [usize],
     /// Canary's share of the users at the run's first stage (0 to 1).
     pub first_share: f64,
@@ -341,7 +375,7 @@ fn peel_canary(shards: &[SplitCounts], history: &History<'_>) -> Peeled {
         }
         false
     };
-    peel(shards, &allowed)
+    peel(shards, known, &allowed)
 }
 
 /// The smallest `a` with `P(X > a) ≤ level` for `X ~ NegativeBinomial(seen + 1, p)` (the
@@ -641,9 +675,23 @@ fn cleaned(counts: &SplitCounts) -> SplitCounts {
 /// always, as before, read a canary at 5% as well under 5%: issue 22 point 4); a few heavy
 /// users lift their shards far above the rest and are set aside.
 pub fn broad_rate(shards: &[(f64, f64)]) -> Option<(f64, Vec<usize>)> {
-    // One version's counts, held as canary's, against a stand-in stable side (peeling
-    // only needs shards with traffic and canary's own rates).
-    let rows: Vec<SplitCounts> = shards
+    let peeled = peel(&one_version(shards), &[], &any);
+    let (requests, events) = peeled.kept.iter().fold((0.0, 0.0), |(n, x), c| {
+        (n + c.canary_requests, x + c.canary_events)
+    });
+    (requests > 0.0).then(|| (events / requests, peeled.trimmed()))
+}
+
+/// The shards where one version's `(requests, events)` show heavy users: the same peeling,
+/// every outlier allowed. The comparative check reads stable's before the run this way.
+pub fn outlying_shards(shards: &[(f64, f64)]) -> Vec<usize> {
+    peel(&one_version(shards), &[], &any).trimmed()
+}
+
+/// One version's counts, held as canary's, against a stand-in stable side (peeling only
+/// needs shards with traffic and canary's own rates).
+fn one_version(shards: &[(f64, f64)]) -> Vec<SplitCounts> {
+    shards
         .iter()
         .map(|(requests, events)| SplitCounts {
             canary_requests: *requests,
@@ -651,10 +699,5 @@ pub fn broad_rate(shards: &[(f64, f64)]) -> Option<(f64, Vec<usize>)> {
             stable_requests: 1.0,
             stable_events: 0.0,
         })
-        .collect();
-    let peeled = peel(&rows, &any);
-    let (requests, events) = peeled.kept.iter().fold((0.0, 0.0), |(n, x), c| {
-        (n + c.canary_requests, x + c.canary_events)
-    });
-    (requests > 0.0).then(|| (events / requests, peeled.trimmed()))
+        .collect()
 }

@@ -110,8 +110,26 @@ pub struct ComparativeState {
     /// events and the latency test judges shards as the error test does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard_slow_threshold_ms: Option<f64>,
+    /// What stable's shards showed over the hour before the run's first analysis, read once
+    /// (`None` until then). Its outlying shards are added to the error test's
+    /// `stableOutlyingShards`: users heavy on stable before the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_before_run: Option<StableBeforeRun>,
     pub errors: SplitTest,
     pub slow_requests: SplitTest,
+}
+
+/// Stable's shard series over the lookback before a run (`status.comparative.stableBeforeRun`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StableBeforeRun {
+    /// Stable's hash-routed requests in the lookback (0: no history, such as a first run).
+    pub requests: f64,
+    /// Of those, 5xx responses.
+    pub errors: f64,
+    /// The shards whose errors stood out (heavy, error-prone users), ascending.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outlying_error_shards: Vec<i32>,
 }
 
 /// One sequential test's evidence.

@@ -20,8 +20,13 @@ pub trait FrontEnd: Executor {
     /// How `stickycanary approve` reaches this rollout, for a manual gate's Event.
     fn approve_target(&self) -> ApproveTarget;
 
-    /// The engine's input besides the release and the gates.
-    fn observe(&self, manual: Option<ManualAction>) -> impl Future<Output = Observations> + Send;
+    /// The engine's input besides the release and the gates; with `before_run`, stable's
+    /// shard series over the hour before as well (`engine::reads_stable_before_run`).
+    fn observe(
+        &self,
+        manual: Option<ManualAction>,
+        before_run: bool,
+    ) -> impl Future<Output = Observations> + Send;
 
     /// The release lifecycle's view of the workloads (`None` without a revision source).
     fn release(&self, status: &CanaryRolloutStatus) -> Option<ReleaseObservation>;

@@ -74,9 +74,10 @@ pub async fn tick<F: FrontEnd>(
     manual: Option<ManualAction>,
     now: Timestamp,
 ) -> Ticked<F::Error> {
-    let observations = front.observe(manual).await;
-    let release = front.release(status);
     let spec = front.spec();
+    let before_run = engine::reads_stable_before_run(&spec, status);
+    let observations = front.observe(manual, before_run).await;
+    let release = front.release(status);
     let mut gate_input = front
         .gates()
         .before_decision(front.subject(), &spec, status, release.as_ref(), now)

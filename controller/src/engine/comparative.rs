@@ -7,7 +7,7 @@ use super::judge::Judged;
 use super::record::Tick;
 use super::stages;
 use crate::analysis::comparative::{self, WindowInput, ERRORS_CHECK, LATENCY_CHECK};
-use crate::crd::CanaryRolloutSpec;
+use crate::crd::{CanaryRolloutSpec, CanaryRolloutStatus, Phase};
 use crate::duration::Duration;
 use crate::observation::{MetricsObservation, Observations};
 
@@ -48,6 +48,7 @@ pub(super) fn judge(
         stage_started_at: tick.status.stage_started_at.as_ref(),
         window: analysis.effective_window(),
         handover: handover(spec, tick),
+        stable_before_run: observations.stable_before_run.as_deref(),
         now: tick.now,
     };
     let (mut state, reports) = comparative::step(check, tick.status.comparative.as_ref(), &input);
@@ -74,6 +75,21 @@ pub(super) fn judge(
             shared_with_stable: false,
         })
         .collect()
+}
+
+/// Whether the tick after `status` should read stable's shard series over the hour before
+/// ([`comparative::STABLE_LOOKBACK`]): the comparative check runs and this run has not
+/// recorded them yet. One query per run, not per interval.
+pub fn reads_stable_before_run(spec: &CanaryRolloutSpec, status: &CanaryRolloutStatus) -> bool {
+    let enabled = spec
+        .analysis
+        .comparative
+        .as_ref()
+        .is_some_and(|check| check.enabled);
+    enabled
+        && status.stage_started_at.is_some()
+        && matches!(status.phase, Phase::Progressing | Phase::Paused)
+        && comparative::wants_stable_before_run(status.comparative.as_ref())
 }
 
 /// `Some` when passing this stage would give canary all the traffic

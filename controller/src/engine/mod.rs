@@ -46,6 +46,7 @@ pub mod schedule;
 pub mod stage_gate;
 pub mod stages;
 
+pub use comparative::reads_stable_before_run;
 pub use k8s_openapi::jiff::Timestamp;
 
 use self::checks::Check;

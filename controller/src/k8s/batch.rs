@@ -15,7 +15,16 @@ use crate::http::ClientConfig;
 use crate::observation::MetricsObservation;
 use crate::prometheus::{Batch, MetricsSource, PrometheusSource, RolloutSeries};
 
-type BatchKey = (String, u64);
+/// A batch is shared per source, range (seconds) and kind of batch.
+type BatchKey = (String, u64, BatchKind);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum BatchKind {
+    /// The four queries of an analysis window.
+    Window,
+    /// Stable's shard series over the hour before a run (one query).
+    BeforeRun,
+}
 
 /// A Prometheus as one rollout reaches it: the address and the client options (with the
 /// values its Secrets hold). Rollouts share a client and batches only when both match.
@@ -137,32 +146,73 @@ impl MetricsBatcher {
         series: &RolloutSeries,
         max_age: Duration,
     ) -> MetricsObservation {
-        let source = match self.source(endpoint) {
-            Ok(s) => s,
-            Err(reason) => return MetricsObservation::Unavailable { reason },
-        };
-        let Some(slot) = self.slot((source.cache_key().to_string(), window.as_secs())) else {
-            return MetricsObservation::Unavailable {
-                reason: "batch table poisoned".to_string(),
-            };
-        };
+        let batch = self
+            .batch(
+                endpoint,
+                window,
+                BatchKind::Window,
+                max_age,
+                |source| async move { source.fetch_batch(window).await },
+            )
+            .await;
+        match batch {
+            Ok(batch) => batch.observation(series),
+            Err(reason) => MetricsObservation::Unavailable { reason },
+        }
+    }
+
+    /// `series`' stable shard counts over `lookback`, from a batch no older than `max_age`
+    /// (one query for every rollout starting a run in the same interval); `None` when the
+    /// query failed.
+    pub async fn stable_before_run(
+        &self,
+        endpoint: &Endpoint,
+        lookback: Duration,
+        series: &RolloutSeries,
+        max_age: Duration,
+    ) -> Option<Vec<crate::observation::ShardCounts>> {
+        let batch = self
+            .batch(
+                endpoint,
+                lookback,
+                BatchKind::BeforeRun,
+                max_age,
+                |source| async move { source.fetch_shards(lookback).await },
+            )
+            .await;
+        batch.ok().map(|batch| batch.stable_shards(series))
+    }
+
+    /// The shared batch of this kind for `endpoint` and `range`, fetched (single-flight)
+    /// when the last one is older than `max_age`.
+    async fn batch<F, Fut>(
+        &self,
+        endpoint: &Endpoint,
+        range: Duration,
+        kind: BatchKind,
+        max_age: Duration,
+        fetch: F,
+    ) -> Result<Arc<Batch>, String>
+    where
+        F: FnOnce(PrometheusSource) -> Fut,
+        Fut: std::future::Future<Output = Result<Batch, String>>,
+    {
+        let source = self.source(endpoint)?;
+        let slot = self
+            .slot((source.cache_key().to_string(), range.as_secs(), kind))
+            .ok_or_else(|| "batch table poisoned".to_string())?;
         let mut slot = slot.lock().await;
         let fresh = slot
             .fetched
             .as_ref()
             .is_some_and(|(at, _)| at.elapsed() < max_age);
         if !fresh {
-            let result = source.fetch_batch(window).await.map(Arc::new);
+            let result = fetch(source).await.map(Arc::new);
             slot.fetched = Some((Instant::now(), result));
         }
         match &slot.fetched {
-            Some((_, Ok(batch))) => batch.observation(series),
-            Some((_, Err(reason))) => MetricsObservation::Unavailable {
-                reason: reason.clone(),
-            },
-            None => MetricsObservation::Unavailable {
-                reason: "no batch".to_string(),
-            },
+            Some((_, result)) => result.clone(),
+            None => Err("no batch".to_string()),
         }
     }
 

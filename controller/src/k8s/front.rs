@@ -255,7 +255,7 @@ impl FrontEnd for KubeFront<'_> {
         ApproveTarget::in_cluster(&self.subject.name, self.namespace())
     }
 
-    async fn observe(&self, manual: Option<ManualAction>) -> Observations {
+    async fn observe(&self, manual: Option<ManualAction>, before_run: bool) -> Observations {
         let (ctx, spec) = (self.ctx, &self.rollout.spec);
         let rollout_key = self.subject.rollout_key.as_str();
         let timeout = driver::interval(spec) / 2;
@@ -304,6 +304,15 @@ impl FrontEnd for KubeFront<'_> {
             },
             (None, _) => crate::resources::ResourceObservation::NotQueried,
         };
+        let stable_before_run = match (endpoint, before_run) {
+            (Ok(endpoint), true) => {
+                let lookback = crate::analysis::comparative::STABLE_LOOKBACK.as_std();
+                ctx.batcher
+                    .stable_before_run(endpoint, lookback, &series, timeout)
+                    .await
+            }
+            _ => None,
+        };
         let canary_namespace = spec.workload_namespace(self.namespace());
         let canary_health =
             canary_health(&ctx.client, canary_namespace, &spec.canary.deployment).await;
@@ -313,6 +322,7 @@ impl FrontEnd for KubeFront<'_> {
             resources,
             canary_health,
             manual,
+            stable_before_run,
         }
     }
 

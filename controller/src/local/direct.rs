@@ -107,6 +107,7 @@ pub async fn apply_directly(
         resources: crate::resources::ResourceObservation::NotQueried,
         canary_health: CanaryHealth::Unknown,
         manual: Some(action),
+        stable_before_run: None,
     };
     let release = runner.release(&before);
     let decision = engine::decide_release(

@@ -351,7 +351,7 @@ impl<S: MetricsSource, T: WeightTarget> FrontEnd for LocalRunner<S, T> {
         ApproveTarget::local(&self.subject.name, &self.status_file)
     }
 
-    async fn observe(&self, manual: Option<ManualAction>) -> Observations {
+    async fn observe(&self, manual: Option<ManualAction>, before_run: bool) -> Observations {
         let key = &self.subject.rollout_key;
         let window = self.rollout.spec.analysis.effective_window().as_std();
         let metrics = self
@@ -366,6 +366,15 @@ impl<S: MetricsSource, T: WeightTarget> FrontEnd for LocalRunner<S, T> {
             self.source.scalar(&query).await
         })
         .await;
+        let stable_before_run = if before_run {
+            let lookback = crate::analysis::comparative::STABLE_LOOKBACK.as_std();
+            self.source
+                .stable_before_run(std::slice::from_ref(&self.series), lookback)
+                .await
+                .remove(key)
+        } else {
+            None
+        };
         Observations {
             metrics,
             custom,
@@ -373,6 +382,7 @@ impl<S: MetricsSource, T: WeightTarget> FrontEnd for LocalRunner<S, T> {
             // No pods in local mode: the canary process is not watched.
             canary_health: CanaryHealth::Unknown,
             manual,
+            stable_before_run,
         }
     }
 

@@ -183,6 +183,11 @@ impl Batch {
         accumulate_shards(&mut self.acc, shards);
     }
 
+    /// Stable's per-shard counts of one rollout (empty without shard series).
+    pub fn stable_shards(&self, series: &RolloutSeries) -> Vec<ShardCounts> {
+        version_window(&self.acc, &series.rollout, &series.stable_version).shards
+    }
+
     /// The window of one rollout. Without series it is empty (no data), never an error.
     pub fn observation(&self, series: &RolloutSeries) -> MetricsObservation {
         MetricsObservation::Window {

@@ -14,7 +14,7 @@ use super::queries::{buckets_query, p99_query, requests_query, shards_query};
 use super::source::{MetricsSource, RolloutSeries};
 use crate::http::promql::{instant_query, QueryError};
 use crate::http::{Client, ClientConfig, Error as HttpError};
-use crate::observation::MetricsObservation;
+use crate::observation::{MetricsObservation, ShardCounts};
 use crate::redact::redacted;
 
 /// [`MetricsSource`] over the Prometheus HTTP API.
@@ -127,6 +127,18 @@ impl PrometheusSource {
         Ok(batch)
     }
 
+    /// The per-shard query alone over `range` (stable's series before a run): a batch with
+    /// only shard counts.
+    pub async fn fetch_shards(&self, range: Duration) -> Result<Batch, String> {
+        let shards = self
+            .vector(&shards_query(range))
+            .await
+            .map_err(|e| format!("prometheus {}: {e}", self.url))?;
+        let mut batch = Batch::default();
+        batch.add_shards(&shards);
+        Ok(batch)
+    }
+
     pub(super) async fn vector(&self, promql: &str) -> Result<Vec<InstantVector>, String> {
         match self.instant(promql).await? {
             Data::Vector(v) => Ok(v),
@@ -173,6 +185,26 @@ impl MetricsSource for PrometheusSource {
                 .map(|r| (r.rollout.clone(), batch.observation(r)))
                 .collect(),
             Err(reason) => unavailable_for_all(rollouts, &reason),
+        }
+    }
+
+    async fn stable_before_run(
+        &self,
+        rollouts: &[RolloutSeries],
+        lookback: Duration,
+    ) -> HashMap<String, Vec<ShardCounts>> {
+        if rollouts.is_empty() {
+            return HashMap::new();
+        }
+        match self.fetch_shards(lookback).await {
+            Ok(batch) => rollouts
+                .iter()
+                .map(|r| (r.rollout.clone(), batch.stable_shards(r)))
+                .collect(),
+            Err(reason) => {
+                tracing::debug!(%reason, "stable's shard series before the run: not read");
+                HashMap::new()
+            }
         }
     }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::observation::MetricsObservation;
+use crate::observation::{MetricsObservation, ShardCounts};
 
 /// What the source needs to know about one rollout to pick its series out of a batch.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -38,6 +38,15 @@ pub trait MetricsSource: Send + Sync {
         rollouts: &[RolloutSeries],
         window: Duration,
     ) -> impl Future<Output = HashMap<String, MetricsObservation>> + Send;
+
+    /// Stable's per-shard counts over the last `lookback` for every rollout in `rollouts`,
+    /// in one query (read once per run, before its evidence starts). A rollout is missing
+    /// from the map when the query failed.
+    fn stable_before_run(
+        &self,
+        rollouts: &[RolloutSeries],
+        lookback: Duration,
+    ) -> impl Future<Output = HashMap<String, Vec<ShardCounts>>> + Send;
 
     /// A custom PromQL check: `Ok(None)` is no data, `Err` is unavailable.
     fn scalar(&self, promql: &str) -> impl Future<Output = Result<Option<f64>, String>> + Send;

@@ -14,7 +14,7 @@ use crate::crd::{
 };
 use crate::duration::Duration;
 use crate::engine;
-use crate::observation::{CanaryHealth, MetricsObservation, Observations};
+use crate::observation::{CanaryHealth, MetricsObservation, Observations, ShardCounts};
 
 /// Seconds of traffic per generated slice (the window and interval are multiples of it).
 pub const SLICE_S: u64 = 10;
@@ -22,6 +22,10 @@ pub const SLICE_S: u64 = 10;
 pub const INTERVAL_S: u64 = 30;
 /// `analysis.window`.
 pub const WINDOW_S: u64 = 60;
+/// Stable-only traffic drawn before each run: what stable's shard series show over the
+/// controller's lookback (`analysis::comparative::STABLE_LOOKBACK`) at the run's first
+/// analysis.
+pub const BEFORE_RUN_S: u64 = 3600;
 /// A rollout still running after this long is reported as stuck.
 pub const GIVE_UP_AFTER_S: u64 = 3 * 3600;
 
@@ -171,6 +175,9 @@ pub fn run(scenario: &Scenario, variant: Variant, users: UserModel, seed: u64) -
         population,
         slow_threshold_ms: traffic::SLOW_THRESHOLD_MS,
     };
+    let before_run = variant
+        .with_shards()
+        .then(|| stable_before_run(scenario, &mut world, seed));
     let spec = spec_for(scenario, variant);
     let start = Timestamp::from_second(1_800_000_000).unwrap_or(Timestamp::UNIX_EPOCH);
     let mut status = CanaryRolloutStatus::default();
@@ -198,6 +205,9 @@ pub fn run(scenario: &Scenario, variant: Variant, users: UserModel, seed: u64) -
             resources: crate::resources::ResourceObservation::NotQueried,
             canary_health: CanaryHealth::Healthy,
             manual: None,
+            stable_before_run: before_run
+                .clone()
+                .filter(|_| engine::reads_stable_before_run(&spec, &status)),
         };
         let decision = engine::decide(&spec, &status, now, &observations);
         if let Some(ms) = decision
@@ -240,6 +250,24 @@ pub fn run(scenario: &Scenario, variant: Variant, users: UserModel, seed: u64) -
             slices.drain(..slices.len() - slices_per_window);
         }
     }
+}
+
+/// Stable's per-shard counts over the [`BEFORE_RUN_S`] before the run: every user on stable
+/// but those that arrive with the rollout, a bot that starts failing mid-run not failing
+/// yet. Drawn from its own random stream, so the run's traffic is the same with or without
+/// it.
+fn stable_before_run(scenario: &Scenario, world: &mut World, seed: u64) -> Vec<ShardCounts> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xB5F0_2E_7A11_5EED);
+    let cells = world.cells_at(scenario, 0.0, -(BEFORE_RUN_S as f64) / 2.0);
+    let stable_cells: [CellRates; SHARDS] = std::array::from_fn(|shard| cells[shard].1);
+    let stable = VersionLoad {
+        cells: &stable_cells,
+        seconds: BEFORE_RUN_S as f64,
+        extra_error_rate: 0.0,
+        median_ms: traffic::median_for_p99(scenario.stable_p99_ms),
+        slow_threshold_ms: world.slow_threshold_ms,
+    };
+    traffic::draw(&stable, &mut rng).shards.to_vec()
 }
 
 /// Canary's and stable's traffic for the slice around `middle_s` at `weight`.

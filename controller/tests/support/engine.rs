@@ -45,6 +45,7 @@ pub fn observe(metrics: MetricsObservation, manual: Option<ManualAction>) -> Obs
         resources: Default::default(),
         canary_health: CanaryHealth::Healthy,
         manual,
+        stable_before_run: None,
     }
 }
 

@@ -213,15 +213,39 @@ fn changing_the_salt_draws_a_new_cohort() {
 }
 
 #[test]
-fn placement_bucket_is_the_contract_bucket_and_the_shard_is_the_top_four_bits() {
+fn placement_bucket_is_the_contract_bucket_and_the_shard_is_the_unsalted_top_four_bits() {
     for n in 0..2000 {
         let user = format!("user-{n}");
         let placement = placement("checkout", user.as_bytes());
         assert_eq!(placement.bucket, bucket("checkout", &user));
-        let digest = xxhash_rust::xxh64::xxh64(format!("checkout:{user}").as_bytes(), 0);
+        let digest = xxhash_rust::xxh64::xxh64(user.as_bytes(), 0);
         assert_eq!(u64::from(placement.shard), digest >> 60);
         assert!(placement.shard < SHARDS);
     }
+}
+
+#[test]
+fn a_user_keeps_its_shard_when_the_salt_changes_but_not_its_cohort() {
+    let users: Vec<String> = (0..1000).map(|n| format!("u{n}")).collect();
+    let mut moved_version = 0;
+    for user in &users {
+        let first = placement("checkout-v2", user.as_bytes());
+        let second = placement("checkout-v3", user.as_bytes());
+        assert_eq!(first.shard, second.shard, "{user}");
+        moved_version +=
+            usize::from(is_canary(first.bucket, 50.0) != is_canary(second.bucket, 50.0));
+    }
+    // A new salt is a new cohort: about half the users change version at 50%.
+    assert!((400..=600).contains(&moved_version), "{moved_version}");
+    // And the shards are spread: each holds about 1/16 of the users.
+    let mut per_shard = [0usize; 16];
+    for user in &users {
+        per_shard[usize::from(shard(user.as_bytes()))] += 1;
+    }
+    assert!(
+        per_shard.iter().all(|count| (30..=100).contains(count)),
+        "{per_shard:?}"
+    );
 }
 
 /// Pearson's chi-square statistic of a contingency table against independence.
@@ -293,7 +317,7 @@ fn short_and_long_ids_hash_the_same_bytes_as_the_joined_string() {
         );
         assert_eq!(
             u64::from(placement("checkout", user.as_bytes()).shard),
-            digest >> 60
+            xxhash_rust::xxh64::xxh64(user.as_bytes(), 0) >> 60
         );
     }
 }
