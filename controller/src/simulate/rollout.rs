@@ -257,7 +257,7 @@ pub fn run(scenario: &Scenario, variant: Variant, users: UserModel, seed: u64) -
 /// yet. Drawn from its own random stream, so the run's traffic is the same with or without
 /// it.
 fn stable_before_run(scenario: &Scenario, world: &mut World, seed: u64) -> Vec<ShardCounts> {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0xB5F0_2E_7A11_5EED);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x00B5_F02E_7A11_5EED);
     let cells = world.cells_at(scenario, 0.0, -(BEFORE_RUN_S as f64) / 2.0);
     let stable_cells: [CellRates; SHARDS] = std::array::from_fn(|shard| cells[shard].1);
     let stable = VersionLoad {
