@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use stickycanary::k8s::batch::MetricsBatcher;
+use stickycanary::metrics::Metrics;
 use stickycanary::observation::{MetricsObservation, VersionWindow};
 use stickycanary::prometheus::{MetricsSource, PrometheusSource, RolloutSeries};
 use stickycanary_e2e::prometheus::{Prometheus, PrometheusOptions, ScrapeTarget};
@@ -355,6 +357,29 @@ async fn per_version_rates_error_rate_and_p99_come_from_one_batch_and_outage_is_
     );
     // No shard series (an older filter): read, and empty.
     assert_eq!(history["search"], Vec::new());
+
+    // In the cluster the read goes through the controller's batcher: rollouts that start a
+    // run in the same interval share one query, apart from the analysis windows' batch.
+    let metrics = Metrics::new();
+    let batcher = MetricsBatcher::new(Duration::from_secs(10), metrics.prometheus_queries.clone());
+    let endpoint = batcher.plain(&prometheus.url());
+    let (lookback, max_age) = (Duration::from_secs(3600), Duration::from_secs(60));
+    let checkout_before = batcher
+        .stable_before_run(&endpoint, lookback, &rollouts[0], max_age)
+        .await
+        .expect("read");
+    let idle_before = batcher
+        .stable_before_run(&endpoint, lookback, &rollouts[3], max_age)
+        .await
+        .expect("read");
+    assert_eq!(metrics.prometheus_queries.get(), 1);
+    assert_eq!(checkout_before.len(), 16);
+    assert!(idle_before.iter().all(|shard| shard.requests == 0.0));
+    // A window of the same length is the four-query batch, not this one.
+    batcher
+        .observation(&endpoint, lookback, &rollouts[0], max_age)
+        .await;
+    assert_eq!(metrics.prometheus_queries.get(), 5);
 
     // Custom checks: a value, and no data for an empty result.
     let value = source
