@@ -118,7 +118,7 @@ pub fn wants_stable_before_run(state: Option<&ComparativeState>) -> bool {
 
 /// Records what stable showed before the run, once, and adds its outlying shards to the
 /// error test's `stableOutlyingShards`. The shard of a user does not depend on the run's
-/// salt (contract 2), so these are the run's shards. Only the error test: the filter
+/// salt (contract 4, `shard`), so these are the run's shards. Only the error test: the filter
 /// counted `slow` before the run at whatever threshold the last run wrote.
 fn record_stable_before_run(state: &mut ComparativeState, shards: &[ShardCounts]) {
     if state.stable_before_run.is_some() {
