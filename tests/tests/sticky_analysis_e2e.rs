@@ -54,6 +54,38 @@ fn checks(status: &Value) -> String {
         .join("\n")
 }
 
+/// `users` ids from `first` on calling `path`, `rate` req/s in all over `connections`
+/// connections, for 150 s (longer than any rollout here).
+fn users_calling(
+    stack: &Stack,
+    users: u64,
+    first: u64,
+    connections: usize,
+    rate: f64,
+    path: &str,
+) -> LoadHandle {
+    let mut opts: LoadOptions = stack.load_options();
+    opts.users = users;
+    opts.first_user = first;
+    opts.connections = connections;
+    opts.rate = Some(rate);
+    opts.path = path.to_string();
+    opts.track_users = false;
+    opts.duration = Some(Duration::from_secs(150));
+    load::start(opts)
+}
+
+/// The rollout ended in `phase`; otherwise the status, its checks and the controller's log.
+fn assert_phase(stack: &Stack, status: &Value, phase: &str) {
+    assert_eq!(
+        phase_of(status),
+        phase,
+        "status: {status}\nchecks:\n{}\ncontroller log:\n{}",
+        checks(status),
+        stack.controller_log()
+    );
+}
+
 #[test]
 fn a_healthy_canary_with_one_slow_user_on_it_is_promoted() {
     let mut stack = Stack::start(&options()).expect("stack");
@@ -63,15 +95,7 @@ fn a_healthy_canary_with_one_slow_user_on_it_is_promoted() {
     let slow_user = (0..USERS)
         .find(|i| assign::is_canary(assign::bucket(ROLLOUT, &format!("u{i}")), 10.0))
         .expect("some user on canary at 10%");
-    let mut opts: LoadOptions = stack.load_options();
-    opts.users = 1;
-    opts.first_user = slow_user;
-    opts.connections = 3;
-    opts.rate = Some(4.0);
-    opts.path = "/__sleep/450".to_string();
-    opts.track_users = false;
-    opts.duration = Some(Duration::from_secs(150));
-    let slow = load::start(opts);
+    let slow = users_calling(&stack, 1, slow_user, 3, 4.0, "/__sleep/450");
     stack.start_controller().expect("controller");
     let status = stack
         .wait_final(Duration::from_secs(120))
@@ -79,13 +103,7 @@ fn a_healthy_canary_with_one_slow_user_on_it_is_promoted() {
     let slow_summary = slow.stop();
     ordinary.stop();
 
-    assert_eq!(
-        phase_of(&status),
-        "Promoted",
-        "status: {status}\nchecks:\n{}\ncontroller log:\n{}",
-        checks(&status),
-        stack.controller_log()
-    );
+    assert_phase(&stack, &status, "Promoted");
     // The user really was slow on canary: its requests were served by canary and took
     // at least the 450 ms the backend waits.
     let on_canary = slow_summary.by_version.get("canary").copied().unwrap_or(0);
@@ -109,20 +127,9 @@ fn a_healthy_canary_with_one_slow_user_on_it_is_promoted() {
 fn a_canary_path_failing_for_five_percent_of_users_is_rolled_back() {
     let mut stack = Stack::start(&options()).expect("stack");
     let ordinary = background(&stack);
-    let start = |users: u64, first: u64, connections: usize, rate: f64, path: &str| {
-        let mut opts: LoadOptions = stack.load_options();
-        opts.users = users;
-        opts.first_user = first;
-        opts.connections = connections;
-        opts.rate = Some(rate);
-        opts.path = path.to_string();
-        opts.track_users = false;
-        opts.duration = Some(Duration::from_secs(150));
-        load::start(opts)
-    };
     // Both versions fail about 1% of all requests (a path that fails whoever serves it), so
     // the comparison has a stable rate to beat.
-    let shared = start(USERS, 0, 1, 3.0, "/__fail");
+    let shared = users_calling(&stack, USERS, 0, 1, 3.0, "/__fail");
     // 1,000 further users (5% of all) call a path that only canary breaks. Their ids are not
     // related to the hash, so they land in every shard. As real traffic is, their use of it
     // is heavy-tailed: 998 call it now and then (4.5 req/s between them) and two API
@@ -132,11 +139,11 @@ fn a_canary_path_failing_for_five_percent_of_users_is_rolled_back() {
     // shards, under the seed's 5% guard rail. The analysis before issue 22 promoted this
     // release (checked with the controller built at 50bb599^: 10 → 25 → 50 → 100): by its
     // rules, the two clients' errors raised canary's dispersion, which discounted the rest.
-    let light = start(998, USERS, 1, 4.5, "/__fails-on/canary");
+    let light = users_calling(&stack, 998, USERS, 1, 4.5, "/__fails-on/canary");
     let clients: Vec<u64> = first_cohort_in_distinct_shards(USERS + 20_000, 2);
     let heavy: Vec<LoadHandle> = clients
         .iter()
-        .map(|id| start(1, *id, 2, 10.0, "/__fails-on/canary"))
+        .map(|id| users_calling(&stack, 1, *id, 2, 10.0, "/__fails-on/canary"))
         .collect();
     stack.start_controller().expect("controller");
     let status = stack
@@ -154,12 +161,7 @@ fn a_canary_path_failing_for_five_percent_of_users_is_rolled_back() {
     shared.stop();
     ordinary.stop();
 
-    assert_eq!(
-        phase_of(&status),
-        "RolledBack",
-        "status: {status}\nchecks:\n{}",
-        checks(&status)
-    );
+    assert_phase(&stack, &status, "RolledBack");
     // Caught by the comparison with stable (or by the seed's 5% guard rail, should the rate
     // outside the clients' shards cross it): not by anything else.
     let reason = status["rollbackReason"].as_str().unwrap_or("");
@@ -197,17 +199,7 @@ fn error_prone_users_stable_showed_before_the_run_do_not_roll_a_healthy_canary_b
     let clients = first_cohort_in_distinct_shards(USERS + 40_000, 3);
     let failing: Vec<LoadHandle> = clients
         .iter()
-        .map(|id| {
-            let mut opts: LoadOptions = stack.load_options();
-            opts.users = 1;
-            opts.first_user = *id;
-            opts.connections = 1;
-            opts.rate = Some(2.0);
-            opts.path = "/__fail".to_string();
-            opts.track_users = false;
-            opts.duration = Some(Duration::from_secs(150));
-            load::start(opts)
-        })
+        .map(|id| users_calling(&stack, 1, *id, 1, 2.0, "/__fail"))
         .collect();
     std::thread::sleep(Duration::from_secs(8));
     stack.start_controller().expect("controller");
@@ -222,13 +214,7 @@ fn error_prone_users_stable_showed_before_the_run_do_not_roll_a_healthy_canary_b
     }
     ordinary.stop();
 
-    assert_eq!(
-        phase_of(&status),
-        "Promoted",
-        "status: {status}\nchecks:\n{}\ncontroller log:\n{}",
-        checks(&status),
-        stack.controller_log()
-    );
+    assert_phase(&stack, &status, "Promoted");
     // They failed on both versions: on stable before the run, on canary during it.
     assert!(
         failed_on.get("stable").copied().unwrap_or(0) > 0,

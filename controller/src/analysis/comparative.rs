@@ -100,7 +100,7 @@ pub struct WindowInput<'a> {
     /// canary leans worse by [`PROMOTION_LEAN`].
     pub handover: Option<Handover>,
     /// Stable's per-shard counts over [`STABLE_LOOKBACK`] up to now, when they were read for
-    /// this tick (see [`wants_stable_before_run`]); recorded once per run.
+    /// this tick (`engine::reads_stable_before_run`); recorded once per run.
     pub stable_before_run: Option<&'a [ShardCounts]>,
     pub now: Timestamp,
 }
@@ -109,12 +109,6 @@ pub struct WindowInput<'a> {
 /// user who sends one request a minute and fails half of them about 30 errors in its shard,
 /// where a shard's other users make about 10 (BENCHMARKS.md, "Issue 22, round 10").
 pub const STABLE_LOOKBACK: Duration = Duration::from_secs(3600);
-
-/// Whether the next tick should read stable's shard series over [`STABLE_LOOKBACK`]: the
-/// run's comparative state has not recorded them yet.
-pub fn wants_stable_before_run(state: Option<&ComparativeState>) -> bool {
-    state.is_none_or(|state| state.stable_before_run.is_none())
-}
 
 /// Records what stable showed before the run, once, and adds its outlying shards to the
 /// error test's `stableOutlyingShards`. The shard of a user does not depend on the run's
@@ -128,22 +122,17 @@ fn record_stable_before_run(state: &mut ComparativeState, shards: &[ShardCounts]
         .iter()
         .map(|shard| (shard.requests.max(0.0), shard.errors.max(0.0)))
         .collect();
-    let outlying: Vec<i32> = sharded::outlying_shards(&counts)
+    let outlying = sharded::outlying_shards(&counts);
+    state.errors.add_stable_outlying(outlying.iter().copied());
+    let mut outlying_error_shards: Vec<i32> = outlying
         .into_iter()
         .filter_map(|index| i32::try_from(index).ok())
         .collect();
-    for index in &outlying {
-        if !state.errors.stable_outlying_shards.contains(index) {
-            state.errors.stable_outlying_shards.push(*index);
-        }
-    }
-    state.errors.stable_outlying_shards.sort_unstable();
-    let mut sorted = outlying;
-    sorted.sort_unstable();
+    outlying_error_shards.sort_unstable();
     state.stable_before_run = Some(StableBeforeRun {
         requests: counts.iter().map(|(requests, _)| requests).sum(),
         errors: counts.iter().map(|(_, errors)| errors).sum(),
-        outlying_error_shards: sorted,
+        outlying_error_shards,
     });
 }
 
@@ -425,13 +414,7 @@ fn close_segment(test: &mut SplitTest, grid: &[f64], kind: Evidence, first_weigh
     for (carried, value) in test.carried_untrimmed_log_lr.iter_mut().zip(untrimmed) {
         *carried += value;
     }
-    for index in sharded::stable_outliers(&test.segment_shards) {
-        let index = i32::try_from(index).unwrap_or(i32::MAX);
-        if !test.stable_outlying_shards.contains(&index) {
-            test.stable_outlying_shards.push(index);
-        }
-    }
-    test.stable_outlying_shards.sort_unstable();
+    test.add_stable_outlying(sharded::stable_outliers(&test.segment_shards));
     test.segment = SplitCounts::default();
     test.segment_shards.clear();
 }

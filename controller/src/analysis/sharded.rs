@@ -180,18 +180,15 @@ fn peel(shards: &[SplitCounts], seen: &[usize], allowed: &dyn Fn(usize, usize) -
     let room = |outlying: &Vec<(usize, SplitCounts)>, remaining: &Vec<(usize, SplitCounts)>| {
         outlying.len() < MAX_OUTLYING_SHARDS && remaining.len() > MIN_KEPT_SHARDS
     };
-    let unseen: Vec<usize> = remaining
-        .iter()
-        .map(|(index, _)| *index)
-        .filter(|index| !seen.contains(index))
-        .collect();
     while room(&outlying, &remaining) {
-        let Some(position) = most_in_excess(&remaining, &unseen) else {
+        let excesses = excesses(&remaining);
+        let seen_top = (0..remaining.len())
+            .filter(|position| seen.contains(&remaining[*position].0))
+            .max_by(|a, b| by_excess(&remaining, &excesses, *a, *b))
+            .filter(|position| excesses[*position] > 0.0);
+        let Some(position) = seen_top else {
             break;
         };
-        if excess(&remaining, position) <= 0.0 {
-            break;
-        }
         outlying.push(remaining.remove(position));
     }
     let mut refused: Vec<usize> = Vec::new();
@@ -229,28 +226,40 @@ fn any(_: usize, _: usize) -> bool {
 /// The position of the row whose canary events exceed most what canary's rate in the other
 /// rows predicts (ties: the lower shard index), among the rows whose shard is not in `skip`.
 fn most_in_excess(rows: &[(usize, SplitCounts)], skip: &[usize]) -> Option<usize> {
+    let excesses = excesses(rows);
     (0..rows.len())
         .filter(|position| !skip.contains(&rows[*position].0))
-        .max_by(|a, b| {
-            excess(rows, *a)
-                .total_cmp(&excess(rows, *b))
-                .then(rows[*b].0.cmp(&rows[*a].0))
-        })
+        .max_by(|a, b| by_excess(rows, &excesses, *a, *b))
 }
 
-/// Row `position`'s canary events beyond what canary's rate in the other rows predicts.
-fn excess(rows: &[(usize, SplitCounts)], position: usize) -> f64 {
+/// Orders two rows by their excess, the lower shard index first among equals.
+fn by_excess(
+    rows: &[(usize, SplitCounts)],
+    excesses: &[f64],
+    a: usize,
+    b: usize,
+) -> std::cmp::Ordering {
+    excesses[a]
+        .total_cmp(&excesses[b])
+        .then(rows[b].0.cmp(&rows[a].0))
+}
+
+/// Per row, its canary events beyond what canary's rate in the other rows predicts.
+fn excesses(rows: &[(usize, SplitCounts)]) -> Vec<f64> {
     let (requests, events) = rows.iter().fold((0.0, 0.0), |(n, x), (_, c)| {
         (n + c.canary_requests, x + c.canary_events)
     });
-    let counts = &rows[position].1;
-    let others_requests = requests - counts.canary_requests;
-    let others_rate = if others_requests > 0.0 {
-        (events - counts.canary_events) / others_requests
-    } else {
-        0.0
-    };
-    counts.canary_events - counts.canary_requests * others_rate
+    rows.iter()
+        .map(|(_, counts)| {
+            let others_requests = requests - counts.canary_requests;
+            let others_rate = if others_requests > 0.0 {
+                (events - counts.canary_events) / others_requests
+            } else {
+                0.0
+            };
+            counts.canary_events - counts.canary_requests * others_rate
+        })
+        .collect()
 }
 
 /// Canary shards that one user unseen on stable may explain, whatever stable shows (a bot

@@ -163,7 +163,8 @@ pub struct SplitTest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub carried_without_top_log_lr: Vec<f64>,
     /// Shards that stable showed as outlying (a heavy user on stable) in a finished segment
-    /// of this run: a canary outlier there later is a user seen to be heavy on stable too.
+    /// of this run, or before it (`stableBeforeRun`, error test only): a canary outlier there
+    /// later is a user seen to be heavy on stable too. Ascending, no repeats.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stable_outlying_shards: Vec<i32>,
     /// Per shard (index = shard), counted since the rollout started. Stable's side shows
@@ -191,6 +192,18 @@ impl SplitTest {
             .iter()
             .filter_map(|index| usize::try_from(*index).ok())
             .collect()
+    }
+
+    /// Adds `shards` to [`Self::stable_outlying_shards`], keeping it ascending without
+    /// repeats.
+    pub fn add_stable_outlying(&mut self, shards: impl IntoIterator<Item = usize>) {
+        for index in shards {
+            let index = i32::try_from(index).unwrap_or(i32::MAX);
+            if !self.stable_outlying_shards.contains(&index) {
+                self.stable_outlying_shards.push(index);
+            }
+        }
+        self.stable_outlying_shards.sort_unstable();
     }
 }
 

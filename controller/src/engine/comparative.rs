@@ -89,7 +89,10 @@ pub fn reads_stable_before_run(spec: &CanaryRolloutSpec, status: &CanaryRolloutS
     enabled
         && status.stage_started_at.is_some()
         && matches!(status.phase, Phase::Progressing | Phase::Paused)
-        && comparative::wants_stable_before_run(status.comparative.as_ref())
+        && status
+            .comparative
+            .as_ref()
+            .is_none_or(|state| state.stable_before_run.is_none())
 }
 
 /// `Some` when passing this stage would give canary all the traffic

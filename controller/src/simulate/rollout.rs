@@ -205,9 +205,9 @@ pub fn run(scenario: &Scenario, variant: Variant, users: UserModel, seed: u64) -
             resources: crate::resources::ResourceObservation::NotQueried,
             canary_health: CanaryHealth::Healthy,
             manual: None,
-            stable_before_run: before_run
-                .clone()
-                .filter(|_| engine::reads_stable_before_run(&spec, &status)),
+            stable_before_run: engine::reads_stable_before_run(&spec, &status)
+                .then(|| before_run.clone())
+                .flatten(),
         };
         let decision = engine::decide(&spec, &status, now, &observations);
         if let Some(ms) = decision
