@@ -495,6 +495,50 @@ fn progressing_body() -> Value {
 }
 
 #[tokio::test]
+async fn the_comparative_state_survives_the_crds_pruning_and_an_undeclared_field_does_not() {
+    // A real API server prunes every field of a custom resource that its CRD's structural
+    // schema does not declare, silently. What the engine writes for the analysis, the
+    // record of stable's hour before the run included, must be declared, or a restarted
+    // controller would read it back empty and read stable's hour again.
+    let (_client, api) = FakeApi::start();
+    let rollouts = create_rollout(&api).await;
+    let mut state = stickycanary::analysis::ComparativeState {
+        segment_weight: 10.0,
+        first_weight: Some(10.0),
+        stable_before_run: Some(stickycanary::analysis::comparative::StableBeforeRun {
+            requests: 57_600.0,
+            errors: 150.0,
+            outlying_error_shards: vec![4, 9],
+        }),
+        ..Default::default()
+    };
+    state.errors.add_stable_outlying([4, 9]);
+    let status = CanaryRolloutStatus {
+        phase: Phase::Progressing,
+        weight: 10.0,
+        comparative: Some(state),
+        ..CanaryRolloutStatus::default()
+    };
+    let mut body = status::apply_body("checkout", &status).unwrap();
+    body["status"]["comparative"]["notInTheSchema"] = json!(1);
+    apply_status(&rollouts, &body, true).await.unwrap();
+    let object = stored(&api);
+    let comparative = &object["status"]["comparative"];
+    assert_eq!(
+        comparative["stableBeforeRun"],
+        json!({"requests": 57600.0, "errors": 150.0, "outlyingErrorShards": [4, 9]})
+    );
+    assert_eq!(comparative["errors"]["stableOutlyingShards"], json!([4, 9]));
+    assert!(
+        comparative.get("notInTheSchema").is_none(),
+        "pruned as the API server would: {comparative}"
+    );
+    let read: CanaryRollout = serde_json::from_value(object).unwrap();
+    assert_eq!(read.status.and_then(|s| s.comparative), status.comparative);
+    api.finish().await;
+}
+
+#[tokio::test]
 async fn a_forced_apply_takes_a_field_another_manager_set() {
     let (client, api) = FakeApi::start();
     let rollouts = phase_edited_by_hand(&api, client).await;

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::gc;
 use super::rbac::{Attributes, ChartRules, Grants, Mode};
+use super::schema;
 use super::ssa::{self, Writer};
 
 pub type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
@@ -419,6 +420,7 @@ impl Store {
                 ssa::record_update(&mut entries, &json!({}), &object, &seen.writer(), true);
                 ssa::encode(&mut object, &entries);
                 self.fill_create_fields(&mut object);
+                schema::prune(&mut object);
                 self.objects.insert(path, object.clone());
                 (StatusCode::CREATED, object)
             }
@@ -448,6 +450,7 @@ impl Store {
                 if a.subresource.is_none() {
                     bump_generation_on_spec_change(&stored, &mut object, a);
                 }
+                schema::prune(&mut object);
                 object["metadata"]["resourceVersion"] = json!(self.next_rv());
                 self.store_written(&object_path, object.clone());
                 (StatusCode::OK, object)
@@ -649,6 +652,7 @@ impl Store {
             ssa::encode(&mut object, &entries);
             object
         };
+        schema::prune(&mut object);
         // The stored resourceVersion stays until a change is stored.
         object["metadata"]["resourceVersion"] = stored["metadata"]["resourceVersion"].clone();
         if subresource.is_none() {
@@ -714,6 +718,7 @@ impl Store {
         let mut object = ssa::apply(&json!({}), &config, &seen.writer(), force)
             .expect("an apply to an empty object has no one to conflict with");
         self.fill_create_fields(&mut object);
+        schema::prune(&mut object);
         let create = Attributes {
             verb: "create".into(),
             ..seen.attributes.clone()

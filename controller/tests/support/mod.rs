@@ -6,7 +6,8 @@
 //!   409s, status subresource, merge patch, server-side apply with managedFields, pruning and
 //!   conflicts ([`ssa`]), an apply that creates a missing object (and needs `create` as well
 //!   as `patch`), finalizers and deletionTimestamp, garbage collection by ownerReferences
-//!   ([`gc`]), the Deployment `scale` subresource, generation bumped by `.spec` changes) for
+//!   ([`gc`]), the Deployment `scale` subresource, generation bumped by `.spec` changes, the
+//!   CRDs' structural-schema pruning ([`schema`])) for
 //!   tests that care about the end state more than the exact order of calls. `FakeApi::client_as` gives a second client
 //!   (e.g. a CLI user with their own RBAC) on the same objects.
 //!
@@ -30,6 +31,7 @@ pub mod api;
 pub mod engine;
 pub mod gc;
 pub mod rbac;
+pub mod schema;
 pub mod shop;
 pub mod ssa;
 pub mod webhook;
